@@ -1,0 +1,30 @@
+"""What every command shares: the configuration from the root options, the console, error handling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from data.config import Config, load_config
+
+console = Console()  # results and tables
+err_console = Console(stderr=True)  # logs, progress and errors go to stderr
+
+
+def config(ctx: typer.Context, **overrides: Any) -> Config:
+    """The run's configuration: root `--config/--data-dir/--run-dir` plus the command's own flag overrides."""
+    root = ctx.find_root().obj or {}
+    merged = {**root.get("overrides", {}), **overrides}
+    return load_config(root.get("config_path"), merged)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that are the user's to fix: printed as one line, exit code 2, no traceback."""
+    from data.errors import DataError
+    from eval.errors import EvalError
+    from lean_env.errors import LeanError
+    from prover.errors import ProverError
+
+    return (DataError, LeanError, ProverError, EvalError, FileNotFoundError)

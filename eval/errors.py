@@ -1,0 +1,5 @@
+"""User-facing errors of the evaluation harness and leaderboard."""
+
+
+class EvalError(Exception):
+    pass

@@ -1,0 +1,82 @@
+"""What Lean said about one proof: the verdict every consumer (search, RL reward, eval, data) reads."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    PROVED = "proved"  # compiles, no sorry, statement unchanged, standard axioms only
+    FAILED = "failed"  # Lean errors, or open goals / sorries left
+    TIMEOUT = "timeout"  # the REPL call ran past its wall-clock limit
+    UNSOUND = "unsound"  # a loophole (sorry, new axiom, native_decide, changed statement, ...)
+    CRASHED = "crashed"  # the REPL died or answered garbage, even after a restart
+
+
+@dataclass(frozen=True)
+class Pos:
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class Message:
+    severity: str  # "error" | "warning" | "info"
+    data: str
+    pos: Pos | None = None
+    end_pos: Pos | None = None
+
+
+@dataclass(frozen=True)
+class Sorry:
+    goal: str
+    pos: Pos | None = None
+    end_pos: Pos | None = None
+    proof_state: int | None = None
+
+
+@dataclass
+class Verdict:
+    status: Status
+    messages: list[Message] = field(default_factory=list)
+    sorries: list[Sorry] = field(default_factory=list)
+    axioms: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # why it is not proved, one line each
+    wall_time: float = 0.0
+    cpu_time: float = 0.0
+    lean_version: str | None = None
+    mathlib_version: str | None = None
+
+    @property
+    def proved(self) -> bool:
+        return self.status is Status.PROVED
+
+    @property
+    def errors(self) -> list[Message]:
+        return [m for m in self.messages if m.severity == "error"]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["status"] = self.status.value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Verdict:
+        def pos(p):
+            return Pos(**p) if p else None
+
+        return cls(
+            status=Status(d["status"]),
+            messages=[Message(m["severity"], m["data"], pos(m.get("pos")), pos(m.get("end_pos")))
+                      for m in d.get("messages", [])],
+            sorries=[Sorry(s["goal"], pos(s.get("pos")), pos(s.get("end_pos")), s.get("proof_state"))
+                     for s in d.get("sorries", [])],
+            axioms=list(d.get("axioms", [])),
+            reasons=list(d.get("reasons", [])),
+            wall_time=d.get("wall_time", 0.0),
+            cpu_time=d.get("cpu_time", 0.0),
+            lean_version=d.get("lean_version"),
+            mathlib_version=d.get("mathlib_version"),
+        )

@@ -1,0 +1,43 @@
+"""The one interface every generation backend implements (vLLM, OpenAI-compatible HTTP, transformers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Same meaning on every backend."""
+
+    temperature: float = 1.0
+    top_p: float = 0.95
+    max_tokens: int = 2048
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    logprobs: bool = True  # return the sampled tokens' log-probabilities
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    token_logprobs: list[float] = field(default_factory=list)  # one per generated token
+    finish_reason: str = "stop"  # "stop" | "length"
+
+    @property
+    def logprob(self) -> float:
+        """Sum of the sampled tokens' log-probabilities (tree search scores candidates by it)."""
+        return float(sum(self.token_logprobs))
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """prompts + sampling parameters + n samples -> n completions per prompt, in prompt order."""
+
+    model_id: str
+
+    def generate(self, prompts: list[str], params: SamplingParams, n: int = 1) -> list[list[Completion]]: ...
+
+    def close(self) -> None: ...
