@@ -1,9 +1,69 @@
-"""`subgoal eval`: not built yet."""
+"""`subgoal eval SET`: pass@k of a model + strategy on a benchmark, resumable, optionally on Ray."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import typer
 
+from eval.cli.common import config, console, err_console
+
+
+def _default_out(run_dir: Path, problem_set: str, model: str | None, strategy: str, k: int) -> Path:
+    model_name = Path(model.rstrip("/")).name if model else "model"
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{Path(problem_set).stem}-{model_name}-{strategy}-k{k}")
+    return run_dir / slug
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("eval", help="(not built yet) see the project's open issues.")
-    def eval() -> None:
-        raise typer.BadParameter("`subgoal eval` is not built yet")
+    @app.command("eval")
+    def eval_(
+        ctx: typer.Context,
+        problem_set: str = typer.Argument(..., metavar="SET", help="minif2f-test, minif2f-valid, putnambench, "
+                                          "proverbench, proofnet-test, proofnet-valid, a .jsonl/.lean path or an HF dataset."),
+        model: str = typer.Option(None, "--model", "-m", help="HF id or checkpoint directory (else config model.model)."),
+        strategy: str = typer.Option("sample", "--strategy", "-s", help="sample | decompose | repair | tree."),
+        k: int = typer.Option(1, "-k", help="Largest k the run is sized for (pass@1..k reported)."),
+        samples: int = typer.Option(None, "--samples", "-n", help="Attempts per problem, n >= k (default k)."),
+        out: Path = typer.Option(None, "--out", "-o", help="Run directory (default <run_dir>/<set>-<model>-<strategy>-k<k>)."),
+        split: str = typer.Option(None, "--split", help="Only this split of the set."),
+        limit: int = typer.Option(None, "--limit", help="Only the first N problems (smoke runs)."),
+        putnam_answers: str = typer.Option("produced", "--putnam-answers", help="PutnamBench: 'given' substitutes "
+                                           "the recorded answer; 'produced' makes the prover fill it too."),
+        seed: int = typer.Option(0, "--seed", help="Attempt i of each problem samples with seed + i."),
+        backend: str = typer.Option(None, "--backend", help="transformers | vllm | openai."),
+        base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server for --backend openai."),
+        tensor_parallel_size: int = typer.Option(None, "--tensor-parallel-size", "--tp", help="GPUs per model replica."),
+        budget_samples: int = typer.Option(None, "--budget-samples", help="Generations per attempt (strategy budget)."),
+        budget_tokens: int = typer.Option(None, "--budget-tokens", help="Generated tokens per attempt."),
+        budget_lean_calls: int = typer.Option(None, "--budget-lean-calls", help="Lean calls per attempt."),
+        budget_wall_s: float = typer.Option(None, "--budget-wall-s", help="Wall seconds per attempt."),
+        lean_workers: int = typer.Option(None, "--lean-workers", help="REPL processes per verifier pool."),
+        lean_timeout: float = typer.Option(None, "--lean-timeout", help="Seconds per Lean check."),
+        ray: bool = typer.Option(False, "--ray", help="Distribute over Ray (a local cluster unless --ray-address)."),
+        ray_address: str = typer.Option(None, "--ray-address", help="Existing Ray cluster ('auto' or host:port); implies --ray."),
+        workers: int = typer.Option(None, "--workers", help="Ray generation workers (default: one per GPU / TP group)."),
+        max_in_flight: int = typer.Option(None, "--max-in-flight", help="Ray: attempts submitted at once (default 2 per worker)."),
+    ) -> None:
+        """pass@k of a model + strategy on a problem set; results in a run store, a re-run resumes."""
+        from eval.harness import EvalSpec, run_eval
+        from eval.report import render_table
+
+        cfg = config(ctx, model={"model": model, "backend": backend, "base_url": base_url,
+                                  "tensor_parallel_size": tensor_parallel_size},
+                     lean={"workers": lean_workers, "timeout_s": lean_timeout})
+        budget = {key: value for key, value in {"samples": budget_samples, "tokens": budget_tokens,
+                                                "lean_calls": budget_lean_calls, "wall_s": budget_wall_s}.items()
+                  if value is not None}
+        spec = EvalSpec(
+            problem_set=problem_set,
+            out=out or _default_out(cfg.run_dir, problem_set, cfg.model.model, strategy, k),
+            strategy=strategy, k=k, samples=samples, split=split, limit=limit, putnam_answers=putnam_answers,
+            seed=seed, budget=budget, ray=ray or ray_address is not None, ray_address=ray_address,
+            workers=workers, max_in_flight=max_in_flight,
+        )
+        result = run_eval(spec, cfg)
+        console.print(render_table(result.report))
+        err_console.print(f"{result.recorded} attempts recorded, {result.skipped} already done; "
+                          f"report: {result.report_path}")

@@ -1,9 +1,23 @@
-"""`subgoal leaderboard`: not built yet."""
+"""`subgoal leaderboard RUNS`: every run under a directory -> Markdown table + static HTML page."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
+from eval.cli.common import console
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("leaderboard", help="(not built yet) see the project's open issues.")
-    def leaderboard() -> None:
-        raise typer.BadParameter("`subgoal leaderboard` is not built yet")
+    @app.command("leaderboard")
+    def leaderboard(
+        runs: Path = typer.Argument(Path("runs"), help="Directory of runs (each <run>/store.sqlite) or one run."),
+        out: Path = typer.Option(Path("site"), "--out", "-o", help="Where index.html and leaderboard.md go."),
+        reported: Path = typer.Option(None, "--reported", help="Published results JSON (default: the bundled one)."),
+    ) -> None:
+        """Leaderboard of measured runs, with published results of other systems shown apart."""
+        from eval.leaderboard import REPORTED_PATH, build_site
+
+        site = build_site(runs, out, reported_path=reported or REPORTED_PATH)
+        console.print(f"{site.runs} runs, {site.reported} reported results -> {site.html} and {site.markdown}")

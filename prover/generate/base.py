@@ -6,9 +6,17 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 
+Prompt = str | list[int]  # text, or token ids (benchmarks; checkpoints without a tokenizer)
+
+
 @dataclass(frozen=True)
 class SamplingParams:
-    """Same meaning on every backend."""
+    """Same meaning on every backend.
+
+    temperature 0 = greedy (top_p ignored); `stop` strings end a sequence and are not part of its text; with a
+    `seed`, sample j of every prompt is drawn with seed `seed + j` (so one sample is reproducible whatever the
+    batch it runs in), without one sampling is unseeded.
+    """
 
     temperature: float = 1.0
     top_p: float = 0.95
@@ -25,6 +33,7 @@ class Completion:
     completion_tokens: int
     token_logprobs: list[float] = field(default_factory=list)  # one per generated token
     finish_reason: str = "stop"  # "stop" | "length"
+    token_ids: list[int] = field(default_factory=list)  # the generated token ids, where the backend has them
 
     @property
     def logprob(self) -> float:
@@ -38,6 +47,6 @@ class Backend(Protocol):
 
     model_id: str
 
-    def generate(self, prompts: list[str], params: SamplingParams, n: int = 1) -> list[list[Completion]]: ...
+    def generate(self, prompts: list[Prompt], params: SamplingParams, n: int = 1) -> list[list[Completion]]: ...
 
     def close(self) -> None: ...

@@ -1,0 +1,196 @@
+"""Problems from a `.lean` file: every `theorem`/`lemma NAME ... := by sorry` is one problem.
+
+The file's header (imports, options, opens: everything before the first declaration) becomes each
+problem's `header`. Declarations between the header and a theorem that are not themselves sorry
+theorems (defs, proved lemmas, `namespace`, later `open`s) are appended to that theorem's header, so
+each problem checks on its own. `extra["span"]` holds the [start, end) character offsets of the
+declaration in the file text (docstring included, through the `sorry`) and `extra["decl"]` its text, so
+`fill_sorries` can later put proofs back and write the completed file.
+
+The scan is lexical, not a Lean parser: comments and strings are blanked first, declarations are
+recognised at the start of a line, and a theorem counts when its first `:=` outside brackets is
+followed by `sorry` or `by sorry` and nothing else before the next top-level command.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from data.errors import DataError
+from data.problem import Problem
+
+_MODIFIERS = r"(?:@\[[^\]]*\]\s*)*(?:(?:private|protected|noncomputable|nonrec|partial|unsafe)\s+)*"
+_DECL = re.compile(
+    r"(?m)^" + _MODIFIERS + r"(?:theorem|lemma|def|abbrev|instance|example|structure|class|inductive|axiom|"
+    r"opaque|macro_rules|macro|syntax|elab|notation|infixl|infixr|infix|prefix|postfix)\b"
+)
+_THEOREM = re.compile(r"(?m)^" + _MODIFIERS + r"(?:theorem|lemma)\s+([^\s:({\[⦃]+)")
+_COMMAND_LINE = re.compile(r"(?m)^\S")  # any top-level command starts in column 0
+_SORRY_PROOF = re.compile(r":=\s*(by\s+)?sorry\b")
+_OPEN, _CLOSE = "([{⦃⟨", ")]}⦄⟩"
+
+
+@dataclass
+class _Scan:
+    masked: str  # the text with comment and string contents replaced by spaces (offsets and newlines kept)
+    doc_comments: list[tuple[int, int]]  # spans of `/-- ... -/`
+
+
+def _mask(text: str) -> _Scan:
+    out = list(text)
+    docs: list[tuple[int, int]] = []
+    i, n = 0, len(text)
+
+    def blank(a: int, b: int) -> None:
+        for k in range(a, b):
+            if out[k] != "\n":
+                out[k] = " "
+
+    while i < n:
+        if text.startswith("--", i):
+            j = text.find("\n", i)
+            j = n if j < 0 else j
+            blank(i, j)
+            i = j
+        elif text.startswith("/-", i):
+            depth, j = 1, i + 2
+            while j < n and depth:
+                if text.startswith("/-", j):
+                    depth, j = depth + 1, j + 2
+                elif text.startswith("-/", j):
+                    depth, j = depth - 1, j + 2
+                else:
+                    j += 1
+            if text.startswith("/--", i):
+                docs.append((i, j))
+            blank(i, j)
+            i = j
+        elif text[i] == '"':
+            j = i + 1
+            while j < n and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            blank(i, min(j + 1, n))
+            i = j + 1
+        else:
+            i += 1
+    return _Scan("".join(out), docs)
+
+
+def _top_level_assign(masked: str, start: int, stop: int) -> int | None:
+    """Offset of the first `:=` outside brackets in masked[start:stop]."""
+    depth = 0
+    for k in range(start, stop - 1):
+        c = masked[k]
+        if c in _OPEN:
+            depth += 1
+        elif c in _CLOSE:
+            depth = max(0, depth - 1)
+        elif depth == 0 and c == ":" and masked[k + 1] == "=":
+            return k
+    return None
+
+
+def _ends_command(masked: str, pos: int) -> bool:
+    """Nothing but blanks from `pos` to the next line that starts a new command (column 0) or the end."""
+    nxt = _COMMAND_LINE.search(masked, pos)
+    return not masked[pos : nxt.start() if nxt else len(masked)].strip()
+
+
+def _line_of(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def parse_lean(text: str, path: str = "<text>") -> list[Problem]:
+    """The sorry theorems of a Lean source text, in file order."""
+    scan = _mask(text)
+    masked = scan.masked
+    decl_starts = [m.start() for m in _DECL.finditer(masked)]
+    if not decl_starts:
+        raise DataError(f"{path}: no declarations found (expected `theorem NAME ... := by sorry`)")
+    bounds = decl_starts[1:] + [len(text)]
+    header_end = decl_starts[0]
+    for d0, d1 in scan.doc_comments:  # the first declaration's docstring is not header
+        if d1 <= header_end and not masked[d1:header_end].strip():
+            header_end = d0
+    header = text[:header_end]
+
+    found: list[tuple[int, int, str, str]] = []  # start, end, name, statement
+    for start, stop in zip(decl_starts, bounds, strict=True):
+        m = _THEOREM.match(masked, start)
+        if not m:
+            continue
+        assign = _top_level_assign(masked, m.end(), stop)
+        proof = _SORRY_PROOF.match(masked, assign) if assign is not None else None
+        if proof is None or not _ends_command(masked, proof.end()):
+            continue  # proved (or partly proved) theorems are context, not problems
+        decl_start = start
+        for d0, d1 in scan.doc_comments:
+            if d1 <= start and not masked[d1:start].strip():
+                decl_start = d0
+        if proof.group(1):  # `:= by sorry`: the statement runs through `by`
+            statement = text[decl_start : proof.start(1) + 2]
+        else:  # `:= sorry`: a term proof, stated here as `:= by` like every other problem
+            statement = text[decl_start : assign + 2] + " by"
+        found.append((decl_start, proof.end(), m.group(1), statement))
+    if not found:
+        raise DataError(f"{path}: no `theorem NAME ... := by sorry` found (nothing left to prove)")
+
+    problems: list[Problem] = []
+    lines: dict[str, int] = {}
+    for k, (start, end, name, statement) in enumerate(found):
+        line = _line_of(text, start)
+        if name in lines:
+            raise DataError(f"{path}:{line}: field 'name': duplicate theorem name {name!r} (first on line {lines[name]})")
+        lines[name] = line
+        context, pos = [], header_end  # text between the header and this theorem, minus earlier problems
+        for prev_start, prev_end, *_ in found[:k]:
+            context.append(text[pos:prev_start])
+            pos = prev_end
+        context.append(text[pos:start])
+        between = "".join(context)
+        problems.append(
+            Problem(
+                name=name,
+                formal_statement=statement,
+                header=header + between if between.strip() else header,
+                source=path,
+                extra={"path": path, "line": line, "span": [start, end], "decl": text[start:end]},
+            )
+        )
+    return problems
+
+
+def load_lean(path: str | Path) -> list[Problem]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    return parse_lean(text, str(path))
+
+
+def fill_sorries(text: str, problems: list[Problem], proofs: dict[str, str]) -> str:
+    """The file text with each proved problem's declaration replaced by its proof.
+
+    `proofs` maps a problem name to the full declaration (statement + proof), as a prover returns it; a
+    leading copy of the problem's header is dropped. Problems without a proof keep their `sorry`.
+    """
+    by_name = {p.name: p for p in problems}
+    edits = []
+    for name, proof in proofs.items():
+        problem = by_name.get(name)
+        if problem is None or "span" not in problem.extra:
+            raise DataError(f"no problem {name!r} read from a .lean file to fill")
+        start, end = problem.extra["span"]
+        if text[start:end] != problem.extra["decl"]:
+            raise DataError(f"{problem.extra.get('path', '<text>')}: the file changed since {name!r} was read")
+        if problem.header and proof.startswith(problem.header):
+            proof = proof[len(problem.header) :]
+        edits.append((start, end, proof.strip()))
+    for start, end, proof in sorted(edits, reverse=True):  # back to front: earlier offsets stay valid
+        text = text[:start] + proof + text[end:]
+    return text

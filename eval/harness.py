@@ -1,0 +1,254 @@
+"""`subgoal eval`: a benchmark x model x strategy x budget run, resumable, in one process or on Ray.
+
+Every problem gets `samples` (>= k) attempts, one work unit per (problem, attempt index). Units run
+through `eval.distributed` (the driver is the only writer of the run store), then the report (pass@k for
+every k <= n with bootstrap intervals, verdict counts, cost) is rebuilt from the store and written to
+`<out>/report.json`.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from eval.distributed import LocalExecutor, RayExecutor, WorkUnit, drive
+from eval.errors import EvalError
+from eval.report import build_report, write_report
+
+STRATEGIES = ("sample", "decompose", "repair", "tree")
+# Recorded config keys that must match when a run is resumed: mixing them would make pass@k meaningless.
+RESUME_KEYS = ("problem_set", "split", "model", "strategy", "putnam_answers", "budget")
+
+
+@dataclass
+class EvalSpec:
+    problem_set: str  # registry name, JSONL / Lean path, or HF dataset id
+    out: Path  # run directory: <out>/store.sqlite, <out>/report.json
+    strategy: str = "sample"
+    k: int = 1
+    samples: int | None = None  # attempts per problem; default k
+    split: str | None = None
+    limit: int | None = None  # first N problems only (smoke runs)
+    putnam_answers: Literal["given", "produced"] = "produced"
+    seed: int = 0  # attempt i of every problem uses seed + i
+    budget: dict[str, Any] = field(default_factory=dict)  # prover.search.Budget fields, per attempt
+    model: str | None = None  # recorded model id (default: the configured model)
+    ray: bool = False
+    ray_address: str | None = None
+    workers: int | None = None  # Ray generation workers (default: one per GPU / TP group)
+    max_in_flight: int | None = None
+    n_boot: int = 1000
+
+    @property
+    def n(self) -> int:
+        return self.samples if self.samples is not None else self.k
+
+    def validate(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise EvalError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if self.k < 1:
+            raise EvalError(f"-k must be >= 1, got {self.k}")
+        if self.n < self.k:
+            raise EvalError(f"--samples ({self.n}) must be >= -k ({self.k}): pass@k needs n >= k samples")
+        if self.limit is not None and self.limit < 1:
+            raise EvalError(f"--limit must be >= 1, got {self.limit}")
+        if self.putnam_answers not in ("given", "produced"):
+            raise EvalError(f"--putnam-answers must be 'given' or 'produced', got {self.putnam_answers!r}")
+
+
+@dataclass
+class ProverRecipe:
+    """Picklable: builds a generation backend and a Lean verifier, runs one attempt of a strategy."""
+
+    strategy: str
+    budget: dict[str, Any]
+    model_settings: Any  # data.config.ModelSettings
+    lean_settings: Any  # data.config.LeanSettings
+    seed: int = 0
+    model_id: str = ""
+    backend_factory: Callable[[], Any] | None = None  # tests: a scripted backend instead of a real model
+
+    def make_generator(self) -> Any:
+        if self.backend_factory is not None:
+            return self.backend_factory()
+        from prover.generate import make_backend
+
+        return make_backend(self.model_settings)
+
+    def make_checker(self) -> Any:
+        from lean_env import make_verifier
+
+        return make_verifier(self.lean_settings)
+
+    def run(self, backend: Any, verifier: Any, problem: Any, index: int) -> Any:
+        from prover.search import Budget, run_attempt
+
+        start = time.perf_counter()
+        result = run_attempt(problem, self.strategy, backend, verifier, Budget(**self.budget), seed=self.seed + index)
+        attempt = result.to_attempt(problem, index)
+        # Fill what the run needs for the leaderboard and cost accounting if the strategy left it out.
+        attempt.strategy = attempt.strategy or self.strategy
+        attempt.model = attempt.model or self.model_id or getattr(backend, "model_id", "")
+        attempt.split = attempt.split or problem.split
+        attempt.seed = self.seed + index if attempt.seed is None else attempt.seed
+        attempt.timings = {"wall_s": time.perf_counter() - start, **(attempt.timings or {})}
+        return attempt
+
+
+def versions() -> dict[str, str]:
+    """Versions that decide a result: ours, the ML stack, Python (Lean's come with each verdict)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for dist in ("subgoal", "torch", "transformers", "vllm", "ray"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def select_problems(spec: EvalSpec, config: Any) -> list[Any]:
+    """The run's problems: loaded, split-filtered, limited, and PutnamBench answers set per the setting."""
+    from data import load_problems
+
+    problems = load_problems(spec.problem_set, config, split=spec.split)
+    if spec.limit is not None:
+        problems = problems[: spec.limit]
+    if not problems:
+        raise EvalError(f"problem set {spec.problem_set!r} has no problems" + (f" in split {spec.split!r}" if spec.split else ""))
+    if spec.putnam_answers == "given" and any(p.extra.get("answers") for p in problems):
+        problems = [_with_given_answers(p) for p in problems]
+    return problems
+
+
+def _with_given_answers(problem: Any) -> Any:
+    """PutnamBench 'answer given': the recorded answer replaces the abbrev's `sorry` (lean_env.text helper)."""
+    answers = problem.extra.get("answers")
+    if not answers:
+        return problem
+    try:
+        from lean_env.text import fill_answers
+    except ImportError:
+        raise EvalError("--putnam-answers given needs lean_env.text.fill_answers, which this install lacks") from None
+    return replace(problem, formal_statement=fill_answers(problem.formal_statement, answers))
+
+
+def run_config(spec: EvalSpec, config: Any, problems: list[Any], model_id: str) -> dict[str, Any]:
+    return {
+        "problem_set": spec.problem_set,
+        "split": spec.split or "",
+        "model": model_id,
+        "backend": config.model.backend,
+        "strategy": spec.strategy,
+        "k": spec.k,
+        "samples": spec.n,
+        "budget": dict(spec.budget),
+        "seed": spec.seed,
+        "putnam_answers": spec.putnam_answers,
+        "limit": spec.limit,
+        "problems": [p.name for p in problems],
+        "lean": {"lean_version": config.lean.lean_version, "timeout_s": config.lean.timeout_s},
+        "versions": versions(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "distributed": "ray" if spec.ray else "local",
+    }
+
+
+def _check_resume(recorded: dict[str, Any], current: dict[str, Any], out: Path) -> None:
+    for key in RESUME_KEYS:
+        if key in recorded and recorded[key] != current[key]:
+            raise EvalError(f"{out} was started with {key}={recorded[key]!r}, not {current[key]!r}; "
+                            "use another --out (or the same settings to resume)")
+
+
+@dataclass
+class EvalResult:
+    report: dict[str, Any]
+    report_path: Path
+    recorded: int  # attempts written by this invocation
+    skipped: int  # attempts found already done (resume)
+    wall_s: float
+
+
+def run_eval(
+    spec: EvalSpec,
+    config: Any,
+    *,
+    backend_factory: Callable[[], Any] | None = None,
+    ray_runtime_env: dict[str, Any] | None = None,
+    on_result: Callable[[WorkUnit, Any], None] | None = None,
+    progress: bool = True,
+    executor_hook: Callable[[Any], None] | None = None,
+) -> EvalResult:
+    """Run (or resume) one evaluation and write its report. See `EvalSpec` for the knobs."""
+    from data.store import RunStore
+
+    spec.validate()
+    start = time.perf_counter()
+    problems = select_problems(spec, config)
+    model_id = spec.model or config.model.model or ""
+    if not model_id and backend_factory is None:
+        raise EvalError("no model given: pass --model (an HF id or a checkpoint directory)")
+    out = Path(spec.out)
+    out.mkdir(parents=True, exist_ok=True)
+    current = run_config(spec, config, problems, model_id)
+    recipe = ProverRecipe(spec.strategy, dict(spec.budget), config.model, config.lean, spec.seed, model_id,
+                          backend_factory)
+    units = [WorkUnit(p, i) for i in range(spec.n) for p in problems]  # round-robin: early pass@1 everywhere
+    with RunStore(out) as store:
+        run_id = store.start_run(out.name, current)
+        recorded_config = _recorded_config(store, run_id)
+        _check_resume(recorded_config, current, out)
+        executor = (RayExecutor(recipe, address=spec.ray_address, workers=spec.workers,
+                                gpus_per_worker=config.model.tensor_parallel_size,
+                                max_in_flight=spec.max_in_flight, runtime_env=ray_runtime_env)
+                    if spec.ray else LocalExecutor(recipe))
+        if executor_hook is not None:
+            executor_hook(executor)
+        try:
+            stats = _drive_with_progress(units, executor, store, run_id, on_result, progress)
+        finally:
+            executor.close()
+        run = {**recorded_config, **{k: current[k] for k in ("samples", "k", "problems")}, "name": out.name}
+        report = build_report(store.attempts(run_id), run, n_boot=spec.n_boot, seed=spec.seed)
+    path = write_report(report, out)
+    return EvalResult(report, path, stats.recorded, stats.skipped, time.perf_counter() - start)
+
+
+def _recorded_config(store: Any, run_id: int) -> dict[str, Any]:
+    info = store.run(run_id)
+    return {**info.config, "versions": {**info.versions, **(info.config.get("versions") or {})}}
+
+
+def _drive_with_progress(units, executor, store, run_id, on_result, progress: bool):
+    if not progress:
+        return drive(units, executor, store, run_id, on_result=on_result)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from eval.cli.common import err_console
+
+    done = store.done(run_id)
+    todo = sum(1 for u in units if u.key not in done)
+    solved: set[str] = set()
+    with Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                  TimeElapsedColumn(), console=err_console, transient=False) as bar:
+        task = bar.add_task("attempts", total=todo, info="")
+
+        def tick(unit: WorkUnit, attempt: Any) -> None:
+            if attempt.status == "proved":
+                solved.add(unit.problem.name)
+            bar.update(task, advance=1, info=f"{len(solved)} newly proved problems")
+            if on_result is not None:
+                on_result(unit, attempt)
+
+        return drive(units, executor, store, run_id, on_result=tick)
+
+
+def spec_dict(spec: EvalSpec) -> dict[str, Any]:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(spec).items()}

@@ -1,0 +1,205 @@
+"""DeepSeekMoE: sigmoid router with group-limited top-k and a selection-only bias, shared experts, and the
+routed experts computed two ways:
+
+- `reference`: a plain loop over experts (what the tests compare against);
+- fast: token copies sorted by expert, then one grouped GEMM per projection. `grouped` uses
+  `torch._grouped_mm` (bf16 on sm90+; CPU kernels in recent torch); `batched` pads each expert's tokens
+  to the largest count and runs `torch.bmm` (works anywhere, any dtype).
+
+Routed expert weights are stacked (`gate_up_proj` [E, 2I, H], `down_proj` [E, H, I], nn.Linear layout) so that
+the fast path needs no per-expert Python; checkpoints split them per expert (`checkpoint.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prover.model.config import ModelConfig
+
+
+class MLP(nn.Module):
+    """SwiGLU feed-forward: the dense layers' MLP and the shared experts."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Router(nn.Module):
+    """Checkpoint names: `mlp.gate.weight`, `mlp.gate.e_score_correction_bias`."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.top_k = cfg.num_experts_per_tok
+        self.n_group, self.topk_group = cfg.n_group, cfg.topk_group
+        self.norm_topk_prob = cfg.norm_topk_prob
+        self.scaling = cfg.routed_scaling_factor
+        self.weight = nn.Parameter(torch.empty(cfg.n_routed_experts, cfg.hidden_size))
+        # Used to choose experts only, never to weight them; moved by `balance.update_bias`, not by gradients.
+        self.register_buffer("e_score_correction_bias", torch.zeros(cfg.n_routed_experts, dtype=torch.float32))
+
+    def _apply(self, fn, recurse=True):
+        # model.to(bfloat16) must not round the bias: its updates (gamma ~ 1e-3) would vanish in bf16.
+        bias = self.e_score_correction_bias
+        super()._apply(fn, recurse)
+        moved = self.e_score_correction_bias
+        self.e_score_correction_bias = bias.to(device=moved.device, dtype=torch.float32)
+        return self
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [T, H] -> (weights [T, K] float32, indices [T, K], scores [T, E] float32)."""
+        scores = F.linear(x.float(), self.weight.float()).sigmoid()
+        with torch.no_grad():
+            biased = scores + self.e_score_correction_bias
+            T, E = biased.shape
+            grouped = biased.view(T, self.n_group, E // self.n_group)
+            group_scores = grouped.topk(2, dim=-1).values.sum(-1)  # a group's score: its two best experts
+            keep = torch.zeros_like(group_scores, dtype=torch.bool)
+            keep.scatter_(1, group_scores.topk(self.topk_group, dim=-1, sorted=False).indices, True)
+            biased = biased.masked_fill(~keep.unsqueeze(-1).expand_as(grouped).reshape(T, E), float("-inf"))
+            indices = biased.topk(self.top_k, dim=-1, sorted=False).indices
+        weights = scores.gather(1, indices)
+        if self.norm_topk_prob:
+            weights = weights / (weights.sum(-1, keepdim=True) + 1e-20)
+        return weights * self.scaling, indices, scores
+
+
+class RoutedExperts(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        E, H, I = cfg.n_routed_experts, cfg.hidden_size, cfg.moe_intermediate_size
+        self.num_experts = E
+        self.gate_up_proj = nn.Parameter(torch.empty(E, 2 * I, H))  # rows [0, I): gate_proj, [I, 2I): up_proj
+        self.down_proj = nn.Parameter(torch.empty(E, H, I))
+
+    def forward(self, x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor, counts: torch.Tensor,
+                impl: str = "auto") -> torch.Tensor:
+        if impl == "reference":
+            return experts_reference(x, indices, weights, self.gate_up_proj, self.down_proj)
+        if impl == "auto":
+            impl = "grouped" if grouped_mm_supported(x) else "batched"
+        return experts_sorted(x, indices, weights, self.gate_up_proj, self.down_proj, counts, impl)
+
+
+class MoE(nn.Module):
+    """Shared experts + routed experts. Checkpoint names under `mlp.`: `gate`, `experts.{j}`, `shared_experts`."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.gate = Router(cfg)
+        self.experts = RoutedExperts(cfg)
+        self.shared_experts = MLP(cfg.hidden_size, cfg.moe_intermediate_size * cfg.n_shared_experts)
+        # Routed token copies per expert since the last bias update (training only); see balance.py.
+        self.register_buffer("tokens_per_expert", torch.zeros(cfg.n_routed_experts, dtype=torch.int64),
+                             persistent=False)  # int64: survives model.to(bfloat16) exactly
+        self.impl = cfg.moe_impl
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x [B, S, H] -> (y [B, S, H], sequence-wise balance loss or None)."""
+        B, S, H = x.shape
+        flat = x.reshape(-1, H)
+        weights, indices, scores = self.gate(flat)
+        counts = expert_counts(indices, self.experts.num_experts)
+        if self.training:
+            self.tokens_per_expert += counts
+        y = self.experts(flat, indices, weights.to(x.dtype), counts, self.impl)
+        y = y + self.shared_experts(flat)
+        aux = None
+        if self.training and self.cfg.aux_loss_alpha > 0:
+            aux = sequence_balance_loss(scores.view(B, S, -1), indices.view(B, S, -1), self.cfg.aux_loss_alpha)
+        return y.view(B, S, H), aux
+
+
+def expert_counts(indices: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """Routed token copies per expert (int64 [E]); scatter_add keeps the shape static for torch.compile."""
+    flat = indices.reshape(-1)
+    return torch.zeros(num_experts, dtype=torch.int64, device=flat.device).scatter_add_(0, flat, torch.ones_like(flat))
+
+
+def sequence_balance_loss(scores: torch.Tensor, indices: torch.Tensor, alpha: float) -> torch.Tensor:
+    """DeepSeek-V3's complementary sequence-wise loss: alpha * sum_i f_i * P_i per sequence, batch mean.
+    f_i = E/(K*S) * (tokens of the sequence routed to i); P_i = mean over tokens of normalized affinities."""
+    B, S, E = scores.shape
+    K = indices.shape[-1]
+    with torch.no_grad():
+        hits = torch.zeros(B, E, device=scores.device, dtype=scores.dtype)
+        hits.scatter_add_(1, indices.reshape(B, -1), torch.ones(B, S * K, device=scores.device, dtype=scores.dtype))
+        f = hits * (E / (K * S))
+    p = (scores / scores.sum(-1, keepdim=True)).mean(1)
+    return alpha * (f * p).sum(-1).mean()
+
+
+# ------------------------------------------------------------------------------------------- reference path
+def experts_reference(x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor, gate_up: torch.Tensor,
+                      down: torch.Tensor) -> torch.Tensor:
+    """Loop over experts, gather their tokens, SwiGLU, scatter back weighted. Plain on purpose."""
+    out = torch.zeros_like(x)
+    for e in range(gate_up.shape[0]):
+        token, slot = torch.where(indices == e)
+        if token.numel() == 0:
+            continue
+        gate, up = F.linear(x[token], gate_up[e]).chunk(2, dim=-1)
+        y = F.linear(F.silu(gate) * up, down[e]) * weights[token, slot, None]
+        out.index_add_(0, token, y.to(out.dtype))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- fast path
+@dataclass
+class Segments:
+    """Rows of the expert-sorted token copies: expert e owns rows [offs[e] - counts[e], offs[e])."""
+
+    counts: torch.Tensor  # [E] int64
+    offs: torch.Tensor  # [E] int32, inclusive cumulative counts (what torch._grouped_mm takes)
+    expert: torch.Tensor  # [T*K] expert of each sorted row
+    row_in_expert: torch.Tensor  # [T*K] position of each sorted row within its expert
+
+
+def experts_sorted(x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor, gate_up: torch.Tensor,
+                   down: torch.Tensor, counts: torch.Tensor, impl: str) -> torch.Tensor:
+    """Sort token copies by expert, two grouped GEMMs, un-sort, weighted sum over the K copies of a token."""
+    T, K = indices.shape
+    flat = indices.reshape(-1)
+    order = flat.argsort(stable=True)  # sorted row r holds copy order[r] = token * K + slot
+    offs = counts.cumsum(0)
+    expert = flat[order]
+    seg = Segments(counts, offs.to(torch.int32), expert, torch.arange(T * K, device=x.device) - (offs - counts)[expert])
+    gemm = grouped_gemm if impl == "grouped" else batched_gemm
+    xs = x[order // K]
+    gate, up = gemm(xs, gate_up, seg).chunk(2, dim=-1)
+    ys = gemm(F.silu(gate) * up, down, seg)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(T * K, device=x.device)
+    y = ys[inverse].view(T, K, -1)  # back to (token, slot) order
+    return torch.bmm(weights.to(y.dtype).unsqueeze(1), y).squeeze(1)
+
+
+def grouped_gemm(x: torch.Tensor, w: torch.Tensor, seg: Segments) -> torch.Tensor:
+    """x [N, in] (rows sorted by expert) @ w[e].T per segment -> [N, out]."""
+    return torch._grouped_mm(x, w.transpose(-2, -1), offs=seg.offs)
+
+
+def batched_gemm(x: torch.Tensor, w: torch.Tensor, seg: Segments) -> torch.Tensor:
+    """Fallback without a grouped-GEMM kernel: pad every expert to the largest count, one bmm."""
+    E = w.shape[0]
+    cap = int(seg.counts.max())  # host sync; acceptable off the fast GPU path
+    buf = x.new_zeros(E, max(cap, 1), x.shape[-1])
+    buf = buf.index_put((seg.expert, seg.row_in_expert), x)
+    out = torch.bmm(buf, w.transpose(-2, -1))
+    return out[seg.expert, seg.row_in_expert]
+
+
+def grouped_mm_supported(x: torch.Tensor) -> bool:
+    if not hasattr(torch, "_grouped_mm") or not x.is_cuda or x.dtype != torch.bfloat16:
+        return False
+    return torch.cuda.get_device_capability(x.device) >= (9, 0)

@@ -1,0 +1,104 @@
+"""Getting Lean out of a completion: the last Lean block, a continued code block, one tactic.
+
+Completions are untrusted and often malformed: truncated at `max_tokens` inside a block, prose around the
+code, several blocks (CoT: the sketch first, the complete proof last), or, in plain-completion mode, no
+opening fence at all because the prompt left a ```lean4 block open. Everything returned here is only a
+candidate; the Verifier decides.
+"""
+
+from __future__ import annotations
+
+import re
+
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n?")
+_DECL = re.compile(r"(?m)^\s*(?:@\[[^\]]*\]\s*)?(?:theorem|lemma|example)\b")
+
+
+def last_lean_block(text: str) -> str | None:
+    """The last fenced Lean block (```lean4, ```lean or a bare ```), the unterminated one of a truncated text
+    included; None when there is none. Uses `lean_env.text.last_lean_block` when that module provides it."""
+    try:
+        from lean_env.text import last_lean_block as lean_env_last_block
+    except ImportError:
+        return _last_block(text)
+    return lean_env_last_block(text)
+
+
+def _last_block(text: str) -> str | None:
+    blocks = lean_blocks(text)
+    return blocks[-1] if blocks else None
+
+
+def lean_blocks(text: str) -> list[str]:
+    """Every fenced Lean block, in order; a final unterminated block is kept (truncated completion)."""
+    blocks, pos = [], 0
+    while (m := _FENCE.search(text, pos)) is not None:
+        lang = m.group(1).lower()
+        close = text.find("```", m.end())
+        body = text[m.end(): close if close >= 0 else len(text)]
+        if lang in ("lean4", "lean", "") and body.strip():
+            blocks.append(body.strip("\n"))
+        if close < 0:
+            break
+        pos = close + 3
+    return blocks
+
+
+def extract_proof(completion: str, statement: str, continues_code: bool, name: str | None = None) -> str | None:
+    """The candidate proof (statement + proof text) in `completion`, or None when there is nothing usable.
+
+    Preference: a block that restates the theorem (the model wrote the whole thing); else, when the prompt left
+    a code block open, the statement followed by the completion up to the first closing fence; else the last
+    Lean block, prefixed with the statement when it is a bare tactic script.
+    """
+    blocks = lean_blocks(completion)
+    restated = [b for b in blocks if _declares(b, name)]
+    if restated:
+        return restated[-1].rstrip() + "\n"
+    if continues_code:
+        body = completion.split("```", 1)[0]
+        if body.strip():
+            if _declares(body, name):
+                return body.strip("\n").rstrip() + "\n"
+            return _join(statement, body)
+    block = last_lean_block(completion) if blocks or "```" in completion else None
+    if block is None:
+        return None
+    return block.rstrip() + "\n" if _DECL.search(block) else _join(statement, block)
+
+
+def _declares(text: str, name: str | None) -> bool:
+    if name:
+        return re.search(r"(?m)^\s*(?:theorem|lemma)\s+" + re.escape(name) + r"(?![\w.'])", text) is not None
+    return _DECL.search(text) is not None
+
+
+def _join(statement: str, body: str) -> str:
+    """Statement + a tactic script: indent a script that starts flush left, keep one that is indented."""
+    body = body.rstrip()
+    if body.startswith((" ", "\t")) or body.startswith("\n"):
+        return statement.rstrip() + ("\n" if not body.startswith("\n") else "") + body + "\n"
+    lines = body.split("\n")
+    indented = "\n".join("  " + line if line.strip() else line for line in lines)
+    return statement.rstrip() + "\n" + indented + "\n"
+
+
+def extract_tactic(completion: str) -> str | None:
+    """One tactic from a tree-search completion: the first non-empty line, without fences or comments."""
+    for line in completion.split("\n"):
+        line = line.split("```", 1)[0]
+        line = re.sub(r"\s--.*$", "", line).strip()
+        if line and not line.startswith(("--", "/-")):
+            return line
+    return None
+
+
+def lean_errors(messages, limit: int = 8) -> str:
+    """Lean's error messages as the repair prompt shows them: `line L, col C: message`, at most `limit`."""
+    out = []
+    for m in messages:
+        if getattr(m, "severity", "error") != "error":
+            continue
+        where = f"line {m.pos.line}, col {m.pos.column}: " if getattr(m, "pos", None) else ""
+        out.append(f"- {where}{m.data.strip()}")
+    return "\n".join(out[:limit]) if out else "(no error message; the proof was incomplete or rejected)"

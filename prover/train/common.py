@@ -1,0 +1,178 @@
+"""What SFT and GRPO share: loading a policy (any HF causal LM, or our DeepSeek-V3 MoE), precision, the
+MoE-specific step hooks (aux-loss-free bias update, expert-load logging), RNG state, metric logging."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from prover.errors import ProverError
+
+
+def is_moe(model: torch.nn.Module) -> bool:
+    """Our DeepSeek-V3 implementation (it carries the per-expert routing bias that training must update)."""
+    try:
+        from prover.model import DeepSeekV3
+    except ImportError:
+        return False
+    return isinstance(unwrap(model), DeepSeekV3)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return getattr(model, "module", model)  # DDP-style wrappers; FSDP2 modifies the module in place
+
+
+def _model_type(path: Path) -> str | None:
+    cfg = path / "config.json"
+    if not cfg.is_file():
+        return None
+    try:
+        return json.loads(cfg.read_text()).get("model_type")
+    except json.JSONDecodeError:
+        raise ProverError(f"{cfg} is not valid JSON") from None
+
+
+def load_policy(name_or_path: str, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """A DeepSeek-V3 checkpoint loads as `prover.model.DeepSeekV3` (so MTP and bias balancing train); any
+    other checkpoint through `transformers.AutoModelForCausalLM`. Weights stay fp32 (master copy); compute
+    precision is autocast's job."""
+    path = Path(name_or_path)
+    try:
+        if path.is_dir() and _model_type(path) == "deepseek_v3":
+            from prover.model import DeepSeekV3
+
+            model = DeepSeekV3.from_pretrained(str(path))
+        else:
+            from transformers import AutoModelForCausalLM
+
+            model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch.float32)
+    except (OSError, ValueError) as e:
+        raise ProverError(f"cannot load model {name_or_path}: {str(e).splitlines()[0]}") from None
+    return model.float().to(device)
+
+
+def load_tokenizer(name_or_path: str):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as e:
+        raise ProverError(f"cannot load a tokenizer from {name_or_path}: {str(e).splitlines()[0]}") from None
+    if tok.eos_token_id is None:
+        raise ProverError(f"tokenizer of {name_or_path} has no EOS token; training needs one to end completions")
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def autocast(device: torch.device, precision: str = "auto"):
+    """bf16 autocast where the device does bf16 well (CUDA with bf16); fp32 otherwise unless asked."""
+    use_bf16 = precision == "bf16" or (
+        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    )
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ProverError(f"unknown precision {precision!r} (auto, bf16, fp32)")
+    if not use_bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def moe_after_step(model: torch.nn.Module, gamma: float, process_group: Any = None) -> dict[str, float]:
+    """After each optimizer step of the MoE: nudge each expert's routing bias toward balance (DeepSeek-V3's
+    aux-loss-free balancing) from the expert load counted since the last step, summed over `process_group` so
+    every rank applies the same update; returns that load's summary for the logs. A no-op for other models."""
+    if not is_moe(model):
+        return {}
+    from prover.model import balance
+
+    inner = unwrap(model)
+    if gamma > 0:
+        stats = balance.update_bias(inner, gamma, process_group=process_group)
+    else:  # still report (and reset) the load
+        counts = balance.expert_counts(inner)
+        if process_group is not None:
+            import torch.distributed as dist
+
+            dist.all_reduce(counts, group=process_group)
+        stats = balance.load_summary(counts)
+        balance.reset_counts(inner)
+    return {f"expert_load/{k}": v for k, v in stats.items()}
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    try:
+        import numpy as np
+
+        state["numpy"] = np.random.get_state()
+    except ImportError:
+        pass
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "numpy" in state:
+        import numpy as np
+
+        np.random.set_state(state["numpy"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:
+        pass
+
+
+class MetricLog:
+    """TensorBoard scalars (under `<dir>/tb`) plus a JSONL copy and a one-line summary on stderr."""
+
+    def __init__(self, out_dir: str | Path, enabled: bool = True, echo_every: int = 1):
+        self.enabled = enabled
+        self.echo_every = max(1, echo_every)
+        self._tb = None
+        self._jsonl = None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            self._tb = SummaryWriter(str(Path(out_dir) / "tb"))
+            self._jsonl = open(Path(out_dir) / "metrics.jsonl", "a", encoding="utf-8")
+
+    def log(self, step: int, metrics: dict[str, float], echo_keys: tuple[str, ...] = ()) -> None:
+        if not self.enabled:
+            return
+        for k, v in metrics.items():
+            self._tb.add_scalar(k, v, step)
+        self._jsonl.write(json.dumps({"step": step, **metrics}) + "\n")
+        self._jsonl.flush()
+        if step % self.echo_every == 0:
+            shown = " ".join(f"{k}={metrics[k]:.4g}" for k in echo_keys if k in metrics)
+            print(f"step {step}: {shown}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._jsonl.close()

@@ -1,0 +1,276 @@
+"""Supervised fine-tuning on SFT examples (`prompt` -> `completion`), for any HF causal LM and our DeepSeek-V3 MoE.
+
+One optimizer step = `grad_accum` micro-batches on each of `world_size` ranks. The loss is token-level over
+completion tokens only (prompt tokens are masked with -100); micro-batch losses are weighted by their share of
+the step's tokens, so accumulation and data parallelism give the same gradient as one big batch. For the MoE
+the model's loss already includes the weighted MTP loss, and after every optimizer step the routing bias is
+updated from the expert load (aux-loss-free balancing). Data order is a seeded permutation per epoch, indexed
+by step, so a resumed run sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from prover.errors import ProverError
+from prover.train.checkpoint import latest_checkpoint, load_training_state, save_checkpoint, save_model
+from prover.train.common import (
+    MetricLog,
+    autocast,
+    load_policy,
+    load_tokenizer,
+    moe_after_step,
+    seed_everything,
+)
+from prover.train.distributed import DistEnv, all_reduce_sum, init_distributed, shutdown, wrap_model
+
+IGNORE = -100
+
+
+@dataclass
+class SFTConfig:
+    model: str  # HF id or checkpoint directory (a DeepSeek-V3 checkpoint trains as our MoE)
+    data: str  # a dataset saved by `data.sft_dataset.build_sft_dataset`, or a JSONL of SFT examples
+    out: str  # final model goes here (HF format); checkpoints under <out>/checkpoints
+    tokenizer: str | None = None  # default: the model's
+    lr: float = 1e-5
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1  # cosine/linear decay to lr * this
+    epochs: float = 1.0
+    max_steps: int | None = None  # overrides epochs
+    micro_batch_size: int = 4
+    grad_accum: int = 1
+    max_length: int = 2048
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    save_every: int = 0  # steps; 0 = only the final model
+    keep_last: int = 2
+    log_every: int = 1
+    seed: int = 0
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    device: str = "auto"
+    bias_update_gamma: float = 1e-3  # MoE routing-bias step per optimizer step (0 disables)
+    resume: bool = True
+    stop_after: int | None = None  # end this invocation at this step (checkpointed); rerunning resumes
+    ep: int = 1  # expert-parallel degree (seam; only 1 today)
+    log_dir: str | None = None  # TensorBoard + metrics.jsonl; default <out>
+
+
+@dataclass
+class SFTResult:
+    out: str
+    steps: int
+    tokens: int
+    first_loss: float | None
+    final_loss: float | None
+    mean_loss_first_epoch: float | None = None
+    resumed_from: str | None = None
+    wall_s: float = 0.0
+    history: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def tokenize_example(tokenizer, prompt: str, completion: str, max_length: int) -> dict[str, list[int]] | None:
+    """Prompt tokens (masked out of the loss) + completion tokens + EOS; None when nothing trainable fits."""
+    p = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    c = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    ids = (p + c)[:max_length]
+    labels = ([IGNORE] * len(p) + c)[:max_length]
+    if all(label == IGNORE for label in labels):
+        return None
+    return {"input_ids": ids, "labels": labels}
+
+
+def collate(batch: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    n = max(len(b["input_ids"]) for b in batch)
+    ids = torch.full((len(batch), n), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), n), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(batch), n), dtype=torch.long)
+    for i, b in enumerate(batch):
+        k = len(b["input_ids"])
+        ids[i, :k] = torch.tensor(b["input_ids"])
+        labels[i, :k] = torch.tensor(b["labels"])
+        mask[i, :k] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def make_scheduler(optimizer, schedule: str, warmup: int, total: int, min_ratio: float):
+    def factor(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        decay = 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1 - progress
+        return min_ratio + (1 - min_ratio) * decay
+
+    if schedule not in ("cosine", "linear", "constant"):
+        raise ProverError(f"unknown LR schedule {schedule!r} (cosine, linear, constant)")
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class StepOrder:
+    """Which examples each rank's micro-batches hold at a given step: a stream of per-epoch permutations."""
+
+    def __init__(self, n: int, seed: int, micro: int, accum: int, env: DistEnv):
+        self.n, self.seed, self.micro, self.accum, self.env = n, seed, micro, accum, env
+        self.per_step = micro * accum * env.world_size
+        self._perms: dict[int, list[int]] = {}
+
+    def _example(self, k: int) -> int:
+        epoch, i = divmod(k, self.n)
+        if epoch not in self._perms:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perms = {epoch: torch.randperm(self.n, generator=g).tolist()}  # only the current epoch
+        return self._perms[epoch][i]
+
+    def micro_batches(self, step: int) -> list[list[int]]:
+        base = step * self.per_step
+        out = []
+        for a in range(self.accum):
+            start = base + (a * self.env.world_size + self.env.rank) * self.micro
+            out.append([self._example(k) for k in range(start, start + self.micro)])
+        return out
+
+
+def _load_examples(cfg: SFTConfig, tokenizer) -> list[dict[str, list[int]]]:
+    from data.sft_dataset import load_sft_dataset
+
+    ds = load_sft_dataset(cfg.data)
+    examples = [tokenize_example(tokenizer, r["prompt"], r["completion"], cfg.max_length) for r in ds]
+    examples = [e for e in examples if e is not None]
+    if not examples:
+        raise ProverError(f"no trainable example in {cfg.data} (empty, or every prompt longer than max_length)")
+    return examples
+
+
+def train_sft(cfg: SFTConfig, env: DistEnv | None = None, progress: bool = True) -> SFTResult:
+    """Run (or resume) SFT; returns losses and where the final model went."""
+    own_env = env is None
+    env = env or init_distributed(cfg.device)
+    try:
+        return _train(cfg, env, progress)
+    finally:
+        if own_env:
+            shutdown(env)
+
+
+def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
+    t_start = time.perf_counter()
+    seed_everything(cfg.seed)
+    out = Path(cfg.out)
+    resume_from = latest_checkpoint(out) if cfg.resume else None
+    tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
+    examples = _load_examples(cfg, tokenizer)
+
+    model = load_policy(str(resume_from or cfg.model), env.device)
+    model.train()
+    model = wrap_model(model, env, ep=cfg.ep)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    order = StepOrder(len(examples), cfg.seed, cfg.micro_batch_size, cfg.grad_accum, env)
+    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(examples) / order.per_step))
+    scheduler = make_scheduler(optimizer, cfg.schedule, cfg.warmup_steps, total_steps, cfg.min_lr_ratio)
+    step, history = 0, []
+    if resume_from is not None:
+        state = load_training_state(resume_from, model, optimizer, scheduler, env)
+        step, history = state["step"], list(state["extra"].get("history", []))
+
+    log = MetricLog(cfg.log_dir or out, enabled=env.is_main, echo_every=cfg.log_every)
+    steps_per_epoch = max(1, math.ceil(len(examples) / order.per_step))
+    tokens_total = 0
+    bar = _progress(progress and env.is_main, total_steps, step)
+    try:
+        end = min(total_steps, cfg.stop_after or total_steps)
+        while step < end:
+            t0 = time.perf_counter()
+            metrics = _train_step(model, optimizer, scheduler, order.micro_batches(step), examples, tokenizer, cfg, env)
+            step += 1
+            dt = time.perf_counter() - t0
+            tokens_total += int(metrics.pop("tokens"))
+            history.append(metrics["loss"])
+            metrics.update(tokens_per_s=metrics["step_tokens"] / dt, epoch=step / steps_per_epoch)
+            log.log(step, metrics, echo_keys=("loss", "lr", "tokens_per_s"))
+            if bar is not None:
+                bar[0].update(bar[1], advance=1, description=f"sft loss {metrics['loss']:.4f}")
+            if cfg.save_every and step % cfg.save_every == 0 and step < end:
+                save_checkpoint(out, step, model, optimizer, scheduler, tokenizer, env, {"history": history}, cfg.keep_last)
+        save_checkpoint(out, step, model, optimizer, scheduler, tokenizer, env, {"history": history}, cfg.keep_last)
+        if step >= total_steps:
+            save_model(model, tokenizer, out, env)
+    finally:
+        if bar is not None:
+            bar[0].stop()
+        log.close()
+    first_epoch = history[:steps_per_epoch]
+    return SFTResult(
+        out=str(out),
+        steps=step,
+        tokens=tokens_total,
+        first_loss=history[0] if history else None,
+        final_loss=history[-1] if history else None,
+        mean_loss_first_epoch=sum(first_epoch) / len(first_epoch) if first_epoch else None,
+        resumed_from=str(resume_from) if resume_from else None,
+        wall_s=time.perf_counter() - t_start,
+        history=history,
+    )
+
+
+def _train_step(model, optimizer, scheduler, micro_batches, examples, tokenizer, cfg: SFTConfig, env: DistEnv):
+    batches = [collate([examples[i] for i in mb], tokenizer.pad_token_id) for mb in micro_batches]
+    # Completion tokens of the whole step on all ranks: each micro-batch's mean loss is weighted by its share.
+    local_tokens = sum(int((b["labels"] != IGNORE).sum()) for b in batches)
+    global_tokens = float(all_reduce_sum(float(local_tokens), env))
+    loss_sum = mtp_sum = 0.0
+    for b in batches:
+        b = {k: v.to(env.device) for k, v in b.items()}
+        n_tok = int((b["labels"] != IGNORE).sum())
+        if n_tok == 0:
+            continue
+        with autocast(env.device, cfg.precision):
+            out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"])
+        # FSDP averages gradients over ranks, hence * world_size.
+        (out.loss * (n_tok * env.world_size / global_tokens)).backward()
+        loss_sum += float(out.loss.detach()) * n_tok
+        mtp = getattr(out, "mtp_loss", None)
+        if mtp is not None:
+            mtp_sum += float(mtp.detach()) * n_tok
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else None
+    optimizer.step()
+    lr = scheduler.get_last_lr()[0]
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    metrics = {
+        "loss": float(all_reduce_sum(loss_sum, env)) / global_tokens,
+        "lr": lr,
+        "tokens": float(sum(int(b["attention_mask"].sum()) for b in batches)),
+        "step_tokens": float(all_reduce_sum(float(sum(int(b["attention_mask"].sum()) for b in batches)), env)),
+    }
+    if mtp_sum:
+        metrics["mtp_loss"] = float(all_reduce_sum(mtp_sum, env)) / global_tokens
+    if grad_norm is not None:
+        metrics["grad_norm"] = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+    metrics.update(moe_after_step(model, cfg.bias_update_gamma, process_group=env.group))
+    return metrics
+
+
+def _progress(enabled: bool, total: int, done: int):
+    if not enabled:
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    p = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=Console(stderr=True), transient=True,
+    )
+    p.start()
+    return p, p.add_task("sft", total=total, completed=done)

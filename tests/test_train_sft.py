@@ -1,0 +1,123 @@
+"""SFT: the loss falls on its data, prompts are masked, and a resumed run ends in exactly the same state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from test_train_tiny import bpe_tokenizer, tiny_llama, tiny_moe
+
+from prover.train.sft import IGNORE, SFTConfig, tokenize_example, train_sft
+
+torch.set_num_threads(1)
+
+PROMPT = "Complete the following Lean 4 code:\n\n```lean4\ntheorem t{i} (n : ℕ) : n + {i} = {i} + n := by\n"
+
+
+def write_examples(path: Path, n: int = 8) -> Path:
+    rows = [
+        {"prompt": PROMPT.format(i=i), "completion": "  omega\n```", "kind": "whole_proof", "problem": f"t{i}",
+         "statement": f"theorem t{i} (n : ℕ) : n + {i} = {i} + n := by", "source": "test"}
+        for i in range(n)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory) -> Path:
+    return tiny_llama(tmp_path_factory.mktemp("llama") / "m", bpe_tokenizer())
+
+
+def test_prompt_tokens_are_masked(llama):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(llama)
+    ex = tokenize_example(tok, "prompt text ", "  omega", max_length=64)
+    n_prompt = len(tok("prompt text ")["input_ids"])
+    assert ex["labels"][:n_prompt] == [IGNORE] * n_prompt
+    assert ex["labels"][n_prompt:] == ex["input_ids"][n_prompt:]
+    assert ex["input_ids"][-1] == tok.eos_token_id
+
+
+def test_sft_lowers_loss_on_tiny_llama(llama, tmp_path):
+    data = write_examples(tmp_path / "ex.jsonl")
+    cfg = SFTConfig(model=str(llama), data=str(data), out=str(tmp_path / "ckpt"), lr=1e-2, max_steps=30,
+                    micro_batch_size=4, grad_accum=2, warmup_steps=3, device="cpu")
+    res = train_sft(cfg, progress=False)
+    assert res.steps == 30
+    assert res.final_loss < 0.5 * res.first_loss
+    # the final model is an HF checkpoint, and TensorBoard got the scalars
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(tmp_path / "ckpt")
+    assert list((tmp_path / "ckpt" / "tb").glob("events.out.tfevents.*"))
+    logged = [json.loads(line) for line in (tmp_path / "ckpt" / "metrics.jsonl").read_text().splitlines()]
+    assert {"loss", "lr", "tokens_per_s"} <= set(logged[0])
+
+
+def test_resume_reaches_the_same_state(llama, tmp_path):
+    data = write_examples(tmp_path / "ex.jsonl")
+    common = dict(model=str(llama), data=str(data), lr=1e-3, micro_batch_size=2, grad_accum=2, max_steps=6,
+                  warmup_steps=2, device="cpu", seed=3)
+    straight = train_sft(SFTConfig(out=str(tmp_path / "a"), **common), progress=False)
+
+    # Same run, stopped after 3 steps (its checkpoint stays), then resumed to 6.
+    first = train_sft(SFTConfig(out=str(tmp_path / "b"), stop_after=3, **common), progress=False)
+    assert first.steps == 3 and not (tmp_path / "b" / "model.safetensors").exists()
+    resumed = train_sft(SFTConfig(out=str(tmp_path / "b"), **common), progress=False)
+    assert resumed.resumed_from and resumed.resumed_from.endswith("step-000003")
+    assert resumed.history == pytest.approx(straight.history, rel=1e-5)
+
+    from safetensors.torch import load_file
+
+    wa = load_file(tmp_path / "a" / "model.safetensors")
+    wb = load_file(tmp_path / "b" / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def moe(tmp_path_factory) -> Path:
+    return tiny_moe(tmp_path_factory.mktemp("moe") / "m", bpe_tokenizer())
+
+
+def _metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_sft_lowers_loss_on_tiny_moe_with_mtp_and_bias_update(moe, tmp_path):
+    data = write_examples(tmp_path / "ex.jsonl")
+    out = tmp_path / "ckpt"
+    res = train_sft(SFTConfig(model=str(moe), data=str(data), out=str(out), lr=3e-3, max_steps=15,
+                              micro_batch_size=4, warmup_steps=2, device="cpu"), progress=False)
+    assert res.final_loss < 0.5 * res.first_loss
+    logged = _metrics(out)
+    assert all("mtp_loss" in m and "expert_load/max_violation_mean" in m for m in logged)
+    from prover.model import DeepSeekV3
+
+    trained = DeepSeekV3.from_pretrained(out)
+    biases = [m.gate.e_score_correction_bias for m in trained.moe_layers()]
+    assert any(float(b.abs().sum()) > 0 for b in biases)  # the bias update ran and was saved
+
+
+def test_bias_update_moves_expert_load_toward_balance(moe, tmp_path):
+    from prover.model import DeepSeekV3
+
+    # A router skewed toward experts 0-3, and lr = 0: only the aux-loss-free bias update can change the load.
+    skewed = DeepSeekV3.from_pretrained(moe)
+    for m in skewed.moe_layers():
+        m.gate.e_score_correction_bias[:4] += 0.5
+    from transformers import AutoTokenizer
+
+    skewed.save_pretrained(tmp_path / "skewed", tokenizer=AutoTokenizer.from_pretrained(moe))
+    data = write_examples(tmp_path / "ex.jsonl")
+    out = tmp_path / "ckpt"
+    train_sft(SFTConfig(model=str(tmp_path / "skewed"), data=str(data), out=str(out), lr=0.0, max_steps=25,
+                        micro_batch_size=8, schedule="constant", bias_update_gamma=0.02, device="cpu"),
+              progress=False)
+    violation = [m["expert_load/max_violation_mean"] for m in _metrics(out)]
+    assert violation[-1] < 0.5 * violation[0]
