@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,15 +22,20 @@ ENV_PREFIX = "SUBGOAL_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def default_data_dir() -> Path:
-    """`$SUBGOAL_DATA_DIR`, else `../shared/benchmarks` beside the checkout, else `./data`."""
-    if env := os.environ.get("SUBGOAL_DATA_DIR"):
+def default_data_dir(
+    environ: Mapping[str, str] | None = None, repo_root: Path | None = None, cwd: Path | None = None
+) -> Path:
+    """`$SUBGOAL_DATA_DIR`, else `../shared/benchmarks` beside the checkout (or beside the working
+    directory), else `./data`. The arguments default to the process's environment, checkout and cwd."""
+    environ = os.environ if environ is None else environ
+    cwd = cwd or Path.cwd()
+    if env := environ.get("SUBGOAL_DATA_DIR"):
         return Path(env)
-    for root in (REPO_ROOT, Path.cwd()):
+    for root in (repo_root or REPO_ROOT, cwd):
         shared = root.parent / "shared" / "benchmarks"
         if shared.is_dir():
             return shared
-    return Path.cwd() / "data"
+    return cwd / "data"
 
 
 def _cpu_count() -> int:
@@ -116,6 +122,7 @@ def load_config(
             raise DataError(f"config file {path}: {e}") from None
     layers = _merge(layers, _env_overrides(environ))
     layers = _merge(layers, _drop_none(overrides or {}))
+    layers.setdefault("data_dir", default_data_dir(environ))  # honour `environ`, not only os.environ
     try:
         return Config.model_validate(layers)
     except ValidationError as e:

@@ -142,7 +142,9 @@ def parse_lean(text: str, path: str = "<text>") -> list[Problem]:
     for k, (start, end, name, statement) in enumerate(found):
         line = _line_of(text, start)
         if name in lines:
-            raise DataError(f"{path}:{line}: field 'name': duplicate theorem name {name!r} (first on line {lines[name]})")
+            raise DataError(
+                f"{path}:{line}: field 'name': duplicate theorem name {name!r} (first on line {lines[name]})"
+            )
         lines[name] = line
         context, pos = [], header_end  # text between the header and this theorem, minus earlier problems
         for prev_start, prev_end, *_ in found[:k]:
@@ -187,7 +189,9 @@ def fill_sorries(text: str, problems: list[Problem], proofs: dict[str, str]) -> 
             raise DataError(f"no problem {name!r} read from a .lean file to fill")
         start, end = problem.extra["span"]
         if text[start:end] != problem.extra["decl"]:
-            raise DataError(f"{problem.extra.get('path', '<text>')}: the file changed since {name!r} was read")
+            raise DataError(
+                f"{problem.extra.get('path', '<text>')}: the file changed since {name!r} was read"
+            )
         if problem.header and proof.startswith(problem.header):
             proof = proof[len(problem.header) :]
         edits.append((start, end, proof.strip()))

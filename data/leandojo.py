@@ -23,7 +23,7 @@ import logging
 import random
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,32 +248,31 @@ _UNIVERSE = re.compile(r"\b(?:Type|Sort)\s+(\((?:[^()]|\([^()]*\))*\)|[^\W\d][\w
 _UNIVERSE_KEYWORDS = {"max", "imax", "_"}
 
 
+_SCAN = re.compile(r'--|/-|"|:=|[([{⦃⟨]|[)\]}⦄⟩]')
+
+
 def _top_level_assign(text: str) -> int:
     """Index of the first `:=` outside brackets, comments and strings; -1 when there is none."""
-    depth, i, n = 0, 0, len(text)
-    while i < n:
-        c = text[i]
-        if text.startswith("--", i):
-            i = text.find("\n", i)
-            i = n if i < 0 else i
-            continue
-        if text.startswith("/-", i):
-            j = text.find("-/", i + 2)
-            i = n if j < 0 else j + 2
-            continue
-        if c == '"':
-            j = i + 1
-            while j < n and text[j] != '"':
-                j += 2 if text[j] == "\\" else 1
-            i = j + 1
-            continue
-        if c in _OPEN:
+    depth, i = 0, 0
+    while (m := _SCAN.search(text, i)) is not None:
+        tok, i = m.group(), m.end()
+        if tok == "--":
+            nl = text.find("\n", i)
+            i = len(text) if nl < 0 else nl
+        elif tok == "/-":
+            close = text.find("-/", i)
+            i = len(text) if close < 0 else close + 2
+        elif tok == '"':
+            while i < len(text) and text[i] != '"':
+                i += 2 if text[i] == "\\" else 1
+            i += 1
+        elif tok == ":=":
+            if depth == 0:
+                return m.start()
+        elif tok in _OPEN:
             depth += 1
-        elif c in _CLOSE:
+        else:
             depth = max(0, depth - 1)
-        elif depth == 0 and text.startswith(":=", i):
-            return i
-        i += 1
     return -1
 
 
@@ -304,20 +303,36 @@ def _header_before(lines: list[str], line_nb: int) -> str:
     return "".join(line + "\n" for line in lines[:k])
 
 
-def statement_from_source(thm: TracedTheorem, source_dir: Path) -> tuple[str, str] | None:
+class SourceFiles:
+    """Lines of the checkout's files, each read once (a split has many theorems per file, in shuffled order)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._lines: dict[str, list[str] | None] = {}
+
+    def lines(self, file_path: str) -> list[str] | None:
+        if file_path not in self._lines:
+            path = self.root / file_path
+            self._lines[file_path] = path.read_text(encoding="utf-8").split("\n") if path.is_file() else None
+        return self._lines[file_path]
+
+
+def statement_from_source(thm: TracedTheorem, source: Path | SourceFiles) -> tuple[str, str] | None:
     """(header, formal_statement) read from a checkout of the theorem's repository, or None.
 
     The statement is the source text from `start` up to the top-level `:=`, ending in `:= by`; the header is
     the file before the theorem, so the statement elaborates in its own namespaces, variables and notation.
     """
-    path = source_dir / thm.file_path
-    if not path.is_file():
+    lines = (source if isinstance(source, SourceFiles) else SourceFiles(source)).lines(thm.file_path)
+    if lines is None:
         return None
-    lines = path.read_text(encoding="utf-8").split("\n")
     try:
         text = _slice(lines, thm.start, thm.end)
     except IndexError:
         return None
+    if text.lstrip().startswith("/-"):  # a docstring in the span may itself say "theorem"
+        close = text.find("-/")
+        text = text[close + 2 :] if close >= 0 else ""
     kw = _DECL_KEYWORD.search(text)
     if kw is None:
         return None
@@ -408,7 +423,7 @@ def to_problem(
     thm: TracedTheorem,
     strategy: str,
     split: str,
-    source_dir: Path | None = None,
+    source_dir: Path | SourceFiles | None = None,
     header: str = "import Mathlib\n",
 ) -> Problem | None:
     """A `Problem` for one traced theorem; None when neither its source nor a traced state is available.
@@ -431,6 +446,9 @@ def to_problem(
     if found is not None:
         head, stmt = found
         extra["statement_origin"] = "source"
+        extra["prompt_header"] = scope_header(
+            head
+        )  # the file prefix can be long; prompts need only the scope
     else:
         if not thm.traced_tactics:
             return None
@@ -441,6 +459,13 @@ def to_problem(
         head = (header.rstrip("\n") + "\n\n" if header.strip() else "") + universes
         extra["statement_origin"] = "state_before"
     return Problem(thm.full_name, stmt, header=head, split=split, source=f"{SOURCE}/{strategy}", extra=extra)
+
+
+def _source_files(
+    root: Path, theorems: list[TracedTheorem], source_dir: str | Path | None
+) -> SourceFiles | None:
+    src = Path(source_dir) if source_dir else (find_source_dir(root, theorems[0].url) if theorems else None)
+    return SourceFiles(src) if src is not None else None
 
 
 def load_problems(
@@ -456,9 +481,7 @@ def load_problems(
     seen: dict[str, int] = {}
     for sp in [split] if split else list(SPLITS):
         theorems = read_theorems(root, strategy, sp)
-        src = (
-            Path(source_dir) if source_dir else (find_source_dir(root, theorems[0].url) if theorems else None)
-        )
+        src = _source_files(root, theorems, source_dir)
         for thm in theorems:
             p = to_problem(thm, strategy, sp, src)
             if p is None:
@@ -493,26 +516,55 @@ def tactic_prompt(state: str) -> str:
     return f"[GOAL]\n{state}\n[PROOFSTEP]\n"
 
 
+TacticRender = Callable[
+    [Problem, tuple[str, ...], str], str
+]  # (problem, tactics so far, goal state) -> prompt
+
+_SCOPE = re.compile(
+    r"^(import|open|namespace|section|end|variable|universe|set_option|noncomputable section|local notation|"
+    r"notation|scoped notation|attribute \[local)\b"
+)
+
+
+def scope_header(header: str) -> str:
+    """The lines of a file prefix that set the scope (imports, opens, namespaces, sections, variables,
+    universes, options, notation), without the declarations in between: a short header for prompts."""
+    return "".join(line + "\n" for line in header.split("\n") if _SCOPE.match(line))
+
+
 def tactic_examples(
     theorems: Iterable[TracedTheorem],
     strategy: str,
     split: str,
-    source_dir: Path | None = None,
+    source_dir: Path | SourceFiles | None = None,
+    render: TacticRender | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Tactic-level SFT records (goal state -> next tactic) in the common example format.
 
     `statement` is the theorem's statement (so decontamination sees the theorem the tactic came from);
-    `premises` lists the full names of the premises the tactic used (from `annotated_tactic`).
+    `premises` lists the full names of the premises the tactic used (from `annotated_tactic`). The prompt is
+    `tactic_prompt(state)` unless `render(problem, tactics so far, state)` is given (e.g. the prover's tree-search
+    template); "tactics so far" are the theorem's earlier traced tactics, which LeanDojo records in source order
+    (nested tactic blocks included), so that history is approximate.
     """
+    if isinstance(source_dir, Path):
+        source_dir = SourceFiles(source_dir)
     for thm in theorems:
         problem = to_problem(thm, strategy, split, source_dir)
         statement = problem.formal_statement if problem is not None else ""
+        before: list[str] = []
         for tac in thm.traced_tactics:
             if tac.state_before.strip() == "no goals":
                 continue
+            tactic = remove_marks(tac.tactic)
+            if render is not None and problem is not None:
+                prompt = render(problem, tuple(before), tac.state_before)
+            else:
+                prompt = tactic_prompt(tac.state_before)
+            before.append(tactic)
             yield {
-                "prompt": tactic_prompt(tac.state_before),
-                "completion": remove_marks(tac.tactic),
+                "prompt": prompt,
+                "completion": tactic,
                 "kind": "tactic",
                 "problem": thm.full_name,
                 "statement": statement,
@@ -522,18 +574,23 @@ def tactic_examples(
 
 
 def write_tactic_examples(
-    root: str | Path | None, strategy: str, split: str, out: str | Path, source_dir: str | Path | None = None
+    root: str | Path | None,
+    strategy: str,
+    split: str,
+    out: str | Path,
+    source_dir: str | Path | None = None,
+    render: TacticRender | None = None,
 ) -> int:
     """Write the tactic examples of one split as JSONL (what `data.sft_dataset.read_examples` reads)."""
     root = benchmark_root(root)
     theorems = read_theorems(root, strategy, split)
-    src = Path(source_dir) if source_dir else (find_source_dir(root, theorems[0].url) if theorems else None)
+    src = _source_files(root, theorems, source_dir)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     n = 0
     tmp = out.with_name(out.name + ".part")  # never leave a half-written file under the final name
     with tmp.open("w", encoding="utf-8") as f:
-        for ex in tactic_examples(theorems, strategy, split, src):
+        for ex in tactic_examples(theorems, strategy, split, src, render):
             f.write(json.dumps(ex, ensure_ascii=False) + "\n")
             n += 1
     tmp.replace(out)
@@ -640,7 +697,8 @@ def _require_lean() -> None:
     missing = [tool for tool in ("lean", "lake") if shutil.which(tool) is None]
     if missing:
         raise DataError(
-            f"tracing needs a Lean 4 toolchain, and {' and '.join(missing)} is not on PATH: install elan "
+            f"tracing needs a Lean 4 toolchain, and {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+            "not on PATH: install elan "
             "(https://github.com/leanprover/elan), then re-run; LeanDojo also needs network access to clone "
             "the repository and its dependencies (set GITHUB_ACCESS_TOKEN for the GitHub API)"
         )

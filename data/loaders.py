@@ -45,14 +45,18 @@ def normalize_statement(stmt: str) -> str | None:
 def problem_from_record(rec: Any, where: str, default_split: str = "", default_source: str = "") -> Problem:
     """Validate one record (a JSON object / dataset row) and build its Problem; unknown fields go to extra."""
     if not isinstance(rec, dict):
-        raise DataError(f"{where}: expected a JSON object with fields name, formal_statement; got {type(rec).__name__}")
+        raise DataError(
+            f"{where}: expected a JSON object with fields name, formal_statement; got {type(rec).__name__}"
+        )
     for key in REQUIRED_STR:
         if key not in rec or rec[key] is None:
             raise DataError(f"{where}: field '{key}' is missing (required: name, formal_statement)")
     for key in (*REQUIRED_STR, *OPTIONAL_STR, *OPTIONAL_TEXT):
         value = rec.get(key)
         if value is not None and not isinstance(value, str):
-            raise DataError(f"{where}: field '{key}' must be a string, got {type(value).__name__} {value!r:.60}")
+            raise DataError(
+                f"{where}: field '{key}' must be a string, got {type(value).__name__} {value!r:.60}"
+            )
     if not rec["name"].strip():
         raise DataError(f"{where}: field 'name' is empty")
     statement = normalize_statement(rec["formal_statement"])
@@ -77,7 +81,9 @@ def _unique(problems: Iterable[tuple[Problem, str]]) -> list[Problem]:
     out = []
     for problem, where in problems:
         if problem.name in seen:
-            raise DataError(f"{where}: field 'name': duplicate name {problem.name!r} (first at {seen[problem.name]})")
+            raise DataError(
+                f"{where}: field 'name': duplicate name {problem.name!r} (first at {seen[problem.name]})"
+            )
         seen[problem.name] = where
         out.append(problem)
     return out
@@ -107,12 +113,35 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
             raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
+def _starts_with(path: Path, char: str) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(4096).lstrip().startswith(char.encode())
+    except OSError:
+        return False
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{e.lineno}: bad JSON at column {e.colno}: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
 def load_jsonl(path: str | Path) -> list[Problem]:
-    """Problems from a JSONL file in the format of the shared benchmarks (one object per line)."""
+    """Problems from a JSONL file in the format of the shared benchmarks (one object per line).
+
+    A `.json` file may instead hold one JSON array of the same objects."""
     path = Path(path)
     source = path.name
 
     def records() -> Iterator[tuple[Problem, str]]:
+        if path.suffix == ".json" and _starts_with(path, "["):  # a .json file holding one array of problems
+            for i, rec in enumerate(_read_json(path)):
+                yield problem_from_record(rec, f"{path} item {i}", default_source=source), f"{path} item {i}"
+            return
         for lineno, rec in iter_jsonl(path):
             where = f"{path}:{lineno}"
             yield problem_from_record(rec, where, default_source=source), where
@@ -130,14 +159,24 @@ def _hub_endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
 
 
-def hub_unreachable_reason(timeout_s: float = 3.0) -> str | None:
-    """Why the Hugging Face hub cannot be reached now (None when it answers, or when a proxy decides).
+def _hub_offline() -> bool:
+    """Whether the Hugging Face libraries run offline (they read HF_HUB_OFFLINE once, when imported)."""
+    from huggingface_hub import constants
 
-    `datasets` retries an unreachable hub for ~25 s before failing; this probe answers in at most
-    `timeout_s`, so `subgoal data list` stays quick offline.
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def hub_unreachable_reason(timeout_s: float = 3.0) -> str | None:
+    """Why loading from the Hugging Face hub would fail now; None when it can be tried.
+
+    Online, `datasets` retries an unreachable hub for ~25 s before failing; this probe answers within
+    `timeout_s`, so `subgoal data list` stays quick. Offline (HF_HUB_OFFLINE=1), `datasets` looks only in
+    its cache and fails fast, so it may always try.
     """
+    if _hub_offline():
+        return None
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return "HF_HUB_OFFLINE is set"
+        return "HF_HUB_OFFLINE was set after the Hugging Face libraries were loaded"
     if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return None  # a proxy may reach what a direct connection cannot: let `datasets` try
     url = urlparse(_hub_endpoint())
@@ -185,7 +224,14 @@ def open_hf_dataset(id_or_path: str | Path) -> Any:
     try:
         return datasets.load_dataset(str(id_or_path))
     except Exception as e:
-        raise DataError(f"Hugging Face dataset {id_or_path!r}: cannot load: {_one_line(e)}") from None
+        offline = (
+            " (HF_HUB_OFFLINE is set: only the local Hugging Face cache was searched)"
+            if _hub_offline()
+            else ""
+        )
+        raise DataError(
+            f"Hugging Face dataset {id_or_path!r}: cannot load{offline}: {_one_line(e)}"
+        ) from None
 
 
 def load_hf(id_or_path: str | Path, split: str | None = None) -> list[Problem]:

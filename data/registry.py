@@ -1,13 +1,9 @@
 """Named problem sets, and `load_problems`: one entry point for a set name, a file or a dataset.
 
 The registry is a table of `ProblemSet` entries (name -> description, loader, availability). A new set is
-one entry in `SETS`, e.g.
-
-    ProblemSet("leandojo-random", "LeanDojo Benchmark 4, random split",
-               load=lambda cfg: leandojo.load(cfg, "random"), available=lambda cfg: leandojo.missing(cfg)),
-
-`load(config) -> list[Problem]`; `available(config) -> str | None` answers quickly (no loading) with the
-reason the set cannot be loaded now, or None when it can.
+one entry in `SETS` (see the LeanDojo entries there): `load(config) -> list[Problem]`, and
+`available(config) -> str | None`, which answers quickly (no loading) with the reason the set cannot be
+loaded now, or None when it can.
 """
 
 from __future__ import annotations
@@ -96,8 +92,13 @@ def _proverbench_missing(cfg: Config) -> str | None:
 def _load_proverbench(cfg: Config) -> list[Problem]:
     if reason := _proverbench_missing(cfg):
         raise DataError(f"proverbench: {reason}")
-    source = cfg.proverbench_path or PROVERBENCH_HUB_ID
-    return _load_path(str(source), name="proverbench")
+    if cfg.proverbench_path is not None:
+        return _load_path(str(cfg.proverbench_path), name="proverbench")
+    try:
+        return load_hf(PROVERBENCH_HUB_ID)
+    except DataError as e:
+        raise DataError(f"proverbench: {e}; set proverbench_path in subgoal.toml or SUBGOAL_PROVERBENCH_PATH "
+                        "to a local copy of its JSONL") from None  # fmt: skip
 
 
 SETS: dict[str, ProblemSet] = {
@@ -165,10 +166,14 @@ def _load_path(target: str, split: str | None = None, name: str | None = None) -
     if _HUB_ID.match(target):
         return load_hf(target, split)
     known = ", ".join(SETS)
-    raise DataError(f"unknown problem set {name or target!r} (not a file, directory or hub id); known sets: {known}")
+    raise DataError(
+        f"unknown problem set {name or target!r} (not a file, directory or hub id); known sets: {known}"
+    )
 
 
-def load_problems(name_or_path: str | Path, config: Config | None = None, split: str | None = None) -> list[Problem]:
+def load_problems(
+    name_or_path: str | Path, config: Config | None = None, split: str | None = None
+) -> list[Problem]:
     """Problems of a registered set (`minif2f-test`, ...), a .jsonl/.lean file, or an HF dataset id/path.
 
     `split` keeps only the problems of that split (for HF datasets, a dataset split of that name is taken

@@ -74,9 +74,7 @@ def verified_attempts(stores: Iterable[str | Path], runs: Iterable[str] | None =
             for run in store.runs():
                 if wanted is not None and run.name not in wanted:
                     continue
-                for att in store.attempts(run.run_id):
-                    if att.status == "proved":
-                        yield att
+                yield from store.attempts(run.run_id, status="proved")
 
 
 def normalize_proof(text: str) -> str:

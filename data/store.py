@@ -16,7 +16,8 @@ import sqlite3
 import subprocess
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -77,8 +78,6 @@ CREATE TABLE run_meta (
 );
 """
 
-_JSON_COLUMNS = ("verdict", "sampling", "timings", "trace")
-
 
 @dataclass
 class Attempt:
@@ -104,7 +103,8 @@ class Attempt:
         return self.status == "proved"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """A shallow dict (the nested dicts are shared, not copied: `asdict` deep-copies, 10x slower)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Attempt:
@@ -128,7 +128,7 @@ class RunInfo:
         return self.id
 
 
-def versions(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def collect_versions(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """What produced a run: Python and library versions, the git commit, plus `extra` (Lean, Mathlib)."""
     out: dict[str, Any] = {"python": platform.python_version()}
     for dist in ("subgoal", "torch", "transformers", "vllm", "datasets"):
@@ -208,7 +208,9 @@ class RunStore:
             raise DataError(f"{self.path}: not a Subgoal run store (format {info.get('format')!r})")
         version = info.get("schema_version", "")
         if not version.isdigit() or not {"runs", "attempts", "run_meta"} <= tables:
-            raise DataError(f"{self.path}: corrupt run store (schema version {version!r}, tables {sorted(tables)})")
+            raise DataError(
+                f"{self.path}: corrupt run store (schema version {version!r}, tables {sorted(tables)})"
+            )
         if int(version) > SCHEMA_VERSION:
             raise DataError(
                 f"{self.path}: run store schema v{version} is newer than this Subgoal's (v{SCHEMA_VERSION}); upgrade"
@@ -216,23 +218,17 @@ class RunStore:
 
     # ------------------------------------------------------------------------------------- plumbing
 
-    class _Tx:
-        def __init__(self, store: RunStore):
-            self.store = store
-
-        def __enter__(self) -> sqlite3.Connection:
-            self.store._lock.acquire()
-            self.store._db.execute("BEGIN IMMEDIATE")  # take the write lock now: no upgrade deadlocks
-            return self.store._db
-
-        def __exit__(self, exc_type, exc, tb) -> None:
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed on success, rolled back on any exception."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")  # take the write lock now: no read-to-write upgrade deadlock
             try:
-                self.store._db.execute("ROLLBACK" if exc_type else "COMMIT")
-            finally:
-                self.store._lock.release()
-
-    def _tx(self) -> RunStore._Tx:
-        return RunStore._Tx(self)
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
@@ -253,14 +249,17 @@ class RunStore:
 
     # ------------------------------------------------------------------------------------------ runs
 
-    def start_run(self, name: str, config: dict[str, Any], versions_extra: dict[str, Any] | None = None) -> int:
-        """The id of run `name`, created with its config and versions if new (same name = resume)."""
+    def start_run(self, name: str, config: dict[str, Any], versions: dict[str, Any] | None = None) -> int:
+        """The id of run `name`, created with its config and versions if new (same name = resume).
+
+        `versions` adds what only the caller knows (`lean`, `mathlib`) to the library versions and git commit.
+        """
         if existing := self.run_id(name):
             return existing
         with self._tx() as db:
             db.execute(
                 "INSERT OR IGNORE INTO runs (name, created, config, versions) VALUES (?, ?, ?, ?)",
-                (name, _now(), json.dumps(config, default=str), json.dumps(versions(versions_extra))),
+                (name, _now(), json.dumps(config, default=str), json.dumps(collect_versions(versions))),
             )
         run_id = self.run_id(name)
         assert run_id is not None
@@ -278,7 +277,9 @@ class RunStore:
                       (SELECT count(DISTINCT problem) FROM attempts a WHERE a.run_id = r.id AND status = 'proved')
                FROM runs r ORDER BY r.id"""
         )
-        return [RunInfo(i, n, c, json.loads(cfg), json.loads(v), a, p, pr) for i, n, c, cfg, v, a, p, pr in rows]
+        return [
+            RunInfo(i, n, c, json.loads(cfg), json.loads(v), a, p, pr) for i, n, c, cfg, v, a, p, pr in rows
+        ]
 
     def run(self, run: int | str | None = None) -> RunInfo:
         """One run by id or name; None means the only run in the store."""
@@ -318,7 +319,13 @@ class RunStore:
             json.dumps(a.timings), None if a.trace is None else json.dumps(a.trace), _now(),
         )  # fmt: skip
 
-    _INSERT = "INSERT OR IGNORE INTO attempts VALUES (" + ", ".join("?" * 16) + ")"
+    # Idempotence: a second write of a key is skipped. ON CONFLICT (key) DO NOTHING rather than INSERT OR
+    # IGNORE, which would also silently drop rows that break NOT NULL/foreign keys and report them as "done".
+    _INSERT = (
+        "INSERT INTO attempts VALUES ("
+        + ", ".join("?" * 16)
+        + ") ON CONFLICT (run_id, problem, idx) DO NOTHING"
+    )
 
     def record(self, run_id: int, attempt: Attempt) -> bool:
         """Store one attempt; False (and nothing written) when (run, problem, index) is already there."""
@@ -335,15 +342,18 @@ class RunStore:
             return db.total_changes - before
 
     def done(self, run_id: int) -> set[tuple[str, int]]:
-        return {(p, i) for p, i in self._query("SELECT problem, idx FROM attempts WHERE run_id = ?", (run_id,))}
+        return {
+            (p, i) for p, i in self._query("SELECT problem, idx FROM attempts WHERE run_id = ?", (run_id,))
+        }
 
     _COLUMNS = (
         "problem, idx, text, status, verdict, strategy, model, sampling, seed, prompt_tokens, "
         "completion_tokens, timings, trace, split"
     )
 
-    def iter_attempts(self, run_id: int, problem: str | None = None, status: str | None = None) -> Iterator[Attempt]:
-        """Attempts ordered by (problem, index), read in pages so a large run is never all in memory."""
+    def _rows(self, run_id: int, problem: str | None = None, status: str | None = None) -> Iterator[tuple]:
+        """Raw rows (`_COLUMNS`, JSON still text) ordered by (problem, index), read in pages of 1000 so a
+        large run is never all in memory."""
         where, args = "run_id = ?", [run_id]
         if problem is not None:
             where, args = where + " AND problem = ?", [*args, problem]
@@ -356,11 +366,16 @@ class RunStore:
                 "ORDER BY problem, idx LIMIT 1000",
                 (*args, *last),
             )
-            for row in page:
-                yield _attempt(row)
+            yield from page
             if len(page) < 1000:
                 return
             last = (page[-1][0], page[-1][1])
+
+    def iter_attempts(
+        self, run_id: int, problem: str | None = None, status: str | None = None
+    ) -> Iterator[Attempt]:
+        """Attempts ordered by (problem, index), streamed."""
+        return (_attempt(row) for row in self._rows(run_id, problem, status))
 
     def attempts(self, run_id: int, problem: str | None = None, status: str | None = None) -> list[Attempt]:
         return list(self.iter_attempts(run_id, problem, status))
@@ -386,12 +401,12 @@ class RunStore:
             # free-form dicts as JSON text: their keys differ between strategies and versions
             ("verdict", pa.string()), ("sampling", pa.string()), ("timings", pa.string()), ("trace", pa.string()),
         ])  # fmt: skip
-        cols: dict[str, list[Any]] = {name: [] for name in schema.names}
-        for a in self.iter_attempts(run_id):
-            for name in schema.names:
-                value = getattr(a, name)
-                cols[name].append(json.dumps(value) if name in _JSON_COLUMNS and value is not None else value)
-        return pa.Table.from_pydict(cols, schema=schema)
+        names = [
+            c.strip() for c in self._COLUMNS.split(",")
+        ]  # the dicts stay the JSON text they are stored as
+        columns = list(zip(*self._rows(run_id), strict=True)) or [()] * len(names)
+        by_name = {"index" if n == "idx" else n: list(col) for n, col in zip(names, columns, strict=True)}
+        return pa.Table.from_pydict({n: by_name[n] for n in schema.names}, schema=schema)
 
     def export_parquet(self, run_id: int, path: str | Path) -> int:
         """Parquet, one row per attempt; `verdict`, `sampling`, `timings`, `trace` as JSON text."""

@@ -77,7 +77,7 @@ class LocalExecutor:
             yield unit, self.recipe.run(self._generator, self._checker, unit.problem, unit.index)
 
     def close(self) -> None:
-        for resource in (self._generator, self._checker):
+        for resource in (self._generator, self._checker, self.recipe):
             if resource is not None:
                 _close(resource)
         self._generator = self._checker = None
@@ -158,6 +158,7 @@ class _GenerationWorkerImpl:
 
     def close(self) -> None:
         _close(self.generator)
+        _close(self.recipe)  # whatever the recipe opened per process (e.g. a REPL session)
 
 
 @dataclass
@@ -204,6 +205,7 @@ class RayExecutor:
         self.checkers: dict[str, Any] = {nid: self._new_checker(nid) for nid in self._cpu_nodes()}
         self.workers: list[Any] = [self._new_worker() for _ in range(workers)]
         self.replaced = 0  # actors replaced after dying (workers + checkers)
+        self.retried = 0  # units resubmitted because their actor died
         self._wait_ready([*self.checkers.values(), *self.workers])
 
     def _wait_ready(self, actors: list[Any]) -> None:
@@ -297,6 +299,7 @@ class RayExecutor:
         if job.tries >= self.max_retries:
             raise EvalError(f"attempt {job.unit.index} of {job.unit.problem.name} failed {job.tries + 1} times ({why})")
         pending.append((job.unit, job.tries + 1))
+        self.retried += 1
 
     def close(self) -> None:
         ray = self.ray

@@ -11,7 +11,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +22,7 @@ from eval.report import build_report, write_report
 
 STRATEGIES = ("sample", "decompose", "repair", "tree")
 # Recorded config keys that must match when a run is resumed: mixing them would make pass@k meaningless.
-RESUME_KEYS = ("problem_set", "split", "model", "strategy", "putnam_answers", "budget")
+RESUME_KEYS = ("problem_set", "split", "model", "strategy", "putnam_answers", "budget", "sampling", "options", "seed")
 
 
 @dataclass
@@ -35,8 +35,10 @@ class EvalSpec:
     split: str | None = None
     limit: int | None = None  # first N problems only (smoke runs)
     putnam_answers: Literal["given", "produced"] = "produced"
-    seed: int = 0  # attempt i of every problem uses seed + i
+    seed: int = 0  # attempt i of every problem samples from prover.search.attempt_seed(seed, i)
     budget: dict[str, Any] = field(default_factory=dict)  # prover.search.Budget fields, per attempt
+    sampling: dict[str, Any] = field(default_factory=dict)  # SamplingParams fields (temperature, top_p, max_tokens)
+    options: dict[str, Any] = field(default_factory=dict)  # strategy knobs (mode, rounds, width, ...)
     model: str | None = None  # recorded model id (default: the configured model)
     ray: bool = False
     ray_address: str | None = None
@@ -71,7 +73,10 @@ class ProverRecipe:
     lean_settings: Any  # data.config.LeanSettings
     seed: int = 0
     model_id: str = ""
+    sampling: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
     backend_factory: Callable[[], Any] | None = None  # tests: a scripted backend instead of a real model
+    _session: Any = field(default=None, repr=False)  # tree search's REPL session, one per process
 
     def make_generator(self) -> Any:
         if self.backend_factory is not None:
@@ -86,18 +91,31 @@ class ProverRecipe:
         return make_verifier(self.lean_settings)
 
     def run(self, backend: Any, verifier: Any, problem: Any, index: int) -> Any:
-        from prover.search import Budget, run_attempt
+        from prover.generate.base import SamplingParams
+        from prover.search import Budget, attempt_seed, run_attempt
 
+        options = dict(self.options)
+        if self.strategy == "tree":  # step-wise search keeps proof states: a REPL session beside the backend
+            if self._session is None:
+                from lean_env.interaction import open_session
+
+                self._session = open_session("repl", settings=self.lean_settings)
+            options["session"] = self._session
         start = time.perf_counter()
-        result = run_attempt(problem, self.strategy, backend, verifier, Budget(**self.budget), seed=self.seed + index)
+        result = run_attempt(problem, self.strategy, backend, verifier, Budget(**self.budget),
+                             attempt_seed(self.seed, index), sampling=SamplingParams(**self.sampling), **options)
         attempt = result.to_attempt(problem, index)
-        # Fill what the run needs for the leaderboard and cost accounting if the strategy left it out.
-        attempt.strategy = attempt.strategy or self.strategy
-        attempt.model = attempt.model or self.model_id or getattr(backend, "model_id", "")
-        attempt.split = attempt.split or problem.split
-        attempt.seed = self.seed + index if attempt.seed is None else attempt.seed
+        attempt.model = self.model_id or attempt.model  # the id the user asked for (a path or hub id)
         attempt.timings = {"wall_s": time.perf_counter() - start, **(attempt.timings or {})}
         return attempt
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_session": None}  # a live REPL session never travels
 
 
 def versions() -> dict[str, str]:
@@ -129,14 +147,11 @@ def select_problems(spec: EvalSpec, config: Any) -> list[Any]:
 
 def _with_given_answers(problem: Any) -> Any:
     """PutnamBench 'answer given': the recorded answer replaces the abbrev's `sorry` (lean_env.text helper)."""
-    answers = problem.extra.get("answers")
-    if not answers:
+    if not problem.extra.get("answers"):
         return problem
-    try:
-        from lean_env.text import fill_answers
-    except ImportError:
-        raise EvalError("--putnam-answers given needs lean_env.text.fill_answers, which this install lacks") from None
-    return replace(problem, formal_statement=fill_answers(problem.formal_statement, answers))
+    from lean_env.text import fill_answers
+
+    return fill_answers(problem)
 
 
 def run_config(spec: EvalSpec, config: Any, problems: list[Any], model_id: str) -> dict[str, Any]:
@@ -148,7 +163,9 @@ def run_config(spec: EvalSpec, config: Any, problems: list[Any], model_id: str) 
         "strategy": spec.strategy,
         "k": spec.k,
         "samples": spec.n,
-        "budget": dict(spec.budget),
+        "budget": _budget_limits(spec.budget, spec.strategy),
+        "sampling": _sampling(spec.sampling),
+        "options": dict(spec.options),
         "seed": spec.seed,
         "putnam_answers": spec.putnam_answers,
         "limit": spec.limit,
@@ -158,6 +175,31 @@ def run_config(spec: EvalSpec, config: Any, problems: list[Any], model_id: str) 
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "distributed": "ray" if spec.ray else "local",
     }
+
+
+def _budget_limits(budget: dict[str, Any], strategy: str) -> dict[str, Any]:
+    """The per-attempt budget with the strategy defaults filled in (what the run really used)."""
+    from prover.search import DEFAULT_SAMPLES, Budget
+
+    try:
+        limits = Budget(**budget).limits()
+    except TypeError as e:
+        raise EvalError(f"bad budget {budget}: {e}") from None
+    if all(v is None for v in limits.values()):  # run_attempt's own default for an unbounded budget
+        limits["samples"] = DEFAULT_SAMPLES[strategy]
+    return limits
+
+
+def _sampling(sampling: dict[str, Any]) -> dict[str, Any]:
+    from dataclasses import asdict as to_dict
+
+    from prover.generate.base import SamplingParams
+
+    try:
+        params = SamplingParams(**sampling)
+    except TypeError as e:
+        raise EvalError(f"bad sampling parameters {sampling}: {e}") from None
+    return {k: v for k, v in to_dict(params).items() if k in ("temperature", "top_p", "max_tokens")}
 
 
 def _check_resume(recorded: dict[str, Any], current: dict[str, Any], out: Path) -> None:
@@ -199,7 +241,7 @@ def run_eval(
     out.mkdir(parents=True, exist_ok=True)
     current = run_config(spec, config, problems, model_id)
     recipe = ProverRecipe(spec.strategy, dict(spec.budget), config.model, config.lean, spec.seed, model_id,
-                          backend_factory)
+                          dict(spec.sampling), dict(spec.options), backend_factory)
     units = [WorkUnit(p, i) for i in range(spec.n) for p in problems]  # round-robin: early pass@1 everywhere
     with RunStore(out) as store:
         run_id = store.start_run(out.name, current)

@@ -37,8 +37,6 @@ STANDARD_AXIOMS = ("propext", "Classical.choice", "Quot.sound")
 CORE_CLOSERS = {"decide", "rfl", "trivial", "omega", "simp", "simp_all"}
 MATHLIB_CLOSERS = {"norm_num", "linarith", "nlinarith", "positivity", "ring", "ring_nf", "aesop", "tauto",
                    "field_simp", "simp_arith", "bound"}
-KEYWORDS = ("theorem", "lemma", "example", "axiom", "import", "open", "set_option", "#print", "#check",
-            "namespace", "end", "section", "noncomputable", "def", "abbrev", "variable", "universe")
 
 
 class LeanFail(Exception):
@@ -290,6 +288,15 @@ class Goal:
 class Decl:
     statement: object | None  # closed proposition (None when the declaration has binders)
     axioms: set[str]
+    type_text: str = ""  # what `#check @NAME` prints after the colon
+
+
+def pi_type(context: list[tuple[str, object]], target) -> str:
+    """The declaration's type as one canonical text, e.g. `∀ (a : ℕ) (h : a = 1), a + 0 = 1`."""
+    if not context:
+        return show(target)
+    binders = " ".join(f"({n} : {t if t == 'ℕ' else show(t)})" for n, t in context)
+    return f"∀ {binders}, {show(target)}"
 
 
 @dataclass
@@ -351,6 +358,7 @@ class Elaborator:
         self.messages: list[dict] = []
         self.sorries: list[dict] = []
         self.axioms: set[str] = set()
+        self.env_now = env  # declarations visible to `exact NAME` (grows as the command declares more)
 
     # positions: line 1-based, column 0-based in code points, as the real REPL reports them
     def pos(self, offset: int) -> dict:
@@ -361,14 +369,14 @@ class Elaborator:
         self.messages.append({"severity": severity, "pos": self.pos(start), "endPos": self.pos(end), "data": data})
 
     def record_sorry(self, goal: Goal, start: int) -> None:
-        ps = self.repl.new_proof_state([goal])
+        ps = self.repl.new_proof_state([goal], self.env_now)
         self.sorries.append({"proofState": ps, "pos": self.pos(start), "goal": goal.pretty(),
                              "endPos": self.pos(start + 5)})
         self.axioms.add("sorryAx")
 
     # ---- commands ----
     def run(self) -> Env:
-        env = Env(self.env.imports, dict(self.env.decls))
+        env = self.env_now = Env(self.env.imports, dict(self.env.decls))
         starts = [m.start() for m in re.finditer(r"(?m)^(?=\S)", self.src)]
         for k, start in enumerate(starts):
             end = starts[k + 1] if k + 1 < len(starts) else len(self.src)
@@ -392,7 +400,7 @@ class Elaborator:
                     if not m:
                         raise LeanFail("unexpected axiom syntax", start, end)
                     prop = self.prop(m.group(2), set(), start, end)
-                    env.decls[m.group(1)] = Decl(prop, {m.group(1)})
+                    env.decls[m.group(1)] = Decl(prop, {m.group(1)}, show(prop))
                 elif word == "#print":
                     m = re.match(r"#print\s+axioms\s+(\S+)", text)
                     if not m or m.group(1) not in env.decls:
@@ -401,6 +409,12 @@ class Elaborator:
                     data = (f"'{m.group(1)}' depends on axioms: [{', '.join(axs)}]" if axs
                             else f"'{m.group(1)}' does not depend on any axioms")
                     self.message("info", data, start, start + len(text.rstrip()))
+                elif word == "#check":
+                    m = re.match(r"#check\s+@?(\S+)\s*$", text)
+                    if not m or m.group(1) not in env.decls:
+                        raise LeanFail(f"unknown identifier '{m.group(1) if m else text.strip()}'", start, end)
+                    self.message("info", f"{m.group(1)} : {env.decls[m.group(1)].type_text}", start,
+                                 start + len(text.rstrip()))
                 else:
                     raise LeanFail(f"fake Lean: unsupported command '{word}'", start, start + len(word))
             except LeanFail as e:
@@ -464,7 +478,8 @@ class Elaborator:
             self.message("warning", "declaration uses `sorry`", start if name is None else name_start,
                          start + len(word) if name is None else name_start + len(name))
         if name is not None:
-            env.decls[name] = Decl(goal.target if not context else None, set(self.axioms))
+            env.decls[name] = Decl(goal.target if not context else None, set(self.axioms),
+                                   pi_type(context, goal.target))
         self.axioms = before[1] | self.axioms
 
     # ---- proofs ----
@@ -644,10 +659,6 @@ class Elaborator:
         self.proof_term(Goal(goal.context, prop), start + assign + 2, end, recover=True)
         return goal.with_hyp(name, prop)
 
-    @property
-    def env_now(self) -> Env:
-        return self.repl.current_env
-
 
 class FakeRepl:
     def __init__(self):
@@ -656,9 +667,9 @@ class FakeRepl:
         self.current_env = Env()
         self.proof_state_env: list[Env] = []
 
-    def new_proof_state(self, goals: list[Goal]) -> int:
+    def new_proof_state(self, goals: list[Goal], env: Env) -> int:
         self.proof_states.append(goals)
-        self.proof_state_env.append(self.current_env)
+        self.proof_state_env.append(env)
         return len(self.proof_states) - 1
 
     def handle(self, req: dict) -> dict:
@@ -705,7 +716,7 @@ class FakeRepl:
         errors = [m for m in elab.messages if m["severity"] == "error"]
         if errors:
             return {"message": "Lean error:\n" + errors[0]["data"]}
-        new = self.new_proof_state(goals)
+        new = self.new_proof_state(goals, elab.env_now)
         out: dict = {}
         if elab.sorries:
             out["sorries"] = [{"proofState": s["proofState"], "goal": s["goal"]} for s in elab.sorries]

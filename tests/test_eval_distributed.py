@@ -122,6 +122,7 @@ def test_ray_every_unit_exactly_once_with_a_worker_and_a_checker_killed(ray_clus
             stats = drive(units(4, 4), executor, store, run_id, on_result=kill_mid_run)
             assert killed == ["worker", "checker"]
             assert executor.replaced >= 2  # the dead worker and the dead checker were replaced
+            assert executor.retried >= 1  # units in flight on the dead actors ran again elsewhere
             assert stats.recorded == 16 and stats.duplicates == 0
             assert sorted(seen) == keys(store, run_id) == sorted((f"p{i}", j) for i in range(4) for j in range(4))
             assert sum(a.status == "proved" for a in store.attempts(run_id)) == 8

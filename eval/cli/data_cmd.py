@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -85,7 +85,7 @@ def _short(value: object, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
 
 
-class ExportFormat(str, Enum):
+class ExportFormat(StrEnum):
     jsonl = "jsonl"
     parquet = "parquet"
     hf = "hf"
@@ -95,7 +95,9 @@ class ExportFormat(str, Enum):
 def export(
     ctx: typer.Context,
     run_dir: Path = typer.Argument(..., help="Run directory (holding store.sqlite) or the .sqlite file."),
-    fmt: ExportFormat = typer.Option(ExportFormat.jsonl, "--format", help="jsonl, parquet, or hf (save_to_disk)."),
+    fmt: ExportFormat = typer.Option(
+        ExportFormat.jsonl, "--format", help="jsonl, parquet, or hf (save_to_disk)."
+    ),
     out: Path = typer.Option(..., "--out", help="Output file (jsonl, parquet) or directory (hf)."),
     run: str | None = typer.Option(None, "--run", help="Run name, when the store holds several."),
 ) -> None:

@@ -45,13 +45,43 @@ def tactics(
         "--source-dir",
         help="Checkout of the traced repository (statements from source; else found beside).",
     ),
+    prompt_format: str = typer.Option(
+        "prover",
+        "--prompt-format",
+        help="prover: the tree search's `tactic` template; leandojo: [GOAL]/[PROOFSTEP].",
+    ),
+    prompts: Path | None = typer.Option(
+        None, "--prompts", help="Prompt template file (TOML) for --prompt-format prover."
+    ),
 ) -> None:
     """Write tactic-level training examples (goal state -> next tactic, with premises) from a LeanDojo benchmark."""
+    from data.errors import DataError
     from data.leandojo import write_tactic_examples
 
+    if prompt_format not in ("prover", "leandojo"):
+        raise DataError(f"--prompt-format must be prover or leandojo, not {prompt_format!r}")
+    render = _tree_search_render(prompts) if prompt_format == "prover" else None
     cfg = config(ctx, leandojo_dir=leandojo_dir)
-    n = write_tactic_examples(cfg.leandojo_dir, strategy, split, out, source_dir=source_dir)
+    n = write_tactic_examples(cfg.leandojo_dir, strategy, split, out, source_dir=source_dir, render=render)
     console.print(f"{n} tactic examples -> {out}")
+
+
+def _tree_search_render(prompts_file: Path | None):
+    """Prompts in the prover's `tactic` template (what the tree search sends), with a short scope header."""
+    from dataclasses import replace
+
+    from data.leandojo import scope_header
+    from lean_env.interaction import indent_tactic
+    from prover.prompts import load_prompts
+
+    prompt_set = load_prompts(prompts_file)
+
+    def render(problem, tactics_so_far, state):
+        short = replace(problem, header=problem.extra.get("prompt_header") or scope_header(problem.header))
+        done = "".join(indent_tactic(t) + "\n" for t in tactics_so_far)
+        return prompt_set.render("tactic", short, goals=state, tactics=done)
+
+    return render
 
 
 def register_into(data_app: typer.Typer) -> None:

@@ -16,6 +16,27 @@ def _default_out(run_dir: Path, problem_set: str, model: str | None, strategy: s
     return run_dir / slug
 
 
+def _options(pairs: list[str]) -> dict[str, object]:
+    """`--opt KEY=VALUE` pairs; values become int, float or bool where they read as one."""
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"--opt wants KEY=VALUE, got {pair!r}")
+        value: object = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(raw)
+                    break
+                except ValueError:
+                    pass
+        out[key.strip()] = value
+    return out
+
+
 def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_(
@@ -31,7 +52,11 @@ def register(app: typer.Typer) -> None:
         limit: int = typer.Option(None, "--limit", help="Only the first N problems (smoke runs)."),
         putnam_answers: str = typer.Option("produced", "--putnam-answers", help="PutnamBench: 'given' substitutes "
                                            "the recorded answer; 'produced' makes the prover fill it too."),
-        seed: int = typer.Option(0, "--seed", help="Attempt i of each problem samples with seed + i."),
+        seed: int = typer.Option(0, "--seed", help="Base seed; attempt i of each problem gets its own seed from it."),
+        temperature: float = typer.Option(None, "--temperature", help="Sampling temperature (default 1.0)."),
+        top_p: float = typer.Option(None, "--top-p", help="Nucleus sampling p (default 0.95)."),
+        max_tokens: int = typer.Option(None, "--max-tokens", help="Tokens per generation (default 2048)."),
+        opt: list[str] = typer.Option(None, "--opt", help="Strategy option KEY=VALUE (repeatable), e.g. mode=cot, rounds=3."),
         backend: str = typer.Option(None, "--backend", help="transformers | vllm | openai."),
         base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server for --backend openai."),
         tensor_parallel_size: int = typer.Option(None, "--tensor-parallel-size", "--tp", help="GPUs per model replica."),
@@ -56,11 +81,13 @@ def register(app: typer.Typer) -> None:
         budget = {key: value for key, value in {"samples": budget_samples, "tokens": budget_tokens,
                                                 "lean_calls": budget_lean_calls, "wall_s": budget_wall_s}.items()
                   if value is not None}
+        sampling = {key: value for key, value in {"temperature": temperature, "top_p": top_p,
+                                                  "max_tokens": max_tokens}.items() if value is not None}
         spec = EvalSpec(
             problem_set=problem_set,
             out=out or _default_out(cfg.run_dir, problem_set, cfg.model.model, strategy, k),
             strategy=strategy, k=k, samples=samples, split=split, limit=limit, putnam_answers=putnam_answers,
-            seed=seed, budget=budget, ray=ray or ray_address is not None, ray_address=ray_address,
+            seed=seed, budget=budget, sampling=sampling, options=_options(opt or []), ray=ray or ray_address is not None, ray_address=ray_address,
             workers=workers, max_in_flight=max_in_flight,
         )
         result = run_eval(spec, cfg)

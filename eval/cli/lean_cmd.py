@@ -1,8 +1,103 @@
-"""`subgoal lean ...`: not built yet."""
+"""`subgoal lean ...`: locate/install the Lean toolchain, say what is missing, check a Lean file."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="(not built yet) see the project's open issues.", no_args_is_help=True)
+from eval.cli.common import config, console, err_console
+
+app = typer.Typer(help="The Lean toolchain: setup, doctor, check a file.", no_args_is_help=True)
+
+
+@app.command()
+def doctor(ctx: typer.Context) -> None:
+    """Report each piece Lean needs (elan, lake, lean, Mathlib project, REPL), its version, and how to fix it."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from lean_env.errors import LeanNotFound
+    from lean_env.toolchain import doctor as run_doctor
+
+    checks = run_doctor(config(ctx).lean)
+    table = Table(title="Lean toolchain")
+    for col in ("piece", "status", "found", "version", "what to do"):
+        table.add_column(col, overflow="fold")
+    for c in checks:
+        table.add_row(c.name, "[green]ok[/]" if c.ok else "[red]missing[/]", escape(c.found), escape(c.version),
+                      escape(c.fix))
+    console.print(table)
+    missing = [c.name for c in checks if not c.ok]
+    if missing:
+        raise LeanNotFound(f"Lean is not usable here: missing {', '.join(missing)}. Run `subgoal lean setup` on a "
+                           "machine with internet, or set lean.project_dir and lean.repl_path in the config (env "
+                           "SUBGOAL_LEAN__PROJECT_DIR / SUBGOAL_LEAN__REPL_PATH) to an existing install.")
+    console.print("[green]Lean is ready.[/]")
+
+
+@app.command()
+def setup(
+    ctx: typer.Context,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the commands without running them."),
+    home: Path | None = typer.Option(None, "--home", help="Install directory (else $SUBGOAL_LEAN_HOME, ~/.subgoal/lean)."),
+    version: str | None = typer.Option(None, "--version", help="Lean version tag (else [lean] lean_version)."),
+) -> None:
+    """Install elan, Lean, a Mathlib project (with its .olean cache) and the REPL, all at one pinned version."""
+    from lean_env.toolchain import run_setup
+
+    version = version or config(ctx).lean.lean_version
+    plan = run_setup(version, home, dry_run=dry_run, log=err_console.print)
+    if dry_run:
+        for i, step in enumerate(plan, 1):
+            mark = " (already done: skipped)" if step.skip else ""
+            console.print(f"{i}. {step.what}{mark}\n   {step.shell()}", highlight=False, markup=False,
+                          soft_wrap=True)
+        return
+    console.print("[green]Lean is installed.[/] `subgoal lean doctor` shows the result.")
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="A .lean file: its imports are the header, its last theorem the target."),
+    theorem: str | None = typer.Option(None, "--theorem", help="The theorem to check (default: the last one)."),
+    timeout: float | None = typer.Option(None, "--timeout", help="Seconds per REPL call (else [lean] timeout_s)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
+) -> None:
+    """Verify a Lean file: no error, no sorry, standard axioms only; exit 1 unless proved."""
+    import json
+
+    from lean_env import make_verifier
+    from lean_env.errors import LeanError
+    from lean_env.verifier import file_problem
+
+    src = file.read_text(encoding="utf-8")
+    problem = file_problem(src, file.stem, theorem)
+    if problem is None:
+        raise LeanError(f"{file}: no theorem to check" + (f" named {theorem}" if theorem else ""))
+    settings = config(ctx).lean
+    if timeout:
+        settings.timeout_s = timeout
+    verifier = make_verifier(settings, workers=1)
+    try:
+        verdict = verifier.verify(problem, src)
+    finally:
+        verifier.close()
+    if as_json:
+        console.print_json(json.dumps(verdict.to_dict(), ensure_ascii=False))
+    else:
+        color = "green" if verdict.proved else "red"
+        console.print(f"[{color}]{verdict.status.value}[/]: {problem.name}  ({verdict.wall_time:.1f}s)")
+        for r in verdict.reasons:
+            console.print(f"  - {r}", highlight=False, markup=False)
+        for m in verdict.messages:
+            where = f"{file}:{m.pos.line}:{m.pos.column}" if m.pos else str(file)
+            console.print(f"  {where}: {m.severity}: {m.data}", highlight=False, markup=False)
+        if verdict.axioms:
+            console.print(f"  axioms: {', '.join(verdict.axioms)}", highlight=False, markup=False)
+    if not verdict.proved:
+        raise SystemExit(1)  # (typer.Exit's code is dropped by the root's standalone_mode=False)
 
 
 def register(root: typer.Typer) -> None:

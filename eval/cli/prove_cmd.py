@@ -1,9 +1,206 @@
-"""`subgoal prove`: not built yet."""
+"""`subgoal prove TARGET`: prove a statement, fill the sorries of a .lean file, or run a problem set in batch."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
 
 import typer
 
+from eval.cli.common import config, console, err_console
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("prove", help="(not built yet) see the project's open issues.")
-    def prove() -> None:
-        raise typer.BadParameter("`subgoal prove` is not built yet")
+    @app.command("prove")
+    def prove(
+        ctx: typer.Context,
+        target: str = typer.Argument(..., metavar="TARGET", help="A statement (\"theorem t (a b : ℕ) : a + b = b + a "
+                                     ":= by\"), a .lean file whose sorries to fill, or a problem set / JSONL (batch)."),
+        strategy: str = typer.Option("sample", "--strategy", "-s", help="sample | decompose | repair | tree."),
+        model: str = typer.Option(None, "--model", "-m", help="HF id or checkpoint directory (else config model.model)."),
+        backend: str = typer.Option(None, "--backend", help="transformers | vllm | openai (else config)."),
+        base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server for --backend openai."),
+        k: int = typer.Option(8, "-k", help="Attempts per problem."),
+        all_attempts: bool = typer.Option(False, "--all-attempts", help="Run all k attempts even after a proof "
+                                          "(pass@k); default: stop at the first verified proof."),
+        samples: int = typer.Option(None, "--samples", help="Budget: generations per attempt (strategy default: "
+                                    "sample 1, repair 4, decompose 32, tree 256)."),
+        max_tokens: int = typer.Option(None, "--max-tokens", help="Budget: generated tokens per attempt."),
+        lean_calls: int = typer.Option(None, "--lean-calls", help="Budget: Lean calls per attempt."),
+        time_limit: float = typer.Option(None, "--time-limit", help="Budget: wall seconds per attempt."),
+        sample_tokens: int = typer.Option(2048, "--sample-tokens", help="Longest completion, in tokens."),
+        temperature: float = typer.Option(1.0, "--temperature", "-t", help="0 = greedy."),
+        top_p: float = typer.Option(0.95, "--top-p"),
+        seed: int = typer.Option(0, "--seed", help="Attempt i samples with seeds derived from seed + i."),
+        mode: str = typer.Option("complete", "--mode", help="Whole-proof prompt: complete (non-CoT) | cot."),
+        prompts: Path = typer.Option(None, "--prompts", help="TOML file overriding prompt templates."),
+        interaction: str = typer.Option("repl", "--interaction", help="Tree search steps through: repl | dojo."),
+        rounds: int = typer.Option(3, "--rounds", help="repair: repairs per chain."),
+        lemma_samples: int = typer.Option(4, "--lemma-samples", help="decompose: samples per lemma."),
+        max_depth: int = typer.Option(2, "--max-depth", help="decompose: recursion depth."),
+        width: int = typer.Option(8, "--width", help="tree: tactic candidates per state."),
+        out: Path = typer.Option(None, "--out", "-o", help="Batch: run directory (default <run_dir>/<set>). "
+                                 ".lean: the completed file (default NAME.proved.lean beside it)."),
+        in_place: bool = typer.Option(False, "--in-place", help=".lean: overwrite the input file."),
+        header: str = typer.Option(None, "--header", help="Statement: header text (default: import Mathlib ...)."),
+        split: str = typer.Option(None, "--split", help="Batch: only this split."),
+        limit: int = typer.Option(None, "--limit", help="Batch: only the first N problems."),
+        lean_workers: int = typer.Option(None, "--lean-workers", help="REPL processes."),
+        lean_timeout: float = typer.Option(None, "--lean-timeout", help="Seconds per Lean call."),
+        no_live: bool = typer.Option(False, "--no-live", help="No live view (logs only)."),
+    ) -> None:
+        """Prove a statement, fill a .lean file's sorries, or prove a problem set in batch (resumable)."""
+        from lean_env import make_verifier
+        from prover.batch import ProveRecipe
+        from prover.errors import ProverError
+        from prover.search import STRATEGIES
+        from prover.search.targets import target_kind
+
+        if strategy not in STRATEGIES:
+            raise ProverError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
+        if mode not in ("complete", "cot"):
+            raise ProverError(f"--mode must be complete or cot, not {mode!r}")
+        if k < 1:
+            raise ProverError(f"-k must be at least 1, got {k}")
+        cfg = config(ctx, model={"model": model, "backend": backend, "base_url": base_url},
+                     lean={"workers": lean_workers, "timeout_s": lean_timeout})
+        budget = {key: v for key, v in {"samples": samples, "tokens": max_tokens, "lean_calls": lean_calls,
+                                        "wall_s": time_limit}.items() if v is not None}
+        options: dict[str, Any] = {"mode": mode}
+        options.update({"repair": {"rounds": rounds}, "decompose": {"lemma_samples": lemma_samples,
+                        "max_depth": max_depth}, "tree": {"width": width}}.get(strategy, {}))
+        recipe = ProveRecipe(strategy, budget, cfg.model, cfg.lean, seed, str(prompts) if prompts else None,
+                             {"temperature": temperature, "top_p": top_p, "max_tokens": sample_tokens}, options,
+                             interaction)
+        recipe.prompts()  # a bad --prompts file fails here, before Lean or the model start
+        kind = target_kind(target)
+        verifier = make_verifier(cfg.lean)  # no Lean: LeanNotFound, before loading a model
+        try:
+            err_console.print(f"loading {cfg.model.model} ({cfg.model.backend})", highlight=False)
+            gen = recipe.make_generator()
+            try:
+                if kind == "problem_set":
+                    code = _batch(target, cfg, recipe, gen, verifier, k, not all_attempts, out, split, limit)
+                else:
+                    code = _interactive(target, kind, recipe, gen, verifier, k, out, in_place, header, no_live)
+            finally:
+                gen.close()
+        finally:
+            verifier.close()
+        raise typer.Exit(code)
+
+
+def _interactive(target: str, kind: str, recipe: Any, gen: Any, verifier: Any, k: int, out: Path | None,
+                 in_place: bool, header: str | None, no_live: bool) -> int:
+    from prover.search.live import prove_interactive
+    from prover.search.targets import completed_file_path, fill_file, lean_file_problems, statement_problem
+
+    if kind == "statement":
+        problems, text, path = [statement_problem(target, header)], None, None
+    else:
+        path = Path(target)
+        dest = completed_file_path(path, out, in_place)
+        text, problems = lean_file_problems(path)
+    outcomes = prove_interactive(problems, recipe, gen, verifier, k, err_console, live=not no_live)
+    proofs = {o.problem.name: o.result.text for o in outcomes if o.proved}
+    for o in outcomes:
+        if o.proved:
+            err_console.print(f"[bold green]proved[/] {o.problem.name}", highlight=False)
+            console.print(o.result.text.rstrip(), markup=False, highlight=False)
+        else:
+            why = "interrupted" if o.interrupted else "not proved"
+            err_console.print(f"[bold red]{why}[/] {o.problem.name}; best so far: {o.best.what or 'nothing'} "
+                              f"({o.best.status})", highlight=False)
+            if o.best.text:
+                console.print(o.best.text.rstrip(), markup=False, highlight=False)
+    if kind == "lean_file" and text is not None and path is not None:
+        if proofs:
+            dest.write_text(fill_file(text, problems, proofs), encoding="utf-8")
+            err_console.print(f"{len(proofs)}/{len(problems)} sorry theorems proved; wrote {dest}", highlight=False)
+        else:
+            err_console.print(f"0/{len(problems)} sorry theorems proved; {path} left as it was", highlight=False)
+    if any(o.interrupted for o in outcomes):
+        return 130
+    return 0 if len(proofs) == len(problems) else 1
+
+
+def _batch(target: str, cfg: Any, recipe: Any, gen: Any, verifier: Any, k: int, stop_at_first: bool,
+           out: Path | None, split: str | None, limit: int | None) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from data import load_problems
+    from data.store import RunStore
+    from prover.batch import BoundRecipe, run_batch
+
+    problems = load_problems(target, cfg, split=split)
+    if limit is not None:
+        problems = problems[:limit]
+    out = out or cfg.run_dir / re.sub(r"[^A-Za-z0-9_.-]+", "-", f"prove-{Path(target).stem}")
+    out.mkdir(parents=True, exist_ok=True)
+    run_config = {"target": target, "split": split, "limit": limit, "strategy": recipe.strategy, "k": k,
+                  "stop_at_first": stop_at_first, "budget": recipe.budget, "sampling": recipe.sampling,
+                  "options": recipe.options, "seed": recipe.seed, "model": getattr(gen, "model_id", ""),
+                  "backend": cfg.model.backend, "prompts": recipe.prompts_path}
+    t0 = time.perf_counter()
+    with RunStore(out) as store:
+        run_id = store.start_run(out.name, run_config)
+        done = store.done(run_id)
+        todo = sum(1 for p in problems for i in range(k) if (p.name, i) not in done)
+        proved: set[str] = {a.problem for a in store.attempts(run_id) if a.status == "proved"}
+        with Progress(TextColumn("[bold]prove"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                      TimeElapsedColumn(), console=err_console) as bar:
+            task = bar.add_task("attempts", total=todo, info=f"{len(proved)}/{len(problems)} proved")
+
+            def tick(problem: Any, attempt: Any) -> None:
+                if attempt.status == "proved":
+                    proved.add(problem.name)
+                bar.update(task, advance=1, info=f"{len(proved)}/{len(problems)} proved")
+
+            try:
+                stats = run_batch(problems, store, run_id, lambda: BoundRecipe(recipe, gen, verifier), k,
+                                  stop_at_first, on_result=tick, group=recipe.group)
+            except KeyboardInterrupt:
+                err_console.print(f"interrupted; re-run the same command to resume ({out})", highlight=False)
+                return 130
+        attempts = store.attempts(run_id)
+        proofs_path = out / "proofs.jsonl"
+        _export_proofs(attempts, problems, proofs_path)
+    _summary(attempts, problems, time.perf_counter() - t0, stats)
+    err_console.print(f"run store: {out / 'store.sqlite'}; verified proofs: {proofs_path}", highlight=False)
+    return 0
+
+
+def _export_proofs(attempts: list[Any], problems: list[Any], path: Path) -> None:
+    """One line per proved problem (its first verified attempt), written atomically."""
+    names = {p.name for p in problems}
+    first: dict[str, Any] = {}
+    for a in sorted(attempts, key=lambda a: (a.problem, a.index)):
+        if a.status == "proved" and a.problem in names and a.problem not in first:
+            first[a.problem] = a
+    tmp = path.with_suffix(".jsonl.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for name, a in first.items():
+            fh.write(json.dumps({"problem": name, "index": a.index, "proof": a.text, "strategy": a.strategy,
+                                 "model": a.model, "seed": a.seed}, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def _summary(attempts: list[Any], problems: list[Any], wall_s: float, stats: Any) -> None:
+    from rich.table import Table
+
+    names = {p.name for p in problems}
+    mine = [a for a in attempts if a.problem in names]
+    proved = {a.problem for a in mine if a.status == "proved"}
+    table = Table(title="subgoal prove")
+    for col in ("proved", "attempts", "new this run", "time", "tokens (prompt+completion)", "Lean CPU"):
+        table.add_column(col, justify="right")
+    tokens = sum(a.prompt_tokens + a.completion_tokens for a in mine)
+    lean_cpu = sum(float((a.timings or {}).get("lean_cpu_s", 0.0)) for a in mine)
+    table.add_row(f"{len(proved)}/{len(problems)}", str(len(mine)), str(stats.recorded), f"{wall_s:.1f}s",
+                  f"{tokens:,}", f"{lean_cpu:.1f}s")
+    console.print(table)
+    sys.stdout.flush()

@@ -1,9 +1,127 @@
-"""`subgoal train ...`: not built yet."""
+"""`subgoal train sft|grpo|data` and `subgoal iterate`: SFT, GRPO, SFT-dataset building, expert iteration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="(not built yet) see the project's open issues.", no_args_is_help=True)
+from eval.cli.common import config, console, err_console
+
+app = typer.Typer(help="Train provers: SFT on verified traces, GRPO with a Lean-verified reward.", no_args_is_help=True)
+
+
+def _print_result(title: str, result: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("")
+    table.add_column("value", overflow="fold")
+    for key, value in result.items():
+        if key not in ("history", "rounds"):
+            table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+@app.command("sft")
+def sft(
+    model: str = typer.Option(..., "--model", help="Base model: HF id or checkpoint directory."),
+    data: Path = typer.Option(..., "--data", help="SFT dataset dir (`subgoal train data`) or examples JSONL."),
+    out: Path = typer.Option(..., "--out", help="Output checkpoint directory (HF format)."),
+    tokenizer: str | None = typer.Option(None, "--tokenizer", help="Default: the model's."),
+    lr: float = typer.Option(1e-5, "--lr"),
+    schedule: str = typer.Option("cosine", "--schedule", help="cosine | linear | constant."),
+    warmup: int = typer.Option(0, "--warmup", min=0, help="Warmup steps."),
+    epochs: float = typer.Option(1.0, "--epochs", min=0.0),
+    max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Overrides --epochs."),
+    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Micro-batch per device."),
+    grad_accum: int = typer.Option(1, "--grad-accum", min=1),
+    max_length: int = typer.Option(2048, "--max-length", min=8),
+    save_every: int = typer.Option(0, "--save-every", min=0, help="Checkpoint every N steps (0: at the end)."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on GPU) | bf16 | fp32."),
+    device: str = typer.Option("auto", "--device"),
+    bias_gamma: float = typer.Option(1e-3, "--bias-gamma", help="MoE routing-bias update speed (0: off)."),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the latest checkpoint in --out."),
+    ep: int = typer.Option(1, "--ep", min=1, help="Expert-parallel degree (1: none)."),
+) -> None:
+    """Supervised fine-tuning (prompt tokens masked). Under `torchrun` it trains data-parallel with FSDP2."""
+    from prover.train.sft import SFTConfig, train_sft
+
+    cfg = SFTConfig(model=model, data=str(data), out=str(out), tokenizer=tokenizer, lr=lr, schedule=schedule,
+                    warmup_steps=warmup, epochs=epochs, max_steps=max_steps, micro_batch_size=batch_size,
+                    grad_accum=grad_accum, max_length=max_length, save_every=save_every, precision=precision,
+                    device=device, bias_update_gamma=bias_gamma, seed=seed, resume=resume, ep=ep)
+    result = train_sft(cfg)
+    _print_result(f"sft -> {out}", result.to_dict())
+
+
+@app.command("data")
+def build_data(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", help="Dataset directory to write (`save_to_disk`)."),
+    runs: list[Path] = typer.Option([], "--runs", help="Run store(s) (.sqlite or run dir) to take proofs from."),
+    examples: list[Path] = typer.Option([], "--examples", help="JSONL of SFT example records (e.g. tactic-level)."),
+    problems: str | None = typer.Option(None, "--problems", help="Problem set the runs attempted (for prompts)."),
+    decontaminate: bool = typer.Option(True, "--decontaminate/--no-decontaminate"),
+    ngram: int = typer.Option(13, "--ngram", min=1, help="n of the n-gram overlap test."),
+    threshold: float = typer.Option(0.5, "--threshold", min=0.01, max=1.0, help="n-gram overlap that counts."),
+    near_dup: float = typer.Option(0.9, "--near-dup", min=0.0, max=1.0, help="Shingle Jaccard that counts as "
+                                   "a near-duplicate (1.0: exact normalized duplicates only)."),
+) -> None:
+    """Build an SFT dataset from verified proofs (+ example records): dedup, decontaminate, save."""
+    from prover.train.examples import build_dataset
+
+    cfg = config(ctx)
+    report = build_dataset(runs, out, cfg, examples=examples, problems=problems, decontaminate=decontaminate,
+                           ngram=ngram, threshold=threshold, near_dup=near_dup)
+    _print_result(f"SFT dataset -> {out}", {k: v for k, v in report.to_dict().items() if k != "contaminated"}
+                  | {"contaminated": len(report.contaminated)})
+    err_console.print(f"removals and reasons: {Path(out) / 'report.json'}")
 
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="train")
+    root.command("iterate")(iterate)
+
+
+def iterate(
+    ctx: typer.Context,
+    problems: str = typer.Option(..., "--problems", help="Training problem set (name, JSONL or HF dataset)."),
+    model: str = typer.Option(..., "--model", help="Starting model (HF id or checkpoint)."),
+    rounds: int = typer.Option(..., "--rounds", min=1),
+    out: Path = typer.Option(..., "--out", help="Directory for the run store, datasets and checkpoints."),
+    attempts: int = typer.Option(8, "--attempts", "-k", min=1, help="Proof attempts per problem per round."),
+    strategy: str = typer.Option("sample", "--strategy", help="sample | decompose | repair | tree."),
+    max_tokens: int = typer.Option(1024, "--max-tokens", min=1),
+    temperature: float = typer.Option(1.0, "--temperature"),
+    backend: str | None = typer.Option(None, "--backend", help="Generation backend for proving."),
+    steps: int | None = typer.Option(None, "--sft-steps", min=1, help="SFT steps per round (default: epochs)."),
+    epochs: float = typer.Option(1.0, "--sft-epochs", min=0.0),
+    lr: float = typer.Option(1e-5, "--lr"),
+    batch_size: int = typer.Option(4, "--batch-size", min=1),
+    device: str = typer.Option("auto", "--device"),
+    decontaminate: bool = typer.Option(True, "--decontaminate/--no-decontaminate"),
+) -> None:
+    """Expert iteration: prove -> collect verified proofs -> SFT -> repeat from the new checkpoint. Resumable:
+    rerun the same command and finished rounds are skipped, an interrupted one continues."""
+    from prover.train.iterate import IterateConfig, run_iterations
+
+    cfg = config(ctx, model={"backend": backend})
+    icfg = IterateConfig(problems=problems, model=model, rounds=rounds, out=str(out), attempts=attempts,
+                         strategy=strategy, max_tokens=max_tokens, temperature=temperature, sft_steps=steps,
+                         sft_epochs=epochs, lr=lr, batch_size=batch_size, device=device,
+                         decontaminate=decontaminate)
+    summary = run_iterations(icfg, cfg)
+    from rich.table import Table
+
+    table = Table(title=f"expert iteration: {out}")
+    for col in ("round", "proved", "new proofs", "dataset", "SFT loss", "time (s)", "checkpoint"):
+        table.add_column(col)
+    for r in summary:
+        loss = r.get("sft_loss")
+        table.add_row(str(r["round"]), str(r["proved"]), str(r["new_proofs"]), str(r["dataset_size"]),
+                      f"{loss:.4f}" if loss is not None else "-", f"{r['time_s']:.1f}", r.get("checkpoint") or "-")
+    console.print(table)
+    err_console.print(json.dumps(summary[-1]) if summary else "no rounds run")

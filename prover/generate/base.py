@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-
 Prompt = str | list[int]  # text, or token ids (benchmarks; checkpoints without a tokenizer)
 
 

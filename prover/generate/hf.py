@@ -174,10 +174,18 @@ def _load(path: str | Path, tokenizer: Any, device: str, dtype: str):
                    "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}.get(dtype)
     if torch_dtype is None:
         raise ProverError(f"unknown dtype {dtype!r} (auto, bfloat16, float16, float32)")
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the load report lists the MTP layer as unused: expected, not news
+    hf_logging.disable_progress_bar()
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
     except (OSError, ValueError) as e:
         raise ProverError(f"cannot load model {path!r}: {str(e).splitlines()[0]}") from None
+    finally:
+        hf_logging.set_verbosity(level)
+        hf_logging.enable_progress_bar()
     if tokenizer is None:
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path))

@@ -38,13 +38,14 @@ def reset_counts(model: nn.Module) -> None:
 
 @torch.no_grad()
 def update_bias(model: nn.Module, gamma: float, process_group: Any = None,
-                counts: torch.Tensor | None = None) -> dict[str, float]:
+                counts: torch.Tensor | None = None) -> torch.Tensor:
     """b_i += gamma * sign(mean_j(c_j) - c_i) in every MoE layer, from the counts accumulated since the last
     call (all-reduced over `process_group` when given, or the `counts` passed in); then reset the counts.
-    Layers that routed nothing are left alone. Returns summary load statistics of the counts used."""
+    Layers that routed nothing are left alone. Returns the [layers, experts] counts used (for logging with
+    `load_summary`); nothing here waits for the GPU."""
     layers = moe_layers(model)
     if not layers:
-        return {}
+        return torch.zeros(0, 0, dtype=torch.int64)
     if counts is None:
         counts = expert_counts(model)
         if process_group is not None:
@@ -52,15 +53,13 @@ def update_bias(model: nn.Module, gamma: float, process_group: Any = None,
 
             dist.all_reduce(counts, op=dist.ReduceOp.SUM, group=process_group)
     c = counts.float()
-    error = c.mean(dim=1, keepdim=True) - c  # > 0: under-loaded
-    active = c.sum(dim=1) > 0
+    step = gamma * torch.sign(c.mean(dim=1, keepdim=True) - c)  # > 0 for under-loaded experts
+    step = step * (c.sum(dim=1, keepdim=True) > 0)  # a layer that routed nothing keeps its bias
     for i, (_, m) in enumerate(layers):
-        if active[i]:
-            bias = m.gate.e_score_correction_bias
-            bias += gamma * torch.sign(error[i]).to(bias.device, bias.dtype)
-    stats = load_summary(counts)
+        bias = m.gate.e_score_correction_bias
+        bias += step[i].to(bias.device, bias.dtype)
     reset_counts(model)
-    return stats
+    return counts
 
 
 def load_summary(counts: torch.Tensor) -> dict[str, float]:

@@ -189,6 +189,7 @@ def grouped_gemm(x: torch.Tensor, w: torch.Tensor, seg: Segments) -> torch.Tenso
     return torch._grouped_mm(x, w.transpose(-2, -1), offs=seg.offs)
 
 
+@torch.compiler.disable  # data-dependent shape (the largest count): keep it out of compiled graphs
 def batched_gemm(x: torch.Tensor, w: torch.Tensor, seg: Segments) -> torch.Tensor:
     """Fallback without a grouped-GEMM kernel: pad every expert to the largest count, one bmm."""
     E = w.shape[0]

@@ -1,0 +1,388 @@
+"""GPU benchmark of prover.model (DeepSeek-V3 architecture) against transformers' DeepseekV3ForCausalLM.
+
+    PYTHONPATH=. python bench/model_gpu.py                       # H100: `small` preset, batch 8 x 2048
+    PYTHONPATH=. python bench/model_gpu.py --preset tiny --device cpu --batch 2 --seq 64 --steps 2   # smoke test
+
+Rows: the device's two ceilings (bf16 matmul, device-to-device copy); bf16 training-step throughput
+(tokens/s, MFU from active-parameter FLOPs, peak memory) of transformers and of this model (eager,
+torch.compile'd blocks, with the MTP loss); the MoE layer alone (grouped GEMM / batched fallback / reference
+loop, forward + backward, with the error against the reference); decoding tokens/s with the latent KV cache.
+Every row catches its own failure (OOM included) and the run goes on. Prints a table; writes JSON to
+$OUT/model_gpu.json (or --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from prover.model import DeepSeekV3, ModelConfig
+from prover.model.balance import update_bias
+from prover.model.moe import MoE
+
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def peak_flops(device: str) -> float | None:
+    if not device.startswith("cuda"):
+        return None
+    name = torch.cuda.get_device_name()
+    return next((v for k, v in PEAK_BF16.items() if k in name), None)
+
+
+def timed(fn: Callable[[], Any], device: str, warmup: int, steps: int) -> float:
+    """Median-free simple mean over `steps` after `warmup` calls (each call is one full step)."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    sync(device)
+    return (time.perf_counter() - t) / steps
+
+
+def free(device: str) -> None:
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_gib(device: str) -> float | None:
+    return torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
+
+
+def train_flops_per_token(cfg: ModelConfig, model: DeepSeekV3, seq: int) -> tuple[float, float]:
+    """6 x active parameters (input embedding excluded, head included), and the same plus causal attention."""
+    n = model.num_active_parameters(include_embedding=False, include_mtp=False)
+    attn = 3 * cfg.num_hidden_layers * seq * cfg.num_attention_heads * (cfg.qk_head_dim + cfg.v_head_dim)
+    return 6.0 * n, 6.0 * n + attn
+
+
+# ------------------------------------------------------------------------------------------------ rows
+def row_ceilings(args) -> list[dict]:
+    if not args.device.startswith("cuda"):
+        return []
+    n = 8192
+    a = torch.randn(n, n, device=args.device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=args.device, dtype=torch.bfloat16)
+    t = timed(lambda: a @ b, args.device, 3, 20)
+    x = torch.randn(2**28, device=args.device, dtype=torch.bfloat16)  # 512 MiB
+    y = torch.empty_like(x)
+    tc = timed(lambda: y.copy_(x), args.device, 3, 20)
+    return [{"row": "ceiling: bf16 matmul 8192^3", "tflops": 2 * n**3 / t / 1e12},
+            {"row": "ceiling: d2d copy 512 MiB", "gbps": 2 * x.numel() * 2 / tc / 1e9}]
+
+
+def make_batch(cfg: ModelConfig, args, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, cfg.vocab_size, (args.batch, args.seq), generator=g).to(args.device)
+
+
+def train_row(name: str, model: torch.nn.Module, step_loss: Callable[[torch.Tensor], torch.Tensor], cfg: ModelConfig,
+              ours: DeepSeekV3, args, after_step: Callable[[], None] | None = None) -> dict:
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=args.device.startswith("cuda"))
+    ids = make_batch(cfg, args)
+
+    def step() -> None:
+        loss = step_loss(ids)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if after_step:
+            after_step()
+
+    t0 = time.perf_counter()
+    step()  # first step: compilation, allocator warm-up
+    sync(args.device)
+    first = time.perf_counter() - t0
+    dt = timed(step, args.device, args.warmup, args.steps)
+    tokens = args.batch * args.seq
+    f_params, f_attn = train_flops_per_token(cfg, ours, args.seq)
+    peak = peak_flops(args.device)
+    r = {"row": name, "step_s": dt, "tokens_per_s": tokens / dt, "first_step_s": first, "peak_mem_gib": peak_gib(args.device)}
+    if peak:
+        r["mfu"] = f_params * tokens / dt / peak
+        r["mfu_with_attn"] = f_attn * tokens / dt / peak
+    del opt
+    return r
+
+
+def rows_train(args, cfg: ModelConfig) -> list[dict]:
+    out: list[dict] = []
+    dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+    with torch.device("meta"):
+        counter = DeepSeekV3(cfg)  # for FLOP counts only
+
+    def guarded(name: str, fn: Callable[[], dict]) -> None:
+        free(args.device)
+        try:
+            out.append(fn())
+        except Exception as e:  # OOM or anything else: record, keep going
+            out.append({"row": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
+            if args.verbose:
+                traceback.print_exc()
+        print(json.dumps(out[-1]), file=sys.stderr, flush=True)
+        free(args.device)
+
+    def hf_row() -> dict:
+        from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
+
+        hcfg = DeepseekV3Config.from_dict(cfg.to_dict())
+        torch.manual_seed(0)
+        with torch.device(args.device):
+            hf = DeepseekV3ForCausalLM(hcfg).to(dtype)
+        hf.train()
+        r = train_row("train: transformers DeepseekV3ForCausalLM", hf, lambda ids: hf(input_ids=ids, labels=ids).loss,
+                      cfg, counter, args)
+        r["experts_impl"] = getattr(hf.config, "_experts_implementation", None)
+        r["attn_impl"] = getattr(hf.config, "_attn_implementation", None)
+        del hf
+        return r
+
+    def ours_row(name: str, compile_blocks: bool, mtp: bool, impl: str = "auto") -> Callable[[], dict]:
+        def run() -> dict:
+            c = cfg.replace(mtp_loss_weight=0.3 if mtp else 0.0, moe_impl=impl)
+            torch.manual_seed(0)
+            with torch.device(args.device):
+                m = DeepSeekV3(c).to(dtype)
+            m.train()
+            if compile_blocks:
+                for b in [*m.model.layers, *m.mtp]:
+                    b.compile(dynamic=False)
+            r = train_row(name, m, lambda ids: m(ids, labels=ids).loss, c, counter, args,
+                          after_step=lambda: update_bias(m, 1e-3))
+            del m
+            return r
+        return run
+
+    def profile_row() -> dict:
+        """Top kernels of two eager training steps of this model: where the time goes."""
+        from torch.profiler import ProfilerActivity, profile
+
+        torch.manual_seed(0)
+        with torch.device(args.device):
+            m = DeepSeekV3(cfg.replace(mtp_loss_weight=0.0)).to(dtype)
+        m.train()
+        ids = make_batch(cfg, args)
+        for _ in range(2):
+            m(ids, labels=ids).loss.backward()
+        sync(args.device)
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device.startswith("cuda") else [])
+        with profile(activities=acts) as prof:
+            for _ in range(2):
+                m(ids, labels=ids).loss.backward()
+            sync(args.device)
+        key = "self_cuda_time_total" if args.device.startswith("cuda") else "self_cpu_time_total"
+        table = prof.key_averages().table(sort_by=key, row_limit=25, max_name_column_width=60)
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "profile.txt").write_text(table)
+        print(table, file=sys.stderr)
+        del m
+        return {"row": "profile: ours eager (see profile.txt)"}
+
+    if "profile" in args.rows:
+        guarded("profile", profile_row)
+    if "hf" in args.rows:
+        guarded("train: transformers", hf_row)
+    if "eager" in args.rows:
+        guarded("train: ours eager", ours_row("train: ours (eager, fast MoE)", False, False))
+    if "compiled" in args.rows:
+        guarded("train: ours compiled", ours_row("train: ours (compiled blocks, fast MoE)", True, False))
+    if "mtp" in args.rows:
+        guarded("train: ours compiled + MTP", ours_row("train: ours (compiled, + MTP loss)", True, True))
+    return out
+
+
+def rows_moe(args, cfg: ModelConfig) -> list[dict]:
+    out: list[dict] = []
+    dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+    torch.manual_seed(0)
+    with torch.device(args.device):
+        layer = MoE(cfg).to(dtype)
+    for p in layer.parameters():
+        torch.nn.init.normal_(p, std=0.02)
+    layer.train()
+    T = args.batch * args.seq
+    x0 = torch.randn(1, T, cfg.hidden_size, device=args.device, dtype=dtype)
+    ref_out = None
+    impls = ["grouped", "batched", "reference"] if args.device.startswith("cuda") else ["batched", "reference"]
+    results = {}
+    for impl in impls:
+        free(args.device)
+        try:
+            layer.impl = impl
+            x = x0.clone().requires_grad_(True)
+
+            def fwd_bwd() -> torch.Tensor:
+                y, _ = layer(x)
+                y.float().pow(2).mean().backward()
+                return y
+
+            y = fwd_bwd()
+            results[impl] = (y.detach().float(), x.grad.detach().float().clone())
+            x.grad = None
+            layer.zero_grad(set_to_none=True)
+            dt = timed(fwd_bwd, args.device, 2, max(3, args.steps))
+            active = 3 * cfg.hidden_size * cfg.moe_intermediate_size * (cfg.num_experts_per_tok + cfg.n_shared_experts)
+            r = {"row": f"moe layer fwd+bwd: {impl}", "ms": dt * 1e3, "tokens": T,
+                 "tflops": 6 * active * T / dt / 1e12}
+            out.append(r)
+        except Exception as e:
+            out.append({"row": f"moe layer fwd+bwd: {impl}", "error": f"{type(e).__name__}: {str(e)[:200]}"})
+        print(json.dumps(out[-1]), file=sys.stderr, flush=True)
+    if "reference" in results:
+        ref_out, ref_grad = results["reference"]
+        for r in out:
+            impl = r["row"].split(": ")[1]
+            if impl in results and impl != "reference" and "error" not in r:
+                y, g = results[impl]
+                r["rel_err_out"] = float((y - ref_out).norm() / ref_out.norm())
+                r["rel_err_grad"] = float((g - ref_grad).norm() / ref_grad.norm())
+                r["speedup_vs_reference"] = next(
+                    (q["ms"] for q in out if q["row"].endswith("reference") and "ms" in q), float("nan")) / r["ms"]
+    del layer
+    return out
+
+
+def rows_decode(args, cfg: ModelConfig) -> list[dict]:
+    out: list[dict] = []
+    dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+    torch.manual_seed(0)
+    with torch.device(args.device):
+        m = DeepSeekV3(cfg).to(dtype)
+    m.eval()
+    prompt, new = args.decode_prompt, args.decode_new
+    for bs in args.decode_batches:
+        free(args.device)
+        try:
+            g = torch.Generator().manual_seed(bs)
+            ids = torch.randint(0, cfg.vocab_size, (bs, prompt), generator=g).to(args.device)
+            m.generate(ids, max_new_tokens=4, eos_token_id=[])  # warm-up
+            sync(args.device)
+            t = time.perf_counter()
+            res = m.generate(ids, max_new_tokens=new, eos_token_id=[])
+            sync(args.device)
+            dt = time.perf_counter() - t
+            n_new = (res.shape[1] - prompt) * bs
+            out.append({"row": f"decode: ours latent cache, batch {bs}", "tokens_per_s": n_new / dt, "s": dt,
+                        "cache_bytes_per_token": m.new_cache(1, 1).nbytes_per_token(), "peak_mem_gib": peak_gib(args.device)})
+        except Exception as e:
+            out.append({"row": f"decode: ours, batch {bs}", "error": f"{type(e).__name__}: {str(e)[:200]}"})
+        print(json.dumps(out[-1]), file=sys.stderr, flush=True)
+    del m
+    if args.decode_hf:
+        free(args.device)
+        try:
+            from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
+
+            with torch.device(args.device):
+                hf = DeepseekV3ForCausalLM(DeepseekV3Config.from_dict(cfg.to_dict())).to(dtype).eval()
+            bs = args.decode_batches[0]
+            ids = torch.randint(0, cfg.vocab_size, (bs, prompt)).to(args.device)
+            kw = dict(do_sample=False, eos_token_id=None, pad_token_id=0)
+            hf.generate(ids, max_new_tokens=4, min_new_tokens=4, **kw)
+            sync(args.device)
+            t = time.perf_counter()
+            res = hf.generate(ids, max_new_tokens=new, min_new_tokens=new, **kw)
+            sync(args.device)
+            dt = time.perf_counter() - t
+            out.append({"row": f"decode: transformers generate, batch {bs}",
+                        "tokens_per_s": (res.shape[1] - prompt) * bs / dt, "s": dt})
+            del hf
+        except Exception as e:
+            out.append({"row": "decode: transformers", "error": f"{type(e).__name__}: {str(e)[:200]}"})
+        print(json.dumps(out[-1]), file=sys.stderr, flush=True)
+    return out
+
+
+def fmt(r: dict) -> str:
+    if "error" in r:
+        return f"| {r['row']} | FAILED: {r['error']} |"
+    keys = [k for k in ("tokens_per_s", "mfu", "mfu_with_attn", "step_s", "ms", "tflops", "gbps", "peak_mem_gib",
+                        "speedup_vs_reference", "rel_err_out", "rel_err_grad", "first_step_s") if r.get(k) is not None]
+    def v(k: str) -> str:
+        x = r[k]
+        if k.startswith("mfu"):
+            return f"{k}={100 * x:.1f}%"
+        if k.startswith("rel_err"):
+            return f"{k}={x:.1e}"
+        return f"{k}={x:,.3g}" if x < 1000 else f"{k}={x:,.0f}"
+    return f"| {r['row']} | " + ", ".join(v(k) for k in keys) + " |"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq", type=int, default=2048)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--rows", default="ceilings,hf,eager,compiled,mtp,moe,decode")
+    ap.add_argument("--decode-batches", default="32,256")
+    ap.add_argument("--decode-prompt", type=int, default=128)
+    ap.add_argument("--decode-new", type=int, default=128)
+    ap.add_argument("--decode-hf", action="store_true", help="also time transformers generate (first batch size)")
+    ap.add_argument("--out", default=os.environ.get("OUT", "bench_out"))
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args()
+    args.rows = set(args.rows.split(","))
+    args.decode_batches = [int(b) for b in args.decode_batches.split(",")]
+    torch.backends.cuda.matmul.allow_tf32 = True
+    cfg = ModelConfig.preset(args.preset)
+    rows: list[dict] = []
+    if "ceilings" in args.rows:
+        try:
+            rows += row_ceilings(args)
+        except Exception as e:
+            rows.append({"row": "ceilings", "error": str(e)[:200]})
+    rows += rows_train(args, cfg)
+    if "moe" in args.rows:
+        rows += rows_moe(args, cfg)
+    if "decode" in args.rows:
+        rows += rows_decode(args, cfg)
+    hf = next((r for r in rows if r["row"].startswith("train: transformers") and "tokens_per_s" in r), None)
+    for r in rows:
+        if hf and r["row"].startswith("train: ours") and "tokens_per_s" in r:
+            r["speedup_vs_transformers"] = r["tokens_per_s"] / hf["tokens_per_s"]
+    meta = {"preset": args.preset, "batch": args.batch, "seq": args.seq, "steps": args.steps, "device": args.device,
+            "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor(),
+            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    try:
+        import transformers
+
+        meta["transformers"] = transformers.__version__
+    except ImportError:
+        pass
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model_gpu.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print(f"\n{meta}\n| row | numbers |\n| --- | --- |")
+    for r in rows:
+        line = fmt(r)
+        if "speedup_vs_transformers" in r:
+            line = line[:-2] + f", speedup_vs_transformers={r['speedup_vs_transformers']:.2f}x |"
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

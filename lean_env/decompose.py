@@ -1,0 +1,248 @@
+"""Subgoal decomposition, as text: sketch -> one standalone lemma per `sorry` goal -> proofs substituted back.
+
+DeepSeek-Prover-V2 style. A sketch is a theorem whose proof has `have name : P := by sorry` steps (and maybe
+`sorry`s elsewhere: calc steps, bullets, `<;> sorry`). Lean (the REPL) returns each sorry's goal with its full
+local context, e.g. "x y : ℕ\\nh₀ : x + y = 10\\nh1 : x = 3\\n⊢ y = 7", so the lemma for it is
+
+    theorem t_sub1 (x y : ℕ) (h₀ : x + y = 10) (h1 : x = 3) : y = 7 := by
+
+i.e. the theorem's hypotheses plus every earlier step as binders (form (b) of the paper). The lemma's tactic
+proof is then put back at the sorry, indented for its position (`:= by sorry`, a tactic line, a bullet, a term).
+Everything here is lexical; the recomposed proof is only a candidate until the Verifier checks it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from lean_env.text import find_decl, mask
+
+_SORRY = re.compile(r"(?<![\w'.!?₀-₉])sorry(?![\w'!?₀-₉])")
+_INACCESSIBLE = "✝"
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    names: tuple[str, ...]
+    type: str
+    value: str | None = None  # `x : ℕ := 5` (a let-bound local)
+
+
+@dataclass(frozen=True)
+class Goal:
+    hypotheses: tuple[Hypothesis, ...]
+    target: str
+    case: str | None = None
+
+
+@dataclass
+class Subgoal:
+    """One sorry of a sketch: where it is, its goal(s) as Lean printed them, and the lemma(s) that replace it."""
+
+    index: int
+    start: int  # offset of the `sorry` token in the sketch
+    goals: list[str]
+    lemma_names: list[str] = field(default_factory=list)
+    lemma_statements: list[str] = field(default_factory=list)
+    proof_states: list[int | None] = field(default_factory=list)
+
+
+def sorry_offsets(src: str) -> list[int]:
+    """Offsets of the `sorry` tokens outside comments and strings."""
+    return [m.start() for m in _SORRY.finditer(mask(src))]
+
+
+def parse_goal(goal: str) -> Goal:
+    """A pretty-printed goal (`case tag`, hypothesis lines `a b : T`, `⊢ target`; continuation lines of a long
+    hypothesis or target are indented) into its parts."""
+    lines = goal.split("\n")
+    case = None
+    if lines and lines[0].startswith("case "):
+        case, lines = lines[0][5:].strip(), lines[1:]
+    entries: list[str] = []
+    for line in lines:
+        if entries and (line.startswith((" ", "\t")) or not line.strip()):
+            entries[-1] += "\n" + line
+        else:
+            entries.append(line)
+    hyps: list[Hypothesis] = []
+    target = None
+    for entry in entries:
+        if entry.startswith("⊢"):
+            target = _squash(entry[1:])
+            continue
+        names, sep, rest = _split_top(_squash(entry), " : ")  # `h :\n  long type` squashes to `h : long type`
+        if not sep:
+            raise ValueError(f"cannot read the hypothesis line {entry!r}")
+        typ, assign, value = _split_top(rest, " := ")
+        hyps.append(Hypothesis(tuple(names.split()), typ.strip(), value.strip() if assign else None))
+    if target is None:
+        raise ValueError("the goal has no `⊢` line")
+    return Goal(tuple(hyps), target, case)
+
+
+def _squash(text: str) -> str:
+    """A multi-line type on one line (Lean's pretty printer breaks long lines; whitespace is not significant
+    inside a type)."""
+    return re.sub(r"\s*\n\s*", " ", text).strip()
+
+
+def _split_top(text: str, sep: str) -> tuple[str, str, str]:
+    """Split at the first `sep` outside brackets."""
+    depth = 0
+    for i, c in enumerate(text):
+        if c in "([{⟨⦃":
+            depth += 1
+        elif c in ")]}⟩⦄":
+            depth -= 1
+        elif depth == 0 and text.startswith(sep, i):
+            return text[:i], sep, text[i + len(sep):]
+    return text, "", ""
+
+
+def lemma_statement(name: str, goal: str | Goal) -> str:
+    """`theorem NAME (hyps...) : target := by` for a goal. Inaccessible names (`h✝`, `inst✝¹`) get fresh
+    usable names (Lean treats any local of a class type as an instance, so instance binders stay explicit); a
+    let-bound local `x : T := v` becomes a binder plus an equation `hx : x = v`."""
+    g = parse_goal(goal) if isinstance(goal, str) else goal
+    taken = {n for h in g.hypotheses for n in h.names}
+    binders = []
+    fresh = 0
+    for h in g.hypotheses:
+        names = []
+        for n in h.names:
+            if _INACCESSIBLE in n:
+                base = re.sub(r"✝.*$", "", n) or "x"
+                fresh += 1
+                while f"{base}_{fresh}" in taken:
+                    fresh += 1
+                n = f"{base}_{fresh}"
+                taken.add(n)
+            names.append(n)
+        binders.append(f"({' '.join(names)} : {h.type})")
+        if h.value is not None:
+            for n in names:
+                binders.append(f"({n}_def : {n} = {h.value})")
+    sig = " ".join([f"theorem {name}", *binders])
+    return f"{sig} :\n    {g.target} := by"
+
+
+def decompose(sketch: str, sorries: list[Any], base_name: str) -> list[Subgoal]:
+    """Pair the REPL's sorries (`.goal`, `.pos`, `.proof_state`) with the sorry tokens of `sketch` and name one
+    lemma per goal. Sorries at the same position are one token with several goals (`<;> sorry`); positions are
+    used only for grouping and order, so they may be relative to any prefix of the text. Raises ValueError when
+    the counts do not match (the sketch was not the text Lean saw)."""
+    groups: dict[tuple[int, int], list[Any]] = {}
+    for k, s in enumerate(sorries):
+        pos = getattr(s, "pos", None)
+        key = (pos.line, pos.column) if pos is not None else (10**9, k)
+        groups.setdefault(key, []).append(s)
+    tokens = sorry_offsets(sketch)
+    ordered = [groups[k] for k in sorted(groups)]
+    if len(ordered) != len(tokens):
+        raise ValueError(f"{len(tokens)} sorry tokens in the sketch but {len(ordered)} sorry positions from Lean")
+    subgoals, n = [], 0
+    for i, (offset, group) in enumerate(zip(tokens, ordered, strict=True)):
+        sub = Subgoal(i, offset, [s.goal for s in group])
+        for s in group:
+            n += 1
+            name = f"{base_name}_sub{n}"
+            sub.lemma_names.append(name)
+            sub.lemma_statements.append(lemma_statement(name, s.goal))
+            sub.proof_states.append(getattr(s, "proof_state", None))
+        subgoals.append(sub)
+    return subgoals
+
+
+def tactic_body(proof_src: str, name: str) -> list[str]:
+    """The proof of theorem `name` in `proof_src` as tactic lines, dedented (a term proof becomes `exact ...`)."""
+    d = find_decl(proof_src, name, ("theorem", "lemma"))
+    if d is None or d.sig_end is None:
+        raise ValueError(f"no proof of {name!r} in the text")
+    body = proof_src[d.sig_end:d.end].strip("\n").rstrip()
+    stripped = body.lstrip()
+    if re.match(r"by\b", stripped):
+        rest = stripped[2:]
+        first, _, tail = rest.partition("\n")
+        lines = ([first.strip()] if first.strip() else []) + _dedent(tail.split("\n") if tail else [])
+    else:
+        term_lines = stripped.split("\n")
+        lines = ["exact " + term_lines[0].strip()] + _dedent(term_lines[1:], keep=2)
+    lines = [ln for ln in lines if ln.strip()]
+    if not lines:
+        raise ValueError(f"the proof of {name!r} is empty")
+    return lines
+
+
+def _dedent(lines: list[str], keep: int = 0) -> list[str]:
+    indent = min((len(x) - len(x.lstrip()) for x in lines if x.strip()), default=0)
+    return [" " * keep + x[indent:] if x.strip() else "" for x in lines]
+
+
+def substitute(sketch: str, subgoals: list[Subgoal], proofs: dict[str, list[str]]) -> str:
+    """The sketch with each sorry replaced by the tactic lines of its lemma(s) (`proofs`: lemma name -> lines,
+    e.g. from `tactic_body`). A sorry whose lemma has no proof stays a sorry (a partial result). Several goals at
+    one token are closed with `first | ... | ...`."""
+    out = sketch
+    for sub in sorted(subgoals, key=lambda s: s.start, reverse=True):
+        bodies = [proofs.get(n) for n in sub.lemma_names]
+        if any(b is None for b in bodies):
+            continue
+        if len(bodies) == 1:
+            lines = bodies[0]
+        else:
+            alts = ["(" + "; ".join(ln.strip() for ln in b) + ")" if len(b) > 1 else b[0].strip() for b in bodies]
+            lines = ["first " + " ".join(f"| {a}" for a in alts)]
+        out = out[:sub.start] + _placed(out, sub.start, lines) + out[sub.start + len("sorry"):]
+    return out
+
+
+def _placed(src: str, at: int, lines: list[str]) -> str:
+    """Tactic lines laid out to replace the `sorry` at offset `at`, according to what surrounds it."""
+    line_start = src.rfind("\n", 0, at) + 1
+    before = src[line_start:at]
+    line_indent = len(before) - len(before.lstrip())
+    line_end = src.find("\n", at)
+    after = src[at + 5: line_end if line_end >= 0 else len(src)].strip()
+    b = before.rstrip()
+    tactic_position = b == "" or b.endswith(("·", "by", "<;>", "then", "else", "=>")) or b.endswith(" .")
+    if len(lines) == 1:
+        one = lines[0].strip()
+        return one if tactic_position else f"(by {one})"
+    if b.endswith("by") and not after:
+        pad = " " * (line_indent + 2)
+        return "\n" + "\n".join(pad + ln if ln.strip() else "" for ln in lines)
+    if tactic_position and not b.endswith(("by", "<;>")) and not after:
+        col = at - line_start
+        return lines[0] + "".join("\n" + " " * col + ln if ln.strip() else "\n" for ln in lines[1:])
+    joined = "; ".join(ln.strip() for ln in lines)
+    return f"({joined})" if tactic_position else f"(by {joined})"
+
+
+def have_steps(sketch: str) -> list[dict[str, Any]]:
+    """The `have name : P := ...` steps of a sketch, in order, with their statement text and whether their proof
+    is a bare `sorry` (for display and for the trace; the lemmas themselves come from Lean's goals)."""
+    masked = mask(sketch)
+    steps = []
+    for m in re.finditer(r"(?<![\w.])have\s+([^\s:]*)\s*:", masked):
+        depth, i, assign = 0, m.end(), None
+        while i < len(masked) - 1:
+            c = masked[i]
+            if c in "([{⟨⦃":
+                depth += 1
+            elif c in ")]}⟩⦄":
+                depth -= 1
+            elif depth == 0 and masked.startswith(":=", i):
+                assign = i
+                break
+            elif depth == 0 and c == "\n" and re.match(r"\n\s*(have|calc|exact|·)\b", masked[i:]):
+                break
+            i += 1
+        if assign is None:
+            continue
+        rest = masked[assign + 2:].lstrip()
+        steps.append({"name": m.group(1) or "this", "statement": _squash(sketch[m.end():assign]),
+                      "sorry": bool(re.match(r"(by\s+)?sorry\b", rest))})
+    return steps

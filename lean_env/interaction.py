@@ -1,0 +1,179 @@
+"""Step-wise proof interaction for tree search: one `ProofSession` interface, two implementations.
+
+- `ReplSession` (default): the Lean REPL's tactic mode. `start` elaborates `statement sorry` in the problem's
+  header environment (imported once per header) and takes the sorry's proof state; `run_tactic` sends
+  `{"tactic", "proofState"}`. States remember the tactics that led to them, so after a REPL restart (crash,
+  timeout, memory cap) a state is replayed in the fresh process instead of becoming unusable.
+- `DojoSession` (`lean_env.dojo`, imported lazily): LeanDojo's `Dojo`, for theorems of traced repositories.
+
+A finished session proof is a claim, not a verdict: callers re-check `proof_text(problem, state)` with the
+`Verifier` before anything counts as proved (the REPL's tactic mode does not look for new axioms etc.).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from lean_env.errors import LeanError, ReplFailure
+
+
+@dataclass(frozen=True)
+class TacticResult:
+    state: Any | None  # the new state (None when the tactic failed)
+    goals: list[str]
+    finished: bool  # no goals left
+    error: str | None  # why the tactic failed (Lean's message, a timeout, a crash)
+
+
+@runtime_checkable
+class ProofSession(Protocol):
+    def start(self, problem: Any) -> Any: ...
+
+    def run_tactic(self, state: Any, tactic: str) -> TacticResult: ...
+
+    def proof_text(self, problem: Any, state: Any) -> str: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ReplState:
+    problem: str
+    proof_state: int
+    goals: tuple[str, ...]
+    tactics: tuple[str, ...] = ()
+    generation: int = 0  # the REPL process generation the proof-state id belongs to
+    finished: bool = False
+
+
+def indent_tactic(tactic: str) -> str:
+    return "\n".join("  " + line if line.strip() else line for line in tactic.strip("\n").split("\n"))
+
+
+def statement_with_sorry(formal_statement: str) -> str:
+    s = formal_statement.rstrip()
+    if s.endswith("sorry"):
+        return s
+    return s + (" sorry" if s.endswith("by") or s.endswith(":=") else " := by sorry")
+
+
+class ReplSession:
+    """`ProofSession` over one `lean_env.repl.Repl` (not thread-safe: one search at a time)."""
+
+    def __init__(self, repl: Any, timeout_s: float | None = None, own_repl: bool = False):
+        self.repl = repl
+        self.timeout_s = timeout_s
+        self.own_repl = own_repl
+        self.calls = 0  # REPL calls made (budget accounting)
+        self._envs: dict[str, tuple[int, int]] = {}  # header -> (env id, generation)
+        self._problems: dict[str, Any] = {}
+
+    def start(self, problem: Any) -> ReplState:
+        self._problems[problem.name] = problem
+        env = self._header_env(problem.header or "")
+        self.calls += 1
+        try:
+            res = self.repl.run_cmd(statement_with_sorry(problem.formal_statement), env=env, timeout_s=self.timeout_s)
+        except ReplFailure as e:
+            raise LeanError(f"{problem.name}: the REPL failed on the statement ({type(e).__name__}: {e})") from None
+        if res.error or res.errors or not res.sorries:
+            why = res.error or "; ".join(m.data for m in res.errors[:3]) or "no sorry goal came back"
+            raise LeanError(f"{problem.name}: the statement does not elaborate: {why}")
+        root = res.sorries[-1]  # answer abbrevs (PutnamBench) come first; the theorem's sorry is last
+        return ReplState(problem.name, int(root.proof_state), (root.goal,), (), self.repl.generation)
+
+    def run_tactic(self, state: ReplState, tactic: str) -> TacticResult:
+        if state.finished:
+            return TacticResult(None, [], False, "the proof is already finished")
+        if state.generation != self.repl.generation:  # the REPL restarted since: rebuild the state
+            state = self._replay(state)
+            if state is None:
+                return TacticResult(None, [], False, "Lean restarted and the proof so far could not be replayed")
+        self.calls += 1
+        try:
+            res = self.repl.run_tactic(tactic, state.proof_state, timeout_s=self.timeout_s)
+        except ReplFailure as e:
+            return TacticResult(None, [], False, f"{type(e).__name__}: {e}")
+        if res.error is not None:
+            return TacticResult(None, [], False, res.error)
+        errors = [m.data for m in res.messages if m.severity == "error"]
+        if errors:
+            return TacticResult(None, [], False, errors[0])
+        if res.sorries or (res.proof_status or "").startswith("Incomplete: contains sorry"):
+            return TacticResult(None, [], False, "the tactic closes goals with sorry")
+        finished = not res.goals and res.proof_status in (None, "Completed")
+        new = ReplState(state.problem, int(res.proof_state), tuple(res.goals), (*state.tactics, tactic),
+                        state.generation, finished)
+        return TacticResult(new, list(res.goals), finished, None)
+
+    def proof_text(self, problem: Any, state: ReplState) -> str:
+        statement = problem.formal_statement.rstrip()
+        if not statement.endswith("by"):
+            statement += " by"
+        return statement + "\n" + "\n".join(indent_tactic(t) for t in state.tactics) + "\n"
+
+    def close(self) -> None:
+        if self.own_repl:
+            self.repl.close()
+
+    def __enter__(self) -> ReplSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _header_env(self, header: str) -> int | None:
+        if not header.strip():
+            return None
+        cached = self._envs.get(header)
+        if cached and cached[1] == self.repl.generation:
+            return cached[0]
+        self.calls += 1
+        try:
+            res = self.repl.run_cmd(header, timeout_s=self.timeout_s)
+        except ReplFailure as e:
+            raise LeanError(f"the REPL failed on the header ({type(e).__name__}: {e})") from None
+        if res.error or res.errors:
+            why = res.error or "; ".join(m.data for m in res.errors[:3])
+            raise LeanError(f"the problem header does not elaborate: {why}")
+        self._envs[header] = (int(res.env), self.repl.generation)
+        return int(res.env)
+
+    def _replay(self, state: ReplState) -> ReplState | None:
+        problem = self._problems.get(state.problem)
+        if problem is None:
+            return None
+        try:
+            fresh = self.start(problem)
+        except LeanError:
+            return None
+        for tac in state.tactics:
+            step = self.run_tactic(fresh, tac)
+            if step.error is not None or step.state is None:
+                return None
+            fresh = step.state
+        return fresh
+
+
+def open_session(kind: str = "repl", *, repl: Any = None, settings: Any = None, timeout_s: float | None = None,
+                 **options: Any) -> ProofSession:
+    """A proof session: `"repl"` over `repl` (a `lean_env.repl.Repl`) or a fresh REPL located from `settings`
+    (duck-typed LeanSettings); `"dojo"` through LeanDojo (`options` go to `DojoSession`)."""
+    if kind == "repl":
+        own = repl is None
+        if repl is None:
+            if settings is None:
+                raise LeanError("a REPL session needs a REPL or the Lean settings to start one")
+            from lean_env.repl import Repl
+            from lean_env.toolchain import locate
+
+            toolchain = locate(settings)
+            repl = Repl(toolchain.repl_command(), cwd=getattr(toolchain, "project_dir", None),
+                        timeout_s=settings.timeout_s, memory_mb=settings.memory_mb)
+        return ReplSession(repl, timeout_s=timeout_s, own_repl=own)
+    if kind == "dojo":
+        from lean_env.dojo import DojoSession
+
+        return DojoSession(**({"timeout_s": timeout_s} if timeout_s else {}), **options)
+    raise LeanError(f"unknown interaction {kind!r} (choose repl or dojo)")

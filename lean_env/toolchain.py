@@ -1,0 +1,286 @@
+"""Find (and install) Lean: `lake`/`lean`, the leanprover-community/repl binary and a Mathlib project.
+
+Search order for each piece: the settings (config file / `SUBGOAL_LEAN__*` environment), then PATH and
+`~/.elan/bin`, then the directory `subgoal lean setup` installs into (`$SUBGOAL_LEAN_HOME`, default
+`~/.subgoal/lean`: `mathlib4/` and `repl/` there).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lean_env.errors import LeanNotFound, SetupError
+
+DEFAULT_LEAN_VERSION = "v4.19.0"
+MATHLIB_GIT = "https://github.com/leanprover-community/mathlib4"
+REPL_GIT = "https://github.com/leanprover-community/repl"
+ELAN_INIT = "https://raw.githubusercontent.com/leanprover/elan/master/elan-init.sh"
+
+INSTALL_HINT = (
+    "run `subgoal lean setup` on a machine with internet (installs elan, Lean {version}, Mathlib and the REPL "
+    "under {home}), or point the config at an existing install: lean.project_dir = <Lake project with "
+    "Mathlib built>, repl_path = <repl/.lake/build/bin/repl> (env SUBGOAL_LEAN__PROJECT_DIR, "
+    "SUBGOAL_LEAN__REPL_PATH); `subgoal lean doctor` shows what is found"
+)
+
+
+def lean_home() -> Path:
+    return Path(os.environ.get("SUBGOAL_LEAN_HOME") or Path.home() / ".subgoal" / "lean")
+
+
+def _setting(settings: Any, name: str, default: Any = None) -> Any:
+    return getattr(settings, name, default) if settings is not None else default
+
+
+def _which(name: str) -> Path | None:
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    elan = Path(os.environ.get("ELAN_HOME") or Path.home() / ".elan") / "bin" / name
+    return elan if elan.is_file() and os.access(elan, os.X_OK) else None
+
+
+@dataclass
+class Toolchain:
+    """What was found. `repl` is always set; `lake`/`project_dir` may be absent (a REPL run on its own)."""
+
+    repl: Path
+    lake: Path | None = None
+    lean: Path | None = None
+    project_dir: Path | None = None
+    lean_version: str | None = None  # from the project's lean-toolchain
+    mathlib_version: str | None = None  # the mathlib rev in the project's lake-manifest.json
+
+    def repl_command(self) -> list[str]:
+        """argv that starts one REPL; run it in `self.cwd`. A `.py` REPL (a test fake) runs under this Python."""
+        if self.repl.suffix == ".py":
+            return [sys.executable, str(self.repl)]
+        if self.lake and self.project_dir:
+            return [str(self.lake), "env", str(self.repl)]
+        return [str(self.repl)]
+
+    @property
+    def cwd(self) -> Path | None:
+        """`lake env` finds the project from its working directory."""
+        return self.project_dir if self.lake and self.project_dir and self.repl.suffix != ".py" else None
+
+
+def project_versions(project: Path | None) -> tuple[str | None, str | None]:
+    """(Lean toolchain, Mathlib rev) of a Lake project, read from its files."""
+    if project is None:
+        return None, None
+    lean = mathlib = None
+    tc = project / "lean-toolchain"
+    if tc.is_file():
+        lean = tc.read_text().strip().split(":")[-1] or None
+    manifest = project / "lake-manifest.json"
+    if manifest.is_file():
+        try:
+            data = json.loads(manifest.read_text())
+            for pkg in data.get("packages", []):
+                if pkg.get("name", "").lower() == "mathlib":
+                    mathlib = pkg.get("inputRev") or pkg.get("rev")
+        except (ValueError, OSError):
+            pass
+    if mathlib is None and (project / "Mathlib.lean").is_file():
+        mathlib = _git_describe(project)  # the project *is* Mathlib
+    return lean, mathlib
+
+
+def _git_describe(path: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(path), "describe", "--tags", "--always"], capture_output=True,
+                             text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _find_project(settings: Any) -> Path | None:
+    configured = _setting(settings, "project_dir")
+    if configured:
+        return Path(configured).expanduser()
+    default = lean_home() / "mathlib4"
+    return default if (default / "lakefile.lean").is_file() or (default / "lakefile.toml").is_file() else None
+
+
+def _find_repl(settings: Any, project: Path | None) -> Path | None:
+    configured = _setting(settings, "repl_path")
+    if configured:
+        return Path(configured).expanduser()
+    candidates = [lean_home() / "repl" / ".lake" / "build" / "bin" / "repl"]
+    if project:
+        candidates.append(project / ".lake" / "packages" / "REPL" / ".lake" / "build" / "bin" / "repl")
+        candidates.append(project / ".lake" / "build" / "bin" / "repl")
+    on_path = shutil.which("repl")
+    if on_path:
+        candidates.insert(0, Path(on_path))
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def locate(settings: Any = None) -> Toolchain:
+    """The toolchain the settings (duck-typed `LeanSettings`) point at, or `LeanNotFound` saying how to get it."""
+    version = _setting(settings, "lean_version", DEFAULT_LEAN_VERSION)
+    hint = INSTALL_HINT.format(version=version, home=lean_home())
+    project = _find_project(settings)
+    repl = _find_repl(settings, project)
+    if repl is None:
+        raise LeanNotFound(f"the Lean REPL was not found; {hint}")
+    if not repl.is_file():
+        raise LeanNotFound(f"the configured REPL {repl} does not exist; {hint}")
+    lake_setting = _setting(settings, "lake_path")
+    lake = Path(lake_setting).expanduser() if lake_setting else _which("lake")
+    if lake is not None and not lake.is_file():
+        raise LeanNotFound(f"the configured lake {lake} does not exist; {hint}")
+    if repl.suffix != ".py":  # a real REPL needs Lean's libraries: through `lake env` in a project
+        if project is None or not project.is_dir():
+            raise LeanNotFound(f"no Lake project with Mathlib was found (REPL at {repl}); {hint}")
+        if lake is None:
+            raise LeanNotFound(f"`lake` was not found (REPL at {repl}); {hint}")
+    lean_version, mathlib_version = project_versions(project)
+    return Toolchain(repl=repl, lake=lake, lean=_which("lean"), project_dir=project, lean_version=lean_version,
+                     mathlib_version=mathlib_version)
+
+
+# ---- doctor -----------------------------------------------------------------------------------------
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    found: str = ""  # path or value
+    version: str = ""
+    fix: str = ""
+
+
+def _version(argv: list[str], cwd: Path | None = None) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=cwd)
+        return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr).strip() else ""
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return ""
+
+
+def doctor(settings: Any = None) -> list[Check]:
+    """Each piece Lean needs: found or not, its version, and what to do when it is missing."""
+    version = _setting(settings, "lean_version", DEFAULT_LEAN_VERSION)
+    setup = f"run `subgoal lean setup` (needs internet; installs under {lean_home()})"
+    checks: list[Check] = []
+    elan = _which("elan")
+    checks.append(Check("elan", elan is not None, str(elan or ""), _version([str(elan), "--version"]) if elan else "",
+                        "" if elan else f"install elan: curl -sSfL {ELAN_INIT} | sh -s -- -y; or {setup}"))
+    lake_setting = _setting(settings, "lake_path")
+    lake = Path(lake_setting) if lake_setting else _which("lake")
+    lake_ok = lake is not None and lake.is_file()
+    checks.append(Check("lake", lake_ok, str(lake or ""), _version([str(lake), "--version"]) if lake_ok else "",
+                        "" if lake_ok else f"`elan toolchain install leanprover/lean4:{version}`, or {setup}"))
+    lean = _which("lean")
+    checks.append(Check("lean", lean is not None, str(lean or ""), _version([str(lean), "--version"]) if lean else "",
+                        "" if lean else f"`elan default leanprover/lean4:{version}`, or {setup}"))
+    project = _find_project(settings)
+    p_ok = project is not None and project.is_dir()
+    lean_v, mathlib_v = project_versions(project if p_ok else None)
+    built = p_ok and (project / ".lake" / "build").is_dir() or p_ok and (project / ".lake" / "packages").is_dir()
+    checks.append(Check("mathlib project", p_ok and built, str(project or ""),
+                        f"lean {lean_v or '?'}, mathlib {mathlib_v or '?'}" if p_ok else "",
+                        "" if p_ok and built else (f"`lake exe cache get` in {project}" if p_ok else
+                                                   f"{setup}, or set lean.project_dir in the config")))
+    repl = _find_repl(settings, project)
+    r_ok = repl is not None and repl.is_file()
+    checks.append(Check("repl", r_ok, str(repl or ""), _git_describe(repl.parents[3]) or "" if r_ok and
+                        len(repl.parents) > 3 and (repl.parents[3] / ".git").exists() else "",
+                        "" if r_ok else f"{setup}, or build {REPL_GIT} at tag {version} (`lake build`) and set "
+                                        "lean.repl_path in the config"))
+    if r_ok and p_ok and lean_v and repl and repl.suffix != ".py":
+        repl_tc = repl.parents[3] / "lean-toolchain" if len(repl.parents) > 3 else None
+        if repl_tc and repl_tc.is_file():
+            repl_v = repl_tc.read_text().strip().split(":")[-1]
+            same = repl_v == lean_v
+            checks.append(Check("versions match", same, f"repl {repl_v}, project {lean_v}", "",
+                                "" if same else "build the REPL at the project's Lean version (`subgoal lean setup`)"))
+    return checks
+
+
+# ---- setup ------------------------------------------------------------------------------------------
+@dataclass
+class Step:
+    what: str
+    argv: list[str]
+    cwd: Path | None = None
+    skip: bool = False  # already done
+    env: dict[str, str] = field(default_factory=dict)
+
+    def shell(self) -> str:
+        import shlex
+
+        cmd = " ".join(shlex.quote(a) for a in self.argv)
+        return f"(cd {shlex.quote(str(self.cwd))} && {cmd})" if self.cwd else cmd
+
+
+def setup_plan(version: str = DEFAULT_LEAN_VERSION, home: Path | None = None) -> list[Step]:
+    """The commands `subgoal lean setup` runs, in order (steps already done are marked `skip`)."""
+    home = home or lean_home()
+    elan_bin = Path(os.environ.get("ELAN_HOME") or Path.home() / ".elan") / "bin"
+    elan = _which("elan")
+    elan_cmd = str(elan or elan_bin / "elan")
+    lake_cmd = str(_which("lake") or elan_bin / "lake")
+    toolchain = f"leanprover/lean4:{version}"
+    mathlib, repl = home / "mathlib4", home / "repl"
+    return [
+        Step("install elan (the Lean toolchain manager)",
+             ["sh", "-c", f"curl -sSfL {ELAN_INIT} | sh -s -- -y --default-toolchain none"], skip=elan is not None),
+        Step(f"install Lean {version}", [elan_cmd, "toolchain", "install", toolchain]),
+        Step(f"clone Mathlib at tag {version}",
+             ["git", "clone", "--depth", "1", "--branch", version, MATHLIB_GIT, str(mathlib)],
+             skip=(mathlib / "lakefile.lean").is_file() or (mathlib / "lakefile.toml").is_file()),
+        Step("download Mathlib's compiled .olean cache", [lake_cmd, "exe", "cache", "get"], cwd=mathlib),
+        Step(f"clone the REPL at tag {version}",
+             ["git", "clone", "--depth", "1", "--branch", version, REPL_GIT, str(repl)],
+             skip=(repl / "lakefile.lean").is_file() or (repl / "lakefile.toml").is_file()),
+        Step("build the REPL", [lake_cmd, "build"], cwd=repl),
+    ]
+
+
+def have_network(host: str = "github.com", port: int = 443, timeout_s: float = 5.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def run_setup(version: str = DEFAULT_LEAN_VERSION, home: Path | None = None, *, dry_run: bool = False,
+              log=print) -> list[Step]:
+    """Run the plan (or only print it with `dry_run`). Fails fast, with one message, without a network."""
+    plan = setup_plan(version, home)
+    if dry_run:
+        return plan
+    if not have_network():
+        raise SetupError("no network: cannot reach github.com:443, which `subgoal lean setup` needs "
+                         "(run it on a machine with internet, or copy ~/.elan and "
+                         f"{home or lean_home()} from one)")
+    if not shutil.which("git"):
+        raise SetupError("`git` is not installed; setup clones Mathlib and the REPL with it")
+    if plan[0].skip is False and not shutil.which("curl"):
+        raise SetupError("neither elan nor curl is installed; install elan by hand: " + ELAN_INIT)
+    (home or lean_home()).mkdir(parents=True, exist_ok=True)
+    for step in plan:
+        if step.skip:
+            log(f"[skip] {step.what}")
+            continue
+        log(f"[run] {step.what}: {step.shell()}")
+        try:
+            code = subprocess.run(step.argv, cwd=step.cwd, env={**os.environ, **step.env}).returncode
+        except OSError as e:
+            raise SetupError(f"{step.what} failed: {e}") from None
+        if code != 0:
+            raise SetupError(f"{step.what} failed (exit {code}): {step.shell()}")
+    return plan
+

@@ -1,0 +1,344 @@
+"""`Verifier`: is this proof text a complete, honest proof of the problem's theorem? -> `Verdict`."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from lean_env import soundness, text
+from lean_env.errors import ReplFailure, ReplOutOfMemory, ReplTimeout
+from lean_env.pool import HeaderRejected, ReplPool, Session
+from lean_env.protocol import CommandResult
+from lean_env.soundness import Finding
+from lean_env.verdict import Message, Pos, Sorry, Status, Verdict
+
+STANDARD_AXIOMS = frozenset({"propext", "Classical.choice", "Quot.sound"})
+AXIOM_REASONS = {
+    "sorryAx": "uses `sorry` (sorryAx in #print axioms)",
+    "Lean.ofReduceBool": "uses native_decide / Lean.ofReduceBool (trusts the compiler)",
+    "Lean.ofReduceNat": "uses Lean.ofReduceNat (trusts the compiler)",
+    "Lean.trustCompiler": "uses Lean.trustCompiler (trusts the compiler)",
+}
+SORRY_WARNING = re.compile(r"declaration uses ['`]sorry['`]")
+_AXIOMS_MSG = re.compile(r"depends on axioms:\s*\[(?P<list>.*)\]", re.S)
+_NO_AXIOMS_MSG = re.compile(r"does not depend on any axioms")
+
+
+def check_command(name: str) -> str:
+    """The command the verifier sends, in the proof's environment, after the proof compiled."""
+    return f"#print axioms {name}\nset_option pp.all true in\n#check @{name}"
+
+
+def reference_command(statement: str, name: str) -> str:
+    """The command the verifier sends, in the clean header environment, to elaborate the problem's statement."""
+    return text.with_proof(statement, "sorry") + "\n" + f"set_option pp.all true in\n#check @{name}"
+
+
+def parse_axioms(data: str) -> list[str] | None:
+    """Axiom names of a `#print axioms` message, or None when `data` is no such message."""
+    if _NO_AXIOMS_MSG.search(data):
+        return []
+    m = _AXIOMS_MSG.search(data)
+    if not m:
+        return None
+    return [a.strip() for a in re.split(r"[,\s]+", m.group("list")) if a.strip()]
+
+
+@dataclass
+class Prepared:
+    """A proof ready for Lean: what is sent, and what was found before sending it."""
+
+    name: str  # the theorem to check
+    header: str  # the problem's header (imports, options, opens)
+    body: str  # sent in the header's environment
+    statement: str  # the problem's formal statement (answers filled when given)
+    line_shift: int = 0  # add to a body line number to get the line in the submitted text
+    findings: list[Finding] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # rejections found without Lean
+    run_lean: bool = True
+
+
+@dataclass
+class _Outcome:
+    body: CommandResult
+    check: CommandResult | None
+    reference: str | None
+    reference_error: str | None
+    wall_s: float
+    cpu_s: float
+
+
+class Verifier:
+    """Checks proofs with a `ReplPool`. Thread-safe; `verify_many` keeps every worker busy.
+
+    A proof is PROVED only when all of these hold:
+    1. the lexical scan (`soundness.scan`) finds nothing: no sorry/admit/stop/apply?, no `axiom`, no
+       native_decide / ofReduceBool / trustCompiler, no implemented_by / extern, no `unsafe`, no debug.* or
+       other checking-off option, no #eval / run_cmd / macro / syntax / elab / initialize / env hacking, no
+       #exit, no invisible characters, no import in the body, no redefinition of a name the statement uses;
+    2. the theorem is declared at top level with the problem's statement, unchanged up to whitespace and
+       comments (`text.statement_differences`; PutnamBench answer abbrevs: signature unchanged, and value
+       unchanged when the problem gives it);
+    3. Lean reports no error, no sorry, no "declaration uses 'sorry'" warning;
+    4. `#print axioms` of the theorem lists only propext, Classical.choice, Quot.sound;
+    5. the theorem's type, elaborated with `pp.all` in the proof's environment, is the same text as the
+       problem's statement elaborated in the clean header environment (catches namespace/open/notation/
+       instance/variable tricks that change what the unchanged text means).
+    Dangerous scan findings (code that runs at elaboration time or turns kernel checks off) are rejected
+    without running Lean; the others (sorry, axiom, redefinition, ...) still run Lean so the verdict has
+    Lean's messages and the sorries' goals. Lean errors give FAILED; a loophole that compiles gives UNSOUND.
+
+    REPL commands sent (a fake Lean must answer exactly these), all on one pool worker:
+    a. header, once per REPL process: `{"cmd": <the header's import lines>}` (no env) -> env I; then, if the
+       header has more than imports, `{"cmd": <rest of the header: options, opens>, "env": I}` -> env H
+       (H = I otherwise; with an empty header, H is absent and the proof runs without "env");
+    b. the proof: `{"cmd": <body>, "env": H}` -> env P, where body = the submitted text without its import
+       lines (plus the problem's preamble, e.g. answer abbrevs, when the proof does not declare them);
+    c. only when (b) has no error: `{"cmd": "#print axioms NAME\\nset_option pp.all true in\\n#check @NAME",
+       "env": P}` -> an info message "'NAME' depends on axioms: [a, b]" (or "'NAME' does not depend on any
+       axioms") and an info message with the elaborated type;
+    d. once per (header, statement) per Verifier (cached): `{"cmd": <statement + " sorry">
+       "\\nset_option pp.all true in\\n#check @NAME", "env": H}` -> the reference type (the last info message).
+    """
+
+    def __init__(self, pool: ReplPool, *, lean_version: str | None = None, mathlib_version: str | None = None,
+                 allowed_axioms: frozenset[str] = STANDARD_AXIOMS, check_types: bool = True):
+        self.pool = pool
+        self.lean_version = lean_version
+        self.mathlib_version = mathlib_version
+        self.allowed_axioms = allowed_axioms
+        self.check_types = check_types
+        self._references: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+        self._ref_lock = threading.Lock()
+
+    # ---- public API ---------------------------------------------------------------------------------
+    def verify(self, problem: Any, proof_src: str) -> Verdict:
+        return self.verify_many([(problem, proof_src)])[0]
+
+    def verify_many(self, items: list[tuple[Any, str]]) -> list[Verdict]:
+        """Verdicts in the order of `items`; all proofs are queued first so every worker stays busy."""
+        pending: list[tuple[Prepared | Verdict, Future | None, float]] = []
+        for problem, proof_src in items:
+            t0 = time.monotonic()
+            prep = self.prepare(problem, proof_src)
+            if isinstance(prep, Verdict) or not prep.run_lean:
+                pending.append((prep, None, t0))
+            else:
+                pending.append((prep, self.pool.submit(lambda s, p=prep: self._run(s, p), prep.header), t0))
+        out = []
+        for prep, fut, t0 in pending:
+            if isinstance(prep, Verdict):
+                out.append(prep)
+            elif fut is None:
+                out.append(self._verdict(Status.UNSOUND, reasons=prep.reasons, wall=time.monotonic() - t0))
+            else:
+                out.append(self._collect(prep, fut, t0))
+        return out
+
+    def submit(self, problem: Any, proof_src: str) -> Future:
+        """Non-blocking single verification: a future of the Verdict (async callers: `asyncio.wrap_future`)."""
+        result: Future = Future()
+        t0 = time.monotonic()
+        prep = self.prepare(problem, proof_src)
+        if isinstance(prep, Verdict):
+            result.set_result(prep)
+        elif not prep.run_lean:
+            result.set_result(self._verdict(Status.UNSOUND, reasons=prep.reasons, wall=time.monotonic() - t0))
+        else:
+            fut = self.pool.submit(lambda s: self._run(s, prep), prep.header)
+            fut.add_done_callback(lambda f: result.set_result(self._collect(prep, f, t0)))
+        return result
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> Verifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- before Lean --------------------------------------------------------------------------------
+    def prepare(self, problem: Any, proof_src: str) -> Prepared | Verdict:
+        statement = problem.formal_statement
+        name = text.theorem_name(statement)
+        if name is None:
+            return self._verdict(Status.FAILED, reasons=["the problem's statement declares no theorem"])
+        header = getattr(problem, "header", "") or ""
+        src = proof_src.lstrip("\ufeff")
+        imports, rest = text.split_imports(src)
+        if not header.strip():
+            header = imports  # a bare file: its own imports are the header
+        else:
+            extra = set(text.imported_modules(imports)) - set(text.imported_modules(header))
+            if extra:
+                return self._verdict(Status.FAILED, reasons=[
+                    f"the proof imports {', '.join(sorted(extra))}, which the problem's header does not"])
+        prefix = ""
+        for d in text.declarations(text.preamble(statement)):
+            if d.full_name and text.find_decl(rest, d.full_name) is None:
+                prefix = text.preamble(statement)  # the proof left out the problem's abbrevs: supply them
+                break
+        body = prefix + rest
+        line_shift = src[:len(src) - len(rest)].count("\n") - prefix.count("\n")
+        findings = soundness.scan(body) + soundness.redefinitions(statement, rest)
+        reasons = [_where(f, line_shift) + f.reason for f in findings]
+        reasons += text.statement_differences(statement, body)
+        dangerous = any(f.dangerous for f in findings)
+        return Prepared(name, header, body, statement, line_shift, findings, reasons, run_lean=not dangerous)
+
+    # ---- in a worker --------------------------------------------------------------------------------
+    def _run(self, session: Session, prep: Prepared) -> _Outcome:
+        repl, t0, cpu = session.repl, time.monotonic(), 0.0
+        body = repl.run_cmd(prep.body, session.env)
+        cpu += repl.last_cpu_s
+        check = reference = ref_error = None
+        if body.error is None and not body.errors:
+            check = repl.run_cmd(check_command(prep.name), body.env)
+            cpu += repl.last_cpu_s
+            if self.check_types:
+                reference, ref_error = self._reference(session, prep)
+                cpu += repl.last_cpu_s
+        return _Outcome(body, check, reference, ref_error, time.monotonic() - t0, cpu)
+
+    def _reference(self, session: Session, prep: Prepared) -> tuple[str | None, str | None]:
+        key = (prep.header, prep.statement)
+        with self._ref_lock:
+            if key in self._references:
+                return self._references[key]
+        res = session.repl.run_cmd(reference_command(prep.statement, prep.name), session.env)
+        if res.error or res.errors:
+            value: tuple[str | None, str | None] = (None, res.error or res.errors[0].data)
+        else:
+            infos = [m.data for m in res.messages if m.severity == "info"]
+            value = (infos[-1] if infos else None, None if infos else "no #check output")
+        with self._ref_lock:
+            self._references[key] = value
+        return value
+
+    # ---- after Lean ---------------------------------------------------------------------------------
+    def _collect(self, prep: Prepared, fut: Future, t0: float) -> Verdict:
+        wall = time.monotonic() - t0
+        try:
+            out: _Outcome = fut.result()
+        except ReplTimeout as e:
+            return self._verdict(Status.TIMEOUT, reasons=[f"Lean timed out: {e}"], wall=wall)
+        except ReplOutOfMemory as e:
+            return self._verdict(Status.CRASHED, reasons=[f"Lean went over its memory cap: {e}"], wall=wall)
+        except ReplFailure as e:
+            tail = e.stderr_tail.strip().splitlines()[-1:] if e.stderr_tail else []
+            return self._verdict(Status.CRASHED, reasons=[f"the Lean REPL failed: {e}"] + tail, wall=wall)
+        except HeaderRejected as e:
+            return self._verdict(Status.FAILED, messages=e.result.messages, reasons=[str(e)], wall=wall)
+        except Exception as e:  # a bug in a task must still give every caller a verdict
+            return self._verdict(Status.CRASHED, reasons=[f"verifier error: {type(e).__name__}: {e}"], wall=wall)
+        return self._judge(prep, out, wall)
+
+    def _judge(self, prep: Prepared, out: _Outcome, wall: float) -> Verdict:
+        shift = prep.line_shift
+        messages = [_shift_message(m, shift) for m in out.body.messages]
+        sorries = [_shift_sorry(s, shift) for s in out.body.sorries]
+        reasons = list(prep.reasons)
+        axioms: list[str] = []
+        failed = bool(out.body.error or out.body.errors)
+        if out.body.error:
+            reasons.append(f"the REPL refused the proof: {out.body.error}")
+        for m in messages:
+            if m.severity == "error" and len(reasons) < 8:
+                where = f"line {m.pos.line}: " if m.pos else ""
+                reasons.append(f"error: {where}{m.data.splitlines()[0] if m.data else ''}")
+        if sorries or any(SORRY_WARNING.search(m.data) for m in messages if m.severity == "warning"):
+            if not any("sorry" in r for r in reasons):
+                reasons.append("uses `sorry`")
+        unsound = bool(reasons) and not failed
+        if not failed and out.check is not None:
+            check_reasons, axioms = self._judge_check(prep, out)
+            reasons += check_reasons
+            unsound = unsound or bool(check_reasons)
+        status = Status.FAILED if failed else Status.UNSOUND if unsound else Status.PROVED
+        return self._verdict(status, messages, sorries, axioms, reasons, wall, out.cpu_s)
+
+    def _judge_check(self, prep: Prepared, out: _Outcome) -> tuple[list[str], list[str]]:
+        check = out.check
+        assert check is not None
+        reasons: list[str] = []
+        if check.error or check.errors:
+            first = check.error or check.errors[0].data
+            return [f"`{prep.name}` is not a top-level theorem of the proof ({first.splitlines()[0]})"], []
+        infos = [m.data for m in check.messages if m.severity == "info"]
+        axioms: list[str] | None = None
+        type_msgs = []
+        for data in infos:
+            parsed = parse_axioms(data)
+            if parsed is not None and axioms is None:
+                axioms = parsed
+            else:
+                type_msgs.append(data)
+        if axioms is None:
+            return ["`#print axioms` gave no answer"], []
+        for a in axioms:
+            if a not in self.allowed_axioms:
+                reasons.append(AXIOM_REASONS.get(a, f"depends on the non-standard axiom `{a}`"))
+        if self.check_types:
+            if out.reference_error:
+                reasons.append(f"the problem's statement does not elaborate: {out.reference_error.splitlines()[0]}")
+            elif not type_msgs or out.reference is None:
+                reasons.append("could not read the elaborated statement")
+            elif _type_text(type_msgs[-1]) != _type_text(out.reference):
+                reasons.append("the statement was changed: its elaborated type differs from the problem's")
+        return reasons, axioms
+
+    def _verdict(self, status: Status, messages: list[Message] | None = None, sorries: list[Sorry] | None = None,
+                 axioms: list[str] | None = None, reasons: list[str] | None = None, wall: float = 0.0,
+                 cpu: float = 0.0) -> Verdict:
+        return Verdict(status, list(messages or []), list(sorries or []), list(axioms or []), list(reasons or []),
+                       wall, cpu, self.lean_version, self.mathlib_version)
+
+
+def _where(f: Finding, shift: int) -> str:
+    if not f.line:
+        return ""
+    line = f.line + shift
+    return f"line {line}: " if line >= 1 else "in the problem's preamble (its answer abbrev), which the proof left out: "
+
+
+def _type_text(data: str) -> str:
+    return re.sub(r"\s+", " ", data).strip()
+
+
+def _shift_pos(p: Pos | None, shift: int) -> Pos | None:
+    return Pos(p.line + shift, p.column) if p and shift and p.line else p
+
+
+def _shift_message(m: Message, shift: int) -> Message:
+    return Message(m.severity, m.data, _shift_pos(m.pos, shift), _shift_pos(m.end_pos, shift))
+
+
+def _shift_sorry(s: Sorry, shift: int) -> Sorry:
+    return Sorry(s.goal, _shift_pos(s.pos, shift), _shift_pos(s.end_pos, shift), s.proof_state)
+
+
+@dataclass
+class FileProblem:
+    """A problem read from a Lean file (`subgoal lean check`): the file's own statement is the target."""
+
+    name: str
+    formal_statement: str
+    header: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def file_problem(src: str, name: str = "", theorem: str | None = None) -> FileProblem | None:
+    """The problem a file states: its header, and its theorem `theorem` (default: the last top-level one)."""
+    header, _ = text.split_header(src)
+    thms = [d for d in text.declarations(src) if d.kind in ("theorem", "lemma") and d.sig_end is not None]
+    if theorem:
+        thms = [d for d in thms if d.full_name == theorem]
+    if not thms:
+        return None
+    d = thms[-1]
+    return FileProblem(name or d.full_name, src[d.keyword:d.sig_end], header)

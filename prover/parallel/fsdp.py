@@ -1,0 +1,80 @@
+"""Expert parallelism composed with FSDP2, and the gradient-norm clipping that matches it.
+
+The world of W ranks is a (W/ep) x ep mesh, dims `edp` and `ep`; an EP group is `ep` consecutive ranks (on
+one host they share NVLink). Every rank trains on its own data, as in plain data parallelism.
+
+- routed experts: split over `ep` (`expert_parallel.shard_experts`), then FSDP-sharded over `edp`, the
+  ranks that hold the same experts. Their gradient divide factor is set to W, not W/ep: an expert's local
+  gradient already sums the tokens of all `ep` ranks of its group (all-to-all backward), so dividing by W
+  gives the same mean over all ranks' tokens that FSDP gives every dense parameter.
+- everything else (attention, router, shared experts, dense MLPs, embeddings, head): FSDP2 over all W ranks,
+  one unit per block (experts excluded: they are already their own unit), then the root.
+
+Every parameter is then a DTensor whose local shards are disjoint across the W ranks, so the global gradient
+norm is one all-reduce of the local sums of squares (`clip_grad_norm_`); torch's own clip cannot mix the two
+meshes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from prover.errors import ProverError
+from prover.parallel.expert_parallel import moe_layers, shard_experts
+
+
+def units(model: nn.Module) -> list[nn.Module]:
+    """FSDP units of a DeepSeekV3: the decoder blocks, and of each MTP block the attention and the MoE. Not the
+    whole MTP block: `DeepSeekV3._mtp_loss` calls its `enorm`/`hnorm`/`eh_proj`/`shared_head` directly, outside
+    the block's forward, so FSDP would never all-gather them; they stay in the root unit."""
+    out: list[nn.Module] = list(model.model.layers)
+    for block in getattr(model, "mtp", []):
+        out += [block.self_attn, block.mlp]
+    return out
+
+
+def parallelize(model: nn.Module, ep: int = 1, device: torch.device | str = "cpu",
+                reshard_after_forward: bool = True) -> nn.Module:
+    """Shard `model` (the same full weights on every rank, already on `device`) in place: experts over groups
+    of `ep` ranks, FSDP2 for the rest. `ep=1` is plain FSDP2. Needs an initialized default process group."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    world = dist.get_world_size()
+    if ep < 1 or world % ep:
+        raise ProverError(f"--ep {ep} must divide the number of processes ({world})")
+    device_type = torch.device(device).type
+    dense_mesh = init_device_mesh(device_type, (world,), mesh_dim_names=("dp",))
+    if ep > 1:
+        mesh = init_device_mesh(device_type, (world // ep, ep), mesh_dim_names=("edp", "ep"))
+        shard_experts(model, mesh["ep"].get_group())
+        for moe in moe_layers(model):
+            fully_shard(moe.experts, mesh=mesh["edp"], reshard_after_forward=reshard_after_forward)
+            moe.experts.set_gradient_divide_factor(float(world))
+            if ep < world:  # SUM then divide (gloo has no PREMUL_SUM); with one edp rank torch 2.13
+                moe.experts.set_force_sum_reduction_for_comms(True)  # would divide twice, so not there
+    for unit in units(model):
+        fully_shard(unit, mesh=dense_mesh, reshard_after_forward=reshard_after_forward)
+    fully_shard(model, mesh=dense_mesh, reshard_after_forward=reshard_after_forward)
+    return model
+
+
+@torch.no_grad()
+def clip_grad_norm_(model: nn.Module, max_norm: float) -> torch.Tensor:
+    """Scale all gradients so that their global 2-norm is at most `max_norm`; returns the norm before clipping
+    (a plain tensor, the same on every rank). For models from `parallelize` (local shards disjoint across
+    ranks) or unsharded single-process models."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    local = [g.to_local() if hasattr(g, "to_local") else g for g in grads]
+    if not local:
+        return torch.zeros(())
+    device = local[0].device
+    sq = torch.stack([g.detach().float().pow(2).sum() for g in local]).sum()
+    if dist.is_initialized() and any(g is not lg for g, lg in zip(grads, local, strict=True)):
+        dist.all_reduce(sq)
+    norm = sq.sqrt()
+    coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+    torch._foreach_mul_(local, coef.to(device))
+    return norm

@@ -1,0 +1,67 @@
+"""Search strategies over one interface: `run_attempt(problem, strategy, backend, verifier, budget, seed, ...)`.
+
+Strategies: `sample` (whole-proof sampling), `decompose` (recursive subgoal decomposition), `repair`
+(Lean-feedback repair), `tree` (best-first search over proof states through a `ProofSession`). All spend one
+`Budget` and report progress through `on_event(dict)` (kinds: start, generate, candidate, sketch, subgoal,
+expand, tactic, best, done).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prover.errors import ProverError
+from prover.generate.base import SamplingParams
+from prover.prompts import PromptSet
+from prover.search.budget import Budget
+from prover.search.core import SEED_STRIDE, AttemptResult, BudgetExhausted, Event, Search, no_candidate
+from prover.search.decompose import run_decompose
+from prover.search.repair import run_repair
+from prover.search.sample import run_sample
+from prover.search.tree import run_tree
+
+STRATEGIES: dict[str, Callable[[Search], tuple[str, Any, dict[str, Any]]]] = {
+    "sample": run_sample,
+    "decompose": run_decompose,
+    "repair": run_repair,
+    "tree": run_tree,
+}
+
+
+# Samples per attempt when the budget sets no limit at all: one attempt of `sample` is one sample (the pass@k
+# unit); the others need several model calls to do anything.
+DEFAULT_SAMPLES = {"sample": 1, "repair": 4, "decompose": 32, "tree": 256}
+
+
+def attempt_seed(base_seed: int | None, index: int) -> int | None:
+    """The seed of attempt `index`: spaced so that two attempts never draw a sample with the same seed."""
+    return None if base_seed is None else base_seed + index * SEED_STRIDE
+
+
+def run_attempt(problem: Any, strategy: str, backend: Any, verifier: Any, budget: Budget | None, seed: int | None,
+                prompts: PromptSet | None = None, on_event: Callable[[Event], None] | None = None, *,
+                sampling: SamplingParams | None = None, **options: Any) -> AttemptResult:
+    """One attempt of `strategy` on `problem`. `options` are the strategy's knobs (`mode`, `batch`,
+    `stop_at_first`, `rounds`, `lemma_samples`, `max_depth`, `sketch`, `width`, `max_expansions`, `session`)."""
+    fn = STRATEGIES.get(strategy)
+    if fn is None:
+        raise ProverError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
+    budget = budget.copy() if budget is not None else Budget()
+    if all(v is None for v in budget.limits().values()):
+        budget.samples = DEFAULT_SAMPLES[strategy]  # an unbounded search would never end
+    search = Search(problem, backend, verifier, budget, seed, prompts, on_event, sampling, options)
+    t0 = time.perf_counter()
+    search.event("start", strategy=strategy, budget=budget.limits())
+    try:
+        text, verdict, trace = fn(search)
+    except BudgetExhausted as e:  # spent before the strategy produced anything
+        text, verdict, trace = "", no_candidate(f"budget spent ({e})"), {}
+    stopped = "proved" if verdict.proved else (budget.exhausted() or "done")
+    result = search.result(strategy, text, verdict, trace, stopped, time.perf_counter() - t0)
+    search.event("done", status=verdict.status.value, text=text, stopped=stopped, usage=budget.usage())
+    return result
+
+
+__all__ = ["DEFAULT_SAMPLES", "STRATEGIES", "AttemptResult", "Budget", "Search", "attempt_seed", "run_attempt"]

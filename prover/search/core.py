@@ -1,0 +1,212 @@
+"""What every strategy shares: the `Search` context (backend, verifier, budget, prompts, seeds, events, the
+best result so far) and the `AttemptResult` an attempt returns."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from lean_env.verdict import Status, Verdict
+from prover.generate import format_chat
+from prover.generate.base import Completion, SamplingParams
+from prover.prompts import PromptSet, load_prompts, statement_text
+from prover.prompts.extract import extract_proof
+from prover.search.budget import Budget
+
+Event = dict[str, Any]
+SEED_STRIDE = 1_000_003  # attempt seeds are spaced so that the samples of different attempts never share a seed
+
+
+class BudgetExhausted(Exception):
+    """Raised inside a strategy when the budget allows no further generation or Lean call."""
+
+
+@dataclass
+class AttemptResult:
+    problem: str
+    strategy: str
+    text: str  # the final Lean text: the verified proof, else the best candidate (may be "")
+    verdict: Verdict
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    lean_calls: int = 0
+    samples: int = 0
+    trace: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    model: str = ""
+    sampling: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    stopped: str = ""  # "proved", or the budget limit that ended the search, or "done"
+
+    @property
+    def proved(self) -> bool:
+        return self.verdict.proved
+
+    def to_attempt(self, problem: Any, index: int) -> Any:
+        """This result as a run-store row (`data.store.Attempt`)."""
+        from data.store import Attempt
+
+        return Attempt(problem=problem.name, index=index, text=self.text, status=self.verdict.status.value,
+                       verdict=self.verdict.to_dict(), strategy=self.strategy, model=self.model,
+                       sampling=self.sampling, seed=self.seed, prompt_tokens=self.prompt_tokens,
+                       completion_tokens=self.completion_tokens, timings=self.timings, trace=self.trace,
+                       split=getattr(problem, "split", "") or "")
+
+
+def no_candidate(reason: str) -> Verdict:
+    return Verdict(Status.FAILED, reasons=[reason])
+
+
+class Search:
+    """The context one attempt runs in. Strategies call `generate`, `verify`, `render`, `extract`, `event`,
+    `offer` (best result so far), and may open children (`child`) with their own budget for sub-problems."""
+
+    def __init__(self, problem: Any, backend: Any, verifier: Any, budget: Budget, seed: int | None,
+                 prompts: PromptSet | None = None, on_event: Callable[[Event], None] | None = None,
+                 sampling: SamplingParams | None = None, options: dict[str, Any] | None = None,
+                 parent: Search | None = None):
+        self.problem = problem
+        self.backend = backend
+        self.verifier = verifier
+        self.budget = budget.start()
+        self.seed = seed
+        self.prompts = prompts or load_prompts()
+        self.on_event = on_event
+        self.sampling = sampling or SamplingParams()
+        self.options = dict(options or {})
+        self.parent = parent
+        self.root = parent.root if parent else self
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.samples = 0
+        self.lean_calls = 0
+        self.gen_s = 0.0
+        self.lean_wall_s = 0.0
+        self.lean_cpu_s = 0.0
+        self._next_seed = seed
+        self.best: tuple[float, str, Verdict | None, str] | None = None  # (score, text, verdict, kind)
+
+    # ---- children (decomposition lemmas) --------------------------------------------------------------------
+    def child(self, problem: Any, budget: Budget, **options: Any) -> Search:
+        seed = None if self._next_seed is None else self._take_seeds(1)
+        return Search(problem, self.backend, self.verifier, budget, seed, self.prompts, self.on_event,
+                      self.sampling, {**self.options, **options}, parent=self)
+
+    def _account(self, prompt_tokens: int = 0, completion_tokens: int = 0, samples: int = 0, lean_calls: int = 0,
+                 gen_s: float = 0.0, lean_wall_s: float = 0.0, lean_cpu_s: float = 0.0) -> None:
+        node: Search | None = self
+        while node is not None:
+            node.prompt_tokens += prompt_tokens
+            node.completion_tokens += completion_tokens
+            node.samples += samples
+            node.lean_calls += lean_calls
+            node.gen_s += gen_s
+            node.lean_wall_s += lean_wall_s
+            node.lean_cpu_s += lean_cpu_s
+            node = node.parent
+
+    def _take_seeds(self, n: int) -> int | None:
+        if self._next_seed is None:
+            return None
+        first = self._next_seed
+        self._next_seed += n
+        return first
+
+    # ---- generation ------------------------------------------------------------------------------------------
+    def check_budget(self, limits: tuple[str, ...] = ("samples", "tokens", "lean_calls", "wall_s")) -> None:
+        why = self.budget.exhausted(limits)
+        if why:
+            raise BudgetExhausted(why)
+
+    def generate(self, prompts: list[str], n: int, kind: str, **overrides: Any) -> list[list[Completion]]:
+        """n samples per prompt (fewer when the budget has fewer left), charged to the budget."""
+        self.check_budget()
+        left = self.budget.remaining_samples()
+        if left is not None:
+            n = max(1, min(n, left // max(1, len(prompts))))
+        params = self.params(kind, **overrides)
+        if self.budget.tokens is not None:
+            params = replace(params, max_tokens=max(1, min(params.max_tokens,
+                                                            self.budget.tokens - self.budget.used_tokens)))
+        params = replace(params, seed=self._take_seeds(n * len(prompts)) if self.seed is not None else None)
+        t0 = time.perf_counter()
+        out = self.backend.generate(prompts, params, n)
+        dt = time.perf_counter() - t0
+        flat = [c for row in out for c in row]
+        tokens = sum(c.completion_tokens for c in flat)
+        self.budget.charge(samples=len(flat), tokens=tokens)
+        self._account(prompt_tokens=sum(c.prompt_tokens for c in flat), completion_tokens=tokens,
+                      samples=len(flat), gen_s=dt)
+        self.event("generate", prompt_kind=kind, n=len(flat), tokens=tokens, seconds=round(dt, 3))
+        return out
+
+    def params(self, kind: str, **overrides: Any) -> SamplingParams:
+        stop = tuple(self.prompts[kind].stop)
+        return replace(self.sampling, stop=stop, **overrides)
+
+    def render(self, kind: str, problem: Any | None = None, **fields: str) -> str:
+        return self.prompts.render(kind, problem or self.problem, chat_format=lambda t: format_chat(self.backend, t),
+                                   **fields)
+
+    def extract(self, kind: str, completion: str, problem: Any | None = None) -> str | None:
+        problem = problem or self.problem
+        from lean_env.text import theorem_name
+
+        return extract_proof(completion, statement_text(problem.formal_statement),
+                             self.prompts[kind].continues_code, theorem_name(problem.formal_statement))
+
+    # ---- Lean ------------------------------------------------------------------------------------------------
+    def verify(self, text: str, problem: Any | None = None) -> Verdict:
+        return self.verify_many([text], problem)[0]
+
+    def verify_many(self, texts: list[str], problem: Any | None = None) -> list[Verdict]:
+        self.check_budget(("lean_calls", "wall_s"))
+        problem = problem or self.problem
+        left = None if self.budget.lean_calls is None else self.budget.lean_calls - self.budget.used_lean_calls
+        texts = texts if left is None else texts[:max(1, left)]
+        t0 = time.perf_counter()
+        verdicts = self.verifier.verify_many([(problem, t) for t in texts])
+        self.budget.charge(lean_calls=len(texts))
+        self._account(lean_calls=len(texts), lean_wall_s=time.perf_counter() - t0,
+                      lean_cpu_s=sum(v.cpu_time for v in verdicts))
+        return verdicts
+
+    def charge_lean(self, calls: int, seconds: float = 0.0) -> None:
+        """Lean calls made outside the Verifier (tree search's tactic steps)."""
+        self.budget.charge(lean_calls=calls)
+        self._account(lean_calls=calls, lean_wall_s=seconds)
+
+    # ---- reporting -------------------------------------------------------------------------------------------
+    def event(self, kind: str, **data: Any) -> None:
+        if self.on_event is not None:
+            self.on_event({"kind": kind, "problem": self.problem.name, "depth": self.depth, **data})
+
+    @property
+    def depth(self) -> int:
+        return 0 if self.parent is None else self.parent.depth + 1
+
+    def offer(self, text: str, verdict: Verdict | None, kind: str, score: float) -> None:
+        """A candidate for "best result so far" of the whole attempt (what Ctrl-C prints). Higher score wins:
+        a verified proof beats a compiling sketch (fewer open sorries first) beats a failed candidate."""
+        root = self.root
+        if root.best is None or score > root.best[0]:
+            root.best = (score, text, verdict, kind)
+            root.event("best", text=text, status=verdict.status.value if verdict else "none", what=kind,
+                       score=score)
+
+    def timings(self, wall_s: float) -> dict[str, float]:
+        gpu = getattr(self.backend, "device", "")
+        return {"wall_s": round(wall_s, 4), "gen_s": round(self.gen_s, 4),
+                "gpu_s": round(self.gen_s, 4) if str(gpu).startswith("cuda") or not gpu else 0.0,
+                "lean_wall_s": round(self.lean_wall_s, 4), "lean_cpu_s": round(self.lean_cpu_s, 4)}
+
+    def result(self, strategy: str, text: str, verdict: Verdict, trace: dict[str, Any], stopped: str,
+               wall_s: float) -> AttemptResult:
+        sampling = {"temperature": self.sampling.temperature, "top_p": self.sampling.top_p,
+                    "max_tokens": self.sampling.max_tokens, "budget": self.budget.limits(), **{
+                        k: v for k, v in self.options.items() if isinstance(v, (int, float, str, bool))}}
+        return AttemptResult(self.problem.name, strategy, text, verdict, self.prompt_tokens, self.completion_tokens,
+                             self.lean_calls, self.samples, trace, self.timings(wall_s),
+                             getattr(self.backend, "model_id", ""), sampling, self.seed, stopped)

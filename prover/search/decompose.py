@@ -1,0 +1,136 @@
+"""`decompose`: recursive subgoal decomposition, in the manner of DeepSeek-Prover-V2.
+
+1. sketch: the model writes a proof whose steps are `have ... := by sorry` (the `sketch` template), or the
+   user gives one (`sketch=` option: a `.lean` theorem with sorries);
+2. Lean checks that the sketch compiles with its sorries and returns each sorry's goal;
+3. each goal becomes a standalone lemma (`lean_env.decompose`: hypotheses as binders);
+4. each lemma is proved by whole-proof sampling with its own budget, and, failing that and while depth is
+   left, decomposed again (recursively);
+5. the lemma proofs are substituted back into the sketch and the whole proof is checked by the Verifier.
+The decomposition tree (sketches, lemmas, their proofs and verdicts) is the attempt's trace.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from data.problem import Problem
+from lean_env.decompose import decompose, have_steps, substitute, tactic_body
+from lean_env.verdict import Verdict
+from prover.search.budget import Budget
+from prover.search.core import BudgetExhausted, Search, no_candidate
+from prover.search.sample import run_sample
+
+
+def run_decompose(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
+    sketches: list[dict[str, Any]] = []
+    trace: dict[str, Any] = {"problem": search.problem.name, "statement": search.problem.formal_statement,
+                             "sketches": sketches}
+    given = search.options.pop("sketch", None)
+    best: tuple[str, Verdict] | None = None
+    try:
+        while True:
+            if given is not None:
+                sketch, given_now = given, True
+                given = None
+            else:
+                completion = search.generate([search.render("sketch")], 1, "sketch")[0][0]
+                sketch, given_now = search.extract("sketch", completion.text) or "", False
+            node: dict[str, Any] = {"sketch": sketch, "steps": have_steps(sketch) if sketch else [], "subgoals": []}
+            sketches.append(node)
+            text, verdict = _try_sketch(search, sketch, node)
+            if text is not None and verdict is not None:
+                if verdict.proved:
+                    return text, verdict, trace
+                best = best or (text, verdict)
+            if given_now and node.get("status") not in ("compiled",):
+                break  # the user's sketch does not compile: nothing to retry
+            if given_now and search.options.get("sketch_only"):
+                break
+    except BudgetExhausted:
+        pass
+    if best is not None:
+        return best[0], best[1], trace
+    return "", no_candidate("no sketch compiled and decomposed into provable lemmas"), trace
+
+
+def _try_sketch(search: Search, sketch: str, node: dict[str, Any]) -> tuple[str | None, Verdict | None]:
+    """Check one sketch, prove its lemmas, recompose. Returns the recomposed text and its verdict (or Nones)."""
+    if not sketch:
+        node["status"] = "no_code"
+        return None, None
+    verdict = search.verify(sketch)
+    node["verdict"] = verdict.status.value
+    if verdict.proved:
+        node["status"] = "proved_outright"
+        search.offer(sketch, verdict, "proof", 100.0)
+        return sketch, verdict
+    if verdict.errors or not verdict.sorries:
+        node["status"] = "does_not_compile" if verdict.errors else "no_sorry"
+        node["errors"] = [m.data for m in verdict.errors[:5]] or verdict.reasons[:5]
+        search.event("sketch", text=sketch, ok=False, errors=node["errors"])
+        return None, None
+    try:
+        subgoals = decompose(sketch, verdict.sorries, search.problem.name.replace(".", "_"))
+    except ValueError as e:
+        node["status"] = "unmatched_sorries"
+        node["errors"] = [str(e)]
+        return None, None
+    node["status"] = "compiled"
+    lemmas = [(sub, name, stmt) for sub in subgoals for name, stmt in zip(sub.lemma_names, sub.lemma_statements,
+                                                                          strict=True)]
+    search.event("sketch", text=sketch, ok=True, lemmas=[{"name": n, "statement": s} for _, n, s in lemmas])
+    search.offer(sketch, verdict, "sketch", 10.0 - len(lemmas))
+    proofs: dict[str, list[str]] = {}
+    for sub, name, statement in lemmas:
+        entry: dict[str, Any] = {"name": name, "statement": statement, "goal": sub.goals[sub.lemma_names.index(name)]}
+        node["subgoals"].append(entry)
+        search.event("subgoal", name=name, statement=statement, status="open")
+        text, lemma_verdict, how, sub_trace = _prove_lemma(search, name, statement)
+        entry.update({"status": lemma_verdict.status.value, "via": how, "proof": text if lemma_verdict.proved else "",
+                      "trace": sub_trace})
+        search.event("subgoal", name=name, statement=statement, status=lemma_verdict.status.value)
+        if not lemma_verdict.proved:
+            node["status"] = "lemma_failed"
+            break
+        try:
+            proofs[name] = tactic_body(text, name)
+        except ValueError as e:
+            entry["status"] = "unusable_proof"
+            entry["error"] = str(e)
+            node["status"] = "lemma_failed"
+            break
+        partial = substitute(sketch, subgoals, proofs)
+        search.offer(partial, None, "sketch", 10.0 - (len(lemmas) - len(proofs)))
+    if len(proofs) < len(lemmas):
+        return None, None
+    full = substitute(sketch, subgoals, proofs)
+    final = search.verify(full)
+    node["recomposed"] = {"text": full, "status": final.status.value,
+                          "errors": [m.data for m in final.errors[:5]] or final.reasons[:5]}
+    node["status"] = "proved" if final.proved else "recomposition_failed"
+    search.event("candidate", index=0, status=final.status.value, text=full,
+                 errors=node["recomposed"]["errors"], recomposed=True)
+    search.offer(full, final, "proof" if final.proved else "candidate", 100.0 if final.proved else 5.0)
+    return full, final
+
+
+def _prove_lemma(search: Search, name: str, statement: str) -> tuple[str, Verdict, str, dict[str, Any]]:
+    """Sampling first (cheap); then, while depth is left, decomposition of the lemma itself."""
+    problem = Problem(name=name, formal_statement=statement, header=search.problem.header,
+                      split=getattr(search.problem, "split", ""), source="subgoal")
+    samples = int(search.options.get("lemma_samples", 4))
+    child = search.child(problem, search.budget.child(samples=samples), stop_at_first=True, batch=samples)
+    try:
+        text, verdict, trace = run_sample(child)
+    except BudgetExhausted:
+        return "", no_candidate("budget spent"), "sample", {}
+    if verdict.proved:
+        return text, verdict, "sample", trace
+    depth = child.depth
+    if depth >= int(search.options.get("max_depth", 2)):
+        return text, verdict, "sample", trace
+    sub_samples = int(search.options.get("subproblem_samples", 4 * samples))
+    grandchild = search.child(problem, Budget(samples=sub_samples, parent=search.budget).start())
+    text, verdict, sub_trace = run_decompose(grandchild)
+    return text, verdict, "decompose", {"sample": trace, "decompose": sub_trace}

@@ -1,0 +1,64 @@
+"""`repair`: Lean-feedback repair. Sample a proof; while it fails and rounds are left, send it back with Lean's
+error messages (the `repair` template) and check the model's fix. Chains start over from a fresh sample until
+the budget is spent; each chain has at most `rounds` repairs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lean_env.verdict import Verdict
+from prover.prompts.extract import lean_errors
+from prover.search.core import BudgetExhausted, Search, no_candidate
+from prover.search.sample import candidate_score
+
+
+def run_repair(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
+    mode = search.options.get("mode", "complete")
+    rounds = int(search.options.get("rounds", 3))
+    chains: list[list[dict[str, Any]]] = []
+    best: tuple[float, str, Verdict] | None = None
+    try:
+        while True:
+            chain: list[dict[str, Any]] = []
+            chains.append(chain)
+            text, verdict = _step(search, mode, search.render(mode), chain)
+            for _ in range(rounds):
+                if text and verdict.proved:
+                    break
+                if text:
+                    score = candidate_score(verdict)
+                    if best is None or score > best[0]:
+                        best = (score, text, verdict)
+                prompt = search.render("repair", proof=_without_header(text, search.problem) or "(no proof)",
+                                       errors=lean_errors(verdict.messages) if text else "no Lean code was produced")
+                text, verdict = _step(search, "repair", prompt, chain)
+            if text and verdict.proved:
+                return text, verdict, {"mode": mode, "rounds": rounds, "chains": chains}
+            if text:
+                score = candidate_score(verdict)
+                if best is None or score > best[0]:
+                    best = (score, text, verdict)
+    except BudgetExhausted:
+        pass
+    trace = {"mode": mode, "rounds": rounds, "chains": [c for c in chains if c]}
+    if best is not None:
+        return best[1], best[2], trace
+    return "", no_candidate("no sample produced Lean code"), trace
+
+
+def _step(search: Search, kind: str, prompt: str, chain: list[dict[str, Any]]) -> tuple[str, Verdict]:
+    completion = search.generate([prompt], 1, kind)[0][0]
+    text = search.extract(kind, completion.text) or ""
+    verdict = search.verify(text) if text else no_candidate("no Lean code in the completion")
+    chain.append({"kind": kind, "status": verdict.status.value, "tokens": completion.completion_tokens,
+                  "errors": [m.data for m in verdict.errors[:3]]})
+    search.event("candidate", index=len(chain) - 1, status=verdict.status.value, text=text or completion.text,
+                 errors=[m.data for m in verdict.errors[:3]] or verdict.reasons[:3], round=len(chain) - 1)
+    if text:
+        search.offer(text, verdict, "proof" if verdict.proved else "candidate", candidate_score(verdict))
+    return text, verdict
+
+
+def _without_header(text: str, problem: Any) -> str:
+    header = getattr(problem, "header", "") or ""
+    return text[len(header):] if header and text.startswith(header) else text

@@ -1,0 +1,95 @@
+"""`tree`: best-first search over proof states.
+
+Each expansion asks the model for `width` candidate tactics for the state (the `tactic` template: statement,
+tactics so far, current goals), runs each distinct one in the `ProofSession` (the REPL's tactic mode, or
+LeanDojo), and queues the resulting states scored by the cumulative log-probability of their tactics. States
+whose goals were already reached are dropped. A finished proof is re-checked by the Verifier; only its verdict
+counts."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from typing import Any
+
+from lean_env.verdict import Verdict
+from prover.prompts.extract import extract_tactic
+from prover.search.core import BudgetExhausted, Search, no_candidate
+
+
+def run_tree(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
+    session = search.options.get("session")
+    if session is None:
+        from prover.errors import ProverError
+
+        raise ProverError("the tree strategy needs a proof session (`--interaction repl|dojo`)")
+    width = int(search.options.get("width", 8))
+    max_expansions = int(search.options.get("max_expansions", 64))
+    problem = search.problem
+    nodes: list[dict[str, Any]] = []
+    trace: dict[str, Any] = {"width": width, "nodes": nodes}
+    best_failed: tuple[str, Verdict] | None = None
+    t0 = time.perf_counter()
+    root = session.start(problem)
+    search.charge_lean(1, time.perf_counter() - t0)
+    nodes.append({"parent": None, "tactic": None, "logprob": 0.0, "goals": list(root.goals)})
+    counter = itertools.count()
+    queue: list[tuple[float, int, int, Any]] = [(0.0, next(counter), 0, root)]
+    seen = {tuple(root.goals)}
+    expansions = 0
+    try:
+        while queue and expansions < max_expansions:
+            neg_score, _, node_id, state = heapq.heappop(queue)
+            expansions += 1
+            tactics_so_far = "".join(f"  {t}\n" for t in _tactics(nodes, node_id))
+            prompt = search.render("tactic", tactics=tactics_so_far, goals="\n\n".join(state.goals))
+            completions = search.generate([prompt], width, "tactic", max_tokens=min(search.sampling.max_tokens, 256))
+            candidates: dict[str, float] = {}
+            for c in completions[0]:
+                tac = extract_tactic(c.text)
+                if tac and (tac not in candidates or c.logprob > candidates[tac]):
+                    candidates[tac] = c.logprob
+            search.event("expand", node=node_id, goals=list(state.goals), tactics=list(candidates))
+            for tac, logprob in sorted(candidates.items(), key=lambda kv: -kv[1]):
+                search.check_budget(("lean_calls", "wall_s"))
+                t1 = time.perf_counter()
+                res = session.run_tactic(state, tac)
+                search.charge_lean(1, time.perf_counter() - t1)
+                if res.error is not None:
+                    search.event("tactic", node=node_id, tactic=tac, ok=False, error=res.error.splitlines()[0][:200])
+                    continue
+                child_id = len(nodes)
+                nodes.append({"parent": node_id, "tactic": tac, "logprob": round(logprob, 4), "goals": res.goals})
+                search.event("tactic", node=node_id, tactic=tac, ok=True, goals=len(res.goals))
+                if res.finished:
+                    text = session.proof_text(problem, res.state)
+                    verdict = search.verify(text)
+                    nodes[child_id]["verdict"] = verdict.status.value
+                    search.event("candidate", index=child_id, status=verdict.status.value, text=text,
+                                 errors=[m.data for m in verdict.errors[:3]] or verdict.reasons[:3])
+                    if verdict.proved:
+                        search.offer(text, verdict, "proof", 100.0)
+                        trace["proof_path"] = _tactics(nodes, child_id)
+                        return text, verdict, trace
+                    best_failed = best_failed or (text, verdict)
+                    continue
+                key = tuple(res.goals)
+                if key in seen:
+                    continue
+                seen.add(key)
+                heapq.heappush(queue, (neg_score - logprob, next(counter), child_id, res.state))
+    except BudgetExhausted:
+        pass
+    trace["expansions"] = expansions
+    if best_failed is not None:
+        return best_failed[0], best_failed[1], trace
+    return "", no_candidate(f"no proof found in {expansions} expansions"), trace
+
+
+def _tactics(nodes: list[dict[str, Any]], node_id: int) -> list[str]:
+    out = []
+    while node_id is not None and nodes[node_id]["tactic"] is not None:
+        out.append(nodes[node_id]["tactic"])
+        node_id = nodes[node_id]["parent"]
+    return out[::-1]

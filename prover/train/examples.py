@@ -1,0 +1,130 @@
+"""Verified attempts -> SFT examples in the prover's own prompt formats (`prover.prompts`), and the dataset
+build that `subgoal train data` / expert iteration run.
+
+Kinds: `whole_proof` (the `complete` template: prompt ends inside the open ```lean4 block after the statement,
+completion = the tactic proof + closing fence, exactly what whole-proof sampling generates); from a
+decomposition trace, `sketch` (the `sketch` template -> the sketch block) and `lemma` (each proved lemma as its
+own `complete` example); from a repair trace, `repair` (the `repair` template with the failed proof and Lean's
+errors -> the fixed proof). Every example's `statement` is the original problem's statement, so decontamination
+of a benchmark problem also removes everything derived from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from data.problem import Problem
+from data.sft_dataset import BuildReport, build_sft_dataset, examples_from_attempts, read_examples, verified_attempts
+from lean_env import text as lean_text
+from prover.prompts import PromptSet, load_prompts
+
+
+def proof_body(src: str, name: str | None = None) -> str | None:
+    """The tactic proof of theorem `name` (default: the last theorem) in `src`: the lines after `:= by`,
+    indented as a continuation of the statement. None when the proof is not a tactic block."""
+    name = name or lean_text.theorem_name(src)
+    d = lean_text.find_decl(src, name, ("theorem", "lemma")) if name else None
+    if d is None or d.sig_end is None:
+        return None
+    rest = src[d.sig_end : d.end]
+    stripped = rest.lstrip()
+    if not stripped.startswith("by"):
+        return None
+    tactics = stripped[2:]
+    if not tactics.startswith("\n"):  # `:= by tac` on one line
+        tactics = "\n  " + tactics.strip()
+    body = tactics.strip("\n").rstrip()
+    return body + "\n" if body.strip() else None
+
+
+def problem_of(attempt: Any, problems: dict[str, Problem]) -> Problem | None:
+    """The attempted problem: from the problem set when given, else recovered from the submitted text."""
+    if attempt.problem in problems:
+        return problems[attempt.problem]
+    header, body = lean_text.split_header(attempt.text)
+    name = lean_text.theorem_name(body)
+    statement = lean_text.theorem_statement(body, name) if name else None
+    if statement is None:
+        return None
+    return Problem(name=attempt.problem, formal_statement=lean_text.preamble(body) + statement + " by",
+                   header=header, split=attempt.split)
+
+
+def _example(kind: str, prompt: str, completion: str, problem: Problem, source: str) -> dict[str, str]:
+    return {"prompt": prompt, "completion": completion, "kind": kind, "problem": problem.name,
+            "statement": problem.formal_statement, "source": source}
+
+
+def make_renderer(problems: dict[str, Problem] | None = None, prompts: PromptSet | None = None):
+    """A `render(attempt) -> list[example]` for `data.sft_dataset` (only ever given verified attempts)."""
+    prompts = prompts or load_prompts()
+    problems = problems or {}
+
+    def whole_proof(problem: Problem, src: str, source: str) -> list[dict[str, str]]:
+        name = lean_text.theorem_name(problem.formal_statement)
+        body = proof_body(src, name)
+        others = [d for d in lean_text.declarations(lean_text.split_header(src)[1])
+                  if d.full_name != name and d.kind in ("theorem", "lemma")]
+        if body is None or others:  # helper lemmas before the theorem cannot continue the open statement
+            return []
+        return [_example("whole_proof", prompts.render("complete", problem), body + "```", problem, source)]
+
+    def render(attempt: Any) -> list[dict[str, str]]:
+        problem = problem_of(attempt, problems)
+        if problem is None:
+            return []
+        source = f"{attempt.model or 'model'}:{attempt.strategy or 'sample'}"
+        out = whole_proof(problem, attempt.text, source)
+        trace = attempt.trace or {}
+        sketch = trace.get("sketch")
+        if isinstance(sketch, str) and sketch.strip():
+            out.append(_example("sketch", prompts.render("sketch", problem), f"```lean4\n{sketch.strip()}\n```",
+                                problem, source))
+        for lemma in trace.get("lemmas") or []:
+            if not isinstance(lemma, dict) or not lemma.get("proved") or not lemma.get("statement"):
+                continue
+            sub = replace(problem, name=f"{problem.name}/{lemma.get('name', 'lemma')}",
+                          formal_statement=lemma["statement"], informal_statement=None)
+            body = proof_body(lemma.get("text") or lemma.get("proof") or "", lean_text.theorem_name(lemma["statement"]))
+            if body:
+                ex = _example("lemma", prompts.render("complete", sub), body + "```", problem, source)
+                out.append(ex)
+        for fix in trace.get("repairs") or []:
+            if isinstance(fix, dict) and fix.get("failed") and fix.get("errors") is not None:
+                body = proof_body(fix.get("fixed") or attempt.text, lean_text.theorem_name(problem.formal_statement))
+                if body:
+                    prompt = prompts.render("repair", problem, proof=fix["failed"], errors=str(fix["errors"]))
+                    out.append(_example("repair", prompt, body + "```", problem, source))
+        return out
+
+    return render
+
+
+def build_dataset(
+    runs: Iterable[str | Path],
+    out: str | Path,
+    config: Any,
+    examples: Iterable[str | Path] = (),
+    problems: str | None = None,
+    decontaminate: bool = True,
+    ngram: int = 13,
+    threshold: float = 0.5,
+    near_dup: float | None = 0.9,
+    prompts: PromptSet | None = None,
+) -> BuildReport:
+    """Verified proofs of the run stores + example files -> deduplicated, decontaminated dataset at `out`."""
+    from data import load_problems
+    from data.decontam import Decontaminator
+
+    by_name = {p.name: p for p in load_problems(problems, config)} if problems else {}
+    records = examples_from_attempts(verified_attempts(list(runs)), make_renderer(by_name, prompts))
+    for path in examples:
+        records += read_examples(path)
+    decon = None
+    if decontaminate:
+        extra = [config.proverbench_path] if getattr(config, "proverbench_path", None) else []
+        decon = Decontaminator.from_data_dir(config.data_dir, extra, n=ngram, threshold=threshold)
+    return build_sft_dataset(records, out, decon, jaccard=near_dup if near_dup is not None and near_dup < 1 else None)

@@ -1,0 +1,477 @@
+"""GRPO (DeepSeekMath / DeepSeek-Prover-V1.5/V2): G samples per problem from the current policy, reward 1 for a
+proof the sound Verifier accepts (plus an optional format reward), group-normalized advantages, PPO-style
+clipped objective against the sampling policy's log-probabilities, optional k3 KL to a frozen reference model,
+token-level loss (sum over completion tokens / their count).
+
+Verification overlaps generation: batch t+1 is sampled while the Verifier pool checks batch t (its old
+log-probabilities are taken right after sampling, so the one-step lag is corrected by the importance ratio).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from prover.errors import ProverError
+from prover.train.checkpoint import latest_checkpoint, load_training_state, save_checkpoint, save_model
+from prover.train.common import (
+    MetricLog,
+    autocast,
+    is_moe,
+    load_policy,
+    load_tokenizer,
+    moe_after_step,
+    seed_everything,
+)
+from prover.train.distributed import DistEnv, init_distributed
+
+
+@dataclass
+class GRPOConfig:
+    model: str
+    problems: str  # training problem set: registry name, JSONL/.lean path or HF dataset
+    out: str
+    tokenizer: str | None = None
+    split: str | None = None
+    steps: int = 100
+    problems_per_step: int = 8
+    group_size: int = 8  # G samples per problem
+    lr: float = 1e-6
+    clip_eps: float = 0.2
+    kl_coef: float = 0.0  # beta; > 0 loads a frozen reference copy of the starting model
+    ppo_epochs: int = 1  # optimizer passes over each batch
+    micro_batch_size: int = 8  # sequences per forward/backward
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 512
+    format_reward: float = 0.0  # added when the completion holds a well-formed candidate proof
+    prompt_kind: str = "complete"  # a `prover.prompts` template
+    prompts: str | None = None  # TOML overriding the prompt templates
+    sampler: Literal["auto", "transformers", "vllm"] = "auto"
+    async_verify: bool = True
+    grad_clip: float = 1.0
+    weight_decay: float = 0.0
+    bias_update_gamma: float = 1e-3
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    device: str = "auto"
+    seed: int = 0
+    save_every: int = 0
+    keep_last: int = 2
+    resume: bool = True
+    adv_eps: float = 1e-4
+
+
+@dataclass
+class Rollout:
+    """One step's samples: per sequence its problem index, prompt/completion ids, text, candidate proof."""
+
+    step: int
+    problems: list[Any]
+    group: list[int]  # problem index (into `problems`) of each sequence
+    prompt_ids: list[list[int]]
+    completion_ids: list[list[int]]
+    texts: list[str]
+    proofs: list[str | None]
+    old_logprobs: list[torch.Tensor] = field(default_factory=list)
+    gen_s: float = 0.0
+
+
+@dataclass
+class GRPOResult:
+    out: str
+    steps: int
+    reward_history: list[float]
+    pass_history: list[float]
+    timings: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["first_reward"] = self.reward_history[0] if self.reward_history else None
+        d["final_reward"] = self.reward_history[-1] if self.reward_history else None
+        return d
+
+
+# ------------------------------------------------------------------------------------------- math
+def group_advantages(rewards: torch.Tensor, group: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """(r - mean of its group) / (std of its group + eps); a group with equal rewards gets 0."""
+    adv = torch.zeros_like(rewards)
+    for g in group.unique():
+        idx = group == g
+        r = rewards[idx]
+        adv[idx] = (r - r.mean()) / (r.std(unbiased=False) + eps)
+    return adv
+
+
+def grpo_token_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_eps: float,
+    ref_logp: torch.Tensor | None = None,
+    kl_coef: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Per-token clipped surrogate (+ beta * k3 KL), summed over completion tokens (divide by the total count).
+
+    logp, old_logp, ref_logp, mask: [B, T]; advantages: [B]."""
+    ratio = torch.exp(logp - old_logp)
+    adv = advantages[:, None]
+    surrogate = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * adv)
+    per_token = -surrogate
+    stats = {"clip_frac": (((ratio - 1).abs() > clip_eps).float() * mask).sum()}
+    if ref_logp is not None:
+        d = ref_logp - logp
+        kl = torch.exp(d) - d - 1  # k3: unbiased, non-negative estimate of KL(pi || ref)
+        per_token = per_token + kl_coef * kl
+        stats["kl"] = (kl.detach() * mask).sum()
+    return (per_token * mask).sum(), stats
+
+
+def completion_logprobs(model, prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int,
+                        device: torch.device, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities of each completion token under `model`: ([B, T], mask [B, T]) where T is the longest
+    completion; sequences are prompt + completion, right-padded."""
+    seqs = [p + c for p, c in zip(prompt_ids, completion_ids, strict=True)]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attn = torch.zeros_like(ids)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+        attn[i, : len(s)] = 1
+    ids, attn = ids.to(device), attn.to(device)
+    with autocast(device, precision):
+        logits = model(input_ids=ids, attention_mask=attn).logits
+    logp_all = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+    t_max = max(1, max(len(c) for c in completion_ids))
+    out = logp_all.new_zeros((len(seqs), t_max))
+    mask = torch.zeros((len(seqs), t_max), device=device)
+    for i, (p, c) in enumerate(zip(prompt_ids, completion_ids, strict=True)):
+        if c:  # token j of the completion sits at position len(p) + j, predicted from position len(p) + j - 1
+            out[i, : len(c)] = logp_all[i, len(p) - 1 : len(p) - 1 + len(c)]
+            mask[i, : len(c)] = 1
+    return out, mask
+
+
+# ------------------------------------------------------------------------------------------- sampling
+class PolicySampler:
+    """Samples from the in-memory policy: `prover.generate`'s transformers backend for HF models, the model's
+    own latent-cache `generate` for our DeepSeek-V3 (whose forward has no HF cache API)."""
+
+    def __init__(self, model, tokenizer, device: torch.device):
+        self.model, self.tokenizer, self.device = model, tokenizer, device
+        self._hf = None
+        if not is_moe(model):
+            from prover.generate.hf import TransformersBackend
+
+            self._hf = TransformersBackend(model, tokenizer=tokenizer, device=str(device), batch_size=64)
+
+    def sync(self) -> None:
+        """Nothing to do: this sampler reads the live weights."""
+
+    def sample(self, prompts: list[str], n: int, temperature: float, top_p: float, max_new_tokens: int,
+               stop: tuple[str, ...], seed: int) -> list[list[tuple[list[int], str]]]:
+        from prover.generate import SamplingParams
+
+        self.model.eval()
+        try:
+            if self._hf is not None:
+                params = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, seed=seed,
+                                        stop=stop, logprobs=False)
+                return [[(c.token_ids, c.text) for c in outs] for outs in self._hf.generate(prompts, params, n=n)]
+            return self._sample_moe(prompts, n, temperature, top_p, max_new_tokens, stop, seed)
+        finally:
+            self.model.train()
+
+    @torch.no_grad()
+    def _sample_moe(self, prompts, n, temperature, top_p, max_new_tokens, stop, seed):
+        tok = self.tokenizer
+        enc = [tok(p)["input_ids"] for p in prompts]
+        rows = [e for e in enc for _ in range(n)]
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([[tok.pad_token_id] * (width - len(r)) + r for r in rows], device=self.device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        out = self.model.generate(ids, max_new_tokens=max_new_tokens, attention_mask=mask, temperature=temperature,
+                                  top_p=top_p, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                                  generator=gen)
+        result: list[list[tuple[list[int], str]]] = [[] for _ in prompts]
+        for r, row in enumerate(out[:, width:].tolist()):
+            tokens = []
+            for t in row:
+                tokens.append(t)
+                if t == tok.eos_token_id:
+                    break
+            text = tok.decode([t for t in tokens if t != tok.eos_token_id], skip_special_tokens=True)
+            cut = min((i for s in stop if s and (i := text.find(s)) >= 0), default=None)
+            result[r // n].append((tokens, text if cut is None else text[:cut]))
+        return result
+
+
+class VLLMSampler:
+    """Samples with a vLLM engine on the GPU; after each optimizer step the policy's weights are pushed into the
+    engine (`LLM.apply_model` + the vLLM model's `load_weights`). Not exercised by the CPU test suite."""
+
+    def __init__(self, model, tokenizer, model_path: str, gpu_memory_utilization: float = 0.4):
+        os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")  # apply_model ships a closure
+        from prover.generate.vllm_engine import VLLMBackend
+
+        self.model, self.tokenizer = model, tokenizer
+        self.backend = VLLMBackend(model_path, gpu_memory_utilization=gpu_memory_utilization)
+
+    def sync(self) -> None:
+        if is_moe(self.model):
+            from prover.model.checkpoint import to_hf_tensors
+
+            weights = [(k, v.detach()) for k, v in to_hf_tensors(self.model)]
+        else:
+            weights = [(k, v.detach()) for k, v in self.model.state_dict().items()]
+        self.backend.llm.apply_model(lambda m: m.load_weights(iter(weights)))
+        self.backend.llm.reset_prefix_cache()
+
+    def sample(self, prompts, n, temperature, top_p, max_new_tokens, stop, seed):
+        from prover.generate import SamplingParams
+
+        params = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, seed=seed, stop=stop,
+                                logprobs=False)
+        return [[(c.token_ids, c.text) for c in outs] for outs in self.backend.generate(prompts, params, n=n)]
+
+
+def make_sampler(kind: str, model, tokenizer, model_path: str, device: torch.device):
+    if kind == "vllm" or (kind == "auto" and device.type == "cuda" and _has_vllm()):
+        return VLLMSampler(model, tokenizer, model_path)
+    if kind not in ("auto", "transformers"):
+        raise ProverError(f"unknown sampler {kind!r} (auto, transformers, vllm)")
+    return PolicySampler(model, tokenizer, device)
+
+
+def _has_vllm() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+# ------------------------------------------------------------------------------------------- training
+class GRPOTrainer:
+    def __init__(self, cfg: GRPOConfig, config: Any, env: DistEnv, verifier: Any = None):
+        from data import load_problems
+        from prover.prompts import load_prompts
+
+        if env.distributed:
+            raise ProverError("GRPO runs in one process (generation and verification are the bottleneck); "
+                              "launch it without torchrun")
+        self.cfg, self.env = cfg, env
+        seed_everything(cfg.seed)
+        self.problems = load_problems(cfg.problems, config, split=cfg.split)
+        self.prompts = load_prompts(cfg.prompts)
+        self.template = self.prompts[cfg.prompt_kind]
+        self.out = Path(cfg.out)
+        self.resume_from = latest_checkpoint(self.out) if cfg.resume else None
+        self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
+        self.policy = load_policy(str(self.resume_from or cfg.model), env.device)
+        self.policy.train()
+        self.ref = None
+        if cfg.kl_coef > 0:
+            self.ref = load_policy(cfg.model, env.device).eval().requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                           betas=(0.9, 0.99))
+        self.sampler = make_sampler(cfg.sampler, self.policy, self.tokenizer, str(self.resume_from or cfg.model),
+                                    env.device)
+        self.policy.train()  # the sampler may have switched it to eval
+        if verifier is None:
+            from lean_env import make_verifier
+
+            verifier = make_verifier(config.lean)
+            self._own_verifier = True
+        else:
+            self._own_verifier = False
+        self.verifier = verifier
+        self.step = 0
+        self.rewards: list[float] = []
+        self.passes: list[float] = []
+        if self.resume_from is not None:
+            state = load_training_state(self.resume_from, self.policy, self.optimizer, None, env)
+            self.step = state["step"]
+            self.rewards = list(state["extra"].get("rewards", []))
+            self.passes = list(state["extra"].get("passes", []))
+        self.log = MetricLog(self.out, enabled=env.is_main)
+        self.timings = {"generate_s": 0.0, "verify_wait_s": 0.0, "verify_s": 0.0, "update_s": 0.0}
+
+    # ---- one batch of samples
+    def _problems_for(self, step: int) -> list[Any]:
+        n = len(self.problems)
+        k = self.cfg.problems_per_step
+        epoch, start = divmod(step * k, n)
+        g = torch.Generator().manual_seed(self.cfg.seed * 7919 + epoch)
+        order = torch.randperm(n, generator=g).tolist() + torch.randperm(
+            n, generator=torch.Generator().manual_seed(self.cfg.seed * 7919 + epoch + 1)).tolist()
+        return [self.problems[i] for i in order[start : start + min(k, n)]]
+
+    def rollout(self, step: int) -> Rollout:
+        from prover.prompts.extract import extract_proof
+
+        t0 = time.perf_counter()
+        problems = self._problems_for(step)
+        texts = [self.prompts.render(self.cfg.prompt_kind, p) for p in problems]
+        samples = self.sampler.sample(texts, self.cfg.group_size, self.cfg.temperature, self.cfg.top_p,
+                                      self.cfg.max_new_tokens, self.template.stop,
+                                      seed=self.cfg.seed * 1_000_003 + step * max(1009, self.cfg.group_size))
+        r = Rollout(step, problems, [], [], [], [], [])
+        for i, (p, prompt, outs) in enumerate(zip(problems, texts, samples, strict=True)):
+            p_ids = self.tokenizer(prompt)["input_ids"]
+            for ids, text in outs:
+                r.group.append(i)
+                r.prompt_ids.append(p_ids)
+                r.completion_ids.append(list(ids))
+                r.texts.append(text)
+                r.proofs.append(extract_proof(text, p.formal_statement, self.template.continues_code))
+        r.old_logprobs = self._logprobs_no_grad(self.policy, r)
+        r.gen_s = time.perf_counter() - t0
+        return r
+
+    @torch.no_grad()
+    def _logprobs_no_grad(self, model, r: Rollout) -> list[torch.Tensor]:
+        was_training = model.training
+        model.eval()  # no MoE load counting for scoring passes
+        out = []
+        mb = self.cfg.micro_batch_size
+        for s in range(0, len(r.prompt_ids), mb):
+            lp, mask = completion_logprobs(model, r.prompt_ids[s : s + mb], r.completion_ids[s : s + mb],
+                                           self.tokenizer.pad_token_id, self.env.device, self.cfg.precision)
+            out += [lp[i, : int(mask[i].sum())].cpu() for i in range(lp.shape[0])]
+        model.train(was_training)
+        return out
+
+    def score(self, r: Rollout) -> tuple[list[float], list[bool], float]:
+        """Rewards (1 per verified proof, + format reward), verified flags, verification wall time."""
+        t0 = time.perf_counter()
+        jobs = [(i, (r.problems[r.group[i]], proof)) for i, proof in enumerate(r.proofs) if proof is not None]
+        verdicts = self.verifier.verify_many([j for _, j in jobs]) if jobs else []
+        proved = [False] * len(r.proofs)
+        for (i, _), v in zip(jobs, verdicts, strict=True):
+            proved[i] = bool(v.proved)
+        rewards = [float(ok) + (self.cfg.format_reward if proof is not None else 0.0)
+                   for ok, proof in zip(proved, r.proofs, strict=True)]
+        return rewards, proved, time.perf_counter() - t0
+
+    # ---- one optimizer update on a scored batch
+    def update(self, r: Rollout, rewards: list[float]) -> dict[str, float]:
+        cfg, dev = self.cfg, self.env.device
+        adv = group_advantages(torch.tensor(rewards), torch.tensor(r.group), cfg.adv_eps)
+        keep = [i for i in range(len(rewards)) if r.completion_ids[i]]
+        total_tokens = sum(len(r.completion_ids[i]) for i in keep)
+        ref_lp = None
+        if self.ref is not None:
+            ref_lp = self._logprobs_no_grad(self.ref, r)
+        stats = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0}
+        for _ in range(cfg.ppo_epochs):
+            for s in range(0, len(keep), cfg.micro_batch_size):
+                idx = keep[s : s + cfg.micro_batch_size]
+                lp, mask = completion_logprobs(self.policy, [r.prompt_ids[i] for i in idx],
+                                               [r.completion_ids[i] for i in idx], self.tokenizer.pad_token_id,
+                                               dev, cfg.precision)
+                old = _pad([r.old_logprobs[i] for i in idx], lp.shape[1]).to(dev)
+                ref = _pad([ref_lp[i] for i in idx], lp.shape[1]).to(dev) if ref_lp is not None else None
+                loss_sum, st = grpo_token_loss(lp, old, adv[idx].to(dev), mask, cfg.clip_eps, ref, cfg.kl_coef)
+                (loss_sum / total_tokens).backward()
+                stats["loss"] += float(loss_sum.detach()) / total_tokens / cfg.ppo_epochs
+                for k in ("kl", "clip_frac"):
+                    if k in st:
+                        stats[k] += float(st[k]) / total_tokens / cfg.ppo_epochs
+            if cfg.grad_clip > 0:
+                stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip))
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            stats.update(moe_after_step(self.policy, cfg.bias_update_gamma))
+        self.sampler.sync()
+        return stats
+
+    def train(self, progress: bool = True) -> GRPOResult:
+        cfg = self.cfg
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grpo-verify")
+        bar = _progress(progress, cfg.steps, self.step)
+        try:
+            pending: tuple[Rollout, Future] | None = None
+            while self.step < cfg.steps:
+                if pending is None:
+                    r = self.rollout(self.step)
+                    pending = (r, pool.submit(self.score, r))
+                r, fut = pending
+                self.timings["generate_s"] += r.gen_s
+                nxt = None
+                if cfg.async_verify and self.step + 1 < cfg.steps:
+                    nxt = self.rollout(self.step + 1)  # sampled while the Verifier checks batch `step`
+                t0 = time.perf_counter()
+                rewards, proved, verify_s = fut.result()
+                self.timings["verify_wait_s"] += time.perf_counter() - t0
+                self.timings["verify_s"] += verify_s
+                t0 = time.perf_counter()
+                stats = self.update(r, rewards)
+                update_s = time.perf_counter() - t0
+                self.timings["update_s"] += update_s
+                pending = (nxt, pool.submit(self.score, nxt)) if nxt is not None else None
+                self.step += 1
+                self._record(r, rewards, proved, stats, verify_s, update_s)
+                if bar is not None:
+                    bar[0].update(bar[1], advance=1, description=f"grpo reward {self.rewards[-1]:.3f}")
+                if cfg.save_every and self.step % cfg.save_every == 0 and self.step < cfg.steps:
+                    self._checkpoint()
+            self._checkpoint()
+            save_model(self.policy, self.tokenizer, self.out, self.env)
+        finally:
+            if bar is not None:
+                bar[0].stop()
+            pool.shutdown(wait=True)
+            self.log.close()
+            if self._own_verifier:
+                self.verifier.close()
+        return GRPOResult(str(self.out), self.step, self.rewards, self.passes, dict(self.timings))
+
+    def _record(self, r: Rollout, rewards, proved, stats, verify_s: float, update_s: float) -> None:
+        mean_r = sum(rewards) / len(rewards)
+        pass_rate = sum(proved) / len(proved)
+        by_problem = {}
+        for g, ok in zip(r.group, proved, strict=True):
+            by_problem[g] = by_problem.get(g, False) or ok
+        lengths = [len(c) for c in r.completion_ids]
+        self.rewards.append(mean_r)
+        self.passes.append(pass_rate)
+        metrics = {"reward": mean_r, "pass_rate": pass_rate, "problems_solved": sum(by_problem.values()),
+                   "completion_len_mean": sum(lengths) / len(lengths), "completion_len_max": float(max(lengths)),
+                   "extracted_frac": sum(p is not None for p in r.proofs) / len(r.proofs),
+                   "generate_s": r.gen_s, "verify_s": verify_s, "update_s": update_s, **stats}
+        self.log.log(self.step, metrics, echo_keys=("reward", "pass_rate", "kl", "loss", "completion_len_mean"))
+
+    def _checkpoint(self) -> None:
+        save_checkpoint(self.out, self.step, self.policy, self.optimizer, None, self.tokenizer, self.env,
+                        {"rewards": self.rewards, "passes": self.passes}, self.cfg.keep_last)
+
+
+def _pad(rows: list[torch.Tensor], width: int) -> torch.Tensor:
+    out = torch.zeros((len(rows), width))
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row[:width]
+    return out
+
+
+def _progress(enabled: bool, total: int, done: int):
+    from prover.train.sft import _progress as sft_progress
+
+    return sft_progress(enabled, total, done)
+
+
+def train_grpo(cfg: GRPOConfig, config: Any, verifier: Any = None, progress: bool = True) -> GRPOResult:
+    """Run (or resume) GRPO; `verifier` defaults to one made from `config.lean`."""
+    if cfg.group_size < 2:
+        raise ProverError("GRPO needs --group-size >= 2 (advantages are relative within a group)")
+    if not math.isfinite(cfg.lr) or cfg.lr < 0:
+        raise ProverError(f"bad learning rate {cfg.lr}")
+    env = init_distributed(cfg.device)
+    trainer = GRPOTrainer(cfg, config, env, verifier)
+    return trainer.train(progress)

@@ -1,0 +1,9 @@
+/- corpus
+problem: mini
+expect: failed
+scan: none
+reason: error
+lean: body=error
+-/
+theorem mathd_algebra_10 (x : ℝ) (h₀ : x = Real.sqrt 4) : x ^ 2 = 4 := by
+  linarith

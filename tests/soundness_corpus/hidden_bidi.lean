@@ -1,0 +1,9 @@
+/- corpus
+problem: mini
+expect: unsound
+scan: hidden_text
+reason: invisible character
+-/
+theorem mathd_algebra_10 (x : ℝ) (h₀ : x = Real.sqrt 4) : x ^ 2 = 4 := by
+  subst h₀ ‮ 
+  rw [Real.sq_sqrt] <;> norm_num

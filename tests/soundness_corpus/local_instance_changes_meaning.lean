@@ -1,0 +1,11 @@
+/- corpus
+problem: mini
+expect: unsound
+scan: none
+reason: elaborated type differs
+lean: body=ok axioms=propext type=changed
+-/
+local instance weirdPow : HPow ℝ ℕ ℝ := ⟨fun _ _ => 4⟩
+
+theorem mathd_algebra_10 (x : ℝ) (h₀ : x = Real.sqrt 4) : x ^ 2 = 4 := by
+  rfl

@@ -1,0 +1,10 @@
+/- corpus
+problem: mini
+expect: unsound
+scan: kernel_option
+reason: debug.skipKernelTC
+-/
+set_option debug.skipKernelTC true in
+theorem mathd_algebra_10 (x : ℝ) (h₀ : x = Real.sqrt 4) : x ^ 2 = 4 := by
+  subst h₀
+  rw [Real.sq_sqrt] <;> norm_num

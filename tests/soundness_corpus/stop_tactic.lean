@@ -1,0 +1,10 @@
+/- corpus
+problem: mini
+expect: unsound
+scan: sorry
+reason: stop
+lean: body=sorry axioms=sorryAx type=same
+-/
+theorem mathd_algebra_10 (x : ℝ) (h₀ : x = Real.sqrt 4) : x ^ 2 = 4 := by
+  stop
+  nlinarith

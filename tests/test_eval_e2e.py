@@ -1,0 +1,200 @@
+"""`subgoal eval` end to end with the FAKE Lean REPL (tests/fake_lean.py), in one process and on local Ray.
+
+1. miniF2F-test (`--limit 4`) with a tiny random model: the pipeline runs (every attempt recorded, report
+   written, resume does nothing twice); no miniF2F statement is in the fake REPL's fragment, so every
+   verdict is a failure.
+2. A JSONL of problems inside the fragment with a scripted backend (a stand-in for a model, defined here):
+   some attempts prove, some hand in `sorry` (never counted), and pass@k matches the estimator exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from data.config import load_config
+from data.store import RunStore
+from eval.cli import main
+from eval.harness import EvalSpec, run_eval
+from eval.metrics import pass_at_k
+from prover.generate.base import Completion
+from prover.search.core import SEED_STRIDE
+
+REPO = Path(__file__).resolve().parent.parent
+FAKE_LEAN = REPO / "tests" / "fake_lean.py"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    import torch
+
+    torch.set_num_threads(1)
+    from prover.model.testing import tiny_checkpoint
+
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture
+def fake_lean_env(monkeypatch):
+    """The fake REPL wired in the way a user wires a real one: SUBGOAL_LEAN__REPL_PATH."""
+    monkeypatch.setenv("SUBGOAL_LEAN__REPL_PATH", str(FAKE_LEAN))
+    monkeypatch.setenv("SUBGOAL_LEAN__WORKERS", "1")
+    monkeypatch.setenv("SUBGOAL_LEAN__TIMEOUT_S", "60")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}", "OMP_NUM_THREADS": "1"}})
+    yield ray
+    ray.shutdown()
+
+
+def _stored(out: Path):
+    with RunStore(out, create=False) as store:
+        info = store.runs()[-1]
+        return info, store.attempts(info.id)
+
+
+def _minif2f_cli(tiny_model: Path, out: Path, *extra: str) -> None:
+    main(["eval", "minif2f-test", "--model", str(tiny_model), "--backend", "transformers", "-k", "2",
+          "--limit", "4", "--budget-tokens", "16", "--budget-samples", "1", "--out", str(out), *extra])
+
+
+def _check_minif2f_run(out: Path, tiny_model: Path) -> dict:
+    info, attempts = _stored(out)
+    assert sorted({(a.problem, a.index) for a in attempts}) == sorted((a.problem, a.index) for a in attempts)
+    assert len(attempts) == 8 and len({a.problem for a in attempts}) == 4
+    assert {a.index for a in attempts} == {0, 1}
+    assert all(a.status != "proved" for a in attempts)  # outside the fake's fragment: nothing is proved
+    assert all(a.model for a in attempts) and all(a.split == "test" for a in attempts)
+    assert info.config["model"] == str(tiny_model) and info.config["problem_set"] == "minif2f-test"
+    assert info.config["strategy"] == "sample" and info.config["budget"]["tokens"] == 16
+    assert info.config["versions"]["torch"] and info.config["date"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["complete"] and report["overall"]["problems"] == 4
+    assert report["overall"]["pass_at_k"]["1"]["value"] == 0.0 and report["overall"]["pass_at_k"]["2"]["value"] == 0.0
+    assert report["cost"]["attempts"] == 8 and report["cost"]["completion_tokens"] > 0
+    assert report["cost"]["wall_s"] > 0
+    return report
+
+
+def test_eval_minif2f_one_process_then_resume(tiny_model, fake_lean_env, tmp_path, capsys):
+    out = tmp_path / "runs" / "tiny-minif2f"
+    _minif2f_cli(tiny_model, out)
+    _check_minif2f_run(out, tiny_model)
+    table = capsys.readouterr().out
+    assert "pass@1" in table and "pass@2" in table
+
+    _minif2f_cli(tiny_model, out)  # resume: everything is done, nothing runs twice
+    assert "0 attempts recorded, 8 already done" in " ".join(capsys.readouterr().err.split())
+    assert len(_stored(out)[1]) == 8
+
+    with pytest.raises(SystemExit) as e:  # same run directory, other strategy: refused, nothing mixed
+        _minif2f_cli(tiny_model, out, "--strategy", "repair")
+    assert e.value.code == 2 and "was started with strategy='sample'" in capsys.readouterr().err
+
+
+def test_eval_minif2f_on_local_ray(tiny_model, fake_lean_env, ray_cluster, tmp_path):
+    out = tmp_path / "runs" / "tiny-minif2f-ray"
+    _minif2f_cli(tiny_model, out, "--ray", "--workers", "1")
+    report = _check_minif2f_run(out, tiny_model)
+    assert report["run"]["distributed"] == "ray"
+
+
+# ------------------------------------------------------------------ fragment problems + scripted backend
+
+FRAGMENT = [
+    # name, statement, which attempt indices get a correct proof (the others hand in `sorry`)
+    ("two_add_three", "theorem two_add_three : 2 + 3 = 5 := by", {1, 3}),
+    ("mul_comm_small", "theorem mul_comm_small (a b : ℕ) (h : a = 2) (hb : b = 3) : a * b = b * a := by", set()),
+    ("lt_chain", "theorem lt_chain : 3 < 7 ∧ 7 < 9 := by", {0, 1, 2, 3}),
+]
+PROOFS = {"two_add_three": "decide", "mul_comm_small": "sorry", "lt_chain": "decide"}
+
+
+class ScriptedBackend:
+    """A stand-in for a model (tests only): answers each prompt with a fixed proof chosen by theorem name and
+    by the attempt's sampling seed (seed = run seed + attempt index), so results do not depend on which
+    process or in which order attempts run."""
+
+    model_id = "scripted-test-backend"
+
+    def generate(self, prompts, params, n=1):
+        out = []
+        for prompt in prompts:
+            text = prompt if isinstance(prompt, str) else json.dumps(prompt)
+            name = next(name for name, _, _ in FRAGMENT if f"theorem {name}" in text)
+            statement, good = next((s, g) for nm, s, g in FRAGMENT if nm == name)
+            completions = []
+            for j in range(n):
+                index = (params.seed or 0) // SEED_STRIDE + j  # attempt_seed(0, i) = i * SEED_STRIDE
+                tactic = PROOFS[name] if index in good else "sorry"
+                completions.append(Completion(text=f"```lean4\n{statement}\n  {tactic}\n```", prompt_tokens=20,
+                                              completion_tokens=10))
+            out.append(completions)
+        return out
+
+    def close(self):
+        pass
+
+
+def make_scripted_backend() -> ScriptedBackend:
+    return ScriptedBackend()
+
+
+@pytest.fixture
+def fragment_jsonl(tmp_path) -> Path:
+    path = tmp_path / "fragment.jsonl"
+    path.write_text("".join(json.dumps({"name": n, "split": "test", "formal_statement": s}) + "\n"
+                            for n, s, _ in FRAGMENT))
+    return path
+
+
+def _expected(k: int) -> float:
+    return sum(pass_at_k(4, len(good), k) for _, _, good in FRAGMENT) / len(FRAGMENT)
+
+
+@pytest.mark.parametrize("distributed", ["local", "ray"])
+def test_scripted_fragment_run_gives_exact_pass_at_k(distributed, fragment_jsonl, fake_lean_env, tmp_path, request):
+    if distributed == "ray":
+        request.getfixturevalue("ray_cluster")
+    out = tmp_path / f"fragment-{distributed}"
+    spec = EvalSpec(problem_set=str(fragment_jsonl), out=out, k=4, samples=4, budget={"samples": 1},
+                    model="scripted-test-backend", ray=distributed == "ray", workers=2)
+    result = run_eval(spec, load_config(), backend_factory=make_scripted_backend, progress=False)
+    _, attempts = _stored(out)
+    assert len(attempts) == 12
+    by_key = {(a.problem, a.index): a for a in attempts}
+    for name, _, good in FRAGMENT:
+        for i in range(4):
+            a = by_key[(name, i)]
+            assert (a.status == "proved") == (i in good), (name, i, a.status, a.verdict.get("reasons"))
+            if i not in good:
+                assert a.status == "unsound" or re.search("sorry", json.dumps(a.verdict)), a.verdict
+    table = result.report["overall"]["pass_at_k"]
+    for k in (1, 2, 3, 4):
+        assert table[str(k)]["value"] == pytest.approx(_expected(k))
+    assert result.report["overall"]["solved"] == 2
+    assert result.report["cost"]["completion_tokens"] > 0
+    assert json.loads((out / "report.json").read_text())["overall"]["solved"] == 2
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, capsys, fake_lean_env):
+    cases = [
+        (["eval", "no-such-set", "--model", "m", "--out", str(tmp_path / "a")], "unknown problem set"),
+        (["eval", "minif2f-test", "--model", "m", "-k", "4", "--samples", "2", "--out", str(tmp_path / "b")],
+         "must be >= -k"),
+        (["eval", "minif2f-test", "--model", "m", "--strategy", "guess", "--out", str(tmp_path / "c")],
+         "unknown strategy"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in " ".join(err.split()) and "Traceback" not in err, err

@@ -1,0 +1,214 @@
+"""Soundness: every cheating proof of tests/soundness_corpus is rejected with the right reason, every honest one
+accepted; `soundness.scan` flags each loophole and no honest idiom.
+
+Where a case needs Lean's answer, the FAKE REPL (tests/fake_repl.py) gives it in the REPL's exact JSON format
+(built below from the case's `lean:` line): the proof command's messages and sorries, the `#print axioms`
+message, and the `pp.all` type of the theorem.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from lean_env import ReplPool, Verifier
+from lean_env.soundness import scan
+from lean_env.text import fill_answers
+
+HERE = Path(__file__).resolve().parent
+CORPUS = HERE / "soundness_corpus"
+FAKE = [sys.executable, str(HERE / "fake_repl.py")]
+
+MINIF2F_HEADER = "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\nopen BigOperators Real Nat Topology Rat\n\n"
+
+
+@dataclass
+class P:  # duck-typed problem, as the Verifier expects
+    name: str
+    formal_statement: str
+    header: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+PROBLEMS = {
+    "mini": P("mathd_algebra_10",
+              "theorem mathd_algebra_10 (x : ℝ) (h₀ : x = Real.sqrt 4) : x ^ 2 = 4 := by\n", MINIF2F_HEADER),
+    "putnam": P("putnam_1999_b2",
+                "abbrev putnam_1999_b2_solution : ℕ := sorry\n-- 6\n"
+                "theorem putnam_1999_b2 : putnam_1999_b2_solution = 3 * 2 := by\n",
+                "import Mathlib\n\n", {"answers": {"putnam_1999_b2_solution": {"type": "ℕ", "answer": "6"}}}),
+}
+PROBLEMS["putnam_given"] = fill_answers(PROBLEMS["putnam"])
+
+TYPES = {  # pp.all types as `#check @NAME` prints them (the content only has to be consistent)
+    "mathd_algebra_10": "@mathd_algebra_10 : ∀ (x : Real), @Eq.{1} Real x (Real.sqrt (@OfNat.ofNat.{0} Real 4 "
+                        "(@instOfNatOfNatCast.{0} Real 4 Real.instNatCast (@instNatAtLeastTwo 2)))) → @Eq.{1} Real "
+                        "(@HPow.hPow.{0, 0, 0} Real Nat Real (@instHPow.{0, 0} Real Nat (@Monoid.Pow.{0} Real "
+                        "Real.instMonoid)) x (@OfNat.ofNat.{0} Nat 2 (instOfNatNat 2))) (@OfNat.ofNat.{0} Real 4 _)",
+    "putnam_1999_b2": "@putnam_1999_b2 : @Eq.{1} Nat putnam_1999_b2_solution (@HMul.hMul.{0, 0, 0} Nat Nat Nat "
+                      "(@instHMul.{0} Nat instMulNat) (@OfNat.ofNat.{0} Nat 3 (instOfNatNat 3)) "
+                      "(@OfNat.ofNat.{0} Nat 2 (instOfNatNat 2)))",
+}
+
+
+def _msg(severity: str, data: str, line: int = 1, col: int = 0, end: int = 6) -> dict:
+    return {"severity": severity, "pos": {"line": line, "column": col}, "endPos": {"line": line, "column": end},
+            "data": data}
+
+
+def lean_rules(name: str, spec: dict[str, str]) -> list:
+    """[regex, response] rules in the REPL's format, for the fake REPL."""
+    body = {"env": "$ENV"}
+    if spec.get("body") == "sorry":
+        body = {"sorries": [{"proofState": "$PS", "pos": {"line": 2, "column": 2}, "goal": "x : ℝ\n⊢ x ^ 2 = 4",
+                             "endPos": {"line": 2, "column": 7}}],
+                "messages": [_msg("warning", "declaration uses `sorry`", 1, 8, 8 + len(name))], "env": "$ENV"}
+    elif spec.get("body") == "error":
+        body = {"messages": [_msg("error", "linarith failed to find a contradiction\ncase a\nx : ℝ\n⊢ False", 2, 2, 10)],
+                "env": "$ENV"}
+    axioms = [a for a in spec.get("axioms", "").split(",") if a]
+    axioms_data = (f"'{name}' depends on axioms: [{', '.join(axioms)}]" if axioms
+                   else f"'{name}' does not depend on any axioms")
+    typ = TYPES[name] + (" → False" if spec.get("type") == "changed" else "")
+    if spec.get("check") == "unknown":
+        check = {"messages": [_msg("error", f"Unknown constant `{name}`", 1, 15, 15 + len(name)),
+                              _msg("error", f"Unknown identifier `{name}`", 3, 8, 9 + len(name))], "env": "$ENV"}
+    else:
+        check = {"messages": [_msg("info", axioms_data, 1, 0, 6), _msg("info", typ, 3, 0, 6)], "env": "$ENV"}
+    reference = {"messages": [_msg("warning", "declaration uses `sorry`", 1, 8, 8 + len(name)),
+                              _msg("info", TYPES[name], 3, 0, 6)], "env": "$ENV"}
+    return [
+        [r"^#print axioms ", check],
+        [r"set_option pp\.all true in\n#check @", reference],
+        [r"^import ", {"env": "$ENV"}],
+        [r"^set_option maxHeartbeats 400000\n\nopen", {"env": "$ENV"}],
+        [r".", body],
+    ]
+
+
+@dataclass
+class Case:
+    path: Path
+    problem: str
+    expect: str
+    scan: str
+    reason: str | None
+    lean: dict[str, str] | None
+
+    @property
+    def src(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+
+def load_case(path: Path) -> Case:
+    text = path.read_text(encoding="utf-8")
+    front = re.match(r"/- corpus\n(.*?)\n-/\n", text, re.S)
+    assert front, f"{path.name}: no corpus front matter"
+    meta = dict(line.split(": ", 1) for line in front.group(1).splitlines())
+    lean = dict(kv.split("=", 1) for kv in meta["lean"].split()) if "lean" in meta else None
+    return Case(path, meta["problem"], meta["expect"], meta["scan"], meta.get("reason"), lean)
+
+
+CASES = [load_case(p) for p in sorted(CORPUS.glob("*.lean"))]
+
+
+def test_corpus_covers_the_loopholes():
+    kinds = {c.scan for c in CASES}
+    assert {"sorry", "axiom", "native", "implemented_by", "kernel_option", "unsafe", "metaprogram", "exit",
+            "hidden_text", "redefinition", "none"} <= kinds
+    assert sum(c.expect == "proved" for c in CASES) >= 5 and sum(c.expect == "unsound" for c in CASES) >= 30
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.path.stem)
+def test_scan(case: Case):
+    from lean_env.soundness import redefinitions
+
+    found = scan(case.src) + redefinitions(PROBLEMS[case.problem].formal_statement, case.src)
+    kinds = {f.kind for f in found}
+    if case.scan == "none":
+        assert not [f for f in found if f.kind != "redefinition" or case.expect == "proved"], found
+    else:
+        assert case.scan in kinds, found
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("soundness")
+    rules, log = tmp / "rules.json", tmp / "log.jsonl"
+    rules.write_text("[]")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FAKE_REPL_RULES", str(rules))
+    mp.setenv("FAKE_REPL_LOG", str(log))
+    pool = ReplPool(FAKE, workers=1, timeout_s=10)
+    yield Verifier(pool, lean_version="v4.19.0"), rules, log
+    pool.close()
+    mp.undo()
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.path.stem)
+def test_verdict(case: Case, harness):
+    verifier, rules, log = harness
+    problem = PROBLEMS[case.problem]
+    name = problem.name
+    rules.write_text(json.dumps(lean_rules(name, case.lean or {}), ensure_ascii=False))
+    before = log.read_text().count("\n") if log.exists() else 0
+    verdict = verifier.verify(problem, case.src)
+    sent = [json.loads(x)["request"] for x in log.read_text().splitlines()[before:]] if log.exists() else []
+    assert verdict.status.value == case.expect, verdict.reasons
+    if case.reason:
+        assert any(case.reason in r for r in verdict.reasons), verdict.reasons
+    if case.expect == "proved":
+        assert verdict.reasons == [] and verdict.axioms == case.lean["axioms"].split(",")
+        assert verdict.lean_version == "v4.19.0"
+    if case.lean is None:  # dangerous or rejected before Lean: the proof text never reaches the REPL
+        assert not any(name in r.get("cmd", "") for r in sent), sent
+    elif case.expect != "failed" or case.lean.get("body") == "error":
+        assert any(r.get("cmd", "").startswith("#print axioms") for r in sent) == (case.lean.get("body") != "error")
+
+
+# ---- scan: honest idioms, comments and strings -----------------------------------------------------------
+@pytest.mark.parametrize("src", [
+    "theorem t : True := by\n  simp_all (config := {decide := true})",
+    "set_option maxHeartbeats 400000 in\ntheorem t : True := trivial",
+    "theorem t : True := by\n  -- sorry, we use trivial\n  trivial",
+    "theorem t : True := by\n  /- a /- nested sorry -/ admit -/ trivial",
+    'theorem t : "sorry".length = 5 := by decide',
+    "theorem t : '\"' = '\"' := rfl\n-- sorry",
+    "theorem t (h_unsafe : True) (stop_here : True) (sorry_free : True) : True := h_unsafe",
+    "theorem t : 6 * 7 = 42 := by norm_num [Nat.reduceMul]",
+    "theorem t : (2 : ℕ) ≤ 3 := by decide",
+    "/-- docstring mentioning native_decide and axiom -/\ntheorem t : True := trivial",
+    "theorem t (a b : ℝ) : a ^ 2 + b ^ 2 ≥ 2 * a * b := by\n  nlinarith [sq_nonneg (a - b), sq_abs a]",
+    "open Real in\ntheorem t : Real.pi > 3 := Real.pi_gt_three",
+    "theorem t : True := by\n  have h : ∀ n : ℕ, n + 0 = n := by intro n; omega\n  trivial",
+    "set_option maxRecDepth 10000 in\nset_option linter.unusedVariables false in\ntheorem t : True := trivial",
+    "theorem t : r\"sorry\" = r\"sorry\" := rfl",
+    "example : True := by exact?",
+])
+def test_scan_accepts_honest_idioms(src):
+    assert scan(src) == []
+
+
+@pytest.mark.parametrize("src,kind", [
+    ("theorem t : True := by «sorry»", "sorry"),
+    ("theorem t : True := by exact (sorry)", "sorry"),
+    ("theorem t : False := by\n  decide (config := {native := true})", "native"),
+    ("set_option bootstrap.genMatcherCode false\ntheorem t : True := trivial", "kernel_option"),
+    ("set_option allowUnsafeReducibility true\ntheorem t : True := trivial", "kernel_option"),
+    ("macro_rules | `(tactic| trivial) => `(tactic| sorry)", "metaprogram"),
+    ("syntax \"cheat\" : tactic", "metaprogram"),
+    ("initialize counter : IO.Ref Nat ← IO.mkRef 0", "metaprogram"),
+    ("@[command_elab Lean.Parser.Command.check] def hijack : Lean.Elab.Command.CommandElab := fun _ => pure ()",
+     "metaprogram"),
+    ("theorem t : True := by\n  run_tac Lean.Elab.Tactic.evalTactic (← `(tactic| trivial))", "metaprogram"),
+    ("theorem t : True := by\n  exact Lean.Elab.Term.mkSorry", "sorry"),
+    ("theorem t : True :=\u200b trivial", "hidden_text"),
+    ("theorem t : True := trivial\n  #exit", "exit"),
+])
+def test_scan_flags(src, kind):
+    assert kind in {f.kind for f in scan(src)}

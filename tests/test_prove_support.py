@@ -1,0 +1,166 @@
+"""Test helpers of the prove area (imported by the other tests/test_prove_*.py), plus tests of the helpers.
+
+- `ScriptedBackend`: a TEST `Backend` that returns given completions (a random tiny model writes no proofs, so
+  strategies are driven with scripted text; the real tiny model runs through the same path in other tests).
+- `ScriptedServer`: a real HTTP server on a local socket speaking the OpenAI `/v1/completions` protocol with
+  scripted completions (rules: prompt substring -> completion), optional failures (status codes to answer
+  first) and delays; it records every request. It stands in for `vllm serve`, which needs a GPU.
+- `fake_lean_settings()`: LeanSettings whose REPL is tests/fake_lean.py (a FAKE Lean, see that file).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from prover.generate.base import Completion, SamplingParams
+
+TESTS = Path(__file__).resolve().parent
+FAKE_LEAN = TESTS / "fake_lean.py"
+HEADER = ("import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\n"
+          "open BigOperators Real Nat Topology Rat\n\n")
+
+
+def fake_lean_settings(**overrides: Any):
+    from data.config import LeanSettings
+
+    return LeanSettings(repl_path=FAKE_LEAN, workers=overrides.pop("workers", 1), timeout_s=overrides.pop(
+        "timeout_s", 30), **overrides)
+
+
+Rule = tuple[str, str | list[str]]  # (substring of the prompt, completion or completions cycled per sample)
+
+
+def pick(rules: list[Rule], prompt: str, j: int) -> str:
+    for needle, text in rules:
+        if needle in prompt:
+            return text[j % len(text)] if isinstance(text, list) else text
+    return ""
+
+
+class ScriptedBackend:
+    """TEST backend: completions chosen by rules on the prompt (first rule whose substring occurs)."""
+
+    model_id = "scripted-test-backend"
+
+    def __init__(self, rules: list[Rule]):
+        self.rules = rules
+        self.calls: list[tuple[list[str], SamplingParams, int]] = []
+        self._count: dict[str, int] = {}
+
+    def generate(self, prompts: list[Any], params: SamplingParams, n: int = 1) -> list[list[Completion]]:
+        self.calls.append((list(prompts), params, n))
+        out = []
+        for p in prompts:
+            row = []
+            for _ in range(n):
+                j = self._count.get(p, 0)
+                self._count[p] = j + 1
+                text = pick(self.rules, p, j)
+                row.append(Completion(text, len(p) // 4, max(1, len(text) // 4), [-0.1] * max(1, len(text) // 4)))
+            out.append(row)
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+class ScriptedServer:
+    """OpenAI-compatible completions over real HTTP, scripted. `fail_first`: status codes answered before the
+    first success; `delay_s`: sleep before answering (a number, or a function of the request count)."""
+
+    def __init__(self, rules: list[Rule], fail_first: list[int] | None = None,
+                 delay_s: float | Callable[[int], float] = 0.0):
+        self.rules = rules
+        self.fail_first = list(fail_first or [])
+        self.delay_s = delay_s
+        self.requests: list[dict[str, Any]] = []
+        self.statuses: list[int] = []
+        self._lock = threading.Lock()
+        self._count: dict[str, int] = {}
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server._lock:
+                    server.requests.append(body)
+                    count = len(server.requests)
+                    status = server.fail_first.pop(0) if server.fail_first else 200
+                delay = server.delay_s(count) if callable(server.delay_s) else server.delay_s
+                if delay:
+                    time.sleep(delay)
+                server.statuses.append(status)
+                if status != 200:
+                    self._send(status, {"error": {"message": "scripted failure"}})
+                    return
+                prompt = body["prompt"] if isinstance(body["prompt"], str) else json.dumps(body["prompt"])
+                choices = []
+                for j in range(int(body.get("n", 1))):
+                    with server._lock:
+                        c = server._count.get(prompt, 0)
+                        server._count[prompt] = c + 1
+                    text = pick(server.rules, prompt, c)
+                    for stop in body.get("stop") or []:
+                        text = text.split(stop, 1)[0]
+                    tokens = text.split() or [""]
+                    choices.append({"index": j, "text": text, "finish_reason": "stop",
+                                    "logprobs": {"tokens": tokens, "token_logprobs": [-0.25] * len(tokens)}})
+                usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": sum(
+                    len(c["logprobs"]["tokens"]) for c in choices)}
+                self._send(200, {"id": "cmpl-test", "object": "text_completion", "model": body.get("model"),
+                                 "choices": choices, "usage": usage})
+
+            def _send(self, status: int, obj: dict[str, Any]) -> None:
+                data = json.dumps(obj).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> ScriptedServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# ---- tests of the helpers themselves ----------------------------------------------------------------------------
+
+def test_scripted_backend_follows_rules_and_cycles():
+    b = ScriptedBackend([("alpha", ["one", "two"]), ("", "default")])
+    out = b.generate(["xx alpha", "beta"], SamplingParams(), n=3)
+    assert [c.text for c in out[0]] == ["one", "two", "one"]
+    assert [c.text for c in out[1]] == ["default"] * 3
+    assert b.calls[0][2] == 3
+
+
+def test_scripted_server_answers_completions_over_http():
+    import httpx
+
+    with ScriptedServer([("hello", "world")]) as server:
+        r = httpx.post(server.url + "/completions", json={"prompt": "hello there", "n": 2})
+    assert r.status_code == 200
+    assert [c["text"] for c in r.json()["choices"]] == ["world", "world"]
