@@ -6,13 +6,14 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from eval.cli import (
     data_cmd,
     eval_cmd,
     formalize_cmd,
-    lean_cmd,
     leaderboard_cmd,
+    lean_cmd,
     prove_cmd,
     train_cmd,
 )
@@ -43,22 +44,9 @@ for module in (prove_cmd, eval_cmd, leaderboard_cmd, train_cmd, formalize_cmd, l
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Entry point. Click/typer handle usage errors themselves (exit 2); our typed user errors become one line."""
     try:
-        app(args=argv, prog_name="subgoal", standalone_mode=False)
+        app(args=argv, prog_name="subgoal")
     except user_errors() as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(130)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except Exception as e:  # click usage errors and aborts carry their own exit code
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(1)
-        raise
