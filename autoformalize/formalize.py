@@ -47,12 +47,10 @@ class FormalizeConfig:
     top_p: float = 0.95
     max_tokens: int = 1024
     seed: int | None = 0
-    header: str | None = None  # overrides the records' headers
     tactics: tuple[str, ...] = QUICK_TACTICS
     negation_tactics: tuple[str, ...] = NEGATION_TACTICS
     faithfulness: bool = False  # model-graded faithfulness (extra generation per surviving candidate)
     min_faithfulness: float = 0.5  # in [0, 1] ((N - 1) / 4 of the `Score: N` line)
-    decontaminate: bool = True
     prompts: str | None = None  # TOML overriding autoformalize/prompts.toml
 
 

@@ -121,7 +121,6 @@ def train_row(name: str, model: torch.nn.Module, step_loss: Callable[[torch.Tens
     if peak:
         r["mfu"] = f_params * tokens / dt / peak
         r["mfu_with_attn"] = f_attn * tokens / dt / peak
-    del opt
     return r
 
 
@@ -154,22 +153,26 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
                       cfg, counter, args)
         r["experts_impl"] = getattr(hf.config, "_experts_implementation", None)
         r["attn_impl"] = getattr(hf.config, "_attn_implementation", None)
-        del hf
         return r
 
-    def ours_row(name: str, compile_blocks: bool, mtp: bool, impl: str = "auto") -> Callable[[], dict]:
+    def ours_row(name: str, mode: str, mtp: bool, pad_v: bool = True) -> Callable[[], dict]:
+        """mode: "eager" | "blocks" (each block + the loss compiled) | "full" (the whole forward compiled)."""
         def run() -> dict:
-            c = cfg.replace(mtp_loss_weight=0.3 if mtp else 0.0, moe_impl=impl)
+            c = cfg.replace(mtp_loss_weight=0.3 if mtp else 0.0)
             torch.manual_seed(0)
             with torch.device(args.device):
                 m = DeepSeekV3(c).to(dtype)
             m.train()
-            if compile_blocks:
-                for b in [*m.model.layers, *m.mtp]:
-                    b.compile(dynamic=False)
-            r = train_row(name, m, lambda ids: m(ids, labels=ids).loss, c, counter, args,
+            for mod in m.modules():
+                if hasattr(mod, "pad_v"):
+                    mod.pad_v = pad_v
+            fwd = m
+            if mode == "blocks":
+                m.compile_blocks(dynamic=False)
+            elif mode == "full":
+                fwd = torch.compile(m, dynamic=False)
+            r = train_row(name, m, lambda ids: fwd(ids, labels=ids).loss, c, counter, args,
                           after_step=lambda: update_bias(m, 1e-3))
-            del m
             return r
         return run
 
@@ -181,8 +184,10 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
         with torch.device(args.device):
             m = DeepSeekV3(cfg.replace(mtp_loss_weight=0.0)).to(dtype)
         m.train()
+        if args.profile_compiled:
+            m.compile_blocks(dynamic=False)
         ids = make_batch(cfg, args)
-        for _ in range(2):
+        for _ in range(3):
             m(ids, labels=ids).loss.backward()
         sync(args.device)
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device.startswith("cuda") else [])
@@ -196,18 +201,22 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
         (Path(args.out) / "profile.txt").write_text(table)
         print(table, file=sys.stderr)
         del m
-        return {"row": "profile: ours eager (see profile.txt)"}
+        return {"row": f"profile: ours {'compiled' if args.profile_compiled else 'eager'} (see profile.txt)"}
 
     if "profile" in args.rows:
         guarded("profile", profile_row)
     if "hf" in args.rows:
         guarded("train: transformers", hf_row)
-    if "eager" in args.rows:
-        guarded("train: ours eager", ours_row("train: ours (eager, fast MoE)", False, False))
-    if "compiled" in args.rows:
-        guarded("train: ours compiled", ours_row("train: ours (compiled blocks, fast MoE)", True, False))
-    if "mtp" in args.rows:
-        guarded("train: ours compiled + MTP", ours_row("train: ours (compiled, + MTP loss)", True, True))
+    variants = {
+        "eager": ("train: ours (eager, fast MoE)", "eager", False, True),
+        "compiled": ("train: ours (compiled blocks + loss)", "blocks", False, True),
+        "nopad": ("train: ours (compiled blocks, v not padded)", "blocks", False, False),
+        "full": ("train: ours (whole forward compiled)", "full", False, True),
+        "mtp": ("train: ours (compiled blocks, + MTP loss)", "blocks", True, True),
+    }
+    for key, (name, mode, mtp, pad_v) in variants.items():
+        if key in args.rows:
+            guarded(name, ours_row(name, mode, mtp, pad_v))
     return out
 
 
@@ -231,7 +240,7 @@ def rows_moe(args, cfg: ModelConfig) -> list[dict]:
             layer.impl = impl
             x = x0.clone().requires_grad_(True)
 
-            def fwd_bwd() -> torch.Tensor:
+            def fwd_bwd(x: torch.Tensor = x) -> torch.Tensor:
                 y, _ = layer(x)
                 y.float().pow(2).mean().backward()
                 return y
@@ -258,7 +267,6 @@ def rows_moe(args, cfg: ModelConfig) -> list[dict]:
                 r["rel_err_grad"] = float((g - ref_grad).norm() / ref_grad.norm())
                 r["speedup_vs_reference"] = next(
                     (q["ms"] for q in out if q["row"].endswith("reference") and "ms" in q), float("nan")) / r["ms"]
-    del layer
     return out
 
 
@@ -336,12 +344,13 @@ def main() -> int:
     ap.add_argument("--seq", type=int, default=2048)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--rows", default="ceilings,hf,eager,compiled,mtp,moe,decode")
+    ap.add_argument("--rows", default="ceilings,hf,eager,compiled,nopad,mtp,moe,decode")
     ap.add_argument("--decode-batches", default="32,256")
     ap.add_argument("--decode-prompt", type=int, default=128)
     ap.add_argument("--decode-new", type=int, default=128)
     ap.add_argument("--decode-hf", action="store_true", help="also time transformers generate (first batch size)")
     ap.add_argument("--out", default=os.environ.get("OUT", "bench_out"))
+    ap.add_argument("--profile-compiled", action="store_true", help="profile row: compiled blocks, not eager")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     args.rows = set(args.rows.split(","))

@@ -71,15 +71,16 @@ def worker(args: argparse.Namespace) -> None:
         cfg = model_config(args.preset)
         with torch.device("meta"):
             model = DeepSeekV3(cfg)
+        result["params"] = sum(p.numel() for p in model.parameters())
         if world > 1:
             parallelize(model, ep=world, device=device)  # shards on meta: nothing full is ever allocated
+        for router in (m.gate for m in model.moe_layers()):  # Router._apply cannot move a meta bias
+            router.e_score_correction_bias = torch.zeros(cfg.n_routed_experts, device=device)
         model.to_empty(device=device)
         torch.manual_seed(rank)  # FSDP/EP shards differ anyway; random init is all the benchmark needs
         model.reset_parameters()
         materialize_buffers(model, device)
         model.train()
-        result["params"] = sum(p.numel() for p in DeepSeekV3.__mro__[0](cfg.replace()).parameters()) \
-            if args.preset == "tiny" else None
         timer = CommTimer()
         set_comm_timer(model, timer)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=cuda or None)
@@ -139,7 +140,8 @@ def launch(args: argparse.Namespace, nproc: int) -> dict:
         env = {**os.environ, **NCCL_ENV, "OMP_NUM_THREADS": str(args.threads)}
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout)
         if proc.returncode != 0 or not out.is_file():
-            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
+            text = proc.stdout + proc.stderr
+            tail = text[text.find("Traceback"):][:3000] if "Traceback" in text else text[-3000:]
             print(f"nproc={nproc}: failed (exit {proc.returncode})\n{tail}", file=sys.stderr)
             return {"nproc": nproc, "status": "failed", "ep": nproc if nproc > 1 else 1, "preset": args.preset}
         rows = json.loads(out.read_text())

@@ -14,8 +14,9 @@ followed by `sorry` or `by sorry` and nothing else before the next top-level com
 
 from __future__ import annotations
 
+import bisect
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from data.errors import DataError
@@ -30,52 +31,47 @@ _THEOREM = re.compile(r"(?m)^" + _MODIFIERS + r"(?:theorem|lemma)\s+([^\s:({\[�
 _COMMAND_LINE = re.compile(r"(?m)^\S")  # any top-level command starts in column 0
 _SORRY_PROOF = re.compile(r":=\s*(by\s+)?sorry\b")
 _OPEN, _CLOSE = "([{⦃⟨", ")]}⦄⟩"
+_LEXEME = re.compile(r"""--|/-|"|(?<![\w.'])'(?:\\.|[^\\'\n])'""")  # comment, string or char literal starts
+_BLOCK = re.compile(r"/-|-/")
+_STRING_END = re.compile(r'(?:[^"\\]|\\.)*"', re.S)
+_NOT_NEWLINE = re.compile(r"[^\n]")
 
 
 @dataclass
 class _Scan:
     masked: str  # the text with comment and string contents replaced by spaces (offsets and newlines kept)
-    doc_comments: list[tuple[int, int]]  # spans of `/-- ... -/`
+    doc_comments: list[tuple[int, int]]  # spans of `/-- ... -/`, in order
+    doc_ends: list[int] = field(init=False)  # their ends, for bisect
+
+    def __post_init__(self) -> None:
+        self.doc_ends = [end for _, end in self.doc_comments]
 
 
 def _mask(text: str) -> _Scan:
-    out = list(text)
+    pieces: list[str] = []  # the masked text, built from kept code and blanked comments/strings
     docs: list[tuple[int, int]] = []
     i, n = 0, len(text)
-
-    def blank(a: int, b: int) -> None:
-        for k in range(a, b):
-            if out[k] != "\n":
-                out[k] = " "
-
-    while i < n:
-        if text.startswith("--", i):
-            j = text.find("\n", i)
-            j = n if j < 0 else j
-            blank(i, j)
-            i = j
-        elif text.startswith("/-", i):
-            depth, j = 1, i + 2
-            while j < n and depth:
-                if text.startswith("/-", j):
-                    depth, j = depth + 1, j + 2
-                elif text.startswith("-/", j):
-                    depth, j = depth - 1, j + 2
-                else:
-                    j += 1
-            if text.startswith("/--", i):
-                docs.append((i, j))
-            blank(i, j)
-            i = j
-        elif text[i] == '"':
-            j = i + 1
-            while j < n and text[j] != '"':
-                j += 2 if text[j] == "\\" else 1
-            blank(i, min(j + 1, n))
-            i = j + 1
-        else:
-            i += 1
-    return _Scan("".join(out), docs)
+    while m := _LEXEME.search(text, i):
+        start, token = m.start(), m.group()
+        if token == "--":
+            end = text.find("\n", start)
+            end = n if end < 0 else end
+        elif token == "/-":  # block comments nest
+            depth, end = 1, start + 2
+            while depth and (b := _BLOCK.search(text, end)):
+                depth, end = depth + (1 if b.group() == "/-" else -1), b.end()
+            end = end if depth == 0 else n
+            if text.startswith("/--", start):
+                docs.append((start, end))
+        elif token == '"':
+            close = _STRING_END.search(text, start + 1)
+            end = close.end() if close else n
+        else:  # a character literal such as '"'
+            end = m.end()
+        pieces += [text[i:start], _NOT_NEWLINE.sub(" ", text[start:end])]
+        i = end
+    pieces.append(text[i:])
+    return _Scan("".join(pieces), docs)
 
 
 def _top_level_assign(masked: str, start: int, stop: int) -> int | None:
@@ -98,8 +94,12 @@ def _ends_command(masked: str, pos: int) -> bool:
     return not masked[pos : nxt.start() if nxt else len(masked)].strip()
 
 
-def _line_of(text: str, offset: int) -> int:
-    return text.count("\n", 0, offset) + 1
+def _with_docstring(scan: _Scan, start: int) -> int:
+    """Where the declaration at `start` begins: at its doc comment when one precedes it (blanks between)."""
+    k = bisect.bisect_right(scan.doc_ends, start) - 1
+    if k >= 0 and not scan.masked[scan.doc_comments[k][1] : start].strip():
+        return scan.doc_comments[k][0]
+    return start
 
 
 def parse_lean(text: str, path: str = "<text>") -> list[Problem]:
@@ -110,10 +110,7 @@ def parse_lean(text: str, path: str = "<text>") -> list[Problem]:
     if not decl_starts:
         raise DataError(f"{path}: no declarations found (expected `theorem NAME ... := by sorry`)")
     bounds = decl_starts[1:] + [len(text)]
-    header_end = decl_starts[0]
-    for d0, d1 in scan.doc_comments:  # the first declaration's docstring is not header
-        if d1 <= header_end and not masked[d1:header_end].strip():
-            header_end = d0
+    header_end = _with_docstring(scan, decl_starts[0])  # the first declaration's docstring is not header
     header = text[:header_end]
 
     found: list[tuple[int, int, str, str]] = []  # start, end, name, statement
@@ -125,10 +122,7 @@ def parse_lean(text: str, path: str = "<text>") -> list[Problem]:
         proof = _SORRY_PROOF.match(masked, assign) if assign is not None else None
         if proof is None or not _ends_command(masked, proof.end()):
             continue  # proved (or partly proved) theorems are context, not problems
-        decl_start = start
-        for d0, d1 in scan.doc_comments:
-            if d1 <= start and not masked[d1:start].strip():
-                decl_start = d0
+        decl_start = _with_docstring(scan, start)
         if proof.group(1):  # `:= by sorry`: the statement runs through `by`
             statement = text[decl_start : proof.start(1) + 2]
         else:  # `:= sorry`: a term proof, stated here as `:= by` like every other problem
@@ -139,24 +133,23 @@ def parse_lean(text: str, path: str = "<text>") -> list[Problem]:
 
     problems: list[Problem] = []
     lines: dict[str, int] = {}
-    for k, (start, end, name, statement) in enumerate(found):
-        line = _line_of(text, start)
+    line, line_pos = 1, 0
+    context, pos, has_context = "", header_end, False  # what lies between the header and this theorem,
+    for start, end, name, statement in found:  # minus earlier problems (their text would be a sorry)
+        line, line_pos = line + text.count("\n", line_pos, start), start
         if name in lines:
             raise DataError(
                 f"{path}:{line}: field 'name': duplicate theorem name {name!r} (first on line {lines[name]})"
             )
         lines[name] = line
-        context, pos = [], header_end  # text between the header and this theorem, minus earlier problems
-        for prev_start, prev_end, *_ in found[:k]:
-            context.append(text[pos:prev_start])
-            pos = prev_end
-        context.append(text[pos:start])
-        between = "".join(context)
+        context += text[pos:start]
+        has_context = has_context or bool(text[pos:start].strip())
+        pos = end
         problems.append(
             Problem(
                 name=name,
                 formal_statement=statement,
-                header=header + between if between.strip() else header,
+                header=header + context if has_context else header,
                 source=path,
                 extra={"path": path, "line": line, "span": [start, end], "decl": text[start:end]},
             )

@@ -180,6 +180,8 @@ def load_sft_dataset(path: str | Path):
     import datasets
 
     path = Path(path)
+    if not path.exists():
+        raise DataError(f"SFT data {path} does not exist")
     if path.is_file() and path.suffix == ".jsonl":
         return datasets.Dataset.from_list(read_examples(path))
     if not (path / "dataset_info.json").is_file():

@@ -181,6 +181,7 @@ class RayExecutor:
         gpus_per_worker: int = 1,
         max_in_flight: int | None = None,
         max_retries: int = 3,
+        worker_concurrency: int = 1,
         checker_concurrency: int = 8,
         runtime_env: dict[str, Any] | None = None,
     ):
@@ -198,10 +199,12 @@ class RayExecutor:
             raise EvalError(f"{workers} workers x {gpus_per_worker} GPUs exceed the cluster's {cluster_gpus} GPUs")
         self.recipe = recipe
         self.max_retries = max_retries
-        self.max_in_flight = max_in_flight or 2 * workers
+        self.max_in_flight = max_in_flight or 2 * workers * worker_concurrency
         # Threaded: many generation workers verify through one REPL pool per node at the same time.
         self._checker_cls = ray.remote(num_cpus=1, max_concurrency=checker_concurrency)(_CheckerActorImpl)
-        self._worker_cls = ray.remote(_GenerationWorkerImpl)
+        # worker_concurrency > 1 runs several attempts at once in one actor (threads): only for thread-safe
+        # backends, e.g. the OpenAI client of a `vllm serve`, which batches the concurrent requests itself.
+        self._worker_cls = ray.remote(max_concurrency=worker_concurrency)(_GenerationWorkerImpl)
         self.checkers: dict[str, Any] = {nid: self._new_checker(nid) for nid in self._cpu_nodes()}
         self.workers: list[Any] = [self._new_worker() for _ in range(workers)]
         self.replaced = 0  # actors replaced after dying (workers + checkers)

@@ -21,6 +21,7 @@ from eval.errors import EvalError
 from eval.report import build_report, write_report
 
 STRATEGIES = ("sample", "decompose", "repair", "tree")
+CONFIG_META = "eval_config"  # run_meta key: the settings of the run (rewritten while it has no attempts)
 # Recorded config keys that must match when a run is resumed: mixing them would make pass@k meaningless.
 RESUME_KEYS = ("problem_set", "split", "model", "strategy", "putnam_answers", "budget", "sampling", "options", "seed")
 
@@ -44,6 +45,7 @@ class EvalSpec:
     ray_address: str | None = None
     workers: int | None = None  # Ray generation workers (default: one per GPU / TP group)
     max_in_flight: int | None = None
+    worker_concurrency: int = 1  # Ray: attempts run at once per generation actor (thread-safe backends only)
     n_boot: int = 1000
 
     @property
@@ -59,6 +61,8 @@ class EvalSpec:
             raise EvalError(f"--samples ({self.n}) must be >= -k ({self.k}): pass@k needs n >= k samples")
         if self.limit is not None and self.limit < 1:
             raise EvalError(f"--limit must be >= 1, got {self.limit}")
+        if self.worker_concurrency < 1 or (self.worker_concurrency > 1 and self.strategy == "tree"):
+            raise EvalError("--worker-concurrency must be >= 1, and 1 for the tree strategy (one REPL session per actor)")
         if self.putnam_answers not in ("given", "produced"):
             raise EvalError(f"--putnam-answers must be 'given' or 'produced', got {self.putnam_answers!r}")
 
@@ -155,6 +159,7 @@ def _with_given_answers(problem: Any) -> Any:
 
 
 def run_config(spec: EvalSpec, config: Any, problems: list[Any], model_id: str) -> dict[str, Any]:
+    current_budget = _budget(spec.budget, spec.strategy)
     return {
         "problem_set": spec.problem_set,
         "split": spec.split or "",
@@ -163,7 +168,7 @@ def run_config(spec: EvalSpec, config: Any, problems: list[Any], model_id: str) 
         "strategy": spec.strategy,
         "k": spec.k,
         "samples": spec.n,
-        "budget": _budget_limits(spec.budget, spec.strategy),
+        "budget": current_budget,
         "sampling": _sampling(spec.sampling),
         "options": dict(spec.options),
         "seed": spec.seed,
@@ -177,17 +182,16 @@ def run_config(spec: EvalSpec, config: Any, problems: list[Any], model_id: str) 
     }
 
 
-def _budget_limits(budget: dict[str, Any], strategy: str) -> dict[str, Any]:
-    """The per-attempt budget with the strategy defaults filled in (what the run really used)."""
+def _budget(budget: dict[str, Any], strategy: str) -> dict[str, Any]:
+    """The per-attempt budget, with the strategy's default sample count unless the user set one: one attempt
+    of `sample` is one sample, the unit pass@k counts (Budget's own default would allow 32)."""
     from prover.search import DEFAULT_SAMPLES, Budget
 
+    budget = {"samples": DEFAULT_SAMPLES.get(strategy, 1), **budget}
     try:
-        limits = Budget(**budget).limits()
+        return Budget(**budget).limits()
     except TypeError as e:
         raise EvalError(f"bad budget {budget}: {e}") from None
-    if all(v is None for v in limits.values()):  # run_attempt's own default for an unbounded budget
-        limits["samples"] = DEFAULT_SAMPLES[strategy]
-    return limits
 
 
 def _sampling(sampling: dict[str, Any]) -> dict[str, Any]:
@@ -240,17 +244,22 @@ def run_eval(
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
     current = run_config(spec, config, problems, model_id)
-    recipe = ProverRecipe(spec.strategy, dict(spec.budget), config.model, config.lean, spec.seed, model_id,
+    recipe = ProverRecipe(spec.strategy, dict(current["budget"]), config.model, config.lean, spec.seed, model_id,
                           dict(spec.sampling), dict(spec.options), backend_factory)
     units = [WorkUnit(p, i) for i in range(spec.n) for p in problems]  # round-robin: early pass@1 everywhere
     with RunStore(out) as store:
         run_id = store.start_run(out.name, current)
+        done = store.done(run_id)
+        if not done:  # nothing recorded yet (new, or an earlier start that failed): these settings are the run's
+            store.set_meta(run_id, CONFIG_META, current)
         recorded_config = _recorded_config(store, run_id)
         _check_resume(recorded_config, current, out)
+        needs_work = any(u.key not in done for u in units)  # complete already: no actors, no model load
         executor = (RayExecutor(recipe, address=spec.ray_address, workers=spec.workers,
                                 gpus_per_worker=config.model.tensor_parallel_size,
-                                max_in_flight=spec.max_in_flight, runtime_env=ray_runtime_env)
-                    if spec.ray else LocalExecutor(recipe))
+                                max_in_flight=spec.max_in_flight, worker_concurrency=spec.worker_concurrency,
+                                runtime_env=ray_runtime_env)
+                    if spec.ray and needs_work else LocalExecutor(recipe))  # LocalExecutor builds lazily
         if executor_hook is not None:
             executor_hook(executor)
         try:
@@ -265,7 +274,8 @@ def run_eval(
 
 def _recorded_config(store: Any, run_id: int) -> dict[str, Any]:
     info = store.run(run_id)
-    return {**info.config, "versions": {**info.versions, **(info.config.get("versions") or {})}}
+    config = store.get_meta(run_id, CONFIG_META) or info.config
+    return {**config, "versions": {**info.versions, **(config.get("versions") or {})}}
 
 
 def _drive_with_progress(units, executor, store, run_id, on_result, progress: bool):

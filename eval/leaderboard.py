@@ -80,6 +80,13 @@ def _set_of(report: dict[str, Any]) -> str:
     return str(report["run"].get("problem_set") or "unknown")
 
 
+def _set_label(report: dict[str, Any]) -> str:
+    """The set, plus the PutnamBench answer setting (given / produced), which changes what pass@k means."""
+    name = _set_of(report)
+    answers = report["run"].get("putnam_answers")
+    return f"{name} (answers {answers})" if answers and "putnam" in name.lower() else name
+
+
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
@@ -100,7 +107,9 @@ def _budget(run: dict[str, Any]) -> str:
 
 
 def _versions(run: dict[str, Any]) -> str:
-    versions = run.get("versions") or {}
+    versions = dict(run.get("versions") or {})
+    if commit := versions.get("git_commit"):
+        versions["git_commit"] = str(commit)[:10]
     return ", ".join(f"{k} {v}" for k, v in versions.items() if v) or "–"
 
 
@@ -131,7 +140,7 @@ def render_markdown(reports: list[dict[str, Any]], reported: dict[str, Any]) -> 
               "|---" * 10 + "|"]
     for r in reports:
         run, cost = r["run"], r["cost"]
-        lines.append(f"| {run.get('name', '')} | {_set_of(r)} | {run.get('model', '')} | {run.get('strategy', '')} | "
+        lines.append(f"| {run.get('name', '')} | {_set_label(r)} | {run.get('model', '')} | {run.get('strategy', '')} | "
                      f"{_budget(run)} | {_versions(run)} | {run.get('date', '')} | {cost['tokens']:,} | "
                      f"{cost['gpu_s']:.1f} | {cost['lean_cpu_s']:.1f} |")
     lines += ["", "## Reported by others (not measured here)", "",
@@ -197,6 +206,7 @@ section.reported th{background:#fbeec1} .badge{display:inline-block;font-size:.7
 padding:.1rem .45rem;border-radius:1rem;vertical-align:middle;margin-left:.4rem}
 .badge.measured{background:#dafbe1;color:#1a7f37} .badge.reported{background:#fbeec1;color:#7d4e00}
 .plot svg{max-width:100%;height:auto} .note{color:#57606a;font-size:.85rem}
+.scroll{overflow-x:auto} table.details td{font-size:.8rem;overflow-wrap:anywhere}
 """
 
 
@@ -204,13 +214,14 @@ def _e(value: Any) -> str:
     return html.escape(str(value if value is not None else ""))
 
 
-def _table(headers: list[str], rows: list[list[str]], row_class: str, numeric: set[int] = frozenset()) -> str:
+def _table(headers: list[str], rows: list[list[str]], row_class: str, numeric: set[int] = frozenset(),
+           table_class: str = "") -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = "".join(
         f'<tr class="{row_class}">' + "".join(
             f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>" for i, c in enumerate(row)) + "</tr>"
         for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="scroll"><table class="{table_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def render_html(reports: list[dict[str, Any]], reported: dict[str, Any]) -> str:
@@ -230,13 +241,14 @@ def render_html(reports: list[dict[str, Any]], reported: dict[str, Any]) -> str:
     detail_rows = []
     for r in reports:
         run, cost, per = r["run"], r["cost"], r.get("cost_per_solved") or {}
-        detail_rows.append([_e(run.get("name")), _e(_set_of(r)), _e(run.get("model")), _e(run.get("strategy")),
-                            _e(_budget(run)), _e(_versions(run)), _e(run.get("date")), f"{cost['tokens']:,}",
+        detail_rows.append([_e(run.get("name")), _e(_set_label(r)), _e(run.get("model")), _e(run.get("strategy")),
+                            _e(_budget(run)), _e(_versions(run)), _e(str(run.get("date", ""))[:16].replace("T", " ")), f"{cost['tokens']:,}",
                             f"{cost['gpu_s']:.1f}", f"{cost['lean_cpu_s']:.1f}",
                             f"{per['tokens']:,.0f}" if per else "–", "yes" if r.get("complete") else "no"])
     parts += ["<h3>Run details</h3>",
               _table(["run", "set", "model", "strategy", "budget", "versions", "date", "tokens", "GPU s",
-                      "Lean CPU s", "tokens / solved", "complete"], detail_rows, "measured-row", numeric={7, 8, 9, 10}),
+                      "Lean CPU s", "tokens / solved", "complete"], detail_rows, "measured-row", numeric={7, 8, 9, 10},
+                     table_class="details"),
               "</section>"]
     sources = reported["sources"]
     parts.append('<section class="reported" id="reported"><h2>Reported by others'

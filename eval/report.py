@@ -77,7 +77,7 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], list[Any]]:
             if not runs:
                 raise EvalError(f"{run_dir / STORE_FILE} has no run recorded")
             info = runs[-1]  # one run per directory: `--out runs/NAME` names both
-            config = dict(info.config)
+            config = dict(store.get_meta(info.id, "eval_config") or info.config)  # eval.harness.CONFIG_META
             run = {**config, "name": info.name, "created": info.created,
                    "versions": {**info.versions, **(config.get("versions") or {})}}
             return run, store.attempts(info.id)

@@ -86,6 +86,7 @@ class ReplSession:
     def run_tactic(self, state: ReplState, tactic: str) -> TacticResult:
         if state.finished:
             return TacticResult(None, [], False, "the proof is already finished")
+        self.repl.start()  # no-op while alive; after a crash or kill, the restart bumps `generation`
         if state.generation != self.repl.generation:  # the REPL restarted since: rebuild the state
             state = self._replay(state)
             if state is None:
@@ -169,7 +170,7 @@ def open_session(kind: str = "repl", *, repl: Any = None, settings: Any = None, 
             from lean_env.toolchain import locate
 
             toolchain = locate(settings)
-            repl = Repl(toolchain.repl_command(), cwd=getattr(toolchain, "project_dir", None),
+            repl = Repl(toolchain.repl_command(), cwd=toolchain.cwd,
                         timeout_s=settings.timeout_s, memory_mb=settings.memory_mb)
         return ReplSession(repl, timeout_s=timeout_s, own_repl=own)
     if kind == "dojo":

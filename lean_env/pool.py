@@ -208,7 +208,9 @@ class ReplPool:
         self.max_proofs_per_repl = max_proofs_per_repl
         self.header_timeout_s = header_timeout_s or max(timeout_s, 600.0)
         self.recycle_mb = memory_mb * recycle_fraction
-        self.limits = limits or Limits(memory_mb=memory_mb)
+        # CPU-seconds backstop over a REPL's life: unreachable while every call keeps to its wall-clock limit
+        lifetime_cpu = int((self.header_timeout_s + timeout_s * max_proofs_per_repl) * cpu_count()) + 60
+        self.limits = limits or Limits(memory_mb=memory_mb, cpu_s=lifetime_cpu)
         self.env = env
         self.isolate_network = isolate_network
         n = workers or default_workers(memory_mb)

@@ -63,7 +63,27 @@ class Limits:
     open_files: int | None = None  # RLIMIT_NOFILE
     processes: int | None = None  # RLIMIT_NPROC counts the *user's* threads, so it is off by default
 
-    def apply(self) -> None:  # runs in the child (preexec_fn)
+    def _values(self) -> dict[str, int]:
+        out = {"core": 0, "fsize": self.file_size_mb << 20}
+        if self.data_limit_factor:
+            out["data"] = int(self.memory_mb * self.data_limit_factor) << 20
+        if self.cpu_s:
+            out["cpu"] = int(self.cpu_s)
+        if self.open_files:
+            out["nofile"] = self.open_files
+        if self.processes:
+            out["nproc"] = self.processes
+        return out
+
+    def prefix(self) -> list[str] | None:
+        """`prlimit --X=v:v ... --` (util-linux): limits set by the child itself before it execs the REPL. Used
+        instead of a `preexec_fn`, which Python documents as unsafe when the parent has threads (the pool does)."""
+        prlimit = shutil.which("prlimit")
+        if not prlimit:
+            return None
+        return [prlimit, *(f"--{k}={v}:{v}" for k, v in self._values().items()), "--"]
+
+    def apply(self) -> None:  # fallback without prlimit: runs in the child (preexec_fn)
         def cap(which: int, value: int) -> None:
             soft, hard = resource.getrlimit(which)
             value = value if hard == resource.RLIM_INFINITY else min(value, hard)
@@ -115,6 +135,7 @@ class Repl:
         self.restarts = 0  # starts after the first
         self.last_cpu_s = 0.0  # CPU seconds of the process tree spent in the last call
         self.last_wall_s = 0.0
+        self._tree_cache: tuple[int, float, list[psutil.Process]] | None = None
 
     # ---- process lifecycle -------------------------------------------------------------------------
     @property
@@ -139,13 +160,17 @@ class Repl:
         assert self._tmp is not None
         self._stderr_path = Path(self._tmp) / f"stderr.{self.generation}"
         env = {**os.environ, "TMPDIR": self._tmp, **self.extra_env}
+        program = self.command[0] if self.command else ""
+        if not (shutil.which(program) or (os.path.isfile(program) and os.access(program, os.X_OK))):
+            raise ReplCrashed(f"could not start the REPL {program!r}: no such executable")
         prefix = list(network_isolation_prefix()) if self.isolate_network else []
+        limits = self.limits.prefix()
         try:
             with open(self._stderr_path, "wb") as err:
                 self._proc = subprocess.Popen(
-                    prefix + self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-                    cwd=workdir, env=env, start_new_session=True,  # own process group, killed as one
-                    preexec_fn=self.limits.apply, close_fds=True,
+                    prefix + (limits or []) + self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    stderr=err, cwd=workdir, env=env, start_new_session=True,  # own process group, killed as one
+                    preexec_fn=None if limits else self.limits.apply, close_fds=True,
                 )
         except OSError as e:
             self._proc = None
@@ -192,14 +217,21 @@ class Repl:
         self._kill()
 
     # ---- measurements -----------------------------------------------------------------------------
-    def _tree(self) -> list[psutil.Process]:
+    def _tree(self, max_age_s: float = 1.0) -> list[psutil.Process]:
+        """The process and its descendants. Listing descendants scans /proc, so it is cached for `max_age_s`."""
         if not self.alive:
             return []
+        now = time.monotonic()
+        cached = self._tree_cache
+        if cached and cached[0] == self._proc.pid and now - cached[1] < max_age_s:
+            return cached[2]
         try:
             root = psutil.Process(self._proc.pid)
-            return [root, *root.children(recursive=True)]
+            tree = [root, *root.children(recursive=True)]
         except psutil.Error:
             return []
+        self._tree_cache = (self._proc.pid, now, tree)
+        return tree
 
     def rss_mb(self) -> float:
         """Resident memory of the REPL's process tree, in MiB."""

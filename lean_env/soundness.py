@@ -29,6 +29,7 @@ KINDS = (
     "hidden_text",  # bidi controls / zero-width characters that make the text read differently than it parses
     "import",  # an import inside the body (only the problem's header may import)
     "redefinition",  # the proof declares a name the statement uses (see `redefinitions`)
+    "inductive",  # a new inductive type / structure / class: the route of known kernel soundness bugs
 )
 DANGEROUS = frozenset({"native", "implemented_by", "kernel_option", "unsafe", "metaprogram", "exit",
                        "hidden_text", "import"})
@@ -48,31 +49,41 @@ class Finding:
 _W = r"(?<![\w'.!?])"  # not inside a longer identifier (Lean identifiers take ', !, ? and dots)
 _E = r"(?![\w'!?])"
 
+# Single identifiers, matched on whole tokens (one pass over the text). WORDS must not follow a dot
+# (`h.stop` is a field); QUALIFIED may (`Lean.ofReduceBool`).
+WORDS: dict[str, tuple[str, str]] = {
+    "sorry": ("sorry", "uses `sorry`"),
+    "admit": ("sorry", "uses `admit` (sorry)"),
+    "stop": ("sorry", "uses `stop`, which admits the rest of the proof"),
+    "apply?": ("sorry", "uses `apply?`, which closes a goal it cannot solve with sorry"),
+    "axiom": ("axiom", "declares a new `axiom`"),
+    "native_decide": ("native", "uses `native_decide` (trusts the compiler: Lean.ofReduceBool)"),
+    "implemented_by": ("implemented_by", "uses `@[implemented_by]` (unchecked implementation)"),
+    "run_cmd": ("metaprogram", "runs meta code (`run_cmd`/`run_elab`/`run_meta`/`by_elab`)"),
+    "run_elab": ("metaprogram", "runs meta code (`run_cmd`/`run_elab`/`run_meta`/`by_elab`)"),
+    "run_meta": ("metaprogram", "runs meta code (`run_cmd`/`run_elab`/`run_meta`/`by_elab`)"),
+    "run_tac": ("metaprogram", "runs meta code (`run_cmd`/`run_elab`/`run_meta`/`by_elab`)"),
+    "by_elab": ("metaprogram", "runs meta code (`run_cmd`/`run_elab`/`run_meta`/`by_elab`)"),
+}
+QUALIFIED: dict[str, tuple[str, str]] = {
+    "sorryAx": ("sorry", "uses `sorryAx`"),
+    **dict.fromkeys(("admitGoal", "mkSorry", "mkLabeledSorry"), ("sorry", "builds a sorry by hand")),
+    **dict.fromkeys(("ofReduceBool", "ofReduceNat", "trustCompiler"),
+                    ("native", "uses a compiler-trusting axiom (Lean.ofReduceBool / ofReduceNat / trustCompiler)")),
+    **dict.fromkeys(("ptrAddrUnsafe", "withPtrAddr", "ptrEq"), ("unsafe", "uses pointer tricks")),
+    **dict.fromkeys(("addDecl", "addAndCompile", "modifyEnv", "setEnv", "replaceConst", "evalConst", "compileDecl"),
+                    ("metaprogram", "manipulates the environment directly")),
+}
+LEAN_QUALIFIED = {"reduceBool", "reduceNat", "Kernel"}  # only as `Lean.X`
+_IDENT = re.compile(r"[^\W\d][\w'!?]*")
+
 _RULES: list[tuple[str, str, str]] = [
-    # (kind, regex on the masked text, reason)
-    ("sorry", rf"{_W}sorry{_E}", "uses `sorry`"),
-    ("sorry", rf"{_W}admit{_E}", "uses `admit` (sorry)"),
-    ("sorry", rf"(?<![\w'!?])(?:\w+\.)*sorryAx{_E}", "uses `sorryAx`"),
-    ("sorry", rf"{_W}stop{_E}", "uses `stop`, which admits the rest of the proof"),
-    ("sorry", rf"{_W}apply\?", "uses `apply?`, which closes a goal it cannot solve with sorry"),
-    ("sorry", rf"(?<![\w'!?])(?:Lean\.Elab\.(?:Term\.)?)?(?:admitGoal|mkSorry|mkLabeledSorry){_E}",
-     "builds a sorry by hand"),
-    ("axiom", rf"{_W}axiom{_E}", "declares a new `axiom`"),
-    ("native", rf"{_W}native_decide{_E}", "uses `native_decide` (trusts the compiler: Lean.ofReduceBool)"),
+    # (kind, regex on the masked text, reason): what is more than one identifier
     ("native", r"\bdecide\s*\+\s*native\b|\bnative\s*:=\s*true\b",
      "uses `decide +native` (trusts the compiler: Lean.ofReduceBool)"),
-    ("native", rf"(?<![\w'!?])(?:Lean\.)?(?:ofReduceBool|ofReduceNat|trustCompiler){_E}",
-     "uses a compiler-trusting axiom (Lean.ofReduceBool / ofReduceNat / trustCompiler)"),
-    ("native", rf"(?<![\w'!?])Lean\.(?:reduceBool|reduceNat){_E}",
-     "uses Lean.reduceBool / reduceNat (evaluated by the compiler, not the kernel)"),
-    ("implemented_by", rf"{_W}implemented_by{_E}", "uses `@[implemented_by]` (unchecked implementation)"),
     ("implemented_by", rf"@\[[^\]]*{_W}extern{_E}", "uses `@[extern]` (unchecked implementation)"),
-    ("unsafe", rf"{_W}unsafe\w*{_E}", "uses `unsafe` code"),
-    ("unsafe", rf"{_W}(?:ptrAddrUnsafe|withPtrAddr|ptrEq){_E}", "uses pointer tricks"),
     ("metaprogram", r"#eval\b|#eval!", "runs code with `#eval`"),
     ("exit", r"#exit\b", "uses `#exit` (the rest of the file is not checked)"),
-    ("metaprogram", rf"{_W}(?:run_cmd|run_elab|run_meta|run_tac|by_elab){_E}",
-     "runs meta code (`run_cmd`/`run_elab`/`run_meta`/`by_elab`)"),
     ("metaprogram", rf"(?m)^[ \t]*(?:@\[[^\]]*\]\s*)?(?:(?:scoped|local|private|protected)\s+)*"
      rf"(?:macro|macro_rules|syntax|elab|elab_rules|declare_syntax_cat|initialize|builtin_initialize|"
      rf"simproc|dsimproc|simproc_decl|dsimproc_decl|builtin_simproc){_E}",
@@ -80,9 +91,10 @@ _RULES: list[tuple[str, str, str]] = [
     ("metaprogram", rf"@\[[^\]]*{_W}(?:command_elab|term_elab|tactic|macro|builtin_\w+|init|env_linter|"
      rf"command_parser|term_parser|tactic_parser){_E}",
      "registers meta code through an attribute"),
-    ("metaprogram", rf"(?<![\w'!?])(?:\w+\.)*(?:addDecl|addAndCompile|modifyEnv|setEnv|replaceConst|"
-     rf"evalConst|Kernel\.\w+|compileDecl){_E}",
-     "manipulates the environment directly"),
+    ("inductive", rf"(?m)^[ \t]*(?:@\[[^\]]*\]\s*)?(?:(?:private|protected|unsafe|noncomputable)\s+)*"
+     rf"(?:inductive|coinductive|structure|class(?:\s+inductive)?|mutual){_E}",
+     "declares a new inductive type or structure (the route of known kernel soundness bugs; competition "
+     "proofs need none)"),
     ("import", r"(?m)^[ \t]*import\s", "imports after the header (only the problem's header may import)"),
 ]
 _COMPILED = [(k, re.compile(rx), reason) for k, rx, reason in _RULES]
@@ -103,6 +115,17 @@ def scan(src: str) -> list[Finding]:
         break
     imports, _ = text.split_imports(raw)
     masked = text.mask(raw).replace("«", "").replace("»", "")
+    for m in _IDENT.finditer(masked):
+        word, at = m.group(), m.start()
+        after_dot = at > 0 and masked[at - 1] == "."
+        hit = (WORDS.get(word) if not after_dot else None) or QUALIFIED.get(word)
+        if hit is None and word.startswith("unsafe") and not after_dot:
+            hit = ("unsafe", "uses `unsafe` code")
+        if hit is None and word in LEAN_QUALIFIED and masked[max(0, at - 5):at] == "Lean.":
+            hit = ("native" if word != "Kernel" else "metaprogram",
+                   f"uses Lean.{word} (evaluated outside the kernel's checks)")
+        if hit:
+            findings.append(Finding(hit[0], hit[1], masked.count("\n", 0, at) + 1))
     for kind, rx, reason in _COMPILED:
         for m in rx.finditer(masked):
             if kind == "import" and m.start() < len(imports):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 _IDENT_CHAR = re.compile(r"[\w'!?₀-₉ₐ-ₜᵢ-ᵪ]")
@@ -18,51 +19,56 @@ def _is_ident_char(c: str) -> bool:
     return bool(c) and bool(_IDENT_CHAR.match(c))
 
 
+_BLOCK_COMMENT = re.compile(r"/-|-/")
+_LITERAL_START = re.compile(r'--|/-|«|"|\'|(?<![\w\'!?])r#*"')
+
+
 def literal_spans(src: str) -> list[tuple[int, int, str]]:
     """(start, end, kind) of every comment (nested `/- -/`, `--`), string literal and char literal."""
     spans: list[tuple[int, int, str]] = []
     n, i = len(src), 0
     while i < n:
-        c = src[i]
-        if src.startswith("--", i):
+        m = _LITERAL_START.search(src, i)
+        if m is None:
+            break
+        i, tok = m.start(), m.group()
+        if tok == "--":
             j = src.find("\n", i)
             j = n if j < 0 else j
             spans.append((i, j, "comment"))
             i = j
-        elif src.startswith("/-", i):
+        elif tok == "/-":
             depth, j = 1, i + 2
-            while j < n and depth:
-                if src.startswith("/-", j):
-                    depth, j = depth + 1, j + 2
-                elif src.startswith("-/", j):
-                    depth, j = depth - 1, j + 2
-                else:
-                    j += 1
+            while depth:
+                k = _BLOCK_COMMENT.search(src, j)
+                if k is None:
+                    j = n
+                    break
+                depth += 1 if k.group() == "/-" else -1
+                j = k.end()
             spans.append((i, j, "comment"))
             i = j
-        elif c == "«":  # «quoted identifier»: not a literal, but nothing inside it starts one
+        elif tok == "«":  # «quoted identifier»: not a literal, but nothing inside it starts one
             j = src.find("»", i + 1)
             i = n if j < 0 else j + 1
-        elif c == '"' or (c == "r" and not _is_ident_char(src[i - 1] if i else "")
-                          and re.match(r'r#*"', src[i:i + 8])):
+        elif tok == "'":
+            c = _CHAR_LIT.match(src, i) if not _is_ident_char(src[i - 1] if i else "") else None
+            if c:
+                spans.append((i, c.end(), "char"))
+                i = c.end()
+            else:
+                i += 1
+        else:  # a string: "..." or r#"..."#
             j = _string_end(src, i)
             spans.append((i, j, "string"))
             i = j
-        elif c == "'" and not _is_ident_char(src[i - 1] if i else ""):
-            m = _CHAR_LIT.match(src, i)
-            if m:
-                spans.append((i, m.end(), "char"))
-                i = m.end()
-            else:
-                i += 1
-        else:
-            i += 1
     return spans
 
 
 _CHAR_LIT = re.compile(r"'(\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.)|[^\\'\n])'")
 
 
+@lru_cache(maxsize=512)
 def mask(src: str, kinds: tuple[str, ...] = ("comment", "string", "char")) -> str:
     """`src` with comments and string/char literals (those of `kinds`) replaced by spaces, newlines kept."""
     out = list(src)
@@ -181,6 +187,11 @@ class Decl:
 
 def declarations(src: str) -> list[Decl]:
     """Declarations at the start of a line, in order, with their namespace-qualified names."""
+    return list(_declarations(src))
+
+
+@lru_cache(maxsize=256)
+def _declarations(src: str) -> tuple[Decl, ...]:
     masked = mask(src)
     events: list[tuple[int, str, Any]] = []
     for m in _DECL.finditer(masked):
@@ -210,7 +221,7 @@ def declarations(src: str) -> list[Decl]:
         end = next((s for s in starts if s > kw_pos and not _continuation(masked, s)), len(src))
         decls.append(Decl(m.group("kw"), name, full, m.start(), kw_pos, _signature_end(masked, m.end(), end),
                           end, len(stack)))
-    return decls
+    return tuple(decls)
 
 
 def _continuation(masked: str, s: int) -> bool:

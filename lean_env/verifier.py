@@ -28,14 +28,19 @@ _AXIOMS_MSG = re.compile(r"depends on axioms:\s*\[(?P<list>.*)\]", re.S)
 _NO_AXIOMS_MSG = re.compile(r"does not depend on any axioms")
 
 
+def _ident(name: str) -> str:
+    """`name` as Lean source: components that are not plain identifiers go in «»."""
+    return ".".join(p if re.fullmatch(r"[^\W\d][\w'!?]*", p) else f"«{p}»" for p in name.split("."))
+
+
 def check_command(name: str) -> str:
     """The command the verifier sends, in the proof's environment, after the proof compiled."""
-    return f"#print axioms {name}\nset_option pp.all true in\n#check @{name}"
+    return f"#print axioms {_ident(name)}\nset_option pp.all true in\n#check @{_ident(name)}"
 
 
 def reference_command(statement: str, name: str) -> str:
     """The command the verifier sends, in the clean header environment, to elaborate the problem's statement."""
-    return text.with_proof(statement, "sorry") + "\n" + f"set_option pp.all true in\n#check @{name}"
+    return text.with_proof(statement, "sorry") + "\n" + f"set_option pp.all true in\n#check @{_ident(name)}"
 
 
 def parse_axioms(data: str) -> list[str] | None:
@@ -106,12 +111,13 @@ class Verifier:
     """
 
     def __init__(self, pool: ReplPool, *, lean_version: str | None = None, mathlib_version: str | None = None,
-                 allowed_axioms: frozenset[str] = STANDARD_AXIOMS, check_types: bool = True):
+                 allowed_axioms: frozenset[str] = STANDARD_AXIOMS, check_types: bool = True, lexical: bool = True):
         self.pool = pool
         self.lean_version = lean_version
         self.mathlib_version = mathlib_version
         self.allowed_axioms = allowed_axioms
         self.check_types = check_types
+        self.lexical = lexical  # False only to test Lean's own layers (integration tests): never in production
         self._references: dict[tuple[str, str], tuple[str | None, str | None]] = {}
         self._ref_lock = threading.Lock()
 
@@ -124,7 +130,7 @@ class Verifier:
         pending: list[tuple[Prepared | Verdict, Future | None, float]] = []
         for problem, proof_src in items:
             t0 = time.monotonic()
-            prep = self.prepare(problem, proof_src)
+            prep = self._prepare_safely(problem, proof_src)
             if isinstance(prep, Verdict) or not prep.run_lean:
                 pending.append((prep, None, t0))
             else:
@@ -143,7 +149,7 @@ class Verifier:
         """Non-blocking single verification: a future of the Verdict (async callers: `asyncio.wrap_future`)."""
         result: Future = Future()
         t0 = time.monotonic()
-        prep = self.prepare(problem, proof_src)
+        prep = self._prepare_safely(problem, proof_src)
         if isinstance(prep, Verdict):
             result.set_result(prep)
         elif not prep.run_lean:
@@ -163,6 +169,12 @@ class Verifier:
         self.close()
 
     # ---- before Lean --------------------------------------------------------------------------------
+    def _prepare_safely(self, problem: Any, proof_src: str) -> Prepared | Verdict:
+        try:
+            return self.prepare(problem, proof_src)
+        except Exception as e:  # a bug on odd text must cost one verdict, not the whole batch
+            return self._verdict(Status.CRASHED, reasons=[f"verifier error: {type(e).__name__}: {e}"])
+
     def prepare(self, problem: Any, proof_src: str) -> Prepared | Verdict:
         statement = problem.formal_statement
         name = text.theorem_name(statement)
@@ -185,7 +197,7 @@ class Verifier:
                 break
         body = prefix + rest
         line_shift = src[:len(src) - len(rest)].count("\n") - prefix.count("\n")
-        findings = soundness.scan(body) + soundness.redefinitions(statement, rest)
+        findings = soundness.scan(body) + soundness.redefinitions(statement, rest) if self.lexical else []
         reasons = [_where(f, line_shift) + f.reason for f in findings]
         reasons += text.statement_differences(statement, body)
         dangerous = any(f.dangerous for f in findings)
@@ -193,23 +205,29 @@ class Verifier:
 
     # ---- in a worker --------------------------------------------------------------------------------
     def _run(self, session: Session, prep: Prepared) -> _Outcome:
+        """In a worker: the proof, then (if it compiled) the axioms/type check and the cached reference type.
+        Wall and CPU time cover these calls only (not the queue, not the header import)."""
         repl, t0, cpu = session.repl, time.monotonic(), 0.0
-        body = repl.run_cmd(prep.body, session.env)
-        cpu += repl.last_cpu_s
-        check = reference = ref_error = None
-        if body.error is None and not body.errors:
-            check = repl.run_cmd(check_command(prep.name), body.env)
+        try:
+            body = repl.run_cmd(prep.body, session.env)
             cpu += repl.last_cpu_s
-            if self.check_types:
-                reference, ref_error = self._reference(session, prep)
+            check = reference = ref_error = None
+            if body.error is None and not body.errors:
+                check = repl.run_cmd(check_command(prep.name), body.env)
                 cpu += repl.last_cpu_s
+                if self.check_types:
+                    reference, ref_error, ref_cpu = self._reference(session, prep)
+                    cpu += ref_cpu
+        except ReplFailure as e:
+            e.wall_s = time.monotonic() - t0  # type: ignore[attr-defined]
+            raise
         return _Outcome(body, check, reference, ref_error, time.monotonic() - t0, cpu)
 
-    def _reference(self, session: Session, prep: Prepared) -> tuple[str | None, str | None]:
+    def _reference(self, session: Session, prep: Prepared) -> tuple[str | None, str | None, float]:
         key = (prep.header, prep.statement)
         with self._ref_lock:
             if key in self._references:
-                return self._references[key]
+                return (*self._references[key], 0.0)
         res = session.repl.run_cmd(reference_command(prep.statement, prep.name), session.env)
         if res.error or res.errors:
             value: tuple[str | None, str | None] = (None, res.error or res.errors[0].data)
@@ -218,25 +236,27 @@ class Verifier:
             value = (infos[-1] if infos else None, None if infos else "no #check output")
         with self._ref_lock:
             self._references[key] = value
-        return value
+        return (*value, session.repl.last_cpu_s)
 
     # ---- after Lean ---------------------------------------------------------------------------------
     def _collect(self, prep: Prepared, fut: Future, t0: float) -> Verdict:
-        wall = time.monotonic() - t0
         try:
             out: _Outcome = fut.result()
-        except ReplTimeout as e:
-            return self._verdict(Status.TIMEOUT, reasons=[f"Lean timed out: {e}"], wall=wall)
-        except ReplOutOfMemory as e:
-            return self._verdict(Status.CRASHED, reasons=[f"Lean went over its memory cap: {e}"], wall=wall)
         except ReplFailure as e:
-            tail = e.stderr_tail.strip().splitlines()[-1:] if e.stderr_tail else []
-            return self._verdict(Status.CRASHED, reasons=[f"the Lean REPL failed: {e}"] + tail, wall=wall)
+            return self._failure(e, getattr(e, "wall_s", time.monotonic() - t0))
         except HeaderRejected as e:
-            return self._verdict(Status.FAILED, messages=e.result.messages, reasons=[str(e)], wall=wall)
+            return self._verdict(Status.FAILED, messages=e.result.messages, reasons=[str(e)])
         except Exception as e:  # a bug in a task must still give every caller a verdict
-            return self._verdict(Status.CRASHED, reasons=[f"verifier error: {type(e).__name__}: {e}"], wall=wall)
-        return self._judge(prep, out, wall)
+            return self._verdict(Status.CRASHED, reasons=[f"verifier error: {type(e).__name__}: {e}"])
+        return self._judge(prep, out, out.wall_s)
+
+    def _failure(self, e: ReplFailure, wall: float) -> Verdict:
+        if isinstance(e, ReplTimeout):
+            return self._verdict(Status.TIMEOUT, reasons=[f"Lean timed out: {e}"], wall=wall)
+        if isinstance(e, ReplOutOfMemory):
+            return self._verdict(Status.CRASHED, reasons=[f"Lean went over its memory cap: {e}"], wall=wall)
+        tail = e.stderr_tail.strip().splitlines()[-1:] if e.stderr_tail else []
+        return self._verdict(Status.CRASHED, reasons=[f"the Lean REPL failed: {e}"] + tail, wall=wall)
 
     def _judge(self, prep: Prepared, out: _Outcome, wall: float) -> Verdict:
         shift = prep.line_shift

@@ -60,23 +60,31 @@ class ProveRecipe:
 
     def run_many(self, backend: Any, verifier: Any, problem: Any, indices: list[int],
                  on_event: Callable[[dict], None] | None = None) -> list[Any]:
-        if self.batchable() and len(indices) > 1:
+        if self.batchable() and len(indices) > 1 and not (getattr(problem, "extra", None) or {}).get("sketch"):
             results = sample_group(problem, backend, verifier, indices, self)
         else:
             results = [self.attempt(backend, verifier, problem, i, on_event) for i in indices]
         return [r.to_attempt(problem, i) for r, i in zip(results, indices, strict=True)]
 
     def attempt(self, backend: Any, verifier: Any, problem: Any, index: int,
-                on_event: Callable[[dict], None] | None = None, **extra: Any) -> AttemptResult:
+                on_event: Callable[[dict], None] | None = None, strategy: str | None = None,
+                **extra: Any) -> AttemptResult:
+        """One attempt; a problem read from a .lean file with a sketch (`extra["sketch"]`) is completed from
+        that sketch by decomposition, whatever the recipe's strategy."""
+        strategy = strategy or self.strategy
         options = dict(self.options)
+        sketch = (getattr(problem, "extra", None) or {}).get("sketch")
+        if sketch and strategy == self.strategy:
+            strategy = "decompose"
+            options.update(sketch=sketch, sketch_only=True)
         session = None
-        if self.strategy == "tree":
+        if strategy == "tree":
             from lean_env.interaction import open_session
 
             session = open_session(self.interaction, settings=self.lean_settings)
             options["session"] = session
         try:
-            return run_attempt(problem, self.strategy, backend, verifier, Budget(**self.budget),
+            return run_attempt(problem, strategy, backend, verifier, Budget(**self.budget),
                                attempt_seed(self.seed, index), self.prompts(), on_event,
                                sampling=self.sampling_params(), **options, **extra)
         finally:

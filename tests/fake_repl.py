@@ -16,7 +16,7 @@ of three ways:
   it), `FAKE_SLOW_<ms>` (sleeps), `FAKE_SPAWN` (starts
   `sleep 1000`, writes its pid to `FAKE_REPL_CHILD_PID`, then hangs), `FAKE_CHATTER` (writes an unrequested frame after its answer).
 
-Every process logs its requests, one JSON line each, to `FAKE_REPL_LOG` when that is set.
+`FAKE_REPL_DELAY_MS` makes every command take that long (benchmarks). Every process logs its requests, one JSON line each, to `FAKE_REPL_LOG` when that is set.
 """
 
 from __future__ import annotations
@@ -152,6 +152,9 @@ def main() -> None:
         if log:
             with open(log, "a", encoding="utf-8") as f:
                 f.write(json.dumps({"pid": os.getpid(), "request": request}, ensure_ascii=False) + "\n")
+        delay_ms = float(os.environ.get("FAKE_REPL_DELAY_MS", "0"))
+        if delay_ms and "cmd" in request:  # stands in for Lean's elaboration time (benchmarks)
+            time.sleep(delay_ms / 1000)
         override = faults(request)
         write(override if override is not None else responder.answer(request))
         if "FAKE_CHATTER" in request.get("cmd", ""):

@@ -1,5 +1,7 @@
 """`subgoal eval` end to end with the FAKE Lean REPL (tests/fake_lean.py), in one process and on local Ray.
 
+(The same on local Ray: test_eval_ray.py.)
+
 1. miniF2F-test (`--limit 4`) with a tiny random model: the pipeline runs (every attempt recorded, report
    written, resume does nothing twice); no miniF2F statement is in the fake REPL's fragment, so every
    verdict is a failure.
@@ -10,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -26,6 +27,15 @@ from prover.search.core import SEED_STRIDE
 
 REPO = Path(__file__).resolve().parent.parent
 FAKE_LEAN = REPO / "tests" / "fake_lean.py"
+
+def cli(*argv: str) -> int:
+    """`subgoal ARGV` in this process; its exit code (the CLI always ends in SystemExit)."""
+    try:
+        main(list(argv))
+    except SystemExit as e:
+        return e.code or 0
+    return 0
+
 
 
 @pytest.fixture(scope="module")
@@ -46,36 +56,30 @@ def fake_lean_env(monkeypatch):
     monkeypatch.setenv("SUBGOAL_LEAN__TIMEOUT_S", "60")
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}", "OMP_NUM_THREADS": "1"}})
-    yield ray
-    ray.shutdown()
+def _stored(out: Path) -> tuple[dict, list]:
+    """(the run's recorded eval settings, its attempts), read back from the store."""
+    from eval.harness import CONFIG_META
 
-
-def _stored(out: Path):
     with RunStore(out, create=False) as store:
         info = store.runs()[-1]
-        return info, store.attempts(info.id)
+        return store.get_meta(info.id, CONFIG_META) or info.config, store.attempts(info.id)
 
 
-def _minif2f_cli(tiny_model: Path, out: Path, *extra: str) -> None:
-    main(["eval", "minif2f-test", "--model", str(tiny_model), "--backend", "transformers", "-k", "2",
-          "--limit", "4", "--budget-tokens", "16", "--budget-samples", "1", "--out", str(out), *extra])
+def minif2f_cli(tiny_model: Path, out: Path, *extra: str) -> int:
+    return cli("eval", "minif2f-test", "--model", str(tiny_model), "--backend", "transformers", "-k", "2",
+               "--limit", "4", "--budget-tokens", "16", "--budget-samples", "1", "--out", str(out), *extra)
 
 
-def _check_minif2f_run(out: Path, tiny_model: Path) -> dict:
-    info, attempts = _stored(out)
+def check_minif2f_run(out: Path, tiny_model: Path) -> dict:
+    config, attempts = _stored(out)
     assert sorted({(a.problem, a.index) for a in attempts}) == sorted((a.problem, a.index) for a in attempts)
     assert len(attempts) == 8 and len({a.problem for a in attempts}) == 4
     assert {a.index for a in attempts} == {0, 1}
     assert all(a.status != "proved" for a in attempts)  # outside the fake's fragment: nothing is proved
     assert all(a.model for a in attempts) and all(a.split == "test" for a in attempts)
-    assert info.config["model"] == str(tiny_model) and info.config["problem_set"] == "minif2f-test"
-    assert info.config["strategy"] == "sample" and info.config["budget"]["tokens"] == 16
-    assert info.config["versions"]["torch"] and info.config["date"]
+    assert config["model"] == str(tiny_model) and config["problem_set"] == "minif2f-test"
+    assert config["strategy"] == "sample" and config["budget"]["tokens"] == 16 and config["budget"]["samples"] == 1
+    assert config["versions"]["torch"] and config["date"]
     report = json.loads((out / "report.json").read_text())
     assert report["complete"] and report["overall"]["problems"] == 4
     assert report["overall"]["pass_at_k"]["1"]["value"] == 0.0 and report["overall"]["pass_at_k"]["2"]["value"] == 0.0
@@ -86,25 +90,21 @@ def _check_minif2f_run(out: Path, tiny_model: Path) -> dict:
 
 def test_eval_minif2f_one_process_then_resume(tiny_model, fake_lean_env, tmp_path, capsys):
     out = tmp_path / "runs" / "tiny-minif2f"
-    _minif2f_cli(tiny_model, out)
-    _check_minif2f_run(out, tiny_model)
+    # A first start that fails before any attempt (no such model) does not pin the run to its settings.
+    assert minif2f_cli(tmp_path / "no-such-model", out) == 2
+    assert "no-such-model" in capsys.readouterr().err
+    assert minif2f_cli(tiny_model, out) == 0
+    check_minif2f_run(out, tiny_model)
     table = capsys.readouterr().out
     assert "pass@1" in table and "pass@2" in table
 
-    _minif2f_cli(tiny_model, out)  # resume: everything is done, nothing runs twice
+    assert minif2f_cli(tiny_model, out) == 0  # resume: everything is done, nothing runs twice
     assert "0 attempts recorded, 8 already done" in " ".join(capsys.readouterr().err.split())
     assert len(_stored(out)[1]) == 8
 
-    with pytest.raises(SystemExit) as e:  # same run directory, other strategy: refused, nothing mixed
-        _minif2f_cli(tiny_model, out, "--strategy", "repair")
-    assert e.value.code == 2 and "was started with strategy='sample'" in capsys.readouterr().err
-
-
-def test_eval_minif2f_on_local_ray(tiny_model, fake_lean_env, ray_cluster, tmp_path):
-    out = tmp_path / "runs" / "tiny-minif2f-ray"
-    _minif2f_cli(tiny_model, out, "--ray", "--workers", "1")
-    report = _check_minif2f_run(out, tiny_model)
-    assert report["run"]["distributed"] == "ray"
+    # same run directory, other strategy: refused, nothing mixed
+    assert minif2f_cli(tiny_model, out, "--strategy", "repair") == 2
+    assert "was started with strategy='sample'" in " ".join(capsys.readouterr().err.split())
 
 
 # ------------------------------------------------------------------ fragment problems + scripted backend
@@ -160,13 +160,9 @@ def _expected(k: int) -> float:
     return sum(pass_at_k(4, len(good), k) for _, _, good in FRAGMENT) / len(FRAGMENT)
 
 
-@pytest.mark.parametrize("distributed", ["local", "ray"])
-def test_scripted_fragment_run_gives_exact_pass_at_k(distributed, fragment_jsonl, fake_lean_env, tmp_path, request):
-    if distributed == "ray":
-        request.getfixturevalue("ray_cluster")
-    out = tmp_path / f"fragment-{distributed}"
+def check_scripted_fragment_run(fragment_jsonl: Path, out: Path, ray: bool) -> None:
     spec = EvalSpec(problem_set=str(fragment_jsonl), out=out, k=4, samples=4, budget={"samples": 1},
-                    model="scripted-test-backend", ray=distributed == "ray", workers=2)
+                    model="scripted-test-backend", ray=ray, workers=2)
     result = run_eval(spec, load_config(), backend_factory=make_scripted_backend, progress=False)
     _, attempts = _stored(out)
     assert len(attempts) == 12
@@ -185,6 +181,10 @@ def test_scripted_fragment_run_gives_exact_pass_at_k(distributed, fragment_jsonl
     assert json.loads((out / "report.json").read_text())["overall"]["solved"] == 2
 
 
+def test_scripted_fragment_run_gives_exact_pass_at_k(fragment_jsonl, fake_lean_env, tmp_path):
+    check_scripted_fragment_run(fragment_jsonl, tmp_path / "fragment-local", ray=False)
+
+
 def test_bad_inputs_are_one_line_errors(tmp_path, capsys, fake_lean_env):
     cases = [
         (["eval", "no-such-set", "--model", "m", "--out", str(tmp_path / "a")], "unknown problem set"),
@@ -194,7 +194,26 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys, fake_lean_env):
          "unknown strategy"),
     ]
     for argv, message in cases:
-        with pytest.raises(SystemExit) as e:
-            main(argv)
+        assert cli(*argv) == 2, argv
         err = capsys.readouterr().err
-        assert e.value.code == 2 and message in " ".join(err.split()) and "Traceback" not in err, err
+        assert message in " ".join(err.split()) and "Traceback" not in err, err
+
+
+def test_putnam_answer_settings_change_the_statement_only_when_given(tmp_path):
+    from eval.harness import select_problems
+
+    config = load_config()
+    given = select_problems(EvalSpec("putnambench", out=tmp_path, limit=3, putnam_answers="given"), config)
+    produced = select_problems(EvalSpec("putnambench", out=tmp_path, limit=3, putnam_answers="produced"), config)
+    assert [p.name for p in given] == [p.name for p in produced] and len(given) == 3
+    with_answer = [(g, p) for g, p in zip(given, produced, strict=True) if p.extra.get("answers")]
+    assert with_answer, "the first PutnamBench problems include one that asks for an answer"
+    for g, p in with_answer:
+        abbrev = next(line for line in p.formal_statement.splitlines() if line.startswith("abbrev"))
+        assert abbrev.rstrip().endswith(":= sorry")  # produced: the prover must fill it
+        filled = next(line for line in g.formal_statement.splitlines() if line.startswith("abbrev"))
+        answer = next(iter(p.extra["answers"].values()))["answer"]
+        assert "sorry" not in filled and answer.strip() in g.formal_statement
+    for g, p in zip(given, produced, strict=True):
+        if not p.extra.get("answers"):
+            assert g.formal_statement == p.formal_statement

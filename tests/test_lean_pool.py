@@ -225,3 +225,10 @@ def test_pool_run_cmd_from_threads():
     with ReplPool(FAKE, workers=2, timeout_s=5) as pool, ThreadPoolExecutor(4) as ex:
         results = list(ex.map(lambda i: pool.run_cmd(f"def t{i} := {i}", HEADER), range(10)))
         assert all(r.ok for r in results) and pool.metrics().completed == 10
+
+
+def test_pool_sets_a_lifetime_cpu_backstop():
+    with ReplPool(FAKE, workers=1, timeout_s=5, max_proofs_per_repl=10) as pool:
+        pool.run_cmd("def a := 1")
+        soft, hard = psutil.Process(pool._workers[0].repl.pid).rlimit(psutil.RLIMIT_CPU)
+        assert soft == hard == pool.limits.cpu_s and 0 < soft < 10**6

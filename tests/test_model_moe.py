@@ -7,7 +7,8 @@ import torch
 
 from prover.model import DeepSeekV3, ModelConfig
 from prover.model.balance import expert_counts, expert_load, load_summary, update_bias
-from prover.model.moe import MoE, expert_counts as count_routed, experts_reference, experts_sorted
+from prover.model.moe import MoE, experts_reference, experts_sorted
+from prover.model.moe import expert_counts as count_routed
 
 torch.set_num_threads(1)
 
@@ -89,8 +90,8 @@ def test_fast_path_matches_reference_forward_backward(impl):
 
 def test_fast_path_handles_experts_without_tokens():
     torch.manual_seed(4)
-    E, H, I = 6, 8, 4
-    gate_up, down = torch.randn(E, 2 * I, H), torch.randn(E, H, I)
+    E, H, inter = 6, 8, 4
+    gate_up, down = torch.randn(E, 2 * inter, H), torch.randn(E, H, inter)
     x = torch.randn(5, H)
     idx = torch.tensor([[0, 3], [3, 0], [0, 3], [3, 5], [0, 5]])  # experts 1, 2, 4 get nothing
     w = torch.rand(5, 2)

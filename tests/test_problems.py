@@ -204,6 +204,11 @@ theorem first (n : ℕ) (h : 0 < n) :
 
 def double (n : ℕ) : ℕ := 2 * n  -- context for what follows
 
+def quote : Char := '"'  -- a char literal, not the start of a string
+/- nested /- comments -/
+theorem in_nested_comment : False := by sorry
+-/
+
 lemma proved_already : double 1 = 2 := by
   rfl
 
@@ -238,7 +243,7 @@ def test_lean_file_problems_header_and_context(tmp_path):
         and "theorem first" not in second.header
     )
     assert second.formal_statement == "@[simp] lemma second (n : ℕ) : double n = n + n := by"
-    assert "partial_proof" in third.header
+    assert "partial_proof" in third.header and "def quote" in third.header
     assert third.formal_statement.endswith('(hx : x = "not := sorry".length) : x = 12 := by')
     for p in problems:
         start, end = p.extra["span"]

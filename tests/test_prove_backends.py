@@ -10,12 +10,12 @@ import types
 from dataclasses import dataclass
 
 import pytest
+from test_prove_support import ScriptedServer, tiny_checkpoint_dir
 
 from data.config import ModelSettings
 from prover.errors import ProverError
 from prover.generate import make_backend
 from prover.generate.base import SamplingParams
-from test_prove_support import ScriptedServer
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +24,8 @@ def tiny_backend(tmp_path_factory):
 
     torch.set_num_threads(1)
     from prover.generate.hf import TransformersBackend
-    from prover.model.testing import tiny_checkpoint
 
-    path = tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
-    return TransformersBackend(str(path), device="cpu", batch_size=4)
+    return TransformersBackend(str(tiny_checkpoint_dir(tmp_path_factory)), device="cpu", batch_size=4)
 
 
 PROMPTS = ["theorem t : 1 + 1 = 2 := by", "import Mathlib\ntheorem u (a b : ℕ) : a + b = b + a := by\n  "]
@@ -119,7 +117,7 @@ def test_openai_retries_429_and_gives_up_after_max_retries():
 
 
 def test_openai_timeout_is_retried_then_reported():
-    with ScriptedServer([("", "late")], delay_s=lambda count: 1.5 if count == 1 else 0.0) as server:
+    with ScriptedServer([("", "late")], delay_s=lambda count, body: 1.5 if count == 1 else 0.0) as server:
         client = _client(server.url, timeout_s=0.3, max_retries=1)
         t0 = time.monotonic()
         out = client.generate(["x"], SamplingParams())  # first try times out, the retry answers
@@ -168,7 +166,7 @@ def test_vllm_parameter_mapping_with_a_stand_in_module(monkeypatch):
         def generate(self, prompts, params, use_tqdm=True):
             seen["prompts"], seen["params"] = prompts, params
             outs = []
-            for p, sp in zip(prompts, params, strict=True):
+            for _prompt, sp in zip(prompts, params, strict=True):
                 completions = [types.SimpleNamespace(text=f"s{sp.kw['seed']}", token_ids=[7, 8],
                                                      logprobs=[{7: _Logprob(-0.5)}, {8: _Logprob(-1.5)}],
                                                      finish_reason="length") for _ in range(sp.kw["n"])]

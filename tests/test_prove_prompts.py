@@ -7,7 +7,7 @@ import pytest
 from data.problem import Problem
 from prover.errors import ProverError
 from prover.prompts import load_prompts, statement_text
-from prover.prompts.extract import extract_proof, extract_tactic, lean_blocks, lean_errors, last_lean_block
+from prover.prompts.extract import extract_proof, extract_tactic, last_lean_block, lean_blocks, lean_errors
 
 HEADER = "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\nopen BigOperators Real Nat Topology Rat\n\n"
 P = Problem("mathd_algebra_10", "theorem mathd_algebra_10 {n : ℕ} (h₀ : n = 2) : n + 1 = 3 := by\n", header=HEADER,

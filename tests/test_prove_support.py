@@ -33,12 +33,28 @@ def fake_lean_settings(**overrides: Any):
         "timeout_s", 30), **overrides)
 
 
-Rule = tuple[str, str | list[str]]  # (substring of the prompt, completion or completions cycled per sample)
+# (substring of the prompt, or a tuple of substrings that must all occur; completion, or completions cycled
+# over the samples drawn for that prompt)
+def tiny_checkpoint_dir(tmp_path_factory) -> Path:
+    """One tiny random DeepSeek-V3 checkpoint (prover.model.testing) per test session, shared by these tests."""
+    from filelock import FileLock
+
+    from prover.model.testing import tiny_checkpoint
+
+    path = tmp_path_factory.getbasetemp() / "prove-tiny-ckpt"
+    with FileLock(str(path) + ".lock"):
+        if not (path / "config.json").is_file():
+            tiny_checkpoint(path)
+    return path
+
+
+Rule = tuple[str | tuple[str, ...], str | list[str]]
 
 
 def pick(rules: list[Rule], prompt: str, j: int) -> str:
     for needle, text in rules:
-        if needle in prompt:
+        needles = needle if isinstance(needle, tuple) else (needle,)
+        if all(n in prompt for n in needles):
             return text[j % len(text)] if isinstance(text, list) else text
     return ""
 
@@ -72,10 +88,10 @@ class ScriptedBackend:
 
 class ScriptedServer:
     """OpenAI-compatible completions over real HTTP, scripted. `fail_first`: status codes answered before the
-    first success; `delay_s`: sleep before answering (a number, or a function of the request count)."""
+    first success; `delay_s`: sleep before answering (a number, or a function of (request count, request body))."""
 
     def __init__(self, rules: list[Rule], fail_first: list[int] | None = None,
-                 delay_s: float | Callable[[int], float] = 0.0):
+                 delay_s: float | Callable[[int, dict], float] = 0.0):
         self.rules = rules
         self.fail_first = list(fail_first or [])
         self.delay_s = delay_s
@@ -95,7 +111,7 @@ class ScriptedServer:
                     server.requests.append(body)
                     count = len(server.requests)
                     status = server.fail_first.pop(0) if server.fail_first else 200
-                delay = server.delay_s(count) if callable(server.delay_s) else server.delay_s
+                delay = server.delay_s(count, body) if callable(server.delay_s) else server.delay_s
                 if delay:
                     time.sleep(delay)
                 server.statuses.append(status)

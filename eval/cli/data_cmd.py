@@ -24,7 +24,9 @@ def list_sets(ctx: typer.Context) -> None:
     table = Table(title=f"problem sets (data dir {cfg.data_dir})")
     for column in ("set", "available", "problems", "splits", "description / why unavailable"):
         table.add_column(column, overflow="fold")
-    for s in problem_sets(cfg):
+    with err_console.status("loading the problem sets to count them ..."):
+        statuses = problem_sets(cfg)
+    for s in statuses:
         splits = ", ".join(f"{k} {v}" for k, v in s.splits.items())
         status = "[green]yes[/]" if s.available else "[red]no[/]"
         table.add_row(s.name, status, str(s.count) if s.available else "-", splits,

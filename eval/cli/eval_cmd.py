@@ -70,6 +70,8 @@ def register(app: typer.Typer) -> None:
         ray_address: str = typer.Option(None, "--ray-address", help="Existing Ray cluster ('auto' or host:port); implies --ray."),
         workers: int = typer.Option(None, "--workers", help="Ray generation workers (default: one per GPU / TP group)."),
         max_in_flight: int = typer.Option(None, "--max-in-flight", help="Ray: attempts submitted at once (default 2 per worker)."),
+        worker_concurrency: int = typer.Option(1, "--worker-concurrency", help="Ray: attempts at once per generation "
+                                               "actor; >1 only with a thread-safe backend (openai -> vllm serve)."),
     ) -> None:
         """pass@k of a model + strategy on a problem set; results in a run store, a re-run resumes."""
         from eval.harness import EvalSpec, run_eval
@@ -88,7 +90,7 @@ def register(app: typer.Typer) -> None:
             out=out or _default_out(cfg.run_dir, problem_set, cfg.model.model, strategy, k),
             strategy=strategy, k=k, samples=samples, split=split, limit=limit, putnam_answers=putnam_answers,
             seed=seed, budget=budget, sampling=sampling, options=_options(opt or []), ray=ray or ray_address is not None, ray_address=ray_address,
-            workers=workers, max_in_flight=max_in_flight,
+            workers=workers, max_in_flight=max_in_flight, worker_concurrency=worker_concurrency,
         )
         result = run_eval(spec, cfg)
         console.print(render_table(result.report))

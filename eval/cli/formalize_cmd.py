@@ -33,16 +33,17 @@ def register(app: typer.Typer) -> None:
         """Formalize informal problems; keep statements that compile and are neither inconsistent, false nor
         trivial (Lean-checked), deduplicated; write a problem set with provenance and a drop report."""
         from autoformalize import FormalizeConfig, read_informal, write_problems
-        from autoformalize.formalize import formalize as run, report_path, summarize
+        from autoformalize.formalize import formalize as run
+        from autoformalize.formalize import report_path, summarize
         from data.decontam import Decontaminator
         from lean_env import make_verifier
         from prover.generate import make_backend
 
         cfg = config(ctx, model={"model": model, "backend": backend})
         problems = read_informal(informal, header=header)
-        fcfg = FormalizeConfig(samples=samples, temperature=temperature, max_tokens=max_tokens, header=header,
+        fcfg = FormalizeConfig(samples=samples, temperature=temperature, max_tokens=max_tokens,
                                faithfulness=faithfulness, min_faithfulness=min_faithfulness,
-                               decontaminate=decontaminate, prompts=str(prompts) if prompts else None)
+                               prompts=str(prompts) if prompts else None)
         decon = Decontaminator.from_data_dir(cfg.data_dir) if decontaminate else None
         verifier = make_verifier(cfg.lean)
         gen = make_backend(cfg.model)

@@ -78,15 +78,16 @@ def register(app: typer.Typer) -> None:
                              interaction)
         recipe.prompts()  # a bad --prompts file fails here, before Lean or the model start
         kind = target_kind(target)
+        problems, text, dest = _read_target(target, kind, cfg, split, limit, out, in_place, header)
         verifier = make_verifier(cfg.lean)  # no Lean: LeanNotFound, before loading a model
         try:
             err_console.print(f"loading {cfg.model.model} ({cfg.model.backend})", highlight=False)
             gen = recipe.make_generator()
             try:
                 if kind == "problem_set":
-                    code = _batch(target, cfg, recipe, gen, verifier, k, not all_attempts, out, split, limit)
+                    code = _batch(target, problems, cfg, recipe, gen, verifier, k, not all_attempts, out)
                 else:
-                    code = _interactive(target, kind, recipe, gen, verifier, k, out, in_place, header, no_live)
+                    code = _interactive(problems, text, dest, recipe, gen, verifier, k, no_live)
             finally:
                 gen.close()
         finally:
@@ -94,17 +95,29 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(code)
 
 
-def _interactive(target: str, kind: str, recipe: Any, gen: Any, verifier: Any, k: int, out: Path | None,
-                 in_place: bool, header: str | None, no_live: bool) -> int:
-    from prover.search.live import prove_interactive
-    from prover.search.targets import completed_file_path, fill_file, lean_file_problems, statement_problem
+def _read_target(target: str, kind: str, cfg: Any, split: str | None, limit: int | None, out: Path | None,
+                 in_place: bool, header: str | None) -> tuple[list[Any], str | None, Path | None]:
+    """The problems of TARGET (and, for a .lean file, its text and where the completed file goes)."""
+    from prover.search.targets import completed_file_path, lean_file_problems, statement_problem
 
     if kind == "statement":
-        problems, text, path = [statement_problem(target, header)], None, None
-    else:
+        return [statement_problem(target, header)], None, None
+    if kind == "lean_file":
         path = Path(target)
         dest = completed_file_path(path, out, in_place)
         text, problems = lean_file_problems(path)
+        return problems, text, dest
+    from data import load_problems
+
+    problems = load_problems(target, cfg, split=split)
+    return (problems[:limit] if limit is not None else problems), None, None
+
+
+def _interactive(problems: list[Any], text: str | None, dest: Path | None, recipe: Any, gen: Any, verifier: Any,
+                 k: int, no_live: bool) -> int:
+    from prover.search.live import prove_interactive
+    from prover.search.targets import fill_file
+
     outcomes = prove_interactive(problems, recipe, gen, verifier, k, err_console, live=not no_live)
     proofs = {o.problem.name: o.result.text for o in outcomes if o.proved}
     for o in outcomes:
@@ -117,31 +130,27 @@ def _interactive(target: str, kind: str, recipe: Any, gen: Any, verifier: Any, k
                               f"({o.best.status})", highlight=False)
             if o.best.text:
                 console.print(o.best.text.rstrip(), markup=False, highlight=False)
-    if kind == "lean_file" and text is not None and path is not None:
+    if text is not None and dest is not None:  # a .lean file
         if proofs:
             dest.write_text(fill_file(text, problems, proofs), encoding="utf-8")
             err_console.print(f"{len(proofs)}/{len(problems)} sorry theorems proved; wrote {dest}", highlight=False)
         else:
-            err_console.print(f"0/{len(problems)} sorry theorems proved; {path} left as it was", highlight=False)
+            err_console.print(f"0/{len(problems)} sorry theorems proved; nothing written", highlight=False)
     if any(o.interrupted for o in outcomes):
         return 130
     return 0 if len(proofs) == len(problems) else 1
 
 
-def _batch(target: str, cfg: Any, recipe: Any, gen: Any, verifier: Any, k: int, stop_at_first: bool,
-           out: Path | None, split: str | None, limit: int | None) -> int:
+def _batch(target: str, problems: list[Any], cfg: Any, recipe: Any, gen: Any, verifier: Any, k: int,
+           stop_at_first: bool, out: Path | None) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from data import load_problems
     from data.store import RunStore
     from prover.batch import BoundRecipe, run_batch
 
-    problems = load_problems(target, cfg, split=split)
-    if limit is not None:
-        problems = problems[:limit]
     out = out or cfg.run_dir / re.sub(r"[^A-Za-z0-9_.-]+", "-", f"prove-{Path(target).stem}")
     out.mkdir(parents=True, exist_ok=True)
-    run_config = {"target": target, "split": split, "limit": limit, "strategy": recipe.strategy, "k": k,
+    run_config = {"target": target, "problems": len(problems), "strategy": recipe.strategy, "k": k,
                   "stop_at_first": stop_at_first, "budget": recipe.budget, "sampling": recipe.sampling,
                   "options": recipe.options, "seed": recipe.seed, "model": getattr(gen, "model_id", ""),
                   "backend": cfg.model.backend, "prompts": recipe.prompts_path}

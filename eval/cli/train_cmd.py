@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -54,7 +55,53 @@ def sft(
                     grad_accum=grad_accum, max_length=max_length, save_every=save_every, precision=precision,
                     device=device, bias_update_gamma=bias_gamma, seed=seed, resume=resume, ep=ep)
     result = train_sft(cfg)
-    _print_result(f"sft -> {out}", result.to_dict())
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one table
+        _print_result(f"sft -> {out}", result.to_dict())
+
+
+@app.command("grpo")
+def grpo(
+    ctx: typer.Context,
+    model: str = typer.Option(..., "--model", help="Policy to start from: HF id or checkpoint directory."),
+    problems: str = typer.Option(..., "--problems", help="Training problem set (name, JSONL or HF dataset)."),
+    out: Path = typer.Option(..., "--out", help="Output directory (checkpoints, final model, TensorBoard)."),
+    split: str | None = typer.Option(None, "--split"),
+    steps: int = typer.Option(100, "--steps", min=1),
+    problems_per_step: int = typer.Option(8, "--problems-per-step", min=1),
+    group_size: int = typer.Option(8, "--group-size", "-G", min=2, help="Samples per problem."),
+    lr: float = typer.Option(1e-6, "--lr"),
+    clip: float = typer.Option(0.2, "--clip", help="PPO ratio clip epsilon."),
+    kl: float = typer.Option(0.0, "--kl", help="KL coefficient to the frozen starting model (k3)."),
+    ppo_epochs: int = typer.Option(1, "--ppo-epochs", min=1),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Sequences per forward/backward."),
+    temperature: float = typer.Option(1.0, "--temperature"),
+    top_p: float = typer.Option(1.0, "--top-p"),
+    max_tokens: int = typer.Option(512, "--max-tokens", min=1),
+    format_reward: float = typer.Option(0.0, "--format-reward", help="Reward for a well-formed candidate proof."),
+    prompt: str = typer.Option("complete", "--prompt", help="Prompt template (complete | cot)."),
+    prompts: Path | None = typer.Option(None, "--prompts", help="TOML overriding the prompt templates."),
+    sampler: str = typer.Option("auto", "--sampler", help="auto (vLLM on GPU when installed) | transformers | vllm."),
+    async_verify: bool = typer.Option(True, "--async-verify/--no-async-verify",
+                                      help="Verify batch t while batch t+1 is sampled."),
+    save_every: int = typer.Option(0, "--save-every", min=0),
+    precision: str = typer.Option("auto", "--precision"),
+    device: str = typer.Option("auto", "--device"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """GRPO with a Lean-verified binary reward (the sound Verifier), group-normalized advantages."""
+    from prover.train.grpo import GRPOConfig, train_grpo
+
+    cfg = config(ctx)
+    gcfg = GRPOConfig(model=model, problems=problems, out=str(out), split=split, steps=steps,
+                      problems_per_step=problems_per_step, group_size=group_size, lr=lr, clip_eps=clip, kl_coef=kl,
+                      ppo_epochs=ppo_epochs, micro_batch_size=batch_size, temperature=temperature, top_p=top_p,
+                      max_new_tokens=max_tokens, format_reward=format_reward, prompt_kind=prompt,
+                      prompts=str(prompts) if prompts else None, sampler=sampler, async_verify=async_verify,
+                      save_every=save_every, precision=precision, device=device, seed=seed)
+    result = train_grpo(gcfg, cfg).to_dict()
+    timings = result.pop("timings")
+    _print_result(f"grpo -> {out}", {k: v for k, v in result.items() if not k.endswith("history")}
+                  | {f"time {k}": v for k, v in timings.items()})
 
 
 @app.command("data")

@@ -18,7 +18,7 @@ from prover.generate.base import Completion, Prompt, SamplingParams
 
 class TransformersBackend:
     def __init__(self, model: str | Path | Any, tokenizer: Any = None, device: str = "auto", dtype: str = "auto",
-                 batch_size: int = 32, model_id: str | None = None):
+                 batch_size: int = 32, model_id: str | None = None, ignore_eos: bool = False):
         import torch
 
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
@@ -32,6 +32,7 @@ class TransformersBackend:
         self.batch_size = batch_size
         self.model_id = model_id or type(model).__name__
         self.gen_seconds = 0.0  # time spent in generate, for cost accounting
+        self.ignore_eos = ignore_eos  # benchmarks: always generate max_tokens
 
     def format_chat(self, text: str) -> str:
         """One user turn through the tokenizer's chat template; the text itself when there is none."""
@@ -76,7 +77,7 @@ class TransformersBackend:
 
         dev = self.device
         pad = self._pad_id()
-        eos = self._eos_ids()
+        eos = set() if self.ignore_eos else self._eos_ids()
         width = max(len(p) for p in prompts)
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=dev)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=dev)

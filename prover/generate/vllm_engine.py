@@ -31,10 +31,11 @@ class VLLMBackend:
     def __init__(self, model: str | Path, tensor_parallel_size: int = 1, dtype: str = "auto",
                  enable_prefix_caching: bool = True, skip_tokenizer_init: bool = False,
                  gpu_memory_utilization: float = 0.85, max_model_len: int | None = None, seed: int = 0,
-                 **engine_args: Any):
+                 extra_sampling: dict[str, Any] | None = None, **engine_args: Any):
         vllm = import_vllm()
         self.model_id = str(model)
         self.skip_tokenizer_init = skip_tokenizer_init
+        self.extra_sampling = dict(extra_sampling or {})  # e.g. {"ignore_eos": True} for benchmarks
         args = dict(model=str(model), tensor_parallel_size=tensor_parallel_size, dtype=dtype,
                     enable_prefix_caching=enable_prefix_caching, skip_tokenizer_init=skip_tokenizer_init,
                     gpu_memory_utilization=gpu_memory_utilization, seed=seed, trust_remote_code=False, **engine_args)
@@ -64,7 +65,7 @@ class VLLMBackend:
         return self._vllm.SamplingParams(
             n=n, temperature=params.temperature, top_p=1.0 if params.temperature <= 0 else params.top_p,
             max_tokens=params.max_tokens, seed=seed, stop=list(params.stop) or None,
-            logprobs=0 if params.logprobs else None, detokenize=not self.skip_tokenizer_init)
+            logprobs=0 if params.logprobs else None, detokenize=not self.skip_tokenizer_init, **self.extra_sampling)
 
     def generate(self, prompts: list[Prompt], params: SamplingParams, n: int = 1) -> list[list[Completion]]:
         if self.llm is None:

@@ -132,6 +132,9 @@ class MLA(nn.Module):
         self.kv_a_layernorm = RMSNorm(self.kv_lora_rank, cfg.rms_norm_eps)
         self.kv_b_proj = nn.Linear(self.kv_lora_rank, self.n_heads * (self.nope + self.v_dim), bias=False)
         self.o_proj = nn.Linear(self.n_heads * self.v_dim, H, bias=bias)
+        # Pad v to the qk head dim on GPU (for kernels that need equal dims)? Measured on H100 with cuDNN SDPA
+        # (docs/BENCHMARKS.md): unpadded is slightly faster, so off by default.
+        self.pad_v = False
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
                 cache: LatentCache | None = None) -> torch.Tensor:
@@ -152,13 +155,13 @@ class MLA(nn.Module):
 
     def _expanded(self, q_nope, q_pe, kv, k_pe, mask) -> torch.Tensor:
         """Expand the latent to per-head k/v and use SDPA (flash/cuDNN kernels on GPU)."""
-        B, S, T = q_nope.shape[0], q_nope.shape[1], kv.shape[1]
+        B, T = q_nope.shape[0], kv.shape[1]
         k_nope, v = self.kv_b_proj(kv).view(B, T, self.n_heads, self.nope + self.v_dim).split(
             [self.nope, self.v_dim], dim=-1)
         q = torch.cat((q_nope, q_pe), dim=-1).transpose(1, 2)
         k = torch.cat((k_nope, k_pe.unsqueeze(2).expand(B, T, self.n_heads, self.rope)), dim=-1).transpose(1, 2)
         v = v.transpose(1, 2)
-        pad = self.qk_dim - self.v_dim if (q.is_cuda and self.v_dim < self.qk_dim) else 0
+        pad = self.qk_dim - self.v_dim if (self.pad_v and q.is_cuda and self.v_dim < self.qk_dim) else 0
         if pad:  # flash attention wants equal head dims: pad v with zeros, slice the output
             v = F.pad(v, (0, pad))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, scale=self.scale)

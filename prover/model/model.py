@@ -108,6 +108,14 @@ class DeepSeekV3(nn.Module):
             elif isinstance(m, RMSNorm) and m.weight.device.type != "meta":
                 m.weight.fill_(1.0)
 
+    def compile_blocks(self, **compile_kwargs: Any) -> DeepSeekV3:
+        """torch.compile each decoder block (identical blocks share one compiled graph) and the loss; the
+        Python loop over layers, the cache and generation stay eager."""
+        for block in [*self.model.layers, *self.mtp]:
+            block.compile(**compile_kwargs)
+        self._loss = torch.compile(causal_lm_loss, **compile_kwargs)
+        return self
+
     def set_moe_impl(self, impl: str) -> None:
         """"auto" | "grouped" | "batched" | "reference" for every MoE layer."""
         for m in self.modules():
@@ -168,10 +176,11 @@ class DeepSeekV3(nn.Module):
         out = CausalLMOutput(logits=logits, cache=cache, hidden_states=hidden, aux_loss=aux_total)
         if labels is None:
             return out
-        out.lm_loss = causal_lm_loss(logits, labels)
+        loss_fn = getattr(self, "_loss", causal_lm_loss)
+        out.lm_loss = loss_fn(logits, labels)
         loss = out.lm_loss
         if len(self.mtp) and self.config.mtp_loss_weight > 0:
-            out.mtp_loss, mtp_aux = self._mtp_loss(hidden, input_ids, labels, attention_mask, position_ids)
+            out.mtp_loss, mtp_aux = self._mtp_loss(hidden, input_ids, labels, attention_mask, position_ids, loss_fn)
             loss = loss + self.config.mtp_loss_weight * out.mtp_loss
             if mtp_aux is not None:
                 aux_total = mtp_aux if aux_total is None else aux_total + mtp_aux
@@ -197,7 +206,7 @@ class DeepSeekV3(nn.Module):
         return allowed.unsqueeze(1)
 
     def _mtp_loss(self, hidden: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
-                  attention_mask: torch.Tensor | None, position_ids: torch.Tensor
+                  attention_mask: torch.Tensor | None, position_ids: torch.Tensor, loss_fn=None,
                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Depth k sees h_i (k-1 levels deep) and the embedding of token i+k, and predicts token i+k+1."""
         losses, aux_total = [], None
@@ -217,7 +226,7 @@ class DeepSeekV3(nn.Module):
             if aux is not None:
                 aux_total = aux if aux_total is None else aux_total + aux
             logits = self.lm_head(layer.shared_head.norm(h))
-            losses.append(causal_lm_loss(logits, labels[:, k:]))
+            losses.append((loss_fn or causal_lm_loss)(logits, labels[:, k:]))
         if not losses:
             return hidden.new_zeros(()), aux_total
         return torch.stack(losses).mean(), aux_total
@@ -244,13 +253,12 @@ class DeepSeekV3(nn.Module):
         for _ in range(max_new_tokens):
             logits = self(tokens, attention_mask=mask, cache=cache, logits_to_keep=1).logits[:, -1].float()
             nxt = sample_next(logits, temperature, top_p, generator)
-            nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
-            out = torch.cat((out, nxt[:, None]), dim=1)
+            out = torch.cat((out, torch.where(done, torch.full_like(nxt, pad), nxt)[:, None]), dim=1)
             if len(eos_ids):
                 done = done | torch.isin(nxt, eos_ids)
                 if bool(done.all()):
                     break
-            tokens = nxt[:, None]
+            tokens = nxt[:, None]  # finished rows keep decoding (discarded): the batch stays rectangular
             mask = torch.cat((mask, torch.ones_like(tokens)), dim=1)
         return out
 

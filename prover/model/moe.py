@@ -62,9 +62,15 @@ class Router(nn.Module):
             biased = scores + self.e_score_correction_bias
             T, E = biased.shape
             grouped = biased.view(T, self.n_group, E // self.n_group)
-            group_scores = grouped.topk(2, dim=-1).values.sum(-1)  # a group's score: its two best experts
-            keep = torch.zeros_like(group_scores, dtype=torch.bool)
-            keep.scatter_(1, group_scores.topk(self.topk_group, dim=-1, sorted=False).indices, True)
+            # A group's score is the sum of its two best experts; the `topk_group` best groups stay open.
+            # Written with max / comparisons instead of two small topk calls so torch.compile fuses it.
+            best, arg = grouped.max(-1)
+            second = grouped.scatter(-1, arg.unsqueeze(-1), float("-inf")).max(-1).values
+            group_scores = best + second
+            g = torch.arange(self.n_group, device=x.device)
+            beats = (group_scores.unsqueeze(1) > group_scores.unsqueeze(2)) | (
+                (group_scores.unsqueeze(1) == group_scores.unsqueeze(2)) & (g.view(1, 1, -1) < g.view(1, -1, 1)))
+            keep = beats.sum(-1) < self.topk_group  # [T, G]: fewer than topk_group groups rank above
             biased = biased.masked_fill(~keep.unsqueeze(-1).expand_as(grouped).reshape(T, E), float("-inf"))
             indices = biased.topk(self.top_k, dim=-1, sorted=False).indices
         weights = scores.gather(1, indices)
@@ -76,17 +82,17 @@ class Router(nn.Module):
 class RoutedExperts(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        E, H, I = cfg.n_routed_experts, cfg.hidden_size, cfg.moe_intermediate_size
+        E, H, inter = cfg.n_routed_experts, cfg.hidden_size, cfg.moe_intermediate_size
         self.num_experts = E
-        self.gate_up_proj = nn.Parameter(torch.empty(E, 2 * I, H))  # rows [0, I): gate_proj, [I, 2I): up_proj
-        self.down_proj = nn.Parameter(torch.empty(E, H, I))
+        self.gate_up_proj = nn.Parameter(torch.empty(E, 2 * inter, H))  # rows [0, inter): gate_proj, then up_proj
+        self.down_proj = nn.Parameter(torch.empty(E, H, inter))
 
     def forward(self, x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor, counts: torch.Tensor,
                 impl: str = "auto") -> torch.Tensor:
         if impl == "reference":
             return experts_reference(x, indices, weights, self.gate_up_proj, self.down_proj)
         if impl == "auto":
-            impl = "grouped" if grouped_mm_supported(x) else "batched"
+            impl = "grouped" if (x.is_cuda and x.dtype == torch.bfloat16 and _cuda_has_grouped_mm()) else "batched"
         return experts_sorted(x, indices, weights, self.gate_up_proj, self.down_proj, counts, impl)
 
 
@@ -167,21 +173,50 @@ class Segments:
 
 def experts_sorted(x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor, gate_up: torch.Tensor,
                    down: torch.Tensor, counts: torch.Tensor, impl: str) -> torch.Tensor:
-    """Sort token copies by expert, two grouped GEMMs, un-sort, weighted sum over the K copies of a token."""
+    """Sort token copies by expert, two grouped GEMMs, then sum each token's K weighted copies."""
     T, K = indices.shape
     flat = indices.reshape(-1)
     order = flat.argsort(stable=True)  # sorted row r holds copy order[r] = token * K + slot
+    inverse = torch.empty_like(order).scatter_(0, order, torch.arange(T * K, device=x.device))
     offs = counts.cumsum(0)
     expert = flat[order]
     seg = Segments(counts, offs.to(torch.int32), expert, torch.arange(T * K, device=x.device) - (offs - counts)[expert])
     gemm = grouped_gemm if impl == "grouped" else batched_gemm
-    xs = x[order // K]
+    xs = _Dispatch.apply(x, order // K, inverse, K)
     gate, up = gemm(xs, gate_up, seg).chunk(2, dim=-1)
-    ys = gemm(F.silu(gate) * up, down, seg)
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(T * K, device=x.device)
-    y = ys[inverse].view(T, K, -1)  # back to (token, slot) order
-    return torch.bmm(weights.to(y.dtype).unsqueeze(1), y).squeeze(1)
+    # Weighting before down_proj (it is linear) leaves the combine a plain sum: no batched K-by-1 matmul.
+    h = F.silu(gate) * up * weights.reshape(-1)[order].to(x.dtype).unsqueeze(-1)
+    return _Combine.apply(gemm(h, down, seg), order // K, inverse, K)
+
+
+class _Dispatch(torch.autograd.Function):
+    """x [T, H] -> its K copies in expert order [T*K, H]. Backward sums the copies through the inverse
+    permutation (gathers only: no atomics, no index_put sort)."""
+
+    @staticmethod
+    def forward(ctx, x, token_of_row, inverse, k):
+        ctx.save_for_backward(inverse)
+        ctx.k = k
+        return x.index_select(0, token_of_row)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inverse,) = ctx.saved_tensors
+        return grad.index_select(0, inverse).view(-1, ctx.k, grad.shape[-1]).sum(1), None, None, None
+
+
+class _Combine(torch.autograd.Function):
+    """Expert-ordered rows [T*K, H] -> per-token sums [T, H]: the adjoint of `_Dispatch`."""
+
+    @staticmethod
+    def forward(ctx, rows, token_of_row, inverse, k):
+        ctx.save_for_backward(token_of_row)
+        return rows.index_select(0, inverse).view(-1, k, rows.shape[-1]).sum(1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (token_of_row,) = ctx.saved_tensors
+        return grad.index_select(0, token_of_row), None, None, None
 
 
 def grouped_gemm(x: torch.Tensor, w: torch.Tensor, seg: Segments) -> torch.Tensor:
@@ -198,6 +233,11 @@ def batched_gemm(x: torch.Tensor, w: torch.Tensor, seg: Segments) -> torch.Tenso
     buf = buf.index_put((seg.expert, seg.row_in_expert), x)
     out = torch.bmm(buf, w.transpose(-2, -1))
     return out[seg.expert, seg.row_in_expert]
+
+
+@torch.compiler.assume_constant_result  # a fact about the machine: no graph break, no guard
+def _cuda_has_grouped_mm() -> bool:
+    return hasattr(torch, "_grouped_mm") and torch.cuda.is_available() and torch.cuda.get_device_capability() >= (9, 0)
 
 
 def grouped_mm_supported(x: torch.Tensor) -> bool:

@@ -7,7 +7,12 @@ tokens exchanged with all-to-all) composed with FSDP2 for the dense parts; gathe
     save_pretrained(model, "out")                      # rank 0 writes the usual HF DeepSeek-V3 checkpoint
 """
 
-from prover.parallel.checkpoint import full_state_dict, save_pretrained
+from prover.parallel.checkpoint import (
+    full_state_dict,
+    gather_expert_state,
+    local_expert_state,
+    save_pretrained,
+)
 from prover.parallel.expert_parallel import (
     CommTimer,
     ExpertParallelExperts,
@@ -24,7 +29,9 @@ __all__ = [
     "all_to_all",
     "clip_grad_norm_",
     "full_state_dict",
+    "gather_expert_state",
     "gather_expert_weights",
+    "local_expert_state",
     "parallelize",
     "save_pretrained",
     "set_comm_timer",

@@ -181,6 +181,20 @@ def set_comm_timer(model: nn.Module, timer: CommTimer | None) -> None:
         m.timer = timer
 
 
+EXPERT_PARAMS = ("gate_up_proj", "down_proj")
+
+
+def gather_rows(m: ExpertParallelExperts, t: torch.Tensor, keep: bool) -> torch.Tensor | None:
+    """A per-expert tensor of layer `m` ([E/ep, ...], maybe FSDP-sharded) made whole ([E, ...], CPU) where
+    `keep`. Collective over `m`'s EP group (and FSDP's mesh)."""
+    local = t.detach()
+    if hasattr(local, "full_tensor"):  # FSDP-sharded over the orthogonal data-parallel dim
+        local = local.full_tensor()
+    parts = [torch.empty_like(local) for _ in range(m.ep_size)]
+    dist.all_gather(parts, local.contiguous(), group=m.group)
+    return torch.cat(parts).cpu() if keep else None
+
+
 def gather_expert_weights(model: nn.Module, dst: int | None = 0) -> dict[str, torch.Tensor]:
     """Full [E, ...] routed-expert tensors under their state-dict names, on the CPU, gathered over each layer's
     EP group (and over FSDP's shards first). Every rank must call it; returns them on global rank `dst` (every
@@ -188,20 +202,16 @@ def gather_expert_weights(model: nn.Module, dst: int | None = 0) -> dict[str, to
     out: dict[str, torch.Tensor] = {}
     keep = dst is None or dist.get_rank() == dst
     for name, m in expert_modules(model):
-        for pname in ("gate_up_proj", "down_proj"):
-            local = getattr(m, pname).detach()
-            if hasattr(local, "full_tensor"):  # FSDP-sharded over the orthogonal data-parallel dim
-                local = local.full_tensor()
-            parts = [torch.empty_like(local) for _ in range(m.ep_size)]
-            dist.all_gather(parts, local.contiguous(), group=m.group)
+        for pname in EXPERT_PARAMS:
+            full = gather_rows(m, getattr(m, pname), keep)
             if keep:
-                out[_clean(f"{name}.{pname}")] = torch.cat(parts).cpu()
+                out[clean_name(f"{name}.{pname}")] = full
     return out
 
 
 _WRAPPERS = {"_orig_mod", "_checkpoint_wrapped_module", "module"}
 
 
-def _clean(name: str) -> str:
+def clean_name(name: str) -> str:
     """State-dict name as the unwrapped model has it (drops torch.compile / checkpoint / DDP wrapper parts)."""
     return ".".join(part for part in name.split(".") if part not in _WRAPPERS)

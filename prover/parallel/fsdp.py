@@ -17,6 +17,8 @@ meshes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -62,11 +64,13 @@ def parallelize(model: nn.Module, ep: int = 1, device: torch.device | str = "cpu
 
 
 @torch.no_grad()
-def clip_grad_norm_(model: nn.Module, max_norm: float) -> torch.Tensor:
-    """Scale all gradients so that their global 2-norm is at most `max_norm`; returns the norm before clipping
-    (a plain tensor, the same on every rank). For models from `parallelize` (local shards disjoint across
-    ranks) or unsharded single-process models."""
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
+def clip_grad_norm_(parameters: nn.Module | Iterable[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """torch's `clip_grad_norm_` (2-norm) for the models `parallelize` makes: scale all gradients so that their
+    global norm is at most `max_norm`; returns the norm before clipping, a plain tensor equal on every rank.
+    Takes a module or its parameters. Correct wherever each rank's local shards are disjoint (FSDP2 with or
+    without EP) or nothing is sharded (one process); not for replicated DTensors (DDP-style meshes)."""
+    params = parameters.parameters() if isinstance(parameters, nn.Module) else parameters
+    grads = [p.grad for p in params if p.grad is not None]
     local = [g.to_local() if hasattr(g, "to_local") else g for g in grads]
     if not local:
         return torch.zeros(())

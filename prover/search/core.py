@@ -77,7 +77,6 @@ class Search:
         self.sampling = sampling or SamplingParams()
         self.options = dict(options or {})
         self.parent = parent
-        self.root = parent.root if parent else self
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.samples = 0
@@ -190,11 +189,12 @@ class Search:
     def offer(self, text: str, verdict: Verdict | None, kind: str, score: float) -> None:
         """A candidate for "best result so far" of the whole attempt (what Ctrl-C prints). Higher score wins:
         a verified proof beats a compiling sketch (fewer open sorries first) beats a failed candidate."""
-        root = self.root
-        if root.best is None or score > root.best[0]:
-            root.best = (score, text, verdict, kind)
-            root.event("best", text=text, status=verdict.status.value if verdict else "none", what=kind,
-                       score=score)
+        if self.parent is not None:
+            return  # a lemma's proof is not a result for the problem; its parent offers the recomposition
+        if self.best is None or score > self.best[0]:
+            self.best = (score, text, verdict, kind)
+            status = verdict.status.value if verdict else "partial"  # a sketch with some lemmas substituted
+            self.event("best", text=text, status=status, what=kind, score=score)
 
     def timings(self, wall_s: float) -> dict[str, float]:
         gpu = getattr(self.backend, "device", "")

@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 STATUS_STYLE = {"proved": "bold green", "failed": "red", "unsound": "magenta", "timeout": "yellow",
-                "crashed": "yellow", "open": "cyan", "none": "dim"}
+                "crashed": "yellow", "open": "cyan", "none": "dim", "partial": "cyan"}
 
 
 @dataclass

@@ -50,18 +50,55 @@ def statement_problem(statement: str, header: str | None = None, name: str | Non
 
 
 def lean_file_problems(path: Path) -> tuple[str, list[Any]]:
-    """The file text and its `theorem ... := by sorry` problems (data.lean_file)."""
+    """The file text and every theorem with a sorry in it, in file order: `theorem ... := by sorry` problems
+    (data.lean_file), and theorems whose proof is a sketch with sorries inside, which carry that sketch in
+    `extra["sketch"]` (they are completed by decomposition from the given sketch)."""
+    from data.errors import DataError
     from data.lean_file import parse_lean
 
     text = path.read_text(encoding="utf-8")
     try:
-        return text, parse_lean(text, str(path))
-    except Exception as e:
-        from data.errors import DataError
-
-        if isinstance(e, DataError):
+        whole = parse_lean(text, str(path))
+    except DataError as e:
+        if "nothing left to prove" not in str(e):
             raise
-        raise ProverError(f"{path}: cannot read its theorems ({e})") from None
+        whole = []
+    problems = whole + sketch_problems(text, whole, str(path))
+    if not problems:
+        raise DataError(f"{path}: no theorem with a `sorry` found (nothing left to prove)")
+    return text, sorted(problems, key=lambda p: p.extra["span"][0])
+
+
+def sketch_problems(text: str, whole: list[Any], path: str) -> list[Any]:
+    """Theorems whose proof contains `sorry` but is not just `sorry`: one problem each, with the sketch."""
+    from data.problem import Problem
+    from lean_env.decompose import sorry_offsets
+    from lean_env.text import declarations, split_header
+
+    taken = {p.name for p in whole}
+    header = split_header(text)[0]
+    decls = declarations(text)
+    out = []
+    for d in decls:
+        if d.kind not in ("theorem", "lemma") or d.sig_end is None or d.full_name in taken:
+            continue
+        body = text[d.sig_end:d.end]
+        if not sorry_offsets(body) or re.fullmatch(r"\s*(by\s+)?sorry\s*", _strip(body)):
+            continue
+        context = "".join(text[c.start:c.end] for c in decls
+                          if c.end <= d.start and not sorry_offsets(text[c.start:c.end]))
+        decl = text[d.keyword:d.end].rstrip()  # attributes and docstring before the keyword stay as they are
+        out.append(Problem(name=d.full_name, formal_statement=text[d.keyword:d.sig_end] + " by",
+                           header=header + context, source=path,
+                           extra={"path": path, "line": text.count("\n", 0, d.start) + 1,
+                                  "span": [d.keyword, d.keyword + len(decl)], "decl": decl, "sketch": decl + "\n"}))
+    return out
+
+
+def _strip(body: str) -> str:
+    from lean_env.text import strip_comments
+
+    return strip_comments(body)
 
 
 def completed_file_path(path: Path, out: Path | None, in_place: bool) -> Path:

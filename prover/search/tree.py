@@ -20,10 +20,29 @@ from prover.search.core import BudgetExhausted, Search, no_candidate
 
 def run_tree(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
     session = search.options.get("session")
-    if session is None:
-        from prover.errors import ProverError
+    if session is not None:
+        return _search(search, session)
+    session = _session_beside(search.verifier)
+    try:
+        return _search(search, session)
+    finally:
+        session.close()
 
+
+def _session_beside(verifier: Any) -> Any:
+    """Without a session given: a REPL session running the same REPL program as the verifier's pool."""
+    from lean_env.interaction import ReplSession
+    from lean_env.repl import Repl
+    from prover.errors import ProverError
+
+    pool = getattr(verifier, "pool", None)
+    if pool is None or not getattr(pool, "command", None):
         raise ProverError("the tree strategy needs a proof session (`--interaction repl|dojo`)")
+    repl = Repl(pool.command, pool.cwd, pool.timeout_s, pool.memory_mb)
+    return ReplSession(repl, own_repl=True)
+
+
+def _search(search: Search, session: Any) -> tuple[str, Verdict, dict[str, Any]]:
     width = int(search.options.get("width", 8))
     max_expansions = int(search.options.get("max_expansions", 64))
     problem = search.problem

@@ -99,16 +99,17 @@ def moe_after_step(model: torch.nn.Module, gamma: float, process_group: Any = No
 
     inner = unwrap(model)
     if gamma > 0:
-        stats = balance.update_bias(inner, gamma, process_group=process_group)
+        counts = balance.update_bias(inner, gamma, process_group=process_group)  # the counts it used
     else:  # still report (and reset) the load
         counts = balance.expert_counts(inner)
         if process_group is not None:
             import torch.distributed as dist
 
             dist.all_reduce(counts, group=process_group)
-        stats = balance.load_summary(counts)
         balance.reset_counts(inner)
-    return {f"expert_load/{k}": v for k, v in stats.items()}
+    if counts.numel() == 0:
+        return {}
+    return {f"expert_load/{k}": v for k, v in balance.load_summary(counts).items()}
 
 
 def rng_state() -> dict[str, Any]:

@@ -68,11 +68,9 @@ def _blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
             if mod is None:
                 break
         if isinstance(mod, torch.nn.ModuleList):
-            blocks = list(mod)
-            mtp = getattr(model, "mtp", None)  # DeepSeek-V3 multi-token-prediction modules shard the same way
-            if isinstance(mtp, torch.nn.ModuleList):
-                blocks += list(mtp)
-            return blocks
+            # DeepSeek-V3's MTP modules stay with the root unit: the model calls their submodules (enorm,
+            # eh_proj) directly, outside the module's own forward, where a per-module FSDP unit gathers.
+            return list(mod)
     return []
 
 

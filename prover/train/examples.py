@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from data.problem import Problem
-from data.sft_dataset import BuildReport, build_sft_dataset, examples_from_attempts, read_examples, verified_attempts
+from data.sft_dataset import (
+    BuildReport,
+    build_sft_dataset,
+    examples_from_attempts,
+    read_examples,
+    verified_attempts,
+)
 from lean_env import text as lean_text
 from prover.prompts import PromptSet, load_prompts
 
@@ -104,7 +110,7 @@ def make_renderer(problems: dict[str, Problem] | None = None, prompts: PromptSet
 
 
 def build_dataset(
-    runs: Iterable[str | Path],
+    stores: Iterable[str | Path],
     out: str | Path,
     config: Any,
     examples: Iterable[str | Path] = (),
@@ -114,13 +120,15 @@ def build_dataset(
     threshold: float = 0.5,
     near_dup: float | None = 0.9,
     prompts: PromptSet | None = None,
+    runs: Iterable[str] | None = None,
 ) -> BuildReport:
-    """Verified proofs of the run stores + example files -> deduplicated, decontaminated dataset at `out`."""
+    """Verified proofs of the run stores (all their runs, or those named in `runs`) + example files ->
+    deduplicated, decontaminated dataset at `out`."""
     from data import load_problems
     from data.decontam import Decontaminator
 
     by_name = {p.name: p for p in load_problems(problems, config)} if problems else {}
-    records = examples_from_attempts(verified_attempts(list(runs)), make_renderer(by_name, prompts))
+    records = examples_from_attempts(verified_attempts(list(stores), runs), make_renderer(by_name, prompts))
     for path in examples:
         records += read_examples(path)
     decon = None

@@ -301,6 +301,7 @@ class GRPOTrainer:
             self.rewards = list(state["extra"].get("rewards", []))
             self.passes = list(state["extra"].get("passes", []))
         self.log = MetricLog(self.out, enabled=env.is_main)
+        self._verdicts: dict[tuple[str, str], bool] = {}  # (problem, proof) -> proved
         self.timings = {"generate_s": 0.0, "verify_wait_s": 0.0, "verify_s": 0.0, "update_s": 0.0}
 
     # ---- one batch of samples
@@ -349,13 +350,18 @@ class GRPOTrainer:
         return out
 
     def score(self, r: Rollout) -> tuple[list[float], list[bool], float]:
-        """Rewards (1 per verified proof, + format reward), verified flags, verification wall time."""
+        """Rewards (1 per verified proof, + format reward), verified flags, verification wall time. Identical
+        (problem, proof) pairs are verified once: Lean's verdict on the same text does not change (timeouts and
+        crashes are not remembered)."""
         t0 = time.perf_counter()
-        jobs = [(i, (r.problems[r.group[i]], proof)) for i, proof in enumerate(r.proofs) if proof is not None]
-        verdicts = self.verifier.verify_many([j for _, j in jobs]) if jobs else []
-        proved = [False] * len(r.proofs)
-        for (i, _), v in zip(jobs, verdicts, strict=True):
-            proved[i] = bool(v.proved)
+        keys = [(r.problems[r.group[i]].name, proof) for i, proof in enumerate(r.proofs)]
+        todo = {k: r.problems[r.group[i]] for i, k in enumerate(keys) if k[1] is not None and k not in self._verdicts}
+        verdicts = self.verifier.verify_many([(p, k[1]) for k, p in todo.items()]) if todo else []
+        for k, v in zip(todo, verdicts, strict=True):
+            if v.status in ("proved", "failed", "unsound"):
+                self._verdicts[k] = bool(v.proved)
+        fresh = {k: bool(v.proved) for k, v in zip(todo, verdicts, strict=True)}
+        proved = [k[1] is not None and self._verdicts.get(k, fresh.get(k, False)) for k in keys]
         rewards = [float(ok) + (self.cfg.format_reward if proof is not None else 0.0)
                    for ok, proof in zip(proved, r.proofs, strict=True)]
         return rewards, proved, time.perf_counter() - t0

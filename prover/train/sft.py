@@ -142,10 +142,7 @@ class StepOrder:
         return out
 
 
-def _load_examples(cfg: SFTConfig, tokenizer) -> list[dict[str, list[int]]]:
-    from data.sft_dataset import load_sft_dataset
-
-    ds = load_sft_dataset(cfg.data)
+def _load_examples(cfg: SFTConfig, tokenizer, ds) -> list[dict[str, list[int]]]:
     examples = [tokenize_example(tokenizer, r["prompt"], r["completion"], cfg.max_length) for r in ds]
     examples = [e for e in examples if e is not None]
     if not examples:
@@ -169,8 +166,11 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
     seed_everything(cfg.seed)
     out = Path(cfg.out)
     resume_from = latest_checkpoint(out) if cfg.resume else None
+    from data.sft_dataset import load_sft_dataset
+
+    ds = load_sft_dataset(cfg.data)  # before any model download: a bad path fails fast
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
-    examples = _load_examples(cfg, tokenizer)
+    examples = _load_examples(cfg, tokenizer, ds)
 
     model = load_policy(str(resume_from or cfg.model), env.device)
     model.train()

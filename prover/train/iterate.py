@@ -1,0 +1,146 @@
+"""Expert iteration (DeepSeek-Prover V1/V1.5/V2 stage 1): rounds of prove -> collect verified proofs -> build
+the SFT dataset (every verified proof so far, deduplicated, decontaminated) -> SFT from the current checkpoint ->
+prove again with the new one.
+
+Everything lives under one output directory: `store.sqlite` (run `round-R` holds round R's attempts; run
+`iterate` holds the loop's state: current checkpoint and per-round numbers, via `set_meta`), and
+`round-R/dataset`, `round-R/model` (an HF checkpoint). Rerunning the same command resumes: finished rounds are
+skipped, an interrupted prove phase continues where the store stops, an interrupted SFT resumes from its last
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from data.errors import DataError
+
+LOOP_RUN = "iterate"
+
+
+@dataclass
+class IterateConfig:
+    problems: str
+    model: str
+    rounds: int
+    out: str
+    attempts: int = 8  # per problem per round
+    strategy: str = "sample"
+    max_tokens: int = 1024
+    temperature: float = 1.0
+    top_p: float = 0.95
+    stop_at_first: bool = False
+    seed: int = 0
+    sft_steps: int | None = None
+    sft_epochs: float = 1.0
+    lr: float = 1e-5
+    batch_size: int = 4
+    max_length: int = 2048
+    device: str = "auto"
+    decontaminate: bool = True
+    tokenizer: str | None = None
+
+
+def round_name(r: int) -> str:
+    return f"round-{r}"
+
+
+def run_iterations(icfg: IterateConfig, config: Any, verifier: Any = None, progress: bool = True) -> list[dict]:
+    """Run (or resume) the rounds; returns one summary per finished round."""
+    from data import load_problems
+    from data.store import RunStore
+
+    out = Path(icfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    problems = load_problems(icfg.problems, config)
+    own_verifier = verifier is None
+    if own_verifier:
+        from lean_env import make_verifier
+
+        verifier = make_verifier(config.lean)
+    try:
+        with RunStore(out) as store:
+            loop = store.start_run(LOOP_RUN, asdict(icfg))
+            summaries: list[dict] = store.get_meta(loop, "rounds", [])
+            current = store.get_meta(loop, "checkpoint", icfg.model)
+            for r in range(len(summaries), icfg.rounds):
+                summary = _round(r, icfg, config, store, problems, current, verifier, progress)
+                summaries.append(summary)
+                current = summary["checkpoint"] or current
+                store.set_meta(store.run_id(round_name(r)), "round", summary)
+                store.set_meta(loop, "rounds", summaries)
+                store.set_meta(loop, "checkpoint", current)
+            return summaries
+    finally:
+        if own_verifier:
+            verifier.close()
+
+
+def _round(r: int, icfg: IterateConfig, config: Any, store: Any, problems: list, model: str, verifier: Any,
+           progress: bool) -> dict:
+    from prover.batch import BoundRecipe, ProveRecipe, run_batch
+    from prover.train.examples import build_dataset
+    from prover.train.sft import SFTConfig, train_sft
+
+    t0 = time.perf_counter()
+    out = Path(icfg.out) / round_name(r)
+    run_id = store.start_run(round_name(r), {"model": model, "strategy": icfg.strategy, "attempts": icfg.attempts})
+
+    # 1. prove with the current model (resumes inside the round's run)
+    recipe = ProveRecipe(
+        strategy=icfg.strategy,
+        budget={"samples": 1} if icfg.strategy == "sample" else {},
+        model_settings=config.model.model_copy(update={"model": model}),
+        lean_settings=config.lean,
+        seed=icfg.seed + 1000 * r,
+        sampling={"temperature": icfg.temperature, "top_p": icfg.top_p, "max_tokens": icfg.max_tokens},
+    )
+    backend = recipe.make_generator()
+    try:
+        run_batch(problems, store, run_id, lambda: BoundRecipe(recipe, backend, verifier), icfg.attempts,
+                  icfg.stop_at_first)
+    finally:
+        backend.close()
+    prove_s = time.perf_counter() - t0
+
+    # 2. what is new this round
+    proved_now = {a.problem for a in store.attempts(run_id, status="proved")}
+    proved_before: set[str] = set()
+    for q in range(r):
+        proved_before |= {a.problem for a in store.attempts(store.run_id(round_name(q)), status="proved")}
+
+    # 3. dataset: every verified proof of rounds 0..r
+    ds_dir = out / "dataset"
+    shutil.rmtree(ds_dir, ignore_errors=True)
+    dataset_size, sft_loss, checkpoint = 0, None, None
+    try:
+        report = build_dataset([store.path], ds_dir, config, problems=icfg.problems,
+                               decontaminate=icfg.decontaminate, runs=[round_name(q) for q in range(r + 1)])
+        dataset_size = report.examples_out
+    except DataError as e:
+        if "no SFT examples" not in str(e):
+            raise
+    # 4. SFT from the current checkpoint (skipped when nothing was proved yet)
+    if dataset_size:
+        res = train_sft(SFTConfig(model=model, data=str(ds_dir), out=str(out / "model"), tokenizer=icfg.tokenizer,
+                                  lr=icfg.lr, max_steps=icfg.sft_steps, epochs=icfg.sft_epochs,
+                                  micro_batch_size=icfg.batch_size, max_length=icfg.max_length,
+                                  device=icfg.device, seed=icfg.seed + r), progress=progress)
+        sft_loss, checkpoint = res.final_loss, res.out
+    return {
+        "round": r,
+        "model": model,
+        "proved": len(proved_now),
+        "new_proofs": len(proved_now - proved_before),
+        "total_proved": len(proved_now | proved_before),
+        "attempts": len(store.attempts(run_id)),
+        "dataset_size": dataset_size,
+        "sft_loss": sft_loss,
+        "checkpoint": checkpoint,
+        "prove_s": round(prove_s, 2),
+        "time_s": round(time.perf_counter() - t0, 2),
+    }

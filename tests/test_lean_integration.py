@@ -1,0 +1,80 @@
+"""The same checks against a real Lean toolchain + REPL + Mathlib, when one is configured (`-m lean`).
+
+Skipped here (no Lean can be installed on this machine); run where `subgoal lean doctor` is green. The lexical
+scan is switched off in the soundness cases so that each of Lean's own layers (messages, `#print axioms`, the
+elaborated statement) is shown to catch the loophole by itself.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lean_env import Status, Verifier, make_pool
+from lean_env.toolchain import locate
+
+pytestmark = pytest.mark.lean
+
+HEADER = "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\nopen BigOperators Real Nat Topology Rat\n\n"
+
+
+class P:
+    def __init__(self, name: str, statement: str, header: str = HEADER):
+        self.name, self.formal_statement, self.header, self.extra = name, statement, header, {}
+
+
+MINI = P("t_sq", "theorem t_sq (x : ℝ) (h₀ : x = 2) : x ^ 2 = 4 := by\n")
+
+
+@pytest.fixture(scope="module")
+def settings():
+    from data.config import load_config
+
+    return load_config().lean
+
+
+@pytest.fixture(scope="module")
+def verifier(settings):
+    tc = locate(settings)
+    v = Verifier(make_pool(settings, workers=1), lean_version=tc.lean_version, lexical=False)
+    yield v
+    v.close()
+
+
+def test_honest_proof_is_proved(verifier):
+    v = verifier.verify(MINI, "theorem t_sq (x : ℝ) (h₀ : x = 2) : x ^ 2 = 4 := by\n  subst h₀\n  norm_num\n")
+    assert v.status is Status.PROVED, v.reasons
+    assert set(v.axioms) <= {"propext", "Classical.choice", "Quot.sound"}
+
+
+@pytest.mark.parametrize("proof,reason", [
+    ("theorem t_sq (x : ℝ) (h₀ : x = 2) : x ^ 2 = 4 := by\n  sorry\n", "sorry"),
+    ("axiom cheat : ∀ p : Prop, p\ntheorem t_sq (x : ℝ) (h₀ : x = 2) : x ^ 2 = 4 := cheat _\n", "cheat"),
+    ("theorem t_sq (x : ℝ) (h₀ : x = 2) : x ^ 2 = 4 := by\n  have : (2:ℕ) + 2 = 4 := by native_decide\n"
+     "  subst h₀; norm_num\n", "ofReduceBool"),
+    ("namespace C\nnoncomputable def HPow.hPow (_ : ℝ) (_ : ℕ) : ℝ := 4\nend C\n"
+     "local instance : HPow ℝ ℕ ℝ := ⟨fun _ _ => 4⟩\ntheorem t_sq (x : ℝ) (h₀ : x = 2) : x ^ 2 = 4 := rfl\n",
+     "elaborated type differs"),
+    ("variable (hF : False)\ninclude hF\ntheorem t_sq (x : ℝ) (h₀ : x = 2) : x ^ 2 = 4 := hF.elim\n",
+     "elaborated type differs"),
+    ("namespace N\ntheorem t_sq (x : ℝ) (h₀ : x = 2) : x ^ 2 = 4 := by\n  subst h₀; norm_num\nend N\n", "top-level"),
+])
+def test_lean_layers_catch_loopholes(verifier, proof, reason):
+    v = verifier.verify(MINI, proof)
+    assert v.status in (Status.UNSOUND, Status.FAILED) and any(reason in r for r in v.reasons), v.reasons
+
+
+def test_compile_error_is_failed(verifier):
+    v = verifier.verify(MINI, "theorem t_sq (x : ℝ) (h₀ : x = 2) : x ^ 2 = 4 := by\n  exact rfl\n")
+    assert v.status is Status.FAILED and v.errors
+
+
+def test_real_repl_readme_session(settings):
+    from lean_env.repl import Repl
+
+    tc = locate(settings)
+    with Repl(tc.repl_command(), tc.cwd, timeout_s=300) as repl:
+        r = repl.run_cmd("def f (x : Unit) : Nat := by sorry")
+        assert r.env == 0 and r.sorries[0].goal == "x : Unit\n⊢ Nat" and r.sorries[0].proof_state == 0
+        assert repl.run_tactic("apply Int.natAbs", 0).goals == ["x : Unit\n⊢ Int"]
+        assert repl.run_tactic("exact -37", 1).completed
+        assert repl.run_cmd("def g := 1", 99).error == "Unknown environment."

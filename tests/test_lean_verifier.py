@@ -1,0 +1,112 @@
+"""Verifier over the pool with the FAKE REPL: the exact REPL commands it sends (the contract other fakes answer),
+verdicts for timeouts/crashes/bad headers, batch order, positions, and `make_verifier(settings)`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from test_lean_soundness import MINIF2F_HEADER, PROBLEMS, lean_rules
+
+from lean_env import ReplPool, Status, Verifier, make_verifier
+from lean_env.verifier import check_command, reference_command
+
+FAKE_PATH = Path(__file__).resolve().parent / "fake_repl.py"
+FAKE = [sys.executable, str(FAKE_PATH)]
+MINI = PROBLEMS["mini"]
+HONEST = "theorem mathd_algebra_10 (x : ℝ) (h₀ : x = Real.sqrt 4) : x ^ 2 = 4 := by\n  subst h₀\n  norm_num\n"
+STANDARD = {"body": "ok", "axioms": "propext,Classical.choice,Quot.sound", "type": "same"}
+
+
+@pytest.fixture
+def lean(tmp_path, monkeypatch):
+    rules, log = tmp_path / "rules.json", tmp_path / "log.jsonl"
+    rules.write_text(json.dumps(lean_rules(MINI.name, STANDARD), ensure_ascii=False))
+    monkeypatch.setenv("FAKE_REPL_RULES", str(rules))
+    monkeypatch.setenv("FAKE_REPL_LOG", str(log))
+    return SimpleNamespace(rules=rules, log=log,
+                           sent=lambda: [json.loads(x)["request"] for x in log.read_text().splitlines()])
+
+
+def test_exact_commands_sent(lean):
+    with Verifier(ReplPool(FAKE, workers=1, timeout_s=5)) as v:
+        verdict = v.verify(MINI, MINIF2F_HEADER + HONEST)
+        assert verdict.status is Status.PROVED and verdict.axioms == ["propext", "Classical.choice", "Quot.sound"]
+        v.verify(MINI, HONEST)  # second proof: header and reference are reused
+    sent = lean.sent()
+    assert sent[0] == {"cmd": "import Mathlib\nimport Aesop\n\n"}
+    assert sent[1] == {"cmd": "set_option maxHeartbeats 400000\n\nopen BigOperators Real Nat Topology Rat\n\n", "env": 0}
+    assert sent[2] == {"cmd": "set_option maxHeartbeats 400000\n\nopen BigOperators Real Nat Topology Rat\n\n" + HONEST,
+                       "env": 1}
+    assert sent[3] == {"cmd": check_command(MINI.name), "env": 2}
+    assert check_command(MINI.name) == ("#print axioms mathd_algebra_10\nset_option pp.all true in\n"
+                                        "#check @mathd_algebra_10")
+    assert sent[4] == {"cmd": reference_command(MINI.formal_statement, MINI.name), "env": 1}
+    assert sent[4]["cmd"].startswith(MINI.formal_statement.rstrip() + " sorry\n")
+    assert sent[5:] == [{"cmd": HONEST, "env": 1}, {"cmd": check_command(MINI.name), "env": 5}]
+
+
+def test_timeout_crash_and_recovery(lean):
+    with Verifier(ReplPool(FAKE, workers=1, timeout_s=1)) as v:
+        hang, crash, ok = (HONEST.replace("norm_num", f"norm_num -- {m}") for m in ("FAKE_HANG", "FAKE_CRASH", "x"))
+        verdicts = v.verify_many([(MINI, hang), (MINI, crash), (MINI, ok)])
+        assert [x.status for x in verdicts] == [Status.TIMEOUT, Status.CRASHED, Status.PROVED]
+        assert "timed out" in verdicts[0].reasons[0] and "crashing on purpose" in " ".join(verdicts[1].reasons)
+        assert v.pool.metrics().restarts == 3  # one timeout, one crash tried twice
+
+
+def test_verify_many_keeps_order_and_pool_busy(lean):
+    with Verifier(ReplPool(FAKE, workers=2, timeout_s=5)) as v:
+        bad = HONEST.replace("norm_num", "sorry")
+        items = [(MINI, HONEST if i % 3 else bad) for i in range(9)]
+        verdicts = v.verify_many(items)
+        assert [x.status for x in verdicts] == [Status.UNSOUND if i % 3 == 0 else Status.PROVED for i in range(9)]
+        assert v.pool.metrics().completed == 9
+
+
+def test_header_rejected_is_failed(lean):
+    lean.rules.write_text(json.dumps([["^import Nope", {"message": "unknown package 'Nope'"}]]))
+    problem = SimpleNamespace(name="t", header="import Nope\n\n", formal_statement="theorem t : True := by\n",
+                              extra={})
+    with Verifier(ReplPool(FAKE, workers=1, timeout_s=5)) as v:
+        verdict = v.verify(problem, "theorem t : True := by\n  trivial\n")
+    assert verdict.status is Status.FAILED and "header does not compile: unknown package 'Nope'" in verdict.reasons[0]
+
+
+def test_error_positions_are_in_the_submitted_text(lean):
+    rules = lean_rules(MINI.name, {"body": "error"})
+    lean.rules.write_text(json.dumps(rules, ensure_ascii=False))
+    with Verifier(ReplPool(FAKE, workers=1, timeout_s=5)) as v:
+        verdict = v.verify(MINI, MINIF2F_HEADER + HONEST)
+    # the fake reports line 2 of the body it got; the body starts after the 3 import lines of the submission
+    assert verdict.status is Status.FAILED and verdict.errors[0].pos.line == 2 + 3
+    assert verdict.reasons == ["error: line 5: linarith failed to find a contradiction"]
+
+
+def test_submit_future(lean):
+    with Verifier(ReplPool(FAKE, workers=1, timeout_s=5)) as v:
+        assert v.submit(MINI, HONEST).result(timeout=20).proved
+        assert v.submit(MINI, HONEST.replace("norm_num", "native_decide")).result(timeout=5).status is Status.UNSOUND
+
+
+def test_make_verifier_from_settings(lean):
+    settings = SimpleNamespace(repl_path=FAKE_PATH, project_dir=None, lake_path=None, lean_version="v4.19.0",
+                               workers=1, timeout_s=5.0, memory_mb=1024, max_proofs_per_repl=10)
+    v = make_verifier(settings)
+    try:
+        assert v.pool.workers == 1 and v.pool.max_proofs_per_repl == 10 and v.pool.memory_mb == 1024
+        assert v.verify(MINI, HONEST).proved
+    finally:
+        v.close()
+
+
+def test_bad_problem_and_foreign_import(lean):
+    with Verifier(ReplPool(FAKE, workers=1, timeout_s=5)) as v:
+        no_thm = SimpleNamespace(name="x", header="", formal_statement="def x := 1", extra={})
+        assert v.verify(no_thm, "def x := 1").status is Status.FAILED
+        verdict = v.verify(MINI, "import Mathlib.Cheat\n" + HONEST)
+        assert verdict.status is Status.FAILED and "Mathlib.Cheat" in verdict.reasons[0]
+    assert not lean.log.exists()  # neither reached Lean

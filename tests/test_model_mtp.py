@@ -1,0 +1,70 @@
+"""Multi-token prediction: the MTP loss re-derived by hand from the module's parts, its weight in the loss,
+gradients, and label masking; plus generation stopping at eos."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from prover.model.attention import rope_cos_sin
+from prover.model.testing import tiny_model
+
+torch.set_num_threads(1)
+
+
+def test_mtp_loss_is_the_deepseek_v3_definition():
+    model = tiny_model(seed=21).eval()
+    ids = torch.randint(0, 1024, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = model(ids, labels=ids)
+        # depth 1 at position i: [enorm(emb(t_{i+1})); hnorm(h_i)] -> eh_proj -> block -> shared_head.norm -> head,
+        # predicting t_{i+2}
+        layer = model.mtp[0]
+        h = out.hidden_states[:, :-1]
+        x = layer.eh_proj(torch.cat((layer.enorm(model.model.embed_tokens(ids[:, 1:])), layer.hnorm(h)), -1))
+        cos, sin = rope_cos_sin(model.inv_freq, model.rope_scale, torch.arange(11).expand(2, 11))
+        x, _ = layer(x, cos, sin, None)
+        logits = model.lm_head(layer.shared_head.norm(x))
+        expect = F.cross_entropy(logits[:, :-1].reshape(-1, 1024), ids[:, 2:].reshape(-1))
+    torch.testing.assert_close(out.mtp_loss, expect)
+    lm = F.cross_entropy(out.logits[:, :-1].reshape(-1, 1024), ids[:, 1:].reshape(-1))
+    torch.testing.assert_close(out.lm_loss, lm)
+    torch.testing.assert_close(out.loss, lm + model.config.mtp_loss_weight * expect)
+
+
+def test_mtp_weight_zero_and_gradients():
+    model = tiny_model(seed=22).train()
+    ids = torch.randint(0, 1024, (2, 10))
+    out = model(ids, labels=ids)
+    out.loss.backward()
+    assert model.mtp[0].eh_proj.weight.grad.abs().sum() > 0
+    assert model.mtp[0].mlp.experts.gate_up_proj.grad.abs().sum() > 0
+    model.config.mtp_loss_weight = 0.0
+    out = model(ids, labels=ids)
+    assert out.mtp_loss is None
+    torch.testing.assert_close(out.loss, out.lm_loss)
+
+
+def test_ignored_labels():
+    model = tiny_model(seed=23).eval()
+    ids = torch.randint(0, 1024, (1, 10))
+    labels = ids.clone()
+    labels[:, :6] = -100  # a prompt
+    with torch.no_grad():
+        out = model(ids, labels=labels)
+        lm = F.cross_entropy(out.logits[0, 5:-1], ids[0, 6:])
+    torch.testing.assert_close(out.lm_loss, lm)
+    assert torch.isfinite(out.mtp_loss)
+
+
+def test_generate_stops_and_pads_after_eos():
+    model = tiny_model(seed=24).eval()
+    ids = torch.randint(0, 1024, (2, 6))
+    with torch.no_grad():
+        free = model.generate(ids, max_new_tokens=8, eos_token_id=[])
+        eos = int(free[0, 7])  # the second token row 0 produces: call it eos
+        out = model.generate(ids, max_new_tokens=8, eos_token_id=eos, pad_token_id=-1)
+    row0 = out[0, 6:].tolist()
+    assert row0[:2] == free[0, 6:8].tolist() and all(t == -1 for t in row0[2:])
+    if eos not in free[1, 6:].tolist():
+        assert torch.equal(out[1], free[1])

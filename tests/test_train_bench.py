@@ -1,0 +1,26 @@
+"""bench/train_gpu.py runs end to end on CPU with the tiny preset (smoke test: numbers are not asserted)."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_train_gpu_bench_smoke(tmp_path, monkeypatch):
+    out = tmp_path / "train_gpu.json"
+    argv = ["train_gpu.py", "--preset", "tiny", "--device", "cpu", "--batch", "2", "--seq", "32", "--steps", "1",
+            "--warmup", "0", "--grpo-problems", "2", "--group-size", "2", "--new-tokens", "4", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.syspath_prepend(str(REPO))
+    try:
+        runpy.run_path(str(REPO / "bench" / "train_gpu.py"), run_name="__main__")
+    except SystemExit as e:
+        assert e.code == 0
+    rows = {r["row"].split(" (")[0]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["SFT step"]["tokens_per_s"] > 0
+    assert {"GRPO generate", "GRPO score", "verify", "GRPO update", "GRPO iteration"} <= set(rows)
+    assert "FAKE Lean" in next(r for r in json.loads(out.read_text())["rows"] if r["row"].startswith("verify"))["row"]
