@@ -171,5 +171,8 @@ def tactic(tac: str, proof_state: int) -> dict[str, Any]:
 
 
 def encode(req: dict[str, Any]) -> bytes:
-    """One request on the wire: single-line JSON (json.dumps escapes newlines) and a blank line."""
-    return (json.dumps(req, ensure_ascii=False) + "\n\n").encode()
+    """One request on the wire: single-line JSON (json.dumps escapes newlines) and a blank line. Raw UTF-8, not
+    \\u escapes (characters outside the BMP such as 𝔽 would need surrogate pairs, which Lean's JSON parser reads
+    one \\u escape at a time: not worth the risk); a lone surrogate in untrusted text becomes "?" instead of an
+    encoding error."""
+    return (json.dumps(req, ensure_ascii=False) + "\n\n").encode("utf-8", errors="replace")

@@ -170,7 +170,14 @@ _ATTRS = r"(?:@\[[^\]]*\]\s*)*"
 _DECL = re.compile(rf"^(?P<lead>{_ATTRS}{_MODIFIERS})(?P<kw>{'|'.join(DECL_KEYWORDS)})\b[ \t]*"
                    rf"(?P<name>[^\s:({{\[⦃]*)", re.M)
 _SCOPE = re.compile(r"^(?:noncomputable\s+)?(?P<kw>namespace|section|end)\b[ \t]*(?P<name>[^\s]*)", re.M)
-_COMMAND_START = re.compile(r"^(?=\S)", re.M)
+# A new command starts at column 0 with one of these (lines at column 0 that start otherwise, e.g. `(x : ℕ)` or
+# `: x = 1 := by`, continue the previous command).
+COMMAND_KEYWORDS = (*DECL_KEYWORDS, "namespace", "section", "end", "open", "set_option", "variable", "universe",
+                    "import", "noncomputable", "private", "protected", "partial", "unsafe", "nonrec", "scoped",
+                    "local", "attribute", "macro", "macro_rules", "syntax", "elab", "elab_rules", "notation",
+                    "infix", "infixl", "infixr", "prefix", "postfix", "mutual", "include", "omit", "export",
+                    "initialize", "deriving", "coinductive", "builtin_initialize")
+_COMMAND_START = re.compile(rf"^(?=@\[|#|(?:{'|'.join(COMMAND_KEYWORDS)})\b)", re.M)
 
 
 @dataclass(frozen=True)
@@ -218,15 +225,10 @@ def _declarations(src: str) -> tuple[Decl, ...]:
         else:
             full = f"{ns}.{name}" if ns and name else name
         kw_pos = m.start("kw")
-        end = next((s for s in starts if s > kw_pos and not _continuation(masked, s)), len(src))
+        end = next((s for s in starts if s > kw_pos), len(src))
         decls.append(Decl(m.group("kw"), name, full, m.start(), kw_pos, _signature_end(masked, m.end(), end),
                           end, len(stack)))
     return tuple(decls)
-
-
-def _continuation(masked: str, s: int) -> bool:
-    """A line at column 0 that continues the previous command (`:`, `:=`, `|`, `where`, `)`...) is no start."""
-    return bool(re.match(r"(:=|:|\||where\b|\)|\]|}|⦄|,|→|∧|∨|↔|=|<|>|≤|≥|\+|-|\*|/|·)", masked[s:s + 6]))
 
 
 def _signature_end(masked: str, start: int, end: int) -> int | None:
@@ -251,15 +253,20 @@ def find_decl(src: str, name: str, kinds: tuple[str, ...] | None = None) -> Decl
     return found[-1] if found else None
 
 
+TARGET_KINDS = ("theorem", "lemma", "def", "abbrev", "instance")
+
+
 def theorem_name(statement: str) -> str | None:
-    """Name of the last `theorem`/`lemma` in a formal statement (PutnamBench statements start with abbrevs)."""
-    thms = [d for d in declarations(statement) if d.kind in ("theorem", "lemma")]
+    """Name of the declaration a formal statement asks to prove: its last `theorem`/`lemma` (PutnamBench statements
+    start with answer abbrevs), else its last `def`/`abbrev`/`instance` (a few ProofNet items ask for a `def`)."""
+    decls = [d for d in declarations(statement) if d.full_name]
+    thms = [d for d in decls if d.kind in ("theorem", "lemma")] or [d for d in decls if d.kind in TARGET_KINDS]
     return thms[-1].full_name if thms else None
 
 
 def theorem_statement(src: str, name: str) -> str | None:
     """Text of theorem `name` from its keyword through the `:=` of its signature; None when absent."""
-    d = find_decl(src, name, ("theorem", "lemma"))
+    d = find_decl(src, name, TARGET_KINDS)
     if d is None or d.sig_end is None:
         return None
     return src[d.keyword:d.sig_end]
@@ -269,7 +276,7 @@ def normalize(text: str) -> str:
     """Comments dropped, `lemma` read as `theorem`, whitespace collapsed; a space survives only between two
     identifier characters (where it separates tokens)."""
     s = re.sub(r"\s+", " ", strip_comments(text)).strip()
-    s = re.sub(r"^lemma\b", "theorem", s)
+    s = re.sub(r"^lemma\b", "theorem", s)  # (and the body's `lemma` keywords are compared as written)
     out = []
     for i, c in enumerate(s):
         if c == " " and not (_is_ident_char(s[i - 1]) and i + 1 < len(s) and _is_ident_char(s[i + 1])):
@@ -292,6 +299,7 @@ def same_statement(problem: Any, proof_src: str) -> bool:
 def statement_differences(problem: Any, proof_src: str) -> list[str]:
     """Why `same_statement` is false, one line per difference (empty when the statements agree)."""
     statement = _statement_of(problem)
+    target = theorem_name(statement)
     problems: list[str] = []
     for want in declarations(statement):
         if want.kind == "example" or not want.full_name:
@@ -306,7 +314,7 @@ def statement_differences(problem: Any, proof_src: str) -> list[str]:
                 proof_src[got.keyword:got.sig_end or got.end]):
             problems.append(f"the statement of `{want.full_name}` was changed")
             continue
-        if want.kind in ("abbrev", "def") and want.sig_end is not None:
+        if want.kind in ("abbrev", "def") and want.sig_end is not None and want.full_name != target:
             value = normalize(statement[want.sig_end:want.end])
             if value != "sorry" and value != normalize(proof_src[got.sig_end or got.end:got.end]):
                 problems.append(f"the given value of `{want.full_name}` was changed")
@@ -336,7 +344,7 @@ def with_proof(statement: str, proof: str) -> str:
 
 def replace_proof(src: str, name: str, proof: str) -> str:
     """`src` with the proof of theorem `name` (everything after its `:=`) replaced by `proof` (`by ...` or term)."""
-    d = find_decl(src, name, ("theorem", "lemma"))
+    d = find_decl(src, name, TARGET_KINDS)
     if d is None or d.sig_end is None:
         raise ValueError(f"theorem {name!r} not found")
     tail = src[d.end:]

@@ -102,7 +102,8 @@ class Verifier:
        header has more than imports, `{"cmd": <rest of the header: options, opens>, "env": I}` -> env H
        (H = I otherwise; with an empty header, H is absent and the proof runs without "env");
     b. the proof: `{"cmd": <body>, "env": H}` -> env P, where body = the submitted text without its import
-       lines (plus the problem's preamble, e.g. answer abbrevs, when the proof does not declare them);
+       lines and without a leading copy of the rest of the header (a completion that repeats the prompt), plus
+       the problem's preamble (e.g. answer abbrevs) in front when the proof does not declare it;
     c. only when (b) has no error: `{"cmd": "#print axioms NAME\\nset_option pp.all true in\\n#check @NAME",
        "env": P}` -> an info message "'NAME' depends on axioms: [a, b]" (or "'NAME' does not depend on any
        axioms") and an info message with the elaborated type;
@@ -190,6 +191,7 @@ class Verifier:
             if extra:
                 return self._verdict(Status.FAILED, reasons=[
                     f"the proof imports {', '.join(sorted(extra))}, which the problem's header does not"])
+        rest = _drop_repeated_header(rest, text.split_imports(header)[1])
         prefix = ""
         for d in text.declarations(text.preamble(statement)):
             if d.full_name and text.find_decl(rest, d.full_name) is None:
@@ -319,6 +321,26 @@ class Verifier:
                        wall, cpu, self.lean_version, self.mathlib_version)
 
 
+def _drop_repeated_header(rest: str, header_rest: str) -> str:
+    """`rest` without a leading copy of the header's options/opens/defs (a completion that repeats the whole
+    prompt): they already ran in the header environment, and running a header `def` twice is an error."""
+    want = [ln.strip() for ln in text.strip_comments(header_rest).splitlines() if ln.strip()]
+    if not want:
+        return rest
+    masked = text.strip_comments(rest)
+    offset, i = 0, 0
+    for line, raw in zip(masked.splitlines(keepends=True), rest.splitlines(keepends=True), strict=True):
+        if line.strip():
+            if line.strip() != want[i]:
+                return rest
+            i += 1
+        offset += len(raw)
+        if i == len(want):
+            tail = rest[offset:]
+            return tail.lstrip("\n") if tail.strip() else tail
+    return rest
+
+
 def _where(f: Finding, shift: int) -> str:
     if not f.line:
         return ""
@@ -361,4 +383,5 @@ def file_problem(src: str, name: str = "", theorem: str | None = None) -> FilePr
     if not thms:
         return None
     d = thms[-1]
-    return FileProblem(name or d.full_name, src[d.keyword:d.sig_end], header)
+    # the statement includes what comes before the theorem (helper defs/abbrevs it may mention)
+    return FileProblem(name or d.full_name, src[len(header):d.sig_end], header)

@@ -94,13 +94,24 @@ def test_normalization_ignores_names_comments_and_layout():
     assert len(kept) == 2 and removed[0]["reason"] == "near-duplicate"
 
 
-def test_renderer_reads_decomposition_traces():
+def test_renderer_reads_decomposition_and_repair_traces():
     render = make_renderer()
+    lemma = "theorem h (a b : ℕ) (h₀ : a = 2) (h₁ : b = 3) : a + b = 5 := by"
     att = attempt("train_1", 0, TRAIN, "  have h : a + b = 5 := by omega\n  exact h\n")
-    att.trace = {"sketch": TRAIN + "\n  have h : a + b = 5 := by sorry\n  exact h",
-                 "lemmas": [{"name": "h", "statement": "theorem h (a b : ℕ) (h₀ : a = 2) (h₁ : b = 3) : a + b = 5 := by",
-                             "text": "theorem h (a b : ℕ) (h₀ : a = 2) (h₁ : b = 3) : a + b = 5 := by\n  omega",
-                             "proved": True}]}
-    kinds = [e["kind"] for e in render(att)]
-    assert kinds == ["whole_proof", "sketch", "lemma"]
+    att.strategy = "decompose"
+    att.trace = {"problem": "train_1", "statement": TRAIN, "sketches": [
+        {"sketch": "broken", "status": "does_not_compile", "subgoals": []},
+        {"sketch": TRAIN + "\n  have h : a + b = 5 := by sorry\n  exact h", "status": "proved",
+         "subgoals": [{"name": "h", "statement": lemma, "status": "proved", "via": "sample",
+                       "proof": lemma + "\n  omega\n", "trace": {}}]}]}
+    examples = render(att)
+    assert [e["kind"] for e in examples] == ["whole_proof", "sketch", "lemma"]
+    assert examples[2]["prompt"].endswith(lemma + "\n") and examples[2]["completion"] == "  omega\n```"
+    assert {e["statement"] for e in examples} == {TRAIN}  # decontamination sees the original problem
+    fixed = attempt("train_1", 1, TRAIN, "  omega\n")
+    fixed.trace = {"mode": "complete", "rounds": 3, "chains": [[
+        {"kind": "complete", "status": "failed", "text": TRAIN + "\n  rfl", "errors": ["rfl failed"]},
+        {"kind": "repair", "status": "proved", "text": TRAIN + "\n  omega", "errors": []}]]}
+    rep = [e for e in render(fixed) if e["kind"] == "repair"]
+    assert len(rep) == 1 and "rfl failed" in rep[0]["prompt"] and rep[0]["completion"] == "  omega\n```"
     assert proof_body("theorem t : 1 = 1 := by rfl") == "  rfl\n"

@@ -232,3 +232,12 @@ def test_pool_sets_a_lifetime_cpu_backstop():
         pool.run_cmd("def a := 1")
         soft, hard = psutil.Process(pool._workers[0].repl.pid).rlimit(psutil.RLIMIT_CPU)
         assert soft == hard == pool.limits.cpu_s and 0 < soft < 10**6
+
+
+def test_repl_sends_raw_utf8_and_survives_lone_surrogates(tmp_path, monkeypatch):
+    log = tmp_path / "log.jsonl"
+    monkeypatch.setenv("FAKE_REPL_LOG", str(log))
+    with Repl(FAKE, timeout_s=5) as repl:
+        assert repl.run_cmd("theorem t (F : Type) [Field F] : (𝔽 : ℕ) = 𝔽 := rfl -- ∀ \ud800").env == 0
+    sent = _log(log)[0]["request"]["cmd"]
+    assert "𝔽" in sent and "\ud800" not in sent and "?" in sent

@@ -116,15 +116,28 @@ def test_fill_answers_on_every_putnambench_problem():
         assert text.same_statement(p, filled + "  sorry")
 
 
-@pytest.mark.skipif(not (SHARED / "minif2f.jsonl").is_file(), reason="shared benchmarks absent")
-def test_every_minif2f_statement_is_found_and_matches_itself():
-    rows = [json.loads(x) for x in (SHARED / "minif2f.jsonl").read_text().splitlines()]
+@pytest.mark.parametrize("bench", ["minif2f", "proofnet", "putnambench"])
+def test_every_benchmark_statement_is_found_and_matches_itself(bench):
+    path = SHARED / f"{bench}.jsonl"
+    if not path.is_file():
+        pytest.skip(f"{path} absent (shared benchmarks)")
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
     for r in rows:
-        stmt = r["formal_statement"]
-        assert text.theorem_name(stmt) == r["name"]
-        assert text.theorem_statement(stmt, r["name"]) is not None
-        assert text.split_header(r["header"] + stmt) == (r["header"], stmt)
-        assert text.same_statement(P(r["name"], stmt), text.with_proof(stmt, "nlinarith [sq_nonneg 1]"))
+        stmt, name = r["formal_statement"], r.get("theorem_name", r["name"])
+        assert text.theorem_name(stmt) == name  # (ProofNet: a few targets are `def`s; PutnamBench: after abbrevs)
+        assert text.theorem_statement(stmt, name).rstrip().endswith(":=")
+        proof = text.with_proof(stmt, "nlinarith [sq_nonneg 1]")
+        assert text.same_statement(P(name, stmt), proof)
+        assert not text.same_statement(P(name, stmt), proof.replace(f" {name}", f" {name}_x", 1))
+        if bench == "minif2f":
+            assert text.split_header(r["header"] + stmt) == (r["header"], stmt)
+
+
+def test_binders_at_column_zero_stay_in_the_statement():
+    stmt = "theorem p\n(S : Set ℕ)\n(hS : S.ncard = 5)\n: S.Nonempty := by\n"
+    assert text.theorem_statement(stmt + "  sorry\n", "p") == stmt.rstrip()[: -len(" by")]
+    d = text.find_decl(stmt + "  sorry\n\ntheorem q : True := trivial\n", "p")
+    assert d.sig_end is not None and d.end == len(stmt + "  sorry\n\n")
 
 
 def test_with_proof_and_replace_proof():

@@ -141,3 +141,19 @@ def test_cli_check_with_fake_repl(bare, tmp_path, capsys, monkeypatch):
     f.write_text(f.read_text().replace("norm_num", "sorry"))
     code, out, _ = _cli(["lean", "check", str(f)], capsys)
     assert code == 1 and "unsound" in out and "sorry" in out
+
+
+def test_file_problem_keeps_what_the_theorem_mentions():
+    from lean_env.verifier import file_problem
+
+    src = ("import Mathlib\n\nabbrev sol : ℕ := 6\n\nlemma helper : sol = 6 := rfl\n\n"
+           "/-- doc -/\ntheorem main : sol = 3 * 2 := by\n  simp [helper]\n")
+    p = file_problem(src, "f")
+    assert p.header == "import Mathlib\n\n" and p.name == "f"
+    assert p.formal_statement.startswith("abbrev sol : ℕ := 6") and p.formal_statement.endswith("sol = 3 * 2 :=")
+    from lean_env import text
+
+    assert text.theorem_name(p.formal_statement) == "main" and text.same_statement(p, src)
+    assert not text.same_statement(p, src.replace(":= 6", ":= 7"))
+    assert file_problem(src, theorem="helper").formal_statement.endswith("sol = 6 :=")
+    assert file_problem("def x := 1\n") is None

@@ -39,8 +39,7 @@ def test_exact_commands_sent(lean):
     sent = lean.sent()
     assert sent[0] == {"cmd": "import Mathlib\nimport Aesop\n\n"}
     assert sent[1] == {"cmd": "set_option maxHeartbeats 400000\n\nopen BigOperators Real Nat Topology Rat\n\n", "env": 0}
-    assert sent[2] == {"cmd": "set_option maxHeartbeats 400000\n\nopen BigOperators Real Nat Topology Rat\n\n" + HONEST,
-                       "env": 1}
+    assert sent[2] == {"cmd": HONEST, "env": 1}  # the repeated header already ran in env 1
     assert sent[3] == {"cmd": check_command(MINI.name), "env": 2}
     assert check_command(MINI.name) == ("#print axioms mathd_algebra_10\nset_option pp.all true in\n"
                                         "#check @mathd_algebra_10")
@@ -81,9 +80,9 @@ def test_error_positions_are_in_the_submitted_text(lean):
     lean.rules.write_text(json.dumps(rules, ensure_ascii=False))
     with Verifier(ReplPool(FAKE, workers=1, timeout_s=5)) as v:
         verdict = v.verify(MINI, MINIF2F_HEADER + HONEST)
-    # the fake reports line 2 of the body it got; the body starts after the 3 import lines of the submission
-    assert verdict.status is Status.FAILED and verdict.errors[0].pos.line == 2 + 3
-    assert verdict.reasons == ["error: line 5: linarith failed to find a contradiction"]
+    # the fake reports line 2 of the body it got; the body starts after the 7 header lines of the submission
+    assert verdict.status is Status.FAILED and verdict.errors[0].pos.line == 2 + 7
+    assert verdict.reasons == ["error: line 9: linarith failed to find a contradiction"]
 
 
 def test_submit_future(lean):
@@ -105,8 +104,20 @@ def test_make_verifier_from_settings(lean):
 
 def test_bad_problem_and_foreign_import(lean):
     with Verifier(ReplPool(FAKE, workers=1, timeout_s=5)) as v:
-        no_thm = SimpleNamespace(name="x", header="", formal_statement="def x := 1", extra={})
-        assert v.verify(no_thm, "def x := 1").status is Status.FAILED
+        no_thm = SimpleNamespace(name="x", header="", formal_statement="example : True := by\n", extra={})
+        assert v.verify(no_thm, "example : True := trivial").status is Status.FAILED
         verdict = v.verify(MINI, "import Mathlib.Cheat\n" + HONEST)
         assert verdict.status is Status.FAILED and "Mathlib.Cheat" in verdict.reasons[0]
     assert not lean.log.exists()  # neither reached Lean
+
+
+def test_a_repeated_header_with_defs_is_not_run_twice(lean):
+    header = "import Mathlib\n\nopen Real\n\nnoncomputable section\n\ndef g (n : ℕ) : ℝ := sqrt (n + 1) - sqrt n\n\n"
+    problem = SimpleNamespace(name="ex_3_6a", header=header, extra={},
+                              formal_statement="theorem ex_3_6a : g 0 = 1 := by\n")
+    proof = header + "theorem ex_3_6a : g 0 = 1 := by\n  simp [g]\n"
+    lean.rules.write_text("[]")  # every command accepted: only the commands sent are checked here
+    with Verifier(ReplPool(FAKE, workers=1, timeout_s=5), check_types=False) as v:
+        v.verify(problem, proof)
+    bodies = [r["cmd"] for r in lean.sent() if r.get("env") == 1]
+    assert bodies == ["theorem ex_3_6a : g 0 = 1 := by\n  simp [g]\n"]

@@ -73,3 +73,13 @@ def test_reward_rises_on_the_toy_task(tmp_path, verifier):
     logged = [json.loads(line) for line in (tmp_path / "grpo" / "metrics.jsonl").read_text().splitlines()]
     assert {"reward", "pass_rate", "kl", "completion_len_mean", "verify_s"} <= set(logged[-1])
     assert (tmp_path / "grpo" / "config.json").is_file()
+
+
+def test_grpo_resumes_from_its_checkpoint(tmp_path, verifier):
+    model = tiny_llama(tmp_path / "m", word_tokenizer(TACTICS), hidden=16, layers=1)
+    common = dict(model=str(model), problems=str(write_toy_problems(tmp_path / "toy.jsonl", n=2)),
+                  out=str(tmp_path / "grpo"), problems_per_step=2, group_size=2, max_new_tokens=2, device="cpu")
+    first = train_grpo(GRPOConfig(steps=2, **common), load_config(environ={}), verifier=verifier, progress=False)
+    again = train_grpo(GRPOConfig(steps=3, **common), load_config(environ={}), verifier=verifier, progress=False)
+    assert again.steps == 3 and again.reward_history[:2] == first.reward_history
+    assert sorted(p.name for p in (tmp_path / "grpo" / "checkpoints").iterdir())[-1] == "step-000003"

@@ -46,9 +46,10 @@ def register(app: typer.Typer) -> None:
                                prompts=str(prompts) if prompts else None)
         decon = Decontaminator.from_data_dir(cfg.data_dir) if decontaminate else None
         verifier = make_verifier(cfg.lean)
-        gen = make_backend(cfg.model)
-        judge = make_backend(cfg.model.model_copy(update={"model": grader})) if grader else None
+        gen = judge = None
         try:
+            gen = make_backend(cfg.model)
+            judge = make_backend(cfg.model.model_copy(update={"model": grader})) if grader else None
             with err_console.status(f"formalizing {len(problems)} problems x {samples} samples"):
                 kept, report = run(problems, gen, verifier, fcfg, grader=judge, decontaminator=decon)
         finally:

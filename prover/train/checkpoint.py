@@ -90,6 +90,18 @@ def save_checkpoint(
     return ckpt
 
 
+def export_final(ckpt: str | Path, out_dir: str | Path, env: DistEnv) -> None:
+    """Make the checkpoint's model (and tokenizer) the final model in `out_dir`: a copy of its files, not a
+    second gather of the weights."""
+    if env.is_main:
+        for old in Path(out_dir).glob("model*.safetensors*"):
+            old.unlink()  # a previous final model with another sharding
+        for f in Path(ckpt).iterdir():
+            if f.is_file() and f.name != STATE_FILE:
+                shutil.copy2(f, Path(out_dir) / f.name)
+    barrier(env)
+
+
 def list_checkpoints(out_dir: str | Path) -> list[Path]:
     """Complete checkpoints (with their trainer state), oldest first."""
     root = Path(out_dir) / "checkpoints"

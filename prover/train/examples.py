@@ -12,7 +12,6 @@ of a benchmark problem also removes everything derived from it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -78,33 +77,50 @@ def make_renderer(problems: dict[str, Problem] | None = None, prompts: PromptSet
             return []
         return [_example("whole_proof", prompts.render("complete", problem), body + "```", problem, source)]
 
+    def decomposition(problem: Problem, trace: dict, root: Problem, source: str) -> list[dict[str, str]]:
+        """`sketch` and `lemma` examples from a decompose trace (`prover.search.decompose`): the sketch that
+        led to the proof, and every proved lemma (recursively through lemmas that were decomposed again)."""
+        out = []
+        for node in trace.get("sketches") or []:
+            if node.get("status") not in ("proved", "proved_outright") or not node.get("sketch"):
+                continue
+            out.append(_example("sketch", prompts.render("sketch", problem), f"```lean4\n{node['sketch'].strip()}\n```",
+                                root, source))
+            for sub in node.get("subgoals") or []:
+                if sub.get("status") != "proved" or not sub.get("statement"):
+                    continue
+                lemma = Problem(name=sub.get("name", "lemma"), formal_statement=sub["statement"], header=problem.header)
+                body = proof_body(sub.get("proof") or "", lean_text.theorem_name(sub["statement"]))
+                if body:
+                    out.append(_example("lemma", prompts.render("complete", lemma), body + "```", root, source))
+                deeper = (sub.get("trace") or {}).get("decompose")
+                if isinstance(deeper, dict):
+                    out += decomposition(lemma, deeper, root, source)
+        return out
+
+    def repairs(problem: Problem, trace: dict, src: str, source: str) -> list[dict[str, str]]:
+        """`repair` examples from a repair trace whose chain entries carry the candidate `text` and its
+        `errors`: the failed candidate right before the accepted fix, with Lean's errors -> the fix."""
+        out = []
+        for chain in trace.get("chains") or []:
+            if len(chain) < 2 or chain[-1].get("status") != "proved" or chain[-1].get("kind") != "repair":
+                continue
+            failed = chain[-2]
+            body = proof_body(src, lean_text.theorem_name(problem.formal_statement))
+            if failed.get("text") and body:
+                errors = "\n".join(f"- {e}" for e in failed.get("errors") or []) or "(no error message)"
+                prompt = prompts.render("repair", problem, proof=failed["text"], errors=errors)
+                out.append(_example("repair", prompt, body + "```", problem, source))
+        return out
+
     def render(attempt: Any) -> list[dict[str, str]]:
         problem = problem_of(attempt, problems)
         if problem is None:
             return []
         source = f"{attempt.model or 'model'}:{attempt.strategy or 'sample'}"
-        out = whole_proof(problem, attempt.text, source)
         trace = attempt.trace or {}
-        sketch = trace.get("sketch")
-        if isinstance(sketch, str) and sketch.strip():
-            out.append(_example("sketch", prompts.render("sketch", problem), f"```lean4\n{sketch.strip()}\n```",
-                                problem, source))
-        for lemma in trace.get("lemmas") or []:
-            if not isinstance(lemma, dict) or not lemma.get("proved") or not lemma.get("statement"):
-                continue
-            sub = replace(problem, name=f"{problem.name}/{lemma.get('name', 'lemma')}",
-                          formal_statement=lemma["statement"], informal_statement=None)
-            body = proof_body(lemma.get("text") or lemma.get("proof") or "", lean_text.theorem_name(lemma["statement"]))
-            if body:
-                ex = _example("lemma", prompts.render("complete", sub), body + "```", problem, source)
-                out.append(ex)
-        for fix in trace.get("repairs") or []:
-            if isinstance(fix, dict) and fix.get("failed") and fix.get("errors") is not None:
-                body = proof_body(fix.get("fixed") or attempt.text, lean_text.theorem_name(problem.formal_statement))
-                if body:
-                    prompt = prompts.render("repair", problem, proof=fix["failed"], errors=str(fix["errors"]))
-                    out.append(_example("repair", prompt, body + "```", problem, source))
-        return out
+        return (whole_proof(problem, attempt.text, source) + decomposition(problem, trace, problem, source)
+                + repairs(problem, trace, attempt.text, source))
 
     return render
 

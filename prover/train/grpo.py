@@ -20,7 +20,7 @@ from typing import Any, Literal
 import torch
 
 from prover.errors import ProverError
-from prover.train.checkpoint import latest_checkpoint, load_training_state, save_checkpoint, save_model
+from prover.train.checkpoint import export_final, latest_checkpoint, load_training_state, save_checkpoint
 from prover.train.common import (
     MetricLog,
     autocast,
@@ -175,6 +175,12 @@ class PolicySampler:
     def sync(self) -> None:
         """Nothing to do: this sampler reads the live weights."""
 
+    def format_chat(self, text: str) -> str:
+        tok = self.tokenizer
+        if not getattr(tok, "chat_template", None):
+            return text
+        return tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+
     def sample(self, prompts: list[str], n: int, temperature: float, top_p: float, max_new_tokens: int,
                stop: tuple[str, ...], seed: int) -> list[list[tuple[list[int], str]]]:
         from prover.generate import SamplingParams
@@ -259,7 +265,7 @@ def _has_vllm() -> bool:
 
 # ------------------------------------------------------------------------------------------- training
 class GRPOTrainer:
-    def __init__(self, cfg: GRPOConfig, config: Any, env: DistEnv, verifier: Any = None):
+    def __init__(self, cfg: GRPOConfig, config: Any, env: DistEnv, verifier: Any):
         from data import load_problems
         from prover.prompts import load_prompts
 
@@ -269,6 +275,7 @@ class GRPOTrainer:
         self.cfg, self.env = cfg, env
         seed_everything(cfg.seed)
         self.problems = load_problems(cfg.problems, config, split=cfg.split)
+        self.verifier = verifier
         self.prompts = load_prompts(cfg.prompts)
         self.template = self.prompts[cfg.prompt_kind]
         self.out = Path(cfg.out)
@@ -284,14 +291,6 @@ class GRPOTrainer:
         self.sampler = make_sampler(cfg.sampler, self.policy, self.tokenizer, str(self.resume_from or cfg.model),
                                     env.device)
         self.policy.train()  # the sampler may have switched it to eval
-        if verifier is None:
-            from lean_env import make_verifier
-
-            verifier = make_verifier(config.lean)
-            self._own_verifier = True
-        else:
-            self._own_verifier = False
-        self.verifier = verifier
         self.step = 0
         self.rewards: list[float] = []
         self.passes: list[float] = []
@@ -319,7 +318,9 @@ class GRPOTrainer:
 
         t0 = time.perf_counter()
         problems = self._problems_for(step)
-        texts = [self.prompts.render(self.cfg.prompt_kind, p) for p in problems]
+        chat = getattr(self.sampler, "format_chat", None) or getattr(getattr(self.sampler, "backend", None),
+                                                                     "format_chat", None)
+        texts = [self.prompts.render(self.cfg.prompt_kind, p, chat_format=chat) for p in problems]
         samples = self.sampler.sample(texts, self.cfg.group_size, self.cfg.temperature, self.cfg.top_p,
                                       self.cfg.max_new_tokens, self.template.stop,
                                       seed=self.cfg.seed * 1_000_003 + step * max(1009, self.cfg.group_size))
@@ -372,6 +373,8 @@ class GRPOTrainer:
         adv = group_advantages(torch.tensor(rewards), torch.tensor(r.group), cfg.adv_eps)
         keep = [i for i in range(len(rewards)) if r.completion_ids[i]]
         total_tokens = sum(len(r.completion_ids[i]) for i in keep)
+        if total_tokens == 0:
+            return {}
         ref_lp = None
         if self.ref is not None:
             ref_lp = self._logprobs_no_grad(self.ref, r)
@@ -428,15 +431,12 @@ class GRPOTrainer:
                     bar[0].update(bar[1], advance=1, description=f"grpo reward {self.rewards[-1]:.3f}")
                 if cfg.save_every and self.step % cfg.save_every == 0 and self.step < cfg.steps:
                     self._checkpoint()
-            self._checkpoint()
-            save_model(self.policy, self.tokenizer, self.out, self.env)
+            export_final(self._checkpoint(), self.out, self.env)
         finally:
             if bar is not None:
                 bar[0].stop()
             pool.shutdown(wait=True)
             self.log.close()
-            if self._own_verifier:
-                self.verifier.close()
         return GRPOResult(str(self.out), self.step, self.rewards, self.passes, dict(self.timings))
 
     def _record(self, r: Rollout, rewards, proved, stats, verify_s: float, update_s: float) -> None:
@@ -454,8 +454,8 @@ class GRPOTrainer:
                    "generate_s": r.gen_s, "verify_s": verify_s, "update_s": update_s, **stats}
         self.log.log(self.step, metrics, echo_keys=("reward", "pass_rate", "kl", "loss", "completion_len_mean"))
 
-    def _checkpoint(self) -> None:
-        save_checkpoint(self.out, self.step, self.policy, self.optimizer, None, self.tokenizer, self.env,
+    def _checkpoint(self) -> Path:
+        return save_checkpoint(self.out, self.step, self.policy, self.optimizer, None, self.tokenizer, self.env,
                         {"rewards": self.rewards, "passes": self.passes}, self.cfg.keep_last)
 
 
@@ -479,5 +479,13 @@ def train_grpo(cfg: GRPOConfig, config: Any, verifier: Any = None, progress: boo
     if not math.isfinite(cfg.lr) or cfg.lr < 0:
         raise ProverError(f"bad learning rate {cfg.lr}")
     env = init_distributed(cfg.device)
-    trainer = GRPOTrainer(cfg, config, env, verifier)
-    return trainer.train(progress)
+    own = verifier is None
+    if own:  # before any model loads: a missing Lean fails fast
+        from lean_env import make_verifier
+
+        verifier = make_verifier(config.lean)
+    try:
+        return GRPOTrainer(cfg, config, env, verifier).train(progress)
+    finally:
+        if own:
+            verifier.close()

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import torch
 
 from prover.errors import ProverError
-from prover.train.checkpoint import latest_checkpoint, load_training_state, save_checkpoint, save_model
+from prover.train.checkpoint import export_final, latest_checkpoint, load_training_state, save_checkpoint
 from prover.train.common import (
     MetricLog,
     autocast,
@@ -203,9 +203,10 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
                 bar[0].update(bar[1], advance=1, description=f"sft loss {metrics['loss']:.4f}")
             if cfg.save_every and step % cfg.save_every == 0 and step < end:
                 save_checkpoint(out, step, model, optimizer, scheduler, tokenizer, env, {"history": history}, cfg.keep_last)
-        save_checkpoint(out, step, model, optimizer, scheduler, tokenizer, env, {"history": history}, cfg.keep_last)
+        ckpt = save_checkpoint(out, step, model, optimizer, scheduler, tokenizer, env, {"history": history},
+                               cfg.keep_last)
         if step >= total_steps:
-            save_model(model, tokenizer, out, env)
+            export_final(ckpt, out, env)
     finally:
         if bar is not None:
             bar[0].stop()
