@@ -154,8 +154,12 @@ class Decontaminator:
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Split records into (kept, removed); each removed entry says which record and why."""
         kept, removed = [], []
+        seen: dict[str, Contamination | None] = {}  # many records share a statement (tactic-level data)
         for rec in records:
-            hit = self.check(rec.get(key) or "")
+            statement = rec.get(key) or ""
+            if statement not in seen:
+                seen[statement] = self.check(statement)
+            hit = seen[statement]
             if hit is None:
                 kept.append(rec)
             else:

@@ -1,13 +1,16 @@
 """Run (problem, attempt index) work units in one process or on a Ray cluster; the driver writes the store.
 
-The work is described by a picklable `Recipe`: how to build a *generator* (a generation backend: one per
-GPU, or per tensor-parallel group), how to build a *checker* (a Lean verifier holding a REPL pool: one
-per node), and how to run one unit with both. Executors only move units and results:
+The work is described by a picklable `Recipe` (here `prover.batch.ProveRecipe`): how to build a *generator*
+(a generation backend: one per GPU, or per tensor-parallel group), how to build a *checker* (a Lean verifier
+holding a REPL pool: one per node), and how to run units with both. Executors only move units and results.
+They ship *jobs*: consecutive units of one problem, at most `group` of them (`jobs`), which a recipe with
+`run_many` runs in one go (whole-proof sampling: one generation call for all of a problem's pending attempts,
+what keeps a vLLM engine busy); results still come back, and are recorded, one unit at a time.
 
-- `LocalExecutor`: builds one generator and one checker in this process and runs units in order.
-- `RayExecutor`: GPU actors (`GenerationWorker`, `num_gpus` = tensor-parallel size) run units; CPU actors
+- `LocalExecutor`: builds one generator and one checker in this process and runs jobs in order.
+- `RayExecutor`: GPU actors (`GenerationWorker`, `num_gpus` = tensor-parallel size) run jobs; CPU actors
   (`CheckerActor`, one per node, threaded) verify for the workers on their node. At most `max_in_flight`
-  units are submitted at a time (backpressure). A unit whose actor died is resubmitted to a replacement.
+  jobs are submitted at a time (backpressure). A job whose actor died is resubmitted, whole, to a replacement.
 
 `drive` is the only code that writes the run store, in both modes: it skips units already done, records
 each result once (the store is idempotent on (run, problem, index), and the driver dedups too).
@@ -40,7 +43,9 @@ class WorkUnit:
 
 
 class Recipe(Protocol):
-    """What to build where, and how to run one unit. Must pickle (it travels to Ray actors)."""
+    """What to build where, and how to run one unit. Must pickle (it travels to Ray actors). A recipe may also
+    have `run_many(generator, checker, problem, indices) -> list[result]` for a job of several units, and
+    `close()` for what it opened in a process."""
 
     def make_generator(self) -> Any: ...
 
@@ -61,20 +66,43 @@ def _close(resource: Any) -> None:
         close()
 
 
-class LocalExecutor:
-    """Everything in this process, one unit after the other (the backend batches inside a unit)."""
+def jobs(units: Iterable[WorkUnit], group: int) -> Iterator[list[WorkUnit]]:
+    """Consecutive units of the same problem, at most `group` per job (the order of `units` is kept)."""
+    job: list[WorkUnit] = []
+    for unit in units:
+        if job and (len(job) >= group or unit.problem.name != job[0].problem.name):
+            yield job
+            job = []
+        job.append(unit)
+    if job:
+        yield job
 
-    def __init__(self, recipe: Recipe):
+
+def run_job(recipe: Recipe, generator: Any, checker: Any, job: list[WorkUnit]) -> list[tuple[WorkUnit, Any]]:
+    """Every unit of `job` with its result: one `run_many` call where the recipe has it, else unit by unit."""
+    run_many = getattr(recipe, "run_many", None)
+    if len(job) > 1 and callable(run_many):
+        results = run_many(generator, checker, job[0].problem, [u.index for u in job])
+    else:
+        results = [recipe.run(generator, checker, u.problem, u.index) for u in job]
+    return list(zip(job, results, strict=True))
+
+
+class LocalExecutor:
+    """Everything in this process, one job after the other (the backend batches inside a job)."""
+
+    def __init__(self, recipe: Recipe, group: int = 1):
         self.recipe = recipe
+        self.group = group
         self._generator: Any = None
         self._checker: Any = None
 
     def stream(self, units: Iterable[WorkUnit]) -> Iterator[tuple[WorkUnit, Any]]:
-        for unit in units:
+        for job in jobs(units, self.group):
             if self._generator is None:
                 self._generator = self.recipe.make_generator()
                 self._checker = self.recipe.make_checker()
-            yield unit, self.recipe.run(self._generator, self._checker, unit.problem, unit.index)
+            yield from run_job(self.recipe, self._generator, self._checker, job)
 
     def close(self) -> None:
         for resource in (self._generator, self._checker, self.recipe):
@@ -150,11 +178,11 @@ class _GenerationWorkerImpl:
         if self.error is not None:
             raise self.error
 
-    def run(self, unit: WorkUnit, checkers: dict[str, Any]) -> tuple[WorkUnit, Any]:
+    def run(self, job: list[WorkUnit], checkers: dict[str, Any]) -> list[tuple[WorkUnit, Any]]:
         # The checker on this node if there is one (REPL traffic stays local), else any.
         node_id = self.node_id if self.node_id in checkers else next(iter(checkers))
         checker = _RemoteChecker(checkers[node_id], node_id)
-        return unit, self.recipe.run(self.generator, checker, unit.problem, unit.index)
+        return run_job(self.recipe, self.generator, checker, job)
 
     def close(self) -> None:
         _close(self.generator)
@@ -163,14 +191,14 @@ class _GenerationWorkerImpl:
 
 @dataclass
 class _InFlight:
-    unit: WorkUnit
+    job: list[WorkUnit]
     worker: Any
     tries: int
-    checkers: dict[str, Any]  # the checker handles this unit was sent with
+    checkers: dict[str, Any]  # the checker handles this job was sent with
 
 
 class RayExecutor:
-    """Units over Ray actors; replaces dead actors and resubmits their units (at most `max_retries`)."""
+    """Jobs over Ray actors; replaces dead actors and resubmits their jobs (at most `max_retries`)."""
 
     def __init__(
         self,
@@ -184,6 +212,7 @@ class RayExecutor:
         worker_concurrency: int = 1,
         checker_concurrency: int = 8,
         runtime_env: dict[str, Any] | None = None,
+        group: int = 1,
     ):
         import ray
 
@@ -198,6 +227,7 @@ class RayExecutor:
         if cluster_gpus and workers * gpus_per_worker > cluster_gpus:
             raise EvalError(f"{workers} workers x {gpus_per_worker} GPUs exceed the cluster's {cluster_gpus} GPUs")
         self.recipe = recipe
+        self.group = group  # units of one problem per job
         self.max_retries = max_retries
         self.max_in_flight = max_in_flight or 2 * workers * worker_concurrency
         # Threaded: many generation workers verify through one REPL pool per node at the same time.
@@ -208,7 +238,7 @@ class RayExecutor:
         self.checkers: dict[str, Any] = {nid: self._new_checker(nid) for nid in self._cpu_nodes()}
         self.workers: list[Any] = [self._new_worker() for _ in range(workers)]
         self.replaced = 0  # actors replaced after dying (workers + checkers)
-        self.retried = 0  # units resubmitted because their actor died
+        self.retried = 0  # jobs resubmitted because their actor died
         self._wait_ready([*self.checkers.values(), *self.workers])
 
     def _wait_ready(self, actors: list[Any]) -> None:
@@ -251,24 +281,24 @@ class RayExecutor:
 
     def stream(self, units: Iterable[WorkUnit]) -> Iterator[tuple[WorkUnit, Any]]:
         ray = self.ray
-        pending: deque[tuple[WorkUnit, int]] = deque()
-        source = iter(units)
+        pending: deque[tuple[list[WorkUnit], int]] = deque()
+        source = jobs(units, self.group)
         in_flight: dict[Any, _InFlight] = {}
         load = dict.fromkeys(range(len(self.workers)), 0)
 
-        def submit(unit: WorkUnit, tries: int) -> None:
+        def submit(job: list[WorkUnit], tries: int) -> None:
             slot = min(load, key=load.get)  # least-loaded worker
             worker = self.workers[slot]
             checkers = dict(self.checkers)
-            in_flight[worker.run.remote(unit, checkers)] = _InFlight(unit, worker, tries, checkers)
+            in_flight[worker.run.remote(job, checkers)] = _InFlight(job, worker, tries, checkers)
             load[slot] += 1
 
         while True:
             while len(in_flight) < self.max_in_flight:
                 if pending:
                     submit(*pending.popleft())
-                elif (unit := next(source, None)) is not None:
-                    submit(unit, 0)
+                elif (job := next(source, None)) is not None:
+                    submit(job, 0)
                 else:
                     break
             if not in_flight:
@@ -278,7 +308,7 @@ class RayExecutor:
             if job.worker in self.workers:
                 load[self.workers.index(job.worker)] -= 1
             try:
-                unit, result = ray.get(ref)
+                results = ray.get(ref)
             except ray.exceptions.RayActorError:
                 self._retry(job, pending, "worker died")
                 slot = self._slot_of(job.worker)
@@ -293,15 +323,17 @@ class RayExecutor:
                     self._replace_checker(cause.node_id, job.checkers.get(cause.node_id))
                     continue
                 raise (cause or e) from None  # the recipe's own error (a user error stays one line)
-            yield unit, result
+            yield from results
 
     def _slot_of(self, worker: Any) -> int | None:
         return self.workers.index(worker) if worker in self.workers else None
 
-    def _retry(self, job: _InFlight, pending: deque[tuple[WorkUnit, int]], why: str) -> None:
+    def _retry(self, job: _InFlight, pending: deque[tuple[list[WorkUnit], int]], why: str) -> None:
         if job.tries >= self.max_retries:
-            raise EvalError(f"attempt {job.unit.index} of {job.unit.problem.name} failed {job.tries + 1} times ({why})")
-        pending.append((job.unit, job.tries + 1))
+            first = job.job[0]
+            what = ", ".join(str(u.index) for u in job.job)
+            raise EvalError(f"attempts {what} of {first.problem.name} failed {job.tries + 1} times ({why})")
+        pending.append((job.job, job.tries + 1))
         self.retried += 1
 
     def close(self) -> None:

@@ -1,9 +1,10 @@
 """`subgoal eval`: a benchmark x model x strategy x budget run, resumable, in one process or on Ray.
 
-Every problem gets `samples` (>= k) attempts, one work unit per (problem, attempt index). Units run
-through `eval.distributed` (the driver is the only writer of the run store), then the report (pass@k for
-every k <= n with bootstrap intervals, verdict counts, cost) is rebuilt from the store and written to
-`<out>/report.json`.
+Every problem gets `samples` (>= k) attempts, one work unit per (problem, attempt index), run by the same
+recipe as `subgoal prove` (`prover.batch.ProveRecipe`). Units run through `eval.distributed` (the driver is
+the only writer of the run store; a problem's pending one-sample attempts travel as one job, drawn in one
+generation call), then the report (pass@k for every k <= n with bootstrap intervals, verdict counts, cost)
+is rebuilt from the store and written to `<out>/report.json`.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from typing import Any, Literal
 from eval.distributed import LocalExecutor, RayExecutor, WorkUnit, drive
 from eval.errors import EvalError
 from eval.report import build_report, write_report
+from prover.batch import INTERACTIONS, ProveRecipe
 
 STRATEGIES = ("sample", "decompose", "repair", "tree")
 CONFIG_META = "eval_config"  # run_meta key: the settings of the run (rewritten while it has no attempts)
 # Recorded config keys that must match when a run is resumed: mixing them would make pass@k meaningless.
-RESUME_KEYS = ("problem_set", "split", "model", "strategy", "putnam_answers", "budget", "sampling", "options", "seed")
+RESUME_KEYS = ("problem_set", "split", "model", "strategy", "putnam_answers", "budget", "sampling", "options", "seed",
+               "prompts", "interaction")
 
 
 @dataclass
@@ -40,6 +43,8 @@ class EvalSpec:
     budget: dict[str, Any] = field(default_factory=dict)  # prover.search.Budget fields, per attempt
     sampling: dict[str, Any] = field(default_factory=dict)  # SamplingParams fields (temperature, top_p, max_tokens)
     options: dict[str, Any] = field(default_factory=dict)  # strategy knobs (mode, rounds, width, ...)
+    prompts: str | None = None  # TOML file overriding prompt templates
+    interaction: str = "repl"  # tree search steps through: repl | dojo
     model: str | None = None  # recorded model id (default: the configured model)
     ray: bool = False
     ray_address: str | None = None
@@ -63,63 +68,10 @@ class EvalSpec:
             raise EvalError(f"--limit must be >= 1, got {self.limit}")
         if self.worker_concurrency < 1 or (self.worker_concurrency > 1 and self.strategy == "tree"):
             raise EvalError("--worker-concurrency must be >= 1, and 1 for the tree strategy (one REPL session per actor)")
+        if self.interaction not in INTERACTIONS:
+            raise EvalError(f"--interaction must be {' or '.join(INTERACTIONS)}, got {self.interaction!r}")
         if self.putnam_answers not in ("given", "produced"):
             raise EvalError(f"--putnam-answers must be 'given' or 'produced', got {self.putnam_answers!r}")
-
-
-@dataclass
-class ProverRecipe:
-    """Picklable: builds a generation backend and a Lean verifier, runs one attempt of a strategy."""
-
-    strategy: str
-    budget: dict[str, Any]
-    model_settings: Any  # data.config.ModelSettings
-    lean_settings: Any  # data.config.LeanSettings
-    seed: int = 0
-    model_id: str = ""
-    sampling: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
-    backend_factory: Callable[[], Any] | None = None  # tests: a scripted backend instead of a real model
-    _session: Any = field(default=None, repr=False)  # tree search's REPL session, one per process
-
-    def make_generator(self) -> Any:
-        if self.backend_factory is not None:
-            return self.backend_factory()
-        from prover.generate import make_backend
-
-        return make_backend(self.model_settings)
-
-    def make_checker(self) -> Any:
-        from lean_env import make_verifier
-
-        return make_verifier(self.lean_settings)
-
-    def run(self, backend: Any, verifier: Any, problem: Any, index: int) -> Any:
-        from prover.generate.base import SamplingParams
-        from prover.search import Budget, attempt_seed, run_attempt
-
-        options = dict(self.options)
-        if self.strategy == "tree":  # step-wise search keeps proof states: a REPL session beside the backend
-            if self._session is None:
-                from lean_env.interaction import open_session
-
-                self._session = open_session("repl", settings=self.lean_settings)
-            options["session"] = self._session
-        start = time.perf_counter()
-        result = run_attempt(problem, self.strategy, backend, verifier, Budget(**self.budget),
-                             attempt_seed(self.seed, index), sampling=SamplingParams(**self.sampling), **options)
-        attempt = result.to_attempt(problem, index)
-        attempt.model = self.model_id or attempt.model  # the id the user asked for (a path or hub id)
-        attempt.timings = {"wall_s": time.perf_counter() - start, **(attempt.timings or {})}
-        return attempt
-
-    def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_session": None}  # a live REPL session never travels
 
 
 def versions() -> dict[str, str]:
@@ -172,6 +124,8 @@ def run_config(spec: EvalSpec, config: Any, problems: list[Any], model_id: str) 
         "sampling": _sampling(spec.sampling),
         "options": dict(spec.options),
         "seed": spec.seed,
+        "prompts": spec.prompts or "",
+        "interaction": spec.interaction,
         "putnam_answers": spec.putnam_answers,
         "limit": spec.limit,
         "problems": [p.name for p in problems],
@@ -222,31 +176,47 @@ class EvalResult:
     wall_s: float
 
 
+def make_recipe(spec: EvalSpec, config: Any, budget: dict[str, Any], model_id: str,
+                recipe_type: type[ProveRecipe] = ProveRecipe) -> ProveRecipe:
+    """The run's unit of work; its prompts file is read here, so a bad one fails before Lean or a model start
+    (and the parsed templates travel with the recipe to Ray actors)."""
+    recipe = recipe_type(strategy=spec.strategy, budget=dict(budget), model_settings=config.model,
+                         lean_settings=config.lean, seed=spec.seed, prompts_path=spec.prompts,
+                         sampling=dict(spec.sampling), options=dict(spec.options), interaction=spec.interaction,
+                         model_id=model_id)
+    recipe.prompts()
+    return recipe
+
+
 def run_eval(
     spec: EvalSpec,
     config: Any,
     *,
-    backend_factory: Callable[[], Any] | None = None,
+    recipe_type: type[ProveRecipe] = ProveRecipe,
     ray_runtime_env: dict[str, Any] | None = None,
     on_result: Callable[[WorkUnit, Any], None] | None = None,
     progress: bool = True,
     executor_hook: Callable[[Any], None] | None = None,
 ) -> EvalResult:
-    """Run (or resume) one evaluation and write its report. See `EvalSpec` for the knobs."""
+    """Run (or resume) one evaluation and write its report. See `EvalSpec` for the knobs. `recipe_type` is a
+    `ProveRecipe` subclass (tests: one whose `make_generator` returns a scripted backend)."""
     from data.store import RunStore
 
     spec.validate()
     start = time.perf_counter()
     problems = select_problems(spec, config)
     model_id = spec.model or config.model.model or ""
-    if not model_id and backend_factory is None:
+    if not model_id:
         raise EvalError("no model given: pass --model (an HF id or a checkpoint directory)")
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
     current = run_config(spec, config, problems, model_id)
-    recipe = ProverRecipe(spec.strategy, dict(current["budget"]), config.model, config.lean, spec.seed, model_id,
-                          dict(spec.sampling), dict(spec.options), backend_factory)
-    units = [WorkUnit(p, i) for i in range(spec.n) for p in problems]  # round-robin: early pass@1 everywhere
+    recipe = make_recipe(spec, config, current["budget"], model_id, recipe_type)
+    # Round-robin over problems, a group of attempts at a time: early pass@1 everywhere, and each problem's
+    # group (one generation call when the strategy samples one proof per attempt) stays together.
+    group = recipe.group_size()
+    units = [WorkUnit(p, i) for start in range(0, spec.n, group) for p in problems
+             for i in range(start, min(spec.n, start + group))]
     with RunStore(out) as store:
         run_id = store.start_run(out.name, current)
         done = store.done(run_id)
@@ -258,8 +228,8 @@ def run_eval(
         executor = (RayExecutor(recipe, address=spec.ray_address, workers=spec.workers,
                                 gpus_per_worker=config.model.tensor_parallel_size,
                                 max_in_flight=spec.max_in_flight, worker_concurrency=spec.worker_concurrency,
-                                runtime_env=ray_runtime_env)
-                    if spec.ray and needs_work else LocalExecutor(recipe))  # LocalExecutor builds lazily
+                                runtime_env=ray_runtime_env, group=group)
+                    if spec.ray and needs_work else LocalExecutor(recipe, group))  # LocalExecutor builds lazily
         if executor_hook is not None:
             executor_hook(executor)
         try:

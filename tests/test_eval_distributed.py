@@ -1,7 +1,9 @@
 """The driver on generic work units in one process: resume, no double counting. (Ray: test_eval_ray.py.)
 
 `TinyRecipe` is also what the Ray tests run: tiny units (an optional short sleep, so that several are in
-flight when an actor is killed) whose verdict is checkable (odd attempt indices are 'proved').
+flight when an actor is killed) whose verdict is checkable (odd attempt indices are 'proved'). Its `run_many`
+runs a job of several units of one problem in one call, as `prover.batch.ProveRecipe` draws them in one
+generation call; the generator remembers every job it got.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class Counter:
 
     def __init__(self):
         self.runs = 0
+        self.jobs: list[tuple[str, list[int]]] = []
 
     def close(self) -> None:
         pass
@@ -65,9 +68,17 @@ class TinyRecipe:
         return Attempt(problem=problem.name, index=index, text=f"proof {index} by pid {os.getpid()}",
                        status=status, verdict={"status": status}, split=problem.split)
 
+    def run_many(self, generator: Counter, checker, problem: Item, indices: list[int]) -> list[Attempt]:
+        generator.jobs.append((problem.name, list(indices)))
+        return [self.run(generator, checker, problem, i) for i in indices]
+
 
 def units(problems: int, samples: int) -> list[WorkUnit]:
     return [WorkUnit(Item(f"p{i}"), j) for j in range(samples) for i in range(problems)]
+
+
+def problem_major_units(problems: int, samples: int) -> list[WorkUnit]:
+    return [WorkUnit(Item(f"p{i}"), j) for i in range(problems) for j in range(samples)]
 
 
 def keys(store: RunStore, run_id) -> list[tuple[str, int]]:
@@ -88,3 +99,18 @@ def test_local_drive_resumes_without_double_counting(tmp_path):
         assert keys(store, run_id) == sorted((f"p{i}", j) for i in range(4) for j in range(3))
         proved = [a for a in store.attempts(run_id) if a.status == "proved"]
         assert len(proved) == 4  # index 1 of each problem
+
+
+def test_local_jobs_group_a_problems_pending_units_and_resume(tmp_path):
+    with RunStore(tmp_path / "run") as store:
+        run_id = store.start_run("run", {"samples": 5})
+        for unit in problem_major_units(2, 5):  # some attempts already done, leaving gaps
+            if unit.index in (1, 3):
+                store.record(run_id, TinyRecipe().run(Counter(), ParityChecker(), unit.problem, unit.index))
+        executor = LocalExecutor(TinyRecipe(), group=2)
+        stats = drive(problem_major_units(2, 5), executor, store, run_id)
+        assert (stats.recorded, stats.skipped, stats.duplicates) == (6, 4, 0)
+        # pending indices 0, 2, 4 of each problem: jobs of at most 2 units, never mixing problems
+        assert executor._generator.jobs == [("p0", [0, 2]), ("p1", [0, 2])]  # single units go through `run`
+        assert executor._generator.runs == 6
+        assert keys(store, run_id) == sorted((f"p{i}", j) for i in range(2) for j in range(5))

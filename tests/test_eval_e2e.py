@@ -5,14 +5,16 @@
 1. miniF2F-test (`--limit 4`) with a tiny random model: the pipeline runs (every attempt recorded, report
    written, resume does nothing twice); no miniF2F statement is in the fake REPL's fragment, so every
    verdict is a failure.
-2. A JSONL of problems inside the fragment with a scripted backend (a stand-in for a model, defined here):
-   some attempts prove, some hand in `sorry` (never counted), and pass@k matches the estimator exactly.
+2. A JSONL of problems inside the fragment with a scripted backend (a stand-in for a model, defined here,
+   wired in by a `ProveRecipe` subclass): some attempts prove, some hand in `sorry` (never counted), pass@k
+   matches the estimator exactly, and each problem's one-sample attempts are drawn in one generation call.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from data.store import RunStore
 from eval.cli import main
 from eval.harness import EvalSpec, run_eval
 from eval.metrics import pass_at_k
+from prover.batch import ProveRecipe
 from prover.generate.base import Completion
 from prover.search.core import SEED_STRIDE
 
@@ -120,12 +123,15 @@ PROOFS = {"two_add_three": "decide", "mul_comm_small": "sorry", "lt_chain": "dec
 
 class ScriptedBackend:
     """A stand-in for a model (tests only): answers each prompt with a fixed proof chosen by theorem name and
-    by the attempt's sampling seed (seed = run seed + attempt index), so results do not depend on which
-    process or in which order attempts run."""
+    by the attempt index its sampling seed encodes (attempt g of run seed 0 draws with attempt_seed(0, g) =
+    g * SEED_STRIDE; attempt g + j of a group drawn together with that seed + j), so results do not depend on
+    which process or in which order the groups run."""
 
     model_id = "scripted-test-backend"
+    calls: list[int] = []  # n of every generate call made in this process (the local run checks batching)
 
     def generate(self, prompts, params, n=1):
+        ScriptedBackend.calls.append(n * len(prompts))
         out = []
         for prompt in prompts:
             text = prompt if isinstance(prompt, str) else json.dumps(prompt)
@@ -133,7 +139,7 @@ class ScriptedBackend:
             statement, good = next((s, g) for nm, s, g in FRAGMENT if nm == name)
             completions = []
             for j in range(n):
-                index = (params.seed or 0) // SEED_STRIDE + j  # attempt_seed(0, i) = i * SEED_STRIDE
+                index = (params.seed or 0) // SEED_STRIDE + j
                 tactic = PROOFS[name] if index in good else "sorry"
                 completions.append(Completion(text=f"```lean4\n{statement}\n  {tactic}\n```", prompt_tokens=20,
                                               completion_tokens=10))
@@ -144,8 +150,12 @@ class ScriptedBackend:
         pass
 
 
-def make_scripted_backend() -> ScriptedBackend:
-    return ScriptedBackend()
+@dataclass
+class ScriptedRecipe(ProveRecipe):
+    """The production recipe with the scripted backend as its generator (pickles to Ray actors by name)."""
+
+    def make_generator(self) -> ScriptedBackend:
+        return ScriptedBackend()
 
 
 @pytest.fixture
@@ -162,10 +172,14 @@ def _expected(k: int) -> float:
 
 def check_scripted_fragment_run(fragment_jsonl: Path, out: Path, ray: bool) -> None:
     spec = EvalSpec(problem_set=str(fragment_jsonl), out=out, k=4, samples=4, budget={"samples": 1},
-                    model="scripted-test-backend", ray=ray, workers=2)
-    result = run_eval(spec, load_config(), backend_factory=make_scripted_backend, progress=False)
+                    model="scripted-model-id", ray=ray, workers=2)
+    ScriptedBackend.calls.clear()
+    result = run_eval(spec, load_config(), recipe_type=ScriptedRecipe, progress=False)
     _, attempts = _stored(out)
     assert len(attempts) == 12
+    assert all(a.model == "scripted-model-id" for a in attempts)  # the id the user asked for is recorded
+    if not ray:  # one generation call per problem for its 4 one-sample attempts (on Ray: in the actors)
+        assert ScriptedBackend.calls == [4, 4, 4]
     by_key = {(a.problem, a.index): a for a in attempts}
     for name, _, good in FRAGMENT:
         for i in range(4):

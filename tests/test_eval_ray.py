@@ -1,7 +1,8 @@
 """Everything on a real local Ray cluster, started once for this module (`ray.init(num_cpus=2)`).
 
 - generic units (`TinyRecipe`): every (problem, index) exactly once while a generation actor and the
-  node's checker actor are killed mid-run; an actor's construction error reaches the user as itself;
+  node's checker actor are killed mid-run; jobs of several units of one problem (a `run_many` call each) are
+  retried whole when their worker dies; an actor's construction error reaches the user as itself;
 - `subgoal eval minif2f-test --ray` end to end with the tiny model and the FAKE Lean REPL;
 - the scripted fragment run on Ray gives the same exact pass@k as in one process (slow).
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import test_eval_e2e as e2e
-from test_eval_distributed import TinyRecipe, keys, units
+from test_eval_distributed import TinyRecipe, keys, problem_major_units, units
 
 from data.store import Attempt, RunStore
 from eval.distributed import RayExecutor, WorkUnit, drive
@@ -60,6 +61,27 @@ def test_ray_every_unit_exactly_once_with_a_worker_and_a_checker_killed(ray_clus
             assert sum(a.status == "proved" for a in store.attempts(run_id)) == 8
             pids = {a.text.rsplit(" ", 1)[1] for a in store.attempts(run_id)}
             assert str(os.getpid()) not in pids  # the work ran in actors, not in the driver
+    finally:
+        executor.close()
+
+
+def test_ray_jobs_of_one_problems_units_are_retried_whole_when_their_worker_dies(ray_cluster, tmp_path):
+    ray = ray_cluster
+    executor = RayExecutor(TinyRecipe(delay_s=0.1), workers=2, max_in_flight=4, group=3)
+    seen: list[tuple[str, int]] = []
+
+    def kill_first_worker(unit: WorkUnit, attempt: Attempt) -> None:
+        if not seen:  # a job is done; each worker still has one queued behind the one it runs
+            ray.kill(executor.workers[0])
+        seen.append(unit.key)
+
+    try:
+        with RunStore(tmp_path / "run") as store:
+            run_id = store.start_run("run", {"samples": 4})
+            stats = drive(problem_major_units(4, 4), executor, store, run_id, on_result=kill_first_worker)
+            assert executor.replaced >= 1 and executor.retried >= 1
+            assert stats.recorded == 16 and stats.duplicates == 0
+            assert sorted(seen) == keys(store, run_id) == sorted((f"p{i}", j) for i in range(4) for j in range(4))
     finally:
         executor.close()
 

@@ -73,6 +73,8 @@ def _worker(rank: int, world: int, ep: int, port: int, out_dir: str) -> None:
         grads[name] = g
     result["grads"] = grads
     result["grads_experts"] = _owned(model)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # tokens travel in bf16 under autocast
+        result["bf16_logits"] = model(ids).logits.float()
     update_bias(model, GAMMA, process_group=dist.group.WORLD)
     result["bias"] = {i: m.gate.e_score_correction_bias.clone() for i, m in enumerate(model.moe_layers())}
     save_pretrained(model, out / "ep-ckpt")
@@ -126,6 +128,8 @@ def reference(layout) -> dict:
     res = model(ids, labels=ids)
     res.loss.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16_logits = model(ids).logits.float()
     update_bias(model, GAMMA)
     bias = {i: m.gate.e_score_correction_bias.clone() for i, m in enumerate(model.moe_layers())}
     initial = make_model()
@@ -136,7 +140,7 @@ def reference(layout) -> dict:
     norm = torch.nn.utils.clip_grad_norm_(stepped.parameters(), MAX_NORM)
     opt.step()
     update_bias(stepped, GAMMA)
-    return {"ids": ids, "loss": res.loss.detach(), "grads": grads, "bias": bias, "initial": initial,
+    return {"ids": ids, "loss": res.loss.detach(), "bf16_logits": bf16_logits, "grads": grads, "bias": bias, "initial": initial,
             "rebiased": model.eval(), "stepped": stepped.eval(), "grad_norm": norm}
 
 
@@ -149,6 +153,14 @@ def test_loss_matches_single_process(parallel_run, reference):
     _, ranks = parallel_run
     for r in ranks:
         assert close(r["loss"], reference["loss"]), (float(r["loss"]), float(reference["loss"]))
+
+
+def test_bf16_autocast_forward_matches_single_process(parallel_run, reference, layout):
+    """Under autocast the EP layer sends bf16 tokens; the result equals the local path to bf16 precision."""
+    _, ranks = parallel_run
+    for rank, r in enumerate(ranks):
+        want = reference["bf16_logits"][rank * PER_RANK:(rank + 1) * PER_RANK]
+        assert (r["bf16_logits"] - want).abs().max() < 0.02 * want.abs().max()  # bf16 vs fp32 differ ~0.1
 
 
 @pytest.mark.parametrize("kind", ["grads", "fsdp_grads"])
@@ -221,18 +233,19 @@ def test_bench_runs_on_cpu(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- SFT integration
-def _sft_worker(rank: int, port: int, root: str) -> None:
-    """One rank of `train_sft --ep 2`, launched the way torchrun would (its environment variables)."""
+def _sft_worker(rank: int, ports: list[int], root: str) -> None:
+    """One rank of `train_sft --ep 2`, launched the way torchrun would (its environment variables). Each run
+    gets a fresh port: re-joining a just-destroyed group's store on the same port can hang."""
     torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(MASTER_ADDR="127.0.0.1", WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank))
     from prover.train.sft import SFTConfig, train_sft
 
     common = dict(model=f"{root}/moe", data=f"{root}/ex.jsonl", lr=1e-3, micro_batch_size=2, max_steps=4,
                   warmup_steps=1, device="cpu", seed=3, ep=2)
-    train_sft(SFTConfig(out=f"{root}/straight", **common), progress=False)
-    train_sft(SFTConfig(out=f"{root}/resumed", stop_after=2, **common), progress=False)
-    train_sft(SFTConfig(out=f"{root}/resumed", **common), progress=False)
+    runs = [dict(out=f"{root}/straight"), dict(out=f"{root}/resumed", stop_after=2), dict(out=f"{root}/resumed")]
+    for port, run in zip(ports, runs, strict=True):
+        os.environ["MASTER_PORT"] = str(port)
+        train_sft(SFTConfig(**run, **common), progress=False)
 
 
 @pytest.mark.slow  # ~40 s: three 2-process SFT runs
@@ -251,7 +264,7 @@ def test_sft_with_expert_parallelism_resumes_exactly(tmp_path):
         pytest.skip("the --ep hook is not in prover/train/distributed.py:wrap_model yet (see docs/parallel.md)")
     tiny_moe(tmp_path / "moe", bpe_tokenizer())
     write_examples(tmp_path / "ex.jsonl", n=16)
-    mp.spawn(_sft_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_sft_worker, args=([_free_port() for _ in range(3)], str(tmp_path)), nprocs=2, join=True)
     files = [sorted((tmp_path / run).glob("model*.safetensors")) for run in ("straight", "resumed")]
     a, b = ({k: v for f in fs for k, v in load_file(f).items()} for fs in files)
     assert a.keys() == b.keys() and "model.layers.1.mlp.experts.15.down_proj.weight" in a  # all 16 experts

@@ -899,7 +899,9 @@ def test_tree_search_through_dojo_is_reverified(monkeypatch, lying):
     verifier = recipe.make_checker()
     try:
         result = recipe.attempt(backend, verifier, problem, 0)
+        assert type(recipe.session()).__name__ == "DojoSession"  # the recipe's session, reused per process
     finally:
+        recipe.close()
         verifier.close()
     if lying:
         assert not result.verdict.proved

@@ -124,3 +124,17 @@ def test_bad_checkpoint_dirs_are_typed_errors(tmp_path):
     tiny_model().config.save_pretrained(tmp_path)
     with pytest.raises(ProverError, match="no safetensors"):
         DeepSeekV3.from_pretrained(tmp_path)
+
+
+def test_loads_a_checkpoint_written_by_transformers(saved, tmp_path):
+    """transformers writes no MTP module and a `rope_parameters` config: both load, logits unchanged."""
+    from transformers import AutoModelForCausalLM
+
+    model, d = saved
+    hf = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32)
+    hf.save_pretrained(tmp_path)
+    ours = DeepSeekV3.from_pretrained(tmp_path)
+    assert ours.config.num_nextn_predict_layers == 0 and len(ours.mtp) == 0
+    ids = torch.randint(0, model.config.vocab_size, (1, 12))
+    with torch.no_grad():
+        assert (ours.eval()(ids).logits - model.eval()(ids).logits).abs().max() < 1e-5

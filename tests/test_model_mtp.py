@@ -68,3 +68,26 @@ def test_generate_stops_and_pads_after_eos():
     assert row0[:2] == free[0, 6:8].tolist() and all(t == -1 for t in row0[2:])
     if eos not in free[1, 6:].tolist():
         assert torch.equal(out[1], free[1])
+
+
+def test_padding_mask_path_agrees_with_no_mask():
+    model = tiny_model(seed=25).eval()
+    ids = torch.randint(0, 1024, (2, 10))
+    with torch.no_grad():
+        a = model(ids, labels=ids)
+        b = model(ids, labels=ids, attention_mask=torch.ones_like(ids))
+    torch.testing.assert_close(a.logits, b.logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a.mtp_loss, b.mtp_loss, rtol=1e-5, atol=1e-5)
+
+
+def test_sampling_is_seeded_and_top_p_narrows_to_greedy():
+    model = tiny_model(seed=26).eval()
+    ids = torch.randint(0, 1024, (2, 5))
+    with torch.no_grad():
+        s1 = model.generate(ids, 6, temperature=1.0, eos_token_id=[], generator=torch.Generator().manual_seed(1))
+        s2 = model.generate(ids, 6, temperature=1.0, eos_token_id=[], generator=torch.Generator().manual_seed(1))
+        greedy = model.generate(ids, 6, eos_token_id=[])
+        narrow = model.generate(ids, 6, temperature=1.0, top_p=1e-6, eos_token_id=[],
+                                generator=torch.Generator().manual_seed(2))
+    assert torch.equal(s1, s2)
+    assert torch.equal(narrow, greedy)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from eval.cli import options as shared
 from eval.cli.common import config, console, err_console
 
 
@@ -43,13 +44,13 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         problem_set: str = typer.Argument(..., metavar="SET", help="minif2f-test, minif2f-valid, putnambench, "
                                           "proverbench, proofnet-test, proofnet-valid, a .jsonl/.lean path or an HF dataset."),
-        model: str = typer.Option(None, "--model", "-m", help="HF id or checkpoint directory (else config model.model)."),
-        strategy: str = typer.Option("sample", "--strategy", "-s", help="sample | decompose | repair | tree."),
+        model: str = shared.MODEL,
+        strategy: str = shared.STRATEGY,
         k: int = typer.Option(1, "-k", help="Largest k the run is sized for (pass@1..k reported)."),
         samples: int = typer.Option(None, "--samples", "-n", help="Attempts per problem, n >= k (default k)."),
         out: Path = typer.Option(None, "--out", "-o", help="Run directory (default <run_dir>/<set>-<model>-<strategy>-k<k>)."),
-        split: str = typer.Option(None, "--split", help="Only this split of the set."),
-        limit: int = typer.Option(None, "--limit", help="Only the first N problems (smoke runs)."),
+        split: str = shared.SPLIT,
+        limit: int = shared.LIMIT,
         putnam_answers: str = typer.Option("produced", "--putnam-answers", help="PutnamBench: 'given' substitutes "
                                            "the recorded answer; 'produced' makes the prover fill it too."),
         seed: int = typer.Option(0, "--seed", help="Base seed; attempt i of each problem gets its own seed from it."),
@@ -57,19 +58,22 @@ def register(app: typer.Typer) -> None:
         top_p: float = typer.Option(None, "--top-p", help="Nucleus sampling p (default 0.95)."),
         max_tokens: int = typer.Option(None, "--max-tokens", help="Tokens per generation (default 2048)."),
         opt: list[str] = typer.Option(None, "--opt", help="Strategy option KEY=VALUE (repeatable), e.g. mode=cot, rounds=3."),
-        backend: str = typer.Option(None, "--backend", help="transformers | vllm | openai."),
-        base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server for --backend openai."),
+        prompts: Path = shared.PROMPTS,
+        interaction: str = shared.INTERACTION,
+        backend: str = shared.BACKEND,
+        base_url: str = shared.BASE_URL,
         tensor_parallel_size: int = typer.Option(None, "--tensor-parallel-size", "--tp", help="GPUs per model replica."),
         budget_samples: int = typer.Option(None, "--budget-samples", help="Generations per attempt (strategy budget)."),
         budget_tokens: int = typer.Option(None, "--budget-tokens", help="Generated tokens per attempt."),
         budget_lean_calls: int = typer.Option(None, "--budget-lean-calls", help="Lean calls per attempt."),
         budget_wall_s: float = typer.Option(None, "--budget-wall-s", help="Wall seconds per attempt."),
-        lean_workers: int = typer.Option(None, "--lean-workers", help="REPL processes per verifier pool."),
-        lean_timeout: float = typer.Option(None, "--lean-timeout", help="Seconds per Lean check."),
+        lean_workers: int = shared.LEAN_WORKERS,
+        lean_timeout: float = shared.LEAN_TIMEOUT,
         ray: bool = typer.Option(False, "--ray", help="Distribute over Ray (a local cluster unless --ray-address)."),
         ray_address: str = typer.Option(None, "--ray-address", help="Existing Ray cluster ('auto' or host:port); implies --ray."),
         workers: int = typer.Option(None, "--workers", help="Ray generation workers (default: one per GPU / TP group)."),
-        max_in_flight: int = typer.Option(None, "--max-in-flight", help="Ray: attempts submitted at once (default 2 per worker)."),
+        max_in_flight: int = typer.Option(None, "--max-in-flight", help="Ray: jobs (one attempt, or a problem's "
+                                          "one-sample attempts drawn together) submitted at once (default 2 per worker)."),
         worker_concurrency: int = typer.Option(1, "--worker-concurrency", help="Ray: attempts at once per generation "
                                                "actor; >1 only with a thread-safe backend (openai -> vllm serve)."),
     ) -> None:
@@ -89,7 +93,9 @@ def register(app: typer.Typer) -> None:
             problem_set=problem_set,
             out=out or _default_out(cfg.run_dir, problem_set, cfg.model.model, strategy, k),
             strategy=strategy, k=k, samples=samples, split=split, limit=limit, putnam_answers=putnam_answers,
-            seed=seed, budget=budget, sampling=sampling, options=_options(opt or []), ray=ray or ray_address is not None, ray_address=ray_address,
+            seed=seed, budget=budget, sampling=sampling, options=_options(opt or []),
+            prompts=str(prompts) if prompts else None, interaction=interaction,
+            ray=ray or ray_address is not None, ray_address=ray_address,
             workers=workers, max_in_flight=max_in_flight, worker_concurrency=worker_concurrency,
         )
         result = run_eval(spec, cfg)

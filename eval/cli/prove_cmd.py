@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 
+from eval.cli import options as shared
 from eval.cli.common import config, console, err_console
 
 
@@ -20,10 +21,10 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         target: str = typer.Argument(..., metavar="TARGET", help="A statement (\"theorem t (a b : ℕ) : a + b = b + a "
                                      ":= by\"), a .lean file whose sorries to fill, or a problem set / JSONL (batch)."),
-        strategy: str = typer.Option("sample", "--strategy", "-s", help="sample | decompose | repair | tree."),
-        model: str = typer.Option(None, "--model", "-m", help="HF id or checkpoint directory (else config model.model)."),
-        backend: str = typer.Option(None, "--backend", help="transformers | vllm | openai (else config)."),
-        base_url: str = typer.Option(None, "--base-url", help="OpenAI-compatible server for --backend openai."),
+        strategy: str = shared.STRATEGY,
+        model: str = shared.MODEL,
+        backend: str = shared.BACKEND,
+        base_url: str = shared.BASE_URL,
         k: int = typer.Option(8, "-k", help="Attempts per problem."),
         all_attempts: bool = typer.Option(False, "--all-attempts", help="Run all k attempts even after a proof "
                                           "(pass@k); default: stop at the first verified proof."),
@@ -37,8 +38,8 @@ def register(app: typer.Typer) -> None:
         top_p: float = typer.Option(0.95, "--top-p"),
         seed: int = typer.Option(0, "--seed", help="Attempt i samples with seeds derived from seed + i."),
         mode: str = typer.Option("complete", "--mode", help="Whole-proof prompt: complete (non-CoT) | cot."),
-        prompts: Path = typer.Option(None, "--prompts", help="TOML file overriding prompt templates."),
-        interaction: str = typer.Option("repl", "--interaction", help="Tree search steps through: repl | dojo."),
+        prompts: Path = shared.PROMPTS,
+        interaction: str = shared.INTERACTION,
         rounds: int = typer.Option(3, "--rounds", help="repair: repairs per chain."),
         lemma_samples: int = typer.Option(4, "--lemma-samples", help="decompose: samples per lemma."),
         max_depth: int = typer.Option(2, "--max-depth", help="decompose: recursion depth."),
@@ -47,10 +48,10 @@ def register(app: typer.Typer) -> None:
                                  ".lean: the completed file (default NAME.proved.lean beside it)."),
         in_place: bool = typer.Option(False, "--in-place", help=".lean: overwrite the input file."),
         header: str = typer.Option(None, "--header", help="Statement: header text (default: import Mathlib ...)."),
-        split: str = typer.Option(None, "--split", help="Batch: only this split."),
-        limit: int = typer.Option(None, "--limit", help="Batch: only the first N problems."),
-        lean_workers: int = typer.Option(None, "--lean-workers", help="REPL processes."),
-        lean_timeout: float = typer.Option(None, "--lean-timeout", help="Seconds per Lean call."),
+        split: str = shared.SPLIT,
+        limit: int = shared.LIMIT,
+        lean_workers: int = shared.LEAN_WORKERS,
+        lean_timeout: float = shared.LEAN_TIMEOUT,
         no_live: bool = typer.Option(False, "--no-live", help="No live view (logs only)."),
     ) -> None:
         """Prove a statement, fill a .lean file's sorries, or prove a problem set in batch (resumable)."""
@@ -73,9 +74,10 @@ def register(app: typer.Typer) -> None:
         options: dict[str, Any] = {"mode": mode}
         options.update({"repair": {"rounds": rounds}, "decompose": {"lemma_samples": lemma_samples,
                         "max_depth": max_depth}, "tree": {"width": width}}.get(strategy, {}))
-        recipe = ProveRecipe(strategy, budget, cfg.model, cfg.lean, seed, str(prompts) if prompts else None,
-                             {"temperature": temperature, "top_p": top_p, "max_tokens": sample_tokens}, options,
-                             interaction)
+        recipe = ProveRecipe(strategy=strategy, budget=budget, model_settings=cfg.model, lean_settings=cfg.lean,
+                             seed=seed, prompts_path=str(prompts) if prompts else None,
+                             sampling={"temperature": temperature, "top_p": top_p, "max_tokens": sample_tokens},
+                             options=options, interaction=interaction)
         recipe.prompts()  # a bad --prompts file fails here, before Lean or the model start
         kind = target_kind(target)
         problems, text, dest = _read_target(target, kind, cfg, split, limit, out, in_place, header)
@@ -91,6 +93,7 @@ def register(app: typer.Typer) -> None:
             finally:
                 gen.close()
         finally:
+            recipe.close()  # tree search's proof session
             verifier.close()
         raise typer.Exit(code)
 
@@ -171,7 +174,7 @@ def _batch(target: str, problems: list[Any], cfg: Any, recipe: Any, gen: Any, ve
 
             try:
                 stats = run_batch(problems, store, run_id, lambda: BoundRecipe(recipe, gen, verifier), k,
-                                  stop_at_first, on_result=tick, group=recipe.group)
+                                  stop_at_first, on_result=tick)
             except KeyboardInterrupt:
                 err_console.print(f"interrupted; re-run the same command to resume ({out})", highlight=False)
                 return 130

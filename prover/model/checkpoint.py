@@ -10,6 +10,7 @@ with `enorm`, `hnorm`, `eh_proj`, `shared_head.norm`, and copies of the embeddin
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from prover.model.config import ModelConfig
 if TYPE_CHECKING:
     from prover.model.model import DeepSeekV3
 
+log = logging.getLogger(__name__)
 INDEX_NAME = "model.safetensors.index.json"
 _STACKED = re.compile(r"^(.*\.mlp\.experts)\.(gate_up_proj|down_proj)$")
 _PER_EXPERT = re.compile(r"^(.*\.mlp\.experts)\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$")
@@ -163,6 +165,12 @@ def load_pretrained(cls: type[DeepSeekV3], directory: str | Path, device: str | 
         raise CheckpointError(f"checkpoint directory {d} does not exist")
     cfg = ModelConfig.from_pretrained(d, **config_overrides)
     state = from_hf_tensors(read_tensors(d), cfg)
+    present = len({k.split(".")[1] for k in state if k.startswith("mtp.")})
+    if present < cfg.num_nextn_predict_layers:
+        # e.g. a checkpoint written by transformers, which has no MTP module: load what is there.
+        log.warning("%s holds %d of %d MTP modules; loading with num_nextn_predict_layers=%d",
+                    d, present, cfg.num_nextn_predict_layers, present)
+        cfg = cfg.replace(num_nextn_predict_layers=present)
     with torch.device("meta"):
         model = cls(cfg)
     expected = set(model.state_dict())

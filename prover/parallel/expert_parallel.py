@@ -130,6 +130,8 @@ class ExpertParallelExperts(RoutedExperts):
         counts [E] this rank's token copies per expert -> [T, H] weighted sum of the K expert outputs."""
         T, K = indices.shape
         ep, L = self.ep_size, self.num_local
+        if torch.is_autocast_enabled(x.device.type):  # the expert GEMMs would cast to it anyway: send half the bytes
+            x = x.to(torch.get_autocast_dtype(x.device.type))
         order = indices.reshape(-1).argsort(stable=True)  # copies sorted by expert, hence by owning rank
         with self.timer.span(x.device) if self.timer is not None else contextlib.nullcontext():
             recv_counts = torch.empty_like(counts)  # [ep * L]: from rank s, copies for each local expert
@@ -155,7 +157,10 @@ class ExpertParallelExperts(RoutedExperts):
             return experts_reference(tokens, ids, ones, self.gate_up_proj, self.down_proj)
         if impl == "auto":
             impl = "grouped" if grouped_mm_supported(tokens) else "batched"
-        return experts_sorted(tokens, ids, ones, self.gate_up_proj, self.down_proj, local_counts, impl)
+        gate_up, down = self.gate_up_proj, self.down_proj
+        if gate_up.dtype != tokens.dtype:  # autocast does not cover torch._grouped_mm: cast as it would
+            gate_up, down = gate_up.to(tokens.dtype), down.to(tokens.dtype)
+        return experts_sorted(tokens, ids, ones, gate_up, down, local_counts, impl)
 
 
 # ------------------------------------------------------------------------------------------- model level

@@ -17,6 +17,7 @@ meshes.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 
 import torch
@@ -44,6 +45,12 @@ def parallelize(model: nn.Module, ep: int = 1, device: torch.device | str = "cpu
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
+    # MoE.forward returns a view (y.view(B, S, H)); Block.forward only uses it out of place (x + y), which is
+    # what this FSDP2 warning asks for.
+    warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module \(FSDPMoE\) returned a view tensor")
+    if not dist.is_initialized():
+        raise ProverError(f"--ep {ep} needs several processes: launch with torchrun --nproc_per_node N (N a multiple"
+                          f" of {ep})")
     world = dist.get_world_size()
     if ep < 1 or world % ep:
         raise ProverError(f"--ep {ep} must divide the number of processes ({world})")

@@ -105,6 +105,7 @@ def _round(r: int, icfg: IterateConfig, config: Any, store: Any, problems: list,
                   icfg.stop_at_first)
     finally:
         backend.close()
+        recipe.close()  # tree search's proof session, if one was opened
     prove_s = time.perf_counter() - t0
 
     # 2. what is new this round
