@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prompt-len", type=int, default=128)
     ap.add_argument("--new-tokens", type=int, default=256)
     ap.add_argument("--micro-batch", type=int, default=16, help="GRPO update micro-batch (sequences)")
+    ap.add_argument("--compile", action="store_true", help="SFT with torch.compile'd blocks (SFTConfig.compile)")
     ap.add_argument("--verify", choices=("fake", "none"), default="fake")
     ap.add_argument("--peak-tflops", type=float, default=None, help="bf16 peak (default: from the GPU name)")
     ap.add_argument("--out", default=None, help="JSON path (default $OUT/train_gpu.json)")
@@ -195,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = ModelConfig.preset(args.preset)
     model = DeepSeekV3(cfg).to(device)
     rows = [bench_sft(model, cfg, args, device)]
+    if args.compile:  # a fresh copy, so that GRPO below runs the eager model it would run in practice
+        compiled = DeepSeekV3(cfg).to(device).compile_blocks()
+        rows.append({**bench_sft(compiled, cfg, args, device), "row": rows[0]["row"] + ", compiled"})
+        del compiled
     if device.type == "cuda":
         torch.cuda.empty_cache()
     rows += bench_grpo(model, cfg, args, device)

@@ -1,19 +1,19 @@
 """Run (problem, attempt index) work units in one process or on a Ray cluster; the driver writes the store.
 
-The work is described by a picklable `Recipe` (here `prover.batch.ProveRecipe`): how to build a *generator*
-(a generation backend: one per GPU, or per tensor-parallel group), how to build a *checker* (a Lean verifier
-holding a REPL pool: one per node), and how to run units with both. Executors only move units and results.
-They ship *jobs*: consecutive units of one problem, at most `group` of them (`jobs`), which a recipe with
-`run_many` runs in one go (whole-proof sampling: one generation call for all of a problem's pending attempts,
-what keeps a vLLM engine busy); results still come back, and are recorded, one unit at a time.
+The work is described by a picklable `Recipe` (`prover.batch.ProveRecipe`): how to build a *generator* (a
+generation backend: one per GPU, or per tensor-parallel group), how to build a *checker* (a Lean verifier
+holding a REPL pool: one per node), and how to run units with both. Units travel in *jobs*: consecutive units
+of one problem (`prover.batch.jobs`), which the recipe runs in one go where it can (whole-proof sampling: one
+generation call for all of a problem's pending attempts, what keeps a vLLM engine busy); results still come
+back, and are recorded, one unit at a time. Executors only move jobs and results:
 
-- `LocalExecutor`: builds one generator and one checker in this process and runs jobs in order.
-- `RayExecutor`: GPU actors (`GenerationWorker`, `num_gpus` = tensor-parallel size) run jobs; CPU actors
+- `LocalExecutor` (`prover.batch`, shared with `subgoal prove`): one generator and one checker in this process.
+- `RayExecutor` (here): GPU actors (`GenerationWorker`, `num_gpus` = tensor-parallel size) run jobs; CPU actors
   (`CheckerActor`, one per node, threaded) verify for the workers on their node. At most `max_in_flight`
   jobs are submitted at a time (backpressure). A job whose actor died is resubmitted, whole, to a replacement.
 
-`drive` is the only code that writes the run store, in both modes: it skips units already done, records
-each result once (the store is idempotent on (run, problem, index), and the driver dedups too).
+`drive` (`prover.batch`) is the only code that writes the run store, in both modes: it skips units already
+done, records each result once (the store is idempotent on (run, problem, index), and the driver dedups too).
 """
 
 from __future__ import annotations
@@ -23,92 +23,25 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from eval.errors import EvalError
+from prover.batch import (  # the units, jobs and driver are prover's; this module adds Ray
+    BoundRecipe,
+    DriveStats,
+    Executor,
+    LocalExecutor,
+    Recipe,
+    WorkUnit,
+    close_all,
+    drive,
+    jobs,
+    run_job,
+)
+
+__all__ = ["DriveStats", "Executor", "LocalExecutor", "RayExecutor", "Recipe", "WorkUnit", "drive"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class WorkUnit:
-    """One attempt to run: `problem` is any picklable object with a `.name` (a data.Problem here)."""
-
-    problem: Any
-    index: int
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return (self.problem.name, self.index)
-
-
-class Recipe(Protocol):
-    """What to build where, and how to run one unit. Must pickle (it travels to Ray actors). A recipe may also
-    have `run_many(generator, checker, problem, indices) -> list[result]` for a job of several units, and
-    `close()` for what it opened in a process."""
-
-    def make_generator(self) -> Any: ...
-
-    def make_checker(self) -> Any: ...
-
-    def run(self, generator: Any, checker: Any, problem: Any, index: int) -> Any: ...
-
-
-class Executor(Protocol):
-    def stream(self, units: Iterable[WorkUnit]) -> Iterator[tuple[WorkUnit, Any]]: ...
-
-    def close(self) -> None: ...
-
-
-def _close(resource: Any) -> None:
-    close = getattr(resource, "close", None)
-    if callable(close):
-        close()
-
-
-def jobs(units: Iterable[WorkUnit], group: int) -> Iterator[list[WorkUnit]]:
-    """Consecutive units of the same problem, at most `group` per job (the order of `units` is kept)."""
-    job: list[WorkUnit] = []
-    for unit in units:
-        if job and (len(job) >= group or unit.problem.name != job[0].problem.name):
-            yield job
-            job = []
-        job.append(unit)
-    if job:
-        yield job
-
-
-def run_job(recipe: Recipe, generator: Any, checker: Any, job: list[WorkUnit]) -> list[tuple[WorkUnit, Any]]:
-    """Every unit of `job` with its result: one `run_many` call where the recipe has it, else unit by unit."""
-    run_many = getattr(recipe, "run_many", None)
-    if len(job) > 1 and callable(run_many):
-        results = run_many(generator, checker, job[0].problem, [u.index for u in job])
-    else:
-        results = [recipe.run(generator, checker, u.problem, u.index) for u in job]
-    return list(zip(job, results, strict=True))
-
-
-class LocalExecutor:
-    """Everything in this process, one job after the other (the backend batches inside a job)."""
-
-    def __init__(self, recipe: Recipe, group: int = 1):
-        self.recipe = recipe
-        self.group = group
-        self._generator: Any = None
-        self._checker: Any = None
-
-    def stream(self, units: Iterable[WorkUnit]) -> Iterator[tuple[WorkUnit, Any]]:
-        for job in jobs(units, self.group):
-            if self._generator is None:
-                self._generator = self.recipe.make_generator()
-                self._checker = self.recipe.make_checker()
-            yield from run_job(self.recipe, self._generator, self._checker, job)
-
-    def close(self) -> None:
-        for resource in (self._generator, self._checker, self.recipe):
-            if resource is not None:
-                _close(resource)
-        self._generator = self._checker = None
 
 
 # ---------------------------------------------------------------- Ray actors (defined lazily: ray is heavy)
@@ -159,7 +92,7 @@ class _CheckerActorImpl:
         return getattr(self.checker, method)(*args, **kwargs)
 
     def close(self) -> None:
-        _close(self.checker)
+        close_all(self.checker)
 
 
 class _GenerationWorkerImpl:
@@ -182,11 +115,10 @@ class _GenerationWorkerImpl:
         # The checker on this node if there is one (REPL traffic stays local), else any.
         node_id = self.node_id if self.node_id in checkers else next(iter(checkers))
         checker = _RemoteChecker(checkers[node_id], node_id)
-        return run_job(self.recipe, self.generator, checker, job)
+        return run_job(BoundRecipe(self.recipe, self.generator, checker), job)
 
     def close(self) -> None:
-        _close(self.generator)
-        _close(self.recipe)  # whatever the recipe opened per process (e.g. a REPL session)
+        close_all(self.generator, self.recipe)  # the recipe: what it opened in this process (a proof session)
 
 
 @dataclass
@@ -345,48 +277,3 @@ class RayExecutor:
                 pass
             ray.kill(actor, no_restart=True)
         self.workers, self.checkers = [], {}
-
-
-# ---------------------------------------------------------------- the driver: the only writer of the store
-
-
-@dataclass
-class DriveStats:
-    submitted: int = 0
-    recorded: int = 0
-    duplicates: int = 0  # results for keys already recorded (never written twice)
-    skipped: int = 0  # units already done before this run started (resume)
-
-
-def drive(
-    units: Iterable[WorkUnit],
-    executor: Executor,
-    store: Any,
-    run_id: Any,
-    *,
-    on_result: Callable[[WorkUnit, Any], None] | None = None,
-) -> DriveStats:
-    """Stream units through `executor`, record every result once in `store`. Resumes: done keys are skipped."""
-    stats = DriveStats()
-    done: set[tuple[str, int]] = set(store.done(run_id))
-
-    def todo() -> Iterator[WorkUnit]:
-        for unit in units:
-            if unit.key in done:
-                stats.skipped += 1
-                continue
-            stats.submitted += 1
-            yield unit
-
-    for unit, attempt in executor.stream(todo()):
-        if unit.key in done:
-            stats.duplicates += 1
-            continue
-        if store.record(run_id, attempt) is False:
-            stats.duplicates += 1
-        else:
-            stats.recorded += 1
-        done.add(unit.key)
-        if on_result is not None:
-            on_result(unit, attempt)
-    return stats

@@ -208,10 +208,10 @@ def run_eval(
     model_id = spec.model or config.model.model or ""
     if not model_id:
         raise EvalError("no model given: pass --model (an HF id or a checkpoint directory)")
+    current = run_config(spec, config, problems, model_id)
+    recipe = make_recipe(spec, config, current["budget"], model_id, recipe_type)  # a bad prompts file stops here
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
-    current = run_config(spec, config, problems, model_id)
-    recipe = make_recipe(spec, config, current["budget"], model_id, recipe_type)
     # Round-robin over problems, a group of attempts at a time: early pass@1 everywhere, and each problem's
     # group (one generation call when the strategy samples one proof per attempt) stays together.
     group = recipe.group_size()

@@ -269,10 +269,6 @@ class LocalExecutor:
                 self._built = True
             yield from run_job(self.work, job)
 
-    @property
-    def _generator(self) -> Any:  # what ran the units (tests look at it)
-        return getattr(self.work, "generator", None)
-
     def close(self) -> None:
         if self._built:
             close_all(self.work.generator, self.work.checker, self.recipe)

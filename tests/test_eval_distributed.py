@@ -95,7 +95,7 @@ def test_local_drive_resumes_without_double_counting(tmp_path):
         executor = LocalExecutor(TinyRecipe())
         second = drive([*units(4, 3), *units(4, 3)[:2]], executor, store, run_id)  # duplicates in the input too
         assert (second.recorded, second.skipped) == (7, 7)
-        assert executor._generator.runs == 7  # only the missing units ran
+        assert executor.work.generator.runs == 7  # only the missing units ran
         assert keys(store, run_id) == sorted((f"p{i}", j) for i in range(4) for j in range(3))
         proved = [a for a in store.attempts(run_id) if a.status == "proved"]
         assert len(proved) == 4  # index 1 of each problem
@@ -111,6 +111,6 @@ def test_local_jobs_group_a_problems_pending_units_and_resume(tmp_path):
         stats = drive(problem_major_units(2, 5), executor, store, run_id)
         assert (stats.recorded, stats.skipped, stats.duplicates) == (6, 4, 0)
         # pending indices 0, 2, 4 of each problem: jobs of at most 2 units, never mixing problems
-        assert executor._generator.jobs == [("p0", [0, 2]), ("p1", [0, 2])]  # single units go through `run`
-        assert executor._generator.runs == 6
+        assert executor.work.generator.jobs == [("p0", [0, 2]), ("p1", [0, 2])]  # single units go through `run`
+        assert executor.work.generator.runs == 6
         assert keys(store, run_id) == sorted((f"p{i}", j) for i in range(2) for j in range(5))

@@ -119,6 +119,7 @@ FRAGMENT = [
     ("lt_chain", "theorem lt_chain : 3 < 7 ∧ 7 < 9 := by", {0, 1, 2, 3}),
 ]
 PROOFS = {"two_add_three": "decide", "mul_comm_small": "sorry", "lt_chain": "decide"}
+PROMPT_MARK = "-- prompt from the --prompts file"
 
 
 class ScriptedBackend:
@@ -128,10 +129,10 @@ class ScriptedBackend:
     which process or in which order the groups run."""
 
     model_id = "scripted-test-backend"
-    calls: list[int] = []  # n of every generate call made in this process (the local run checks batching)
+    calls: list[tuple[int, bool]] = []  # (samples, custom prompt?) of every call in this process
 
     def generate(self, prompts, params, n=1):
-        ScriptedBackend.calls.append(n * len(prompts))
+        ScriptedBackend.calls.append((n * len(prompts), all(PROMPT_MARK in str(p) for p in prompts)))
         out = []
         for prompt in prompts:
             text = prompt if isinstance(prompt, str) else json.dumps(prompt)
@@ -171,15 +172,18 @@ def _expected(k: int) -> float:
 
 
 def check_scripted_fragment_run(fragment_jsonl: Path, out: Path, ray: bool) -> None:
+    prompts = out.parent / "prompts.toml"
+    prompts.parent.mkdir(parents=True, exist_ok=True)
+    prompts.write_text(f'[complete]\ntemplate = """{PROMPT_MARK}\n```lean4\n{{header}}{{statement}}\n"""\n')
     spec = EvalSpec(problem_set=str(fragment_jsonl), out=out, k=4, samples=4, budget={"samples": 1},
-                    model="scripted-model-id", ray=ray, workers=2)
+                    model="scripted-model-id", ray=ray, workers=2, prompts=str(prompts))
     ScriptedBackend.calls.clear()
     result = run_eval(spec, load_config(), recipe_type=ScriptedRecipe, progress=False)
     _, attempts = _stored(out)
     assert len(attempts) == 12
     assert all(a.model == "scripted-model-id" for a in attempts)  # the id the user asked for is recorded
     if not ray:  # one generation call per problem for its 4 one-sample attempts (on Ray: in the actors)
-        assert ScriptedBackend.calls == [4, 4, 4]
+        assert ScriptedBackend.calls == [(4, True)] * 3
     by_key = {(a.problem, a.index): a for a in attempts}
     for name, _, good in FRAGMENT:
         for i in range(4):
@@ -200,17 +204,24 @@ def test_scripted_fragment_run_gives_exact_pass_at_k(fragment_jsonl, fake_lean_e
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path, capsys, fake_lean_env):
+    bad_prompts = tmp_path / "prompts.toml"
     cases = [
         (["eval", "no-such-set", "--model", "m", "--out", str(tmp_path / "a")], "unknown problem set"),
         (["eval", "minif2f-test", "--model", "m", "-k", "4", "--samples", "2", "--out", str(tmp_path / "b")],
          "must be >= -k"),
         (["eval", "minif2f-test", "--model", "m", "--strategy", "guess", "--out", str(tmp_path / "c")],
          "unknown strategy"),
+        (["eval", "minif2f-test", "--model", "m", "--interaction", "lean3", "--out", str(tmp_path / "d")],
+         "--interaction must be repl or dojo"),
+        (["eval", "minif2f-test", "--model", "m", "--prompts", str(bad_prompts), "--out", str(tmp_path / "e")],
+         "needs a `template` string"),
     ]
+    bad_prompts.write_text("[complete]\ntemplate = 3\n")
     for argv, message in cases:
         assert cli(*argv) == 2, argv
         err = capsys.readouterr().err
         assert message in " ".join(err.split()) and "Traceback" not in err, err
+        assert not Path(argv[-1]).exists()  # refused before a run directory was made
 
 
 def test_putnam_answer_settings_change_the_statement_only_when_given(tmp_path):

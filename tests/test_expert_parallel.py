@@ -128,8 +128,10 @@ def reference(layout) -> dict:
     res = model(ids, labels=ids)
     res.loss.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        bf16_logits = model(ids).logits.float()
+    with torch.no_grad():
+        fp32_logits = model(ids).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16_logits = model(ids).logits.float()
     update_bias(model, GAMMA)
     bias = {i: m.gate.e_score_correction_bias.clone() for i, m in enumerate(model.moe_layers())}
     initial = make_model()
@@ -140,7 +142,7 @@ def reference(layout) -> dict:
     norm = torch.nn.utils.clip_grad_norm_(stepped.parameters(), MAX_NORM)
     opt.step()
     update_bias(stepped, GAMMA)
-    return {"ids": ids, "loss": res.loss.detach(), "bf16_logits": bf16_logits, "grads": grads, "bias": bias, "initial": initial,
+    return {"ids": ids, "loss": res.loss.detach(), "bf16_logits": bf16_logits, "fp32_logits": fp32_logits, "grads": grads, "bias": bias, "initial": initial,
             "rebiased": model.eval(), "stepped": stepped.eval(), "grad_norm": norm}
 
 
@@ -156,11 +158,14 @@ def test_loss_matches_single_process(parallel_run, reference):
 
 
 def test_bf16_autocast_forward_matches_single_process(parallel_run, reference, layout):
-    """Under autocast the EP layer sends bf16 tokens; the result equals the local path to bf16 precision."""
+    """Under autocast the EP layer sends bf16 tokens; it differs from the local path on the same batch by less
+    than bf16 differs from fp32 (measured: 0.2-0.4 of it; a routing or weighting bug is far above). A mean:
+    bf16 rounding may flip a single token's routing."""
     _, ranks = parallel_run
     for rank, r in enumerate(ranks):
-        want = reference["bf16_logits"][rank * PER_RANK:(rank + 1) * PER_RANK]
-        assert (r["bf16_logits"] - want).abs().max() < 0.02 * want.abs().max()  # bf16 vs fp32 differ ~0.1
+        rows = slice(rank * PER_RANK, (rank + 1) * PER_RANK)
+        want, fp32 = reference["bf16_logits"][rows], reference["fp32_logits"][rows]
+        assert (r["bf16_logits"] - want).abs().mean() < (want - fp32).abs().mean()
 
 
 @pytest.mark.parametrize("kind", ["grads", "fsdp_grads"])

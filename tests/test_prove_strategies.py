@@ -221,3 +221,36 @@ def test_the_tiny_transformers_model_through_the_same_path(verifier, tmp_path_fa
     assert r.model.endswith("prove-tiny-ckpt") and r.timings["gen_s"] > 0
     assert not r.proved  # random weights write no proof; what matters is that every stage ran
     assert [e["kind"] for e in events].count("candidate") == 2
+
+
+def test_run_batch_stops_at_the_first_proof_and_records_the_model_id(verifier, tmp_path):
+    from data.store import RunStore
+    from prover.batch import BoundRecipe, run_batch
+
+    with RunStore(tmp_path / "run") as store:
+        run_id = store.start_run("run", {})
+        # two samples per attempt: not batchable, attempts run one at a time and stop once one proves
+        backend = ScriptedBackend([("theorem p", ["garbage", "  decide\n```"])])
+        recipe = ProveRecipe("sample", {"samples": 2}, seed=0, model_id="the-model-asked-for")
+        stats = run_batch([P], store, run_id, lambda: BoundRecipe(recipe, backend, verifier), 4, stop_at_first=True)
+        assert (stats.recorded, stats.skipped_proved) == (1, 3) and len(backend.calls) == 1  # attempt 0 only
+        [attempt] = store.attempts(run_id)
+        assert attempt.status == "proved" and attempt.model == "the-model-asked-for"
+        again = run_batch([P], store, run_id, lambda: BoundRecipe(recipe, backend, verifier), 4, stop_at_first=True)
+        assert (again.recorded, again.skipped, again.skipped_proved) == (0, 1, 3)  # resume: proved already
+
+
+def test_recipe_keeps_one_tree_session_per_process_and_never_pickles_it():
+    import pickle
+
+    recipe = ProveRecipe("tree", lean_settings=fake_lean_settings())
+    try:
+        session = recipe.session()
+        assert isinstance(session, ReplSession) and recipe.session() is session
+        clone = pickle.loads(pickle.dumps(recipe))
+        assert clone._session is None and clone.interaction == "repl" and clone.prompts() is not None
+    finally:
+        recipe.close()
+    assert recipe._session is None
+    with pytest.raises(ProverError, match="unknown interaction"):
+        ProveRecipe("tree", interaction="lean3")

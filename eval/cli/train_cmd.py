@@ -46,6 +46,7 @@ def sft(
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the latest checkpoint in --out."),
     ep: int = typer.Option(1, "--ep", min=1, help="Expert-parallel degree (1: none)."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile our MoE's blocks (GPU: ~2x faster steps)."),
 ) -> None:
     """Supervised fine-tuning (prompt tokens masked). Under `torchrun` it trains data-parallel with FSDP2."""
     from prover.train.sft import SFTConfig, train_sft
@@ -53,7 +54,8 @@ def sft(
     cfg = SFTConfig(model=model, data=str(data), out=str(out), tokenizer=tokenizer, lr=lr, schedule=schedule,
                     warmup_steps=warmup, epochs=epochs, max_steps=max_steps, micro_batch_size=batch_size,
                     grad_accum=grad_accum, max_length=max_length, save_every=save_every, precision=precision,
-                    device=device, bias_update_gamma=bias_gamma, seed=seed, resume=resume, ep=ep)
+                    device=device, bias_update_gamma=bias_gamma, seed=seed, resume=resume, ep=ep,
+                    compile=compile_)
     result = train_sft(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one table
         _print_result(f"sft -> {out}", result.to_dict())

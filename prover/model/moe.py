@@ -89,11 +89,17 @@ class RoutedExperts(nn.Module):
 
     def forward(self, x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor, counts: torch.Tensor,
                 impl: str = "auto") -> torch.Tensor:
+        gate_up, down = self.gate_up_proj, self.down_proj
+        if torch.is_autocast_enabled(x.device.type):
+            # Autocast does not cover the grouped GEMM: cast like it casts nn.Linear, or fp32 master weights
+            # under bf16 autocast would fall back to the slow padded path in fp32.
+            dtype = torch.get_autocast_dtype(x.device.type)
+            x, gate_up, down = x.to(dtype), gate_up.to(dtype), down.to(dtype)
         if impl == "reference":
-            return experts_reference(x, indices, weights, self.gate_up_proj, self.down_proj)
+            return experts_reference(x, indices, weights, gate_up, down)
         if impl == "auto":
             impl = "grouped" if (x.is_cuda and x.dtype == torch.bfloat16 and _cuda_has_grouped_mm()) else "batched"
-        return experts_sorted(x, indices, weights, self.gate_up_proj, self.down_proj, counts, impl)
+        return experts_sorted(x, indices, weights, gate_up, down, counts, impl)
 
 
 class MoE(nn.Module):

@@ -60,6 +60,7 @@ class SFTConfig:
     resume: bool = True
     stop_after: int | None = None  # end this invocation at this step (checkpointed); rerunning resumes
     ep: int = 1  # expert-parallel degree (seam; only 1 today)
+    compile: bool = False  # torch.compile each decoder block of our MoE (faster steps after a warm-up)
     log_dir: str | None = None  # TensorBoard + metrics.jsonl; default <out>
 
 
@@ -174,6 +175,8 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
 
     model = load_policy(str(resume_from or cfg.model), env.device)
     model.train()
+    if cfg.compile and hasattr(model, "compile_blocks"):
+        model.compile_blocks()
     model = wrap_model(model, env, ep=cfg.ep)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     order = StepOrder(len(examples), cfg.seed, cfg.micro_batch_size, cfg.grad_accum, env)
