@@ -36,6 +36,9 @@ def _full_state_dicts(model, optimizer, env: DistEnv) -> tuple[dict, dict | None
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
     model_sd = get_model_state_dict(model, options=opts)
     optim_sd = get_optimizer_state_dict(model, optimizer, options=opts) if optimizer is not None else None
+    from prover.parallel import gather_expert_state
+
+    gather_expert_state(unwrap(model), optimizer, model_sd, optim_sd)  # expert shards -> full tensors on rank 0
     return model_sd, optim_sd
 
 
@@ -124,6 +127,9 @@ def load_training_state(ckpt: str | Path, model, optimizer, scheduler, env: Dist
         if env.distributed:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
+            from prover.parallel import local_expert_state
+
+            state["optimizer"] = local_expert_state(unwrap(model), state["optimizer"])
             set_optimizer_state_dict(
                 model, optimizer, optim_state_dict=state["optimizer"], options=StateDictOptions(full_state_dict=True)
             )

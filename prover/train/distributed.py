@@ -78,13 +78,19 @@ def wrap_model(model: torch.nn.Module, env: DistEnv, ep: int = 1) -> torch.nn.Mo
     """Prepare `model` (already on `env.device`) for data-parallel training across the process group.
 
     FSDP2: each transformer block is its own shard unit, then the root. Parameters stay fp32 (autocast does
-    bf16 compute), gradients are reduced in fp32. `ep > 1` (expert parallelism) is the extension point: it
-    would place each rank's routed experts before sharding the rest.
+    bf16 compute), gradients are reduced in fp32. Our MoE goes through `prover.parallel.parallelize`, which
+    shards routed experts over groups of `ep` ranks (expert parallelism) and FSDP2-shards the rest.
     """
-    if ep != 1:
-        raise ProverError("expert parallelism (--ep > 1) is not implemented yet")
     if not env.distributed:
+        if ep != 1:
+            raise ProverError(f"--ep {ep} needs a distributed launch: torchrun --nproc_per_node N $(which subgoal) ...")
         return model
+    from prover.train.common import is_moe
+
+    if ep != 1 or is_moe(model):  # our MoE: experts over groups of `ep` ranks, FSDP2 for the rest
+        from prover.parallel import parallelize
+
+        return parallelize(model, ep=ep, device=env.device)
     from torch.distributed.fsdp import fully_shard
 
     for block in _blocks(model):

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import torch
 
 from prover.errors import ProverError
+from prover.parallel import clip_grad_norm_
 from prover.train.checkpoint import export_final, latest_checkpoint, load_training_state, save_checkpoint
 from prover.train.common import (
     MetricLog,
@@ -247,7 +248,7 @@ def _train_step(model, optimizer, scheduler, micro_batches, examples, tokenizer,
         mtp = getattr(out, "mtp_loss", None)
         if mtp is not None:
             mtp_sum += float(mtp.detach()) * n_tok
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else None
+    grad_norm = clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else None  # EP-aware
     optimizer.step()
     lr = scheduler.get_last_lr()[0]
     scheduler.step()
