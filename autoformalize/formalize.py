@@ -21,6 +21,7 @@ from autoformalize.filters import NEGATION_TACTICS, QUICK_TACTICS, compile_check
 from autoformalize.statement import extract_statement, rename, safe_name
 from data.decontam import Decontaminator, normalize_statement
 from data.errors import DataError
+from data.loaders import iter_jsonl
 from data.problem import Problem
 from prover.errors import ProverError
 from prover.generate import SamplingParams, format_chat
@@ -72,13 +73,7 @@ def read_informal(path: str | Path, header: str | None = None) -> list[InformalP
     if not path.is_file():
         raise DataError(f"informal problem file {path} does not exist")
     out, seen = [], set()
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+    for lineno, rec in iter_jsonl(path):
         if not isinstance(rec, dict):
             raise DataError(f"{path}:{lineno}: expected a JSON object")
         text = next((rec[k] for k in _TEXT_KEYS if isinstance(rec.get(k), str) and rec[k].strip()), None)

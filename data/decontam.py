@@ -9,7 +9,6 @@ so a new benchmark dropped there is covered without code changes.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from data.errors import DataError
+from data.loaders import iter_jsonl
 
 _BLOCK_COMMENT = re.compile(r"/-.*?-/", re.S)  # also docstrings `/-- ... -/`
 _LINE_COMMENT = re.compile(r"--[^\n]*")
@@ -89,13 +89,7 @@ def read_benchmarks(paths: Iterable[str | Path]) -> list[BenchmarkStatement]:
             raise DataError(f"benchmark path {p} does not exist")
     items = []
     for f in files:
-        for lineno, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{f}:{lineno}: not valid JSON ({e.msg})") from None
+        for lineno, rec in iter_jsonl(f):
             if isinstance(rec, dict) and rec.get("formal_statement"):
                 items.append(BenchmarkStatement(f.stem, str(rec.get("name", lineno)), rec["formal_statement"]))
     return items

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from data.errors import DataError
+from data.loaders import iter_jsonl
 from data.problem import Problem
 
 log = logging.getLogger(__name__)
@@ -211,20 +212,13 @@ def read_corpus(root: str | Path) -> Iterator[CorpusFile]:
     path = Path(root) / "corpus.jsonl"
     if not path.is_file():
         raise DataError(f"{path} does not exist: {WHERE_TO_GET_IT}")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(d, dict) or not isinstance(d.get("path"), str):
-                raise DataError(f"{path}:{lineno}: expected an object with a string `path`")
-            premises = d.get("premises", [])
-            if not isinstance(premises, list) or any(not isinstance(p, dict) for p in premises):
-                raise DataError(f"{path}:{lineno}: `premises` must be a list of objects")
-            yield CorpusFile(d["path"], list(d.get("imports", [])), premises)
+    for lineno, d in iter_jsonl(path):  # streamed
+        if not isinstance(d, dict) or not isinstance(d.get("path"), str):
+            raise DataError(f"{path}:{lineno}: expected an object with a string `path`")
+        premises = d.get("premises", [])
+        if not isinstance(premises, list) or any(not isinstance(p, dict) for p in premises):
+            raise DataError(f"{path}:{lineno}: `premises` must be a list of objects")
+        yield CorpusFile(d["path"], list(d.get("imports", [])), premises)
 
 
 def premise_index(root: str | Path) -> dict[str, dict[str, Any]]:

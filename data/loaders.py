@@ -27,7 +27,7 @@ _PREFIX_COMMENT = re.compile(r"^\s*/-+\s*(.*?)\s*-/\s*$", re.S)
 _HF_SAVED_MARKERS = ("dataset_info.json", "dataset_dict.json", "state.json")
 
 
-def normalize_statement(stmt: str) -> str | None:
+def open_statement(stmt: str) -> str | None:
     """The statement ending in `:= by`, or None when it cannot be made so.
 
     Accepts the forms users write: `... := by`, `... := by sorry`, `... := sorry`, `... :=`.
@@ -59,7 +59,7 @@ def problem_from_record(rec: Any, where: str, default_split: str = "", default_s
             )
     if not rec["name"].strip():
         raise DataError(f"{where}: field 'name' is empty")
-    statement = normalize_statement(rec["formal_statement"])
+    statement = open_statement(rec["formal_statement"])
     if statement is None:
         raise DataError(
             f"{where}: field 'formal_statement' must end in ':= by' (a statement without its proof), "

@@ -19,6 +19,7 @@ from typing import Any
 
 from data.decontam import Decontaminator, strip_comments
 from data.errors import DataError
+from data.loaders import iter_jsonl
 
 KINDS = ("whole_proof", "sketch", "lemma", "repair", "tactic")
 FIELDS = ("prompt", "completion", "kind", "problem", "statement", "source")
@@ -49,13 +50,7 @@ def read_examples(path: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise DataError(f"example file {path} does not exist")
     out = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+    for lineno, rec in iter_jsonl(path):
         if not isinstance(rec, dict):
             raise DataError(f"{path}:{lineno}: expected a JSON object")
         out.append(validate_example(rec, f"{path}:{lineno}"))

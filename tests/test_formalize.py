@@ -129,6 +129,6 @@ def test_bad_informal_input_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="no problem text"):
         read_informal(bad)
     bad.write_text("{not json\n")
-    with pytest.raises(DataError, match="not valid JSON"):
+    with pytest.raises(DataError, match=r":1: bad JSON"):
         read_informal(bad)
     assert report_path(tmp_path / "formal.jsonl").name == "formal.report.json"
