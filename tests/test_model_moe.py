@@ -194,3 +194,25 @@ def test_grouped_mm_on_gpu_matches_reference_bf16():
     for a, b in zip(res["grouped"], res["reference"], strict=True):
         assert torch.isfinite(a).all()
         assert ((a - b).norm() / b.norm()).item() < 2e-2
+
+
+def test_model_built_on_meta_materializes_with_to_empty():
+    with torch.device("meta"):
+        model = DeepSeekV3(ModelConfig.preset("tiny"))
+    model.to_empty(device="cpu")
+    bias = model.moe_layers()[0].gate.e_score_correction_bias
+    assert bias.device.type == "cpu" and bias.dtype == torch.float32
+
+
+def test_fast_path_under_autocast_matches_reference():
+    """fp32 master weights under bf16 autocast: the experts compute in bf16 like nn.Linear would."""
+    torch.manual_seed(0)
+    layer = MoE(ModelConfig.preset("tiny"))
+    for p in layer.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    x = torch.randn(2, 8, layer.cfg.hidden_size)
+    ref = layer(x)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x)[0]
+    assert y.dtype == torch.bfloat16
+    assert (y.float() - ref).norm() / ref.norm() < 2e-2

@@ -52,12 +52,14 @@ class Router(nn.Module):
         bias = self.e_score_correction_bias
         super()._apply(fn, recurse)
         moved = self.e_score_correction_bias
-        self.e_score_correction_bias = bias.to(device=moved.device, dtype=torch.float32)
+        # From the meta device (`to_empty`) there is nothing to keep: take the new, uninitialized storage.
+        self.e_score_correction_bias = (moved if bias.is_meta else bias).to(device=moved.device, dtype=torch.float32)
         return self
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x [T, H] -> (weights [T, K] float32, indices [T, K], scores [T, E] float32)."""
-        scores = F.linear(x.float(), self.weight.float()).sigmoid()
+        with torch.autocast(x.device.type, enabled=False):  # routing in fp32 (as DeepSeek-V3), even under autocast
+            scores = F.linear(x.float(), self.weight.float()).sigmoid()
         with torch.no_grad():
             biased = scores + self.e_score_correction_bias
             T, E = biased.shape
