@@ -49,7 +49,9 @@ class _Section(BaseModel):
 class LeanSettings(_Section):
     """Where Lean lives and how REPLs are run. Unset paths are searched for (PATH, ~/.elan, ...)."""
 
-    lean_version: str = "v4.19.0"  # pinned toolchain that `subgoal lean setup` installs
+    # Pinned toolchain that `subgoal lean setup` installs: the one PutnamBench in the data dir is checked with
+    # (Mathlib and the REPL are taken at the same tag).
+    lean_version: str = "v4.27.0"
     project_dir: Path | None = None  # a Lake project with Mathlib built (the REPL runs inside it)
     repl_path: Path | None = None  # the leanprover-community/repl binary
     lake_path: Path | None = None
