@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,12 +22,10 @@ from data.decontam import Decontaminator, normalize_statement
 from data.errors import DataError
 from data.loaders import iter_jsonl
 from data.problem import Problem
-from prover.errors import ProverError
 from prover.generate import SamplingParams, format_chat
-from prover.prompts import Template
+from prover.prompts import DEFAULT_HEADER, Template, load_prompts
 
 DEFAULT_PROMPTS = Path(__file__).with_name("prompts.toml")
-DEFAULT_HEADER = "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\nopen BigOperators Real Nat Topology Rat\n\n"
 _TEXT_KEYS = ("informal_statement", "problem", "statement", "question", "text")
 
 
@@ -92,19 +89,8 @@ def read_informal(path: str | Path, header: str | None = None) -> list[InformalP
 
 
 def load_templates(path: str | Path | None = None) -> dict[str, Template]:
-    tables = tomllib.loads(DEFAULT_PROMPTS.read_text(encoding="utf-8"))
-    if path is not None:
-        try:
-            over = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ProverError(f"prompt file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ProverError(f"prompt file {path}: {e}") from None
-        for kind, table in over.items():
-            if kind not in tables or not isinstance(table, dict) or set(table) - {"template", "chat", "stop"}:
-                raise ProverError(f"{path}: [{kind}] is not a formalize/faithfulness table of template/chat/stop")
-            tables[kind] = {**tables[kind], **table}
-    return {k: Template(k, t["template"], bool(t.get("chat")), False, tuple(t.get("stop", ()))) for k, t in tables.items()}
+    """`formalize` and `faithfulness` templates (autoformalize/prompts.toml), overridable like the prover's."""
+    return load_prompts(path, defaults=DEFAULT_PROMPTS).templates
 
 
 def _render(template: Template, backend: Any, **fields: str) -> str:

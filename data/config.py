@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from data.errors import DataError
+from data.errors import DataError, read_text
 
 ENV_PREFIX = "SUBGOAL_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -117,9 +117,7 @@ def load_config(
     if path:
         path = Path(path)
         try:
-            layers = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise DataError(f"config file {path} does not exist") from None
+            layers = tomllib.loads(read_text(path, "config file"))
         except tomllib.TOMLDecodeError as e:
             raise DataError(f"config file {path}: {e}") from None
     layers = _merge(layers, _env_overrides(environ))

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.errors import DataError
+from data.errors import DataError, read_text
 from data.problem import Problem
 
 _MODIFIERS = r"(?:@\[[^\]]*\]\s*)*(?:(?:private|protected|noncomputable|nonrec|partial|unsafe)\s+)*"
@@ -158,14 +158,7 @@ def parse_lean(text: str, path: str = "<text>") -> list[Problem]:
 
 
 def load_lean(path: str | Path) -> list[Problem]:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    return parse_lean(text, str(path))
+    return parse_lean(read_text(path), str(path))
 
 
 def fill_sorries(text: str, problems: list[Problem], proofs: dict[str, str]) -> str:

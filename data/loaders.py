@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from data.errors import DataError
+from data.errors import DataError, read_text
 from data.problem import Problem
 
 REQUIRED_STR = ("name", "formal_statement")
@@ -123,11 +123,9 @@ def _starts_with(path: Path, char: str) -> bool:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: bad JSON at column {e.colno}: {e.msg}") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
 def load_jsonl(path: str | Path) -> list[Problem]:

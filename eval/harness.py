@@ -149,15 +149,13 @@ def _budget(budget: dict[str, Any], strategy: str) -> dict[str, Any]:
 
 
 def _sampling(sampling: dict[str, Any]) -> dict[str, Any]:
-    from dataclasses import asdict as to_dict
-
     from prover.generate.base import SamplingParams
 
     try:
         params = SamplingParams(**sampling)
     except TypeError as e:
         raise EvalError(f"bad sampling parameters {sampling}: {e}") from None
-    return {k: v for k, v in to_dict(params).items() if k in ("temperature", "top_p", "max_tokens")}
+    return {k: v for k, v in asdict(params).items() if k in ("temperature", "top_p", "max_tokens")}
 
 
 def _check_resume(recorded: dict[str, Any], current: dict[str, Any], out: Path) -> None:
@@ -270,7 +268,3 @@ def _drive_with_progress(units, executor, store, run_id, on_result, progress: bo
                 on_result(unit, attempt)
 
         return drive(units, executor, store, run_id, on_result=tick)
-
-
-def spec_dict(spec: EvalSpec) -> dict[str, Any]:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(spec).items()}

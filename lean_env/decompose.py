@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from lean_env.text import find_decl, mask
+from lean_env.text import assign_at_depth0, find_decl, mask
 
 _SORRY = re.compile(r"(?<![\w'.!?₀-₉])sorry(?![\w'!?₀-₉])")
 _INACCESSIBLE = "✝"
@@ -221,25 +221,16 @@ def _placed(src: str, at: int, lines: list[str]) -> str:
     return f"({joined})" if tactic_position else f"(by {joined})"
 
 
+_NEXT_STEP = re.compile(r"\n\s*(have|calc|exact|·)\b")  # a line that starts the sketch's next step
+
+
 def have_steps(sketch: str) -> list[dict[str, Any]]:
     """The `have name : P := ...` steps of a sketch, in order, with their statement text and whether their proof
     is a bare `sorry` (for display and for the trace; the lemmas themselves come from Lean's goals)."""
     masked = mask(sketch)
     steps = []
     for m in re.finditer(r"(?<![\w.])have\s+([^\s:]*)\s*:", masked):
-        depth, i, assign = 0, m.end(), None
-        while i < len(masked) - 1:
-            c = masked[i]
-            if c in "([{⟨⦃":
-                depth += 1
-            elif c in ")]}⟩⦄":
-                depth -= 1
-            elif depth == 0 and masked.startswith(":=", i):
-                assign = i
-                break
-            elif depth == 0 and c == "\n" and re.match(r"\n\s*(have|calc|exact|·)\b", masked[i:]):
-                break
-            i += 1
+        assign = assign_at_depth0(masked, m.end(), len(masked), _NEXT_STEP)
         if assign is None:
             continue
         rest = masked[assign + 2:].lstrip()

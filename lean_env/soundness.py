@@ -22,7 +22,7 @@ KINDS = (
     "axiom",  # a new axiom
     "native",  # native_decide, decide +native, Lean.ofReduceBool / ofReduceNat / trustCompiler
     "implemented_by",  # @[implemented_by] / @[extern]: replace a definition's code with unchecked code
-    "kernel_option",  # set_option debug.skipKernelTC and other checking-off options
+    "kernel_option",  # set_option debug.skipKernelTC and other checking-off options; pp.* (see _PP_OPTION)
     "unsafe",  # unsafe declarations / unsafeCast & co
     "metaprogram",  # #eval, run_cmd, macro, elab, syntax, initialize, env hacking: code run at elaboration
     "exit",  # #exit: the rest of the file is silently ignored
@@ -48,6 +48,7 @@ class Finding:
 
 _W = r"(?<![\w'.!?])"  # not inside a longer identifier (Lean identifiers take ', !, ? and dots)
 _E = r"(?![\w'!?])"
+_ATTR = r"(?:@|\battribute\s*)\["  # an attribute list: `@[a] def f` or, after the fact, `attribute [a] f`
 
 # Single identifiers, matched on whole tokens (one pass over the text). WORDS must not follow a dot
 # (`h.stop` is a field); QUALIFIED may (`Lean.ofReduceBool`).
@@ -81,15 +82,16 @@ _RULES: list[tuple[str, str, str]] = [
     # (kind, regex on the masked text, reason): what is more than one identifier
     ("native", r"\bdecide\s*\+\s*native\b|\bnative\s*:=\s*true\b",
      "uses `decide +native` (trusts the compiler: Lean.ofReduceBool)"),
-    ("implemented_by", rf"@\[[^\]]*{_W}extern{_E}", "uses `@[extern]` (unchecked implementation)"),
+    ("implemented_by", rf"{_ATTR}[^\]]*{_W}extern{_E}", "uses `@[extern]` (unchecked implementation)"),
     ("metaprogram", r"#eval\b|#eval!", "runs code with `#eval`"),
     ("exit", r"#exit\b", "uses `#exit` (the rest of the file is not checked)"),
     ("metaprogram", rf"(?m)^[ \t]*(?:@\[[^\]]*\]\s*)?(?:(?:scoped|local|private|protected)\s+)*"
      rf"(?:macro|macro_rules|syntax|elab|elab_rules|declare_syntax_cat|initialize|builtin_initialize|"
      rf"simproc|dsimproc|simproc_decl|dsimproc_decl|builtin_simproc){_E}",
      "defines syntax, macros, elaborators or initializers (can rewrite what Lean checks)"),
-    ("metaprogram", rf"@\[[^\]]*{_W}(?:command_elab|term_elab|tactic|macro|builtin_\w+|init|env_linter|"
-     rf"command_parser|term_parser|tactic_parser){_E}",
+    # delab / app_unexpander run while `#check` prints the type, so they could forge what the verifier compares
+    ("metaprogram", rf"{_ATTR}[^\]]*{_W}(?:command_elab|term_elab|tactic|macro|builtin_\w+|init|env_linter|"
+     rf"command_parser|term_parser|tactic_parser|delab|app_delab|app_unexpander){_E}",
      "registers meta code through an attribute"),
     ("inductive", rf"(?m)^[ \t]*(?:@\[[^\]]*\]\s*)?(?:(?:private|protected|unsafe|noncomputable)\s+)*"
      rf"(?:inductive|coinductive|structure|class(?:\s+inductive)?|mutual){_E}",
@@ -101,6 +103,9 @@ _COMPILED = [(k, re.compile(rx), reason) for k, rx, reason in _RULES]
 
 # set_option names that turn checking off or make the elaborator trust unchecked code
 _BAD_OPTION = re.compile(r"^(debug\.|bootstrap\.|interpreter\.|allowUnsafeReducibility$)")
+# pp.* set in the proof outlives the verifier's `set_option pp.all true in #check`: an explicit pp.notation /
+# pp.explicit / pp.maxSteps ... wins over pp.all and could make a changed statement print like the problem's
+_PP_OPTION = re.compile(r"^pp\.")
 _SET_OPTION = re.compile(r"\bset_option\s+([\w.'«»]+)")
 _HIDDEN = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u00ad]")
 
@@ -133,8 +138,10 @@ def scan(src: str) -> list[Finding]:
             findings.append(Finding(kind, reason, masked.count("\n", 0, m.start()) + 1))
     for m in _SET_OPTION.finditer(masked):
         name = m.group(1)
-        if _BAD_OPTION.match(name):
-            findings.append(Finding("kernel_option", f"sets `{name}`, which weakens checking",
+        why = ("weakens checking" if _BAD_OPTION.match(name)
+               else "changes how the verifier prints the statement it compares" if _PP_OPTION.match(name) else None)
+        if why:
+            findings.append(Finding("kernel_option", f"sets `{name}`, which {why}",
                                     masked.count("\n", 0, m.start()) + 1))
     findings.sort(key=lambda f: f.line)
     return _dedupe(findings)

@@ -232,18 +232,25 @@ def _declarations(src: str) -> tuple[Decl, ...]:
 
 
 def _signature_end(masked: str, start: int, end: int) -> int | None:
-    """Offset just past the first `:=` (or `|`, `where`) at bracket depth 0 in masked[start:end]."""
+    """Offset just past the first `:=` at bracket depth 0 in masked[start:end]."""
+    at = assign_at_depth0(masked, start, end)
+    return None if at is None else at + 2
+
+
+def assign_at_depth0(masked: str, start: int, end: int, stop: re.Pattern[str] | None = None) -> int | None:
+    """Offset of the first `:=` at bracket depth 0 in masked[start:end] (comments/strings already masked); None
+    when there is none, or when `stop` matches at a depth-0 line break before it (the next step of a proof)."""
     depth = 0
-    i = start
-    while i < end:
+    for i in range(start, min(end, len(masked))):
         c = masked[i]
         if c in "([{⟨⦃":
             depth += 1
         elif c in ")]}⟩⦄":
             depth -= 1
         elif depth == 0 and masked.startswith(":=", i):
-            return i + 2
-        i += 1
+            return i
+        elif depth == 0 and c == "\n" and stop is not None and stop.match(masked, i):
+            return None
     return None
 
 

@@ -214,7 +214,7 @@ class Verifier:
             body = repl.run_cmd(prep.body, session.env)
             cpu += repl.last_cpu_s
             check = reference = ref_error = None
-            if body.error is None and not body.errors:
+            if body.ok:
                 check = repl.run_cmd(check_command(prep.name), body.env)
                 cpu += repl.last_cpu_s
                 if self.check_types:
@@ -231,7 +231,7 @@ class Verifier:
             if key in self._references:
                 return (*self._references[key], 0.0)
         res = session.repl.run_cmd(reference_command(prep.statement, prep.name), session.env)
-        if res.error or res.errors:
+        if not res.ok:
             value: tuple[str | None, str | None] = (None, res.error or res.errors[0].data)
         else:
             infos = [m.data for m in res.messages if m.severity == "info"]
@@ -266,7 +266,7 @@ class Verifier:
         sorries = [_shift_sorry(s, shift) for s in out.body.sorries]
         reasons = list(prep.reasons)
         axioms: list[str] = []
-        failed = bool(out.body.error or out.body.errors)
+        failed = not out.body.ok
         if out.body.error:
             reasons.append(f"the REPL refused the proof: {out.body.error}")
         for m in messages:
@@ -288,7 +288,7 @@ class Verifier:
         check = out.check
         assert check is not None
         reasons: list[str] = []
-        if check.error or check.errors:
+        if not check.ok:
             first = check.error or check.errors[0].data
             return [f"`{prep.name}` is not a top-level theorem of the proof ({first.splitlines()[0]})"], []
         infos = [m.data for m in check.messages if m.severity == "info"]

@@ -291,7 +291,7 @@ def drive(units: Iterable[WorkUnit], executor: Executor, store: Any, run_id: Any
     remaining units are skipped once one attempt proved it (attempts in the store count too)."""
     stats = DriveStats()
     done: set[tuple[str, int]] = set(store.done(run_id))
-    proved = {a.problem for a in store.attempts(run_id) if a.status == Status.PROVED.value} if stop_at_first else set()
+    proved = {a.problem for a in store.attempts(run_id, status=Status.PROVED.value)} if stop_at_first else set()
 
     def todo() -> Iterator[WorkUnit]:
         for unit in units:

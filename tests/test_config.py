@@ -113,3 +113,11 @@ def test_data_dir_resolution(in_tmp, monkeypatch):
     assert load_config(
         overrides={"data_dir": Path("flag")}, environ={"SUBGOAL_DATA_DIR": "x"}
     ).data_dir == Path("flag")
+
+
+def test_unreadable_config_file(in_tmp):
+    with pytest.raises(DataError, match="config file .*: cannot read"):
+        load_config(in_tmp, environ={})  # a directory
+    (in_tmp / "bad.toml").write_bytes(b"\xff\xfe")
+    with pytest.raises(DataError, match="not UTF-8"):
+        load_config(in_tmp / "bad.toml", environ={})

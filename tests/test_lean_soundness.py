@@ -189,6 +189,8 @@ def test_verdict(case: Case, harness):
     "set_option maxRecDepth 10000 in\nset_option linter.unusedVariables false in\ntheorem t : True := trivial",
     "theorem t : r\"sorry\" = r\"sorry\" := rfl",
     "example : True := by exact?",
+    "attribute [local simp] Nat.add_comm in\ntheorem t : True := trivial",
+    "attribute [-simp] Nat.succ_eq_add_one\ntheorem t : True := trivial",
 ])
 def test_scan_accepts_honest_idioms(src):
     assert scan(src) == []

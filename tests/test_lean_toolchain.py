@@ -157,3 +157,11 @@ def test_file_problem_keeps_what_the_theorem_mentions():
     assert not text.same_statement(p, src.replace(":= 6", ":= 7"))
     assert file_problem(src, theorem="helper").formal_statement.endswith("sol = 6 :=")
     assert file_problem("def x := 1\n") is None
+
+
+def test_cli_check_unreadable_file_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.lean"
+    bad.write_bytes(b"\xff\xfe theorem")
+    for path, why in ((tmp_path / "absent.lean", "no such file"), (bad, "not UTF-8"), (tmp_path, "cannot read")):
+        code, _, err = _cli(["lean", "check", str(path)], capsys)
+        assert code == 2 and why in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -45,6 +45,19 @@ def test_clipped_surrogate_and_k3_kl():
     assert float(loss_kl) == pytest.approx(float(loss) + 0.5 * float(k3))
 
 
+def test_moe_sampler_cuts_tokens_at_the_stop_string():
+    """Our MoE samples until EOS; the completion it hands GRPO must end where the stop string does, as the
+    other backends' do, so that no gradient goes to tokens past the stop that the reward never saw."""
+    from prover.train.grpo import _cut_at_stop
+
+    tok = word_tokenizer(["rfl", "```", "junk"])
+    ids = tok("rfl ``` junk junk", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    tokens, text = _cut_at_stop(ids, ("```",), tok, tok.eos_token_id)
+    assert tokens == ids[:2] and text == "rfl "
+    tokens, text = _cut_at_stop(ids, (), tok, tok.eos_token_id)
+    assert tokens == ids and text == "rfl ``` junk junk"
+
+
 def write_toy_problems(path: Path, n: int = 4) -> Path:
     rows = [{"name": f"toy_{i}", "header": "", "formal_statement": f"theorem toy_{i} (a : ℕ) (h₀ : a = {i}) : a = {i} := by"}
             for i in range(n)]

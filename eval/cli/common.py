@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
-from data.config import Config, load_config
+if TYPE_CHECKING:
+    from data.config import Config
 
 console = Console()  # results and tables
 err_console = Console(stderr=True)  # logs, progress and errors go to stderr
@@ -15,9 +18,16 @@ err_console = Console(stderr=True)  # logs, progress and errors go to stderr
 
 def config(ctx: typer.Context, **overrides: Any) -> Config:
     """The run's configuration: root `--config/--data-dir/--run-dir` plus the command's own flag overrides."""
+    from data.config import load_config  # pydantic: paid by commands that run, not by `--help`
+
     root = ctx.find_root().obj or {}
     merged = {**root.get("overrides", {}), **overrides}
     return load_config(root.get("config_path"), merged)
+
+
+def default_out(run_dir: Path, name: str) -> Path:
+    """A command's default run directory: `name` made safe as one path component, under `run_dir`."""
+    return run_dir / re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import typer
 
 from eval.cli import options as shared
-from eval.cli.common import config, console, err_console
+from eval.cli.common import config, console, default_out, err_console
 
 
 def _default_out(run_dir: Path, problem_set: str, model: str | None, strategy: str, k: int) -> Path:
     model_name = Path(model.rstrip("/")).name if model else "model"
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{Path(problem_set).stem}-{model_name}-{strategy}-k{k}")
-    return run_dir / slug
+    return default_out(run_dir, f"{Path(problem_set).stem}-{model_name}-{strategy}-k{k}")
 
 
 def _options(pairs: list[str]) -> dict[str, object]:

@@ -68,11 +68,12 @@ def check(
     """Verify a Lean file: no error, no sorry, standard axioms only; exit 1 unless proved."""
     import json
 
+    from data.errors import read_text
     from lean_env import make_verifier
     from lean_env.errors import LeanError
     from lean_env.verifier import file_problem
 
-    src = file.read_text(encoding="utf-8")
+    src = read_text(file)
     problem = file_problem(src, file.stem, theorem)
     if problem is None:
         raise LeanError(f"{file}: no theorem to check" + (f" named {theorem}" if theorem else ""))

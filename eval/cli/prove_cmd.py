@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 import typer
 
 from eval.cli import options as shared
-from eval.cli.common import config, console, err_console
+from eval.cli.common import config, console, default_out, err_console
 
 
 def register(app: typer.Typer) -> None:
@@ -151,7 +150,7 @@ def _batch(target: str, problems: list[Any], cfg: Any, recipe: Any, gen: Any, ve
     from data.store import RunStore
     from prover.batch import BoundRecipe, run_batch
 
-    out = out or cfg.run_dir / re.sub(r"[^A-Za-z0-9_.-]+", "-", f"prove-{Path(target).stem}")
+    out = out or default_out(cfg.run_dir, f"prove-{Path(target).stem}")
     out.mkdir(parents=True, exist_ok=True)
     run_config = {"target": target, "problems": len(problems), "strategy": recipe.strategy, "k": k,
                   "stop_at_first": stop_at_first, "budget": recipe.budget, "sampling": recipe.sampling,

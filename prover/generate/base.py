@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 Prompt = str | list[int]  # text, or token ids (benchmarks; checkpoints without a tokenizer)
 
@@ -38,6 +38,20 @@ class Completion:
     def logprob(self) -> float:
         """Sum of the sampled tokens' log-probabilities (tree search scores candidates by it)."""
         return float(sum(self.token_logprobs))
+
+
+def chat_turn(tokenizer: Any, text: str) -> str:
+    """`text` as one user turn through the tokenizer's chat template; the text itself when there is none."""
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        return text
+    return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+def first_stop(text: str, stops: tuple[str, ...]) -> int | None:
+    """Where the earliest stop string begins in `text`, or None."""
+    hits = [i for s in stops if s and (i := text.find(s)) >= 0]
+    return min(hits) if hits else None
 
 
 @runtime_checkable

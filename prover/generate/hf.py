@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from prover.errors import ProverError
-from prover.generate.base import Completion, Prompt, SamplingParams
+from prover.generate.base import Completion, Prompt, SamplingParams, chat_turn, first_stop
 
 
 class TransformersBackend:
@@ -35,11 +35,7 @@ class TransformersBackend:
         self.ignore_eos = ignore_eos  # benchmarks: always generate max_tokens
 
     def format_chat(self, text: str) -> str:
-        """One user turn through the tokenizer's chat template; the text itself when there is none."""
-        tok = self.tokenizer
-        if tok is None or not getattr(tok, "chat_template", None):
-            return text
-        return tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+        return chat_turn(self.tokenizer, text)
 
     def close(self) -> None:
         self.model = None
@@ -106,7 +102,7 @@ class TransformersBackend:
                         finish[r] = "stop"
                     elif params.stop:
                         text = self._decode(tokens[r])
-                        cut = _first_stop(text, params.stop)
+                        cut = first_stop(text, params.stop)
                         if cut is not None:
                             finish[r], texts[r] = "stop", text[:cut]
                 if all(f is not None for f in finish):
@@ -143,11 +139,6 @@ class TransformersBackend:
             elif isinstance(cand, (list, tuple)):
                 ids.update(c for c in cand if isinstance(c, int))
         return ids
-
-
-def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:
-    hits = [i for s in stops if s and (i := text.find(s)) >= 0]
-    return min(hits) if hits else None
 
 
 def _sample(logits, params: SamplingParams, gens):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from prover.errors import ProverError
-from prover.generate.base import Completion, Prompt, SamplingParams
+from prover.generate.base import Completion, Prompt, SamplingParams, chat_turn
 
 
 def import_vllm():
@@ -49,12 +49,7 @@ class VLLMBackend:
         self.gen_seconds = 0.0
 
     def format_chat(self, text: str) -> str:
-        if self.skip_tokenizer_init:
-            return text
-        tok = self.llm.get_tokenizer()
-        if not getattr(tok, "chat_template", None):
-            return text
-        return tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+        return text if self.skip_tokenizer_init else chat_turn(self.llm.get_tokenizer(), text)
 
     def close(self) -> None:
         self.llm = None

@@ -100,7 +100,7 @@ class RoutedExperts(nn.Module):
         if impl == "reference":
             return experts_reference(x, indices, weights, gate_up, down)
         if impl == "auto":
-            impl = "grouped" if (x.is_cuda and x.dtype == torch.bfloat16 and _cuda_has_grouped_mm()) else "batched"
+            impl = "grouped" if grouped_mm_supported(x) else "batched"
         return experts_sorted(x, indices, weights, gate_up, down, counts, impl)
 
 
@@ -249,6 +249,5 @@ def _cuda_has_grouped_mm() -> bool:
 
 
 def grouped_mm_supported(x: torch.Tensor) -> bool:
-    if not hasattr(torch, "_grouped_mm") or not x.is_cuda or x.dtype != torch.bfloat16:
-        return False
-    return torch.cuda.get_device_capability(x.device) >= (9, 0)
+    """`torch._grouped_mm` takes bf16 CUDA tensors on sm90+ (the device's type and dtype are static under compile)."""
+    return x.is_cuda and x.dtype == torch.bfloat16 and _cuda_has_grouped_mm()

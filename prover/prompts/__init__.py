@@ -16,6 +16,9 @@ from typing import Any
 from prover.errors import ProverError
 
 DEFAULT_FILE = Path(__file__).with_name("default.toml")
+# DeepSeek-Prover's (and miniF2F's) standard header: statements typed without one are checked under it.
+DEFAULT_HEADER = ("import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\n"
+                  "open BigOperators Real Nat Topology Rat\n\n")
 KINDS = ("complete", "cot", "sketch", "repair", "tactic")
 PLACEHOLDERS = ("header", "statement", "informal", "proof", "errors", "goals", "tactics")
 _PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
@@ -69,9 +72,10 @@ def statement_text(formal_statement: str) -> str:
     return s if s.endswith("by") else s + (" by" if s.endswith(":=") else "")
 
 
-def load_prompts(path: str | Path | None = None) -> PromptSet:
-    """The default templates, with the tables of `path` (TOML) laid over them."""
-    tables = _read(DEFAULT_FILE)
+def load_prompts(path: str | Path | None = None, defaults: Path = DEFAULT_FILE) -> PromptSet:
+    """The templates of `defaults` (the prover's; autoformalize passes its own), with the tables of `path`
+    (TOML) laid over them."""
+    tables = _read(defaults)
     if path is not None:
         for kind, table in _read(Path(path)).items():
             if not isinstance(table, dict):
@@ -79,7 +83,7 @@ def load_prompts(path: str | Path | None = None) -> PromptSet:
             tables[kind] = {**tables.get(kind, {}), **table}
     templates: dict[str, Template] = {}
     for kind, t in tables.items():
-        where = path or DEFAULT_FILE
+        where = path or defaults
         if not isinstance(t.get("template"), str):
             raise ProverError(f"{where}: [{kind}] needs a `template` string")
         unknown = set(t) - {"template", "chat", "continues_code", "stop"}
@@ -90,7 +94,7 @@ def load_prompts(path: str | Path | None = None) -> PromptSet:
             raise ProverError(f"{where}: [{kind}] `stop` must be a list of strings")
         templates[kind] = Template(kind, t["template"], bool(t.get("chat", False)),
                                    bool(t.get("continues_code", False)), tuple(stop))
-    return PromptSet(templates, str(path or DEFAULT_FILE))
+    return PromptSet(templates, str(path or defaults))
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -102,4 +106,4 @@ def _read(path: Path) -> dict[str, Any]:
         raise ProverError(f"prompt file {path}: {e}") from None
 
 
-__all__ = ["KINDS", "PromptSet", "Template", "load_prompts", "statement_text"]
+__all__ = ["DEFAULT_HEADER", "KINDS", "PromptSet", "Template", "load_prompts", "statement_text"]

@@ -10,23 +10,10 @@ from __future__ import annotations
 
 import re
 
+from lean_env.text import last_lean_block  # the one fence parser Lean-side tools use too
+
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n?")
 _DECL = re.compile(r"(?m)^\s*(?:@\[[^\]]*\]\s*)?(?:theorem|lemma|example)\b")
-
-
-def last_lean_block(text: str) -> str | None:
-    """The last fenced Lean block (```lean4, ```lean or a bare ```), the unterminated one of a truncated text
-    included; None when there is none. Uses `lean_env.text.last_lean_block` when that module provides it."""
-    try:
-        from lean_env.text import last_lean_block as lean_env_last_block
-    except ImportError:
-        return _last_block(text)
-    return lean_env_last_block(text)
-
-
-def _last_block(text: str) -> str | None:
-    blocks = lean_blocks(text)
-    return blocks[-1] if blocks else None
 
 
 def lean_blocks(text: str) -> list[str]:

@@ -22,22 +22,16 @@ def run_repair(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
             chain: list[dict[str, Any]] = []
             chains.append(chain)
             text, verdict = _step(search, mode, search.render(mode), chain)
-            for _ in range(rounds):
+            for round_ in range(rounds + 1):
                 if text and verdict.proved:
-                    break
-                if text:
-                    score = candidate_score(verdict)
-                    if best is None or score > best[0]:
-                        best = (score, text, verdict)
+                    return text, verdict, {"mode": mode, "rounds": rounds, "chains": chains}
+                if text and (best is None or candidate_score(verdict) > best[0]):
+                    best = (candidate_score(verdict), text, verdict)
+                if round_ == rounds:
+                    break  # this chain's repairs are spent: start over from a fresh sample
                 prompt = search.render("repair", proof=_without_header(text, search.problem) or "(no proof)",
                                        errors=lean_errors(verdict.messages) if text else "no Lean code was produced")
                 text, verdict = _step(search, "repair", prompt, chain)
-            if text and verdict.proved:
-                return text, verdict, {"mode": mode, "rounds": rounds, "chains": chains}
-            if text:
-                score = candidate_score(verdict)
-                if best is None or score > best[0]:
-                    best = (score, text, verdict)
     except BudgetExhausted:
         pass
     trace = {"mode": mode, "rounds": rounds, "chains": [c for c in chains if c]}

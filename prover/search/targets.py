@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from prover.errors import ProverError
+from prover.prompts import DEFAULT_HEADER
 
-DEFAULT_HEADER = ("import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\n"
-                  "open BigOperators Real Nat Topology Rat\n\n")
 _STATEMENT = re.compile(r"^\s*(?:@\[[^\]]*\]\s*)?(?:theorem|lemma|example)\b", re.M)
 
 TargetKind = Literal["statement", "lean_file", "problem_set"]

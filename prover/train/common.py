@@ -71,12 +71,6 @@ def load_tokenizer(name_or_path: str):
     return tok
 
 
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def autocast(device: torch.device, precision: str = "auto"):
     """bf16 autocast where the device does bf16 well (CUDA with bf16); fp32 otherwise unless asked."""
     use_bf16 = precision == "bf16" or (

@@ -60,7 +60,8 @@ def shutdown(env: DistEnv) -> None:
 
 
 def _blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The repeated transformer blocks (HF `model.layers`, our `layers`, GPT-2's `h`): the FSDP units."""
+    """The repeated transformer blocks of an HF model (`model.layers`, GPT-2's `transformer.h`, ...): its FSDP
+    units. Our DeepSeek-V3 takes `prover.parallel.parallelize` instead (its MTP blocks need finer units)."""
     for name in ("model.layers", "layers", "transformer.h", "model.decoder.layers"):
         mod = model
         for part in name.split("."):
@@ -68,8 +69,6 @@ def _blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
             if mod is None:
                 break
         if isinstance(mod, torch.nn.ModuleList):
-            # DeepSeek-V3's MTP modules stay with the root unit: the model calls their submodules (enorm,
-            # eh_proj) directly, outside the module's own forward, where a per-module FSDP unit gathers.
             return list(mod)
     return []
 

@@ -176,10 +176,9 @@ class PolicySampler:
         """Nothing to do: this sampler reads the live weights."""
 
     def format_chat(self, text: str) -> str:
-        tok = self.tokenizer
-        if not getattr(tok, "chat_template", None):
-            return text
-        return tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+        from prover.generate.base import chat_turn
+
+        return chat_turn(self.tokenizer, text)
 
     def sample(self, prompts: list[str], n: int, temperature: float, top_p: float, max_new_tokens: int,
                stop: tuple[str, ...], seed: int) -> list[list[tuple[list[int], str]]]:
@@ -214,10 +213,31 @@ class PolicySampler:
                 tokens.append(t)
                 if t == tok.eos_token_id:
                     break
-            text = tok.decode([t for t in tokens if t != tok.eos_token_id], skip_special_tokens=True)
-            cut = min((i for s in stop if s and (i := text.find(s)) >= 0), default=None)
-            result[r // n].append((tokens, text if cut is None else text[:cut]))
+            result[r // n].append(_cut_at_stop(tokens, stop, tok, tok.eos_token_id))
         return result
+
+
+def _cut_at_stop(tokens: list[int], stop: tuple[str, ...], tok, eos: int) -> tuple[list[int], str]:
+    """Text up to the first stop string, and the shortest token prefix that reaches it: the tokens where the
+    other backends end the sequence. Without the cut, GRPO would train on tokens generated past the stop,
+    which the reward never saw."""
+    from prover.generate.base import first_stop
+
+    def decode(ids: list[int]) -> str:
+        return tok.decode([t for t in ids if t != eos], skip_special_tokens=True)
+
+    text = decode(tokens)
+    cut = first_stop(text, stop)
+    if cut is None:
+        return tokens, text
+    lo, hi = 1, len(tokens)  # a stop string, once in the text of a prefix, stays in every longer one
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if first_stop(decode(tokens[:mid]), stop) is not None:
+            hi = mid
+        else:
+            lo = mid + 1
+    return tokens[:lo], text[:cut]
 
 
 class VLLMSampler:
@@ -230,6 +250,9 @@ class VLLMSampler:
 
         self.model, self.tokenizer = model, tokenizer
         self.backend = VLLMBackend(model_path, gpu_memory_utilization=gpu_memory_utilization)
+
+    def format_chat(self, text: str) -> str:
+        return self.backend.format_chat(text)
 
     def sync(self) -> None:
         if is_moe(self.model):
@@ -318,9 +341,7 @@ class GRPOTrainer:
 
         t0 = time.perf_counter()
         problems = self._problems_for(step)
-        chat = getattr(self.sampler, "format_chat", None) or getattr(getattr(self.sampler, "backend", None),
-                                                                     "format_chat", None)
-        texts = [self.prompts.render(self.cfg.prompt_kind, p, chat_format=chat) for p in problems]
+        texts = [self.prompts.render(self.cfg.prompt_kind, p, chat_format=self.sampler.format_chat) for p in problems]
         samples = self.sampler.sample(texts, self.cfg.group_size, self.cfg.temperature, self.cfg.top_p,
                                       self.cfg.max_new_tokens, self.template.stop,
                                       seed=self.cfg.seed * 1_000_003 + step * max(1009, self.cfg.group_size))
@@ -344,9 +365,11 @@ class GRPOTrainer:
         out = []
         mb = self.cfg.micro_batch_size
         for s in range(0, len(r.prompt_ids), mb):
-            lp, mask = completion_logprobs(model, r.prompt_ids[s : s + mb], r.completion_ids[s : s + mb],
-                                           self.tokenizer.pad_token_id, self.env.device, self.cfg.precision)
-            out += [lp[i, : int(mask[i].sum())].cpu() for i in range(lp.shape[0])]
+            completions = r.completion_ids[s : s + mb]
+            lp, _ = completion_logprobs(model, r.prompt_ids[s : s + mb], completions,
+                                        self.tokenizer.pad_token_id, self.env.device, self.cfg.precision)
+            lp = lp.cpu()  # one copy per micro-batch, not one per row
+            out += [lp[i, : len(c)] for i, c in enumerate(completions)]
         model.train(was_training)
         return out
 
@@ -378,7 +401,9 @@ class GRPOTrainer:
         ref_lp = None
         if self.ref is not None:
             ref_lp = self._logprobs_no_grad(self.ref, r)
-        stats = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0}
+        # Summed on the device and read once at the end: no host sync per micro-batch.
+        sums = {k: torch.zeros((), device=dev) for k in ("loss", "kl", "clip_frac")}
+        stats: dict[str, float] = {}
         for _ in range(cfg.ppo_epochs):
             for s in range(0, len(keep), cfg.micro_batch_size):
                 idx = keep[s : s + cfg.micro_batch_size]
@@ -389,15 +414,16 @@ class GRPOTrainer:
                 ref = _pad([ref_lp[i] for i in idx], lp.shape[1]).to(dev) if ref_lp is not None else None
                 loss_sum, st = grpo_token_loss(lp, old, adv[idx].to(dev), mask, cfg.clip_eps, ref, cfg.kl_coef)
                 (loss_sum / total_tokens).backward()
-                stats["loss"] += float(loss_sum.detach()) / total_tokens / cfg.ppo_epochs
+                sums["loss"] += loss_sum.detach()
                 for k in ("kl", "clip_frac"):
                     if k in st:
-                        stats[k] += float(st[k]) / total_tokens / cfg.ppo_epochs
+                        sums[k] += st[k]
             if cfg.grad_clip > 0:
                 stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip))
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             stats.update(moe_after_step(self.policy, cfg.bias_update_gamma))
+        stats.update({k: float(v) / total_tokens / cfg.ppo_epochs for k, v in sums.items()})
         self.sampler.sync()
         return stats
 

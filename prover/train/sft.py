@@ -231,35 +231,37 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
 
 def _train_step(model, optimizer, scheduler, micro_batches, examples, tokenizer, cfg: SFTConfig, env: DistEnv):
     batches = [collate([examples[i] for i in mb], tokenizer.pad_token_id) for mb in micro_batches]
+    # Counted on the CPU batches before they move: no host sync inside the micro-batch loop.
+    n_toks = [int((b["labels"] != IGNORE).sum()) for b in batches]
     # Completion tokens of the whole step on all ranks: each micro-batch's mean loss is weighted by its share.
-    local_tokens = sum(int((b["labels"] != IGNORE).sum()) for b in batches)
-    global_tokens = float(all_reduce_sum(float(local_tokens), env))
-    loss_sum = mtp_sum = 0.0
-    for b in batches:
-        b = {k: v.to(env.device) for k, v in b.items()}
-        n_tok = int((b["labels"] != IGNORE).sum())
+    global_tokens = float(all_reduce_sum(float(sum(n_toks)), env))
+    loss_sum = torch.zeros((), device=env.device)
+    mtp_sum = None
+    for b, n_tok in zip(batches, n_toks, strict=True):
         if n_tok == 0:
             continue
+        b = {k: v.to(env.device, non_blocking=True) for k, v in b.items()}
         with autocast(env.device, cfg.precision):
             out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"])
         # FSDP averages gradients over ranks, hence * world_size.
         (out.loss * (n_tok * env.world_size / global_tokens)).backward()
-        loss_sum += float(out.loss.detach()) * n_tok
+        loss_sum += out.loss.detach().float() * n_tok
         mtp = getattr(out, "mtp_loss", None)
         if mtp is not None:
-            mtp_sum += float(mtp.detach()) * n_tok
+            mtp_sum = (0 if mtp_sum is None else mtp_sum) + mtp.detach().float() * n_tok
     grad_norm = clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else None  # EP-aware
     optimizer.step()
     lr = scheduler.get_last_lr()[0]
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
+    local_seq_tokens = float(sum(int(b["attention_mask"].sum()) for b in batches))
     metrics = {
         "loss": float(all_reduce_sum(loss_sum, env)) / global_tokens,
         "lr": lr,
-        "tokens": float(sum(int(b["attention_mask"].sum()) for b in batches)),
-        "step_tokens": float(all_reduce_sum(float(sum(int(b["attention_mask"].sum()) for b in batches)), env)),
+        "tokens": local_seq_tokens,
+        "step_tokens": float(all_reduce_sum(local_seq_tokens, env)),
     }
-    if mtp_sum:
+    if mtp_sum is not None:
         metrics["mtp_loss"] = float(all_reduce_sum(mtp_sum, env)) / global_tokens
     if grad_norm is not None:
         metrics["grad_norm"] = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
