@@ -136,3 +136,11 @@ def test_export_picks_a_run(tmp_path):
     assert len((tmp_path / "b.jsonl").read_text().splitlines()) == 3
     bad_format = runner.invoke(app, ["data", "export", str(run_dir), "--format", "csv", "--out", "x"])
     assert bad_format.exit_code == 2  # click's own usage error
+
+
+def test_cli_start_up_stays_light():
+    """`subgoal --help` imports no heavy library: the registry, pydantic, Lean, the prover load on use."""
+    heavy = ("data.registry", "data.leandojo", "data.config", "pydantic", "torch", "lean_env", "prover")
+    code = f"import sys, eval.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]"

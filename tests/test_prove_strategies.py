@@ -50,6 +50,16 @@ def test_sample_stops_at_the_first_verified_proof(verifier):
     assert att.verdict["status"] == "proved" and att.completion_tokens == r.completion_tokens > 0
 
 
+def test_child_budget_is_capped_by_its_ancestors():
+    root = Budget(samples=10, tokens=100).start()
+    root.charge(samples=3, tokens=70)
+    child = root.child(samples=5)  # no token limit of its own: the root's 30 remaining tokens still bind
+    assert child.remaining_tokens() == 30 and child.remaining_samples() == 5
+    child.charge(samples=4, tokens=20)
+    assert child.remaining_tokens() == 10 and child.remaining_samples() == 1 and root.remaining_samples() == 3
+    assert Budget().remaining_tokens() is None
+
+
 def test_sample_pass_at_k_runs_every_sample_and_budget_limits(verifier):
     backend = ScriptedBackend([("theorem p", "  decide\n```")])
     r = run_attempt(P, "sample", backend, verifier, Budget(samples=4), seed=0, batch=2, stop_at_first=False)

@@ -42,6 +42,25 @@ def test_prompt_tokens_are_masked(llama):
     assert ex["input_ids"][-1] == tok.eos_token_id
 
 
+def test_chat_kinds_are_trained_through_the_chat_template(llama):
+    """Generation sends `sketch` prompts as a chat turn (its template has `chat = true`) and `complete` ones as
+    plain text; SFT must train on those same token sequences."""
+    from transformers import AutoTokenizer
+
+    from prover.generate.base import chat_turn
+    from prover.train.sft import _load_examples, chat_kinds
+
+    tok = AutoTokenizer.from_pretrained(llama)
+    tok.chat_template = "{% for m in messages %}<|user|>{{ m['content'] }}<|assistant|>{% endfor %}"
+    assert "sketch" in chat_kinds() and "whole_proof" not in chat_kinds()
+    rows = [{"prompt": "plan it", "completion": "done", "kind": "sketch"},
+            {"prompt": "continue it", "completion": "done", "kind": "whole_proof"}]
+    sketch, whole = _load_examples(SFTConfig(model="m", data="d", out="o"), tok, rows)
+    assert sketch == tokenize_example(tok, chat_turn(tok, "plan it"), "done", 2048)
+    assert chat_turn(tok, "plan it") != "plan it"
+    assert whole == tokenize_example(tok, "continue it", "done", 2048)
+
+
 def test_sft_lowers_loss_on_tiny_llama(llama, tmp_path):
     data = write_examples(tmp_path / "ex.jsonl")
     cfg = SFTConfig(model=str(llama), data=str(data), out=str(tmp_path / "ckpt"), lr=1e-2, max_steps=30,

@@ -52,8 +52,16 @@ class Budget:
         return self.parent.exhausted(limits) if self.parent is not None else None
 
     def remaining_samples(self) -> int | None:
-        own = None if self.samples is None else max(0, self.samples - self.used_samples)
-        up = self.parent.remaining_samples() if self.parent is not None else None
+        return self._remaining("samples")
+
+    def remaining_tokens(self) -> int | None:
+        return self._remaining("tokens")
+
+    def _remaining(self, what: str) -> int | None:
+        """What is left of limit `what` here and in every ancestor (the tightest), None when nothing limits it."""
+        limit = getattr(self, what)
+        own = None if limit is None else max(0, limit - getattr(self, f"used_{what}"))
+        up = self.parent._remaining(what) if self.parent is not None else None
         return own if up is None else (up if own is None else min(own, up))
 
     def child(self, samples: int | None = None, tokens: int | None = None, lean_calls: int | None = None,

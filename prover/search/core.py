@@ -126,9 +126,9 @@ class Search:
         if left is not None:
             n = max(1, min(n, left // max(1, len(prompts))))
         params = self.params(kind, **overrides)
-        if self.budget.tokens is not None:
-            params = replace(params, max_tokens=max(1, min(params.max_tokens,
-                                                            self.budget.tokens - self.budget.used_tokens)))
+        tokens_left = self.budget.remaining_tokens()  # a lemma's search is capped by its ancestors' limits too
+        if tokens_left is not None:
+            params = replace(params, max_tokens=max(1, min(params.max_tokens, tokens_left)))
         params = replace(params, seed=self._take_seeds(n * len(prompts)) if self.seed is not None else None)
         t0 = time.perf_counter()
         out = self.backend.generate(prompts, params, n)

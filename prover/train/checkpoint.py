@@ -54,9 +54,10 @@ def save_model(model, tokenizer, out_dir: str | Path, env: DistEnv, optimizer=No
             inner.save_pretrained(str(out_dir))
         elif "state_dict" in inspect.signature(inner.save_pretrained).parameters:  # transformers models
             inner.save_pretrained(str(out_dir), state_dict=model_sd)
-        else:  # sharded parameters: rebuild a full copy on the CPU to write it
-            full = type(inner)(inner.config)
-            full.load_state_dict(model_sd)
+        else:  # sharded parameters: a meta-device shell takes the gathered CPU tensors (nothing initialized twice)
+            with torch.device("meta"):
+                full = type(inner)(inner.config)
+            full.load_state_dict(model_sd, assign=True)
             full.save_pretrained(str(out_dir))
         if tokenizer is not None:
             tokenizer.save_pretrained(str(out_dir))

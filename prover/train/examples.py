@@ -26,6 +26,11 @@ from data.sft_dataset import (
 from lean_env import text as lean_text
 from prover.prompts import PromptSet, load_prompts
 
+# The `prover.prompts` template each example kind's prompt is rendered with (rendered as plain text: SFT applies
+# the trained tokenizer's chat template to the kinds whose template is a chat turn, as generation does).
+TEMPLATE_OF_KIND = {"whole_proof": "complete", "lemma": "complete", "sketch": "sketch", "repair": "repair",
+                    "tactic": "tactic"}
+
 
 def proof_body(src: str, name: str | None = None) -> str | None:
     """The tactic proof of theorem `name` (default: the last theorem) in `src`: the lines after `:= by`,

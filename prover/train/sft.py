@@ -144,8 +144,22 @@ class StepOrder:
         return out
 
 
+def chat_kinds() -> set[str]:
+    """Example kinds whose prompt generation sends as a chat turn (`chat = true` in `prover.prompts`)."""
+    from prover.prompts import load_prompts
+    from prover.train.examples import TEMPLATE_OF_KIND
+
+    prompts = load_prompts()
+    return {kind for kind, name in TEMPLATE_OF_KIND.items() if name in prompts.templates and prompts[name].chat}
+
+
 def _load_examples(cfg: SFTConfig, tokenizer, ds) -> list[dict[str, list[int]]]:
-    examples = [tokenize_example(tokenizer, r["prompt"], r["completion"], cfg.max_length) for r in ds]
+    from prover.generate.base import chat_turn
+
+    # Train on the prompt the model will be asked with: chat-turn kinds through the tokenizer's chat template.
+    chat = chat_kinds()
+    examples = [tokenize_example(tokenizer, chat_turn(tokenizer, r["prompt"]) if r.get("kind") in chat else r["prompt"],
+                                 r["completion"], cfg.max_length) for r in ds]
     examples = [e for e in examples if e is not None]
     if not examples:
         raise ProverError(f"no trainable example in {cfg.data} (empty, or every prompt longer than max_length)")
