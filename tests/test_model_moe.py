@@ -216,3 +216,26 @@ def test_fast_path_under_autocast_matches_reference():
         y = layer(x)[0]
     assert y.dtype == torch.bfloat16
     assert (y.float() - ref).norm() / ref.norm() < 2e-2
+
+
+def test_padding_is_not_counted_as_expert_load():
+    torch.manual_seed(0)
+    cfg = ModelConfig.preset("tiny", num_nextn_predict_layers=0)
+    model = DeepSeekV3(cfg).train()
+    ids = torch.randint(0, cfg.vocab_size, (2, 10))
+    mask = torch.ones(2, 10, dtype=torch.long)
+    mask[0, 7:] = 0  # right padding: 3 pad tokens in the first row
+    model(ids, attention_mask=mask, labels=ids)
+    real = int(mask.sum())
+    for layer_counts in expert_counts(model):
+        assert int(layer_counts.sum()) == real * cfg.num_experts_per_tok
+
+
+def test_sequence_balance_loss_ignores_padding():
+    from prover.model.moe import sequence_balance_loss
+
+    torch.manual_seed(0)
+    scores, idx = torch.rand(1, 6, 8), torch.randint(0, 8, (1, 6, 2))
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0]], dtype=torch.bool)
+    masked = sequence_balance_loss(scores, idx, 0.1, mask)
+    assert torch.allclose(masked, sequence_balance_loss(scores[:, :4], idx[:, :4], 0.1))

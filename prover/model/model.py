@@ -40,11 +40,12 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
-                cache: LatentCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                cache: LatentCache | None = None, token_mask: torch.Tensor | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache)
         h = self.post_attention_layernorm(x)
         if isinstance(self.mlp, MoE):
-            y, aux = self.mlp(h)
+            y, aux = self.mlp(h, token_mask)
             return x + y, aux
         return x + self.mlp(h), None
 
@@ -166,8 +167,9 @@ class DeepSeekV3(nn.Module):
         cos, sin = rope_cos_sin(self.inv_freq, self.rope_scale, position_ids)
         h = self.model.embed_tokens(input_ids)
         aux_total = None
+        token_mask = attention_mask[:, -S:].bool() if attention_mask is not None else None  # padding is not load
         for layer in self.model.layers:
-            h, aux = layer(h, cos, sin, mask, cache)
+            h, aux = layer(h, cos, sin, mask, cache, token_mask)
             aux_total = aux if aux_total is None else (aux_total if aux is None else aux_total + aux)
         if cache is not None:
             cache.advance(S)
@@ -217,12 +219,12 @@ class DeepSeekV3(nn.Module):
                 break
             emb = self.model.embed_tokens(input_ids[:, k:])
             x = layer.eh_proj(torch.cat((layer.enorm(emb), layer.hnorm(h[:, :S])), dim=-1))
-            mask = None
+            mask = valid = None
             if attention_mask is not None:
                 valid = attention_mask[:, :S].bool() & attention_mask[:, k:].bool()
                 mask = self._mask(x.shape[0], S, 0, valid, x.device)
             cos, sin = rope_cos_sin(self.inv_freq, self.rope_scale, position_ids[:, :S])
-            h, aux = layer(x, cos, sin, mask)
+            h, aux = layer(x, cos, sin, mask, token_mask=valid)
             if aux is not None:
                 aux_total = aux if aux_total is None else aux_total + aux
             logits = self.lm_head(layer.shared_head.norm(h))

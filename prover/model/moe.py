@@ -118,38 +118,48 @@ class MoE(nn.Module):
                              persistent=False)  # int64: survives model.to(bfloat16) exactly
         self.impl = cfg.moe_impl
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x [B, S, H] -> (y [B, S, H], sequence-wise balance loss or None)."""
+    def forward(self, x: torch.Tensor, token_mask: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x [B, S, H] -> (y [B, S, H], sequence-wise balance loss or None). `token_mask` [B, S] (True = real
+        token): padding is computed like any token but is not load, so it stays out of the balancing statistics."""
         B, S, H = x.shape
         flat = x.reshape(-1, H)
         weights, indices, scores = self.gate(flat)
         counts = expert_counts(indices, self.experts.num_experts)
         if self.training:
-            self.tokens_per_expert += counts
+            self.tokens_per_expert += counts if token_mask is None else expert_counts(
+                indices, self.experts.num_experts, token_mask.reshape(-1))
         y = self.experts(flat, indices, weights.to(x.dtype), counts, self.impl)
         y = y + self.shared_experts(flat)
         aux = None
         if self.training and self.cfg.aux_loss_alpha > 0:
-            aux = sequence_balance_loss(scores.view(B, S, -1), indices.view(B, S, -1), self.cfg.aux_loss_alpha)
+            aux = sequence_balance_loss(scores.view(B, S, -1), indices.view(B, S, -1), self.cfg.aux_loss_alpha,
+                                        token_mask)
         return y.view(B, S, H), aux
 
 
-def expert_counts(indices: torch.Tensor, num_experts: int) -> torch.Tensor:
-    """Routed token copies per expert (int64 [E]); scatter_add keeps the shape static for torch.compile."""
+def expert_counts(indices: torch.Tensor, num_experts: int, token_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Routed token copies per expert (int64 [E]), of the tokens `token_mask` [T] keeps (all by default);
+    scatter_add keeps the shape static for torch.compile."""
     flat = indices.reshape(-1)
-    return torch.zeros(num_experts, dtype=torch.int64, device=flat.device).scatter_add_(0, flat, torch.ones_like(flat))
+    ones = torch.ones_like(flat) if token_mask is None else token_mask.long().repeat_interleave(indices.shape[-1])
+    return torch.zeros(num_experts, dtype=torch.int64, device=flat.device).scatter_add_(0, flat, ones)
 
 
-def sequence_balance_loss(scores: torch.Tensor, indices: torch.Tensor, alpha: float) -> torch.Tensor:
+def sequence_balance_loss(scores: torch.Tensor, indices: torch.Tensor, alpha: float,
+                          token_mask: torch.Tensor | None = None) -> torch.Tensor:
     """DeepSeek-V3's complementary sequence-wise loss: alpha * sum_i f_i * P_i per sequence, batch mean.
-    f_i = E/(K*S) * (tokens of the sequence routed to i); P_i = mean over tokens of normalized affinities."""
+    f_i = E/(K*S) * (tokens of the sequence routed to i); P_i = mean over tokens of normalized affinities;
+    S counts the real tokens of the sequence (`token_mask` [B, S]; all by default)."""
     B, S, E = scores.shape
     K = indices.shape[-1]
+    m = scores.new_ones(B, S) if token_mask is None else token_mask.to(scores.dtype)
+    n = m.sum(1, keepdim=True).clamp(min=1)
     with torch.no_grad():
         hits = torch.zeros(B, E, device=scores.device, dtype=scores.dtype)
-        hits.scatter_add_(1, indices.reshape(B, -1), torch.ones(B, S * K, device=scores.device, dtype=scores.dtype))
-        f = hits * (E / (K * S))
-    p = (scores / scores.sum(-1, keepdim=True)).mean(1)
+        hits.scatter_add_(1, indices.reshape(B, -1), m.repeat_interleave(K, dim=1))
+        f = hits * E / (K * n)
+    p = ((scores / scores.sum(-1, keepdim=True)) * m.unsqueeze(-1)).sum(1) / n
     return alpha * (f * p).sum(-1).mean()
 
 
