@@ -85,6 +85,12 @@ def test_repair_sends_lean_errors_back(verifier):
     repair_prompt = backend.calls[1][0][0]
     assert "exact h₀" in repair_prompt and "type mismatch" in repair_prompt
     assert [s["status"] for s in r.trace["chains"][0]] == ["failed", "proved"]
+    # the trace keeps what the repair prompt showed, so the SFT builder can make a `repair` example of it
+    from prover.train.examples import make_renderer
+
+    (example,) = [e for e in make_renderer({P.name: P})(r.to_attempt(P, 0)) if e["kind"] == "repair"]
+    assert "exact h₀" in example["prompt"] and "type mismatch" in example["prompt"]
+    assert "· decide" in example["completion"]
 
 
 def test_repair_gives_up_within_budget(verifier):

@@ -29,8 +29,7 @@ def run_repair(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
                     best = (candidate_score(verdict), text, verdict)
                 if round_ == rounds:
                     break  # this chain's repairs are spent: start over from a fresh sample
-                prompt = search.render("repair", proof=_without_header(text, search.problem) or "(no proof)",
-                                       errors=lean_errors(verdict.messages) if text else "no Lean code was produced")
+                prompt = search.render("repair", proof=chain[-1]["text"] or "(no proof)", errors=chain[-1]["feedback"])
                 text, verdict = _step(search, "repair", prompt, chain)
     except BudgetExhausted:
         pass
@@ -44,8 +43,12 @@ def _step(search: Search, kind: str, prompt: str, chain: list[dict[str, Any]]) -
     completion = search.generate([prompt], 1, kind)[0][0]
     text = search.extract(kind, completion.text) or ""
     verdict = search.verify(text) if text else no_candidate("no Lean code in the completion")
+    # The candidate and the feedback exactly as a repair prompt shows them: the SFT builder turns a failed step
+    # followed by a proved repair into a `repair` example.
     chain.append({"kind": kind, "status": verdict.status.value, "tokens": completion.completion_tokens,
-                  "errors": [m.data for m in verdict.errors[:3]]})
+                  "errors": [m.data for m in verdict.errors[:3]],
+                  "text": _without_header(text, search.problem) if text else "",
+                  "feedback": lean_errors(verdict.messages) if text else "no Lean code was produced"})
     search.event("candidate", index=len(chain) - 1, status=verdict.status.value, text=text or completion.text,
                  errors=[m.data for m in verdict.errors[:3]] or verdict.reasons[:3], round=len(chain) - 1)
     if text:

@@ -113,7 +113,8 @@ def make_renderer(problems: dict[str, Problem] | None = None, prompts: PromptSet
             failed = chain[-2]
             body = proof_body(src, lean_text.theorem_name(problem.formal_statement))
             if failed.get("text") and body:
-                errors = "\n".join(f"- {e}" for e in failed.get("errors") or []) or "(no error message)"
+                errors = failed.get("feedback") or "\n".join(f"- {e}" for e in failed.get("errors") or []) \
+                    or "(no error message)"
                 prompt = prompts.render("repair", problem, proof=failed["text"], errors=errors)
                 out.append(_example("repair", prompt, body + "```", problem, source))
         return out
