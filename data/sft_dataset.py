@@ -35,6 +35,10 @@ _TOKEN = re.compile(r"[\w.'₀-₉]+|[^\s\w]")
 _KEYWORDS = {"at", "with", "using", "only", "in", "fun", "by", "do", "then", "else", "if"}
 
 
+class NoExamples(DataError):
+    """Nothing to train on: a normal outcome for an early expert-iteration round that proved nothing new."""
+
+
 def validate_example(rec: dict[str, Any], where: str = "") -> dict[str, Any]:
     missing = [f for f in ("prompt", "completion", "kind") if not isinstance(rec.get(f), str)]
     if missing:
@@ -158,7 +162,7 @@ def build_sft_dataset(
     report.examples_out = len(kept)
     report.by_kind = dict(Counter(e["kind"] for e in kept))
     if not kept:
-        raise DataError("no SFT examples left after dedup and decontamination; nothing to train on")
+        raise NoExamples("no SFT examples left after dedup and decontamination; nothing to train on")
     out_dir = Path(out_dir)
     ds = datasets.Dataset.from_list(kept, features=datasets.Features({f: datasets.Value("string") for f in FIELDS}))
     ds.save_to_disk(str(out_dir))

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from data.errors import DataError
+from data.sft_dataset import NoExamples
 
 LOOP_RUN = "iterate"
 
@@ -122,9 +122,8 @@ def _round(r: int, icfg: IterateConfig, config: Any, store: Any, problems: list,
         report = build_dataset([store.path], ds_dir, config, problems=icfg.problems,
                                decontaminate=icfg.decontaminate, runs=[round_name(q) for q in range(r + 1)])
         dataset_size = report.examples_out
-    except DataError as e:
-        if "no SFT examples" not in str(e):
-            raise
+    except NoExamples:
+        pass  # nothing proved yet: this round trains nothing
     # 4. SFT from the current checkpoint (skipped when nothing was proved yet)
     if dataset_size:
         res = train_sft(SFTConfig(model=model, data=str(ds_dir), out=str(out / "model"), tokenizer=icfg.tokenizer,
