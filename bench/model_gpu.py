@@ -126,7 +126,7 @@ def train_row(name: str, model: torch.nn.Module, step_loss: Callable[[torch.Tens
 
 def rows_train(args, cfg: ModelConfig) -> list[dict]:
     out: list[dict] = []
-    dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+    dtype = bench_dtype(args)
     with torch.device("meta"):
         counter = DeepSeekV3(cfg)  # for FLOP counts only
 
@@ -220,12 +220,21 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
     return out
 
 
-def rows_moe(args, cfg: ModelConfig) -> list[dict]:
-    out: list[dict] = []
-    dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+def bench_dtype(args) -> torch.dtype:
+    return torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+
+
+def build_seeded(args, build):
+    """`build()` seeded and made directly on the device, in the bench dtype; returns (module, dtype)."""
+    dtype = bench_dtype(args)
     torch.manual_seed(0)
     with torch.device(args.device):
-        layer = MoE(cfg).to(dtype)
+        return build().to(dtype), dtype
+
+
+def rows_moe(args, cfg: ModelConfig) -> list[dict]:
+    out: list[dict] = []
+    layer, dtype = build_seeded(args, lambda: MoE(cfg))
     for p in layer.parameters():
         torch.nn.init.normal_(p, std=0.02)
     layer.train()
@@ -272,10 +281,7 @@ def rows_moe(args, cfg: ModelConfig) -> list[dict]:
 
 def rows_decode(args, cfg: ModelConfig) -> list[dict]:
     out: list[dict] = []
-    dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
-    torch.manual_seed(0)
-    with torch.device(args.device):
-        m = DeepSeekV3(cfg).to(dtype)
+    m, dtype = build_seeded(args, lambda: DeepSeekV3(cfg))
     m.eval()
     prompt, new = args.decode_prompt, args.decode_new
     for bs in args.decode_batches:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_eval_e2e import cli
 
 from data.store import Attempt, RunStore
-from eval.cli import main
 from eval.leaderboard import REPORTED_PATH, build_site, load_reported
 from eval.metrics import pass_at_k
 
@@ -23,13 +23,6 @@ RUNS = {
     "tiny-repair": ("minif2f-test", "tiny-moe-rl", {"p0": [0, 1], "p1": [3], "p2": [0, 1, 2, 3], "p3": []}),
 }
 
-def cli(*argv: str) -> int:
-    """`subgoal ARGV` in this process; its exit code (the CLI always ends in SystemExit)."""
-    try:
-        main(list(argv))
-    except SystemExit as e:
-        return e.code or 0
-    return 0
 
 
 
