@@ -63,3 +63,40 @@ class Backend(Protocol):
     def generate(self, prompts: list[Prompt], params: SamplingParams, n: int = 1) -> list[list[Completion]]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class StreamingBackend(Protocol):
+    """The streaming runner's view of a backend: many concurrent callers each ask for their own completions and
+    the backend batches whatever is pending (vLLM's async engine, an HTTP client with many requests in flight,
+    transformers batching the queue). `max_in_flight` is how many sequences it can usefully hold at once: the
+    runner's backpressure bound on generation."""
+
+    model_id: str
+    max_in_flight: int
+
+    async def agenerate(self, prompt: Prompt, params: SamplingParams, n: int = 1) -> list[Completion]: ...
+
+    def close(self) -> None: ...
+
+
+class ThreadedStreaming:
+    """Any blocking `Backend` as a `StreamingBackend`: each request runs `generate` on a worker thread. Correct
+    but unbatched; backends that can batch concurrent requests implement `agenerate` themselves."""
+
+    def __init__(self, backend: Backend, max_in_flight: int = 1):
+        self.backend, self.max_in_flight = backend, max_in_flight
+        self.model_id = backend.model_id
+
+    async def agenerate(self, prompt: Prompt, params: SamplingParams, n: int = 1) -> list[Completion]:
+        import asyncio
+
+        return (await asyncio.to_thread(self.backend.generate, [prompt], params, n))[0]
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def as_streaming(backend: Any) -> StreamingBackend:
+    """`backend` itself when it streams, else wrapped so that it does."""
+    return backend if isinstance(backend, StreamingBackend) else ThreadedStreaming(backend)
