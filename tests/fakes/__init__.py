@@ -1,0 +1,1 @@
+"""Fakes for what cannot exist here (Lean, LeanDojo's Lean process); each says so."""
