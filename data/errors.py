@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lean_env.errors import UserError
 
-class DataError(Exception):
+
+class DataError(UserError):
     """Bad or missing data: a malformed file, an unknown problem set, a corrupt run store."""
 
 

@@ -1,5 +1,8 @@
 """User-facing errors of the evaluation harness and leaderboard."""
 
 
-class EvalError(Exception):
+from lean_env.errors import UserError
+
+
+class EvalError(UserError):
     pass

@@ -6,8 +6,13 @@ when they are raised, and the next call restarts it.
 """
 
 
-class LeanError(Exception):
-    """Base of the errors a user can act on (missing toolchain, bad Lean project, ...)."""
+class UserError(Exception):
+    """The one base of every error a user can cause and fix, in every package (bad input, missing Lean, bad
+    config, unknown benchmark): the CLI prints it as one line and exits non-zero, never a traceback."""
+
+
+class LeanError(UserError):
+    """The Lean layer's user errors (missing toolchain, bad Lean project, ...)."""
 
 
 class LeanNotFound(LeanError):

@@ -32,9 +32,6 @@ def default_out(run_dir: Path, name: str) -> Path:
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that are the user's to fix: printed as one line, exit code 2, no traceback."""
-    from data.errors import DataError
-    from eval.errors import EvalError
-    from lean_env.errors import LeanError
-    from prover.errors import ProverError
+    from lean_env.errors import UserError
 
-    return (DataError, LeanError, ProverError, EvalError, FileNotFoundError)
+    return (UserError, FileNotFoundError)
