@@ -71,6 +71,9 @@ class ModelSettings(_Section):
     tensor_parallel_size: int = Field(default=1, ge=1)
     dtype: str = "auto"
     device: str = "auto"  # transformers backend: auto picks cuda when present
+    # Sequences the backend holds at once for the streaming runner; None = the backend's own size (vLLM: twice
+    # its scheduler's max_num_seqs; openai: 256 requests, what `vllm serve` batches; transformers: batch size).
+    max_in_flight: int | None = Field(default=None, ge=1)
 
 
 class Config(_Section):

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import sys
 import time
-import types
-from dataclasses import dataclass
 
 import pytest
 from test_prove_support import ScriptedServer, tiny_checkpoint_dir
@@ -146,43 +144,105 @@ def test_vllm_missing_is_a_clear_error(monkeypatch):
         make_backend(ModelSettings(model="some/model", backend="vllm"))
 
 
-@dataclass
-class _Logprob:
-    logprob: float
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    """The FAKE async engine (tests/fake_vllm.py) standing in for vLLM, which needs a GPU."""
+    import fake_vllm
+
+    return fake_vllm.install(monkeypatch)
 
 
-def test_vllm_parameter_mapping_with_a_stand_in_module(monkeypatch):
-    """A stand-in `vllm` module (vLLM itself needs a GPU) records what the backend asks of the engine."""
-    seen: dict = {}
-
-    class SP:
-        def __init__(self, **kw):
-            self.kw = kw
-
-    class LLM:
-        def __init__(self, **kw):
-            seen["engine"] = kw
-
-        def generate(self, prompts, params, use_tqdm=True):
-            seen["prompts"], seen["params"] = prompts, params
-            outs = []
-            for _prompt, sp in zip(prompts, params, strict=True):
-                completions = [types.SimpleNamespace(text=f"s{sp.kw['seed']}", token_ids=[7, 8],
-                                                     logprobs=[{7: _Logprob(-0.5)}, {8: _Logprob(-1.5)}],
-                                                     finish_reason="length") for _ in range(sp.kw["n"])]
-                outs.append(types.SimpleNamespace(prompt_token_ids=[1, 2, 3], outputs=completions))
-            return outs
-
-    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SP))
+def test_vllm_parameter_mapping_through_the_async_engine(fake_vllm):
     backend = make_backend(ModelSettings(model="ckpt", backend="vllm", tensor_parallel_size=2))
-    assert seen["engine"]["tensor_parallel_size"] == 2 and seen["engine"]["enable_prefix_caching"] is True
-    out = backend.generate(["a", [5, 6]], SamplingParams(temperature=0.0, top_p=0.9, max_tokens=3, seed=40), n=2)
-    assert [[c.text for c in row] for row in out] == [["s40", "s41"], ["s40", "s41"]]
-    assert seen["prompts"][2] == {"prompt_token_ids": [5, 6]}
-    kw = seen["params"][0].kw
-    assert kw["n"] == 1 and kw["top_p"] == 1.0 and kw["logprobs"] == 0 and kw["max_tokens"] == 3
-    c = out[0][0]
-    assert (c.token_logprobs, c.completion_tokens, c.prompt_tokens, c.finish_reason) == ([-0.5, -1.5], 2, 3, "length")
+    try:
+        [engine] = fake_vllm.made
+        assert engine.args["tensor_parallel_size"] == 2 and engine.args["enable_prefix_caching"] is True
+        out = backend.generate(["a", [5, 6]], SamplingParams(temperature=0.0, top_p=0.9, max_tokens=3, seed=40), n=2)
+        assert [[c.text for c in row] for row in out] == [["s40", "s41"], ["s40", "s41"]]  # sample j: seed + j
+        assert [r[1] for r in engine.requests][2] == {"prompt_token_ids": [5, 6]}
+        kw = engine.requests[0][2].kw
+        assert kw["n"] == 1 and kw["top_p"] == 1.0 and kw["logprobs"] == 0 and kw["max_tokens"] == 3
+        assert kw["output_kind"].name == "FINAL_ONLY"  # one output per request, not one per token
+        c = out[0][0]
+        assert c.token_logprobs == [-0.5] * 3 and c.completion_tokens == len(c.token_ids) == 3
+        assert (c.prompt_tokens, c.finish_reason) == (1, "length")
+        engine.requests.clear()
+        unseeded = backend.generate(["a"], SamplingParams(max_tokens=9, logprobs=False), n=4)
+        assert len(engine.requests) == 1 and engine.requests[0][2].n == 4  # unseeded: one request with n
+        assert len(unseeded[0]) == 4 and unseeded[0][0].token_logprobs == [] and unseeded[0][0].finish_reason == "stop"
+        assert len({r[0] for r in engine.requests}) == len(engine.requests)
+    finally:
+        backend.close()
+    assert engine.shut_down
+    with pytest.raises(ProverError, match="closed"):
+        backend.generate(["a"], SamplingParams())
+
+
+def test_vllm_agenerate_keeps_every_concurrent_request_in_the_engine(fake_vllm):
+    """Many callers on the runner's loop: all their requests are in the engine at once (continuous batching),
+    the engine only ever sees its own loop, and blocking `generate` still works beside it."""
+    import asyncio
+
+    backend = make_backend(ModelSettings(model="ckpt", backend="vllm"))
+    try:
+        [engine] = fake_vllm.made
+        assert backend.max_in_flight == 2 * engine.max_num_seqs
+        params = SamplingParams(max_tokens=5, seed=7)
+
+        async def run() -> list[list]:
+            return await asyncio.gather(*(backend.agenerate(f"p{i}", params, n=2) for i in range(30)))
+
+        t0 = time.monotonic()
+        rows = asyncio.run(run())
+        elapsed = time.monotonic() - t0
+        assert [c.text for c in rows[0]] == ["s7", "s8"] and all(len(r) == 2 for r in rows)
+        assert engine.peak_in_flight == 60  # 30 calls x 2 seeded samples, all in flight together
+        assert elapsed < 30 * engine.step_s  # not one after the other
+        again = asyncio.run(run())  # a second caller loop: the engine still runs on its own
+        assert [c.text for c in again[5]] == ["s7", "s8"]
+        assert backend.generate(["x"], params)[0][0].text == "s7"
+    finally:
+        backend.close()
+
+
+def test_vllm_cancelled_agenerate_aborts_its_requests(fake_vllm):
+    import asyncio
+
+    backend = make_backend(ModelSettings(model="ckpt", backend="vllm"), max_in_flight=5)
+    try:
+        [engine] = fake_vllm.made
+        engine.step_s = 5.0
+        assert backend.max_in_flight == 5
+
+        async def run() -> None:
+            task = asyncio.create_task(backend.agenerate("p", SamplingParams(seed=1), n=3))
+            while engine.in_flight < 3:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(run())
+        deadline = time.monotonic() + 5
+        while len(engine.aborted) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sorted(engine.aborted) == sorted(r[0] for r in engine.requests)
+    finally:
+        backend.close()
+
+
+def test_vllm_weight_sync_calls_and_start_failure(fake_vllm):
+    backend = make_backend(ModelSettings(model="ckpt", backend="vllm"))
+    try:
+        [engine] = fake_vllm.made
+        assert backend.apply_model(lambda m: f"loaded into {m}") == ["loaded into fake-model"]
+        backend.reset_prefix_cache()
+        assert engine.rpcs[0][0] == "apply_model" and engine.prefix_resets == 1
+    finally:
+        backend.close()
+    fake_vllm.fail_with = ValueError("No supported config format found in ckpt\nmore detail")
+    with pytest.raises(ProverError, match="vLLM cannot load 'ckpt': No supported config format found in ckpt$"):
+        make_backend(ModelSettings(model="ckpt", backend="vllm"))
 
 
 def test_make_backend_errors():

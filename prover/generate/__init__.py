@@ -1,5 +1,6 @@
-"""Generation backends behind one protocol (`base.Backend`): vLLM offline engine, an OpenAI-compatible HTTP
-client for `vllm serve`, and `transformers` (the CPU default). Heavy libraries load only when a backend is made.
+"""Generation backends behind one protocol (`base.Backend`, blocking, and `base.StreamingBackend`, which each of
+them implements natively for the streaming runner): vLLM's async engine, an OpenAI-compatible HTTP client for
+`vllm serve`, and `transformers` (the CPU default). Heavy libraries load only when a backend is made.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ BACKENDS = ("transformers", "vllm", "openai")
 
 def make_backend(model_settings: Any, **options: Any) -> Backend:
     """The backend `model_settings` names (duck-typed `data.config.ModelSettings`: model, backend, base_url,
-    api_key, tensor_parallel_size, dtype, device). `options` go to the backend's constructor."""
+    api_key, tensor_parallel_size, dtype, device, max_in_flight). `options` go to the backend's constructor."""
     kind = model_settings.backend
+    if getattr(model_settings, "max_in_flight", None) is not None:
+        options.setdefault("max_in_flight", model_settings.max_in_flight)
     model = model_settings.model
     if not model:
         raise ProverError("no model given: pass --model (an HF id or checkpoint directory) or set "

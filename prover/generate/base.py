@@ -13,8 +13,8 @@ class SamplingParams:
     """Same meaning on every backend.
 
     temperature 0 = greedy (top_p ignored); `stop` strings end a sequence and are not part of its text; with a
-    `seed`, sample j of every prompt is drawn with seed `seed + j` (so one sample is reproducible whatever the
-    batch it runs in), without one sampling is unseeded.
+    `seed`, sample j of every prompt is drawn with seed `sample_seed(seed, j)` (so one sample is reproducible
+    whatever the batch it runs in), without one sampling is unseeded.
     """
 
     temperature: float = 1.0
@@ -23,6 +23,16 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     logprobs: bool = True  # return the sampled tokens' log-probabilities
+
+
+def sample_seed(seed: int, j: int) -> int:
+    """The seed sample j of a request with `seed` is drawn with, on every backend (the one place the rule lives)."""
+    return seed + j
+
+
+def sample_seeds(params: SamplingParams, n: int) -> list[int | None]:
+    """Per-sample seeds of a request for n samples: `sample_seed(seed, j)`, or None for each when unseeded."""
+    return [None] * n if params.seed is None else [sample_seed(params.seed, j) for j in range(n)]
 
 
 @dataclass

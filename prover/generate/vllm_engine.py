@@ -1,19 +1,29 @@
-"""vLLM offline engine (`vllm.LLM`): tensor parallelism, prefix caching (every sample of a prompt shares its
-KV blocks), continuous batching. vLLM is imported only when this backend is built; where it is not installed
-the error says how to get it.
+"""vLLM through its asynchronous engine (`vllm.AsyncLLMEngine`, v1's `AsyncLLM`): continuous batching of every
+request in flight, tensor parallelism, prefix caching (every sample of a prompt shares its KV blocks). vLLM is
+imported only when this backend is built; where it is not installed the error says how to get it.
 
-Seeds follow the shared semantics: sample j of a prompt is its own request with seed `seed + j` (vLLM batches
-them anyway, and prefix caching makes the repeated prompt free).
+The engine lives on an event loop of its own, on a daemon thread: vLLM's output handler is an asyncio task
+bound to the loop it first ran on, so one fixed loop lets any caller use it (the streaming runner's loop through
+`agenerate`, blocking code through `generate`, GRPO's weight sync) without ever crossing loops. With a seed,
+sample j is its own request with seed `sample_seed(seed, j)` (prefix caching makes the repeated prompt free).
 """
 
 from __future__ import annotations
 
+import asyncio
+import importlib
+import inspect
+import itertools
+import threading
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prover.errors import ProverError
-from prover.generate.base import Completion, Prompt, SamplingParams, chat_turn
+from prover.generate.base import Completion, Prompt, SamplingParams, chat_turn, sample_seeds
+
+T = TypeVar("T")
 
 
 def import_vllm():
@@ -31,28 +41,74 @@ class VLLMBackend:
     def __init__(self, model: str | Path, tensor_parallel_size: int = 1, dtype: str = "auto",
                  enable_prefix_caching: bool = True, skip_tokenizer_init: bool = False,
                  gpu_memory_utilization: float = 0.85, max_model_len: int | None = None, seed: int = 0,
-                 extra_sampling: dict[str, Any] | None = None, **engine_args: Any):
+                 max_in_flight: int | None = None, extra_sampling: dict[str, Any] | None = None, **engine_args: Any):
         vllm = import_vllm()
+        self._vllm = vllm
+        self._final_only = importlib.import_module("vllm.sampling_params").RequestOutputKind.FINAL_ONLY
         self.model_id = str(model)
         self.skip_tokenizer_init = skip_tokenizer_init
         self.extra_sampling = dict(extra_sampling or {})  # e.g. {"ignore_eos": True} for benchmarks
         args = dict(model=str(model), tensor_parallel_size=tensor_parallel_size, dtype=dtype,
                     enable_prefix_caching=enable_prefix_caching, skip_tokenizer_init=skip_tokenizer_init,
-                    gpu_memory_utilization=gpu_memory_utilization, seed=seed, trust_remote_code=False, **engine_args)
+                    gpu_memory_utilization=gpu_memory_utilization, seed=seed, trust_remote_code=False,
+                    disable_log_stats=True, **engine_args)
         if max_model_len is not None:
             args["max_model_len"] = max_model_len
+        self._ids = itertools.count()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-engine-loop", daemon=True)
+        self._thread.start()
+        self.engine: Any = None
         try:
-            self.llm = vllm.LLM(**args)
-        except (OSError, ValueError) as e:
-            raise ProverError(f"vLLM cannot load {model!r}: {str(e).splitlines()[0] if str(e) else e!r}") from None
-        self._vllm = vllm
+            self.engine, self.tokenizer = self._call(self._start(args))
+        except (OSError, ValueError, RuntimeError) as e:
+            self._stop_loop()
+            reason = str(e).splitlines()[0] if str(e) else repr(e)
+            raise ProverError(f"vLLM cannot load {model!r}: {reason}") from None
+        except BaseException:
+            self._stop_loop()
+            raise
+        # Keep the scheduler's queue full: twice the sequences it runs at once, so the next batch is always waiting.
+        running = int(getattr(getattr(self.engine.vllm_config, "scheduler_config", None), "max_num_seqs", 0) or 256)
+        self.max_in_flight = max_in_flight or 2 * running
         self.gen_seconds = 0.0
 
+    async def _start(self, args: dict[str, Any]) -> tuple[Any, Any]:
+        """Build the engine on its loop (so the output handler starts there) and fetch its tokenizer."""
+        engine = self._vllm.AsyncLLMEngine.from_engine_args(self._vllm.AsyncEngineArgs(**args))
+        tokenizer = None
+        if not self.skip_tokenizer_init:
+            tokenizer = engine.get_tokenizer()
+            if inspect.isawaitable(tokenizer):  # a coroutine in some vLLM releases, a plain call in others
+                tokenizer = await tokenizer
+        return engine, tokenizer
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the engine's loop and wait for it; an interrupt cancels it (vLLM aborts its requests)."""
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
     def format_chat(self, text: str) -> str:
-        return text if self.skip_tokenizer_init else chat_turn(self.llm.get_tokenizer(), text)
+        return text if self.skip_tokenizer_init else chat_turn(self.tokenizer, text)
 
     def close(self) -> None:
-        self.llm = None
+        if self.engine is None:
+            return
+        engine, self.engine = self.engine, None
+        try:
+            self._call(_shutdown(engine))
+        finally:
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def sampling_params(self, params: SamplingParams, n: int, seed: int | None):
         if params.stop and self.skip_tokenizer_init:
@@ -60,28 +116,66 @@ class VLLMBackend:
         return self._vllm.SamplingParams(
             n=n, temperature=params.temperature, top_p=1.0 if params.temperature <= 0 else params.top_p,
             max_tokens=params.max_tokens, seed=seed, stop=list(params.stop) or None,
-            logprobs=0 if params.logprobs else None, detokenize=not self.skip_tokenizer_init, **self.extra_sampling)
+            logprobs=0 if params.logprobs else None, detokenize=not self.skip_tokenizer_init,
+            output_kind=self._final_only, **self.extra_sampling)
+
+    async def agenerate(self, prompt: Prompt, params: SamplingParams, n: int = 1) -> list[Completion]:
+        """n completions of one prompt; callable from any event loop (cancelling it aborts the requests)."""
+        self._check_open()
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._samples(prompt, params, n), self._loop))
 
     def generate(self, prompts: list[Prompt], params: SamplingParams, n: int = 1) -> list[list[Completion]]:
-        if self.llm is None:
-            raise ProverError("the vllm backend was closed")
+        self._check_open()
         t0 = time.perf_counter()
-        if params.seed is None:
-            requests = [(_prompt(p), self.sampling_params(params, n, None)) for p in prompts]
-        else:
-            requests = [(_prompt(p), self.sampling_params(params, 1, params.seed + j)) for p in prompts for j in range(n)]
-        outputs = self.llm.generate([r[0] for r in requests], [r[1] for r in requests], use_tqdm=False)
-        flat: list[list[Completion]] = [[_completion(ro, o, params.logprobs) for o in ro.outputs] for ro in outputs]
-        if params.seed is None:
-            result = flat
-        else:
-            result = [[flat[i * n + j][0] for j in range(n)] for i in range(len(prompts))]
+
+        async def every_prompt() -> list[list[Completion]]:
+            return list(await asyncio.gather(*(self._samples(p, params, n) for p in prompts)))
+
+        result = self._call(every_prompt())
         self.gen_seconds += time.perf_counter() - t0
         return result
 
+    def apply_model(self, fn: Callable[[Any], T]) -> list[T]:
+        """`fn(model)` in every worker (GRPO pushes the policy's weights this way), as `LLM.apply_model` does."""
+        self._check_open()
+        return self._call(self.engine.collective_rpc("apply_model", args=(fn,)))
+
+    def reset_prefix_cache(self) -> None:
+        self._check_open()
+        self._call(self.engine.reset_prefix_cache())
+
+    def _check_open(self) -> None:
+        if self.engine is None:
+            raise ProverError("the vllm backend was closed")
+
+    async def _samples(self, prompt: Prompt, params: SamplingParams, n: int) -> list[Completion]:
+        """On the engine loop: unseeded, one request with n; seeded, one request per sample with its own seed."""
+        if params.seed is None:
+            final = await self._final(prompt, self.sampling_params(params, n, None))
+            return [_completion(final, o, params.logprobs) for o in sorted(final.outputs, key=_index)]
+        finals = await asyncio.gather(*(self._final(prompt, self.sampling_params(params, 1, s))
+                                        for s in sample_seeds(params, n)))
+        return [_completion(f, f.outputs[0], params.logprobs) for f in finals]
+
+    async def _final(self, prompt: Prompt, sampling: Any) -> Any:
+        final = None
+        async for out in self.engine.generate(_prompt(prompt), sampling, f"subgoal-{next(self._ids)}"):
+            final = out  # FINAL_ONLY: one output, the finished request
+        if final is None:
+            raise ProverError("vLLM finished a request without an output")
+        return final
+
+
+async def _shutdown(engine: Any) -> None:
+    engine.shutdown()
+
+
+def _index(o: Any) -> int:
+    return int(getattr(o, "index", 0))
+
 
 def _prompt(p: Prompt) -> Any:
-    return {"prompt_token_ids": list(p)} if isinstance(p, list) else p
+    return {"prompt_token_ids": list(p)} if isinstance(p, list) else p  # a `vllm.TokensPrompt`
 
 
 def _completion(ro: Any, o: Any, want_logprobs: bool) -> Completion:

@@ -242,7 +242,7 @@ def _cut_at_stop(tokens: list[int], stop: tuple[str, ...], tok, eos: int) -> tup
 
 class VLLMSampler:
     """Samples with a vLLM engine on the GPU; after each optimizer step the policy's weights are pushed into the
-    engine (`LLM.apply_model` + the vLLM model's `load_weights`). Not exercised by the CPU test suite."""
+    engine (`apply_model` + the vLLM model's `load_weights`). Not exercised by the CPU test suite."""
 
     def __init__(self, model, tokenizer, model_path: str, gpu_memory_utilization: float = 0.4):
         os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")  # apply_model ships a closure
@@ -261,8 +261,8 @@ class VLLMSampler:
             weights = [(k, v.detach()) for k, v in to_hf_tensors(self.model)]
         else:
             weights = [(k, v.detach()) for k, v in self.model.state_dict().items()]
-        self.backend.llm.apply_model(lambda m: m.load_weights(iter(weights)))
-        self.backend.llm.reset_prefix_cache()
+        self.backend.apply_model(lambda m: m.load_weights(iter(weights)))
+        self.backend.reset_prefix_cache()
 
     def sample(self, prompts, n, temperature, top_p, max_new_tokens, stop, seed):
         from prover.generate import SamplingParams
