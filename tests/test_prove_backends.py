@@ -136,6 +136,47 @@ def test_openai_client_errors_fail_at_once_and_no_server_is_reported():
         _client(f"http://127.0.0.1:{port}/v1", max_retries=1).generate(["x"], SamplingParams())
 
 
+def test_openai_agenerate_shares_one_pool_with_hundreds_in_flight():
+    """The streaming runner's pattern: one task per sample, all on one loop, through one connection pool: every
+    request is at the server at once (more than httpx's default pool of 100), seeds as in `generate`."""
+    import asyncio
+
+    with ScriptedServer([("", "proof")], delay_s=0.5) as server:
+        client = _client(server.url, max_in_flight=150)
+        assert client.max_in_flight == 150
+
+        async def run() -> list[list]:
+            try:
+                return await asyncio.gather(*(client.agenerate(f"p{i}", SamplingParams(seed=100 * i), n=1)
+                                              for i in range(150)))
+            finally:
+                await client.aclose()
+
+        t0 = time.monotonic()
+        rows = asyncio.run(run())
+        elapsed = time.monotonic() - t0
+    assert all(row[0].text == "proof" for row in rows) and len(rows) == 150
+    assert sorted(r["seed"] for r in server.requests) == [100 * i for i in range(150)]
+    assert server.peak_in_flight > 100  # past httpx's default pool limit: the pool is sized to max_in_flight
+    assert elapsed < 150 * 0.5 / 8  # far from one batch of 8 after the other
+
+
+def test_openai_max_in_flight_bounds_the_requests_at_the_server():
+    import asyncio
+
+    with ScriptedServer([("", "ok")], delay_s=0.1) as server:
+        client = _client(server.url, max_in_flight=4)
+
+        async def run() -> None:
+            await asyncio.gather(*(client.agenerate("p", SamplingParams(seed=i), n=3) for i in range(5)))
+            client.close()  # the sync close, from inside the loop, still closes the pool
+
+        asyncio.run(run())
+    assert len(server.requests) == 15 and server.peak_in_flight == 4
+    with pytest.raises(ProverError, match="max_in_flight must be >= 1"):
+        _client("http://127.0.0.1:1/v1", max_in_flight=0)
+
+
 # ---- vLLM ---------------------------------------------------------------------------------------------------
 
 def test_vllm_missing_is_a_clear_error(monkeypatch):

@@ -97,6 +97,7 @@ class ScriptedServer:
         self.delay_s = delay_s
         self.requests: list[dict[str, Any]] = []
         self.statuses: list[int] = []
+        self.in_flight = self.peak_in_flight = 0  # requests being answered at once
         self._lock = threading.Lock()
         self._count: dict[str, int] = {}
         server = self
@@ -111,9 +112,13 @@ class ScriptedServer:
                     server.requests.append(body)
                     count = len(server.requests)
                     status = server.fail_first.pop(0) if server.fail_first else 200
+                    server.in_flight += 1
+                    server.peak_in_flight = max(server.peak_in_flight, server.in_flight)
                 delay = server.delay_s(count, body) if callable(server.delay_s) else server.delay_s
                 if delay:
                     time.sleep(delay)
+                with server._lock:
+                    server.in_flight -= 1
                 server.statuses.append(status)
                 if status != 200:
                     self._send(status, {"error": {"message": "scripted failure"}})
@@ -146,7 +151,10 @@ class ScriptedServer:
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
                     pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 1024  # hundreds of clients connect at once; the default backlog of 5 drops them
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

@@ -1,9 +1,10 @@
 """OpenAI-compatible HTTP client for a running `vllm serve` (or any `/v1/completions` server).
 
-Async httpx with a bounded number of requests in flight; retries with exponential backoff on 429, 5xx,
-timeouts and connection errors (honouring `Retry-After`); other 4xx are the user's to fix and fail at once.
-With a seed, sample j of a prompt is its own request with seed `seed + j` (the shared sampling semantics);
-without one, the n samples of a prompt are one request with `n`.
+Async httpx with up to `max_in_flight` requests at once (default 256: `vllm serve` batches what it is sent, so
+the client must keep its batch full); the streaming runner's callers share one connection pool on their loop.
+Retries with exponential backoff on 429, 5xx, timeouts and connection errors (honouring `Retry-After`); other
+4xx are the user's to fix and fail at once. With a seed, sample j of a prompt is its own request with seed
+`sample_seed(seed, j)` (the shared sampling semantics); without one, the n samples are one request with `n`.
 """
 
 from __future__ import annotations
@@ -12,35 +13,66 @@ import asyncio
 import random
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from prover.errors import ProverError
-from prover.generate.base import Completion, Prompt, SamplingParams
+from prover.generate.base import Completion, Prompt, SamplingParams, sample_seeds
 
 RETRY_STATUS = {408, 409, 425, 429}
 
 
+@dataclass
+class _Session:
+    """One connection pool and its in-flight bound, on the event loop they belong to."""
+
+    loop: asyncio.AbstractEventLoop
+    client: httpx.AsyncClient
+    slots: asyncio.Semaphore
+
+
 class OpenAIBackend:
-    def __init__(self, base_url: str, model: str, api_key: str = "EMPTY", concurrency: int = 32,
+    def __init__(self, base_url: str, model: str, api_key: str = "EMPTY", max_in_flight: int = 256,
                  timeout_s: float = 600.0, max_retries: int = 5, backoff_s: float = 1.0, max_backoff_s: float = 30.0):
+        if max_in_flight < 1:
+            raise ProverError(f"max_in_flight must be >= 1, not {max_in_flight}")
         self.base_url = base_url.rstrip("/")
         self.model_id = model
         self.api_key = api_key
-        self.concurrency = concurrency
+        self.max_in_flight = max_in_flight  # requests at once (one per seeded sample); vllm serve batches them
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.gen_seconds = 0.0
         self.retries = 0  # how many requests were retried, over the backend's life
+        self._shared: _Session | None = None  # the streaming caller's client, on its loop
 
     def close(self) -> None:
-        pass
+        shared, self._shared = self._shared, None
+        if shared is None or shared.loop.is_closed():
+            return  # a closed loop took its connections with it
+        if shared.loop.is_running():
+            shared.loop.call_soon_threadsafe(lambda: shared.loop.create_task(shared.client.aclose()))
+        else:
+            shared.loop.run_until_complete(shared.client.aclose())
+
+    async def aclose(self) -> None:
+        shared, self._shared = self._shared, None
+        if shared is not None:
+            await shared.client.aclose()
 
     def format_chat(self, text: str) -> str:
         return text  # the server applies no template to /v1/completions; models served here take raw text
+
+    async def agenerate(self, prompt: Prompt, params: SamplingParams, n: int = 1) -> list[Completion]:
+        """n completions of one prompt, through one connection pool shared by every caller on this loop."""
+        loop = asyncio.get_running_loop()
+        if self._shared is None or self._shared.loop is not loop:  # first call, or a new loop (the old one ended)
+            self._shared = _Session(loop, self._client(), asyncio.Semaphore(self.max_in_flight))
+        return await self._samples(self._shared, prompt, params, n)
 
     def generate(self, prompts: list[Prompt], params: SamplingParams, n: int = 1) -> list[list[Completion]]:
         t0 = time.perf_counter()
@@ -67,22 +99,28 @@ class OpenAIBackend:
         return result
 
     async def _generate(self, prompts: list[Prompt], params: SamplingParams, n: int) -> list[list[Completion]]:
-        sem = asyncio.Semaphore(self.concurrency)
-        headers = {"Authorization": f"Bearer {self.api_key}"}
-        async with httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s), headers=headers) as client:
+        async with self._client() as client:
+            session = _Session(asyncio.get_running_loop(), client, asyncio.Semaphore(self.max_in_flight))
+            return list(await asyncio.gather(*(self._samples(session, p, params, n) for p in prompts)))
 
-            async def one(prompt: Prompt, seed: int | None, count: int) -> list[Completion]:
-                async with sem:
-                    data = await self._post(client, self._body(prompt, params, seed, count))
-                return _parse(data, count)
+    def _client(self) -> httpx.AsyncClient:
+        # httpx pools 100 connections by default: size the pool to the requests in flight, or it caps them.
+        limits = httpx.Limits(max_connections=self.max_in_flight, max_keepalive_connections=self.max_in_flight)
+        return httpx.AsyncClient(timeout=httpx.Timeout(self.timeout_s), limits=limits,
+                                 headers={"Authorization": f"Bearer {self.api_key}"})
 
-            if params.seed is None:
-                jobs = [one(p, None, n) for p in prompts]
-                groups = await asyncio.gather(*jobs)
-                return [list(g) for g in groups]
-            jobs = [one(p, params.seed + j, 1) for p in prompts for j in range(n)]
-            flat = await asyncio.gather(*jobs)
-            return [[flat[i * n + j][0] for j in range(n)] for i in range(len(prompts))]
+    async def _samples(self, session: _Session, prompt: Prompt, params: SamplingParams, n: int) -> list[Completion]:
+        """Unseeded: one request with n; seeded: one request per sample, seed `sample_seed(seed, j)`."""
+
+        async def one(seed: int | None, count: int) -> list[Completion]:
+            async with session.slots:
+                data = await self._post(session.client, self._body(prompt, params, seed, count))
+            return _parse(data, count)
+
+        if params.seed is None:
+            return await one(None, n)
+        flat = await asyncio.gather(*(one(seed, 1) for seed in sample_seeds(params, n)))
+        return [row[0] for row in flat]
 
     def _body(self, prompt: Prompt, params: SamplingParams, seed: int | None, n: int) -> dict[str, Any]:
         body: dict[str, Any] = {
