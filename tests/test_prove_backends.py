@@ -74,6 +74,49 @@ def test_transformers_token_id_prompts(tiny_backend):
     assert from_ids.token_ids == from_text.token_ids
 
 
+def test_transformers_agenerate_batches_concurrent_callers(tiny_backend):
+    """Six attempts awaiting at once (each its own seed, as the runner sends them) cost one padded batch, and each
+    gets what `generate` gives it alone; a caller with other sampling parameters gets its own batch."""
+    import asyncio
+
+    def sampled(i: int) -> SamplingParams:
+        return SamplingParams(temperature=1.0, top_p=0.95, max_tokens=6, seed=30 + i)
+
+    greedy = SamplingParams(temperature=0.0, max_tokens=4)
+
+    async def run() -> tuple[list, list]:
+        tiny_backend._model_lock.acquire()  # the model is busy (another batch) while the callers arrive
+        calls = [asyncio.ensure_future(tiny_backend.agenerate(PROMPTS[i % 2], sampled(i))) for i in range(6)]
+        calls.append(asyncio.ensure_future(tiny_backend.agenerate(PROMPTS[0], greedy, n=2)))
+        await asyncio.sleep(0.05)  # every caller has queued its request
+        tiny_backend._model_lock.release()
+        done = await asyncio.gather(*calls)
+        return list(done[:6]), done[6]
+
+    before = tiny_backend.batches
+    rows, greedy_rows = asyncio.run(run())
+    assert tiny_backend.batches - before == 3  # 6 sampled rows in batches of 4: 2 batches, +1 greedy; not 7
+    for i, [c] in enumerate(rows):
+        assert c.token_ids == tiny_backend.generate([PROMPTS[i % 2]], sampled(i))[0][0].token_ids
+    assert greedy_rows[0].token_ids == greedy_rows[1].token_ids == tiny_backend.generate([PROMPTS[0]], greedy)[0][0].token_ids
+
+
+def test_transformers_agenerate_reports_errors_and_close(tmp_path_factory):
+    import asyncio
+
+    from prover.generate.hf import TransformersBackend
+
+    backend = TransformersBackend(str(tiny_checkpoint_dir(tmp_path_factory)), device="cpu", batch_size=4)
+    with pytest.raises(ProverError, match="text prompts need a tokenizer"):
+        backend.tokenizer, saved = None, backend.tokenizer
+        asyncio.run(backend.agenerate("x", SamplingParams(max_tokens=2)))
+    backend.tokenizer = saved
+    assert len(asyncio.run(backend.agenerate("x", SamplingParams(max_tokens=2), n=2))) == 2
+    backend.close()
+    with pytest.raises(ProverError, match="closed"):
+        asyncio.run(backend.agenerate("x", SamplingParams(max_tokens=2)))
+
+
 # ---- OpenAI-compatible HTTP ---------------------------------------------------------------------------------
 
 def _client(url: str, **kw):

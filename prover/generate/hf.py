@@ -3,22 +3,39 @@
 Own decoding loop rather than `model.generate`, so that every backend has the same semantics: temperature 0 is
 greedy, nucleus sampling with `top_p`, stop strings end each sequence on its own (and are cut from its text),
 the log-probability of each sampled token under the model's unmodified distribution is returned (as vLLM
-does by default), and with a seed, sample j of every prompt draws from its own generator seeded `seed + j`.
+does by default), and with a seed, sample j of every prompt draws from its own generator seeded
+`sample_seed(seed, j)`. Streaming callers (`agenerate`) are queued; one worker thread batches whatever is
+pending, so concurrent attempts share padded forward passes instead of taking turns.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from prover.errors import ProverError
-from prover.generate.base import Completion, Prompt, SamplingParams, chat_turn, first_stop
+from prover.generate.base import Completion, Prompt, SamplingParams, chat_turn, first_stop, sample_seeds
+
+
+@dataclass
+class _Request:
+    """One caller's prompt and its n samples (one row each), waiting for a batch."""
+
+    prompt: list[int]
+    params: SamplingParams
+    seeds: list[int | None]  # per sample: `sample_seed(seed, j)`, or None unseeded
+    future: Future = field(default_factory=Future)
 
 
 class TransformersBackend:
     def __init__(self, model: str | Path | Any, tokenizer: Any = None, device: str = "auto", dtype: str = "auto",
-                 batch_size: int = 32, model_id: str | None = None, ignore_eos: bool = False):
+                 batch_size: int = 32, model_id: str | None = None, ignore_eos: bool = False,
+                 max_in_flight: int | None = None):
         import torch
 
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
@@ -30,30 +47,101 @@ class TransformersBackend:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.max_in_flight = max_in_flight or batch_size  # what one padded batch holds: more would only queue
         self.model_id = model_id or type(model).__name__
         self.gen_seconds = 0.0  # time spent in generate, for cost accounting
         self.ignore_eos = ignore_eos  # benchmarks: always generate max_tokens
+        self.batches = 0  # padded batches run, over the backend's life
+        self._model_lock = threading.Lock()  # one batch on the model at a time, whoever runs it
+        self._queue: queue.SimpleQueue[list[_Request] | None] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
 
     def format_chat(self, text: str) -> str:
         return chat_turn(self.tokenizer, text)
 
     def close(self) -> None:
+        if self._worker is not None:
+            self._queue.put(None)
+            self._worker.join()
+            self._worker = None
         self.model = None
 
     def generate(self, prompts: list[Prompt], params: SamplingParams, n: int = 1) -> list[list[Completion]]:
+        self._check_open()
+        t0 = time.perf_counter()
+        requests = [_Request(self._encode(p), params, sample_seeds(params, n)) for p in prompts]
+        with self._model_lock:
+            self._run_batches(requests)
+        self.gen_seconds += time.perf_counter() - t0
+        return [r.future.result() for r in requests]
+
+    async def agenerate(self, prompt: Prompt, params: SamplingParams, n: int = 1) -> list[Completion]:
+        """Queued for the batching worker: requests pending together run as one padded batch per group of equal
+        sampling parameters (seeds aside: those are per row), so N concurrent callers cost about one call."""
+        import asyncio
+
+        self._check_open()
+        request = _Request(self._encode(prompt), params, sample_seeds(params, n))
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._drain, name="transformers-batcher", daemon=True)
+            self._worker.start()
+        self._queue.put([request])
+        return await asyncio.wrap_future(request.future)
+
+    def _drain(self) -> None:
+        """The worker: take everything pending, batch it by sampling parameters, answer each caller."""
+        while True:
+            item = self._queue.get()
+            with self._model_lock:  # drain only once the model is free: whatever queued meanwhile joins the batch
+                pending: list[_Request] = []
+                while item is not None:
+                    pending += item
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                live = [r for r in pending if r.future.set_running_or_notify_cancel()]  # drop cancelled callers
+                self._run_batches(live)
+            if item is None:
+                for r in self._pending_after_close():
+                    r.future.set_exception(ProverError("the transformers backend was closed"))
+                return
+
+    def _pending_after_close(self) -> list[_Request]:
+        out: list[_Request] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return [r for r in out if r.future.set_running_or_notify_cancel()]
+            out += item or []
+
+    def _run_batches(self, requests: list[_Request]) -> None:
+        """Every request's rows, grouped by sampling parameters (without the seed), in padded batches of at most
+        `batch_size` rows; each request's future gets its n completions (or the batch's error)."""
+        groups: dict[SamplingParams, list[_Request]] = {}
+        for r in requests:
+            groups.setdefault(replace(r.params, seed=None), []).append(r)
+        for params, members in groups.items():
+            rows = [(r, j) for r in members for j in range(len(r.seeds))]
+            done: dict[int, list[Completion]] = {id(r): [] for r in members}
+            try:
+                for start in range(0, len(rows), self.batch_size):
+                    chunk = rows[start:start + self.batch_size]
+                    out = self._generate_rows([r.prompt for r, _ in chunk], [r.seeds[j] for r, j in chunk], params)
+                    self.batches += 1
+                    for (r, _), completion in zip(chunk, out, strict=True):
+                        done[id(r)].append(completion)
+            except Exception as e:  # every caller of the failed group hears of it; other groups still run
+                for r in members:
+                    r.future.set_exception(e)
+                continue
+            for r in members:
+                r.future.set_result(done[id(r)])
+
+    def _check_open(self) -> None:
         if self.model is None:
             raise ProverError("the transformers backend was closed")
-        t0 = time.perf_counter()
-        rows = [(i, j) for i in range(len(prompts)) for j in range(n)]
-        encoded = [self._encode(p) for p in prompts]
-        out: list[list[Completion | None]] = [[None] * n for _ in prompts]
-        for start in range(0, len(rows), self.batch_size):
-            chunk = rows[start:start + self.batch_size]
-            done = self._generate_rows([encoded[i] for i, _ in chunk], [j for _, j in chunk], params)
-            for (i, j), completion in zip(chunk, done, strict=True):
-                out[i][j] = completion
-        self.gen_seconds += time.perf_counter() - t0
-        return out  # type: ignore[return-value]
 
     def _encode(self, prompt: Prompt) -> list[int]:
         if isinstance(prompt, list):
@@ -67,7 +155,7 @@ class TransformersBackend:
             return ""
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def _generate_rows(self, prompts: list[list[int]], sample_index: list[int],
+    def _generate_rows(self, prompts: list[list[int]], seeds: list[int | None],
                        params: SamplingParams) -> list[Completion]:
         import torch
 
@@ -78,9 +166,9 @@ class TransformersBackend:
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=dev)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=dev)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        gens = None
-        if params.seed is not None and params.temperature > 0:
-            gens = [torch.Generator(device=dev).manual_seed(params.seed + j) for j in sample_index]
+        gens = None  # one generator per seeded row (None rows draw from the global generator)
+        if params.temperature > 0 and any(s is not None for s in seeds):
+            gens = [None if s is None else torch.Generator(device=dev).manual_seed(s) for s in seeds]
         batch = len(prompts)
         tokens: list[list[int]] = [[] for _ in range(batch)]
         logps: list[list[float]] = [[] for _ in range(batch)]
@@ -154,7 +242,7 @@ def _sample(logits, params: SamplingParams, gens):
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
     if gens is None:
         return torch.multinomial(probs, 1)[:, 0]
-    return torch.stack([torch.multinomial(probs[r], 1, generator=g)[0] for r, g in enumerate(gens)])
+    return torch.stack([torch.multinomial(probs[r], 1, generator=g)[0] for r, g in enumerate(gens)])  # g may be None
 
 
 def _load(path: str | Path, tokenizer: Any, device: str, dtype: str):
