@@ -95,3 +95,34 @@ def test_grpo_steps_with_the_vllm_sampler(checkpoint, tmp_path):
     assert res.steps == 3 and len(res.reward_history) == 3
     logged = [json.loads(line) for line in (tmp_path / "grpo" / "metrics.jsonl").read_text().splitlines()]
     assert all(0.0 <= r["reward"] <= 1.0 for r in logged)
+
+
+def test_vllm_async_engine_serves_concurrent_callers(checkpoint):
+    """The streaming runner's pattern on the real engine: many concurrent `agenerate` calls from one loop (one
+    cancelled midway), then blocking `generate` on the same engine."""
+    import asyncio
+
+    from prover.generate.base import SamplingParams
+    from prover.generate.vllm_engine import VLLMBackend
+
+    ckpt, _ = checkpoint
+    backend = VLLMBackend(str(ckpt), gpu_memory_utilization=0.3, extra_sampling={"ignore_eos": True})
+    try:
+        params = SamplingParams(temperature=1.0, max_tokens=8, seed=3)
+        prompts = [[1, 5 + i % 8, 6, 7] for i in range(64)]
+
+        async def run():
+            doomed = asyncio.ensure_future(backend.agenerate(prompts[0], SamplingParams(max_tokens=4000), n=4))
+            rows = asyncio.gather(*(backend.agenerate(p, params, n=2) for p in prompts))
+            await asyncio.sleep(0.05)
+            doomed.cancel()
+            return await rows
+
+        rows = asyncio.run(run())
+        assert len(rows) == 64 and all(len(r) == 2 for r in rows)
+        assert all(c.completion_tokens == 8 == len(c.token_logprobs) for r in rows for c in r)
+        again = backend.generate(prompts[:2], params, n=2)
+        assert [len(c.token_ids) for row in again for c in row] == [8] * 4
+        assert backend.max_in_flight >= 256
+    finally:
+        backend.close()
