@@ -21,6 +21,8 @@ Lean, evaluated in Python:
 
 Everything outside the fragment is an error ("fake Lean: unsupported ..."), so nothing is ever accepted that
 the fragment cannot check. Test hooks: the tactics `fake_hang` (sleeps forever) and `fake_crash` (exits).
+Benchmark hook: `FAKE_LEAN_DELAY_S=L` makes every command run in an existing environment (a proof check; not
+the header import) take L more seconds, a stand-in for real Lean's seconds per proof (bench/e2e_gpu.py).
 Used by tests through `LeanSettings(repl_path=<this file>)`.
 """
 
@@ -34,6 +36,7 @@ import time
 from dataclasses import dataclass, field
 
 STANDARD_AXIOMS = ("propext", "Classical.choice", "Quot.sound")
+PROOF_DELAY_S = float(os.environ.get("FAKE_LEAN_DELAY_S") or 0)  # benchmarks only: seconds per proof check
 CORE_CLOSERS = {"decide", "rfl", "trivial", "omega", "simp", "simp_all"}
 MATHLIB_CLOSERS = {"norm_num", "linarith", "nlinarith", "positivity", "ring", "ring_nf", "aesop", "tauto",
                    "field_simp", "simp_arith", "bound"}
@@ -690,6 +693,8 @@ class FakeRepl:
     def command(self, cmd: str, env_id: int | None) -> dict:
         if env_id is not None and not (0 <= env_id < len(self.envs)):
             return {"message": "Unknown environment."}
+        if env_id is not None and PROOF_DELAY_S > 0:
+            time.sleep(PROOF_DELAY_S)
         self.current_env = self.envs[env_id] if env_id is not None else Env()
         elab = Elaborator(self, cmd, self.current_env)
         new_env = elab.run()

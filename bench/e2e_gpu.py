@@ -1,0 +1,307 @@
+"""The main job at the engine's speed? `subgoal eval` end to end versus the same engine fed everything at once.
+
+    # H200 (vLLM in /tmp/site; the benchmarks carried in .bench-data, see --data-dir):
+    PYTHONPATH=/tmp/site:. VLLM_USE_FLASHINFER_SAMPLER=0 python bench/e2e_gpu.py --data-dir .bench-data
+    # CPU smoke test of everything but vLLM:
+    PYTHONPATH=. python bench/e2e_gpu.py --device cpu --preset tiny --problems 2 --samples 4 --max-tokens 8
+
+One run, one random-weight checkpoint (`prover.model` `--preset`, bf16 on GPU, with a BPE tokenizer trained on
+the benchmark statements; random weights write no Lean, so nothing is proved), the first `--problems` problems
+of `--set`, `--samples` samples each, at most `--max-tokens` new tokens, temperature 1, top-p 0.95:
+
+  (a) all at once: one `generate` over every problem x sample (the prompts `subgoal eval` renders, its stop
+      strings), timed after a warm-up: the engine's throughput with everything queued;
+  (b) `subgoal eval SET --backend B -k S -n S --limit P --max-tokens T` through the CLI entry function, in this
+      process, candidates checked by the FAKE Lean REPL (tests/fake_lean.py; no Lean exists on the GPU host):
+      completion tokens/s from the moment its engine is ready to the end of the run (engine start-up is the
+      same fixed cost for both and is reported apart); the target is (b)/(a) >= 0.9;
+  (c) as (b), but every proof check takes `--lean-latency` seconds more (FAKE_LEAN_DELAY_S) on `--lean-workers`
+      REPL processes: wall time against max(generation, Lean) and against their sum, where generation is (b)'s
+      time and Lean is the summed per-proof check time over the workers.
+
+Prints a table; writes JSON to $OUT/e2e_gpu.json (or --out). A part that fails is recorded with its error and
+the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+FAKE_LEAN = REPO / "tests" / "fake_lean.py"
+TEMPERATURE, TOP_P = 1.0, 0.95
+
+
+def build_checkpoint(preset: str, directory: Path, device: str, seed: int) -> tuple[Path, int]:
+    """A random `preset` model with a BPE tokenizer trained on the benchmark statements; (path, vocab size)."""
+    from prover.model import DeepSeekV3, ModelConfig
+    from prover.model.tokenizer import build_test_tokenizer
+
+    tok = build_test_tokenizer(vocab_size=32000 if preset != "tiny" else 1024, limit=5000)
+    config = ModelConfig.preset(preset, vocab_size=len(tok), bos_token_id=tok.bos_token_id,
+                                eos_token_id=tok.eos_token_id)
+    torch.manual_seed(seed)
+    model = DeepSeekV3(config)
+    path = model.save_pretrained(directory, tokenizer=tok, dtype=torch.bfloat16 if device.startswith("cuda") else None)
+    del model
+    gc.collect()
+    return Path(path), len(tok)
+
+
+def make_backend(args: argparse.Namespace, checkpoint: Path) -> Any:
+    if args.backend == "vllm":
+        from prover.generate.vllm_engine import VLLMBackend
+
+        return VLLMBackend(checkpoint, dtype="bfloat16", gpu_memory_utilization=args.gpu_memory_utilization)
+    from prover.generate.hf import TransformersBackend
+
+    return TransformersBackend(str(checkpoint), device=args.device, batch_size=args.batch_size)
+
+
+def all_at_once(args: argparse.Namespace, checkpoint: Path, problems: list[Any]) -> dict[str, Any]:
+    """(a): every problem x sample in one `generate` call, after a short warm-up."""
+    from prover.generate import format_chat
+    from prover.generate.base import SamplingParams
+    from prover.prompts import load_prompts
+
+    t0 = time.perf_counter()
+    backend = make_backend(args, checkpoint)
+    startup = time.perf_counter() - t0
+    try:
+        prompt_set = load_prompts()
+        prompts = [prompt_set.render("complete", p, chat_format=lambda t: format_chat(backend, t)) for p in problems]
+        params = SamplingParams(temperature=TEMPERATURE, top_p=TOP_P, max_tokens=args.max_tokens, seed=args.seed,
+                                stop=tuple(prompt_set["complete"].stop))
+        backend.generate(prompts[:2], SamplingParams(temperature=TEMPERATURE, max_tokens=8), n=2)  # warm-up
+        sync()
+        t0 = time.perf_counter()
+        out = backend.generate(prompts, params, n=args.samples)
+        sync()
+        seconds = time.perf_counter() - t0
+    finally:
+        backend.close()
+        free_memory()
+    flat = [c for row in out for c in row]
+    tokens = sum(c.completion_tokens for c in flat)
+    return {"part": "a: all at once", "sequences": len(flat), "completion_tokens": tokens,
+            "at_max_tokens": sum(c.finish_reason == "length" for c in flat), "seconds": round(seconds, 3),
+            "tokens_per_s": round(tokens / seconds, 1), "startup_s": round(startup, 1)}
+
+
+class ReadyClock:
+    """Bench-only instrumentation: notes when the run's backend has finished starting (its constructor
+    returned) and keeps the instances, so they can be closed after the CLI returns."""
+
+    def __init__(self) -> None:
+        self.ready: float | None = None
+        self.built: list[Any] = []
+
+    @contextlib.contextmanager
+    def watching(self, backend_name: str):
+        if backend_name == "vllm":
+            from prover.generate.vllm_engine import VLLMBackend as cls
+        else:
+            from prover.generate.hf import TransformersBackend as cls
+        original = cls.__init__
+        clock = self
+
+        def init(backend: Any, *a: Any, **kw: Any) -> None:
+            original(backend, *a, **kw)
+            clock.built.append(backend)
+            if clock.ready is None:
+                clock.ready = time.perf_counter()
+
+        cls.__init__ = init
+        try:
+            yield self
+        finally:
+            cls.__init__ = original
+            for backend in self.built:
+                backend.close()
+
+
+def through_eval(args: argparse.Namespace, checkpoint: Path, workdir: Path, lean_delay_s: float) -> dict[str, Any]:
+    """(b) / (c): `subgoal eval` through the CLI entry function, candidates to the FAKE Lean."""
+    from eval.cli import main as cli
+
+    out = workdir / f"eval-lean{lean_delay_s:g}"
+    argv = ["eval", args.set, "--model", str(checkpoint), "--backend", args.backend, "-k", str(args.samples),
+            "-n", str(args.samples), "--limit", str(args.problems), "--max-tokens", str(args.max_tokens),
+            "--temperature", str(TEMPERATURE), "--top-p", str(TOP_P), "--seed", str(args.seed),
+            "--lean-workers", str(args.lean_workers), "--lean-timeout", "600", "--out", str(out)]
+    env = {"SUBGOAL_LEAN__REPL_PATH": str(FAKE_LEAN), "FAKE_LEAN_DELAY_S": str(lean_delay_s),
+           "SUBGOAL_MODEL__DEVICE": args.device, "SUBGOAL_MODEL__DTYPE": "bfloat16" if args.backend == "vllm" else "auto"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    clock = ReadyClock()
+    t0 = time.perf_counter()
+    code = 0
+    try:
+        with clock.watching(args.backend):
+            try:
+                cli(argv)
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            end = time.perf_counter()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        free_memory()
+    if code != 0:
+        raise RuntimeError(f"`subgoal {' '.join(argv)}` exited with {code}")
+    report = json.loads((out / "report.json").read_text())
+    cost = report["cost"]
+    ready = clock.ready if clock.ready is not None else t0
+    seconds = end - ready
+    tokens = int(cost["completion_tokens"])
+    return {"part": f"{'b' if lean_delay_s == 0 else 'c'}: subgoal eval, fake Lean +{lean_delay_s:g}s/proof",
+            "sequences": int(cost["attempts"]), "completion_tokens": tokens, "seconds": round(seconds, 3),
+            "tokens_per_s": round(tokens / seconds, 1), "startup_s": round(ready - t0, 1),
+            "cli_wall_s": round(end - t0, 1), "lean_wall_s_sum": round(float(cost.get("lean_wall_s", 0.0)), 1),
+            "lean_delay_s": lean_delay_s, "argv": argv}
+
+
+def sync() -> None:
+    # Only where this process runs the model (transformers): touching CUDA here before vLLM starts would force
+    # its workers from fork to spawn and hold a context's memory; vLLM's generate returns finished outputs.
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def attempt(name: str, fn: Any, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    print(f"{name} ...", file=sys.stderr, flush=True)
+    try:
+        row = fn()
+    except Exception as e:  # one part failing must not lose the others' numbers
+        traceback.print_exc()
+        rows.append({"part": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"})
+        return None
+    print(f"  {row['tokens_per_s']:,} completion tokens/s over {row['seconds']}s", file=sys.stderr, flush=True)
+    rows.append(row)
+    return row
+
+
+def environment(args: argparse.Namespace, checkpoint: Path, vocab: int) -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    env: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
+                           "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+                           "cpus": os.cpu_count(), "checkpoint": str(checkpoint), "preset": args.preset,
+                           "vocab": vocab}
+    for dist in ("transformers", "vllm"):
+        try:
+            env[dist] = version(dist)
+        except PackageNotFoundError:
+            env[dist] = None
+    return env
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    cuda = torch.cuda.is_available()
+    ap.add_argument("--device", default="cuda" if cuda else "cpu")
+    ap.add_argument("--backend", choices=["vllm", "transformers"], help="default: vllm on cuda, else transformers")
+    ap.add_argument("--preset", default="small", help="prover.model preset of the random checkpoint")
+    ap.add_argument("--checkpoint", type=Path, help="use this HF-format checkpoint (with tokenizer) instead")
+    ap.add_argument("--set", default="minif2f-test", help="problem set, as `subgoal eval` takes it")
+    ap.add_argument("--data-dir", type=Path, help="benchmark directory (sets SUBGOAL_DATA_DIR); on the GPU host, "
+                    "carry a copy of the benchmarks there")
+    ap.add_argument("--problems", type=int, default=16)
+    ap.add_argument("--samples", type=int, default=32, help="samples per problem (= eval's -k and -n)")
+    ap.add_argument("--max-tokens", type=int, default=512)
+    ap.add_argument("--lean-latency", type=float, default=0.3, help="(c): extra seconds per proof check; 0 skips (c)")
+    ap.add_argument("--lean-workers", type=int, default=max(1, (os.cpu_count() or 2) - 4))
+    ap.add_argument("--parts", default="abc", help="which of a, b, c to run")
+    ap.add_argument("--batch-size", type=int, default=64, help="transformers backend: rows per padded batch")
+    ap.add_argument("--gpu-memory-utilization", type=float, default=0.85)
+    ap.add_argument("--workdir", type=Path, help="checkpoint and run directories (default: a temp dir)")
+    ap.add_argument("--out", type=Path, help="JSON output (default $OUT/e2e_gpu.json, else ./e2e_gpu.json)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    args.backend = args.backend or ("vllm" if args.device.startswith("cuda") else "transformers")
+    if args.data_dir is not None:
+        os.environ["SUBGOAL_DATA_DIR"] = str(args.data_dir.resolve())
+    torch.set_num_threads(max(1, min(8, os.cpu_count() or 1)))
+
+    from data.registry import load_problems
+
+    problems = load_problems(args.set)[: args.problems]  # fails here, clearly, when the set's data is absent
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="e2e-gpu-"))
+    vocab = 0
+    if args.checkpoint is not None:
+        checkpoint = args.checkpoint
+    else:
+        print(f"saving a random `{args.preset}` checkpoint to {workdir / 'ckpt'}", file=sys.stderr)
+        checkpoint, vocab = build_checkpoint(args.preset, workdir / "ckpt", args.device, args.seed)
+
+    rows: list[dict[str, Any]] = []
+    a = attempt("a: all at once", lambda: all_at_once(args, checkpoint, problems), rows) if "a" in args.parts else None
+    b = attempt("b: subgoal eval", lambda: through_eval(args, checkpoint, workdir, 0.0), rows) \
+        if "b" in args.parts else None
+    c = None
+    if "c" in args.parts and args.lean_latency > 0:
+        c = attempt("c: subgoal eval + Lean latency",
+                    lambda: through_eval(args, checkpoint, workdir, args.lean_latency), rows)
+    summary: dict[str, Any] = {}
+    if a and b:
+        summary["b_over_a"] = round(b["tokens_per_s"] / a["tokens_per_s"], 3)
+    if b and c:
+        gen, lean = b["seconds"], c["lean_wall_s_sum"] / args.lean_workers
+        summary.update(generation_s=gen, lean_s=round(lean, 1), max_s=round(max(gen, lean), 1),
+                       sum_s=round(gen + lean, 1), c_wall_s=c["seconds"],
+                       c_over_max=round(c["seconds"] / max(gen, lean), 3))
+    result = {"benchmark": "e2e_gpu", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "environment": environment(args, checkpoint, vocab),
+              "settings": {"set": args.set, "problems": len(problems), "samples": args.samples,
+                           "max_tokens": args.max_tokens, "temperature": TEMPERATURE, "top_p": TOP_P,
+                           "backend": args.backend, "lean_workers": args.lean_workers,
+                           "lean_latency_s": args.lean_latency},
+              "rows": rows, "summary": summary}
+    print(table(rows, summary))
+    out = args.out or Path(os.environ.get("OUT", ".")) / "e2e_gpu.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}", file=sys.stderr)
+    return result
+
+
+def table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+    lines = ["| part | sequences | completion tokens | seconds | tokens/s | start-up s |", "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if r.get("error"):
+            lines.append(f"| {r['part']} | error: {r['error']} | | | | |")
+        else:
+            lines.append(f"| {r['part']} | {r['sequences']} | {r['completion_tokens']:,} | {r['seconds']} "
+                         f"| {r['tokens_per_s']:,} | {r['startup_s']} |")
+    if "b_over_a" in summary:
+        lines.append(f"\n(b)/(a) completion tokens/s: {summary['b_over_a']} (target >= 0.9)")
+    if "c_wall_s" in summary:
+        lines.append(f"(c) wall {summary['c_wall_s']}s vs max(generation {summary['generation_s']}s, Lean "
+                     f"{summary['lean_s']}s) = {summary['max_s']}s and their sum {summary['sum_s']}s")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
