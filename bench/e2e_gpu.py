@@ -30,7 +30,6 @@ import contextlib
 import gc
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -204,18 +203,11 @@ def attempt(name: str, fn: Any, rows: list[dict[str, Any]]) -> dict[str, Any] | 
 
 
 def environment(args: argparse.Namespace, checkpoint: Path, vocab: int) -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
+    from data.store import collect_versions
 
-    env: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
-                           "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
-                           "cpus": os.cpu_count(), "checkpoint": str(checkpoint), "preset": args.preset,
-                           "vocab": vocab}
-    for dist in ("transformers", "vllm"):
-        try:
-            env[dist] = version(dist)
-        except PackageNotFoundError:
-            env[dist] = None
-    return env
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    return collect_versions({"device": device, "cpus": os.cpu_count(), "checkpoint": str(checkpoint),
+                             "preset": args.preset, "vocab": vocab})
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -7,6 +7,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "generate_gpu.py"
 
 
@@ -24,3 +26,40 @@ def test_generate_bench_cpu_smoke(tmp_path, capsys):
                                                                                  ("transformers", 3, 12)]
     assert all(r["tokens_per_s"] > 0 and r["error"] is None for r in rows)
     assert "| transformers | 3 | 8 | 4 |" in capsys.readouterr().out
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH.with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_stream_openai_bench_today_versus_streaming(tmp_path):
+    """The CPU benchmark against its stand-in server: today's pattern holds one group in flight, the streaming
+    pattern as many as it is allowed, and every sample is answered exactly once."""
+    out = tmp_path / "stream.json"
+    result = _load("stream_openai").main(["--latency", "0.05", "--problems", "2", "--samples", "16",
+                                          "--in-flight", "32", "--out", str(out)])
+    today, after = result["rows"]
+    assert (today["mode"], today["peak_in_flight"], after["peak_in_flight"]) == ("today", 8, 32)
+    assert today["samples"] == after["samples"] == 32
+    assert json.loads(out.read_text())["rows"] == result["rows"]
+
+
+@pytest.mark.slow  # three model loads and two CLI runs with REPL pools: about a minute on a 2-core box
+def test_e2e_bench_cpu_smoke(tmp_path, monkeypatch):
+    """bench/e2e_gpu.py end to end on CPU (transformers, tiny preset): all three parts run and agree on the work."""
+    import torch
+
+    torch.set_num_threads(1)
+    monkeypatch.setenv("SUBGOAL_LEAN__WORKERS", "1")
+    result = _load("e2e_gpu").main(["--device", "cpu", "--preset", "tiny", "--problems", "1", "--samples", "2",
+                                    "--max-tokens", "4", "--lean-latency", "0.2", "--lean-workers", "1",
+                                    "--workdir", str(tmp_path), "--out", str(tmp_path / "e2e.json")])
+    a, b, c = result["rows"]
+    assert not any("error" in r for r in (a, b, c)), result["rows"]
+    assert a["sequences"] == b["sequences"] == c["sequences"] == 2
+    assert all(r["completion_tokens"] > 0 and r["tokens_per_s"] > 0 for r in (a, b, c))
+    assert c["lean_wall_s_sum"] >= 2 * 0.2  # both proofs waited on the fake Lean's latency
+    assert {"b_over_a", "max_s", "sum_s", "c_wall_s"} <= set(result["summary"])
