@@ -6,14 +6,17 @@ local context, e.g. "x y : ℕ\\nh₀ : x + y = 10\\nh1 : x = 3\\n⊢ y = 7", so
 
     theorem t_sub1 (x y : ℕ) (h₀ : x + y = 10) (h1 : x = 3) : y = 7 := by
 
-i.e. the theorem's hypotheses plus every earlier step as binders (form (b) of the paper). The lemma's tactic
-proof is then put back at the sorry, indented for its position (`:= by sorry`, a tactic line, a bullet, a term).
-Everything here is lexical; the recomposed proof is only a candidate until the Verifier checks it.
+i.e. the theorem's hypotheses plus every earlier step as binders: form (b) of the paper, the one solved and
+substituted back. Form (a), the theorem's original hypotheses only (earlier `have` steps left out), is recorded
+beside it for the curriculum; it may be unprovable, and that is the point. The lemma's tactic proof is put back
+at the sorry, indented for its position (`:= by sorry`, a tactic line, a bullet, a term). Everything here is
+lexical; the recomposed proof is only a candidate until the Verifier checks it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +48,8 @@ class Subgoal:
     start: int  # offset of the `sorry` token in the sketch
     goals: list[str]
     lemma_names: list[str] = field(default_factory=list)
-    lemma_statements: list[str] = field(default_factory=list)
+    lemma_statements: list[str] = field(default_factory=list)  # form (b): earlier steps as hypotheses
+    original_statements: list[str] = field(default_factory=list)  # form (a): the theorem's hypotheses only
     proof_states: list[int | None] = field(default_factory=list)
 
 
@@ -102,11 +106,13 @@ def _split_top(text: str, sep: str) -> tuple[str, str, str]:
     return text, "", ""
 
 
-def lemma_statement(name: str, goal: str | Goal) -> str:
+def lemma_statement(name: str, goal: str | Goal, leave_out: Iterable[str] = ()) -> str:
     """`theorem NAME (hyps...) : target := by` for a goal. Inaccessible names (`h✝`, `inst✝¹`) get fresh
     usable names (Lean treats any local of a class type as an instance, so instance binders stay explicit); a
-    let-bound local `x : T := v` becomes a binder plus an equation `hx : x = v`."""
+    let-bound local `x : T := v` becomes a binder plus an equation `hx : x = v`. Hypotheses named in
+    `leave_out` are dropped unless the target or a kept hypothesis mentions them (a `have n : ℕ` is data)."""
     g = parse_goal(goal) if isinstance(goal, str) else goal
+    g = _without(g, set(leave_out))
     taken = {n for h in g.hypotheses for n in h.names}
     binders = []
     fresh = 0
@@ -129,6 +135,18 @@ def lemma_statement(name: str, goal: str | Goal) -> str:
     return f"{sig} :\n    {g.target} := by"
 
 
+def _without(g: Goal, names: set[str]) -> Goal:
+    """The goal with the hypotheses in `names` removed, keeping any that the rest still refers to."""
+    needed: set[str] = set()
+    while True:
+        kept = [h for h in g.hypotheses if not set(h.names) & names or set(h.names) & needed]
+        text = " ".join([g.target] + [f"{h.type} {h.value or ''}" for h in kept])
+        mentioned = {n for n in names if re.search(rf"(?<![\w.']){re.escape(n)}(?![\w'])", text)}
+        if mentioned <= needed:
+            return Goal(tuple(kept), g.target, g.case)
+        needed |= mentioned
+
+
 def decompose(sketch: str, sorries: list[Any], base_name: str) -> list[Subgoal]:
     """Pair the REPL's sorries (`.goal`, `.pos`, `.proof_state`) with the sorry tokens of `sketch` and name one
     lemma per goal. Sorries at the same position are one token with several goals (`<;> sorry`); positions are
@@ -143,14 +161,17 @@ def decompose(sketch: str, sorries: list[Any], base_name: str) -> list[Subgoal]:
     ordered = [groups[k] for k in sorted(groups)]
     if len(ordered) != len(tokens):
         raise ValueError(f"{len(tokens)} sorry tokens in the sketch but {len(ordered)} sorry positions from Lean")
+    steps = _have_spans(sketch)
     subgoals, n = [], 0
     for i, (offset, group) in enumerate(zip(tokens, ordered, strict=True)):
         sub = Subgoal(i, offset, [s.goal for s in group])
+        earlier = {name for name, start in steps if start < offset}
         for s in group:
             n += 1
             name = f"{base_name}_sub{n}"
             sub.lemma_names.append(name)
             sub.lemma_statements.append(lemma_statement(name, s.goal))
+            sub.original_statements.append(lemma_statement(name, s.goal, leave_out=earlier))
             sub.proof_states.append(getattr(s, "proof_state", None))
         subgoals.append(sub)
     return subgoals
@@ -227,13 +248,21 @@ _NEXT_STEP = re.compile(r"\n\s*(have|calc|exact|·)\b")  # a line that starts th
 def have_steps(sketch: str) -> list[dict[str, Any]]:
     """The `have name : P := ...` steps of a sketch, in order, with their statement text and whether their proof
     is a bare `sorry` (for display and for the trace; the lemmas themselves come from Lean's goals)."""
+    return [{"name": name, "statement": statement, "sorry": sorried}
+            for name, _, statement, sorried in _have_matches(sketch)]
+
+
+def _have_spans(sketch: str) -> list[tuple[str, int]]:
+    """(name, offset) of each `have` step: what form (a) of a later lemma leaves out."""
+    return [(name, start) for name, start, _, _ in _have_matches(sketch)]
+
+
+def _have_matches(sketch: str) -> Iterator[tuple[str, int, str, bool]]:
     masked = mask(sketch)
-    steps = []
     for m in re.finditer(r"(?<![\w.])have\s+([^\s:]*)\s*:", masked):
         assign = assign_at_depth0(masked, m.end(), len(masked), _NEXT_STEP)
         if assign is None:
             continue
         rest = masked[assign + 2:].lstrip()
-        steps.append({"name": m.group(1) or "this", "statement": _squash(sketch[m.end():assign]),
-                      "sorry": bool(re.match(r"(by\s+)?sorry\b", rest))})
-    return steps
+        yield (m.group(1) or "this", m.start(), _squash(sketch[m.end():assign]),
+               bool(re.match(r"(by\s+)?sorry\b", rest)))

@@ -146,3 +146,20 @@ def test_term_proof_of_a_lemma_becomes_exact():
 def test_mismatched_sorry_count_is_an_error():
     with pytest.raises(ValueError):
         decompose(SKETCH, [Sorry("⊢ True", Pos(1, 0))], "t")
+
+
+def test_both_lemma_forms_original_hypotheses_and_with_earlier_steps():
+    goals = [CTX + "\n⊢ v = 1 / 3 * 195", CTX + "\nh_v : v = 1 / 3 * 195\n⊢ 1 / 3 * 195 = 65"]
+    subs = decompose(SKETCH, sorries_of(SKETCH, goals), "t")
+    with_steps, original = subs[1].lemma_statements[0], subs[1].original_statements[0]
+    assert "(h_bh : b * h = 195)" in with_steps and "(h_v : v = 1 / 3 * 195)" in with_steps
+    assert "h_bh" not in original and "h_v" not in original  # form (a): earlier `have`s left out
+    assert original.startswith("theorem t_sub2 (b h v : ℝ) (h₀ : 0 < b ∧ 0 < h ∧ 0 < v) (h₁ : v = 1 / 3 * (b * h))")
+    assert original.rstrip().endswith("1 / 3 * 195 = 65 := by")
+    assert "h_bh" not in subs[0].original_statements[0] and "(h_bh" in subs[0].lemma_statements[0]
+
+
+def test_original_form_keeps_a_left_out_step_that_the_rest_mentions():
+    goal = "x : ℕ\nn : ℕ\nhn : n = x + 1\nh : 0 < n\n⊢ x < n"  # `have n : ℕ` is data the target uses
+    stmt = lemma_statement("t_sub1", goal, leave_out={"n", "h"})
+    assert "(n : ℕ)" in stmt and "(h :" not in stmt and "(hn : n = x + 1)" in stmt

@@ -77,13 +77,16 @@ def _try_sketch(search: Search, sketch: str, node: dict[str, Any]) -> tuple[str 
         node["errors"] = [str(e)]
         return None, None
     node["status"] = "compiled"
-    lemmas = [(sub, name, stmt) for sub in subgoals for name, stmt in zip(sub.lemma_names, sub.lemma_statements,
-                                                                          strict=True)]
-    search.event("sketch", text=sketch, ok=True, lemmas=[{"name": n, "statement": s} for _, n, s in lemmas])
+    lemmas = [(sub, k) for sub in subgoals for k in range(len(sub.lemma_names))]
+    search.event("sketch", text=sketch, ok=True,
+                 lemmas=[{"name": sub.lemma_names[k], "statement": sub.lemma_statements[k]} for sub, k in lemmas])
     search.offer(sketch, verdict, "sketch", 10.0 - len(lemmas))
     proofs: dict[str, list[str]] = {}
-    for sub, name, statement in lemmas:
-        entry: dict[str, Any] = {"name": name, "statement": statement, "goal": sub.goals[sub.lemma_names.index(name)]}
+    for sub, k in lemmas:
+        name, statement = sub.lemma_names[k], sub.lemma_statements[k]
+        # both of the paper's lemma forms are recorded; form (b) (`statement`) is the one proved here
+        entry: dict[str, Any] = {"name": name, "statement": statement,
+                                 "original_statement": sub.original_statements[k], "goal": sub.goals[k]}
         node["subgoals"].append(entry)
         search.event("subgoal", name=name, statement=statement, status="open")
         text, lemma_verdict, how, sub_trace = _prove_lemma(search, name, statement)
