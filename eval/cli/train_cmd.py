@@ -80,6 +80,11 @@ def grpo(
     top_p: float = typer.Option(1.0, "--top-p"),
     max_tokens: int = typer.Option(512, "--max-tokens", min=1),
     format_reward: float = typer.Option(0.0, "--format-reward", help="Reward for a well-formed candidate proof."),
+    consistency_penalty: float = typer.Option(0.0, "--consistency-penalty", min=0.0,
+                                              help="Subtracted when the final proof leaves out a `have` lemma its "
+                                                   "own CoT sketched (DeepSeek-Prover-V2; with --prompt cot)."),
+    consistency_steps: int = typer.Option(0, "--consistency-steps", min=0,
+                                          help="Apply --consistency-penalty during the first N steps only."),
     prompt: str = typer.Option("complete", "--prompt", help="Prompt template (complete | cot)."),
     prompts: Path | None = typer.Option(None, "--prompts", help="TOML overriding the prompt templates."),
     sampler: str = typer.Option("auto", "--sampler", help="auto (vLLM on GPU when installed) | transformers | vllm."),
@@ -97,7 +102,8 @@ def grpo(
     gcfg = GRPOConfig(model=model, problems=problems, out=str(out), split=split, steps=steps,
                       problems_per_step=problems_per_step, group_size=group_size, lr=lr, clip_eps=clip, kl_coef=kl,
                       ppo_epochs=ppo_epochs, micro_batch_size=batch_size, temperature=temperature, top_p=top_p,
-                      max_new_tokens=max_tokens, format_reward=format_reward, prompt_kind=prompt,
+                      max_new_tokens=max_tokens, format_reward=format_reward,
+                      consistency_penalty=consistency_penalty, consistency_steps=consistency_steps, prompt_kind=prompt,
                       prompts=str(prompts) if prompts else None, sampler=sampler, async_verify=async_verify,
                       save_every=save_every, precision=precision, device=device, seed=seed)
     result = train_grpo(gcfg, cfg).to_dict()

@@ -30,6 +30,7 @@ from prover.train.common import (
     moe_after_step,
     seed_everything,
 )
+from prover.train.consistency import consistency_penalty
 from prover.train.distributed import DistEnv, init_distributed
 
 
@@ -52,6 +53,8 @@ class GRPOConfig:
     top_p: float = 1.0
     max_new_tokens: int = 512
     format_reward: float = 0.0  # added when the completion holds a well-formed candidate proof
+    consistency_penalty: float = 0.0  # subtracted when the final proof leaves out a `have` its CoT planned
+    consistency_steps: int = 0  # ... during the first N steps only (DeepSeek-Prover-V2's early-training term)
     prompt_kind: str = "complete"  # a `prover.prompts` template
     prompts: str | None = None  # TOML overriding the prompt templates
     sampler: Literal["auto", "transformers", "vllm"] = "auto"
@@ -374,7 +377,7 @@ class GRPOTrainer:
         return out
 
     def score(self, r: Rollout) -> tuple[list[float], list[bool], float]:
-        """Rewards (1 per verified proof, + format reward), verified flags, verification wall time. Identical
+        """Rewards (1 per verified proof, + format reward, - consistency penalty early on), verified flags, verification wall time. Identical
         (problem, proof) pairs are verified once: Lean's verdict on the same text does not change (timeouts and
         crashes are not remembered)."""
         t0 = time.perf_counter()
@@ -388,6 +391,9 @@ class GRPOTrainer:
         proved = [k[1] is not None and self._verdicts.get(k, fresh.get(k, False)) for k in keys]
         rewards = [float(ok) + (self.cfg.format_reward if proof is not None else 0.0)
                    for ok, proof in zip(proved, r.proofs, strict=True)]
+        if self.cfg.consistency_penalty and r.step < self.cfg.consistency_steps:
+            rewards = [x + consistency_penalty(text, proof, self.cfg.consistency_penalty)
+                       for x, text, proof in zip(rewards, r.texts, r.proofs, strict=True)]
         return rewards, proved, time.perf_counter() - t0
 
     # ---- one optimizer update on a scored batch
