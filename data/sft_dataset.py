@@ -2,7 +2,7 @@
 `datasets.Dataset` on disk.
 
 An SFT example is a dict `{"prompt", "completion", "kind", "problem", "statement", "source"}` with kind one of
-`whole_proof | sketch | lemma | repair | tactic`. How a verified attempt becomes examples (which prompt
+`whole_proof | sketch | lemma | repair | tactic | cold_start`. How a verified attempt becomes examples (which prompt
 template, how a decomposition trace splits into sketch and lemma examples) belongs to the prover, which
 passes it in as `render`: `data` imports neither `prover` nor `lean_env`.
 """
@@ -21,7 +21,7 @@ from data.decontam import Decontaminator, strip_comments
 from data.errors import DataError
 from data.loaders import iter_jsonl
 
-KINDS = ("whole_proof", "sketch", "lemma", "repair", "tactic")
+KINDS = ("whole_proof", "sketch", "lemma", "repair", "tactic", "cold_start")
 FIELDS = ("prompt", "completion", "kind", "problem", "statement", "source")
 
 Render = Callable[[Any], list[dict[str, Any]]]  # a verified data.store.Attempt -> SFT examples

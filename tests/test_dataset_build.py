@@ -9,7 +9,7 @@ import pytest
 
 from data.config import load_config
 from data.decontam import Decontaminator, normalize_statement
-from data.sft_dataset import dedup_examples, normalize_proof
+from data.sft_dataset import NoExamples, dedup_examples, normalize_proof
 from data.store import Attempt, RunStore
 from prover.train.examples import build_dataset, make_renderer, proof_body
 
@@ -115,3 +115,39 @@ def test_renderer_reads_decomposition_and_repair_traces():
     rep = [e for e in render(fixed) if e["kind"] == "repair"]
     assert len(rep) == 1 and "rfl failed" in rep[0]["prompt"] and rep[0]["completion"] == "  omega\n```"
     assert proof_body("theorem t : 1 = 1 := by rfl") == "  rfl\n"
+
+
+def decomposed(problem: str, index: int, statement: str) -> Attempt:
+    """A verified decompose attempt: the planner's analysis + sketch, one proved lemma, the composed proof."""
+    sketch = statement + "\n  have h : a + b = 5 := by sorry\n  exact h"
+    composed = statement + "\n  have h : a + b = 5 := by omega\n  exact h"
+    att = attempt(problem, index, statement, "  have h : a + b = 5 := by omega\n  exact h\n")
+    att.strategy = "decompose"
+    att.trace = {"problem": problem, "sketches": [{
+        "sketch": sketch, "plan": f"Add the two values.\n```lean4\n{sketch}\n```", "status": "proved",
+        "subgoals": [{"name": f"{problem}_sub1", "status": "proved", "statement": "", "proof": ""}],
+        "recomposed": {"text": composed, "status": "proved", "errors": []}}]}
+    return att
+
+
+def test_cold_start_examples_only_for_problems_not_solved_end_to_end(tmp_path, shared_dir):
+    path = tmp_path / "run"
+    with RunStore(path) as store:
+        run = store.start_run("r0", {})
+        store.record(run, decomposed("train_1", 0, TRAIN))  # only decomposition solved it: cold-start
+        store.record(run, decomposed("train_2", 0, TRAIN.replace("train_1", "train_2")))
+        store.record(run, attempt("train_2", 1, TRAIN.replace("train_1", "train_2"), "  omega\n"))  # end to end
+        store.record(run, decomposed("mathd_numbertheory_136", 0, PLANTED))
+    cfg = load_config(overrides={"data_dir": shared_dir / "benchmarks"}, environ={})
+    report = build_dataset([path], tmp_path / "ds", cfg, kinds=["cold-start"])
+    import datasets
+
+    rows = datasets.load_from_disk(str(tmp_path / "ds")).to_list()
+    assert [r["problem"] for r in rows] == ["train_1"] and report.by_kind == {"cold_start": 1}
+    assert [c["problem"] for c in report.contaminated] == ["mathd_numbertheory_136"]
+    ex = rows[0]
+    assert ex["prompt"].startswith("Complete the following Lean 4 code:") and "proof plan" in ex["prompt"]  # cot
+    assert ex["completion"].startswith("Add the two values.\n```lean4\n" + TRAIN + "\n  have h : a + b = 5 := by sorry")
+    assert ex["completion"].endswith("```lean4\n" + TRAIN + "\n  have h : a + b = 5 := by omega\n  exact h\n```")
+    with pytest.raises(NoExamples, match="no cold_start examples"):
+        build_dataset([tmp_path / "run"], tmp_path / "ds2", cfg, kinds=["cold-start"], runs=["none"])

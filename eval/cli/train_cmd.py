@@ -124,13 +124,16 @@ def build_data(
     threshold: float = typer.Option(0.5, "--threshold", min=0.01, max=1.0, help="n-gram overlap that counts."),
     near_dup: float = typer.Option(0.9, "--near-dup", min=0.0, max=1.0, help="Shingle Jaccard that counts as "
                                    "a near-duplicate (1.0: exact normalized duplicates only)."),
+    kind: list[str] = typer.Option([], "--kind", help="Example kind(s) to keep (repeatable): whole-proof, sketch, "
+                                   "lemma, repair, tactic, cold-start (DeepSeek-Prover-V2's CoT cold-start data). "
+                                   "Default: all."),
 ) -> None:
     """Build an SFT dataset from verified proofs (+ example records): dedup, decontaminate, save."""
     from prover.train.examples import build_dataset
 
     cfg = config(ctx)
     report = build_dataset(runs, out, cfg, examples=examples, problems=problems, decontaminate=decontaminate,
-                           ngram=ngram, threshold=threshold, near_dup=near_dup)
+                           ngram=ngram, threshold=threshold, near_dup=near_dup, kinds=kind or None)
     _print_result(f"SFT dataset -> {out}", {k: v for k, v in report.to_dict().items() if k != "contaminated"}
                   | {"contaminated": len(report.contaminated)})
     err_console.print(f"removals and reasons: {Path(out) / 'report.json'}")

@@ -30,13 +30,15 @@ def run_decompose(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
     best: tuple[str, Verdict] | None = None
     try:
         while True:
+            plan = ""  # the planner's whole answer (analysis + sketch): a cold-start example's chain of thought
             if given is not None:
                 sketch, given_now = given, True
                 given = None
             else:
                 completion = search.generate([search.render("sketch")], 1, "sketch")[0][0]
-                sketch, given_now = search.extract("sketch", completion.text) or "", False
-            node: dict[str, Any] = {"sketch": sketch, "steps": have_steps(sketch) if sketch else [], "subgoals": []}
+                sketch, given_now, plan = search.extract("sketch", completion.text) or "", False, completion.text
+            node: dict[str, Any] = {"sketch": sketch, "plan": plan, "steps": have_steps(sketch) if sketch else [],
+                                    "subgoals": []}
             sketches.append(node)
             text, verdict = _try_sketch(search, sketch, node)
             if text is not None and verdict is not None:

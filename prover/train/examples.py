@@ -5,8 +5,10 @@ Kinds: `whole_proof` (the `complete` template: prompt ends inside the open ```le
 completion = the tactic proof + closing fence, exactly what whole-proof sampling generates); from a
 decomposition trace, `sketch` (the `sketch` template -> the sketch block) and `lemma` (each proved lemma as its
 own `complete` example); from a repair trace, `repair` (the `repair` template with the failed proof and Lean's
-errors -> the fixed proof). Every example's `statement` is the original problem's statement, so decontamination
-of a benchmark problem also removes everything derived from it.
+errors -> the fixed proof); and `cold_start`, DeepSeek-Prover-V2's cold-start CoT data: for a problem that no
+attempt solved end to end but whose decomposition had every lemma proved, the `cot` prompt -> the planner's
+analysis and sketch followed by the composed, verified complete proof. Every example's `statement` is the
+original problem's statement, so decontamination of a benchmark problem also removes everything derived from it.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from data.errors import DataError
 from data.problem import Problem
 from data.sft_dataset import (
+    KINDS,
     BuildReport,
+    NoExamples,
     build_sft_dataset,
     examples_from_attempts,
     read_examples,
@@ -29,7 +34,7 @@ from prover.prompts import PromptSet, load_prompts
 # The `prover.prompts` template each example kind's prompt is rendered with (rendered as plain text: SFT applies
 # the trained tokenizer's chat template to the kinds whose template is a chat turn, as generation does).
 TEMPLATE_OF_KIND = {"whole_proof": "complete", "lemma": "complete", "sketch": "sketch", "repair": "repair",
-                    "tactic": "tactic"}
+                    "tactic": "tactic", "cold_start": "cot"}
 
 
 def proof_body(src: str, name: str | None = None) -> str | None:
@@ -68,8 +73,24 @@ def _example(kind: str, prompt: str, completion: str, problem: Problem, source: 
             "statement": problem.formal_statement, "source": source}
 
 
-def make_renderer(problems: dict[str, Problem] | None = None, prompts: PromptSet | None = None):
-    """A `render(attempt) -> list[example]` for `data.sft_dataset` (only ever given verified attempts)."""
+def composed_sketch(trace: dict[str, Any]) -> dict[str, Any] | None:
+    """The sketch node of a decompose trace that was proved by composing proved lemmas (not proved outright)."""
+    for node in trace.get("sketches") or []:
+        if node.get("status") == "proved" and node.get("subgoals") and (node.get("recomposed") or {}).get("text"):
+            return node
+    return None
+
+
+def solved_end_to_end(attempts: Iterable[Any]) -> set[str]:
+    """Problems with a verified proof that did not come from composing lemmas (whole proof, repair, tree, or a
+    sketch that was already a proof)."""
+    return {a.problem for a in attempts if composed_sketch(a.trace or {}) is None}
+
+
+def make_renderer(problems: dict[str, Problem] | None = None, prompts: PromptSet | None = None,
+                  end_to_end: set[str] | None = None):
+    """A `render(attempt) -> list[example]` for `data.sft_dataset` (only ever given verified attempts).
+    `end_to_end`: the problems solved end to end (no cold-start example for them); None: no cold-start kind."""
     prompts = prompts or load_prompts()
     problems = problems or {}
 
@@ -119,6 +140,15 @@ def make_renderer(problems: dict[str, Problem] | None = None, prompts: PromptSet
                 out.append(_example("repair", prompt, body + "```", problem, source))
         return out
 
+    def cold_start(problem: Problem, trace: dict, source: str) -> list[dict[str, str]]:
+        """The planner's analysis and sketch, then the composed complete proof: one CoT-mode answer."""
+        node = composed_sketch(trace)
+        if end_to_end is None or problem.name in end_to_end or node is None or not node.get("plan", "").strip():
+            return []
+        proof = node["recomposed"]["text"].strip()
+        completion = f"{node['plan'].rstrip()}\n\n```lean4\n{proof}\n```"
+        return [_example("cold_start", prompts.render("cot", problem), completion, problem, source)]
+
     def render(attempt: Any) -> list[dict[str, str]]:
         problem = problem_of(attempt, problems)
         if problem is None:
@@ -126,7 +156,7 @@ def make_renderer(problems: dict[str, Problem] | None = None, prompts: PromptSet
         source = f"{attempt.model or 'model'}:{attempt.strategy or 'sample'}"
         trace = attempt.trace or {}
         return (whole_proof(problem, attempt.text, source) + decomposition(problem, trace, problem, source)
-                + repairs(problem, trace, attempt.text, source))
+                + repairs(problem, trace, attempt.text, source) + cold_start(problem, trace, source))
 
     return render
 
@@ -143,16 +173,31 @@ def build_dataset(
     near_dup: float | None = 0.9,
     prompts: PromptSet | None = None,
     runs: Iterable[str] | None = None,
+    kinds: Iterable[str] | None = None,
 ) -> BuildReport:
     """Verified proofs of the run stores (all their runs, or those named in `runs`) + example files ->
-    deduplicated, decontaminated dataset at `out`."""
+    deduplicated, decontaminated dataset at `out`, of the example `kinds` asked for (default: all)."""
     from data import load_problems
     from data.decontam import Decontaminator
 
+    wanted = None if kinds is None else {k.replace("-", "_") for k in kinds}
+    unknown = (wanted or set()) - set(KINDS)
+    if unknown:
+        raise DataError(f"unknown example kind(s) {', '.join(sorted(unknown))} (expected one of "
+                        f"{', '.join(k.replace('_', '-') for k in KINDS)})")
     by_name = {p.name: p for p in load_problems(problems, config)} if problems else {}
-    records = examples_from_attempts(verified_attempts(list(stores), runs), make_renderer(by_name, prompts))
+    stores = list(stores)
+    runs = None if runs is None else list(runs)
+    end_to_end = solved_end_to_end(verified_attempts(stores, runs))  # a first pass: cold-start needs the whole set
+    records = examples_from_attempts(verified_attempts(stores, runs), make_renderer(by_name, prompts, end_to_end))
     for path in examples:
         records += read_examples(path)
+    if wanted is not None:
+        records = [r for r in records if r["kind"] in wanted]
+        if not records:
+            raise NoExamples(f"no {'/'.join(sorted(wanted))} examples in the given runs"
+                             + (" (cold-start needs decompose attempts whose lemmas were all proved, on problems "
+                                "not solved end to end)" if "cold_start" in wanted else ""))
     decon = None
     if decontaminate:
         extra = [config.proverbench_path] if getattr(config, "proverbench_path", None) else []
