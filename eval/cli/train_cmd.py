@@ -161,6 +161,9 @@ def iterate(
     batch_size: int = typer.Option(4, "--batch-size", min=1),
     device: str = typer.Option("auto", "--device"),
     decontaminate: bool = typer.Option(True, "--decontaminate/--no-decontaminate"),
+    curriculum: str = typer.Option("none", "--curriculum", help="none | subgoals: the lemmas of a round's "
+                                   "decompositions (both forms, proved or not) join the next round's problems "
+                                   "(DeepSeek-Prover-V2; needs --strategy decompose)."),
 ) -> None:
     """Expert iteration: prove -> collect verified proofs -> SFT -> repeat from the new checkpoint. Resumable:
     rerun the same command and finished rounds are skipped, an interrupted one continues."""
@@ -170,16 +173,18 @@ def iterate(
     icfg = IterateConfig(problems=problems, model=model, rounds=rounds, out=str(out), attempts=attempts,
                          strategy=strategy, max_tokens=max_tokens, temperature=temperature, sft_steps=steps,
                          sft_epochs=epochs, lr=lr, batch_size=batch_size, device=device,
-                         decontaminate=decontaminate)
+                         decontaminate=decontaminate, curriculum=curriculum)
     summary = run_iterations(icfg, cfg)
     from rich.table import Table
 
     table = Table(title=f"expert iteration: {out}")
-    for col in ("round", "proved", "new proofs", "dataset", "SFT loss", "time (s)", "checkpoint"):
+    for col in ("round", "proved", "new proofs", "dataset", "SFT loss", "time (s)", "lemmas added", "checkpoint"):
         table.add_column(col)
     for r in summary:
         loss = r.get("sft_loss")
+        added = (r.get("curriculum") or {}).get("added")
         table.add_row(str(r["round"]), str(r["proved"]), str(r["new_proofs"]), str(r["dataset_size"]),
-                      f"{loss:.4f}" if loss is not None else "-", f"{r['time_s']:.1f}", r.get("checkpoint") or "-")
+                      f"{loss:.4f}" if loss is not None else "-", f"{r['time_s']:.1f}",
+                      "-" if added is None else str(added), r.get("checkpoint") or "-")
     console.print(table)
     err_console.print(json.dumps(summary[-1]) if summary else "no rounds run")

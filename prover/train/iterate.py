@@ -6,20 +6,29 @@ Everything lives under one output directory: `store.sqlite` (run `round-R` holds
 `iterate` holds the loop's state: current checkpoint and per-round numbers, via `set_meta`), and
 `round-R/dataset`, `round-R/model` (an HF checkpoint). Rerunning the same command resumes: finished rounds are
 skipped, an interrupted prove phase continues where the store stops, an interrupted SFT resumes from its last
-checkpoint.
+checkpoint. With `curriculum="subgoals"` (DeepSeek-Prover-V2), the lemmas of round R's decompositions, both
+forms, proved or not, join round R+1's problem pool; each round records what it added (`curriculum` meta and
+`round-R/curriculum.jsonl`), so a resumed loop rebuilds the same pool.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from data.decontam import normalize_statement
+from data.problem import Problem
 from data.sft_dataset import NoExamples
+from prover.errors import ProverError
+from prover.train.curriculum import subgoal_problems
 
 LOOP_RUN = "iterate"
+CURRICULA = ("none", "subgoals")
 
 
 @dataclass
@@ -43,6 +52,7 @@ class IterateConfig:
     device: str = "auto"
     decontaminate: bool = True
     tokenizer: str | None = None
+    curriculum: str = "none"  # "subgoals": decomposition lemmas join the next round's pool (needs decompose)
 
 
 def round_name(r: int) -> str:
@@ -54,6 +64,10 @@ def run_iterations(icfg: IterateConfig, config: Any, verifier: Any = None, progr
     from data import load_problems
     from data.store import RunStore
 
+    if icfg.curriculum not in CURRICULA:
+        raise ProverError(f"unknown curriculum {icfg.curriculum!r} (expected one of {', '.join(CURRICULA)})")
+    if icfg.curriculum == "subgoals" and icfg.strategy != "decompose":
+        raise ProverError("--curriculum subgoals needs --strategy decompose (the lemmas come from its traces)")
     out = Path(icfg.out)
     out.mkdir(parents=True, exist_ok=True)
     problems = load_problems(icfg.problems, config)
@@ -67,8 +81,15 @@ def run_iterations(icfg: IterateConfig, config: Any, verifier: Any = None, progr
             loop = store.start_run(LOOP_RUN, asdict(icfg))
             summaries: list[dict] = store.get_meta(loop, "rounds", [])
             current = store.get_meta(loop, "checkpoint", icfg.model)
+            pool, seen = list(problems), {normalize_statement(p.formal_statement) for p in problems}
+            for q in range(len(summaries)):  # resuming: the pool the finished rounds built
+                added = [Problem.from_dict(d) for d in store.get_meta(store.run_id(round_name(q)), "curriculum", [])]
+                pool += added
+                seen |= {normalize_statement(p.formal_statement) for p in added}
             for r in range(len(summaries), icfg.rounds):
-                summary = _round(r, icfg, config, store, problems, current, verifier, progress)
+                summary = _round(r, icfg, config, store, pool, current, verifier, progress)
+                if icfg.curriculum == "subgoals":
+                    summary["curriculum"] = _grow_pool(r, icfg, store, pool, seen)
                 summaries.append(summary)
                 current = summary["checkpoint"] or current
                 store.set_meta(store.run_id(round_name(r)), "round", summary)
@@ -78,6 +99,19 @@ def run_iterations(icfg: IterateConfig, config: Any, verifier: Any = None, progr
     finally:
         if own_verifier:
             verifier.close()
+
+
+def _grow_pool(r: int, icfg: IterateConfig, store: Any, pool: list, seen: set[str]) -> dict[str, int]:
+    """Round r's decomposition lemmas into the pool (in place); recorded in the round's meta and a JSONL file."""
+    run_id = store.run_id(round_name(r))
+    added = subgoal_problems(store.attempts(run_id), {p.name: p for p in pool}, seen)
+    pool += added
+    store.set_meta(run_id, "curriculum", [p.to_dict() for p in added])
+    path = Path(icfg.out) / round_name(r) / "curriculum.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in added))
+    by = Counter(f"{p.extra['form']}:{p.extra['lemma_status']}" for p in added)
+    return {"added": len(added), "pool": len(pool), **dict(sorted(by.items()))}
 
 
 def _round(r: int, icfg: IterateConfig, config: Any, store: Any, problems: list, model: str, verifier: Any,
