@@ -62,10 +62,21 @@ def load_reported(path: Path = REPORTED_PATH) -> dict[str, Any]:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise EvalError(f"reported results file {path}: {e}") from None
+    regimes = data.get("regimes") or {}
     for row in data["results"]:
         if row["source"] not in data["sources"]:
             raise EvalError(f"reported result of {row['system']} cites unknown source {row['source']!r}")
+        if row.get("regime") not in regimes:
+            raise EvalError(f"reported result of {row['system']} on {row['benchmark']} has regime "
+                            f"{row.get('regime')!r}, not one of {', '.join(regimes) or '(none defined)'}")
     return data
+
+
+def _by_regime(rows: list[dict[str, Any]], regimes: dict[str, str]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """A benchmark's reported rows split by how their budget was spent, in the file's regime order: a pass@k row
+    and an agentic row are never in one table."""
+    return [(name, [r for r in rows if r["regime"] == name]) for name in regimes
+            if any(r["regime"] == name for r in rows)]
 
 
 def _by_set(items: list[dict[str, Any]], key) -> dict[str, list[dict[str, Any]]]:
@@ -146,14 +157,17 @@ def render_markdown(reports: list[dict[str, Any]], reported: dict[str, Any]) -> 
     lines += ["", "## Reported by others (not measured here)", "",
               "_Published figures, quoted from their sources. Toolchains, benchmark revisions and budgets differ; "
               "do not rank them against the measured rows above._", ""]
-    sources = reported["sources"]
+    sources, regimes = reported["sources"], reported["regimes"]
     for name, rows in _by_set(reported["results"], lambda r: r["benchmark"]).items():
-        lines += [f"### {name} (reported)", "", "| system | size | result | budget | source | note |", "|---" * 6 + "|"]
-        for row in rows:
-            src = sources[row["source"]]
-            lines.append(f"| {row['system']} | {row['size']} | {_reported_result(row)} | {row['budget']} | "
-                         f"[{row['source']}]({src['url']}) | {row.get('note', '')} |")
-        lines.append("")
+        lines += [f"### {name} (reported)", ""]
+        for regime, group in _by_regime(rows, regimes):
+            lines += [f"**{regime}**: {regimes[regime]}", "",
+                      "| system | size | result | budget | source | note |", "|---" * 6 + "|"]
+            for row in group:
+                src = sources[row["source"]]
+                lines.append(f"| {row['system']} | {row['size']} | {_reported_result(row)} | {row['budget']} | "
+                             f"[{row['source']}]({src['url']}) | {row.get('note', '')} |")
+            lines.append("")
     return "\n".join(lines) + "\n"
 
 
@@ -255,12 +269,15 @@ def render_html(reports: list[dict[str, Any]], reported: dict[str, Any]) -> str:
                  '<span class="badge reported">published, not measured here</span></h2>'
                  "<p class='note'>Figures as their sources state them. Lean/Mathlib versions, benchmark revisions "
                  "and budgets differ between rows and from our runs: they are context, not a ranking.</p>")
+    regimes = reported["regimes"]
     for name, rows in _by_set(reported["results"], lambda r: r["benchmark"]).items():
-        table_rows = [[_e(r["system"]), _e(r["size"]), _e(_reported_result(r)), _e(r["budget"]),
-                       f'<a href="{_e(sources[r["source"]]["url"])}" title="{_e(sources[r["source"]]["title"])}">'
-                       f"{_e(r['source'])}</a>", _e(r.get("note", ""))] for r in rows]
-        parts += [f"<h3>{_e(name)} <span class='badge reported'>reported</span></h3>",
-                  _table(["system", "size", "result", "budget", "source", "note"], table_rows, "reported-row", {2})]
+        parts.append(f"<h3>{_e(name)} <span class='badge reported'>reported</span></h3>")
+        for regime, group in _by_regime(rows, regimes):
+            table_rows = [[_e(r["system"]), _e(r["size"]), _e(_reported_result(r)), _e(r["budget"]),
+                           f'<a href="{_e(sources[r["source"]]["url"])}" title="{_e(sources[r["source"]]["title"])}">'
+                           f"{_e(r['source'])}</a>", _e(r.get("note", ""))] for r in group]
+            parts += [f"<h4 class='regime'>{_e(regime)}</h4><p class='note'>{_e(regimes[regime])}</p>",
+                      _table(["system", "size", "result", "budget", "source", "note"], table_rows, "reported-row", {2})]
     parts.append("<h3>Sources</h3><ul>" + "".join(
         f'<li><b>{_e(tag)}</b>: <a href="{_e(s["url"])}">{_e(s["title"])}</a></li>' for tag, s in sources.items())
         + "</ul></section>")

@@ -14,6 +14,7 @@ import pytest
 from test_eval_e2e import cli
 
 from data.store import Attempt, RunStore
+from eval.errors import EvalError
 from eval.leaderboard import REPORTED_PATH, build_site, load_reported
 from eval.metrics import pass_at_k
 
@@ -127,6 +128,30 @@ def test_reported_results_cite_their_sources():
     v2 = [r for r in data["results"] if r["system"] == "DeepSeek-Prover-V2 CoT" and r["size"] == "671B"
           and r["benchmark"] == "minif2f-test" and r["k"] == 32]
     assert [r["value"] for r in v2] == [0.824]  # as the paper's Table 1 states
+
+
+def test_reported_rows_of_2025_2026_systems_are_split_by_budget_regime(site, tmp_path):
+    data = load_reported()
+    assert {r["regime"] for r in data["results"]} <= set(data["regimes"])
+    systems = {r["system"] for r in data["results"]}
+    for needed in ("AlphaProof (Google DeepMind)", "Goedel-Architect", "LongCat-Flash-Prover (Meituan)",
+                   "BFS-Prover-V2 + LLM planner", "StepFun-Prover-Preview", "Hilbert (Apple)", "Leanstral (Mistral)"):
+        assert needed in systems
+    planner = next(r for r in data["results"] if r["system"] == "BFS-Prover-V2 + LLM planner")
+    assert planner["regime"] == "agentic" and planner["value"] == 0.9508
+    # On the page, miniF2F-test's reported rows sit in one table per regime: a whole-proof pass@32 row and an
+    # agentic planner row never share a table.
+    md = (site / "leaderboard.md").read_text().split("## Reported by others")[1]
+    minif2f = md.split("### minif2f-test (reported)")[1].split("\n### ")[0]
+    tables = {block.split(":", 1)[0].strip("* \n"): block for block in minif2f.split("\n**")[1:]}
+    assert {"pass@k", "feedback", "search", "agentic"} <= set(tables)
+    assert "Pythagoras-Prover" in tables["pass@k"] and "Pythagoras-Prover" not in tables["agentic"]
+    assert "BFS-Prover-V2 + LLM planner" in tables["agentic"] and "LLM planner" not in tables["pass@k"]
+    bad = json.loads(REPORTED_PATH.read_text())
+    bad["results"][0]["regime"] = "vibes"
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(EvalError, match="regime 'vibes'"):
+        load_reported(tmp_path / "bad.json")
 
 
 def _chromium() -> str | None:
