@@ -111,10 +111,7 @@ async def after(backend: OpenAIBackend, problems: int, samples: int, in_flight: 
         async with slots:
             return len(await backend.agenerate(f"problem {p}", params(1000 * p + j, max_tokens), n=1))
 
-    try:
-        return sum(await asyncio.gather(*(attempt(p, j) for p in range(problems) for j in range(samples))))
-    finally:
-        await backend.aclose()
+    return sum(await asyncio.gather(*(attempt(p, j) for p in range(problems) for j in range(samples))))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -149,12 +146,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          "samples": got, "wall_s": round(wall, 3), "samples_per_s": round(got / wall, 1)})
             print(f"  {mode} ({bound} in flight): {wall:.2f}s", flush=True)
 
-        record("today", args.group, lambda: today(OpenAIBackend(base, "standin", max_in_flight=args.group),
-                                                  args.problems, args.samples, args.group, args.max_tokens))
-        for bound in args.in_flight:
+        for mode, bound in [("today", args.group)] + [("after", n) for n in args.in_flight]:
             backend = OpenAIBackend(base, "standin", max_in_flight=bound)
-            record("after", bound, lambda b=backend, n=bound: asyncio.run(
-                after(b, args.problems, args.samples, n, args.max_tokens)))
+            try:
+                if mode == "today":
+                    record(mode, bound, lambda b=backend: today(b, args.problems, args.samples, args.group,
+                                                                 args.max_tokens))
+                else:
+                    record(mode, bound, lambda b=backend, n=bound: asyncio.run(
+                        after(b, args.problems, args.samples, n, args.max_tokens)))
+            finally:
+                backend.close()
     finally:
         server.terminate()
         server.join()

@@ -180,28 +180,33 @@ def test_openai_client_errors_fail_at_once_and_no_server_is_reported():
 
 
 def test_openai_agenerate_shares_one_pool_with_hundreds_in_flight():
-    """The streaming runner's pattern: one task per sample, all on one loop, through one connection pool: every
-    request is at the server at once (more than httpx's default pool of 100), seeds as in `generate`."""
+    """The streaming runner's pattern: one task per sample, through one connection pool: every request is at the
+    server at once (more than aiohttp's default pool of 100), seeds as in `generate`; a second run on a new loop
+    (the runner makes one per run) reuses the same pool."""
     import asyncio
 
     with ScriptedServer([("", "proof")], delay_s=0.5) as server:
         client = _client(server.url, max_in_flight=150)
         assert client.max_in_flight == 150
 
-        async def run() -> list[list]:
-            try:
-                return await asyncio.gather(*(client.agenerate(f"p{i}", SamplingParams(seed=100 * i), n=1)
-                                              for i in range(150)))
-            finally:
-                await client.aclose()
+        async def run(count: int) -> list[list]:
+            return await asyncio.gather(*(client.agenerate(f"p{i}", SamplingParams(seed=100 * i), n=1)
+                                          for i in range(count)))
 
-        t0 = time.monotonic()
-        rows = asyncio.run(run())
-        elapsed = time.monotonic() - t0
+        try:
+            t0 = time.monotonic()
+            rows = asyncio.run(run(150))
+            elapsed = time.monotonic() - t0
+            pool = client._session
+            assert asyncio.run(run(2))[1][0].text == "proof" and client._session is pool
+            assert client.generate(["x"], SamplingParams())[0][0].text == "proof"  # blocking, same pool
+        finally:
+            client.close()
     assert all(row[0].text == "proof" for row in rows) and len(rows) == 150
-    assert sorted(r["seed"] for r in server.requests) == [100 * i for i in range(150)]
-    assert server.peak_in_flight > 100  # past httpx's default pool limit: the pool is sized to max_in_flight
+    assert sorted(r["seed"] for r in server.requests[:150]) == [100 * i for i in range(150)]
+    assert server.peak_in_flight > 100  # past the default pool limit: the pool is sized to max_in_flight
     assert elapsed < 150 * 0.5 / 8  # far from one batch of 8 after the other
+    assert client._session is None
 
 
 def test_openai_max_in_flight_bounds_the_requests_at_the_server():
@@ -212,12 +217,35 @@ def test_openai_max_in_flight_bounds_the_requests_at_the_server():
 
         async def run() -> None:
             await asyncio.gather(*(client.agenerate("p", SamplingParams(seed=i), n=3) for i in range(5)))
-            client.close()  # the sync close, from inside the loop, still closes the pool
+            client.close()  # from inside a caller's loop too
 
         asyncio.run(run())
     assert len(server.requests) == 15 and server.peak_in_flight == 4
     with pytest.raises(ProverError, match="max_in_flight must be >= 1"):
         _client("http://127.0.0.1:1/v1", max_in_flight=0)
+
+
+def test_openai_cancelled_agenerate_drops_its_request():
+    """Stop-at-first cancels the remaining attempts: their requests are dropped, the pool stays usable."""
+    import asyncio
+
+    with ScriptedServer([("", "ok")], delay_s=lambda count, body: 3.0 if body["prompt"] == "slow" else 0.0) as server:
+        client = _client(server.url)
+
+        async def run() -> str:
+            slow = asyncio.ensure_future(client.agenerate("slow", SamplingParams()))
+            await asyncio.sleep(0.3)
+            slow.cancel()
+            t0 = time.monotonic()
+            with pytest.raises(asyncio.CancelledError):
+                await slow
+            assert time.monotonic() - t0 < 1.0  # not waiting out the slow request
+            return (await client.agenerate("fast", SamplingParams()))[0].text
+
+        try:
+            assert asyncio.run(run()) == "ok"
+        finally:
+            client.close()
 
 
 # ---- vLLM ---------------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """OpenAI-compatible HTTP client for a running `vllm serve` (or any `/v1/completions` server).
 
 aiohttp with up to `max_in_flight` requests at once (default 256: `vllm serve` batches what it is sent, so
-the client must keep its batch full); the streaming runner's callers share one connection pool on their loop.
+the client must keep its batch full), one connection pool for every caller, kept on a loop of its own
+(`loop.BackgroundLoop`) so it outlives the streaming runner's per-run loops.
 Retries with exponential backoff on 429, 5xx, timeouts and connection errors (honouring `Retry-After`); other
 4xx are the user's to fix and fail at once. With a seed, sample j of a prompt is its own request with seed
 `sample_seed(seed, j)` (the shared sampling semantics); without one, the n samples are one request with `n`.
@@ -14,24 +15,15 @@ import json
 import random
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from prover.errors import ProverError
 from prover.generate.base import Completion, Prompt, SamplingParams, sample_seeds
+from prover.generate.loop import BackgroundLoop
 
 RETRY_STATUS = {408, 409, 425, 429}
-
-
-@dataclass
-class _Session:
-    """One connection pool and its in-flight bound, on the event loop they belong to."""
-
-    loop: asyncio.AbstractEventLoop
-    client: aiohttp.ClientSession
-    slots: asyncio.Semaphore
 
 
 class OpenAIBackend:
@@ -49,74 +41,67 @@ class OpenAIBackend:
         self.max_backoff_s = max_backoff_s
         self.gen_seconds = 0.0
         self.retries = 0  # how many requests were retried, over the backend's life
-        self._shared: _Session | None = None  # the streaming caller's client, on its loop
+        self._loop: BackgroundLoop | None = None  # started on first use; the pool lives there
+        self._session: aiohttp.ClientSession | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._lock = threading.Lock()
 
     def close(self) -> None:
-        shared, self._shared = self._shared, None
-        if shared is None or shared.loop.is_closed():
-            return  # a closed loop took its connections with it
-        if shared.loop.is_running():
-            shared.loop.call_soon_threadsafe(lambda: shared.loop.create_task(shared.client.close()))
-        else:
-            shared.loop.run_until_complete(shared.client.close())
-
-    async def aclose(self) -> None:
-        shared, self._shared = self._shared, None
-        if shared is not None:
-            await shared.client.close()
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        try:
+            loop.call(self._close_session())
+        finally:
+            loop.stop()
 
     def format_chat(self, text: str) -> str:
         return text  # the server applies no template to /v1/completions; models served here take raw text
 
     async def agenerate(self, prompt: Prompt, params: SamplingParams, n: int = 1) -> list[Completion]:
-        """n completions of one prompt, through one connection pool shared by every caller on this loop."""
-        loop = asyncio.get_running_loop()
-        if self._shared is None or self._shared.loop is not loop:  # first call, or a new loop (the old one ended)
-            self._shared = _Session(loop, self._client(), asyncio.Semaphore(self.max_in_flight))
-        return await self._samples(self._shared, prompt, params, n)
+        """n completions of one prompt, through the connection pool every caller shares, from any loop."""
+        return await self._background().run(self._samples(prompt, params, n))
 
     def generate(self, prompts: list[Prompt], params: SamplingParams, n: int = 1) -> list[list[Completion]]:
         t0 = time.perf_counter()
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            result = asyncio.run(self._generate(prompts, params, n))
-        else:  # called from inside an event loop (a notebook): run ours on a thread
-            box: dict[str, Any] = {}
 
-            def run() -> None:
-                try:
-                    box["out"] = asyncio.run(self._generate(prompts, params, n))
-                except BaseException as e:  # re-raised in the caller's thread
-                    box["err"] = e
+        async def every_prompt() -> list[list[Completion]]:
+            return list(await asyncio.gather(*(self._samples(p, params, n) for p in prompts)))
 
-            thread = threading.Thread(target=run)
-            thread.start()
-            thread.join()
-            if "err" in box:
-                raise box["err"]
-            result = box["out"]
+        result = self._background().call(every_prompt())
         self.gen_seconds += time.perf_counter() - t0
         return result
 
-    async def _generate(self, prompts: list[Prompt], params: SamplingParams, n: int) -> list[list[Completion]]:
-        async with self._client() as client:
-            session = _Session(asyncio.get_running_loop(), client, asyncio.Semaphore(self.max_in_flight))
-            return list(await asyncio.gather(*(self._samples(session, p, params, n) for p in prompts)))
+    def _background(self) -> BackgroundLoop:
+        with self._lock:
+            if self._loop is None:
+                self._loop = BackgroundLoop("openai-client-loop")
+            return self._loop
 
-    def _client(self) -> aiohttp.ClientSession:
-        # aiohttp, as vLLM's own serving benchmark uses: httpx's pool rescans every connection per request
-        # (measured: most of the client's CPU at 256 in flight). Its default of 100 connections is sized up here.
-        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                                     connector=aiohttp.TCPConnector(limit=self.max_in_flight),
-                                     headers={"Authorization": f"Bearer {self.api_key}"})
+    async def _pool(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
+        """The one session and its in-flight bound, made on the background loop on first use."""
+        if self._session is None or self._slots is None:
+            # aiohttp, as vLLM's own serving benchmark uses: httpx's pool rescans every connection per request
+            # (measured: most of the client's CPU at 256 in flight). Its default of 100 connections is sized up.
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                                                  connector=aiohttp.TCPConnector(limit=self.max_in_flight),
+                                                  headers={"Authorization": f"Bearer {self.api_key}"})
+            self._slots = asyncio.Semaphore(self.max_in_flight)
+        return self._session, self._slots
 
-    async def _samples(self, session: _Session, prompt: Prompt, params: SamplingParams, n: int) -> list[Completion]:
+    async def _close_session(self) -> None:
+        session, self._session, self._slots = self._session, None, None
+        if session is not None:
+            await session.close()
+
+    async def _samples(self, prompt: Prompt, params: SamplingParams, n: int) -> list[Completion]:
         """Unseeded: one request with n; seeded: one request per sample, seed `sample_seed(seed, j)`."""
+        session, slots = await self._pool()
 
         async def one(seed: int | None, count: int) -> list[Completion]:
-            async with session.slots:
-                data = await self._post(session.client, self._body(prompt, params, seed, count))
+            async with slots:
+                data = await self._post(session, self._body(prompt, params, seed, count))
             return _parse(data, count)
 
         if params.seed is None:

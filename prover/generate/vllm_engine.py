@@ -2,8 +2,8 @@
 request in flight, tensor parallelism, prefix caching (every sample of a prompt shares its KV blocks). vLLM is
 imported only when this backend is built; where it is not installed the error says how to get it.
 
-The engine lives on an event loop of its own, on a daemon thread: vLLM's output handler is an asyncio task
-bound to the loop it first ran on, so one fixed loop lets any caller use it (the streaming runner's loop through
+The engine lives on an event loop of its own (`loop.BackgroundLoop`): vLLM's output handler is an asyncio task
+bound to the loop it first ran on, so one fixed loop lets any caller use it (the streaming runner's loops through
 `agenerate`, blocking code through `generate`, GRPO's weight sync) without ever crossing loops. With a seed,
 sample j is its own request with seed `sample_seed(seed, j)` (prefix caching makes the repeated prompt free).
 """
@@ -14,14 +14,14 @@ import asyncio
 import importlib
 import inspect
 import itertools
-import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from prover.errors import ProverError
 from prover.generate.base import Completion, Prompt, SamplingParams, chat_turn, sample_seeds
+from prover.generate.loop import BackgroundLoop
 
 T = TypeVar("T")
 
@@ -55,18 +55,16 @@ class VLLMBackend:
         if max_model_len is not None:
             args["max_model_len"] = max_model_len
         self._ids = itertools.count()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="vllm-engine-loop", daemon=True)
-        self._thread.start()
+        self._loop = BackgroundLoop("vllm-engine-loop")
         self.engine: Any = None
         try:
-            self.engine, self.tokenizer = self._call(self._start(args))
+            self.engine, self.tokenizer = self._loop.call(self._start(args))
         except (OSError, ValueError, RuntimeError) as e:
-            self._stop_loop()
+            self._loop.stop()
             reason = str(e).splitlines()[0] if str(e) else repr(e)
             raise ProverError(f"vLLM cannot load {model!r}: {reason}") from None
         except BaseException:
-            self._stop_loop()
+            self._loop.stop()
             raise
         # Keep the scheduler's queue full: twice the sequences it runs at once, so the next batch is always waiting.
         running = int(getattr(getattr(self.engine.vllm_config, "scheduler_config", None), "max_num_seqs", 0) or 256)
@@ -83,15 +81,6 @@ class VLLMBackend:
                 tokenizer = await tokenizer
         return engine, tokenizer
 
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run `coro` on the engine's loop and wait for it; an interrupt cancels it (vLLM aborts its requests)."""
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()
-            raise
-
     def format_chat(self, text: str) -> str:
         return text if self.skip_tokenizer_init else chat_turn(self.tokenizer, text)
 
@@ -100,15 +89,9 @@ class VLLMBackend:
             return
         engine, self.engine = self.engine, None
         try:
-            self._call(_shutdown(engine))
+            self._loop.call(_shutdown(engine))
         finally:
-            self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=30)
-        if not self._thread.is_alive():
-            self._loop.close()
+            self._loop.stop()
 
     def sampling_params(self, params: SamplingParams, n: int, seed: int | None):
         if params.stop and self.skip_tokenizer_init:
@@ -122,7 +105,7 @@ class VLLMBackend:
     async def agenerate(self, prompt: Prompt, params: SamplingParams, n: int = 1) -> list[Completion]:
         """n completions of one prompt; callable from any event loop (cancelling it aborts the requests)."""
         self._check_open()
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._samples(prompt, params, n), self._loop))
+        return await self._loop.run(self._samples(prompt, params, n))
 
     def generate(self, prompts: list[Prompt], params: SamplingParams, n: int = 1) -> list[list[Completion]]:
         self._check_open()
@@ -131,18 +114,18 @@ class VLLMBackend:
         async def every_prompt() -> list[list[Completion]]:
             return list(await asyncio.gather(*(self._samples(p, params, n) for p in prompts)))
 
-        result = self._call(every_prompt())
+        result = self._loop.call(every_prompt())  # an interrupt cancels it: vLLM aborts the requests
         self.gen_seconds += time.perf_counter() - t0
         return result
 
     def apply_model(self, fn: Callable[[Any], T]) -> list[T]:
         """`fn(model)` in every worker (GRPO pushes the policy's weights this way), as `LLM.apply_model` does."""
         self._check_open()
-        return self._call(self.engine.collective_rpc("apply_model", args=(fn,)))
+        return self._loop.call(self.engine.collective_rpc("apply_model", args=(fn,)))
 
     def reset_prefix_cache(self) -> None:
         self._check_open()
-        self._call(self.engine.reset_prefix_cache())
+        self._loop.call(self.engine.reset_prefix_cache())
 
     def _check_open(self) -> None:
         if self.engine is None:
