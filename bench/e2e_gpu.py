@@ -187,6 +187,43 @@ def free_memory() -> None:
     gc.collect()
     if torch.cuda.is_initialized():
         torch.cuda.empty_cache()
+    GPU_MEMORY.wait_until_free()
+
+
+class GpuMemory:
+    """GPU memory in use, as nvidia-smi reports it (asking torch would start CUDA in this process, see `sync`):
+    a vLLM engine's worker process can outlive its shutdown call by seconds, and the next engine sizes its KV
+    cache from what is free, so each part waits until usage is back to what it was at the start."""
+
+    def __init__(self) -> None:
+        self.baseline = self.used_mib()
+
+    @staticmethod
+    def used_mib() -> int | None:
+        import shutil
+        import subprocess
+
+        if shutil.which("nvidia-smi") is None:
+            return None
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=10).stdout
+            return sum(int(x) for x in out.split())
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            return None
+
+    def wait_until_free(self, slack_mib: int = 2048, timeout_s: float = 90.0) -> None:
+        if self.baseline is None:
+            return
+        deadline = time.monotonic() + timeout_s
+        while (used := self.used_mib()) is not None and used > self.baseline + slack_mib:
+            if time.monotonic() > deadline:
+                print(f"warning: {used} MiB of GPU memory still in use after {timeout_s:g}s", file=sys.stderr)
+                return
+            time.sleep(1)
+
+
+GPU_MEMORY = GpuMemory()
 
 
 def attempt(name: str, fn: Any, rows: list[dict[str, Any]]) -> dict[str, Any] | None:

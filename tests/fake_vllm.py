@@ -1,6 +1,6 @@
 """A FAKE `vllm` module for CPU tests (vLLM needs a GPU and is not installed here). It mimics exactly the API
 surface `prover.generate.vllm_engine` uses: `AsyncEngineArgs`, `AsyncLLMEngine.from_engine_args`,
-`SamplingParams`, `sampling_params.RequestOutputKind`, and on the engine `generate` (an async generator per
+`SamplingParams`, `sampling_params.RequestOutputKind`, `usage.usage_lib.UsageContext`, and on the engine `generate` (an async generator per
 request id), `get_tokenizer`, `collective_rpc`, `reset_prefix_cache`, `shutdown`, `vllm_config`.
 
 Like the real engine it is bound to the event loop its first request ran on (vLLM's output handler is a task
@@ -23,6 +23,14 @@ class RequestOutputKind(enum.Enum):
     CUMULATIVE = 0
     DELTA = 1
     FINAL_ONLY = 2
+
+
+class UsageContext(enum.Enum):
+    UNKNOWN_CONTEXT = "UNKNOWN_CONTEXT"
+    LLM_CLASS = "LLM_CLASS"
+    API_SERVER = "API_SERVER"
+    OPENAI_API_SERVER = "OPENAI_API_SERVER"
+    ENGINE_CONTEXT = "ENGINE_CONTEXT"
 
 
 class SamplingParams:
@@ -75,6 +83,7 @@ class FakeEngine:
     prefix_resets: int = 0
     shut_down: bool = False
     unseeded: int = 0
+    usage_context: UsageContext = UsageContext.ENGINE_CONTEXT
 
     @property
     def vllm_config(self) -> Any:
@@ -146,16 +155,17 @@ class AsyncLLMEngine:
     fail_with: BaseException | None = None  # set to make the next engine start fail
 
     @classmethod
-    def from_engine_args(cls, engine_args: AsyncEngineArgs) -> FakeEngine:
+    def from_engine_args(cls, engine_args: AsyncEngineArgs, start_engine_loop: bool = True,
+                         usage_context: UsageContext = UsageContext.ENGINE_CONTEXT) -> FakeEngine:
         if cls.fail_with is not None:
             raise cls.fail_with
-        engine = FakeEngine(dict(engine_args.kw))
+        engine = FakeEngine(dict(engine_args.kw), usage_context=usage_context)
         cls.made.append(engine)
         return engine
 
 
 def install(monkeypatch: Any) -> type[AsyncLLMEngine]:
-    """Put the FAKE `vllm` (and `vllm.sampling_params`) in sys.modules for one test; returns the engine class."""
+    """Put the FAKE `vllm` (and its submodules used) in sys.modules for one test; returns the engine class."""
 
     class Engines(AsyncLLMEngine):
         made: list[FakeEngine] = []
@@ -166,6 +176,9 @@ def install(monkeypatch: Any) -> type[AsyncLLMEngine]:
     sub = types.ModuleType("vllm.sampling_params")
     sub.RequestOutputKind, sub.SamplingParams = RequestOutputKind, SamplingParams
     module.sampling_params = sub
-    monkeypatch.setitem(sys.modules, "vllm", module)
-    monkeypatch.setitem(sys.modules, "vllm.sampling_params", sub)
+    usage, usage_lib = types.ModuleType("vllm.usage"), types.ModuleType("vllm.usage.usage_lib")
+    usage_lib.UsageContext, usage.usage_lib, module.usage = UsageContext, usage_lib, usage
+    for name, mod in (("vllm", module), ("vllm.sampling_params", sub), ("vllm.usage", usage),
+                      ("vllm.usage.usage_lib", usage_lib)):
+        monkeypatch.setitem(sys.modules, name, mod)
     return Engines

@@ -269,6 +269,7 @@ def test_vllm_parameter_mapping_through_the_async_engine(fake_vllm):
     try:
         [engine] = fake_vllm.made
         assert engine.args["tensor_parallel_size"] == 2 and engine.args["enable_prefix_caching"] is True
+        assert engine.usage_context.name == "LLM_CLASS"  # the offline batch defaults, not the engine context's
         out = backend.generate(["a", [5, 6]], SamplingParams(temperature=0.0, top_p=0.9, max_tokens=3, seed=40), n=2)
         assert [[c.text for c in row] for row in out] == [["s40", "s41"], ["s40", "s41"]]  # sample j: seed + j
         assert [r[1] for r in engine.requests][2] == {"prompt_token_ids": [5, 6]}

@@ -73,7 +73,10 @@ class VLLMBackend:
 
     async def _start(self, args: dict[str, Any]) -> tuple[Any, Any]:
         """Build the engine on its loop (so the output handler starts there) and fetch its tokenizer."""
-        engine = self._vllm.AsyncLLMEngine.from_engine_args(self._vllm.AsyncEngineArgs(**args))
+        # The offline LLM's usage context: its batch defaults (1024 sequences, 16384 batched tokens on an H100/H200);
+        # the async engine's own context falls back to the scheduler's 128 and 2048, a fraction of the GPU.
+        batch_job = importlib.import_module("vllm.usage.usage_lib").UsageContext.LLM_CLASS
+        engine = self._vllm.AsyncLLMEngine.from_engine_args(self._vllm.AsyncEngineArgs(**args), usage_context=batch_job)
         tokenizer = None
         if not self.skip_tokenizer_init:
             tokenizer = engine.get_tokenizer()
