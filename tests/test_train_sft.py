@@ -140,3 +140,29 @@ def test_bias_update_moves_expert_load_toward_balance(moe, tmp_path):
               progress=False)
     violation = [m["expert_load/max_violation_mean"] for m in _metrics(out)]
     assert sum(violation[-4:]) / 4 < 0.6 * violation[0]
+
+
+def test_bf16_training_keeps_fp32_masters_and_resumes_bit_identically(moe, tmp_path):
+    """`--precision bf16`: bf16 parameters (the saved model), fp32 master weights and moments in the trainer
+    state; a run stopped and resumed ends in exactly the weights of the uninterrupted run."""
+    data = write_examples(tmp_path / "ex.jsonl")
+    common = dict(model=str(moe), data=str(data), lr=1e-3, micro_batch_size=2, max_steps=4, device="cpu",
+                  precision="bf16", seed=1)
+    straight = train_sft(SFTConfig(out=str(tmp_path / "a"), **common), progress=False)
+    train_sft(SFTConfig(out=str(tmp_path / "b"), stop_after=2, **common), progress=False)
+    state = torch.load(tmp_path / "b" / "checkpoints" / "step-000002" / "trainer_state.pt", weights_only=False)
+    moments = [s for s in state["optimizer"]["state"].values() if "master" in s]
+    assert moments and all(s["master"].dtype == s["exp_avg"].dtype == torch.float32 for s in moments)
+    resumed = train_sft(SFTConfig(out=str(tmp_path / "b"), **common), progress=False)
+    assert resumed.history == straight.history
+
+    wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert wa["model.layers.0.self_attn.q_a_proj.weight"].dtype == torch.bfloat16
+    assert wa["model.layers.1.mlp.gate.e_score_correction_bias"].dtype == torch.float32
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def _weights(directory: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return {k: v for f in sorted(directory.glob("model*.safetensors")) for k, v in load_file(f).items()}

@@ -40,13 +40,15 @@ def sft(
     grad_accum: int = typer.Option(1, "--grad-accum", min=1),
     max_length: int = typer.Option(2048, "--max-length", min=8),
     save_every: int = typer.Option(0, "--save-every", min=0, help="Checkpoint every N steps (0: at the end)."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on GPU) | bf16 | fp32."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on GPU) | bf16 | fp32. bf16: bf16 "
+                                  "parameters, fp32 master weights and AdamW moments in the optimizer."),
     device: str = typer.Option("auto", "--device"),
     bias_gamma: float = typer.Option(1e-3, "--bias-gamma", help="MoE routing-bias update speed (0: off)."),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the latest checkpoint in --out."),
     ep: int = typer.Option(1, "--ep", min=1, help="Expert-parallel degree (1: none)."),
-    compile_: bool = typer.Option(False, "--compile", help="torch.compile our MoE's blocks (GPU: ~2x faster steps)."),
+    compile_: bool | None = typer.Option(None, "--compile/--no-compile",
+                                         help="torch.compile our MoE's blocks (default: on with CUDA, off on CPU)."),
 ) -> None:
     """Supervised fine-tuning (prompt tokens masked). Under `torchrun` it trains data-parallel with FSDP2."""
     from prover.train.sft import SFTConfig, train_sft

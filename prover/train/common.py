@@ -38,23 +38,35 @@ def _model_type(path: Path) -> str | None:
         raise ProverError(f"{cfg} is not valid JSON") from None
 
 
-def load_policy(name_or_path: str, device: torch.device | str = "cpu") -> torch.nn.Module:
+def load_policy(name_or_path: str, device: torch.device | str = "cpu",
+                dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     """A DeepSeek-V3 checkpoint loads as `prover.model.DeepSeekV3` (so MTP and bias balancing train); any
-    other checkpoint through `transformers.AutoModelForCausalLM`. Weights stay fp32 (master copy); compute
-    precision is autocast's job."""
+    other checkpoint through `transformers.AutoModelForCausalLM`. Parameters in `dtype` (`param_dtype`); the
+    MoE's routing bias stays fp32 whatever `dtype` is."""
     path = Path(name_or_path)
     try:
         if path.is_dir() and _model_type(path) == "deepseek_v3":
             from prover.model import DeepSeekV3
 
-            model = DeepSeekV3.from_pretrained(str(path))
+            model = DeepSeekV3.from_pretrained(str(path), dtype=dtype)
         else:
             from transformers import AutoModelForCausalLM
 
-            model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
     except (OSError, ValueError) as e:
         raise ProverError(f"cannot load model {name_or_path}: {str(e).splitlines()[0]}") from None
-    return model.float().to(device)
+    return model.to(device=device, dtype=dtype)
+
+
+def param_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
+    """Training parameters' dtype: bf16 where the device does bf16 well (CUDA with bf16) or where asked, fp32
+    otherwise. bf16 parameters train with fp32 master weights inside the optimizer (`optim.MasterWeightAdamW`)."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ProverError(f"unknown precision {precision!r} (auto, bf16, fp32)")
+    use_bf16 = precision == "bf16" or (
+        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    )
+    return torch.bfloat16 if use_bf16 else torch.float32
 
 
 def load_tokenizer(name_or_path: str):
@@ -72,13 +84,8 @@ def load_tokenizer(name_or_path: str):
 
 
 def autocast(device: torch.device, precision: str = "auto"):
-    """bf16 autocast where the device does bf16 well (CUDA with bf16); fp32 otherwise unless asked."""
-    use_bf16 = precision == "bf16" or (
-        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    )
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ProverError(f"unknown precision {precision!r} (auto, bf16, fp32)")
-    if not use_bf16:
+    """bf16 autocast over fp32 parameters where `param_dtype` would pick bf16 (GRPO's policy); else a no-op."""
+    if param_dtype(device, precision) != torch.bfloat16:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 

@@ -23,13 +23,14 @@ from prover.parallel import clip_grad_norm_
 from prover.train.checkpoint import export_final, latest_checkpoint, load_training_state, save_checkpoint
 from prover.train.common import (
     MetricLog,
-    autocast,
     load_policy,
     load_tokenizer,
     moe_after_step,
+    param_dtype,
     seed_everything,
 )
 from prover.train.distributed import DistEnv, all_reduce_sum, init_distributed, shutdown, wrap_model
+from prover.train.optim import MasterWeightAdamW
 
 IGNORE = -100
 
@@ -55,13 +56,13 @@ class SFTConfig:
     keep_last: int = 2
     log_every: int = 1
     seed: int = 0
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # bf16: bf16 parameters, fp32 master weights + moments
     device: str = "auto"
     bias_update_gamma: float = 1e-3  # MoE routing-bias step per optimizer step (0 disables)
     resume: bool = True
     stop_after: int | None = None  # end this invocation at this step (checkpointed); rerunning resumes
     ep: int = 1  # expert-parallel degree (seam; only 1 today)
-    compile: bool = False  # torch.compile each decoder block of our MoE (faster steps after a warm-up)
+    compile: bool | None = None  # torch.compile each decoder block of our MoE; None: on CUDA yes, else no
     log_dir: str | None = None  # TensorBoard + metrics.jsonl; default <out>
 
 
@@ -188,12 +189,9 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
     examples = _load_examples(cfg, tokenizer, ds)
 
-    model = load_policy(str(resume_from or cfg.model), env.device)
-    model.train()
-    if cfg.compile and hasattr(model, "compile_blocks"):
-        model.compile_blocks()
-    model = wrap_model(model, env, ep=cfg.ep)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    model = load_policy(str(resume_from or cfg.model), env.device, dtype=param_dtype(env.device, cfg.precision))
+    model = prepare_model(model, cfg, env)
+    optimizer = make_optimizer(model, cfg, env)
     order = StepOrder(len(examples), cfg.seed, cfg.micro_batch_size, cfg.grad_accum, env)
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(examples) / order.per_step))
     scheduler = make_scheduler(optimizer, cfg.schedule, cfg.warmup_steps, total_steps, cfg.min_lr_ratio)
@@ -243,6 +241,22 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
     )
 
 
+def prepare_model(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv) -> torch.nn.Module:
+    """The loaded model (on its device, in its training dtype) made ready to train: train mode, compiled blocks
+    (our MoE, where `cfg.compile` resolves on), then distributed wrapping."""
+    model.train()
+    compile_on = cfg.compile if cfg.compile is not None else env.device.type == "cuda"
+    if compile_on and hasattr(model, "compile_blocks"):
+        model.compile_blocks()
+    return wrap_model(model, env, ep=cfg.ep)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv) -> torch.optim.Optimizer:
+    """AdamW (betas 0.9/0.95) on fp32 master weights; the fused CUDA kernel on GPU."""
+    return MasterWeightAdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95),
+                             fused=True if env.device.type == "cuda" else None)
+
+
 def _train_step(model, optimizer, scheduler, micro_batches, examples, tokenizer, cfg: SFTConfig, env: DistEnv):
     batches = [collate([examples[i] for i in mb], tokenizer.pad_token_id) for mb in micro_batches]
     # Counted on the CPU batches before they move: no host sync inside the micro-batch loop.
@@ -255,8 +269,7 @@ def _train_step(model, optimizer, scheduler, micro_batches, examples, tokenizer,
         if n_tok == 0:
             continue
         b = {k: v.to(env.device, non_blocking=True) for k, v in b.items()}
-        with autocast(env.device, cfg.precision):
-            out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"])
+        out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"])
         # FSDP averages gradients over ranks, hence * world_size.
         (out.loss * (n_tok * env.world_size / global_tokens)).backward()
         loss_sum += out.loss.detach().float() * n_tok
