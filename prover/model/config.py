@@ -188,7 +188,8 @@ class ModelConfig:
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> ModelConfig:
         """`tiny` (CPU tests, < 5M parameters, vLLM-servable latent size 256 + 64), `small` (the GPU yardstick,
-        = shared/reference/small-moe-config.json), `deepseek-v3` (the published 671B config)."""
+        = shared/reference/small-moe-config.json), `medium` (DeepSeek-V3's head dims and GEMM widths at 4.1B
+        parameters, 1.15B active: trains on one H200, where FP8 pays), `deepseek-v3` (the published 671B config)."""
         if name == "tiny":
             base = dict(
                 vocab_size=1024, hidden_size=64, intermediate_size=128, moe_intermediate_size=32,
@@ -203,9 +204,11 @@ class ModelConfig:
             return cls(**{**base, **overrides})
         if name == "small":
             return cls.from_dict(dict(_SMALL), **overrides)
+        if name == "medium":
+            return cls.from_dict({**_SMALL, **_MEDIUM}, **overrides)
         if name in ("deepseek-v3", "deepseek_v3", "671b"):
             return cls.from_dict(dict(_DEEPSEEK_V3), **overrides)
-        raise ModelConfigError(f"unknown preset {name!r} (tiny, small, deepseek-v3)")
+        raise ModelConfigError(f"unknown preset {name!r} (tiny, small, medium, deepseek-v3)")
 
 
 def _rope_type(rs: dict[str, Any]) -> str:
@@ -226,6 +229,13 @@ _SMALL: dict[str, Any] = {
     "max_position_embeddings": 4096, "rope_scaling": None, "rope_theta": 10000, "routed_scaling_factor": 2.5,
     "norm_topk_prob": True, "scoring_func": "sigmoid", "topk_method": "noaux_tc", "hidden_act": "silu",
     "rms_norm_eps": 1e-06, "num_nextn_predict_layers": 1, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+}
+# `small` with DeepSeek-V3's widths: hidden 4096 (V3: 7168), experts of 1024 (V3: 2048), V3's MLA dims.
+_MEDIUM: dict[str, Any] = {
+    "hidden_size": 4096, "intermediate_size": 11264, "moe_intermediate_size": 1024, "num_hidden_layers": 8,
+    "n_routed_experts": 32, "num_experts_per_tok": 4, "n_shared_experts": 1, "n_group": 4, "topk_group": 2,
+    "num_attention_heads": 32, "num_key_value_heads": 32, "q_lora_rank": 1536, "kv_lora_rank": 512,
+    "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128,
 }
 _DEEPSEEK_V3: dict[str, Any] = {
     "attention_bias": False, "attention_dropout": 0.0, "bos_token_id": 0, "eos_token_id": 1,

@@ -82,6 +82,8 @@ class Router(nn.Module):
 
 
 class RoutedExperts(nn.Module):
+    fp8 = False  # grouped GEMMs in FP8 (set by `fp8.convert_to_fp8`; the weights stay bf16 parameters)
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         E, H, inter = cfg.n_routed_experts, cfg.hidden_size, cfg.moe_intermediate_size
@@ -99,9 +101,7 @@ class RoutedExperts(nn.Module):
             x, gate_up, down = x.to(dtype), gate_up.to(dtype), down.to(dtype)
         if impl == "reference":
             return experts_reference(x, indices, weights, gate_up, down)
-        if impl == "auto":
-            impl = "grouped" if grouped_mm_supported(x) else "batched"
-        return experts_sorted(x, indices, weights, gate_up, down, counts, impl)
+        return experts_sorted(x, indices, weights, gate_up, down, counts, resolve_impl(impl, x, self.fp8))
 
 
 class MoE(nn.Module):
@@ -199,7 +199,7 @@ def experts_sorted(x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor
     offs = counts.cumsum(0)
     expert = flat[order]
     seg = Segments(counts, offs.to(torch.int32), expert, torch.arange(T * K, device=x.device) - (offs - counts)[expert])
-    gemm = grouped_gemm if impl == "grouped" else batched_gemm
+    gemm = {"grouped": grouped_gemm, "grouped_fp8": grouped_gemm_fp8, "batched": batched_gemm}[impl]
     xs = _Dispatch.apply(x, order // K, inverse, K)
     gate, up = gemm(xs, gate_up, seg).chunk(2, dim=-1)
     # Weighting before down_proj (it is linear) leaves the combine a plain sum: no batched K-by-1 matmul.
@@ -240,6 +240,20 @@ class _Combine(torch.autograd.Function):
 def grouped_gemm(x: torch.Tensor, w: torch.Tensor, seg: Segments) -> torch.Tensor:
     """x [N, in] (rows sorted by expert) @ w[e].T per segment -> [N, out]."""
     return torch._grouped_mm(x, w.transpose(-2, -1), offs=seg.offs)
+
+
+def grouped_gemm_fp8(x: torch.Tensor, w: torch.Tensor, seg: Segments) -> torch.Tensor:
+    """`grouped_gemm` with FP8 operands (torchao, rowwise scales), bf16 out."""
+    from prover.model.fp8 import fp8_grouped_mm
+
+    return fp8_grouped_mm(x, w.transpose(-2, -1), seg.offs)
+
+
+def resolve_impl(impl: str, x: torch.Tensor, fp8: bool = False) -> str:
+    """"auto" -> the grouped GEMM where the device has it (in FP8 for converted experts), else padded bmm."""
+    if impl == "auto":
+        impl = "grouped" if grouped_mm_supported(x) else "batched"
+    return "grouped_fp8" if fp8 and impl == "grouped" else impl
 
 
 @torch.compiler.disable  # data-dependent shape (the largest count): keep it out of compiled graphs

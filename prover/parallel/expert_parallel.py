@@ -28,7 +28,7 @@ import torch.distributed as dist
 from torch import nn
 
 from prover.errors import ProverError
-from prover.model.moe import MoE, RoutedExperts, experts_reference, experts_sorted, grouped_mm_supported
+from prover.model.moe import MoE, RoutedExperts, experts_reference, experts_sorted, resolve_impl
 
 
 class CommTimer:
@@ -119,7 +119,9 @@ class ExpertParallelExperts(RoutedExperts):
             raise ProverError(f"expert parallelism: {E} routed experts do not split over --ep {ep} ranks")
         n, first = E // ep, dist.get_rank(group) * (E // ep)
         take = slice(first, first + n)
-        return cls(experts.gate_up_proj.data[take].clone(), experts.down_proj.data[take].clone(), E, group)
+        local = cls(experts.gate_up_proj.data[take].clone(), experts.down_proj.data[take].clone(), E, group)
+        local.fp8 = experts.fp8
+        return local
 
     def extra_repr(self) -> str:
         return f"experts {self.first_expert}..{self.first_expert + self.num_local - 1} of {self.num_experts}"
@@ -155,8 +157,7 @@ class ExpertParallelExperts(RoutedExperts):
         ones = torch.ones(ids.shape, dtype=tokens.dtype, device=tokens.device)
         if impl == "reference":
             return experts_reference(tokens, ids, ones, self.gate_up_proj, self.down_proj)
-        if impl == "auto":
-            impl = "grouped" if grouped_mm_supported(tokens) else "batched"
+        impl = resolve_impl(impl, tokens, self.fp8)
         gate_up, down = self.gate_up_proj, self.down_proj
         if gate_up.dtype != tokens.dtype:  # autocast does not cover torch._grouped_mm: cast as it would
             gate_up, down = gate_up.to(tokens.dtype), down.to(tokens.dtype)

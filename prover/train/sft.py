@@ -11,6 +11,7 @@ by step, so a resumed run sees exactly the batches it would have seen.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -63,6 +64,8 @@ class SFTConfig:
     stop_after: int | None = None  # end this invocation at this step (checkpointed); rerunning resumes
     ep: int = 1  # expert-parallel degree (seam; only 1 today)
     compile: bool | None = None  # torch.compile each decoder block of our MoE; None: on CUDA yes, else no
+    fp8: bool = False  # FP8 GEMMs (torchao; DeepSeek-V3's recipe, `prover.model.fp8`); needs CUDA sm89+
+    fp8_recipe: Literal["blockwise", "rowwise"] = "blockwise"  # dense linears' scaling (experts: rowwise)
     log_dir: str | None = None  # TensorBoard + metrics.jsonl; default <out>
 
 
@@ -183,13 +186,20 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
     seed_everything(cfg.seed)
     out = Path(cfg.out)
     resume_from = latest_checkpoint(out) if cfg.resume else None
+    dtype = param_dtype(env.device, cfg.precision)
+    if cfg.fp8:  # before anything loads: one clear error where FP8 cannot run
+        from prover.model.fp8 import check_fp8
+
+        check_fp8(env.device, cfg.fp8_recipe)
+        if dtype != torch.bfloat16:
+            raise ProverError("--fp8 trains bf16 parameters (FP8 GEMMs, fp32 master weights): drop --precision fp32")
     from data.sft_dataset import load_sft_dataset
 
     ds = load_sft_dataset(cfg.data)  # before any model download: a bad path fails fast
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
     examples = _load_examples(cfg, tokenizer, ds)
 
-    model = load_policy(str(resume_from or cfg.model), env.device, dtype=param_dtype(env.device, cfg.precision))
+    model = load_policy(str(resume_from or cfg.model), env.device, dtype=dtype)
     model = prepare_model(model, cfg, env)
     optimizer = make_optimizer(model, cfg, env)
     order = StepOrder(len(examples), cfg.seed, cfg.micro_batch_size, cfg.grad_accum, env)
@@ -242,9 +252,15 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
 
 
 def prepare_model(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv) -> torch.nn.Module:
-    """The loaded model (on its device, in its training dtype) made ready to train: train mode, compiled blocks
-    (our MoE, where `cfg.compile` resolves on), then distributed wrapping."""
+    """The loaded model (on its device, in its training dtype) made ready to train: train mode, FP8 GEMMs
+    (`cfg.fp8`), compiled blocks (our MoE, where `cfg.compile` resolves on), then distributed wrapping."""
     model.train()
+    if cfg.fp8:
+        from prover.model.fp8 import convert_to_fp8
+
+        plan = convert_to_fp8(model, cfg.fp8_recipe, env.device)
+        if env.is_main:
+            print(plan.summary(), file=sys.stderr, flush=True)
     compile_on = cfg.compile if cfg.compile is not None else env.device.type == "cuda"
     if compile_on and hasattr(model, "compile_blocks"):
         model.compile_blocks()

@@ -1,0 +1,130 @@
+"""FP8 training GEMMs for the DeepSeek-V3 model through torchao (DeepSeek-V3's mixed-precision recipe).
+
+The rule: only GEMMs go to FP8. Dense projections become torchao FP8 linears (`blockwise`: 1x128 activation and
+128x128 weight tiles, DeepSeek-V3's own scaling; `rowwise`: one scale per row), the routed experts' grouped GEMM
+runs torchao's rowwise FP8 `_scaled_grouped_mm`; the embedding, the output head, the router, the norms and the
+attention core (SDPA softmax) keep their precision, as in the paper, and so do master weights and optimizer
+states (`prover.train.optim`). Parameter names and dtypes are unchanged, so checkpoints are the same files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from prover.errors import ProverError
+
+RECIPES = ("blockwise", "rowwise")
+TORCHAO = "torchao==0.18.0"
+
+
+@dataclass
+class FP8Plan:
+    """Which modules run FP8 GEMMs (name -> how) and which keep their precision (name -> why)."""
+
+    convert: dict[str, str] = field(default_factory=dict)
+    keep: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return f"FP8: {len(self.convert)} modules converted, {len(self.keep)} kept in bf16/fp32"
+
+
+def fp8_plan(model: nn.Module, recipe: str = "blockwise") -> FP8Plan:
+    """Decide per module, without touching the model (so it runs anywhere, a meta-device model included)."""
+    from prover.model.attention import MLA, RMSNorm
+    from prover.model.moe import RoutedExperts, Router
+
+    if recipe not in RECIPES:
+        raise ProverError(f"unknown FP8 recipe {recipe!r} ({', '.join(RECIPES)})")
+    align = 128 if recipe == "blockwise" else 16  # blockwise tiles; FP8 tensor-core GEMMs need multiples of 16
+    plan = FP8Plan()
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Embedding):
+            plan.keep[name] = "embedding: kept (DeepSeek-V3 keeps it in BF16)"
+        elif name == "lm_head" or name.endswith("shared_head"):
+            plan.keep[name] = "output head: kept"
+        elif isinstance(mod, Router):
+            plan.keep[name] = "router/gating: kept (fp32 scores)"
+        elif isinstance(mod, RMSNorm):
+            plan.keep[name] = "normalization: kept"
+        elif isinstance(mod, MLA):
+            plan.keep[name] = "attention core (SDPA softmax): kept in BF16; its projections are listed apart"
+        elif isinstance(mod, RoutedExperts):
+            E, two_i, H = mod.gate_up_proj.shape
+            if H % 16 or two_i % 32:
+                plan.keep[name] = f"routed experts: kept (widths {H}, {two_i // 2} not multiples of 16)"
+            else:  # torchao's blockwise grouped GEMM needs DeepGEMM kernels; its rowwise one is cuBLAS/CUTLASS
+                plan.convert[name] = "rowwise FP8 grouped GEMM"
+        elif isinstance(mod, nn.Linear):
+            if recipe == "blockwise" and mod.bias is not None:
+                plan.keep[name] = "linear with bias: kept (torchao's blockwise linear has none)"
+            elif mod.in_features % align or mod.out_features % align:
+                plan.keep[name] = f"linear {mod.in_features}->{mod.out_features}: kept (not multiples of {align})"
+            else:
+                plan.convert[name] = f"{recipe} FP8 linear"
+    return plan
+
+
+def check_fp8(device: torch.device, recipe: str = "blockwise") -> None:
+    """One clear error where FP8 training cannot run: no CUDA, a GPU without FP8 tensor cores, no torchao."""
+    if recipe not in RECIPES:
+        raise ProverError(f"unknown FP8 recipe {recipe!r} ({', '.join(RECIPES)})")
+    if device.type != "cuda" or not torch.cuda.is_available():
+        raise ProverError(f"--fp8 needs a CUDA GPU with FP8 tensor cores (compute capability >= 8.9: Ada, Hopper "
+                          f"or newer); the device is {device}")
+    cc = torch.cuda.get_device_capability(device)
+    name = torch.cuda.get_device_name(device)
+    if cc < (8, 9):
+        raise ProverError(f"--fp8 needs compute capability >= 8.9 (Ada, Hopper or newer); {name} is "
+                          f"{cc[0]}.{cc[1]}: train in bf16 (drop --fp8)")
+    if recipe == "blockwise" and cc < (9, 0):
+        raise ProverError(f"--fp8-recipe blockwise needs compute capability >= 9.0 (Hopper); {name} is "
+                          f"{cc[0]}.{cc[1]}: use --fp8-recipe rowwise")
+    try:
+        import torchao  # noqa: F401
+    except ImportError:
+        raise ProverError(f"--fp8 needs torchao: pip install '{TORCHAO}' (or pip install 'subgoal[fp8]')") from None
+
+
+def convert_to_fp8(model: nn.Module, recipe: str = "blockwise", device: torch.device | None = None,
+                   emulate: bool = False) -> FP8Plan:
+    """Swap the planned modules in place (after the model is on its device, in bf16; before compiling and
+    distributed wrapping); returns the plan. `emulate` (tests on CPU): rowwise linears in torchao's emulation
+    mode, experts unchanged; no speed, only the wiring."""
+    device = device or next(model.parameters()).device
+    if emulate:
+        if recipe != "rowwise":
+            raise ProverError("FP8 emulation exists for the rowwise recipe only")
+    else:
+        check_fp8(device, recipe)
+    plan = fp8_plan(model, recipe)
+    linears = {n for n, how in plan.convert.items() if how.endswith("linear")}
+    if recipe == "rowwise":
+        from torchao.float8 import Float8LinearConfig, convert_to_float8_training
+
+        config = Float8LinearConfig.from_recipe_name("rowwise")
+        if emulate:
+            import dataclasses
+
+            config = dataclasses.replace(config, emulate=True)
+        convert_to_float8_training(model, config=config, module_filter_fn=lambda _m, fqn: fqn in linears)
+    else:
+        from torchao.prototype.blockwise_fp8_training.linear import Float8BlockwiseLinear
+
+        for name in linears:
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, Float8BlockwiseLinear.from_float(model.get_submodule(name)))
+    if not emulate:
+        for name, how in plan.convert.items():
+            if how.endswith("grouped GEMM"):
+                model.get_submodule(name).fp8 = True
+    return plan
+
+
+def fp8_grouped_mm(x: torch.Tensor, w_t: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
+    """`torch._grouped_mm(x, w_t, offs=offs)` with both operands cast to FP8 (rowwise scales, torchao)."""
+    from torchao.prototype.moe_training import _to_fp8_rowwise_then_scaled_grouped_mm
+
+    return _to_fp8_rowwise_then_scaled_grouped_mm(x, w_t, offs=offs, out_dtype=torch.bfloat16)
