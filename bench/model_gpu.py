@@ -4,9 +4,11 @@
     PYTHONPATH=. python bench/model_gpu.py --preset tiny --device cpu --batch 2 --seq 64 --steps 2   # smoke test
 
 Rows: the device's two ceilings (bf16 matmul, device-to-device copy); bf16 training-step throughput
-(tokens/s, MFU from active-parameter FLOPs, peak memory) of transformers and of this model (eager,
-torch.compile'd blocks, with the MTP loss); the MoE layer alone (grouped GEMM / batched fallback / reference
-loop, forward + backward, with the error against the reference); decoding tokens/s with the latent KV cache.
+(tokens/s, MFU from active-parameter FLOPs over the bf16 peak, peak memory) of transformers and of this model
+(eager, torch.compile'd blocks, with the MTP loss, with FP8 GEMMs: `prover.model.fp8`, blockwise / rowwise;
+skipped with the reason where FP8 cannot run); the MoE layer alone (grouped GEMM bf16 / FP8 / batched fallback /
+reference loop, forward + backward, with the error against the reference); decoding tokens/s with the latent
+KV cache. `--preset medium --batch 4` for DeepSeek-V3's widths.
 Every row catches its own failure (OOM included) and the run goes on. Prints a table; writes JSON to
 $OUT/model_gpu.json (or --out).
 """
@@ -28,7 +30,9 @@ from typing import Any
 import torch
 
 from prover.model import DeepSeekV3, ModelConfig
+from prover.errors import ProverError
 from prover.model.balance import update_bias
+from prover.model.fp8 import check_fp8, convert_to_fp8
 from prover.model.moe import MoE
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
@@ -134,6 +138,8 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
         free(args.device)
         try:
             out.append(fn())
+        except ProverError as e:  # FP8 where it cannot run: the reason, no numbers
+            out.append({"row": name, "skipped": str(e)})
         except Exception as e:  # OOM or anything else: record, keep going
             out.append({"row": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
             if args.verbose:
@@ -155,10 +161,13 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
         r["attn_impl"] = getattr(hf.config, "_attn_implementation", None)
         return r
 
-    def ours_row(name: str, mode: str, mtp: bool, pad_v: bool = True) -> Callable[[], dict]:
-        """mode: "eager" | "blocks" (each block + the loss compiled) | "full" (the whole forward compiled)."""
+    def ours_row(name: str, mode: str, mtp: bool, pad_v: bool = True, fp8: str | None = None) -> Callable[[], dict]:
+        """mode: "eager" | "blocks" (each block + the loss compiled) | "full" (the whole forward compiled);
+        fp8: a `prover.model.fp8` recipe (FP8 GEMMs, before compiling) or None."""
         def run() -> dict:
             c = cfg.replace(mtp_loss_weight=0.3 if mtp else 0.0)
+            if fp8:
+                check_fp8(torch.device(args.device), fp8)
             torch.manual_seed(0)
             with torch.device(args.device):
                 m = DeepSeekV3(c).to(dtype)
@@ -166,6 +175,8 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
             for mod in m.modules():
                 if hasattr(mod, "pad_v"):
                     mod.pad_v = pad_v
+            if fp8:
+                convert_to_fp8(m, fp8)
             fwd = m
             if mode == "blocks":
                 m.compile_blocks(dynamic=False)
@@ -213,10 +224,13 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
         "nopad": ("train: ours (compiled blocks, v not padded)", "blocks", False, False),
         "full": ("train: ours (whole forward compiled)", "full", False, True),
         "mtp": ("train: ours (compiled blocks, + MTP loss)", "blocks", True, True),
+        "fp8": ("train: ours (compiled blocks, fp8 blockwise)", "blocks", False, True, "blockwise"),
+        "fp8-rowwise": ("train: ours (compiled blocks, fp8 rowwise)", "blocks", False, True, "rowwise"),
+        "fp8-eager": ("train: ours (eager, fp8 blockwise)", "eager", False, True, "blockwise"),
     }
-    for key, (name, mode, mtp, pad_v) in variants.items():
+    for key, (name, *how) in variants.items():
         if key in args.rows:
-            guarded(name, ours_row(name, mode, mtp, pad_v))
+            guarded(name, ours_row(name, *how))
     return out
 
 
@@ -241,7 +255,8 @@ def rows_moe(args, cfg: ModelConfig) -> list[dict]:
     T = args.batch * args.seq
     x0 = torch.randn(1, T, cfg.hidden_size, device=args.device, dtype=dtype)
     ref_out = None
-    impls = ["grouped", "batched", "reference"] if args.device.startswith("cuda") else ["batched", "reference"]
+    cuda = args.device.startswith("cuda")
+    impls = ["grouped", "grouped_fp8", "batched", "reference"] if cuda else ["batched", "reference"]
     results = {}
     for impl in impls:
         free(args.device)
@@ -330,6 +345,8 @@ def rows_decode(args, cfg: ModelConfig) -> list[dict]:
 def fmt(r: dict) -> str:
     if "error" in r:
         return f"| {r['row']} | FAILED: {r['error']} |"
+    if "skipped" in r:
+        return f"| {r['row']} | skipped: {r['skipped']} |"
     keys = [k for k in ("tokens_per_s", "mfu", "mfu_with_attn", "step_s", "ms", "tflops", "gbps", "peak_mem_gib",
                         "speedup_vs_reference", "rel_err_out", "rel_err_grad", "first_step_s") if r.get(k) is not None]
     def v(k: str) -> str:
@@ -350,7 +367,9 @@ def main() -> int:
     ap.add_argument("--seq", type=int, default=2048)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--rows", default="ceilings,hf,eager,compiled,nopad,mtp,moe,decode")
+    ap.add_argument("--rows", default="ceilings,hf,eager,compiled,nopad,mtp,fp8,fp8-rowwise,moe,decode",
+                    help="of ceilings, profile, hf, eager, compiled, nopad, full, mtp, fp8, fp8-rowwise, fp8-eager, "
+                         "moe, decode")
     ap.add_argument("--decode-batches", default="32,256")
     ap.add_argument("--decode-prompt", type=int, default=128)
     ap.add_argument("--decode-new", type=int, default=128)

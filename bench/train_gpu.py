@@ -1,34 +1,47 @@
-"""Training throughput of `prover.train`: SFT tokens/s and MFU, and one GRPO iteration split into phases.
+"""Training throughput of `prover.train`: the SFT trainer's step in bf16 and FP8 against the model's own step, an
+FP8-vs-bf16 loss comparison, and one GRPO iteration split into phases.
 
-    PYTHONPATH=. python bench/train_gpu.py                                  # GPU: `small` MoE preset, bf16
-    PYTHONPATH=. python bench/train_gpu.py --preset tiny --device cpu \\
-        --batch 2 --seq 64 --steps 2 --grpo-problems 2 --group-size 2 --new-tokens 8   # CPU smoke test
+    PYTHONPATH=. python bench/train_gpu.py                                  # H200: small + medium, ~8 min
+    PYTHONPATH=. python bench/train_gpu.py --presets tiny --device cpu --batch 2 --seq 64 --steps 2 \
+        --loss-steps 4 --grpo-problems 2 --group-size 2 --new-tokens 8     # CPU smoke test (FP8 rows skipped)
 
-SFT: the trainer's own optimizer step (`prover.train.sft._train_step`: masked-prompt token loss + MTP loss,
-grad clipping, AdamW, cosine schedule, aux-loss-free bias update) on random token sequences of `--seq` tokens
-(the first quarter as prompt, masked), `--batch` sequences per step, random-weight DeepSeek-V3 of `--preset`,
-bf16 autocast on CUDA. MFU = 6 x active parameters (input embedding excluded; MTP excluded) x tokens/s over the
-bf16 dense peak (the same FLOP count as bench/model_gpu.py; `mfu_with_attn` adds causal attention).
+SFT rows, per preset (`--presets`), on random token sequences of `--seq` tokens (the first quarter a masked
+prompt), `--batch` sequences per step, random-weight DeepSeek-V3, compiled blocks on CUDA (`--no-compile`: eager):
+- `model`: the yardstick, bench/model_gpu.py's row (bf16 parameters, fused AdamW on them, loss + backward + step,
+  bias update), with the same MTP weight as the trainer (`--mtp-weight`);
+- `bf16`: the trainer's own step (`prover.train.sft`: prepare_model, make_optimizer, _train_step: masked token
+  loss + MTP, grad clipping, fp32 master weights and moments, cosine schedule, bias update); `vs_model` = its
+  tokens/s over the `model` row's;
+- `fp8`: the same with `--fp8` (`--fp8-recipe`); skipped with a reason where FP8 cannot run.
+MFU = 6 x active parameters (input embedding and MTP excluded) x tokens/s over the bf16 dense peak (989 TFLOP/s on
+H100/H200; FP8 rows too, so MFU compares time), `mfu_with_attn` adds causal attention; peak memory per row.
 
-GRPO: one iteration on `--grpo-problems` x `--group-size` samples: generation (the policy's latent-cache
-`generate`, `--new-tokens` new tokens after `--prompt-len` prompt tokens, EOS ignored), scoring (old
-log-probabilities), verification, and the update (log-probs with grad, clipped surrogate + k3 KL to a
-reference, backward, AdamW, bias update). Verification is NOT real Lean on the GPU machine: `--verify fake`
-checks each sample's candidate proof with the FAKE Lean REPL of tests/fake_lean.py (a tiny arithmetic
-fragment, so its time is a lower bound on Lean's), `--verify none` skips it. Rewards are random bits (random
-weights prove nothing), so the update does real work.
+Loss comparison (`--loss-steps`, on the first preset): bf16 and FP8 trainers from the same initialization on the
+same learnable data (each token followed by one of 4 fixed successors: the loss floor is ln 4), the loss every 10
+steps and the relative gap of the last 10 steps' mean.
 
-Prints a table; writes JSON to $OUT/train_gpu.json (or --out).
+GRPO (first preset; `--no-grpo` skips): one iteration on `--grpo-problems` x `--group-size` samples: generation
+(latent-cache `generate`), scoring (old log-probabilities), verification, update (log-probs with grad, clipped
+surrogate + k3 KL, backward, AdamW, bias update). Verification is NOT real Lean: `--verify fake` checks each
+sample's candidate proof with the FAKE Lean REPL of tests/fake_lean.py (a lower bound on Lean's time), `--verify
+none` skips it. Rewards are random bits (random weights prove nothing), so the update does real work.
+
+Every row catches its own failure (OOM included) and the run goes on. Prints a table; writes JSON to
+$OUT/train_gpu.json (or --out).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import math
 import os
 import platform
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -37,12 +50,14 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.model_gpu import peak_flops, train_flops_per_token  # noqa: E402
+from bench.model_gpu import peak_flops, train_flops_per_token, train_row  # noqa: E402
+from prover.errors import ProverError  # noqa: E402
 from prover.model import DeepSeekV3, ModelConfig  # noqa: E402
+from prover.model.balance import update_bias  # noqa: E402
 from prover.train.common import moe_after_step  # noqa: E402
 from prover.train.distributed import DistEnv  # noqa: E402
 from prover.train.grpo import completion_logprobs, group_advantages, grpo_token_loss  # noqa: E402
-from prover.train.sft import IGNORE, SFTConfig, _train_step, make_scheduler  # noqa: E402
+from prover.train.sft import IGNORE, SFTConfig, _train_step, make_optimizer, make_scheduler, prepare_model  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -50,42 +65,181 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bench_sft(model: DeepSeekV3, cfg: ModelConfig, args, device: torch.device) -> dict:
+def free(device: torch.device) -> None:
+    gc.collect()
+    torch._dynamo.reset()  # compiled graphs of the previous row (other dtype, FP8 or not) go too
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def train_dtype(device: torch.device) -> torch.dtype:
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def sft_config(args, device: torch.device, fp8: bool) -> SFTConfig:
+    return SFTConfig(model="", data="", out="", micro_batch_size=args.batch, device=str(device),
+                     compile=args.compile if device.type == "cuda" else False, fp8=fp8, fp8_recipe=args.fp8_recipe)
+
+
+def random_examples(cfg: ModelConfig, n: int, seq: int, seed: int = 0) -> list[dict[str, list[int]]]:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        ids = torch.randint(2, cfg.vocab_size, (seq,), generator=g).tolist()
+        out.append({"input_ids": ids, "labels": [IGNORE] * (seq // 4) + ids[seq // 4:]})
+    return out
+
+
+def markov_examples(cfg: ModelConfig, n: int, seq: int, seed: int = 0) -> list[dict[str, list[int]]]:
+    """Learnable data: each token is followed by one of 4 fixed successors, uniformly (loss floor ln 4)."""
+    g = torch.Generator().manual_seed(seed)
+    succ = torch.randint(2, cfg.vocab_size, (cfg.vocab_size, 4), generator=g).tolist()
+    out = []
+    for _ in range(n):
+        ids = [int(torch.randint(2, cfg.vocab_size, (1,), generator=g))]
+        picks = torch.randint(0, 4, (seq,), generator=g).tolist()
+        for k in picks[1:]:
+            ids.append(succ[ids[-1]][k])
+        out.append({"input_ids": ids, "labels": [IGNORE] * (seq // 4) + ids[seq // 4:]})
+    return out
+
+
+def trainer(cfg: ModelConfig, args, device: torch.device, fp8: bool):
+    """The SFT trainer's model and optimizer exactly as `train_sft` makes them (random weights, seed 0)."""
+    scfg = sft_config(args, device, fp8)
+    if fp8:
+        from prover.model.fp8 import check_fp8
+
+        check_fp8(device, args.fp8_recipe)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = DeepSeekV3(cfg).to(train_dtype(device))
     env = DistEnv(device=device)
-    scfg = SFTConfig(model="", data="", out="", micro_batch_size=args.batch, precision="auto", device=str(device))
-    g = torch.Generator().manual_seed(0)
-    examples = []
-    for _ in range(args.batch):
-        ids = torch.randint(2, cfg.vocab_size, (args.seq,), generator=g).tolist()
-        n_prompt = args.seq // 4
-        examples.append({"input_ids": ids, "labels": [IGNORE] * n_prompt + ids[n_prompt:]})
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.95))
-    sched = make_scheduler(opt, "cosine", 0, 1000, 0.1)
+    model = prepare_model(model, scfg, env)
+    opt = make_optimizer(model, scfg, env)
+    return model, opt, make_scheduler(opt, "cosine", 0, 1000, 0.1), scfg, env
+
+
+def sft_step_row(name: str, cfg: ModelConfig, args, device: torch.device, fp8: bool) -> dict:
+    model, opt, sched, scfg, env = trainer(cfg, args, device, fp8)
+    examples = random_examples(cfg, args.batch, args.seq)
     tok = SimpleNamespace(pad_token_id=0)
     batch = [list(range(args.batch))]
-    model.train()
+    t0 = time.perf_counter()
+    _train_step(model, opt, sched, batch, examples, tok, scfg, env)  # compilation, optimizer state
+    sync(device)
+    first = time.perf_counter() - t0
     for _ in range(args.warmup):
         _train_step(model, opt, sched, batch, examples, tok, scfg, env)
     sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
     t = time.perf_counter()
     for _ in range(args.steps):
         metrics = _train_step(model, opt, sched, batch, examples, tok, scfg, env)
     sync(device)
     dt = (time.perf_counter() - t) / args.steps
+    return {"row": name, **throughput(cfg, model, args, device, dt), "first_step_s": first, "loss": metrics["loss"]}
+
+
+def throughput(cfg: ModelConfig, model: DeepSeekV3, args, device: torch.device, dt: float) -> dict:
     tokens = args.batch * args.seq
     f_params, f_attn = train_flops_per_token(cfg, model, args.seq)
     peak = args.peak_tflops * 1e12 if args.peak_tflops else peak_flops(str(device))
-    row = {"row": f"SFT step ({args.batch} x {args.seq} tokens)", "step_s": dt, "tokens_per_s": tokens / dt,
-           "loss": metrics["loss"]}
+    r = {"step_s": dt, "tokens_per_s": tokens / dt}
     if peak:
-        row["mfu"] = f_params * tokens / dt / peak
-        row["mfu_with_attn"] = f_attn * tokens / dt / peak
+        r["mfu"] = f_params * tokens / dt / peak
+        r["mfu_with_attn"] = f_attn * tokens / dt / peak
     if device.type == "cuda":
-        row["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    del opt
+        r["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    return r
+
+
+def model_row(name: str, cfg: ModelConfig, args, device: torch.device) -> dict:
+    """bench/model_gpu.py's row on the same model and batch: the speed the trainer is measured against."""
+    torch.manual_seed(0)
+    with torch.device(device):
+        m = DeepSeekV3(cfg).to(train_dtype(device))
+    m.train()
+    if args.compile and device.type == "cuda":
+        m.compile_blocks(dynamic=False)
+    margs = SimpleNamespace(batch=args.batch, seq=args.seq, device=str(device), warmup=args.warmup, steps=args.steps)
+    r = train_row(name, m, lambda ids: m(ids, labels=ids).loss, cfg, m, margs, after_step=lambda: update_bias(m, 1e-3))
+    r.pop("peak_mem_gib", None)
+    return {**r, **throughput(cfg, m, args, device, r["step_s"])}
+
+
+def loss_comparison(preset: str, cfg: ModelConfig, args, device: torch.device) -> list[dict]:
+    """bf16 and FP8 trainers, same initialization, same batches (constant lr): loss curves and the final gap."""
+    examples = markov_examples(cfg, args.loss_batch * args.loss_steps, args.loss_seq, seed=1)
+    tok = SimpleNamespace(pad_token_id=0)
+    largs = SimpleNamespace(**{**vars(args), "batch": args.loss_batch})
+
+    def curve(name: str, fp8: bool) -> dict:
+        model, opt, _, scfg, env = trainer(cfg, largs, device, fp8)
+        sched = make_scheduler(opt, "constant", 0, args.loss_steps, 1.0)
+        for g in opt.param_groups:
+            g["lr"] = args.loss_lr
+        losses = []
+        t = time.perf_counter()
+        for step in range(args.loss_steps):
+            mb = [list(range(step * args.loss_batch, (step + 1) * args.loss_batch))]
+            losses.append(_train_step(model, opt, sched, mb, examples, tok, scfg, env)["loss"])
+        return {"row": name, "loss_first": losses[0], "loss_last10": mean(losses[-10:]), "every_10": losses[::10],
+                "wall_s": time.perf_counter() - t}
+
+    what = f"{args.loss_steps} steps of {args.loss_batch} x {args.loss_seq}, lr {args.loss_lr}"
+    prec = "bf16" if device.type == "cuda" else "fp32"
+    rows = [guarded(name, lambda name=name, fp8=fp8: curve(name, fp8), args, device)
+            for name, fp8 in ((f"loss curve {preset} {prec} ({what})", False),
+                              (f"loss curve {preset} fp8 {args.fp8_recipe} ({what})", True))]
+    if all("loss_last10" in r for r in rows):
+        bf16, fp8 = rows[0]["loss_last10"], rows[1]["loss_last10"]
+        rows.append({"row": f"loss {preset}: fp8 vs bf16, mean of the last 10 steps (floor ln 4 = {math.log(4):.3f})",
+                     "rel_gap": (fp8 - bf16) / bf16, "within_1pct": abs(fp8 - bf16) <= 0.01 * bf16})
+    return rows
+
+
+def mean(xs: list[float]) -> float:
+    return sum(xs) / max(1, len(xs))
+
+
+def failure(name: str, e: Exception, args) -> dict:
+    if args.verbose:
+        traceback.print_exc()
+    return {"row": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
+
+
+def guarded(name: str, fn: Callable[[], dict], args, device: torch.device) -> dict:
+    """One row: its numbers, `skipped` with the reason where FP8 cannot run, or its error; the run goes on."""
+    free(device)
+    try:
+        row = fn()
+    except (ProverError, ImportError) as e:
+        row = {"row": name, "skipped": str(e)}
+    except Exception as e:  # OOM or anything else
+        row = failure(name, e, args)
+    print(json.dumps(row), file=sys.stderr, flush=True)
+    free(device)
     return row
+
+
+def rows_sft(preset: str, cfg: ModelConfig, args, device: torch.device) -> list[dict]:
+    shape = f"{preset}, {args.batch} x {args.seq}"
+    prec = "bf16" if device.type == "cuda" else "fp32"  # the trainer's choice for the device (`param_dtype`)
+    makers = {
+        "model": (f"model step ({shape}; bench/model_gpu.py)", lambda n: model_row(n, cfg, args, device)),
+        "bf16": (f"SFT step {prec} ({shape})", lambda n: sft_step_row(n, cfg, args, device, fp8=False)),
+        "fp8": (f"SFT step fp8 {args.fp8_recipe} ({shape})", lambda n: sft_step_row(n, cfg, args, device, fp8=True)),
+    }
+    rows = {key: guarded(name, lambda name=name, make=make: make(name), args, device)
+            for key, (name, make) in makers.items() if key in args.sft_rows}
+    ok = {k: r for k, r in rows.items() if "tokens_per_s" in r}
+    for key in ("bf16", "fp8"):
+        if key in ok and "model" in ok:
+            ok[key]["vs_model"] = ok[key]["tokens_per_s"] / ok["model"]["tokens_per_s"]
+    if "fp8" in ok and "bf16" in ok:
+        ok["fp8"]["vs_bf16"] = ok["fp8"]["tokens_per_s"] / ok["bf16"]["tokens_per_s"]
+    return list(rows.values())
 
 
 def bench_grpo(model: DeepSeekV3, cfg: ModelConfig, args, device: torch.device) -> list[dict]:
@@ -175,49 +329,72 @@ def make_verifier(kind: str, n: int):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", default="small", help="ModelConfig preset (small = the shared GPU yardstick)")
+    ap.add_argument("--presets", default="small,medium", help="ModelConfig presets of the SFT rows (small = the "
+                    "shared GPU yardstick; medium: DeepSeek-V3 widths)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batch", type=int, default=8, help="SFT sequences per step")
+    ap.add_argument("--medium-batch", type=int, default=4, help="SFT sequences per step on the medium preset")
     ap.add_argument("--seq", type=int, default=2048, help="SFT sequence length")
     ap.add_argument("--steps", type=int, default=10, help="timed SFT steps")
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--sft-rows", default="model,bf16,fp8", help="of model, bf16, fp8")
+    ap.add_argument("--fp8-recipe", default="blockwise", choices=("blockwise", "rowwise"))
+    ap.add_argument("--no-compile", dest="compile", action="store_false", help="eager SFT rows (default: compiled "
+                    "blocks on CUDA, as `subgoal train sft`)")
+    ap.add_argument("--loss-steps", type=int, default=200, help="FP8-vs-bf16 loss comparison steps (0: skip)")
+    ap.add_argument("--loss-batch", type=int, default=8)
+    ap.add_argument("--loss-seq", type=int, default=1024)
+    ap.add_argument("--loss-lr", type=float, default=3e-4)
+    ap.add_argument("--no-grpo", dest="grpo", action="store_false", help="skip the GRPO iteration")
     ap.add_argument("--grpo-problems", type=int, default=16)
     ap.add_argument("--group-size", type=int, default=8)
     ap.add_argument("--prompt-len", type=int, default=128)
     ap.add_argument("--new-tokens", type=int, default=256)
     ap.add_argument("--micro-batch", type=int, default=16, help="GRPO update micro-batch (sequences)")
-    ap.add_argument("--compile", action="store_true", help="SFT with torch.compile'd blocks (SFTConfig.compile)")
     ap.add_argument("--verify", choices=("fake", "none"), default="fake")
     ap.add_argument("--peak-tflops", type=float, default=None, help="bf16 peak (default: from the GPU name)")
     ap.add_argument("--out", default=None, help="JSON path (default $OUT/train_gpu.json)")
+    ap.add_argument("--verbose", action="store_true", help="print tracebacks of failed rows")
     args = ap.parse_args(argv)
+    args.sft_rows = set(args.sft_rows.split(","))
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    cfg = ModelConfig.preset(args.preset)
-    model = DeepSeekV3(cfg).to(device)
-    rows = [bench_sft(model, cfg, args, device)]
-    if args.compile:  # a fresh copy, so that GRPO below runs the eager model it would run in practice
-        compiled = DeepSeekV3(cfg).to(device).compile_blocks()
-        rows.append({**bench_sft(compiled, cfg, args, device), "row": rows[0]["row"] + ", compiled"})
-        del compiled
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    rows += bench_grpo(model, cfg, args, device)
-
+    presets = args.presets.split(",")
     info = {"machine": platform.node(), "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-            "torch": torch.__version__, "preset": args.preset, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "args": vars(args), "params": model.num_parameters(), "active_params": model.num_active_parameters()}
-    print(f"{info['device']} | preset {args.preset} | {info['params'] / 1e6:.1f}M params, "
-          f"{info['active_params'] / 1e6:.1f}M active | torch {torch.__version__}")
-    keys = ("step_s", "tokens_per_s", "mfu", "mfu_with_attn", "share", "peak_mem_gib")
-    print(f"{'row':58s} " + " ".join(f"{k:>13s}" for k in keys))
+            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "args": {
+                k: sorted(v) if isinstance(v, set) else v for k, v in vars(args).items()}, "presets": {}}
+    rows: list[dict] = []
+    for i, preset in enumerate(presets):
+        cfg = ModelConfig.preset(preset)
+        with torch.device("meta"):
+            counter = DeepSeekV3(cfg)
+        info["presets"][preset] = {"params": counter.num_parameters(include_mtp=True),
+                                   "active_params": counter.num_active_parameters()}
+        pargs = SimpleNamespace(**{**vars(args), "batch": args.medium_batch if preset == "medium" else args.batch})
+        rows += rows_sft(preset, cfg, pargs, device)
+        if i == 0 and args.loss_steps:
+            rows += loss_comparison(preset, cfg, args, device)
+        if i == 0 and args.grpo:
+            torch.manual_seed(0)
+            model = DeepSeekV3(cfg).to(device)  # fp32 under autocast, as `subgoal train grpo` runs it
+            rows += bench_grpo(model, cfg, args, device)
+            del model
+            free(device)
+
+    print(f"{info['device']} | torch {torch.__version__} | " + ", ".join(
+        f"{p}: {v['params'] / 1e6:,.0f}M params, {v['active_params'] / 1e6:,.0f}M active" for p, v in info["presets"].items()))
+    keys = ("step_s", "tokens_per_s", "mfu", "mfu_with_attn", "vs_model", "vs_bf16", "peak_mem_gib", "share",
+            "loss_last10", "rel_gap")
+    print(f"{'row':72s} " + " ".join(f"{k:>13s}" for k in keys))
+    pct = ("mfu", "mfu_with_attn", "share", "rel_gap")
     for r in rows:
+        if "error" in r or "skipped" in r:
+            print(f"{r['row']:72s} {'FAILED: ' + r['error'] if 'error' in r else 'skipped: ' + r['skipped']}")
+            continue
         cells = []
         for k in keys:
             v = r.get(k)
-            cells.append(f"{'':>13s}" if v is None else f"{v:13.1%}" if k in ("mfu", "mfu_with_attn", "share")
-                         else f"{v:13.4g}")
-        print(f"{r['row']:58s} " + " ".join(cells))
+            cells.append(f"{'':>13s}" if v is None else f"{v:13.2%}" if k in pct else f"{v:13.4g}")
+        print(f"{r['row']:72s} " + " ".join(cells))
     out = Path(args.out) if args.out else Path(os.environ.get("OUT", ".")) / "train_gpu.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"info": info, "rows": rows}, indent=2))

@@ -12,8 +12,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_train_gpu_bench_smoke(tmp_path, monkeypatch):
     out = tmp_path / "train_gpu.json"
-    argv = ["train_gpu.py", "--preset", "tiny", "--device", "cpu", "--batch", "2", "--seq", "32", "--steps", "1",
-            "--warmup", "0", "--grpo-problems", "2", "--group-size", "2", "--new-tokens", "4", "--out", str(out)]
+    argv = ["train_gpu.py", "--presets", "tiny", "--device", "cpu", "--batch", "2", "--seq", "32", "--steps", "1",
+            "--warmup", "0", "--loss-steps", "2", "--loss-batch", "2", "--loss-seq", "32", "--grpo-problems", "2",
+            "--group-size", "2", "--new-tokens", "4", "--out", str(out)]
     monkeypatch.setattr(sys, "argv", argv)
     monkeypatch.syspath_prepend(str(REPO))
     try:
@@ -21,6 +22,9 @@ def test_train_gpu_bench_smoke(tmp_path, monkeypatch):
     except SystemExit as e:
         assert e.code == 0
     rows = {r["row"].split(" (")[0]: r for r in json.loads(out.read_text())["rows"]}
-    assert rows["SFT step"]["tokens_per_s"] > 0
+    assert rows["model step"]["tokens_per_s"] > 0 and rows["SFT step fp32"]["tokens_per_s"] > 0
+    assert rows["SFT step fp32"]["vs_model"] > 0
+    assert "needs a CUDA GPU" in rows["SFT step fp8 blockwise"]["skipped"]  # no FP8 on a CPU: a reason, no numbers
+    assert len(rows["loss curve tiny fp32"]["every_10"]) == 1
     assert {"GRPO generate", "GRPO score", "verify", "GRPO update", "GRPO iteration"} <= set(rows)
     assert "FAKE Lean" in next(r for r in json.loads(out.read_text())["rows"] if r["row"].startswith("verify"))["row"]
