@@ -29,8 +29,8 @@ from typing import Any
 
 import torch
 
-from prover.model import DeepSeekV3, ModelConfig
 from prover.errors import ProverError
+from prover.model import DeepSeekV3, ModelConfig
 from prover.model.balance import update_bias
 from prover.model.fp8 import check_fp8, convert_to_fp8
 from prover.model.moe import MoE
