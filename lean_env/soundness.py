@@ -13,6 +13,7 @@ Lean still runs so the verdict carries the goals of the sorries (decomposition u
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from lean_env import text
@@ -24,12 +25,13 @@ KINDS = (
     "implemented_by",  # @[implemented_by] / @[extern]: replace a definition's code with unchecked code
     "kernel_option",  # set_option debug.skipKernelTC and other checking-off options; pp.* (see _PP_OPTION)
     "unsafe",  # unsafe declarations / unsafeCast & co
-    "metaprogram",  # #eval, run_cmd, macro, elab, syntax, initialize, env hacking: code run at elaboration
+    "metaprogram",  # #eval, run_cmd, macro, elab, syntax, initialize, Lean.Meta/Elab/IO APIs: code run at elaboration
     "exit",  # #exit: the rest of the file is silently ignored
-    "hidden_text",  # bidi controls / zero-width characters that make the text read differently than it parses
+    "hidden_text",  # bidi controls anywhere; invisible characters in code
     "import",  # an import inside the body (only the problem's header may import)
     "redefinition",  # the proof declares a name the statement uses (see `redefinitions`)
     "inductive",  # a new inductive type / structure / class: the route of known kernel soundness bugs
+    "scope",  # what acts on the verifier's check after the proof: #guard_msgs, a leftover variable, an open scope
 )
 DANGEROUS = frozenset({"native", "implemented_by", "kernel_option", "unsafe", "metaprogram", "exit",
                        "hidden_text", "import"})
@@ -46,12 +48,12 @@ class Finding:
         return self.kind in DANGEROUS
 
 
-_W = r"(?<![\w'.!?])"  # not inside a longer identifier (Lean identifiers take ', !, ? and dots)
-_E = r"(?![\w'!?])"
-_ATTR = r"(?:@|\battribute\s*)\["  # an attribute list: `@[a] def f` or, after the fact, `attribute [a] f`
-
-# Single identifiers, matched on whole tokens (one pass over the text). WORDS must not follow a dot
-# (`h.stop` is a field); QUALIFIED may (`Lean.ofReduceBool`).
+_META = "runs meta code (`run_cmd`/`run_elab`/`run_meta`/`run_tac`/`by_elab`)"
+_SYNTAX = "defines syntax, macros, elaborators or initializers (can rewrite what Lean checks)"
+_INDUCTIVE = ("declares a new inductive type or structure (the route of known kernel soundness bugs; competition "
+              "proofs need none)")
+# Whole identifiers (keywords included), wherever they stand: a command keyword after `open … in` on the same
+# line, or indented, runs as well as one at the start of a line. They must not follow a `.` (`h.stop` is a field).
 WORDS: dict[str, tuple[str, str]] = {
     "sorry": ("sorry", "uses `sorry`"),
     "admit": ("sorry", "uses `admit` (sorry)"),
@@ -60,12 +62,13 @@ WORDS: dict[str, tuple[str, str]] = {
     "axiom": ("axiom", "declares a new `axiom`"),
     "native_decide": ("native", "uses `native_decide` (trusts the compiler: Lean.ofReduceBool)"),
     "implemented_by": ("implemented_by", "uses `@[implemented_by]` (unchecked implementation)"),
-    "run_cmd": ("metaprogram", "runs meta code (`run_cmd`/`run_elab`/`run_meta`/`by_elab`)"),
-    "run_elab": ("metaprogram", "runs meta code (`run_cmd`/`run_elab`/`run_meta`/`by_elab`)"),
-    "run_meta": ("metaprogram", "runs meta code (`run_cmd`/`run_elab`/`run_meta`/`by_elab`)"),
-    "run_tac": ("metaprogram", "runs meta code (`run_cmd`/`run_elab`/`run_meta`/`by_elab`)"),
-    "by_elab": ("metaprogram", "runs meta code (`run_cmd`/`run_elab`/`run_meta`/`by_elab`)"),
+    **dict.fromkeys(("run_cmd", "run_elab", "run_meta", "run_tac", "run_conv", "by_elab"), ("metaprogram", _META)),
+    **dict.fromkeys(("macro", "macro_rules", "syntax", "elab", "elab_rules", "declare_syntax_cat", "initialize",
+                     "builtin_initialize", "simproc", "dsimproc", "simproc_decl", "dsimproc_decl", "builtin_simproc",
+                     "register_simp_attr", "declare_config_elab"), ("metaprogram", _SYNTAX)),
+    **dict.fromkeys(("inductive", "coinductive", "structure", "class", "mutual"), ("inductive", _INDUCTIVE)),
 }
+# Components of a name, wherever they stand in it (`Lean.ofReduceBool`, `_root_.sorryAx`, `IO.println`).
 QUALIFIED: dict[str, tuple[str, str]] = {
     "sorryAx": ("sorry", "uses `sorryAx`"),
     **dict.fromkeys(("admitGoal", "mkSorry", "mkLabeledSorry"), ("sorry", "builds a sorry by hand")),
@@ -75,78 +78,130 @@ QUALIFIED: dict[str, tuple[str, str]] = {
     **dict.fromkeys(("reduceBool", "reduceNat"),
                     ("native", "uses Lean.reduceBool / reduceNat (evaluated by the compiler, not the kernel)")),
     **dict.fromkeys(("ptrAddrUnsafe", "withPtrAddr", "ptrEq"), ("unsafe", "uses pointer tricks")),
-    **dict.fromkeys(("addDecl", "addAndCompile", "modifyEnv", "setEnv", "replaceConst", "evalConst", "compileDecl"),
-                    ("metaprogram", "manipulates the environment directly")),
+    **dict.fromkeys(("addDecl", "addAndCompile", "modifyEnv", "setEnv", "replaceConst", "evalConst", "compileDecl",
+                     "mkAuxTheorem", "mkAuxDefinition", "mkAuxLemma", "withOptions", "skipKernelTC"),
+                    ("metaprogram", "manipulates the environment or the checker's options directly")),
+    # the monads of meta code and of IO: nothing in a competition proof runs in them
+    **dict.fromkeys(("IO", "EIO", "BaseIO", "MetaM", "CoreM", "TermElabM", "TacticM", "CommandElabM"),
+                    ("metaprogram", "runs IO or meta code (IO / MetaM / TermElabM / TacticM / CommandElabM)")),
 }
-LEAN_QUALIFIED = {"Kernel"}  # only as `Lean.Kernel`: a bare `Kernel` is too common a word
-_IDENT = re.compile(r"[^\W\d][\w'!?]*")
+# Lean's metaprogramming namespaces, reached as `Lean.X…` (or through `open Lean`, which is flagged itself)
+LEAN_META = frozenset({"Meta", "Elab", "Core", "Environment", "Kernel", "Compiler", "IR", "Parser",
+                       "PrettyPrinter", "Server", "Language"})
+# `#` commands: prefix -> (kind, reason). Lean's token table matches the longest `#…` token, so `#evalx` runs #eval.
+HASH_COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("#eval", "metaprogram", "runs code with `#eval`"),
+    ("#exit", "exit", "uses `#exit` (the rest of the file is not checked)"),
+    ("#guard_msgs", "scope", "uses `#guard_msgs`, which swallows the messages (errors included) of what follows"),
+    ("#guard", "metaprogram", "runs code with `#guard`"),
+    ("#print", "", ""), ("#check", "", ""), ("#reduce", "", ""), ("#synth", "", ""), ("#simp", "", ""),
+    ("#norm_num", "", ""), ("#find", "", ""), ("#help", "", ""), ("#conv", "", ""), ("#whnf", "", ""),
+    ("#", "metaprogram", "uses a `#` command a competition proof has no need of"),
+)
 
 _RULES: list[tuple[str, str, str]] = [
     # (kind, regex on the masked text, reason): what is more than one identifier
     ("native", r"\bdecide\s*\+\s*native\b|\bnative\s*:=\s*true\b",
      "uses `decide +native` (trusts the compiler: Lean.ofReduceBool)"),
-    ("implemented_by", rf"{_ATTR}[^\]]*{_W}extern{_E}", "uses `@[extern]` (unchecked implementation)"),
-    ("metaprogram", r"#eval\b|#eval!", "runs code with `#eval`"),
-    ("exit", r"#exit\b", "uses `#exit` (the rest of the file is not checked)"),
-    ("metaprogram", rf"(?m)^[ \t]*(?:@\[[^\]]*\]\s*)?(?:(?:scoped|local|private|protected)\s+)*"
-     rf"(?:macro|macro_rules|syntax|elab|elab_rules|declare_syntax_cat|initialize|builtin_initialize|"
-     rf"simproc|dsimproc|simproc_decl|dsimproc_decl|builtin_simproc){_E}",
-     "defines syntax, macros, elaborators or initializers (can rewrite what Lean checks)"),
+    ("implemented_by", r"(?:@|\battribute\s*)\[[^\]]*(?<![\w'.!?])extern(?![\w'!?])",
+     "uses `@[extern]` (unchecked implementation)"),
     # delab / app_unexpander run while `#check` prints the type, so they could forge what the verifier compares
-    ("metaprogram", rf"{_ATTR}[^\]]*{_W}(?:command_elab|term_elab|tactic|macro|builtin_\w+|init|env_linter|"
-     rf"command_parser|term_parser|tactic_parser|delab|app_delab|app_unexpander){_E}",
+    ("metaprogram", r"(?:@|\battribute\s*)\[[^\]]*(?<![\w'.!?])(?:command_elab|term_elab|tactic|macro|builtin_\w+|"
+     r"init|env_linter|command_parser|term_parser|tactic_parser|delab|app_delab|app_unexpander|simproc|"
+     r"norm_num|positivity|aesop)(?![\w'!?])",
      "registers meta code through an attribute"),
-    ("inductive", rf"(?m)^[ \t]*(?:@\[[^\]]*\]\s*)?(?:(?:private|protected|unsafe|noncomputable)\s+)*"
-     rf"(?:inductive|coinductive|structure|class(?:\s+inductive)?|mutual){_E}",
-     "declares a new inductive type or structure (the route of known kernel soundness bugs; competition "
-     "proofs need none)"),
-    ("import", r"(?m)^[ \t]*import\s", "imports after the header (only the problem's header may import)"),
 ]
 _COMPILED = [(k, re.compile(rx), reason) for k, rx, reason in _RULES]
 
 # set_option names that turn checking off or make the elaborator trust unchecked code
-_BAD_OPTION = re.compile(r"^(debug\.|bootstrap\.|interpreter\.|allowUnsafeReducibility$)")
+_BAD_OPTION = re.compile(r"^(debug\.|bootstrap\.|interpreter\.|allowUnsafeReducibility$|compiler\.)")
 # pp.* set in the proof outlives the verifier's `set_option pp.all true in #check`: an explicit pp.notation /
 # pp.explicit / pp.maxSteps ... wins over pp.all and could make a changed statement print like the problem's
 _PP_OPTION = re.compile(r"^pp\.")
-_SET_OPTION = re.compile(r"\bset_option\s+([\w.'«»]+)")
-_HIDDEN = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u00ad]")
+# Trojan-source controls: they reorder how text displays, so they are refused even inside comments and strings
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
 
 
 def scan(src: str) -> list[Finding]:
-    """Every loophole found in `src`, in text order (empty for an honest proof)."""
-    findings: list[Finding] = []
+    """Every loophole found in `src`, in text order (empty for an honest proof). `src` must be exactly the text
+    Lean is sent; it is read the ways Lean's lexer can read it (`text.readings`) and what any reading shows counts."""
     raw = src.lstrip("\ufeff")
-    for m in _HIDDEN.finditer(raw):
-        findings.append(Finding("hidden_text", f"contains an invisible character U+{ord(m.group()):04X}",
-                                raw.count("\n", 0, m.start()) + 1))
-        break
-    imports, _ = text.split_imports(raw)
-    masked = text.mask(raw).replace("«", "").replace("»", "")
-    for m in _IDENT.finditer(masked):
-        word, at = m.group(), m.start()
-        after_dot = at > 0 and masked[at - 1] == "."
-        hit = (WORDS.get(word) if not after_dot else None) or QUALIFIED.get(word)
-        if hit is None and word.startswith("unsafe") and not after_dot:
-            hit = ("unsafe", "uses `unsafe` code")
-        if hit is None and word in LEAN_QUALIFIED and masked[max(0, at - 5):at] == "Lean.":
-            hit = ("metaprogram", f"uses Lean.{word} (reaches into the kernel from the proof)")
-        if hit:
-            findings.append(Finding(hit[0], hit[1], masked.count("\n", 0, at) + 1))
-    for kind, rx, reason in _COMPILED:
-        for m in rx.finditer(masked):
-            if kind == "import" and m.start() < len(imports):
-                continue  # the leading import block is the header's business
-            findings.append(Finding(kind, reason, masked.count("\n", 0, m.start()) + 1))
-    for m in _SET_OPTION.finditer(masked):
-        name = m.group(1)
-        why = ("weakens checking" if _BAD_OPTION.match(name)
-               else "changes how the verifier prints the statement it compares" if _PP_OPTION.match(name) else None)
-        if why:
-            findings.append(Finding("kernel_option", f"sets `{name}`, which {why}",
-                                    masked.count("\n", 0, m.start()) + 1))
+    findings: list[Finding] = []
+    m = _BIDI.search(raw)
+    if m:
+        findings.append(Finding("hidden_text", f"contains a bidirectional control character U+{ord(m.group()):04X}",
+                                _line(raw, m.start())))
+    imports_end = len(text.split_imports(raw)[0])
+    for mode, toks in zip(("lean", "all", "none"), text.readings(raw), strict=True):
+        findings += _scan_tokens(raw, [t for t in toks if t.kind in text.CODE_KINDS], imports_end)
+        masked = text.mask(raw, interpolation=mode)
+        for kind, rx, reason in _COMPILED:
+            findings += [Finding(kind, reason, _line(raw, m.start())) for m in rx.finditer(masked)]
     findings.sort(key=lambda f: f.line)
     return _dedupe(findings)
+
+
+def _line(src: str, at: int) -> int:
+    return src.count("\n", 0, at) + 1
+
+
+def _scan_tokens(src: str, toks: list[text.Token], imports_end: int) -> list[Finding]:
+    out: list[Finding] = []
+    words = [src[t.start:t.end] for t in toks]
+    stack: list[list[int]] = [[]]  # per open scope: the lines of the `variable`s declared in it
+    scope_lines: list[tuple[str, int]] = []
+    for k, (t, w) in enumerate(zip(toks, words, strict=True)):
+        line = _line(src, t.start)
+
+        def add(kind: str, reason: str, line: int = line) -> None:
+            out.append(Finding(kind, reason, line))
+
+        if t.kind == "symbol" and (unicodedata.category(w)[0] in "CZ" or w in "\u00ad"):
+            add("hidden_text", f"contains an invisible character U+{ord(w):04X} in code")
+        elif t.kind == "command":
+            kind, reason = next((kd, r) for prefix, kd, r in HASH_COMMANDS if w.startswith(prefix))
+            if kind:
+                add(kind, reason)
+        if t.kind != "ident":
+            continue
+        parts = text.ident_parts(w)
+        after_dot = k > 0 and words[k - 1] == "." and toks[k - 1].end == t.start
+        if not after_dot and len(parts) == 1 and parts[0] in WORDS:
+            add(*WORDS[parts[0]])
+        for i, p in enumerate(parts):
+            if p in QUALIFIED:
+                add(*QUALIFIED[p])
+            if p.startswith("unsafe") and not (after_dot and i == 0):
+                add("unsafe", "uses `unsafe` code")
+            if p in LEAN_META and i > 0 and parts[i - 1] == "Lean":
+                add("metaprogram", f"uses Lean.{p} (metaprogramming: runs code at elaboration time)")
+        nxt = words[k + 1] if k + 1 < len(words) else ""
+        if w in ("open", "export", "namespace") and text.ident_parts(nxt)[:1] == ["Lean"]:
+            add("metaprogram", f"`{w} {nxt}` reaches Lean's metaprogramming API unqualified")
+        elif w == "import" and t.start >= imports_end:
+            add("import", "imports after the header (only the problem's header may import)")
+        elif w == "set_option" and toks[k + 1:k + 2] and toks[k + 1].kind == "ident":
+            name = ".".join(text.ident_parts(nxt))
+            why = ("weakens checking" if _BAD_OPTION.match(name)
+                   else "changes how the verifier prints the statement it compares" if _PP_OPTION.match(name)
+                   else None)
+            if why:
+                add("kernel_option", f"sets `{name}`, which {why}")
+        elif w in ("namespace", "section"):
+            stack.append([])
+            scope_lines.append((w, line))
+        elif w == "end" and len(stack) > 1:
+            stack.pop()
+            scope_lines.pop()
+        elif w == "variable":
+            stack[-1].append(line)
+    for line in stack[0]:
+        out.append(Finding("scope", "leaves a `variable` in scope at the end (it can change what the verifier's "
+                           "check of the theorem reads)", line))
+    for kind, line in scope_lines:
+        out.append(Finding("scope", f"leaves a `{kind}` open at the end (the verifier's check would run inside it)",
+                           line))
+    return out
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:

@@ -19,84 +19,284 @@ def _is_ident_char(c: str) -> bool:
     return bool(c) and bool(_IDENT_CHAR.match(c))
 
 
-_BLOCK_COMMENT = re.compile(r"/-|-/")
-_LITERAL_START = re.compile(r'--|/-|«|"|\'|(?<![\w\'!?])r#*"')
+# ---- the lexer ----------------------------------------------------------------------------------------
+# Follows Lean 4's own tokenizer (src/Lean/Parser/Basic.lean: `whitespace`, `finishCommentBlock`, `tokenFnAux`,
+# `strLitFnAux`, `rawStrLitFnAux`, `charLitFnAux`, `identFnAux`; `interpolatedStrFn`), so a check that reads
+# these tokens sees what Lean sees. Written by hand: no maintained Python library lexes Lean 4.
+TOKEN_KINDS = (
+    "ident",  # identifiers and keywords (`theorem`, `Nat.succ`, `«x y».z`, `s!`, `h'`)
+    "number",  # 12, 0x1F, 1.5e3
+    "string",  # "…" and raw r#"…"#; an interpolated string is split into pieces around its `{code}` parts
+    "char",  # 'a', '\n'
+    "name",  # `Nat.succ (a Name literal)
+    "command",  # #eval, #check, #exit, … (a `#` with the word after it)
+    "symbol",  # any other character: ( ) [ ] { } : = @ ⟨ …
+    "comment",  # -- line, /- block -/ (nested)
+    "doc",  # /-- doc comment -/
+    "moddoc",  # /-! module doc -/
+)
+CODE_KINDS = frozenset({"ident", "number", "name", "command", "symbol"})
+COMMENT_KINDS = frozenset({"comment", "doc", "moddoc"})
+# the syntaxes whose string argument is an interpolated string (`interpolatedStr(term)`); `foo!` covers
+# s! m! f! println! panic! assert! and any other `…!` macro
+INTERPOLATORS = frozenset({"throwError", "throwErrorAt", "throwNamedError", "throwNamedErrorAt", "dbg_trace",
+                           "logNamedError", "logNamedWarning", "trace"})
 
 
-def literal_spans(src: str) -> list[tuple[int, int, str]]:
-    """(start, end, kind) of every comment (nested `/- -/`, `--`), string literal and char literal."""
-    spans: list[tuple[int, int, str]] = []
-    n, i = len(src), 0
-    while i < n:
-        m = _LITERAL_START.search(src, i)
-        if m is None:
-            break
-        i, tok = m.start(), m.group()
-        if tok == "--":
-            j = src.find("\n", i)
-            j = n if j < 0 else j
-            spans.append((i, j, "comment"))
-            i = j
-        elif tok == "/-":
-            depth, j = 1, i + 2
-            while depth:
-                k = _BLOCK_COMMENT.search(src, j)
-                if k is None:
-                    j = n
-                    break
-                depth += 1 if k.group() == "/-" else -1
-                j = k.end()
-            spans.append((i, j, "comment"))
-            i = j
-        elif tok == "«":  # «quoted identifier»: not a literal, but nothing inside it starts one
-            j = src.find("»", i + 1)
-            i = n if j < 0 else j + 1
-        elif tok == "'":
-            c = _CHAR_LIT.match(src, i) if not _is_ident_char(src[i - 1] if i else "") else None
-            if c:
-                spans.append((i, c.end(), "char"))
-                i = c.end()
-            else:
-                i += 1
-        else:  # a string: "..." or r#"..."#
-            j = _string_end(src, i)
-            spans.append((i, j, "string"))
-            i = j
-    return spans
+@dataclass(frozen=True)
+class Token:
+    kind: str  # one of TOKEN_KINDS
+    start: int
+    end: int
 
 
-_CHAR_LIT = re.compile(r"'(\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|.)|[^\\'\n])'")
+def _is_letter_like(o: int) -> bool:  # Lean's `isLetterLike`
+    return ((0x3B1 <= o <= 0x3C9 and o != 0x3BB) or (0x391 <= o <= 0x3A9 and o not in (0x3A0, 0x3A3))
+            or 0x3CA <= o <= 0x3FB or 0x1F00 <= o <= 0x1FFE or 0x2100 <= o <= 0x214F or 0x1D49C <= o <= 0x1D59F)
+
+
+def is_id_first(c: str) -> bool:
+    """Lean's `isIdFirst`: ASCII letters, `_`, and the letter-like Unicode blocks (Greek but λ Π Σ, ℝ ℕ …)."""
+    return ("a" <= c <= "z") or ("A" <= c <= "Z") or c == "_" or (c > "\x7f" and _is_letter_like(ord(c)))
+
+
+def is_id_rest(c: str) -> bool:
+    """Lean's `isIdRest`: what may follow inside an identifier (digits, `'`, `!`, `?`, subscripts)."""
+    if is_id_first(c) or ("0" <= c <= "9") or c in "'!?":
+        return True
+    o = ord(c)
+    return 0x2080 <= o <= 0x2089 or 0x2090 <= o <= 0x209C or 0x1D62 <= o <= 0x1D6A
+
+
+_NUMBER = re.compile(r"0[bB][01_]+|0[oO][0-7_]+|0[xX][0-9a-fA-F_]+|[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9_]+)?")
+_RAW_START = re.compile(r'r#*"')
+
+
+def tokens(src: str, interpolation: str = "lean") -> tuple[Token, ...]:
+    """Every token of `src`, comments included, in order (whitespace is what lies between them).
+
+    `interpolation` says which string literals are interpolated (their `{…}` parts lexed as code): "lean" (those
+    after `s!`, `m!`, `f!`, any `…!` macro, `throwError` & co, as Lean's grammar has it), "all" or "none". Which
+    reading Lean takes depends on its grammar, not on the characters: a check that must not be fooled by a syntax
+    it does not know reads the text all three ways (`readings`)."""
+    if interpolation not in ("lean", "all", "none"):
+        raise ValueError(f"interpolation must be lean, all or none, not {interpolation!r}")
+    return _tokens(src, interpolation)
 
 
 @lru_cache(maxsize=512)
-def mask(src: str, kinds: tuple[str, ...] = ("comment", "string", "char")) -> str:
-    """`src` with comments and string/char literals (those of `kinds`) replaced by spaces, newlines kept."""
+def _tokens(src: str, interpolation: str) -> tuple[Token, ...]:
+    out: list[Token] = []
+    _lex(src, 0, out, interpolation, nested=False)
+    return tuple(out)
+
+
+def _lex(src: str, i: int, out: list[Token], interpolation: str, nested: bool) -> int:
+    """Lex code from `i`; inside an interpolation (`nested`) stop before the `}` that closes it."""
+    n, depth = len(src), 0
+    while i < n:
+        c = src[i]
+        if c in " \t\r\n\f\v" or (c.isspace() and c > "\x7f"):
+            i += 1
+        elif src.startswith("--", i):
+            j = src.find("\n", i)
+            j = n if j < 0 else j
+            out.append(Token("comment", i, j))
+            i = j
+        elif src.startswith("/-", i):
+            third = src[i + 2:i + 3]
+            if third in ("-", "!"):  # `/--` and `/-!` are tokens; the body starts right after them
+                j = _comment_end(src, i + 3)
+                out.append(Token("doc" if third == "-" else "moddoc", i, j))
+            else:  # Lean skips the character after `/-` unread (`/-/- -/` is one comment, not two nested)
+                j = _comment_end(src, min(n, i + 3))
+                out.append(Token("comment", i, j))
+            i = j
+        elif c == '"':
+            i = _string(src, i, out, interpolation)
+        elif c == "'" and src[i + 1:i + 2] != "'":
+            j = _char_end(src, i)
+            out.append(Token("char" if j else "symbol", i, j or i + 1))
+            i = j or i + 1
+        elif "0" <= c <= "9":
+            m = _NUMBER.match(src, i)
+            out.append(Token("number", i, m.end()))
+            i = m.end()
+        elif c == "`" and i + 1 < n and (is_id_first(src[i + 1]) or src[i + 1] == "«"):
+            j = _ident_end(src, i + 1)
+            out.append(Token("name", i, j))
+            i = j
+        elif c == "r" and _RAW_START.match(src, i):
+            j = _raw_string_end(src, i)
+            out.append(Token("string", i, j))
+            i = j
+        elif is_id_first(c) or c == "«":
+            j = _ident_end(src, i)
+            out.append(Token("ident", i, j))
+            i = j
+        elif c == "#" and i + 1 < n and is_id_first(src[i + 1]):
+            j = i + 1
+            while j < n and is_id_rest(src[j]):
+                j += 1
+            out.append(Token("command", i, j))
+            i = j
+        else:
+            if nested and c == "}" and depth == 0:
+                return i
+            depth += (c == "{") - (c == "}")
+            out.append(Token("symbol", i, i + 1))
+            i += 1
+    return n
+
+
+def _comment_end(src: str, j: int) -> int:
+    """End of a block comment whose body starts at `j` (nesting 1): `finishCommentBlock`."""
+    n, depth = len(src), 1
+    while j < n:
+        if src.startswith("-/", j):
+            depth -= 1
+            j += 2
+            if depth == 0:
+                return j
+        elif src.startswith("/-", j):
+            depth += 1
+            j += 2
+        else:
+            j += 1
+    return n
+
+
+def _ident_end(src: str, i: int) -> int:
+    """End of the identifier at `i`: parts (plain or «escaped») joined by `.` when a part follows the dot."""
+    n = len(src)
+    while True:
+        if src[i] == "«":
+            j = src.find("»", i + 1)
+            if j < 0:
+                return n
+            i = j + 1
+        else:
+            i += 1
+            while i < n and is_id_rest(src[i]):
+                i += 1
+        if i + 1 < n and src[i] == "." and (is_id_first(src[i + 1]) or src[i + 1] == "«"):
+            i += 1
+        else:
+            return i
+
+
+def _char_end(src: str, i: int) -> int:
+    """End of the char literal at `i`, or 0 when there is none (Lean reports an error there)."""
+    j = i + 1
+    if j >= len(src):
+        return 0
+    if src[j] == "\\":
+        j += 1
+        j += 3 if src[j:j + 1] == "x" else 5 if src[j:j + 1] == "u" else 1
+    else:
+        j += 1
+    return j + 1 if src[j:j + 1] == "'" else 0
+
+
+def _raw_string_end(src: str, i: int) -> int:
+    hashes = _RAW_START.match(src, i).end() - i - 2
+    close = '"' + "#" * hashes
+    j = src.find(close, i + 2 + hashes)
+    return len(src) if j < 0 else j + len(close)
+
+
+def _interpolated_here(out: list[Token], src: str, interpolation: str) -> bool:
+    if interpolation != "lean":
+        return interpolation == "all"
+    prev = next((t for t in reversed(out) if t.kind not in COMMENT_KINDS), None)
+    if prev is None:
+        return False
+    word = src[prev.start:prev.end]
+    if prev.kind == "ident":
+        return word.endswith("!") or word in INTERPOLATORS
+    if word == "]":  # trace[cls] "…"
+        k = len(out) - 2
+        depth = 1
+        while k >= 0 and depth:
+            w = src[out[k].start:out[k].end]
+            depth += (w == "]") - (w == "[")
+            k -= 1
+        return k >= 0 and src[out[k].start:out[k].end] == "trace"
+    return False
+
+
+def _string(src: str, i: int, out: list[Token], interpolation: str) -> int:
+    """Lex the string literal at `i`; an interpolated one as string pieces around its lexed `{code}` parts."""
+    n = len(src)
+    interpolated = _interpolated_here(out, src, interpolation)
+    start, j = i, i + 1
+    while j < n:
+        c = src[j]
+        if c == "\\":
+            j += 2
+        elif c == '"':
+            out.append(Token("string", start, j + 1))
+            return j + 1
+        elif c == "{" and interpolated:
+            out.append(Token("string", start, j + 1))
+            j = _lex(src, j + 1, out, interpolation, nested=True)
+            start = j  # the closing `}` starts the next piece
+            j += 1
+        else:
+            j += 1
+    out.append(Token("string", start, min(j, n)))
+    return n
+
+
+def readings(src: str) -> tuple[tuple[Token, ...], ...]:
+    """The text lexed with each reading of its string literals (see `tokens`): Lean's grammar, all
+    interpolated, none interpolated. A scan that flags what any reading shows cannot be hidden in a string."""
+    return tuple(tokens(src, mode) for mode in ("lean", "all", "none"))
+
+
+def token_text(src: str, tok: Token) -> str:
+    return src[tok.start:tok.end]
+
+
+def ident_parts(word: str) -> list[str]:
+    """The components of an identifier as Lean names them: `«a b».c` -> ["a b", "c"]."""
+    parts, i, n = [], 0, len(word)
+    while i < n:
+        if word[i] == "«":
+            j = word.find("»", i + 1)
+            j = n if j < 0 else j
+            parts.append(word[i + 1:j])
+            i = j + 2
+        else:
+            j = word.find(".", i)
+            j = n if j < 0 else j
+            parts.append(word[i:j])
+            i = j + 1
+    return parts
+
+
+def code_tokens(src: str, interpolation: str = "lean") -> list[Token]:
+    """The tokens Lean elaborates: no comments, doc comments or string/char literals."""
+    return [t for t in tokens(src, interpolation) if t.kind in CODE_KINDS]
+
+
+def literal_spans(src: str, interpolation: str = "lean") -> list[tuple[int, int, str]]:
+    """(start, end, kind) of every comment (all three kinds are "comment"), string literal piece and char literal."""
+    return [(t.start, t.end, "comment" if t.kind in COMMENT_KINDS else t.kind)
+            for t in tokens(src, interpolation) if t.kind in COMMENT_KINDS or t.kind in ("string", "char")]
+
+
+@lru_cache(maxsize=512)
+def mask(src: str, kinds: tuple[str, ...] = ("comment", "string", "char"), interpolation: str = "lean") -> str:
+    """`src` with comments and string/char literals (those of `kinds`) replaced by spaces, newlines kept; the
+    `{code}` parts of interpolated strings stay (they are code)."""
     out = list(src)
-    for a, b, kind in literal_spans(src):
+    for a, b, kind in literal_spans(src, interpolation):
         if kind in kinds:
             for k in range(a, b):
                 if out[k] != "\n":
                     out[k] = " "
     return "".join(out)
-
-
-def _string_end(src: str, i: int) -> int:
-    """Offset just past the string literal starting at `i` (plain with escapes, or raw `r#"..."#`)."""
-    n = len(src)
-    if src[i] == "r":
-        hashes = len(src[i + 1:]) - len(src[i + 1:].lstrip("#"))
-        close = '"' + "#" * hashes
-        j = src.find(close, i + 2 + hashes)
-        return n if j < 0 else j + len(close)
-    j = i + 1
-    while j < n:
-        if src[j] == "\\":
-            j += 2
-        elif src[j] == '"':
-            return j + 1
-        else:
-            j += 1
-    return n
 
 
 def strip_comments(src: str) -> str:
@@ -106,6 +306,7 @@ def strip_comments(src: str) -> str:
 
 # ---- header / body -----------------------------------------------------------------------------------
 _HEADER_LINE = re.compile(r"(import|open|set_option|universe|universes)\b")
+_IN = re.compile(r"(?<![\w.'!?])in(?![\w'!?])")
 
 
 def _header_end(src: str, keywords: tuple[str, ...]) -> int:
@@ -123,8 +324,8 @@ def _header_end(src: str, keywords: tuple[str, ...]) -> int:
             continue
         m = _HEADER_LINE.match(stripped)
         is_header = bool(m) and m.group(1) in keywords and line[0] not in " \t"
-        if is_header and re.search(r"\bin\s*$", stripped) and m.group(1) in ("open", "set_option"):
-            is_header = False  # `open Foo in` / `set_option x y in` scope the next command: body
+        if is_header and _IN.search(stripped) and m.group(1) in ("open", "set_option"):
+            is_header = False  # `open Foo in` / `set_option x y in` scope the next command (on that line too): body
         if not is_header:
             if line[0] in " \t" and end == offset and end > 0 and _continues_header(masked, end):
                 offset += len(line)
@@ -165,13 +366,10 @@ def imported_modules(src: str) -> list[str]:
 # ---- declarations -------------------------------------------------------------------------------------
 DECL_KEYWORDS = ("theorem", "lemma", "def", "abbrev", "instance", "example", "axiom", "structure", "inductive",
                  "class", "opaque")
-_MODIFIERS = r"(?:(?:private|protected|noncomputable|partial|unsafe|nonrec|scoped|local)\s+)*"
-_ATTRS = r"(?:@\[[^\]]*\]\s*)*"
-_DECL = re.compile(rf"^(?P<lead>{_ATTRS}{_MODIFIERS})(?P<kw>{'|'.join(DECL_KEYWORDS)})\b[ \t]*"
-                   rf"(?P<name>[^\s:({{\[⦃]*)", re.M)
-_SCOPE = re.compile(r"^(?:noncomputable\s+)?(?P<kw>namespace|section|end)\b[ \t]*(?P<name>[^\s]*)", re.M)
-# A new command starts at column 0 with one of these (lines at column 0 that start otherwise, e.g. `(x : ℕ)` or
-# `: x = 1 := by`, continue the previous command).
+MODIFIERS = ("private", "protected", "noncomputable", "partial", "unsafe", "nonrec", "scoped", "local", "public")
+SCOPE_KEYWORDS = ("namespace", "section", "end")
+# A line starting (at column 0) with one of these starts a new command; other lines at column 0, e.g. `(x : ℕ)` or
+# `: x = 1 := by`, continue the previous one. Declarations and scopes start a command at any column.
 COMMAND_KEYWORDS = (*DECL_KEYWORDS, "namespace", "section", "end", "open", "set_option", "variable", "universe",
                     "import", "noncomputable", "private", "protected", "partial", "unsafe", "nonrec", "scoped",
                     "local", "attribute", "macro", "macro_rules", "syntax", "elab", "elab_rules", "notation",
@@ -188,46 +386,131 @@ class Decl:
     start: int  # offset of the first attribute/modifier/keyword
     keyword: int  # offset of the keyword
     sig_end: int | None  # offset just past the `:=` that ends the signature (None: no `:=`)
-    end: int  # offset where the next top-level command starts (or the end of the text)
+    end: int  # offset where the next command starts (or the end of the text)
     depth: int  # namespace/section nesting at the declaration
 
 
+@dataclass(frozen=True)
+class Scope:
+    kind: str  # namespace | section | end
+    name: str  # as written, «» removed ("" for an anonymous section / a bare `end`)
+    start: int
+
+
 def declarations(src: str) -> list[Decl]:
-    """Declarations at the start of a line, in order, with their namespace-qualified names."""
+    """Declarations at any column (a command may be indented), in order, with their namespace-qualified names."""
     return list(_declarations(src))
+
+
+def scopes(src: str) -> list[Scope]:
+    """`namespace`/`section`/`end` commands, in order."""
+    return list(_commands(src)[1])
+
+
+def open_scopes(src: str) -> list[Scope]:
+    """The `namespace`s and `section`s still open at the end of `src` (outermost first)."""
+    stack: list[Scope] = []
+    for s in scopes(src):
+        if s.kind == "end":
+            if stack:
+                stack.pop()
+        else:
+            stack.append(s)
+    return stack
+
+
+@lru_cache(maxsize=256)
+def _commands(src: str) -> tuple[tuple[tuple[Token, int], ...], tuple[Scope, ...]]:
+    """(declaration keyword tokens with their lead offset, scope commands), from the code tokens."""
+    toks = code_tokens(src)
+    words = [src[t.start:t.end] for t in toks]
+    decls: list[tuple[Token, int]] = []
+    found_scopes: list[Scope] = []
+    attr_depth = 0  # inside `@[...]` / `attribute [...]`, where `instance` & co are attribute names
+    for k, (t, w) in enumerate(zip(toks, words, strict=True)):
+        if w == "[" and k and (words[k - 1] == "@" or words[k - 1] == "attribute" or attr_depth):
+            attr_depth += 1
+            continue
+        if w == "]" and attr_depth:
+            attr_depth -= 1
+            continue
+        if attr_depth or t.kind != "ident":
+            continue
+        if w in DECL_KEYWORDS:
+            prev = words[k - 1] if k else ""
+            if prev == "deriving" or (w == "inductive" and prev == "class"):
+                continue
+            decls.append((t, _lead(toks, words, k)))
+        elif w in SCOPE_KEYWORDS:
+            nxt = toks[k + 1] if k + 1 < len(toks) else None
+            same_line = nxt is not None and nxt.kind == "ident" and "\n" not in src[t.end:nxt.start]
+            name = ".".join(ident_parts(words[k + 1])) if same_line and words[k + 1] not in COMMAND_KEYWORDS else ""
+            found_scopes.append(Scope(w, name, t.start))
+    return tuple(decls), tuple(found_scopes)
+
+
+def _lead(toks: list[Token], words: list[str], k: int) -> int:
+    """Offset of the first attribute list or modifier before the keyword token `k`."""
+    start = toks[k].start
+    j = k - 1
+    while j >= 0:
+        if words[j] in MODIFIERS:
+            start, j = toks[j].start, j - 1
+        elif words[j] == "]":
+            depth, i = 0, j
+            while i >= 0:
+                depth += (words[i] == "]") - (words[i] == "[")
+                if depth == 0:
+                    break
+                i -= 1
+            if i >= 1 and words[i - 1] == "@":
+                start, j = toks[i - 1].start, i - 2
+            else:
+                break
+        else:
+            break
+    return start
 
 
 @lru_cache(maxsize=256)
 def _declarations(src: str) -> tuple[Decl, ...]:
     masked = mask(src)
-    events: list[tuple[int, str, Any]] = []
-    for m in _DECL.finditer(masked):
-        events.append((m.start(), "decl", m))
-    for m in _SCOPE.finditer(masked):
-        events.append((m.start(), "scope", m))
+    keyword_toks, found_scopes = _commands(src)
+    toks = code_tokens(src)
+    index = {t.start: k for k, t in enumerate(toks)}
+    events: list[tuple[int, str, Any]] = [(t.start, "decl", (t, lead)) for t, lead in keyword_toks]
+    events += [(s.start, "scope", s) for s in found_scopes]
     events.sort(key=lambda e: e[0])
-    starts = [m.start() for m in _COMMAND_START.finditer(masked)]
+    # a declaration ends where the next command starts: another declaration or scope (any column), or a line
+    # that starts with a command keyword at column 0
+    starts = sorted({m.start() for m in _COMMAND_START.finditer(masked)} | {lead for _, lead in keyword_toks}
+                    | {s.start for s in found_scopes})
     stack: list[tuple[str, str]] = []  # (kind, name)
     decls: list[Decl] = []
-    for _, what, m in events:
+    for _, what, ev in events:
         if what == "scope":
-            kw, name = m.group("kw"), m.group("name").replace("«", "").replace("»", "")
-            if kw == "end":
+            if ev.kind == "end":
                 if stack:
                     stack.pop()
             else:
-                stack.append((kw, name if kw == "namespace" else ""))
+                stack.append((ev.kind, ev.name if ev.kind == "namespace" else ""))
             continue
-        name = m.group("name").replace("«", "").replace("»", "")
-        ns = ".".join(n for k, n in stack if k == "namespace" and n)
+        tok, lead = ev
+        kw = src[tok.start:tok.end]
+        k = index[tok.start]
+        name_tok = toks[k + 1] if k + 1 < len(toks) and toks[k + 1].kind == "ident" else None
+        if kw == "class" and name_tok is not None and src[name_tok.start:name_tok.end] == "inductive":
+            name_tok = toks[k + 2] if k + 2 < len(toks) and toks[k + 2].kind == "ident" else None
+        word = src[name_tok.start:name_tok.end] if name_tok is not None else ""
+        name = "" if word in ("where", "extends", "deriving") else word.replace("«", "").replace("»", "")
+        ns = ".".join(n for kind, n in stack if kind == "namespace" and n)
         if name.startswith("_root_."):
             full = name[len("_root_."):]
         else:
             full = f"{ns}.{name}" if ns and name else name
-        kw_pos = m.start("kw")
-        end = next((s for s in starts if s > kw_pos), len(src))
-        decls.append(Decl(m.group("kw"), name, full, m.start(), kw_pos, _signature_end(masked, m.end(), end),
-                          end, len(stack)))
+        end = next((s for s in starts if s > tok.start), len(src))
+        sig_from = name_tok.end if name_tok is not None and name else tok.end
+        decls.append(Decl(kw, name, full, lead, tok.start, _signature_end(masked, sig_from, end), end, len(stack)))
     return tuple(decls)
 
 

@@ -1,7 +1,7 @@
 /- corpus
 problem: mini
 expect: unsound
-scan: none
+scan: sorry
 reason: sorryAx
 lean: body=ok axioms=propext,sorryAx type=same
 -/

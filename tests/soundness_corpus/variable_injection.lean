@@ -1,7 +1,7 @@
 /- corpus
 problem: mini
 expect: unsound
-scan: none
+scan: scope
 reason: elaborated type differs
 lean: body=ok axioms=propext type=changed
 -/
