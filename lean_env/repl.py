@@ -136,6 +136,7 @@ class Repl:
         self.last_cpu_s = 0.0  # CPU seconds of the process tree spent in the last call
         self.last_wall_s = 0.0
         self._tree_cache: tuple[int, float, list[psutil.Process]] | None = None
+        self._next_env = 0  # the REPL numbers environments 0, 1, 2, ... per process: the id the next one gets
 
     # ---- process lifecycle -------------------------------------------------------------------------
     @property
@@ -177,6 +178,7 @@ class Repl:
             raise ReplCrashed(f"could not start the REPL {self.command[0]!r}: {e}") from None
         os.set_blocking(self._proc.stdout.fileno(), False)
         self._buf = b""
+        self._next_env = 0
         if self.generation:
             self.restarts += 1
         self.generation += 1
@@ -282,6 +284,9 @@ class Repl:
                 raise ReplGarbage(f"the REPL answered non-JSON: {frame[:120]!r}") from None
             if not isinstance(answer, dict):
                 raise ReplGarbage(f"the REPL answered a non-object: {frame[:120]!r}")
+            if self._buf.strip():  # the REPL writes one answer per request: more is not from the REPL
+                raise ReplGarbage("more output than one answer (something else wrote to the REPL's stdout)")
+            self._check_env(request, answer)
             self._check_memory()
             return answer
         except ReplFailure as e:
@@ -291,6 +296,25 @@ class Repl:
         finally:
             self.last_wall_s = time.monotonic() - t0
             self.last_cpu_s = max(0.0, self._cpu_s() - cpu0) if self.alive else 0.0
+
+    def _check_env(self, request: dict[str, Any], answer: dict[str, Any]) -> None:
+        """Env ids come in sequence (`REPL/Main.lean` numbers each recorded command state): an answer with another
+        id is not the REPL's answer to this request."""
+        if "env" not in answer or "proofState" in answer:
+            return
+        expected = request.get("env") if "pickleTo" in request else self._next_env
+        if answer["env"] != expected:
+            raise ReplGarbage(f"answer with env {answer['env']!r} where the REPL's next env is {expected}: not the "
+                              "REPL's answer to this request")
+        if "pickleTo" not in request:
+            self._next_env += 1
+
+    def assert_quiet(self) -> None:
+        """Raise `ReplGarbage` (and kill the process) if the REPL wrote anything after its last answer: output a
+        caller did not ask for belongs to the caller's last request, not to the next one."""
+        if self.alive and self._pending_output():
+            self._kill()
+            raise ReplGarbage("output after the REPL's last answer (something else wrote to its stdout)")
 
     def _pending_output(self) -> bool:
         if self._buf.strip():

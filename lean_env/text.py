@@ -655,7 +655,22 @@ def fill_answers(problem: Any) -> Any:
         statement = _drop_answer_comment(statement, d.sig_end + len(value.strip()) + 2)
     new = copy.copy(problem)
     new.formal_statement = statement
+    new.extra = {**(getattr(problem, "extra", None) or {}), ANSWER_MODE: "given"}  # the Verifier places them
     return new
+
+
+ANSWER_MODE = "answer_mode"  # problem.extra key: "given" after `fill_answers`; absent (produced) otherwise
+
+
+def answer_names(problem: Any) -> list[str]:
+    """The PutnamBench answer abbrevs of a problem (the declarations its statement makes before the theorem)."""
+    return [d.full_name for d in declarations(preamble(_statement_of(problem))) if d.full_name
+            and d.kind in ("abbrev", "def")]
+
+
+def decl_value(src: str, d: Decl) -> str:
+    """The text after a declaration's `:=` (its value), up to the next command."""
+    return src[d.sig_end:d.end] if d.sig_end is not None else ""
 
 
 def _drop_answer_comment(statement: str, at: int) -> str:

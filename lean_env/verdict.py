@@ -48,6 +48,10 @@ class Verdict:
     cpu_time: float = 0.0
     lean_version: str | None = None
     mathlib_version: str | None = None
+    # PutnamBench, answer produced: the value the proof gave each answer abbrev, and whether it is the recorded
+    # answer (None: no recorded answer, or answers given). Compared as text up to whitespace and comments.
+    answers: dict[str, str] = field(default_factory=dict)
+    answer_correct: bool | None = None
 
     @property
     def proved(self) -> bool:
@@ -79,4 +83,6 @@ class Verdict:
             cpu_time=d.get("cpu_time", 0.0),
             lean_version=d.get("lean_version"),
             mathlib_version=d.get("mathlib_version"),
+            answers=dict(d.get("answers") or {}),
+            answer_correct=d.get("answer_correct"),
         )

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lean_env import soundness, text
-from lean_env.errors import ReplFailure, ReplOutOfMemory, ReplTimeout
+from lean_env.errors import ReplFailure, ReplGarbage, ReplOutOfMemory, ReplTimeout
 from lean_env.pool import HeaderRejected, ReplPool, Session
 from lean_env.protocol import CommandResult
 from lean_env.soundness import Finding
@@ -24,8 +24,8 @@ AXIOM_REASONS = {
     "Lean.trustCompiler": "uses Lean.trustCompiler (trusts the compiler)",
 }
 SORRY_WARNING = re.compile(r"declaration uses ['`]sorry['`]")
-_AXIOMS_MSG = re.compile(r"depends on axioms:\s*\[(?P<list>.*)\]", re.S)
-_NO_AXIOMS_MSG = re.compile(r"does not depend on any axioms")
+_AXIOMS_MSG = re.compile(r"^'(?P<name>.*)' depends on axioms:\s*\[(?P<list>.*)\]\s*$", re.S)
+_NO_AXIOMS_MSG = re.compile(r"^'(?P<name>.*)' does not depend on any axioms\s*$", re.S)
 
 
 def _ident(name: str) -> str:
@@ -34,23 +34,38 @@ def _ident(name: str) -> str:
 
 
 def check_command(name: str) -> str:
-    """The command the verifier sends, in the proof's environment, after the proof compiled."""
-    return f"#print axioms {_ident(name)}\nset_option pp.all true in\n#check @{_ident(name)}"
+    """The command the verifier sends, in the proof's environment, after the proof compiled. `_root_.` pins the
+    very constant whatever `open`/`namespace` the proof left behind."""
+    return f"#print axioms _root_.{_ident(name)}\nset_option pp.all true in\n#check @_root_.{_ident(name)}"
 
 
 def reference_command(statement: str, name: str) -> str:
     """The command the verifier sends, in the clean header environment, to elaborate the problem's statement."""
-    return text.with_proof(statement, "sorry") + "\n" + f"set_option pp.all true in\n#check @{_ident(name)}"
+    return text.with_proof(statement, "sorry") + "\n" + f"set_option pp.all true in\n#check @_root_.{_ident(name)}"
 
 
 def parse_axioms(data: str) -> list[str] | None:
     """Axiom names of a `#print axioms` message, or None when `data` is no such message."""
-    if _NO_AXIOMS_MSG.search(data):
-        return []
-    m = _AXIOMS_MSG.search(data)
+    parsed = parse_axioms_answer(data)
+    return None if parsed is None else parsed[1]
+
+
+def parse_axioms_answer(data: str) -> tuple[str, list[str]] | None:
+    """(constant, axioms) of a `#print axioms` message (`'NAME' depends on axioms: [a, b]` / `'NAME' does not
+    depend on any axioms`), or None when `data` is no such message."""
+    m = _NO_AXIOMS_MSG.match(data.strip())
+    if m:
+        return m.group("name"), []
+    m = _AXIOMS_MSG.match(data.strip())
     if not m:
         return None
-    return [a.strip() for a in re.split(r"[,\s]+", m.group("list")) if a.strip()]
+    return m.group("name"), [a.strip() for a in re.split(r"[,\s]+", m.group("list")) if a.strip()]
+
+
+def as_sent(src: str) -> str:
+    """`src` as the REPL will read it: `protocol.encode` turns a lone surrogate into "?", so the scan must see
+    that "?" too (`apply\\ud800` is `apply?` to Lean)."""
+    return src.encode("utf-8", errors="replace").decode("utf-8")
 
 
 @dataclass
@@ -65,6 +80,10 @@ class Prepared:
     findings: list[Finding] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)  # rejections found without Lean
     run_lean: bool = True
+    # the theorem's statement differs as text; the elaborated types decide (notation, hypothesis names)
+    statement_text_changed: bool = False
+    answers: dict[str, str] = field(default_factory=dict)  # answer produced: the proof's values
+    answer_correct: bool | None = None
 
 
 @dataclass
@@ -182,7 +201,7 @@ class Verifier:
         if name is None:
             return self._verdict(Status.FAILED, reasons=["the problem's statement declares no theorem"])
         header = getattr(problem, "header", "") or ""
-        src = proof_src.lstrip("\ufeff")
+        src = as_sent(proof_src).lstrip("\ufeff")
         imports, rest = text.split_imports(src)
         if not header.strip():
             header = imports  # a bare file: its own imports are the header
@@ -192,6 +211,10 @@ class Verifier:
                 return self._verdict(Status.FAILED, reasons=[
                     f"the proof imports {', '.join(sorted(extra))}, which the problem's header does not"])
         rest = _drop_repeated_header(rest, text.split_imports(header)[1])
+        given = (getattr(problem, "extra", None) or {}).get(text.ANSWER_MODE) == "given"
+        reasons: list[str] = []
+        if given:  # the verifier places the recorded answers; a proof may repeat them, never give its own
+            rest, reasons = _place_given_answers(statement, rest)
         prefix = ""
         for d in text.declarations(text.preamble(statement)):
             if d.full_name and text.find_decl(rest, d.full_name) is None:
@@ -200,10 +223,15 @@ class Verifier:
         body = prefix + rest
         line_shift = src[:len(src) - len(rest)].count("\n") - prefix.count("\n")
         findings = soundness.scan(body) + soundness.redefinitions(statement, rest) if self.lexical else []
-        reasons = [_where(f, line_shift) + f.reason for f in findings]
-        reasons += text.statement_differences(statement, body)
+        reasons += [_where(f, line_shift) + f.reason for f in findings]
+        changed = f"the statement of `{name}` was changed"
+        differences = text.statement_differences(statement, body)
+        text_changed = self.check_types and changed in differences  # the elaborated types decide
+        reasons += [r for r in differences if not (text_changed and r == changed)]
         dangerous = any(f.dangerous for f in findings)
-        return Prepared(name, header, body, statement, line_shift, findings, reasons, run_lean=not dangerous)
+        answers, correct = ({}, None) if given else _produced_answers(problem, body)
+        return Prepared(name, header, body, statement, line_shift, findings, reasons, run_lean=not dangerous,
+                        statement_text_changed=text_changed, answers=answers, answer_correct=correct)
 
     # ---- in a worker --------------------------------------------------------------------------------
     def _run(self, session: Session, prep: Prepared) -> _Outcome:
@@ -220,6 +248,7 @@ class Verifier:
                 if self.check_types:
                     reference, ref_error, ref_cpu = self._reference(session, prep)
                     cpu += ref_cpu
+            repl.assert_quiet()  # output after the last answer came from this proof: it fails this proof
         except ReplFailure as e:
             e.wall_s = time.monotonic() - t0  # type: ignore[attr-defined]
             raise
@@ -257,6 +286,9 @@ class Verifier:
             return self._verdict(Status.TIMEOUT, reasons=[f"Lean timed out: {e}"], wall=wall)
         if isinstance(e, ReplOutOfMemory):
             return self._verdict(Status.CRASHED, reasons=[f"Lean went over its memory cap: {e}"], wall=wall)
+        if isinstance(e, ReplGarbage):  # a proof can write to the REPL's stdout; what is not its answer fails it
+            return self._verdict(Status.UNSOUND, reasons=[f"the REPL's output was not its answer to the proof: {e}"],
+                                 wall=wall)
         tail = e.stderr_tail.strip().splitlines()[-1:] if e.stderr_tail else []
         return self._verdict(Status.CRASHED, reasons=[f"the Lean REPL failed: {e}"] + tail, wall=wall)
 
@@ -282,36 +314,44 @@ class Verifier:
             reasons += check_reasons
             unsound = unsound or bool(check_reasons)
         status = Status.FAILED if failed else Status.UNSOUND if unsound else Status.PROVED
-        return self._verdict(status, messages, sorries, axioms, reasons, wall, out.cpu_s)
+        verdict = self._verdict(status, messages, sorries, axioms, reasons, wall, out.cpu_s)
+        verdict.answers, verdict.answer_correct = dict(prep.answers), prep.answer_correct
+        return verdict
 
     def _judge_check(self, prep: Prepared, out: _Outcome) -> tuple[list[str], list[str]]:
+        """The check's answer must be unambiguous: exactly one `#print axioms` answer, about the theorem itself,
+        and exactly one type, of that very constant."""
         check = out.check
         assert check is not None
-        reasons: list[str] = []
         if not check.ok:
             first = check.error or check.errors[0].data
             return [f"`{prep.name}` is not a top-level theorem of the proof ({first.splitlines()[0]})"], []
         infos = [m.data for m in check.messages if m.severity == "info"]
-        axioms: list[str] | None = None
-        type_msgs = []
-        for data in infos:
-            parsed = parse_axioms(data)
-            if parsed is not None and axioms is None:
-                axioms = parsed
-            else:
-                type_msgs.append(data)
-        if axioms is None:
-            return ["`#print axioms` gave no answer"], []
-        for a in axioms:
-            if a not in self.allowed_axioms:
-                reasons.append(AXIOM_REASONS.get(a, f"depends on the non-standard axiom `{a}`"))
-        if self.check_types:
-            if out.reference_error:
-                reasons.append(f"the problem's statement does not elaborate: {out.reference_error.splitlines()[0]}")
-            elif not type_msgs or out.reference is None:
-                reasons.append("could not read the elaborated statement")
-            elif _type_text(type_msgs[-1]) != _type_text(out.reference):
+        answers = [a for a in map(parse_axioms_answer, infos) if a is not None]
+        type_msgs = [d for d in infos if parse_axioms_answer(d) is None]
+        if len(answers) != 1:
+            return [f"`#print axioms` gave {len(answers)} answers, not exactly one"], []
+        about, axioms = answers[0]
+        if _unquote(about) != _unquote(prep.name):
+            return [f"`#print axioms` answered about `{about}`, not `{prep.name}`"], axioms
+        reasons = [AXIOM_REASONS.get(a, f"depends on the non-standard axiom `{a}`") for a in axioms
+                   if a not in self.allowed_axioms]
+        if not self.check_types:
+            return reasons, axioms
+        if out.reference_error:
+            reasons.append(f"the problem's statement does not elaborate: {out.reference_error.splitlines()[0]}")
+        elif len(type_msgs) != 1 or out.reference is None or not _is_type_of(type_msgs[0], prep.name):
+            reasons.append("could not read the elaborated statement (exactly one `#check` answer about "
+                           f"`{prep.name}` expected)")
+        else:
+            same = _type_text(type_msgs[0]) == _type_text(out.reference)
+            if not same and prep.statement_text_changed:
+                reasons.append(f"the statement of `{prep.name}` was changed (and its elaborated type differs)")
+            elif not same:
                 reasons.append("the statement was changed: its elaborated type differs from the problem's")
+            elif prep.statement_text_changed and "⋯" in type_msgs[0]:  # pp elided part of it: not a proof of equality
+                reasons.append(f"the statement of `{prep.name}` was changed (its elaborated type is too long to "
+                               "compare)")
         return reasons, axioms
 
     def _verdict(self, status: Status, messages: list[Message] | None = None, sorries: list[Sorry] | None = None,
@@ -348,8 +388,94 @@ def _where(f: Finding, shift: int) -> str:
     return f"line {line}: " if line >= 1 else "in the problem's preamble (its answer abbrev), which the proof left out: "
 
 
+def _unquote(name: str) -> str:
+    return name.replace("«", "").replace("»", "").removeprefix("_root_.")
+
+
+def _is_type_of(data: str, name: str) -> bool:
+    """Whether a `#check @NAME` answer is about the constant NAME (`@NAME : …` or `NAME : …`)."""
+    head = _unquote(data.split(" :", 1)[0].strip().removeprefix("@"))
+    return head == _unquote(name)
+
+
+_BINDER_OPEN = re.compile(r"(?:∀|fun|λ|∃|∃!|let|Π|Σ)\s")
+_BINDER_NAME = re.compile(r"[^\s(){}\[\]⦃⦄,:=]+")
+
+
 def _type_text(data: str) -> str:
-    return re.sub(r"\s+", " ", data).strip()
+    """A `pp.all` type as compared: whitespace collapsed, bound variables renamed in order of binding, so the
+    same type with other hypothesis or variable names compares equal (alpha-equivalence, as the kernel sees it)."""
+    flat = re.sub(r"\s+", " ", data).strip()
+    names: dict[str, str] = {}
+    for m in _BINDER_OPEN.finditer(flat):
+        for name in _binder_names(flat, m.end()):
+            names.setdefault(name, f"⟪{len(names)}⟫")
+    if not names:
+        return flat
+    return _BINDER_NAME.sub(lambda m: names.get(m.group(), m.group()), flat)
+
+
+def _binder_names(s: str, i: int) -> list[str]:
+    """The names bound by the binder groups starting at `i` (`(x y : T) {z : U} [inst : C] w =>`)."""
+    out: list[str] = []
+    n = len(s)
+    while i < n:
+        while i < n and s[i] == " ":
+            i += 1
+        if i < n and s[i] in "({[⦃":
+            close = {"(": ")", "{": "}", "[": "]", "⦃": "⦄"}[s[i]]
+            colon = s.find(" : ", i)
+            end = s.find(close, i)
+            if colon < 0 or end < 0 or colon > end:
+                return out
+            out += [w for w in s[i + 1:colon].split() if _BINDER_NAME.fullmatch(w)]
+            depth, j = 0, i
+            while j < n:
+                depth += (s[j] in "({[⦃") - (s[j] in ")}]⦄")
+                j += 1
+                if depth == 0:
+                    break
+            i = j
+        else:
+            m = _BINDER_NAME.match(s, i)
+            if not m or m.group() in ("=>", "↦"):
+                return out
+            out.append(m.group())
+            i = m.end()
+            if s.startswith(" :", i) or s.startswith(",", i):
+                return out
+
+
+def _place_given_answers(statement: str, rest: str) -> tuple[str, list[str]]:
+    """Answer given: `rest` with each answer abbrev it repeats replaced by the statement's own (recorded) one;
+    a proof that gives an answer of its own is rejected (it would prove something else)."""
+    reasons: list[str] = []
+    for want in text.declarations(text.preamble(statement)):
+        got = text.find_decl(rest, want.full_name) if want.full_name else None
+        if got is None:
+            continue
+        if text.normalize(rest[got.keyword:got.end]) != text.normalize(statement[want.keyword:want.end]):
+            reasons.append(f"declares its own `{want.full_name}`: with the answer given, the verifier places the "
+                           "recorded answer and a proof may only repeat it")
+            continue
+        rest = rest[:got.start] + statement[want.start:want.end].rstrip() + "\n" + rest[got.end:].lstrip(" ")
+    return rest, reasons
+
+
+def _produced_answers(problem: Any, body: str) -> tuple[dict[str, str], bool | None]:
+    """Answer produced: the value the proof gives each answer abbrev, and whether all are the recorded ones."""
+    recorded = (getattr(problem, "extra", None) or {}).get("answers") or {}
+    produced: dict[str, str] = {}
+    for name in text.answer_names(problem):
+        d = text.find_decl(body, name)
+        if d is not None:
+            produced[name] = re.sub(r"\s+", " ", text.strip_comments(text.decl_value(body, d))).strip()
+    if not produced or not recorded:
+        return produced, None
+    def value(rec: Any) -> str:
+        return text.normalize(rec["answer"] if isinstance(rec, dict) else str(rec))
+    correct = all(name in produced and text.normalize(produced[name]) == value(rec) for name, rec in recorded.items())
+    return produced, correct
 
 
 def _shift_pos(p: Pos | None, shift: int) -> Pos | None:

@@ -405,7 +405,7 @@ class Elaborator:
                     prop = self.prop(m.group(2), set(), start, end)
                     env.decls[m.group(1)] = Decl(prop, {m.group(1)}, show(prop))
                 elif word == "#print":
-                    m = re.match(r"#print\s+axioms\s+(\S+)", text)
+                    m = re.match(r"#print\s+axioms\s+(?:_root_\.)?(\S+)", text)  # `_root_.` resolves as in Lean
                     if not m or m.group(1) not in env.decls:
                         raise LeanFail(f"unknown constant '{m.group(1) if m else text.strip()}'", start, end)
                     axs = sorted(env.decls[m.group(1)].axioms)
@@ -413,7 +413,7 @@ class Elaborator:
                             else f"'{m.group(1)}' does not depend on any axioms")
                     self.message("info", data, start, start + len(text.rstrip()))
                 elif word == "#check":
-                    m = re.match(r"#check\s+@?(\S+)\s*$", text)
+                    m = re.match(r"#check\s+@?(?:_root_\.)?(\S+)\s*$", text)
                     if not m or m.group(1) not in env.decls:
                         raise LeanFail(f"unknown identifier '{m.group(1) if m else text.strip()}'", start, end)
                     self.message("info", f"{m.group(1)} : {env.decls[m.group(1)].type_text}", start,
