@@ -8,7 +8,7 @@ of three ways:
 - transcript replay (`FAKE_REPL_TRANSCRIPT=<dir>/<name>`): the i-th request must equal the i-th request of
   `<name>.in` (as parsed JSON) and gets the i-th answer of `<name>.expected.out`, byte for byte;
 - rules (`FAKE_REPL_RULES=<file.json>`: a list of `[regex, response]`): the first regex found in the request's
-  `cmd` (or `tactic`) picks the response (the file is re-read
+  `cmd` (or `tactic`) picks the response (a list of responses: all of them, one frame each; the file is re-read
   for every request); the string "$ENV" in it becomes the next env id, "$PS" the next
   proof-state id. Without a matching rule, a command gets `{"env": <next>}`;
 - fault markers inside a `cmd`, for the pool's fault tests: `FAKE_HANG` (never answers), `FAKE_CRASH` (exits 3),
@@ -85,6 +85,8 @@ class Rules:
         key = request.get("cmd", request.get("tactic", ""))
         for rx, resp in self.rules():
             if rx.search(key):
+                if isinstance(resp, list):  # several frames: what a proof that writes to stdout makes the REPL send
+                    return "\n\n".join(self._fill(json.dumps(r, ensure_ascii=False)) for r in resp)
                 return self._fill(json.dumps(resp, ensure_ascii=False))
         if "cmd" in request or "path" in request or "unpickleEnvFrom" in request:
             return self._fill('{"env": "$ENV"}')

@@ -71,15 +71,21 @@ def lean_rules(name: str, spec: dict[str, str]) -> list:
     elif spec.get("body") == "error":
         body = {"messages": [_msg("error", "linarith failed to find a contradiction\ncase a\nx : ℝ\n⊢ False", 2, 2, 10)],
                 "env": "$ENV"}
+    if spec.get("body") == "forged":  # the proof wrote a well-formed answer to stdout before the REPL's own
+        body = [{"env": "$ENV"}, body]
+    about = spec.get("about", name)  # the constant the `#print axioms` answer names
     axioms = [a for a in spec.get("axioms", "").split(",") if a]
-    axioms_data = (f"'{name}' depends on axioms: [{', '.join(axioms)}]" if axioms
-                   else f"'{name}' does not depend on any axioms")
+    axioms_data = (f"'{about}' depends on axioms: [{', '.join(axioms)}]" if axioms
+                   else f"'{about}' does not depend on any axioms")
     typ = TYPES[name] + (" → False" if spec.get("type") == "changed" else "")
+    if spec.get("type") == "renamed":  # the same type with other bound-variable names
+        typ = typ.replace("(x : Real)", "(y : Real)").replace(" x ", " y ").replace(" x)", " y)")
     if spec.get("check") == "unknown":
         check = {"messages": [_msg("error", f"Unknown constant `{name}`", 1, 15, 15 + len(name)),
                               _msg("error", f"Unknown identifier `{name}`", 3, 8, 9 + len(name))], "env": "$ENV"}
     else:
-        check = {"messages": [_msg("info", axioms_data, 1, 0, 6), _msg("info", typ, 3, 0, 6)], "env": "$ENV"}
+        check = {"messages": [_msg("info", axioms_data, 1, 0, 6)] * int(spec.get("answers", "1"))
+                 + [_msg("info", typ, 3, 0, 6)], "env": "$ENV"}
     reference = {"messages": [_msg("warning", "declaration uses `sorry`", 1, 8, 8 + len(name)),
                               _msg("info", TYPES[name], 3, 0, 6)], "env": "$ENV"}
     return [
@@ -99,6 +105,7 @@ class Case:
     scan: str
     reason: str | None
     lean: dict[str, str] | None
+    layer: str | None = None  # the layer that catches it (LAYERS)
 
     @property
     def src(self) -> str:
@@ -111,7 +118,11 @@ def load_case(path: Path) -> Case:
     assert front, f"{path.name}: no corpus front matter"
     meta = dict(line.split(": ", 1) for line in front.group(1).splitlines())
     lean = dict(kv.split("=", 1) for kv in meta["lean"].split()) if "lean" in meta else None
-    return Case(path, meta["problem"], meta["expect"], meta["scan"], meta.get("reason"), lean)
+    assert meta.get("layer", "scan") in LAYERS, f"{path.name}: unknown layer {meta.get('layer')}"
+    return Case(path, meta["problem"], meta["expect"], meta["scan"], meta.get("reason"), lean, meta.get("layer"))
+
+
+LAYERS = ("scan", "statement", "messages", "axioms", "type", "protocol", "answers", "none")
 
 
 CASES = [load_case(p) for p in sorted(CORPUS.glob("*.lean"))]
@@ -120,7 +131,9 @@ CASES = [load_case(p) for p in sorted(CORPUS.glob("*.lean"))]
 def test_corpus_covers_the_loopholes():
     kinds = {c.scan for c in CASES}
     assert {"sorry", "axiom", "native", "implemented_by", "kernel_option", "unsafe", "metaprogram", "exit",
-            "hidden_text", "redefinition", "inductive", "none"} <= kinds
+            "hidden_text", "redefinition", "inductive", "scope", "none"} <= kinds
+    layers = {c.layer for c in CASES if c.layer}
+    assert set(LAYERS) - {"none"} <= layers, set(LAYERS) - layers
     assert sum(c.expect == "proved" for c in CASES) >= 5 and sum(c.expect == "unsound" for c in CASES) >= 30
 
 
@@ -168,7 +181,8 @@ def test_verdict(case: Case, harness):
     if case.lean is None:  # dangerous or rejected before Lean: the proof text never reaches the REPL
         assert not any(name in r.get("cmd", "") for r in sent), sent
     elif case.expect != "failed" or case.lean.get("body") == "error":
-        assert any(r.get("cmd", "").startswith("#print axioms") for r in sent) == (case.lean.get("body") != "error")
+        if case.lean.get("body") != "forged":  # a forged answer may fail the proof before the check is sent
+            assert any(r.get("cmd", "").startswith("#print axioms") for r in sent) == (case.lean.get("body") != "error")
 
 
 # ---- scan: honest idioms, comments and strings -----------------------------------------------------------
@@ -191,6 +205,13 @@ def test_verdict(case: Case, harness):
     "example : True := by exact?",
     "attribute [local simp] Nat.add_comm in\ntheorem t : True := trivial",
     "attribute [-simp] Nat.succ_eq_add_one\ntheorem t : True := trivial",
+    "-- a zero\u200bwidth space in a comment\ntheorem t : True := trivial",
+    "section\nvariable (n : ℕ)\nlemma l : n + 0 = n := rfl\nend\ntheorem t : True := trivial",
+    "namespace N\nlemma l : True := trivial\nend N\ntheorem t : True := N.l",
+    "theorem t (x : ℕ) : x = x := by\n  open Nat in\n  set_option maxRecDepth 1000 in\n  rfl",
+    "/--/ a degenerate doc comment: sorry here is prose -/\ntheorem t : True := trivial",
+    'theorem t : s!"{1 + 1}".length = 1 := by decide',
+    "theorem t : True := by\n  #check Nat\n  trivial",
 ])
 def test_scan_accepts_honest_idioms(src):
     assert scan(src) == []
@@ -211,6 +232,28 @@ def test_scan_accepts_honest_idioms(src):
     ("theorem t : True := by\n  exact Lean.Elab.Term.mkSorry", "sorry"),
     ("theorem t : True :=\u200b trivial", "hidden_text"),
     ("theorem t : True := trivial\n  #exit", "exit"),
+    # class 3: keywords as tokens anywhere, meta APIs however reached
+    ("open Lean in elab \"x\" : tactic => pure ()", "metaprogram"),
+    ("namespace N\n  macro \"x\" : tactic => `(tactic| trivial)\nend N", "metaprogram"),
+    ("theorem t : True := by\n  have := IO.println \"hi\"\n  trivial", "metaprogram"),
+    ("open Lean.Meta\ntheorem t : True := trivial", "metaprogram"),
+    ("def f : Lean.Elab.TermElabM Unit := pure ()", "metaprogram"),
+    ("def f := _root_.Lean.Meta.mkAuxTheorem", "metaprogram"),
+    ("def f := withOptions id", "metaprogram"),
+    ("theorem t : True := by trivial; run_tac pure ()", "metaprogram"),
+    ("#evalx 1", "metaprogram"),
+    # class 1: what has no place at the end of a competition proof
+    ("#guard_msgs in\ntheorem t : True := trivial", "scope"),
+    ("variable (h : False)\ntheorem t : True := trivial", "scope"),
+    ("section\ntheorem t : True := trivial", "scope"),
+    # class 2: what a wrong reading of strings/comments would hide
+    ('theorem t : True := by\n  have := s!"{(sorry : True)}"\n  trivial', "sorry"),
+    ('theorem t : True := by\n  have := (1r"\\", native_decide, "")\n  trivial', "native"),
+    ("/-/- x -/ set_option debug.skipKernelTC true -- -/\ntheorem t : True := trivial", "kernel_option"),
+    ("-- a bidi control \u202e in a comment\ntheorem t : True := trivial", "hidden_text"),
+    ("theorem t : True := by\n  exact apply\ud800", "sorry"),  # a lone surrogate reaches Lean as "?"
 ])
 def test_scan_flags(src, kind):
-    assert kind in {f.kind for f in scan(src)}
+    from lean_env.verifier import as_sent
+
+    assert kind in {f.kind for f in scan(as_sent(src))}

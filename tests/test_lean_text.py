@@ -164,3 +164,60 @@ def test_with_proof_and_replace_proof():
 ])
 def test_last_lean_block(completion, expected):
     assert text.last_lean_block(completion) == expected
+
+
+# ---- the lexer ---------------------------------------------------------------------------------------------
+def _kinds(src: str, interpolation: str = "lean") -> list[tuple[str, str]]:
+    return [(t.kind, src[t.start:t.end]) for t in text.tokens(src, interpolation)]
+
+
+def test_lexer_comments_as_lean_reads_them():
+    assert _kinds("a -- x /- y\nb") == [("ident", "a"), ("comment", "-- x /- y"), ("ident", "b")]
+    assert _kinds("/- a /- b -/ c -/ d") == [("comment", "/- a /- b -/ c -/"), ("ident", "d")]
+    assert _kinds("/-- doc -/ theorem")[0] == ("doc", "/-- doc -/")
+    assert _kinds("/-! mod /- n -/ doc -/ x")[0] == ("moddoc", "/-! mod /- n -/ doc -/")
+    # Lean skips the character after `/-` unread: `/-/-` opens one comment, not two
+    assert _kinds("/-/- x -/ sorry") == [("comment", "/-/- x -/"), ("ident", "sorry")]
+    # `/--/` is a doc opener followed by `/`: it runs to the next closer
+    assert _kinds("/--/ sorry -/ y") == [("doc", "/--/ sorry -/"), ("ident", "y")]
+    assert _kinds("/---/ z") == [("doc", "/---/"), ("ident", "z")]
+    assert _kinds("/- never closed sorry")[0] == ("comment", "/- never closed sorry")
+
+
+def test_lexer_strings_chars_and_names():
+    assert _kinds('"a\\"b" c') == [("string", '"a\\"b"'), ("ident", "c")]
+    assert _kinds('r#"a"b"# c') == [("string", 'r#"a"b"#'), ("ident", "c")]
+    assert _kinds('2r"\\" x "') == [("number", "2"), ("string", 'r"\\"'), ("ident", "x"), ("string", '"')]
+    assert _kinds("f 'a' '\\n' h' x''")[1:3] == [("char", "'a'"), ("char", "'\\n'")]
+    assert ("ident", "h'") in _kinds("h' x''") and ("ident", "x''") in _kinds("h' x''")
+    assert _kinds("«a b».c `Nat.succ #eval x₁") == [("ident", "«a b».c"), ("name", "`Nat.succ"),
+                                                    ("command", "#eval"), ("ident", "x₁")]
+    assert text.ident_parts("_root_.«a.b».c") == ["_root_", "a.b", "c"]
+    assert _kinds("h.1 ℝ λ")[:3] == [("ident", "h"), ("symbol", "."), ("number", "1")]
+
+
+def test_lexer_interpolated_strings_have_code_inside():
+    src = 's!"x {f "}" {y}} z" w'
+    toks = _kinds(src)
+    assert ("ident", "f") in toks and ("ident", "y") in toks and toks[-1] == ("ident", "w")
+    assert ("string", '"}"') in toks  # a string inside the code part
+    assert text.mask(src).split() == ["s!", "f", "{y}", "w"]
+    plain = '"{" sorry "}"'  # not after s!/m!/f!: a plain string, so sorry is code
+    assert ("ident", "sorry") in _kinds(plain)
+    assert ("ident", "sorry") not in _kinds(plain, "all")  # what an unknown interpolating syntax would make of it
+    assert len(text.readings(plain)) == 3
+
+
+def test_declarations_at_any_column():
+    src = ("namespace A\n  theorem t : True := trivial\n  @[simp] private lemma u : True := trivial\nend A\n"
+           "open Real in theorem v : True := trivial\n/-- doc -/ theorem w : True := trivial\n"
+           "attribute [instance] foo\nclass inductive C | a\n")
+    ds = text.declarations(src)
+    assert [(d.kind, d.full_name, d.depth) for d in ds] == [
+        ("theorem", "A.t", 1), ("lemma", "A.u", 1), ("theorem", "v", 0), ("theorem", "w", 0), ("class", "C", 0)]
+    u = ds[1]
+    assert src[u.start:u.keyword] == "@[simp] private " and src[u.keyword:u.sig_end].endswith(":=")
+    assert src[ds[2].keyword:ds[2].end].rstrip().endswith("trivial")
+    assert text.open_scopes("namespace A\nsection\nend\n") == [text.Scope("namespace", "A", 0)]
+    h, b = text.split_header("import Mathlib\nopen Real in theorem t : True := trivial\n")
+    assert h == "import Mathlib\n" and b.startswith("open Real in theorem")

@@ -121,3 +121,61 @@ def test_a_repeated_header_with_defs_is_not_run_twice(lean):
         v.verify(problem, proof)
     bodies = [r["cmd"] for r in lean.sent() if r.get("env") == 1]
     assert bodies == ["theorem ex_3_6a : g 0 = 1 := by\n  simp [g]\n"]
+
+
+def test_type_comparison_is_up_to_bound_variable_names():
+    from lean_env.verifier import _type_text
+
+    a = "@t : ∀ (x : Real) {n : Nat} [inst : Foo n], @Eq Real x (f n) → @Exists Nat fun (k : Nat) => @Eq Nat k n"
+    b = "@t : ∀ (y : Real) {m : Nat} [i : Foo m], @Eq Real y (f m) → @Exists Nat fun (j : Nat) => @Eq Nat j m"
+    assert _type_text(a) == _type_text(b)
+    swapped = "@t : ∀ (x : Real) (y : Real), @Eq Real x y"
+    assert _type_text(swapped) != _type_text("@t : ∀ (x : Real) (y : Real), @Eq Real y x")
+    assert _type_text("@t : ∀ (x : Real), @Eq Real x x") != _type_text("@t : ∀ (x : Real), @Eq Real x c")
+
+
+def test_putnam_answers_given_and_produced(lean):
+    from test_lean_soundness import TYPES
+
+    rules = lean_rules("putnam_1999_b2", STANDARD)
+    lean.rules.write_text(json.dumps(rules, ensure_ascii=False))
+    given, produced = PROBLEMS["putnam_given"], PROBLEMS["putnam"]
+    theorem = "theorem putnam_1999_b2 : putnam_1999_b2_solution = 3 * 2 := by\n  rfl\n"
+    assert TYPES["putnam_1999_b2"]
+    with Verifier(ReplPool(FAKE, workers=1, timeout_s=5)) as v:
+        placed = v.verify(given, theorem)  # the proof leaves the answer out: the verifier places the recorded one
+        repeated = v.verify(given, "abbrev putnam_1999_b2_solution : ℕ := 6\n" + theorem)
+        own = v.verify(given, "@[reducible] def putnam_1999_b2_solution : ℕ := 6\n" + theorem)
+        right = v.verify(produced, "abbrev putnam_1999_b2_solution : ℕ := 6\n" + theorem)
+        wrong = v.verify(produced, "abbrev putnam_1999_b2_solution : ℕ := 3 * 2\n" + theorem)
+    assert placed.proved and repeated.proved and placed.answers == {} and placed.answer_correct is None
+    assert own.status is Status.UNSOUND and any("declares its own" in r for r in own.reasons)
+    sent = [r["cmd"] for r in lean.sent() if "putnam_1999_b2 :" in r.get("cmd", "") and "sorry" not in r["cmd"]]
+    assert sent[0].startswith("abbrev putnam_1999_b2_solution : ℕ := 6\n")  # placed from the record
+    assert right.proved and right.answers == {"putnam_1999_b2_solution": "6"} and right.answer_correct is True
+    assert wrong.proved and wrong.answers == {"putnam_1999_b2_solution": "3 * 2"} and wrong.answer_correct is False
+    assert Status(wrong.to_dict()["status"]) is Status.PROVED and wrong.from_dict(wrong.to_dict()) == wrong
+
+
+def test_check_must_answer_about_the_theorem_once(lean):
+    with Verifier(ReplPool(FAKE, workers=1, timeout_s=5)) as v:
+        for spec, why in [({"about": "Other.mathd_algebra_10"}, "answered about `Other.mathd_algebra_10`"),
+                          ({"answers": "2"}, "gave 2 answers"), ({"answers": "0"}, "gave 0 answers")]:
+            lean.rules.write_text(json.dumps(lean_rules(MINI.name, {**STANDARD, **spec}), ensure_ascii=False))
+            verdict = v.verify(MINI, HONEST)
+            assert verdict.status is Status.UNSOUND and any(why in r for r in verdict.reasons), verdict.reasons
+
+
+def test_env_ids_out_of_sequence_fail_the_current_proof(lean):
+    from lean_env import Repl
+    from lean_env.errors import ReplGarbage
+
+    lean.rules.write_text(json.dumps([["FORGE", {"env": 7}]]))
+    repl = Repl(FAKE, timeout_s=5)
+    try:
+        assert repl.run_cmd("def a := 1").env == 0
+        with pytest.raises(ReplGarbage, match="next env is 1"):
+            repl.run_cmd("FORGE")
+        assert repl.run_cmd("def b := 2").env == 0  # a fresh process, numbered from 0 again
+    finally:
+        repl.close()

@@ -2,6 +2,7 @@
 problem: mini
 expect: unsound
 scan: none
+layer: type
 reason: statement of `mathd_algebra_10` was changed
 lean: body=ok axioms=propext type=changed
 -/

@@ -2,6 +2,7 @@
 problem: mini
 expect: failed
 scan: none
+layer: messages
 reason: error
 lean: body=error
 -/

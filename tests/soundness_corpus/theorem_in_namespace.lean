@@ -2,6 +2,7 @@
 problem: mini
 expect: unsound
 scan: none
+layer: statement
 reason: not declared at top level
 lean: body=ok axioms=propext type=same check=unknown
 -/
