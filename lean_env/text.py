@@ -484,7 +484,8 @@ def _declarations(src: str) -> tuple[Decl, ...]:
     # a declaration ends where the next command starts: another declaration or scope (any column), or a line
     # that starts with a command keyword at column 0
     leads = {lead for _, lead in keyword_toks}
-    docs = {t.start for t, nxt in zip(tokens(src), tokens(src)[1:]) if t.kind == "doc" and nxt.start in leads}
+    all_toks = tokens(src)
+    docs = {t.start for t, nxt in zip(all_toks, all_toks[1:], strict=False) if t.kind == "doc" and nxt.start in leads}
     starts = sorted({m.start() for m in _COMMAND_START.finditer(masked)} | leads | docs
                     | {s.start for s in found_scopes})
     stack: list[tuple[str, str]] = []  # (kind, name)
