@@ -59,6 +59,7 @@ class LeanSettings(_Section):
     timeout_s: float = Field(default=300.0, gt=0)  # wall clock per REPL call
     memory_mb: int = Field(default=8192, ge=256)  # per REPL process
     max_proofs_per_repl: int = Field(default=200, ge=1)  # recycle a REPL after this many proofs
+    comparator_path: Path | None = None  # leanprover/comparator, for `subgoal lean audit` (kernel replay)
 
 
 class ModelSettings(_Section):

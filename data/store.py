@@ -341,6 +341,40 @@ class RunStore:
             db.executemany(self._INSERT, rows)
             return db.total_changes - before
 
+    # ---------------------------------------------------------------------------------------- audits
+    # Kernel-replay verdicts (`subgoal lean audit`), beside the attempt's own verdict. The table is created by
+    # the first audit, so stores written before it existed stay valid and unchanged.
+    _AUDITS = (
+        "CREATE TABLE IF NOT EXISTS audits (run_id INTEGER NOT NULL REFERENCES runs(id), problem TEXT NOT NULL, "
+        "idx INTEGER NOT NULL, checker TEXT NOT NULL, accepted INTEGER, detail TEXT NOT NULL, "
+        "recorded TEXT NOT NULL, PRIMARY KEY (run_id, problem, idx, checker)) WITHOUT ROWID"
+    )
+
+    def record_audit(self, run_id: int, problem: str, index: int, checker: str, accepted: bool | None,
+                     detail: str) -> None:
+        """Store (or replace) a checker's verdict on one attempt; `accepted` None: the checker could not run."""
+        with self._tx() as db:
+            db.execute(self._AUDITS)
+            db.execute(
+                "INSERT INTO audits VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, problem, idx, checker) "
+                "DO UPDATE SET accepted = excluded.accepted, detail = excluded.detail, recorded = excluded.recorded",
+                (run_id, problem, int(index), checker, None if accepted is None else int(accepted), detail, _now()),
+            )
+
+    def audits(self, run_id: int, checker: str | None = None) -> dict[tuple[str, int], dict[str, Any]]:
+        """(problem, index) -> {"checker", "accepted", "detail", "recorded"} of the audited attempts."""
+        if "audits" not in self._tables_locked():
+            return {}
+        where, args = ("run_id = ?", (run_id,)) if checker is None else ("run_id = ? AND checker = ?",
+                                                                          (run_id, checker))
+        rows = self._query(f"SELECT problem, idx, checker, accepted, detail, recorded FROM audits WHERE {where}", args)
+        return {(p, i): {"checker": c, "accepted": None if a is None else bool(a), "detail": d, "recorded": r}
+                for p, i, c, a, d, r in rows}
+
+    def _tables_locked(self) -> set[str]:
+        with self._lock:
+            return self._tables()
+
     def done(self, run_id: int) -> set[tuple[str, int]]:
         return {
             (p, i) for p, i in self._query("SELECT problem, idx FROM attempts WHERE run_id = ?", (run_id,))

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from eval.audit import audit_counts
 from eval.errors import EvalError
 from eval.report import REPORT_FILE, STORE_FILE, headline_ks, report_for_dir
 
@@ -43,6 +44,7 @@ def collect_reports(runs_dir: Path, *, n_boot: int = 1000) -> list[dict[str, Any
     for run_dir in candidates:
         if (run_dir / STORE_FILE).is_file():
             report = report_for_dir(run_dir, n_boot=n_boot)
+            report["audit"] = audit_counts(run_dir)
         elif (run_dir / REPORT_FILE).is_file():
             try:
                 report = json.loads((run_dir / REPORT_FILE).read_text())
@@ -88,14 +90,25 @@ def _by_set(items: list[dict[str, Any]], key) -> dict[str, list[dict[str, Any]]]
 
 
 def _set_of(report: dict[str, Any]) -> str:
-    return str(report["run"].get("problem_set") or "unknown")
+    """The set; PutnamBench in two tracks, as PutnamBench reports them: `lean-wsolution` (the recorded answers
+    given to the prover) and `lean-nosolution` (the prover produces the answers), never ranked together."""
+    name = str(report["run"].get("problem_set") or "unknown")
+    if "putnam" not in name.lower():
+        return name
+    given = report["run"].get("putnam_answers") == "given"
+    return f"{name} ({'lean-wsolution' if given else 'lean-nosolution'})"
 
 
-def _set_label(report: dict[str, Any]) -> str:
-    """The set, plus the PutnamBench answer setting (given / produced), which changes what pass@k means."""
-    name = _set_of(report)
-    answers = report["run"].get("putnam_answers")
-    return f"{name} (answers {answers})" if answers and "putnam" in name.lower() else name
+_set_label = _set_of
+
+
+def _audited(report: dict[str, Any]) -> str:
+    """Kernel replay (`subgoal lean audit`): proved attempts the checker accepted / rejected, of those proved."""
+    audit = report.get("audit") or {}
+    if not audit.get("audited"):
+        return "–"
+    rejected = f", {audit['rejected']} rejected" if audit.get("rejected") else ""
+    return f"{audit['accepted']}/{audit['proved']} ({audit['checker']}{rejected})"
 
 
 def _pct(value: float | None) -> str:
@@ -139,13 +152,13 @@ def render_markdown(reports: list[dict[str, Any]], reported: dict[str, Any]) -> 
              "## Measured (our runs)", ""]
     for name, runs in _by_set(reports, _set_of).items():
         ks = _set_ks(runs)
-        lines += [f"### {name}", "", "| run | model | strategy | samples | solved | " + " | ".join(f"pass@{k}" for k in ks) + " |",
-                  "|---" * (5 + len(ks)) + "|"]
+        lines += [f"### {name}", "", "| run | model | strategy | samples | solved | kernel-checked | "
+                  + " | ".join(f"pass@{k}" for k in ks) + " |", "|---" * (6 + len(ks)) + "|"]
         for r in sorted(runs, key=lambda r: -r["overall"]["solved"]):
             run = r["run"]
             lines.append(f"| {run.get('name', '')} | {run.get('model', '')} | {run.get('strategy', '')} | "
                          f"{r['overall']['samples_min']} | {r['overall']['solved']}/{r['overall']['problems']} | "
-                         + " | ".join(_cell(r, k) for k in ks) + " |")
+                         f"{_audited(r)} | " + " | ".join(_cell(r, k) for k in ks) + " |")
         lines.append("")
     lines += ["### Run details", "", "| run | set | model | strategy | budget | versions | date | tokens | GPU s | Lean CPU s |",
               "|---" * 10 + "|"]
@@ -246,11 +259,12 @@ def render_html(reports: list[dict[str, Any]], reported: dict[str, Any]) -> str:
         ks = _set_ks(runs)
         rows = [[_e(r["run"].get("name")), _e(r["run"].get("model")), _e(r["run"].get("strategy")),
                  _e(r["overall"]["samples_min"]), f"{r['overall']['solved']}/{r['overall']['problems']}",
-                 *[_e(_cell(r, k)) for k in ks]]
+                 _e(_audited(r)), *[_e(_cell(r, k)) for k in ks]]
                 for r in sorted(runs, key=lambda r: -r["overall"]["solved"])]
         parts += [f"<h3>{_e(name)}</h3>",
-                  _table(["run", "model", "strategy", "samples", "solved", *[f"pass@{k}" for k in ks]], rows,
-                         "measured-row", numeric=set(range(3, 5 + len(ks)))),
+                  _table(["run", "model", "strategy", "samples", "solved", "kernel-checked",
+                          *[f"pass@{k}" for k in ks]], rows, "measured-row",
+                         numeric={3, 4, *range(6, 6 + len(ks))}),
                   f'<div class="plot">{plot_svg(runs, name)}</div>']
     detail_rows = []
     for r in reports:

@@ -22,6 +22,8 @@ from lean_env.errors import LeanNotFound, SetupError
 DEFAULT_LEAN_VERSION = "v4.19.0"
 MATHLIB_GIT = "https://github.com/leanprover-community/mathlib4"
 REPL_GIT = "https://github.com/leanprover-community/repl"
+COMPARATOR_GIT = "https://github.com/leanprover/comparator"  # tags follow Lean's (v4.27.0, ...)
+LANDRUN_GIT = "https://github.com/Zouuup/landrun"  # comparator's sandbox, built from main (its README)
 ELAN_INIT = "https://raw.githubusercontent.com/leanprover/elan/master/elan-init.sh"
 
 INSTALL_HINT = (
@@ -150,6 +152,42 @@ def locate(settings: Any = None) -> Toolchain:
                      mathlib_version=mathlib_version)
 
 
+# ---- kernel replay (comparator) ---------------------------------------------------------------------
+def _tool(env_var: str | None, configured: Any, name: str, *candidates: Path) -> Path | None:
+    for given in (configured, os.environ.get(env_var) if env_var else None):
+        if given:
+            return Path(given).expanduser()
+    on_path = shutil.which(name)
+    return Path(on_path) if on_path else next((c for c in candidates if c.is_file()), None)
+
+
+def comparator_paths(settings: Any = None) -> dict[str, Path | None]:
+    """Where comparator, lean4export and landrun are (None: not found). Comparator's own environment variables
+    COMPARATOR_LEAN4EXPORT / COMPARATOR_LANDRUN are honoured; `setup` installs all three under the Lean home."""
+    home = lean_home()
+    return {
+        "comparator": _tool(None, _setting(settings, "comparator_path"), "comparator",
+                            home / "comparator" / ".lake" / "build" / "bin" / "comparator"),
+        "lean4export": _tool("COMPARATOR_LEAN4EXPORT", None, "lean4export",
+                             home / "comparator" / ".lake" / "packages" / "lean4export" / ".lake" / "build" / "bin"
+                             / "lean4export"),
+        "landrun": _tool("COMPARATOR_LANDRUN", None, "landrun", home / "bin" / "landrun"),
+    }
+
+
+def find_comparator(settings: Any = None) -> Any:
+    """`audit.ComparatorTools`, or `LeanNotFound` naming what is missing and how to install it."""
+    from lean_env.audit import ComparatorTools
+
+    paths = comparator_paths(settings)
+    missing = [name for name, path in paths.items() if path is None or not path.is_file()]
+    if missing:
+        raise LeanNotFound(f"kernel replay needs leanprover/comparator with lean4export and landrun; missing: "
+                           f"{', '.join(missing)}. Run `subgoal lean setup --comparator` (needs internet and Go), "
+                           "or set lean.comparator_path and COMPARATOR_LEAN4EXPORT / COMPARATOR_LANDRUN")
+    return ComparatorTools(paths["comparator"], paths["lean4export"], paths["landrun"])
+
+
 # ---- doctor -----------------------------------------------------------------------------------------
 @dataclass
 class Check:
@@ -158,6 +196,7 @@ class Check:
     found: str = ""  # path or value
     version: str = ""
     fix: str = ""
+    required: bool = True  # False: an optional piece (kernel replay); missing, Lean still works
 
 
 def _version(argv: list[str], cwd: Path | None = None) -> str:
@@ -205,6 +244,10 @@ def doctor(settings: Any = None) -> list[Check]:
             same = repl_v == lean_v
             checks.append(Check("versions match", same, f"repl {repl_v}, project {lean_v}", "",
                                 "" if same else "build the REPL at the project's Lean version (`subgoal lean setup`)"))
+    for name, path in comparator_paths(settings).items():
+        ok = path is not None and path.is_file()
+        fix = "" if ok else f"optional, for `subgoal lean audit`: `subgoal lean setup --comparator` ({COMPARATOR_GIT})"
+        checks.append(Check(f"{name} (kernel replay)", ok, str(path or ""), "", fix, required=False))
     return checks
 
 
@@ -248,6 +291,24 @@ def setup_plan(version: str = DEFAULT_LEAN_VERSION, home: Path | None = None) ->
     ]
 
 
+def comparator_plan(version: str = DEFAULT_LEAN_VERSION, home: Path | None = None) -> list[Step]:
+    """The extra steps of `setup --comparator`: comparator and lean4export at the pinned tag, landrun from main."""
+    home = home or lean_home()
+    elan_bin = Path(os.environ.get("ELAN_HOME") or Path.home() / ".elan") / "bin"
+    lake_cmd = str(_which("lake") or elan_bin / "lake")
+    comparator, landrun = home / "comparator", home / "landrun"
+    return [
+        Step(f"clone comparator at tag {version}",
+             ["git", "clone", "--depth", "1", "--branch", version, COMPARATOR_GIT, str(comparator)],
+             skip=(comparator / "lakefile.toml").is_file()),
+        Step("build comparator and lean4export", [lake_cmd, "build", "lean4export", "comparator"], cwd=comparator),
+        Step("clone landrun (main)", ["git", "clone", "--depth", "1", LANDRUN_GIT, str(landrun)],
+             skip=(landrun / "go.mod").is_file()),
+        Step("build landrun (needs Go)", ["go", "build", "-o", str(home / "bin" / "landrun"), "./cmd/landrun"],
+             cwd=landrun),
+    ]
+
+
 def have_network(host: str = "github.com", port: int = 443, timeout_s: float = 5.0) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout_s):
@@ -257,9 +318,9 @@ def have_network(host: str = "github.com", port: int = 443, timeout_s: float = 5
 
 
 def run_setup(version: str = DEFAULT_LEAN_VERSION, home: Path | None = None, *, dry_run: bool = False,
-              log=print) -> list[Step]:
+              log=print, comparator: bool = False) -> list[Step]:
     """Run the plan (or only print it with `dry_run`). Fails fast, with one message, without a network."""
-    plan = setup_plan(version, home)
+    plan = setup_plan(version, home) + (comparator_plan(version, home) if comparator else [])
     if dry_run:
         return plan
     if not have_network():
@@ -270,6 +331,10 @@ def run_setup(version: str = DEFAULT_LEAN_VERSION, home: Path | None = None, *, 
         raise SetupError("`git` is not installed; setup clones Mathlib and the REPL with it")
     if plan[0].skip is False and not shutil.which("curl"):
         raise SetupError("neither elan nor curl is installed; install elan by hand: " + ELAN_INIT)
+    if comparator and not shutil.which("go"):
+        raise SetupError("`go` is not installed; landrun (comparator's sandbox) is built with it: install Go "
+                         "(https://go.dev/doc/install) or put a landrun binary on PATH and run setup without "
+                         "--comparator")
     (home or lean_home()).mkdir(parents=True, exist_ok=True)
     for step in plan:
         if step.skip:

@@ -130,9 +130,9 @@ class Verifier:
        "\\nset_option pp.all true in\\n#check @NAME", "env": H}` -> the reference type (the last info message).
     """
 
-    def __init__(self, pool: ReplPool, *, lean_version: str | None = None, mathlib_version: str | None = None,
+    def __init__(self, pool: ReplPool | None, *, lean_version: str | None = None, mathlib_version: str | None = None,
                  allowed_axioms: frozenset[str] = STANDARD_AXIOMS, check_types: bool = True, lexical: bool = True):
-        self.pool = pool
+        self.pool = pool  # None: a Verifier that only `prepare`s (what kernel replay re-checks, lean_env.audit)
         self.lean_version = lean_version
         self.mathlib_version = mathlib_version
         self.allowed_axioms = allowed_axioms
@@ -180,7 +180,8 @@ class Verifier:
         return result
 
     def close(self) -> None:
-        self.pool.close()
+        if self.pool is not None:
+            self.pool.close()
 
     def __enter__(self) -> Verifier:
         return self

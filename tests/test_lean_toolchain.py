@@ -165,3 +165,12 @@ def test_cli_check_unreadable_file_is_one_line(tmp_path, capsys):
     for path, why in ((tmp_path / "absent.lean", "no such file"), (bad, "not UTF-8"), (tmp_path, "cannot read")):
         code, _, err = _cli(["lean", "check", str(path)], capsys)
         assert code == 2 and why in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_audit_and_setup_comparator(bare, tmp_path, capsys, monkeypatch):
+    code, out, _ = _cli(["lean", "setup", "--dry-run", "--comparator", "--home", str(bare / "h")], capsys)
+    flat = out.replace("\n", " ")
+    assert code == 0 and "leanprover/comparator" in flat and "lean4export" in flat and "landrun" in flat
+    monkeypatch.setenv("SUBGOAL_LEAN__REPL_PATH", str(FAKE))
+    code, _, err = _cli(["lean", "audit", str(tmp_path / "no-run")], capsys)
+    assert code == 2 and "kernel replay" in err and "Traceback" not in err  # one line: Lean or comparator missing

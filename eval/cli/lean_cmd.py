@@ -8,7 +8,8 @@ import typer
 
 from eval.cli.common import config, console, err_console
 
-app = typer.Typer(help="The Lean toolchain: setup, doctor, check a file.", no_args_is_help=True)
+app = typer.Typer(help="The Lean toolchain: setup, doctor, check a file, audit a run by kernel replay.",
+                  no_args_is_help=True)
 
 
 @app.command()
@@ -28,7 +29,7 @@ def doctor(ctx: typer.Context) -> None:
         table.add_row(c.name, "[green]ok[/]" if c.ok else "[red]missing[/]", escape(c.found), escape(c.version),
                       escape(c.fix))
     console.print(table)
-    missing = [c.name for c in checks if not c.ok]
+    missing = [c.name for c in checks if not c.ok and c.required]
     if missing:
         raise LeanNotFound(f"Lean is not usable here: missing {', '.join(missing)}. Run `subgoal lean setup` on a "
                            "machine with internet, or set lean.project_dir and lean.repl_path in the config (env "
@@ -42,12 +43,14 @@ def setup(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the commands without running them."),
     home: Path | None = typer.Option(None, "--home", help="Install directory (else $SUBGOAL_LEAN_HOME, ~/.subgoal/lean)."),
     version: str | None = typer.Option(None, "--version", help="Lean version tag (else [lean] lean_version)."),
+    comparator: bool = typer.Option(False, "--comparator", help="Also install leanprover/comparator with lean4export "
+                                    "and landrun (kernel replay for `subgoal lean audit`; landrun needs Go)."),
 ) -> None:
     """Install elan, Lean, a Mathlib project (with its .olean cache) and the REPL, all at one pinned version."""
     from lean_env.toolchain import run_setup
 
     version = version or config(ctx).lean.lean_version
-    plan = run_setup(version, home, dry_run=dry_run, log=err_console.print)
+    plan = run_setup(version, home, dry_run=dry_run, log=err_console.print, comparator=comparator)
     if dry_run:
         for i, step in enumerate(plan, 1):
             mark = " (already done: skipped)" if step.skip else ""
@@ -99,6 +102,39 @@ def check(
             console.print(f"  axioms: {', '.join(verdict.axioms)}", highlight=False, markup=False)
     if not verdict.proved:
         raise SystemExit(1)  # (typer.Exit's code is dropped by the root's standalone_mode=False)
+
+
+@app.command()
+def audit(
+    ctx: typer.Context,
+    run_dir: Path = typer.Argument(..., help="A run directory (its store.sqlite) made by `subgoal eval`/`prove`."),
+    run: str | None = typer.Option(None, "--run", help="The run's name, when the store holds several."),
+    checker: str = typer.Option("comparator", "--checker", help="The kernel-replay checker (comparator)."),
+    force: bool = typer.Option(False, "--force", help="Re-check attempts this checker already audited."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Check at most this many attempts now."),
+    timeout: float = typer.Option(1800.0, "--timeout", min=1, help="Seconds per attempt."),
+) -> None:
+    """Re-check every proved attempt of a run by kernel replay; the checker's verdicts go beside ours in the store
+    (the leaderboard shows audited counts). Exit 1 when the checker rejects an attempt we counted as proved."""
+    from eval.audit import audit_run
+    from lean_env.audit import Comparator
+    from lean_env.errors import LeanError
+    from lean_env.toolchain import find_comparator, locate
+
+    if checker != "comparator":
+        raise LeanError(f"unknown checker {checker!r}: this version drives leanprover/comparator only "
+                        "(SafeVerify and lean4checker are not wired in)")
+    settings = config(ctx).lean
+    toolchain = locate(settings)
+    if toolchain.project_dir is None:
+        raise LeanError("kernel replay needs the Mathlib project (lean.project_dir); `subgoal lean doctor`")
+    replay = Comparator(find_comparator(settings), toolchain.project_dir, lake=toolchain.lake, timeout_s=timeout)
+    summary = audit_run(run_dir, config(ctx), replay, run=run, force=force, limit=limit, log=err_console.print)
+    console.print(f"{summary.checker}: {summary.audited} checked now ({summary.accepted} accepted, "
+                  f"{summary.rejected} rejected, {summary.unavailable} not checked), {summary.skipped} audited "
+                  f"before, of {summary.proved} proved attempts", highlight=False, markup=False)
+    if summary.rejected:
+        raise SystemExit(1)
 
 
 def register(root: typer.Typer) -> None:
