@@ -1,9 +1,9 @@
 """Lexical soundness scan of untrusted Lean text: the loopholes a proof must not use, found before Lean runs.
 
-The scan reads the text with comments and string literals blanked (`text.mask`), «quoted» names unquoted,
-so `-- sorry` or `"sorry"` is never flagged and `«sorry»` or `set_option «debug».skipKernelTC` is. It is the
-first of three layers (docs/lean_env.md): Lean's own messages and sorries, `#print axioms` of the theorem,
-and the elaborated statement compared with the problem's (in `verifier.py`) catch what text cannot.
+The scan reads tokens of THE lexer (`text.tokens`, as Lean's own tokenizer reads the text), in every reading of
+its string literals (`text.readings`), so `-- sorry` or `"sorry"` is never flagged while `s!"{sorry}"`,
+`«sorry»` or a command after `open … in` is. It is the first layer of several (docs/lean_env.md): Lean's own
+messages, `#print axioms` of the theorem and its elaborated statement (in `verifier.py`) catch what text cannot.
 
 Each `Finding.kind` is one of `KINDS`. `DANGEROUS` kinds run code at elaboration time or switch off the kernel:
 the verifier rejects them without running Lean at all. The others (sorry and friends) are rejected too, but

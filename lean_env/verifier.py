@@ -99,19 +99,17 @@ class _Outcome:
 class Verifier:
     """Checks proofs with a `ReplPool`. Thread-safe; `verify_many` keeps every worker busy.
 
-    A proof is PROVED only when all of these hold:
-    1. the lexical scan (`soundness.scan`) finds nothing: no sorry/admit/stop/apply?, no `axiom`, no
-       native_decide / ofReduceBool / trustCompiler, no implemented_by / extern, no `unsafe`, no debug.* or
-       other checking-off option, no #eval / run_cmd / macro / syntax / elab / initialize / env hacking, no
-       #exit, no invisible characters, no import in the body, no redefinition of a name the statement uses;
-    2. the theorem is declared at top level with the problem's statement, unchanged up to whitespace and
-       comments (`text.statement_differences`; PutnamBench answer abbrevs: signature unchanged, and value
-       unchanged when the problem gives it);
+    A proof is PROVED only when all of these hold (docs/lean_env.md has the class each layer closes):
+    1. the lexical scan (`soundness.scan`, on exactly the text sent, in every string reading) finds nothing;
+    2. the theorem is declared at top level; PutnamBench answer abbrevs keep their signature (answer given:
+       the verifier places the recorded abbrev and refuses a proof's own);
     3. Lean reports no error, no sorry, no "declaration uses 'sorry'" warning;
-    4. `#print axioms` of the theorem lists only propext, Classical.choice, Quot.sound;
-    5. the theorem's type, elaborated with `pp.all` in the proof's environment, is the same text as the
-       problem's statement elaborated in the clean header environment (catches namespace/open/notation/
-       instance/variable tricks that change what the unchanged text means).
+    4. `#print axioms _root_.NAME` answers exactly once, about NAME, with only propext, Classical.choice,
+       Quot.sound;
+    5. `#check @_root_.NAME` under `pp.all` answers exactly once, about NAME, with the type of the problem's
+       statement elaborated in the clean header environment, up to bound-variable names (a statement that
+       differs only as text, e.g. `Real` for `ℝ` or renamed hypotheses, passes; a changed meaning does not);
+    6. every REPL answer is the answer to its request (env ids in sequence, nothing after it).
     Dangerous scan findings (code that runs at elaboration time or turns kernel checks off) are rejected
     without running Lean; the others (sorry, axiom, redefinition, ...) still run Lean so the verdict has
     Lean's messages and the sorries' goals. Lean errors give FAILED; a loophole that compiles gives UNSOUND.
@@ -123,11 +121,11 @@ class Verifier:
     b. the proof: `{"cmd": <body>, "env": H}` -> env P, where body = the submitted text without its import
        lines and without a leading copy of the rest of the header (a completion that repeats the prompt), plus
        the problem's preamble (e.g. answer abbrevs) in front when the proof does not declare it;
-    c. only when (b) has no error: `{"cmd": "#print axioms NAME\\nset_option pp.all true in\\n#check @NAME",
-       "env": P}` -> an info message "'NAME' depends on axioms: [a, b]" (or "'NAME' does not depend on any
+    c. only when (b) has no error: `{"cmd": "#print axioms _root_.NAME\\nset_option pp.all true in\\n#check
+       @_root_.NAME", "env": P}` -> an info message "'NAME' depends on axioms: [a, b]" (or "'NAME' does not depend on any
        axioms") and an info message with the elaborated type;
     d. once per (header, statement) per Verifier (cached): `{"cmd": <statement + " sorry">
-       "\\nset_option pp.all true in\\n#check @NAME", "env": H}` -> the reference type (the last info message).
+       "\\nset_option pp.all true in\\n#check @_root_.NAME", "env": H}` -> the reference type (the last info message).
     """
 
     def __init__(self, pool: ReplPool | None, *, lean_version: str | None = None, mathlib_version: str | None = None,
