@@ -151,10 +151,9 @@ def _scan_tokens(src: str, toks: list[text.Token], imports_end: int) -> list[Fin
     stack: list[list[int]] = [[]]  # per open scope: the lines of the `variable`s declared in it
     scope_lines: list[tuple[str, int]] = []
     for k, (t, w) in enumerate(zip(toks, words, strict=True)):
-        line = _line(src, t.start)
 
-        def add(kind: str, reason: str, line: int = line) -> None:
-            out.append(Finding(kind, reason, line))
+        def add(kind: str, reason: str, at: int = t.start) -> None:
+            out.append(Finding(kind, reason, _line(src, at)))
 
         if t.kind == "symbol" and (unicodedata.category(w)[0] in "CZ" or w in "\u00ad"):
             add("hidden_text", f"contains an invisible character U+{ord(w):04X} in code")
@@ -189,12 +188,12 @@ def _scan_tokens(src: str, toks: list[text.Token], imports_end: int) -> list[Fin
                 add("kernel_option", f"sets `{name}`, which {why}")
         elif w in ("namespace", "section"):
             stack.append([])
-            scope_lines.append((w, line))
+            scope_lines.append((w, _line(src, t.start)))
         elif w == "end" and len(stack) > 1:
             stack.pop()
             scope_lines.pop()
         elif w == "variable":
-            stack[-1].append(line)
+            stack[-1].append(_line(src, t.start))
     for line in stack[0]:
         out.append(Finding("scope", "leaves a `variable` in scope at the end (it can change what the verifier's "
                            "check of the theorem reads)", line))

@@ -6,6 +6,7 @@ literals with spaces (newlines kept), so offsets found in the masked text are of
 
 from __future__ import annotations
 
+import bisect
 import copy
 import re
 from dataclasses import dataclass
@@ -216,8 +217,8 @@ def _interpolated_here(out: list[Token], src: str, interpolation: str) -> bool:
         return word.endswith("!") or word in INTERPOLATORS
     if word == "]":  # trace[cls] "…"
         k = len(out) - 2
-        depth = 1
-        while k >= 0 and depth:
+        depth, stop = 1, max(-1, len(out) - 34)  # a trace class is short: a bounded look back keeps lexing linear
+        while k > stop and depth:
             w = src[out[k].start:out[k].end]
             depth += (w == "]") - (w == "[")
             k -= 1
@@ -458,7 +459,7 @@ def _lead(toks: list[Token], words: list[str], k: int) -> int:
             start, j = toks[j].start, j - 1
         elif words[j] == "]":
             depth, i = 0, j
-            while i >= 0:
+            while i >= max(0, j - 256):  # bounded: attribute lists are short, and lexing must stay linear
                 depth += (words[i] == "]") - (words[i] == "[")
                 if depth == 0:
                     break
@@ -511,7 +512,8 @@ def _declarations(src: str) -> tuple[Decl, ...]:
             full = name[len("_root_."):]
         else:
             full = f"{ns}.{name}" if ns and name else name
-        end = next((s for s in starts if s > tok.start), len(src))
+        at = bisect.bisect_right(starts, tok.start)
+        end = starts[at] if at < len(starts) else len(src)
         sig_from = name_tok.end if name_tok is not None and name else tok.end
         decls.append(Decl(kw, name, full, lead, tok.start, _signature_end(masked, sig_from, end), end, len(stack)))
     return tuple(decls)
