@@ -141,6 +141,13 @@ def scan(src: str) -> list[Finding]:
     return _dedupe(findings)
 
 
+def _scope_name(toks: list[text.Token], words: list[str], k: int, src: str) -> str:
+    """The name after `namespace`/`section`/`end` at token `k` (on the same line), "" when there is none."""
+    if k + 1 < len(toks) and toks[k + 1].kind == "ident" and "\n" not in src[toks[k].end:toks[k + 1].start]:
+        return ".".join(text.ident_parts(words[k + 1]))
+    return ""
+
+
 def _line(src: str, at: int) -> int:
     return src.count("\n", 0, at) + 1
 
@@ -187,11 +194,13 @@ def _scan_tokens(src: str, toks: list[text.Token], imports_end: int) -> list[Fin
             if why:
                 add("kernel_option", f"sets `{name}`, which {why}")
         elif w in ("namespace", "section"):
-            stack.append([])
-            scope_lines.append((w, _line(src, t.start)))
+            for _ in range(text.scope_depth(_scope_name(toks, words, k, src))):
+                stack.append([])
+                scope_lines.append((w, _line(src, t.start)))
         elif w == "end" and len(stack) > 1:
-            stack.pop()
-            scope_lines.pop()
+            for _ in range(min(len(stack) - 1, text.scope_depth(_scope_name(toks, words, k, src)))):
+                stack.pop()
+                scope_lines.pop()
         elif w == "variable":
             stack[-1].append(_line(src, t.start))
     for line in stack[0]:

@@ -413,11 +413,15 @@ def open_scopes(src: str) -> list[Scope]:
     stack: list[Scope] = []
     for s in scopes(src):
         if s.kind == "end":
-            if stack:
-                stack.pop()
+            del stack[len(stack) - min(len(stack), scope_depth(s.name)):]
         else:
-            stack.append(s)
-    return stack
+            stack += [s] * scope_depth(s.name)
+    return list(dict.fromkeys(stack))
+
+
+def scope_depth(name: str) -> int:
+    """How many scopes `namespace A.B` opens (or `end A.B` closes): one per component, as Lean does."""
+    return len(name.split(".")) if name else 1
 
 
 @lru_cache(maxsize=256)
@@ -494,10 +498,10 @@ def _declarations(src: str) -> tuple[Decl, ...]:
     for _, what, ev in events:
         if what == "scope":
             if ev.kind == "end":
-                if stack:
-                    stack.pop()
+                del stack[len(stack) - min(len(stack), scope_depth(ev.name)):]
             else:
-                stack.append((ev.kind, ev.name if ev.kind == "namespace" else ""))
+                stack += [(ev.kind, part if ev.kind == "namespace" else "") for part in
+                          (ev.name.split(".") if ev.name else [""])]
             continue
         tok, lead = ev
         kw = src[tok.start:tok.end]

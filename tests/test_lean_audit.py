@@ -118,3 +118,18 @@ def test_setup_plan_and_doctor_cover_comparator(monkeypatch, tmp_path):
     assert not checks["comparator (kernel replay)"].ok and not checks["comparator (kernel replay)"].required
     with pytest.raises(toolchain.LeanNotFound, match="comparator, lean4export, landrun"):
         toolchain.find_comparator(None)
+
+
+def test_leaderboard_shows_audited_counts_and_putnam_tracks(setup):
+    from eval.leaderboard import _set_of, collect_reports, load_reported, render_markdown
+
+    checker, run_dir, _ = setup
+    audit_run(run_dir, None, checker, log=lambda _: None)
+    reports = collect_reports(run_dir, n_boot=10)
+    assert reports[0]["audit"]["accepted"] == 2
+    md = render_markdown(reports, load_reported())
+    assert "kernel-checked" in md and "2/3 (comparator, 1 rejected)" in md
+    given = {"run": {"problem_set": "putnambench", "putnam_answers": "given"}}
+    produced = {"run": {"problem_set": "putnambench", "putnam_answers": "produced"}}
+    assert (_set_of(given), _set_of(produced)) == ("putnambench (lean-wsolution)", "putnambench (lean-nosolution)")
+    assert _set_of({"run": {"problem_set": "minif2f-test", "putnam_answers": "given"}}) == "minif2f-test"

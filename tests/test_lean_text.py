@@ -219,5 +219,8 @@ def test_declarations_at_any_column():
     assert src[u.start:u.keyword] == "@[simp] private " and src[u.keyword:u.sig_end].endswith(":=")
     assert src[ds[2].keyword:ds[2].end].rstrip().endswith("trivial")
     assert text.open_scopes("namespace A\nsection\nend\n") == [text.Scope("namespace", "A", 0)]
+    dotted = "namespace A.B\ntheorem t : True := trivial\nend B\ntheorem u : True := trivial\nend A\n"
+    assert [d.full_name for d in text.declarations(dotted)] == ["A.B.t", "A.u"]  # one scope per component
+    assert text.open_scopes(dotted) == [] and text.open_scopes(dotted.rsplit("end A", 1)[0]) != []
     h, b = text.split_header("import Mathlib\nopen Real in theorem t : True := trivial\n")
     assert h == "import Mathlib\n" and b.startswith("open Real in theorem")
