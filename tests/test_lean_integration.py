@@ -63,6 +63,18 @@ def test_lean_layers_catch_loopholes(verifier, proof, reason):
     assert v.status in (Status.UNSOUND, Status.FAILED) and any(reason in r for r in v.reasons), v.reasons
 
 
+@pytest.mark.parametrize("proof", [
+    "theorem t_sq (y : Real) (h : y = 2) : y ^ 2 = 4 := by\n  subst h\n  norm_num\n",  # names and notation differ
+    "open Real in theorem t_sq (x : ℝ) (h₀ : x = 2) : x ^ 2 = 4 := by\n  subst h₀; norm_num\n",
+    "/-- doc -/ theorem t_sq (x : ℝ) (h₀ : x = 2) : x ^ 2 = 4 := by\n  subst h₀; norm_num\n",
+])
+def test_honest_variants_are_proved(verifier, proof):
+    """Real Lean: `#print axioms _root_.NAME` / `#check @_root_.NAME` answer as the verifier parses them, and a
+    statement that differs only as text elaborates to the same type up to bound-variable names."""
+    v = verifier.verify(MINI, proof)
+    assert v.status is Status.PROVED, v.reasons
+
+
 def test_compile_error_is_failed(verifier):
     v = verifier.verify(MINI, "theorem t_sq (x : ℝ) (h₀ : x = 2) : x ^ 2 = 4 := by\n  exact rfl\n")
     assert v.status is Status.FAILED and v.errors
