@@ -239,3 +239,33 @@ def test_sequence_balance_loss_ignores_padding():
     mask = torch.tensor([[1, 1, 1, 1, 0, 0]], dtype=torch.bool)
     masked = sequence_balance_loss(scores, idx, 0.1, mask)
     assert torch.allclose(masked, sequence_balance_loss(scores[:, :4], idx[:, :4], 0.1))
+
+
+def test_groups_padded_to_16_rows_give_the_unpadded_grouped_gemm():
+    """torchao's FP8 grouped GEMM takes groups of multiples of 16 rows: the padded copy must compute exactly the
+    unpadded product and gradients (checked with the plain grouped GEMM, which takes any group size)."""
+    from prover.model.moe import Segments, grouped_gemm, pad_groups, padded_grouped
+
+    if not hasattr(torch, "_grouped_mm"):
+        pytest.skip("this torch has no torch._grouped_mm")
+    torch.manual_seed(0)
+    counts = torch.tensor([5, 0, 17, 16, 1])  # empty, exact multiple and ragged groups
+    n, e = int(counts.sum()), len(counts)
+    offs = counts.cumsum(0)
+    expert = torch.repeat_interleave(torch.arange(e), counts)
+    seg = Segments(counts, offs.to(torch.int32), expert, torch.arange(n) - (offs - counts)[expert])
+    dest, ends, rows = pad_groups(seg, n)
+    assert rows % 16 == 0 and rows >= int(ends[-1]) and all(int(c) % 16 == 0 for c in torch.diff(ends, prepend=ends[:1] * 0))
+    assert len(set(dest.tolist())) == n  # every row has its own place
+    x = torch.randn(n, 32, dtype=torch.bfloat16, requires_grad=True)
+    w = torch.randn(e, 48, 32, dtype=torch.bfloat16, requires_grad=True)
+    try:
+        want = grouped_gemm(x, w, seg)
+    except RuntimeError as err:  # no CPU kernel for this dtype in this torch
+        pytest.skip(f"torch._grouped_mm does not run here: {err}")
+    got = padded_grouped(lambda a, b, o: torch._grouped_mm(a, b, offs=o), x, w, seg)
+    assert torch.equal(got, want)
+    g = torch.randn_like(want)
+    gx, gw = torch.autograd.grad(want, (x, w), g)
+    px, pw = torch.autograd.grad(got, (x, w), g)
+    assert torch.allclose(px.float(), gx.float(), atol=1e-2) and torch.allclose(pw.float(), gw.float(), atol=1e-2)

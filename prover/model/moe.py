@@ -12,6 +12,7 @@ the fast path needs no per-expert Python; checkpoints split them per expert (`ch
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -243,10 +244,30 @@ def grouped_gemm(x: torch.Tensor, w: torch.Tensor, seg: Segments) -> torch.Tenso
 
 
 def grouped_gemm_fp8(x: torch.Tensor, w: torch.Tensor, seg: Segments) -> torch.Tensor:
-    """`grouped_gemm` with FP8 operands (torchao, rowwise scales), bf16 out."""
+    """`grouped_gemm` with FP8 operands (torchao, rowwise scales), bf16 out. torchao's FP8 grouped GEMM takes
+    groups of a multiple of 16 rows only, so the rows go through a zero-padded copy (`pad_groups`)."""
     from prover.model.fp8 import fp8_grouped_mm
 
-    return fp8_grouped_mm(x, w.transpose(-2, -1), seg.offs)
+    return padded_grouped(fp8_grouped_mm, x, w, seg)
+
+
+def pad_groups(seg: Segments, num_rows: int, multiple: int = 16) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Where each sorted row goes when every expert's group is padded to a multiple of `multiple` rows:
+    (destination row of each row, inclusive int32 group ends, buffer rows). The buffer's size is a static bound
+    (no host sync, compile-friendly); rows past the last group end are never read."""
+    padded = (seg.counts + multiple - 1) // multiple * multiple
+    ends = padded.cumsum(0)
+    dest = (ends - padded)[seg.expert] + seg.row_in_expert
+    rows = -(-(num_rows + (multiple - 1) * seg.counts.numel()) // multiple) * multiple
+    return dest, ends.to(torch.int32), rows
+
+
+def padded_grouped(gemm: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
+                   w: torch.Tensor, seg: Segments, multiple: int = 16) -> torch.Tensor:
+    """`gemm(x, w.T, offs)` on groups padded to `multiple` rows (zero rows in, their outputs dropped)."""
+    dest, ends, rows = pad_groups(seg, x.shape[0], multiple)
+    xp = x.new_zeros(rows, x.shape[1]).index_copy(0, dest, x)
+    return gemm(xp, w.transpose(-2, -1), ends).index_select(0, dest)
 
 
 def resolve_impl(impl: str, x: torch.Tensor, fp8: bool = False) -> str:
