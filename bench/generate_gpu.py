@@ -1,4 +1,4 @@
-"""Generation throughput of the prover's backends on one checkpoint: vLLM offline engine vs transformers.
+"""Generation throughput of the prover's backends on one checkpoint: vLLM (its async engine) vs transformers.
 
     PYTHONPATH=. python bench/generate_gpu.py                       # GPU: `small` preset, random weights, bf16
     PYTHONPATH=. python bench/generate_gpu.py --checkpoint DIR      # an existing HF-format checkpoint
