@@ -53,6 +53,52 @@ class ComparatorTools:
     landrun: Path
 
 
+def write_project(problem: Any, proof_src: str, where: Path, mathlib_dir: Path,
+                  permitted_axioms: frozenset[str] = STANDARD_AXIOMS) -> Path | None:
+    """Write the challenge/solution Lake project of one attempt under `where`; None when the proof cannot be
+    prepared (the verifier would not have sent it to Lean either)."""
+    prep = Verifier(None, lexical=False).prepare(problem, proof_src)
+    if not isinstance(prep, Prepared):
+        return None
+    header = prep.header if prep.header.endswith("\n") or not prep.header else prep.header + "\n"
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "Challenge.lean").write_text(header + text.with_proof(prep.statement, "sorry"), encoding="utf-8")
+    (where / "Solution.lean").write_text(header + prep.body, encoding="utf-8")
+    toolchain = mathlib_dir / "lean-toolchain"
+    if toolchain.is_file():
+        shutil.copyfile(toolchain, where / "lean-toolchain")
+    (where / "lakefile.toml").write_text(
+        'name = "subgoal_audit"\nversion = "0.1.0"\n\n[[require]]\nname = "mathlib"\n'
+        f"path = {json.dumps(str(mathlib_dir))}\n\n"
+        '[[lean_lib]]\nname = "Challenge"\n\n[[lean_lib]]\nname = "Solution"\n', encoding="utf-8")
+    # answer produced: the answer abbrevs are definition holes (name, type, universes and safety must
+    # match; their values are the solution's own)
+    holes = [d.full_name for d in text.declarations(text.preamble(prep.statement))
+             if d.full_name and text.normalize(text.decl_value(prep.statement, d)) == "sorry"]
+    config = {"challenge_module": "Challenge", "solution_module": "Solution", "theorem_names": [prep.name],
+              "definition_names": holes, "permitted_axioms": sorted(permitted_axioms)}
+    (where / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return where
+
+
+def _run(argv: list[str], cwd: Path, env: dict[str, str], timeout_s: float) -> subprocess.CompletedProcess | str:
+    """The finished process, or why it could not run (a timeout, a missing program): never a rejection."""
+    try:
+        return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout_s,
+                              start_new_session=True)
+    except subprocess.TimeoutExpired:
+        return f"timed out after {timeout_s:g}s: {' '.join(argv[:3])}"
+    except OSError as e:
+        return f"could not run {argv[0]}: {e}"
+
+
+def _reason(out: subprocess.CompletedProcess) -> str:
+    lines = [ln.strip() for ln in (out.stderr + "\n" + out.stdout).splitlines() if ln.strip()]
+    detail = next((ln for ln in lines if "uncaught exception" in ln or "rejects" in ln or "error" in ln),
+                  lines[-1] if lines else "")
+    return f"exit {out.returncode}: {detail}"[:500]
+
+
 class Comparator:
     """Runs leanprover/comparator on one attempt at a time. `command` is the argv prefix that runs comparator
     in a project directory (default `lake env <comparator>`); the config path is appended."""
@@ -70,30 +116,7 @@ class Comparator:
         self.permitted_axioms = permitted_axioms
 
     def project(self, problem: Any, proof_src: str, where: Path) -> Path | None:
-        """Write the challenge/solution project for one attempt under `where`; None when the proof cannot be
-        prepared (the verifier would not have sent it to Lean either)."""
-        prep = Verifier(None, lexical=False).prepare(problem, proof_src)
-        if not isinstance(prep, Prepared):
-            return None
-        header = prep.header if prep.header.endswith("\n") or not prep.header else prep.header + "\n"
-        where.mkdir(parents=True, exist_ok=True)
-        (where / "Challenge.lean").write_text(header + text.with_proof(prep.statement, "sorry"), encoding="utf-8")
-        (where / "Solution.lean").write_text(header + prep.body, encoding="utf-8")
-        toolchain = self.mathlib_dir / "lean-toolchain"
-        if toolchain.is_file():
-            shutil.copyfile(toolchain, where / "lean-toolchain")
-        (where / "lakefile.toml").write_text(
-            'name = "subgoal_audit"\nversion = "0.1.0"\n\n[[require]]\nname = "mathlib"\n'
-            f"path = {json.dumps(str(self.mathlib_dir))}\n\n"
-            '[[lean_lib]]\nname = "Challenge"\n\n[[lean_lib]]\nname = "Solution"\n', encoding="utf-8")
-        # answer produced: the answer abbrevs are definition holes (name, type, universes and safety must
-        # match; their values are the solution's own)
-        holes = [d.full_name for d in text.declarations(text.preamble(prep.statement))
-                 if d.full_name and text.normalize(text.decl_value(prep.statement, d)) == "sorry"]
-        config = {"challenge_module": "Challenge", "solution_module": "Solution", "theorem_names": [prep.name],
-                  "definition_names": holes, "permitted_axioms": sorted(self.permitted_axioms)}
-        (where / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-        return where
+        return write_project(problem, proof_src, where, self.mathlib_dir, self.permitted_axioms)
 
     def check(self, problem: Any, proof_src: str) -> AuditVerdict:
         t0 = time.monotonic()
@@ -103,16 +126,42 @@ class Comparator:
                 return AuditVerdict(self.name, False, "the proof could not be prepared for Lean")
             env = {**os.environ, "COMPARATOR_LANDRUN": str(self.tools.landrun),
                    "COMPARATOR_LEAN4EXPORT": str(self.tools.lean4export)}
-            try:
-                out = subprocess.run([*self.command, "config.json"], cwd=project, env=env, capture_output=True,
-                                     text=True, timeout=self.timeout_s, start_new_session=True)
-            except subprocess.TimeoutExpired:
-                return AuditVerdict(self.name, None, f"timed out after {self.timeout_s:g}s", time.monotonic() - t0)
-            except OSError as e:
-                return AuditVerdict(self.name, None, f"could not run comparator: {e}", time.monotonic() - t0)
+            out = _run([*self.command, "config.json"], project, env, self.timeout_s)
         wall = time.monotonic() - t0
+        if isinstance(out, str):
+            return AuditVerdict(self.name, None, out, wall)
         if out.returncode == 0 and COMPARATOR_OK in out.stdout:
             return AuditVerdict(self.name, True, COMPARATOR_OK, wall)
-        lines = [ln.strip() for ln in (out.stderr + "\n" + out.stdout).splitlines() if ln.strip()]
-        detail = next((ln for ln in lines if "uncaught exception" in ln or "rejects" in ln), lines[-1] if lines else "")
-        return AuditVerdict(self.name, False, f"exit {out.returncode}: {detail}"[:500], wall)
+        return AuditVerdict(self.name, False, _reason(out), wall)
+
+
+class Lean4Checker:
+    """leanprover/lean4checker: the solution is compiled by a fresh `lean` (`lake build Solution`), then its
+    environment is replayed through the kernel (`lake env lean4checker Solution`, its README). Kernel replay
+    only: it compares no statement and lists no axioms, so the statement and axioms stay the verifier's verdict;
+    it catches environment hacking and what the REPL process could forge."""
+
+    name = "lean4checker"
+
+    def __init__(self, checker: Path, mathlib_dir: Path, *, lake: list[str] | None = None, timeout_s: float = 1800.0,
+                 workdir: Path | None = None):
+        self.checker = Path(checker)
+        self.mathlib_dir = Path(mathlib_dir)
+        self.lake = lake or [shutil.which("lake") or "lake"]
+        self.timeout_s = timeout_s
+        self.workdir = workdir
+
+    def check(self, problem: Any, proof_src: str) -> AuditVerdict:
+        t0 = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="subgoal-audit-", dir=self.workdir) as tmp:
+            project = write_project(problem, proof_src, Path(tmp) / "project", self.mathlib_dir)
+            if project is None:
+                return AuditVerdict(self.name, False, "the proof could not be prepared for Lean")
+            for argv in ([*self.lake, "build", "Solution"], [*self.lake, "env", str(self.checker), "Solution"]):
+                out = _run(argv, project, dict(os.environ), self.timeout_s)
+                if isinstance(out, str):
+                    return AuditVerdict(self.name, None, out, time.monotonic() - t0)
+                if out.returncode != 0:
+                    step = "build" if argv[-2] == "build" else "kernel replay"
+                    return AuditVerdict(self.name, False, f"{step}: {_reason(out)}", time.monotonic() - t0)
+        return AuditVerdict(self.name, True, "the kernel replayed the solution's environment", time.monotonic() - t0)

@@ -24,6 +24,7 @@ MATHLIB_GIT = "https://github.com/leanprover-community/mathlib4"
 REPL_GIT = "https://github.com/leanprover-community/repl"
 COMPARATOR_GIT = "https://github.com/leanprover/comparator"  # tags follow Lean's (v4.27.0, ...)
 LANDRUN_GIT = "https://github.com/Zouuup/landrun"  # comparator's sandbox, built from main (its README)
+LEAN4CHECKER_GIT = "https://github.com/leanprover/lean4checker"  # tags follow Lean's
 ELAN_INIT = "https://raw.githubusercontent.com/leanprover/elan/master/elan-init.sh"
 
 INSTALL_HINT = (
@@ -175,6 +176,11 @@ def comparator_paths(settings: Any = None) -> dict[str, Path | None]:
     }
 
 
+def lean4checker_path(settings: Any = None) -> Path | None:
+    """leanprover/lean4checker: on PATH, else where `setup --comparator` builds it."""
+    return _tool(None, None, "lean4checker", lean_home() / "lean4checker" / ".lake" / "build" / "bin" / "lean4checker")
+
+
 def find_comparator(settings: Any = None) -> Any:
     """`audit.ComparatorTools`, or `LeanNotFound` naming what is missing and how to install it."""
     from lean_env.audit import ComparatorTools
@@ -244,7 +250,7 @@ def doctor(settings: Any = None) -> list[Check]:
             same = repl_v == lean_v
             checks.append(Check("versions match", same, f"repl {repl_v}, project {lean_v}", "",
                                 "" if same else "build the REPL at the project's Lean version (`subgoal lean setup`)"))
-    for name, path in comparator_paths(settings).items():
+    for name, path in {**comparator_paths(settings), "lean4checker": lean4checker_path(settings)}.items():
         ok = path is not None and path.is_file()
         fix = "" if ok else f"optional, for `subgoal lean audit`: `subgoal lean setup --comparator` ({COMPARATOR_GIT})"
         checks.append(Check(f"{name} (kernel replay)", ok, str(path or ""), "", fix, required=False))
@@ -306,6 +312,11 @@ def comparator_plan(version: str = DEFAULT_LEAN_VERSION, home: Path | None = Non
              skip=(landrun / "go.mod").is_file()),
         Step("build landrun (needs Go)", ["go", "build", "-o", str(home / "bin" / "landrun"), "./cmd/landrun"],
              cwd=landrun),
+        Step(f"clone lean4checker at tag {version}",
+             ["git", "clone", "--depth", "1", "--branch", version, LEAN4CHECKER_GIT, str(home / "lean4checker")],
+             skip=(home / "lean4checker" / "lakefile.toml").is_file()
+             or (home / "lean4checker" / "lakefile.lean").is_file()),
+        Step("build lean4checker", [lake_cmd, "build"], cwd=home / "lean4checker"),
     ]
 
 

@@ -114,8 +114,10 @@ def test_setup_plan_and_doctor_cover_comparator(monkeypatch, tmp_path):
     assert any("--branch v4.27.0 https://github.com/leanprover/comparator" in s for s in shells)
     assert any("lake build lean4export comparator" in s or "build lean4export comparator" in s for s in shells)
     assert any("landrun" in s and "go build" in s for s in shells)
+    assert any("--branch v4.27.0 https://github.com/leanprover/lean4checker" in s for s in shells)
     checks = {c.name: c for c in toolchain.doctor(None)}
     assert not checks["comparator (kernel replay)"].ok and not checks["comparator (kernel replay)"].required
+    assert not checks["lean4checker (kernel replay)"].required
     with pytest.raises(toolchain.LeanNotFound, match="comparator, lean4export, landrun"):
         toolchain.find_comparator(None)
 
@@ -133,3 +135,20 @@ def test_leaderboard_shows_audited_counts_and_putnam_tracks(setup):
     produced = {"run": {"problem_set": "putnambench", "putnam_answers": "produced"}}
     assert (_set_of(given), _set_of(produced)) == ("putnambench (lean-wsolution)", "putnambench (lean-nosolution)")
     assert _set_of({"run": {"problem_set": "minif2f-test", "putnam_answers": "given"}}) == "minif2f-test"
+
+
+def test_lean4checker_builds_then_replays(setup, tmp_path):
+    from lean_env.audit import Lean4Checker
+
+    _, run_dir, _ = setup
+    checker = Lean4Checker(tmp_path / "bin" / "lean4checker", tmp_path / "mathlib4",
+                           lake=[sys.executable, str(HERE / "fake_lake.py")], timeout_s=30, workdir=tmp_path)
+    problem = Problem("mathd_algebra_10", STATEMENT, MINIF2F_HEADER)
+    assert checker.check(problem, HONEST).accepted is True
+    rejected = checker.check(problem, HONEST + "-- FAKE_KERNEL_REJECT\n")
+    assert rejected.accepted is False and rejected.detail.startswith("kernel replay: exit 1")
+    broken = checker.check(problem, HONEST + "-- FAKE_BUILD_ERROR\n")
+    assert broken.accepted is False and broken.detail.startswith("build: exit 1")
+    summary = audit_run(run_dir, None, checker, log=lambda _: None)
+    assert (summary.accepted, summary.rejected) == (2, 1)
+    assert audit_counts(run_dir)["checker"] == "lean4checker"

@@ -44,7 +44,8 @@ def setup(
     home: Path | None = typer.Option(None, "--home", help="Install directory (else $SUBGOAL_LEAN_HOME, ~/.subgoal/lean)."),
     version: str | None = typer.Option(None, "--version", help="Lean version tag (else [lean] lean_version)."),
     comparator: bool = typer.Option(False, "--comparator", help="Also install leanprover/comparator with lean4export "
-                                    "and landrun (kernel replay for `subgoal lean audit`; landrun needs Go)."),
+                                    "and landrun, and lean4checker (kernel replay for `subgoal lean audit`; landrun "
+                                    "needs Go)."),
 ) -> None:
     """Install elan, Lean, a Mathlib project (with its .olean cache) and the REPL, all at one pinned version."""
     from lean_env.toolchain import run_setup
@@ -109,7 +110,8 @@ def audit(
     ctx: typer.Context,
     run_dir: Path = typer.Argument(..., help="A run directory (its store.sqlite) made by `subgoal eval`/`prove`."),
     run: str | None = typer.Option(None, "--run", help="The run's name, when the store holds several."),
-    checker: str = typer.Option("comparator", "--checker", help="The kernel-replay checker (comparator)."),
+    checker: str = typer.Option("comparator", "--checker", help="The kernel-replay checker: comparator (statement, "
+                                "axioms and kernel replay) or lean4checker (kernel replay only)."),
     force: bool = typer.Option(False, "--force", help="Re-check attempts this checker already audited."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Check at most this many attempts now."),
     timeout: float = typer.Option(1800.0, "--timeout", min=1, help="Seconds per attempt."),
@@ -117,18 +119,25 @@ def audit(
     """Re-check every proved attempt of a run by kernel replay; the checker's verdicts go beside ours in the store
     (the leaderboard shows audited counts). Exit 1 when the checker rejects an attempt we counted as proved."""
     from eval.audit import audit_run
-    from lean_env.audit import Comparator
-    from lean_env.errors import LeanError
-    from lean_env.toolchain import find_comparator, locate
+    from lean_env.audit import Comparator, Lean4Checker
+    from lean_env.errors import LeanError, LeanNotFound
+    from lean_env.toolchain import find_comparator, lean4checker_path, locate
 
-    if checker != "comparator":
-        raise LeanError(f"unknown checker {checker!r}: this version drives leanprover/comparator only "
-                        "(SafeVerify and lean4checker are not wired in)")
+    if checker not in ("comparator", "lean4checker"):
+        raise LeanError(f"unknown checker {checker!r}: comparator or lean4checker (SafeVerify is not wired in)")
     settings = config(ctx).lean
     toolchain = locate(settings)
     if toolchain.project_dir is None:
         raise LeanError("kernel replay needs the Mathlib project (lean.project_dir); `subgoal lean doctor`")
-    replay = Comparator(find_comparator(settings), toolchain.project_dir, lake=toolchain.lake, timeout_s=timeout)
+    if checker == "comparator":
+        replay: Comparator | Lean4Checker = Comparator(find_comparator(settings), toolchain.project_dir,
+                                                       lake=toolchain.lake, timeout_s=timeout)
+    else:
+        path = lean4checker_path(settings)
+        if path is None or not path.is_file():
+            raise LeanNotFound("kernel replay with lean4checker needs leanprover/lean4checker on PATH; run "
+                               "`subgoal lean setup --comparator` (needs internet)")
+        replay = Lean4Checker(path, toolchain.project_dir, lake=[str(toolchain.lake or "lake")], timeout_s=timeout)
     summary = audit_run(run_dir, config(ctx), replay, run=run, force=force, limit=limit, log=err_console.print)
     console.print(f"{summary.checker}: {summary.audited} checked now ({summary.accepted} accepted, "
                   f"{summary.rejected} rejected, {summary.unavailable} not checked), {summary.skipped} audited "
