@@ -1,4 +1,4 @@
-"""Kernel replay of proved attempts with an external trusted checker (leanprover/comparator), beside our verdict.
+"""Kernel replay of proved attempts with a trusted checker (leanprover/comparator, or lean4checker), beside our verdict.
 
 The REPL verifier is fast and `honest+`; a checker replays the solution's constants through the kernel in a
 fresh process and compares the statement with the challenge's, so what only a kernel-level exploit or an
