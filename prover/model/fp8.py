@@ -127,4 +127,7 @@ def fp8_grouped_mm(x: torch.Tensor, w_t: torch.Tensor, offs: torch.Tensor) -> to
     """`torch._grouped_mm(x, w_t, offs=offs)` with both operands cast to FP8 (rowwise scales, torchao)."""
     from torchao.prototype.moe_training import _to_fp8_rowwise_then_scaled_grouped_mm
 
-    return _to_fp8_rowwise_then_scaled_grouped_mm(x, w_t, offs=offs, out_dtype=torch.bfloat16)
+    # Groups arrive padded to multiples of 16 rows (`moe.padded_grouped`); torchao 0.18's own padding flag
+    # defaults to True and is not implemented (it asserts), so it is turned off explicitly.
+    return _to_fp8_rowwise_then_scaled_grouped_mm(x, w_t, offs=offs, out_dtype=torch.bfloat16,
+                                                  pad_token_groups_for_grouped_mm=False)
