@@ -13,7 +13,7 @@ streams the rest through an executor in *jobs* (consecutive units of one problem
 writes the store (one row per unit, committed as it arrives, never twice), so a killed job loses at most the
 units in flight and a re-run neither repeats nor duplicates work. `run_batch` is `drive` in this process.
 Whole-proof sampling with one sample per attempt is batched: a job of a problem's pending attempts is drawn in
-one generation call (n samples, sample j seeded seed+j) and checked with one `verify_many`.
+one generation call (n samples, sample j seeded `sample_seed(seed, j)`) and checked with one `verify_many`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from lean_env.verdict import Status
 from prover.errors import ProverError
-from prover.generate.base import SamplingParams
+from prover.generate.base import SamplingParams, sample_seed
 from prover.prompts import PromptSet, load_prompts
 from prover.search import DEFAULT_SAMPLES, Budget, attempt_seed, run_attempt
 from prover.search.core import AttemptResult, Search, no_candidate
@@ -104,7 +104,7 @@ class ProveRecipe:
         if strategy == "tree":  # step-wise search keeps proof states: a session beside the backend
             options["session"] = self.session()
         return run_attempt(problem, strategy, backend, verifier, Budget(**self.budget),
-                           attempt_seed(self.seed, index), self.prompts(), on_event,
+                           attempt_seed(self.seed, problem.name, index), self.prompts(), on_event,
                            sampling=self.sampling_params(), **options, **extra)
 
     def session(self) -> Any:
@@ -137,7 +137,7 @@ def sample_group(problem: Any, backend: Any, verifier: Any, indices: list[int], 
         AttemptResult]:
     """One sample per attempt for `indices`, drawn in one call and checked with one `verify_many`."""
     t0 = time.perf_counter()
-    seed = attempt_seed(recipe.seed, indices[0])
+    seed = attempt_seed(recipe.seed, problem.name, indices[0])
     sampling = recipe.sampling_params()
     tokens = Budget(**recipe.budget).tokens  # a per-attempt token budget caps each sample
     if tokens is not None:
@@ -161,7 +161,8 @@ def sample_group(problem: Any, backend: Any, verifier: Any, indices: list[int], 
         result = search.result("sample", text, verdict, trace, "proved" if verdict.proved else "samples", 0)
         result.prompt_tokens, result.completion_tokens = c.prompt_tokens, c.completion_tokens
         result.samples, result.lean_calls = 1, 1 if text else 0
-        result.timings, result.seed = timings, None if seed is None else seed + j
+        result.timings, result.seed = timings, (None if search.last_call_seed is None
+                                               else sample_seed(search.last_call_seed, j))
         out.append(result)
     return out
 

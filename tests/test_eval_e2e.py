@@ -25,8 +25,8 @@ from eval.cli import main
 from eval.harness import EvalSpec, run_eval
 from eval.metrics import pass_at_k
 from prover.batch import ProveRecipe
-from prover.generate.base import Completion
-from prover.search.core import SEED_STRIDE
+from prover.generate.base import Completion, derive_seed
+from prover.search import attempt_seed
 
 REPO = Path(__file__).resolve().parent.parent
 FAKE_LEAN = REPO / "tests" / "fake_lean.py"
@@ -122,10 +122,16 @@ PROOFS = {"two_add_three": "decide", "mul_comm_small": "sorry", "lt_chain": "dec
 PROMPT_MARK = "-- prompt from the --prompts file"
 
 
+def _first_index(name: str, call_seed: int | None) -> int:
+    """The attempt index whose first generation call is seeded `call_seed` (run seed 0)."""
+    return next(g for g in range(64) if derive_seed(attempt_seed(0, name, g), 0) == call_seed)
+
+
 class ScriptedBackend:
     """A stand-in for a model (tests only): answers each prompt with a fixed proof chosen by theorem name and
-    by the attempt index its sampling seed encodes (attempt g of run seed 0 draws with attempt_seed(0, g) =
-    g * SEED_STRIDE; attempt g + j of a group drawn together with that seed + j), so results do not depend on
+    by the attempt index its sampling seed encodes (the first generation call of attempt g of run seed 0 is
+    seeded derive_seed(attempt_seed(0, name, g), 0); sample j of a group drawn together in that call is attempt
+    g + j), so results do not depend on
     which process or in which order the groups run."""
 
     model_id = "scripted-test-backend"
@@ -140,7 +146,7 @@ class ScriptedBackend:
             statement, good = next((s, g) for nm, s, g in FRAGMENT if nm == name)
             completions = []
             for j in range(n):
-                index = (params.seed or 0) // SEED_STRIDE + j
+                index = _first_index(name, params.seed) + j
                 tactic = PROOFS[name] if index in good else "sorry"
                 completions.append(Completion(text=f"```lean4\n{statement}\n  {tactic}\n```", prompt_tokens=20,
                                               completion_tokens=10))

@@ -13,7 +13,7 @@ from test_prove_support import ScriptedServer, tiny_checkpoint_dir
 from data.config import ModelSettings
 from prover.errors import ProverError
 from prover.generate import make_backend
-from prover.generate.base import SamplingParams
+from prover.generate.base import SamplingParams, sample_seed
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +43,14 @@ def test_transformers_greedy_is_deterministic_and_batch_invariant(tiny_backend):
         assert c.completion_tokens == 8
 
 
-def test_transformers_seeds_sample_j_uses_seed_plus_j(tiny_backend):
+def test_transformers_seeds_reproducible_per_sample_and_independent_across_seeds(tiny_backend):
     params = SamplingParams(temperature=1.0, top_p=0.95, max_tokens=6, seed=11)
     a = tiny_backend.generate([PROMPTS[0]], params, n=3)[0]
-    b = tiny_backend.generate([PROMPTS[0]], SamplingParams(temperature=1.0, top_p=0.95, max_tokens=6, seed=12))[0]
-    assert a[1].token_ids == b[0].token_ids
+    b = tiny_backend.generate([PROMPTS[0]], SamplingParams(temperature=1.0, top_p=0.95, max_tokens=6, seed=12), n=3)[0]
+    # seed + j made sample 1 of seed 11 sample 0 of seed 12; sample_seed mixes them apart
+    assert not {tuple(x.token_ids) for x in a} & {tuple(x.token_ids) for x in b}
+    alone = tiny_backend.generate([PROMPTS[0], PROMPTS[1]], params, n=3)[0]  # the batch it runs in does not matter
+    assert [x.token_ids for x in alone] == [x.token_ids for x in a]
     again = tiny_backend.generate([PROMPTS[0]], params, n=3)[0]
     assert [x.token_ids for x in again] == [x.token_ids for x in a]
     assert len({tuple(x.token_ids) for x in a}) > 1  # different seeds, different samples
@@ -130,7 +133,8 @@ def test_openai_completions_seeds_and_logprobs():
         client = _client(server.url)
         out = client.generate(["alpha?", "beta?"], SamplingParams(temperature=0.7, max_tokens=9, seed=5), n=2)
         assert [[c.text for c in row] for row in out] == [["proof A"] * 2, ["proof B"] * 2]
-        assert sorted(r["seed"] for r in server.requests) == [5, 5, 6, 6]  # sample j: its own request, seed + j
+        want = sorted([sample_seed(5, 0), sample_seed(5, 1)] * 2)  # sample j: its own request, sample_seed(5, j)
+        assert sorted(r["seed"] for r in server.requests) == want
         assert all(r["n"] == 1 and r["logprobs"] == 1 and r["max_tokens"] == 9 for r in server.requests)
         assert out[0][0].token_logprobs == [-0.25, -0.25] and out[0][0].completion_tokens == 2
         server.requests.clear()
@@ -271,7 +275,8 @@ def test_vllm_parameter_mapping_through_the_async_engine(fake_vllm):
         assert engine.args["tensor_parallel_size"] == 2 and engine.args["enable_prefix_caching"] is True
         assert engine.usage_context.name == "LLM_CLASS"  # the offline batch defaults, not the engine context's
         out = backend.generate(["a", [5, 6]], SamplingParams(temperature=0.0, top_p=0.9, max_tokens=3, seed=40), n=2)
-        assert [[c.text for c in row] for row in out] == [["s40", "s41"], ["s40", "s41"]]  # sample j: seed + j
+        want = [f"s{sample_seed(40, 0)}", f"s{sample_seed(40, 1)}"]  # sample j: its own request, sample_seed(40, j)
+        assert [[c.text for c in row] for row in out] == [want, want]
         assert [r[1] for r in engine.requests][2] == {"prompt_token_ids": [5, 6]}
         kw = engine.requests[0][2].kw
         assert kw["n"] == 1 and kw["top_p"] == 1.0 and kw["logprobs"] == 0 and kw["max_tokens"] == 3

@@ -13,7 +13,7 @@ from lean_env.interaction import ReplSession, open_session
 from lean_env.repl import Repl
 from prover.batch import ProveRecipe
 from prover.errors import ProverError
-from prover.generate.base import SamplingParams
+from prover.generate.base import SamplingParams, derive_seed, sample_seed
 from prover.search import Budget, run_attempt
 
 SKETCH_ASK = "Do not write the full proof"
@@ -41,7 +41,7 @@ def test_sample_stops_at_the_first_verified_proof(verifier):
     assert r.proved and r.text.endswith("  constructor <;> norm_num\n")
     assert (r.samples, r.lean_calls) == (3, 2)  # the no-code sample is not sent to Lean
     assert [s["status"] for s in r.trace["samples"]] == ["failed", "failed", "proved"]
-    assert [c[1].seed for c in backend.calls] == [7, 8, 9]
+    assert [c[1].seed for c in backend.calls] == [derive_seed(7, i) for i in range(3)]  # one seed per call
     assert r.stopped == "proved" and r.timings["lean_wall_s"] > 0
     kinds = [e["kind"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done" and "best" in kinds
@@ -219,7 +219,8 @@ def test_recipe_batches_one_sample_attempts_in_one_call(verifier):
     assert len(backend.calls) == 1 and backend.calls[0][2] == 4
     assert [a.index for a in attempts] == [0, 1, 2, 3]
     assert [a.status for a in attempts] == ["failed", "proved", "failed", "proved"]
-    assert [a.seed for a in attempts] == [100, 101, 102, 103]
+    call_seed = backend.calls[0][1].seed  # sample j of the one call is attempt j, seeded sample_seed(call_seed, j)
+    assert [a.seed for a in attempts] == [sample_seed(call_seed, j) for j in range(4)]
     assert all(a.completion_tokens > 0 and a.timings["wall_s"] >= 0 for a in attempts)
 
 

@@ -56,7 +56,7 @@ def test_sft_data_and_grpo_commands(tmp_path, toy_model):
 def test_iterate_runs_rounds_and_resumes(tmp_path, toy_model):
     problems = write_toy_problems(tmp_path / "toy.jsonl", n=3)
     args = ("iterate", "--problems", str(problems), "--model", str(toy_model), "--rounds", "2", "--out",
-            str(tmp_path / "it"), "--attempts", "6", "--max-tokens", "2", "--sft-steps", "4", "--lr", "1e-2",
+            str(tmp_path / "it"), "--attempts", "12", "--max-tokens", "2", "--sft-steps", "4", "--lr", "1e-2",
             "--batch-size", "4", "--device", "cpu", "--backend", "transformers")
     run(*args)
     from data.store import RunStore
@@ -65,7 +65,7 @@ def test_iterate_runs_rounds_and_resumes(tmp_path, toy_model):
         loop = store.run_id("iterate")
         rounds = store.get_meta(loop, "rounds")
         assert [r["round"] for r in rounds] == [0, 1]
-        assert all(r["attempts"] == 18 for r in rounds)
+        assert all(r["attempts"] == 36 for r in rounds)
         first = rounds[0]
         assert first["proved"] >= 1 and first["dataset_size"] >= 1 and first["sft_loss"] is not None
         assert rounds[1]["model"] == first["checkpoint"]  # round 1 proves with round 0's checkpoint

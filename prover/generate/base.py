@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
+
 Prompt = str | list[int]  # text, or token ids (benchmarks; checkpoints without a tokenizer)
+
+SEED_BITS = 63  # derived seeds fit a signed 64-bit int (vLLM, torch and the OpenAI API all take one)
+
+
+def derive_seed(*parts: int | str) -> int:
+    """A seed mixed from `parts` (ints, or strings such as a problem name) by `numpy.random.SeedSequence`:
+    nearby inputs give unrelated seeds, so runs with base seeds 0 and 1 share no samples (with `seed + j`
+    they would share all but one per attempt). Strings enter through sha256, stable across processes."""
+    words: list[int] = []  # each part as a tagged, fixed-width run of uint32 words: no two inputs collide
+    for p in parts:
+        if isinstance(p, str):
+            digest = hashlib.sha256(p.encode()).digest()
+            words += [1, *(int.from_bytes(digest[i:i + 4], "little") for i in range(0, 32, 4))]
+        else:
+            v = int(p) % (1 << 64)  # negatives wrap (SeedSequence takes non-negative entropy)
+            words += [0, v & 0xFFFFFFFF, v >> 32]
+    hi, lo = np.random.SeedSequence(words).generate_state(2, np.uint32)
+    return ((int(hi) << 32) | int(lo)) & ((1 << SEED_BITS) - 1)
 
 
 @dataclass(frozen=True)
@@ -26,8 +47,9 @@ class SamplingParams:
 
 
 def sample_seed(seed: int, j: int) -> int:
-    """The seed sample j of a request with `seed` is drawn with, on every backend (the one place the rule lives)."""
-    return seed + j
+    """The seed sample j of a request with `seed` is drawn with, on every backend (the one place the rule lives):
+    mixed, not `seed + j`, so requests with neighbouring seeds share no sample."""
+    return derive_seed(seed, j)
 
 
 def sample_seeds(params: SamplingParams, n: int) -> list[int | None]:

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from prover.errors import ProverError
-from prover.generate.base import SamplingParams
+from prover.generate.base import SamplingParams, derive_seed
 from prover.prompts import PromptSet
 from prover.search.budget import Budget
-from prover.search.core import SEED_STRIDE, AttemptResult, BudgetExhausted, Event, Search, no_candidate
+from prover.search.core import AttemptResult, BudgetExhausted, Event, Search, no_candidate
 from prover.search.decompose import run_decompose
 from prover.search.repair import run_repair
 from prover.search.sample import run_sample
@@ -35,9 +35,10 @@ STRATEGIES: dict[str, Callable[[Search], tuple[str, Any, dict[str, Any]]]] = {
 DEFAULT_SAMPLES = {"sample": 1, "repair": 4, "decompose": 32, "tree": 256}
 
 
-def attempt_seed(base_seed: int | None, index: int) -> int | None:
-    """The seed of attempt `index`: spaced so that two attempts never draw a sample with the same seed."""
-    return None if base_seed is None else base_seed + index * SEED_STRIDE
+def attempt_seed(base_seed: int | None, problem: str, index: int) -> int | None:
+    """The seed of attempt `index` of `problem` in a run seeded `base_seed`: mixed from all three, so no two
+    attempts (of one run, or of runs with different base seeds) draw a sample with the same seed."""
+    return None if base_seed is None else derive_seed(base_seed, problem, index)
 
 
 def run_attempt(problem: Any, strategy: str, backend: Any, verifier: Any, budget: Budget | None, seed: int | None,

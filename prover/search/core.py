@@ -10,13 +10,12 @@ from typing import Any
 
 from lean_env.verdict import Status, Verdict
 from prover.generate import format_chat
-from prover.generate.base import Completion, SamplingParams
+from prover.generate.base import Completion, SamplingParams, derive_seed
 from prover.prompts import PromptSet, load_prompts, statement_text
 from prover.prompts.extract import extract_proof
 from prover.search.budget import Budget
 
 Event = dict[str, Any]
-SEED_STRIDE = 1_000_003  # attempt seeds are spaced so that the samples of different attempts never share a seed
 
 
 class BudgetExhausted(Exception):
@@ -84,12 +83,13 @@ class Search:
         self.gen_s = 0.0
         self.lean_wall_s = 0.0
         self.lean_cpu_s = 0.0
-        self._next_seed = seed
+        self.last_call_seed: int | None = None
+        self._seed_calls = 0  # generation calls (and children) seeded so far: each gets derive_seed(seed, i)
         self.best: tuple[float, str, Verdict | None, str] | None = None  # (score, text, verdict, kind)
 
     # ---- children (decomposition lemmas) --------------------------------------------------------------------
     def child(self, problem: Any, budget: Budget, **options: Any) -> Search:
-        seed = None if self._next_seed is None else self._take_seeds(1)
+        seed = self._next_seed()
         return Search(problem, self.backend, self.verifier, budget, seed, self.prompts, self.on_event,
                       self.sampling, {**self.options, **options}, parent=self)
 
@@ -106,12 +106,13 @@ class Search:
             node.lean_cpu_s += lean_cpu_s
             node = node.parent
 
-    def _take_seeds(self, n: int) -> int | None:
-        if self._next_seed is None:
+    def _next_seed(self) -> int | None:
+        """The seed of this search's next generation call or child search, mixed from the attempt's seed: a
+        child and its parent never draw with the same seed (counting up from one seed, they would)."""
+        if self.seed is None:
             return None
-        first = self._next_seed
-        self._next_seed += n
-        return first
+        self._seed_calls += 1
+        return derive_seed(self.seed, self._seed_calls - 1)
 
     # ---- generation ------------------------------------------------------------------------------------------
     def check_budget(self, limits: tuple[str, ...] = ("samples", "tokens", "lean_calls", "wall_s")) -> None:
@@ -129,7 +130,8 @@ class Search:
         tokens_left = self.budget.remaining_tokens()  # a lemma's search is capped by its ancestors' limits too
         if tokens_left is not None:
             params = replace(params, max_tokens=max(1, min(params.max_tokens, tokens_left)))
-        params = replace(params, seed=self._take_seeds(n * len(prompts)) if self.seed is not None else None)
+        params = replace(params, seed=self._next_seed())
+        self.last_call_seed = params.seed  # sample j of this call drew with sample_seed(last_call_seed, j)
         t0 = time.perf_counter()
         out = self.backend.generate(prompts, params, n)
         dt = time.perf_counter() - t0

@@ -143,7 +143,7 @@ def seed_everything(seed: int) -> None:
     try:
         import numpy as np
 
-        np.random.seed(seed)
+        np.random.seed(seed % 2**32)  # its legacy global seed takes 32 bits; derived seeds have 63
     except ImportError:
         pass
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import torch
 
 from prover.errors import ProverError
+from prover.generate.base import derive_seed
 from prover.train.checkpoint import export_final, latest_checkpoint, load_training_state, save_checkpoint
 from prover.train.common import (
     MetricLog,
@@ -334,9 +335,8 @@ class GRPOTrainer:
         n = len(self.problems)
         k = self.cfg.problems_per_step
         epoch, start = divmod(step * k, n)
-        g = torch.Generator().manual_seed(self.cfg.seed * 7919 + epoch)
-        order = torch.randperm(n, generator=g).tolist() + torch.randperm(
-            n, generator=torch.Generator().manual_seed(self.cfg.seed * 7919 + epoch + 1)).tolist()
+        order = [i for e in (epoch, epoch + 1) for i in torch.randperm(
+            n, generator=torch.Generator().manual_seed(derive_seed(self.cfg.seed, "order", e))).tolist()]
         return [self.problems[i] for i in order[start : start + min(k, n)]]
 
     def rollout(self, step: int) -> Rollout:
@@ -347,7 +347,7 @@ class GRPOTrainer:
         texts = [self.prompts.render(self.cfg.prompt_kind, p, chat_format=self.sampler.format_chat) for p in problems]
         samples = self.sampler.sample(texts, self.cfg.group_size, self.cfg.temperature, self.cfg.top_p,
                                       self.cfg.max_new_tokens, self.template.stop,
-                                      seed=self.cfg.seed * 1_000_003 + step * max(1009, self.cfg.group_size))
+                                      seed=derive_seed(self.cfg.seed, "rollout", step))
         r = Rollout(step, problems, [], [], [], [], [])
         for i, (p, prompt, outs) in enumerate(zip(problems, texts, samples, strict=True)):
             p_ids = self.tokenizer(prompt)["input_ids"]

@@ -25,6 +25,7 @@ from data.decontam import normalize_statement
 from data.problem import Problem
 from data.sft_dataset import NoExamples
 from prover.errors import ProverError
+from prover.generate.base import derive_seed
 from prover.train.curriculum import subgoal_problems
 
 LOOP_RUN = "iterate"
@@ -130,7 +131,7 @@ def _round(r: int, icfg: IterateConfig, config: Any, store: Any, problems: list,
         budget={"samples": 1} if icfg.strategy == "sample" else {},
         model_settings=config.model.model_copy(update={"model": model}),
         lean_settings=config.lean,
-        seed=icfg.seed + 1000 * r,
+        seed=derive_seed(icfg.seed, "prove", r),
         sampling={"temperature": icfg.temperature, "top_p": icfg.top_p, "max_tokens": icfg.max_tokens},
     )
     backend = recipe.make_generator()
@@ -163,7 +164,7 @@ def _round(r: int, icfg: IterateConfig, config: Any, store: Any, problems: list,
         res = train_sft(SFTConfig(model=model, data=str(ds_dir), out=str(out / "model"), tokenizer=icfg.tokenizer,
                                   lr=icfg.lr, max_steps=icfg.sft_steps, epochs=icfg.sft_epochs,
                                   micro_batch_size=icfg.batch_size, max_length=icfg.max_length,
-                                  device=icfg.device, seed=icfg.seed + r), progress=progress)
+                                  device=icfg.device, seed=derive_seed(icfg.seed, "sft", r)), progress=progress)
         sft_loss, checkpoint = res.final_loss, res.out
     return {
         "round": r,

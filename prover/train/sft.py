@@ -20,6 +20,7 @@ from typing import Any, Literal
 import torch
 
 from prover.errors import ProverError
+from prover.generate.base import derive_seed
 from prover.parallel import clip_grad_norm_
 from prover.train.checkpoint import export_final, latest_checkpoint, load_training_state, save_checkpoint
 from prover.train.common import (
@@ -135,7 +136,7 @@ class StepOrder:
     def _example(self, k: int) -> int:
         epoch, i = divmod(k, self.n)
         if epoch not in self._perms:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            g = torch.Generator().manual_seed(derive_seed(self.seed, "epoch", epoch))
             self._perms = {epoch: torch.randperm(self.n, generator=g).tolist()}  # only the current epoch
         return self._perms[epoch][i]
 
