@@ -116,8 +116,23 @@ def _pct(value: float | None) -> str:
 
 
 def _cell(report: dict[str, Any], k: int) -> str:
+    """pass@k [interval], with the problems it covers where that is fewer than the run's (some have n < k)."""
     p = report["overall"]["pass_at_k"].get(str(k))
-    return "–" if p is None else f"{_pct(p['value'])} [{100 * p['ci_low']:.1f}, {100 * p['ci_high']:.1f}]"
+    if p is None:
+        return "–"
+    total = report["overall"]["problems"]
+    covers = p.get("problems", total)
+    return (f"{_pct(p['value'])} [{100 * p['ci_low']:.1f}, {100 * p['ci_high']:.1f}]"
+            + (f" ({covers}/{total} problems)" if covers < total else ""))
+
+
+def _complete(report: dict[str, Any]) -> bool:
+    return bool(report.get("complete", True))
+
+
+def _ranked(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Complete runs first (by problems solved), then incomplete ones: a partial run is never ranked above."""
+    return sorted(runs, key=lambda r: (not _complete(r), -r["overall"]["solved"]))
 
 
 def _set_ks(reports: list[dict[str, Any]]) -> list[int]:
@@ -148,15 +163,18 @@ def _reported_result(row: dict[str, Any]) -> str:
 
 def render_markdown(reports: list[dict[str, Any]], reported: dict[str, Any]) -> str:
     lines = ["# Subgoal leaderboard", "", f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. "
-             "pass@k by the unbiased estimator; [95% bootstrap interval over problems].", "",
+             "pass@k by the unbiased estimator; [95% bootstrap interval over problems]. Problems a run never attempted "
+             "count as failures; a run marked INCOMPLETE has missing or short problems; `(m/N problems)`: only m "
+             "problems have k or more samples.", "",
              "## Measured (our runs)", ""]
     for name, runs in _by_set(reports, _set_of).items():
         ks = _set_ks(runs)
         lines += [f"### {name}", "", "| run | model | strategy | samples | solved | kernel-checked | "
                   + " | ".join(f"pass@{k}" for k in ks) + " |", "|---" * (6 + len(ks)) + "|"]
-        for r in sorted(runs, key=lambda r: -r["overall"]["solved"]):
+        for r in _ranked(runs):
             run = r["run"]
-            lines.append(f"| {run.get('name', '')} | {run.get('model', '')} | {run.get('strategy', '')} | "
+            badge = "" if _complete(r) else " **INCOMPLETE**"
+            lines.append(f"| {run.get('name', '')}{badge} | {run.get('model', '')} | {run.get('strategy', '')} | "
                          f"{r['overall']['samples_min']} | {r['overall']['solved']}/{r['overall']['problems']} | "
                          f"{_audited(r)} | " + " | ".join(_cell(r, k) for k in ks) + " |")
         lines.append("")
@@ -231,7 +249,7 @@ section.measured{border-left:6px solid #1f883d;padding-left:1rem}
 section.reported{border-left:6px solid #bf8700;padding-left:1rem;background:#fff8e5}
 section.reported th{background:#fbeec1} .badge{display:inline-block;font-size:.75rem;font-weight:600;
 padding:.1rem .45rem;border-radius:1rem;vertical-align:middle;margin-left:.4rem}
-.badge.measured{background:#dafbe1;color:#1a7f37} .badge.reported{background:#fbeec1;color:#7d4e00}
+.badge.measured{background:#dafbe1;color:#1a7f37} .badge.incomplete{background:#ffebe9;color:#cf222e} .badge.reported{background:#fbeec1;color:#7d4e00}
 .plot svg{max-width:100%;height:auto} .note{color:#57606a;font-size:.85rem}
 .scroll{overflow-x:auto} table.details td{font-size:.8rem;overflow-wrap:anywhere}
 """
@@ -257,10 +275,11 @@ def render_html(reports: list[dict[str, Any]], reported: dict[str, Any]) -> str:
              '<section class="measured" id="measured"><h2>Measured<span class="badge measured">our runs</span></h2>']
     for name, runs in _by_set(reports, _set_of).items():
         ks = _set_ks(runs)
-        rows = [[_e(r["run"].get("name")), _e(r["run"].get("model")), _e(r["run"].get("strategy")),
+        rows = [[_e(r["run"].get("name")) + ("" if _complete(r) else '<span class="badge incomplete">INCOMPLETE</span>'),
+                 _e(r["run"].get("model")), _e(r["run"].get("strategy")),
                  _e(r["overall"]["samples_min"]), f"{r['overall']['solved']}/{r['overall']['problems']}",
                  _e(_audited(r)), *[_e(_cell(r, k)) for k in ks]]
-                for r in sorted(runs, key=lambda r: -r["overall"]["solved"])]
+                for r in _ranked(runs)]
         parts += [f"<h3>{_e(name)}</h3>",
                   _table(["run", "model", "strategy", "samples", "solved", "kernel-checked",
                           *[f"pass@{k}" for k in ks]], rows, "measured-row",

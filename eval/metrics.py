@@ -43,7 +43,7 @@ def pass_at_k_curve(n: int, c: int, k_max: int | None = None) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ProblemCount:
-    """One problem's tally: n attempts recorded, c of them proved."""
+    """One problem's tally: n attempts recorded, c of them proved (n = 0: planned but never attempted)."""
 
     name: str
     n: int
@@ -54,9 +54,10 @@ class ProblemCount:
 @dataclass
 class PassAtK:
     k: int
-    value: float  # mean over problems of the per-problem unbiased estimate
+    value: float  # mean over the problems it covers of the per-problem unbiased estimate
     ci_low: float
     ci_high: float
+    problems: int = 0  # problems it covers: those with n >= k, plus the never-attempted ones (failures)
 
 
 def pass_at_k_table(
@@ -67,29 +68,38 @@ def pass_at_k_table(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> list[PassAtK]:
-    """pass@k over a set of problems for every k <= min n (or the given ks), with a bootstrap interval.
+    """pass@k over a set of problems for every k <= the largest n (or the given ks), with a bootstrap interval.
 
-    The interval resamples problems with replacement (the benchmark is the random part; the per-problem
-    estimate is already unbiased), seeded so the same store gives the same report.
+    A problem never attempted (n = 0) is a failure at every k: dropping it would report pass@1 0.75 for a run
+    that proved 2 of 4 planned problems with one missing. A problem with 0 < n < k has no unbiased pass@k and
+    is left out at that k only, so one short problem does not cut the curve; `PassAtK.problems` says how many
+    problems each k covers. The interval resamples problems with replacement (the benchmark is the random
+    part; the per-problem estimate is already unbiased), seeded so the same store gives the same report.
     """
     if not counts:
         return []
-    n_min = min(p.n for p in counts)
-    ks = list(range(1, n_min + 1)) if ks is None else sorted({k for k in ks if 1 <= k <= n_min})
+    n_max = max(p.n for p in counts)
+    ks = list(range(1, n_max + 1)) if ks is None else sorted({k for k in ks if 1 <= k <= n_max})
     if not ks:
         return []
     k_max = max(ks)
-    per_problem = np.stack([pass_at_k_curve(p.n, p.c, k_max) for p in counts])  # problems x k_max
-    per_problem = per_problem[:, [k - 1 for k in ks]]
-    means = per_problem.mean(axis=0)
+    # problems x k_max; a missing problem's row is 0 (failed), a short problem's row is 0 past its n (masked)
+    per_problem = np.stack([np.pad(pass_at_k_curve(p.n, p.c, min(p.n, k_max)), (0, k_max - min(p.n, k_max)))
+                            for p in counts])[:, [k - 1 for k in ks]]
+    n = np.array([p.n for p in counts])[:, None]
+    covered = ((n == 0) | (n >= np.array(ks)[None, :])).astype(np.float64)  # problems x len(ks)
+    covers = covered.sum(axis=0)
+    means = (per_problem * covered).sum(axis=0) / covers
     rng = np.random.default_rng(seed)
     n_problems = len(counts)
     # Multinomial weights = how often each problem is drawn in each resample; one matmul for all ks.
     weights = rng.multinomial(n_problems, np.full(n_problems, 1.0 / n_problems), size=n_boot)
-    boot = weights @ per_problem / n_problems  # n_boot x len(ks)
+    drawn = weights @ covered  # n_boot x len(ks): covered problems in each resample
+    boot = np.divide(weights @ (per_problem * covered), drawn, out=np.full(drawn.shape, np.nan), where=drawn > 0)
     alpha = (1.0 - confidence) / 2
-    low, high = np.quantile(boot, [alpha, 1.0 - alpha], axis=0)
-    return [PassAtK(k, float(m), float(lo), float(hi)) for k, m, lo, hi in zip(ks, means, low, high, strict=True)]
+    low, high = np.nanquantile(boot, [alpha, 1.0 - alpha], axis=0)
+    return [PassAtK(k, float(m), float(lo), float(hi), int(c))
+            for k, m, lo, hi, c in zip(ks, means, low, high, covers, strict=True)]
 
 
 @dataclass
@@ -133,32 +143,38 @@ class SetReport:
 
     problems: int
     solved: int
-    samples_min: int
+    samples_min: int  # over the problems attempted at least once
     samples_max: int
     pass_at_k: list[PassAtK] = field(default_factory=list)
+    missing: int = 0  # planned problems never attempted (failures in every pass@k)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["pass_at_k"] = {str(p.k): {"value": p.value, "ci_low": p.ci_low, "ci_high": p.ci_high}
-                          for p in self.pass_at_k}
+        d["pass_at_k"] = {str(p.k): {"value": p.value, "ci_low": p.ci_low, "ci_high": p.ci_high,
+                                     "problems": p.problems} for p in self.pass_at_k}
         return d
 
 
 def set_report(counts: Sequence[ProblemCount], *, n_boot: int = 1000, seed: int = 0) -> SetReport:
+    attempted = [p.n for p in counts if p.n > 0]
     return SetReport(
         problems=len(counts),
         solved=sum(1 for p in counts if p.c > 0),
-        samples_min=min((p.n for p in counts), default=0),
-        samples_max=max((p.n for p in counts), default=0),
+        samples_min=min(attempted, default=0),
+        samples_max=max(attempted, default=0),
         pass_at_k=pass_at_k_table(counts, n_boot=n_boot, seed=seed),
+        missing=len(counts) - len(attempted),
     )
 
 
-def count_attempts(rows: Iterable[tuple[str, str, str]]) -> list[ProblemCount]:
-    """(problem, split, status) rows -> one ProblemCount per problem. Only `proved` counts as correct."""
+def count_attempts(rows: Iterable[tuple[str, str, str]], planned: Iterable[str] = ()) -> list[ProblemCount]:
+    """(problem, split, status) rows -> one ProblemCount per problem. Only `proved` counts as correct; each
+    `planned` problem without a row gets n = 0 (a failure, not a smaller denominator)."""
     tally: dict[str, list[Any]] = {}
     for problem, split, status in rows:
         entry = tally.setdefault(problem, [split, 0, 0])
         entry[1] += 1
         entry[2] += status == PROVED
+    for name in planned:
+        tally.setdefault(name, ["", 0, 0])
     return [ProblemCount(name, n, c, split) for name, (split, n, c) in sorted(tally.items())]

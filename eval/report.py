@@ -27,13 +27,12 @@ def build_report(attempts: Sequence[Any], run: dict[str, Any], *, n_boot: int = 
     `attempts` are `data.store.Attempt`s (duck-typed: problem, split, status, tokens, timings);
     `run` is the config recorded when the run started (model, strategy, budget, versions, problems, ...).
     """
-    counts = count_attempts((a.problem, a.split, a.status) for a in attempts)
     planned = list(run.get("problems") or [])
+    counts = count_attempts(((a.problem, a.split, a.status) for a in attempts), planned)
     samples = int(run.get("samples") or 0)
-    attempted = {p.name for p in counts}
-    missing = [name for name in planned if name not in attempted]
-    short = [p.name for p in counts if samples and p.n < samples]
-    splits = sorted({p.split for p in counts})
+    missing = [p.name for p in counts if p.n == 0]
+    short = [p.name for p in counts if samples and 0 < p.n < samples]
+    splits = sorted({p.split for p in counts if p.n > 0})
     cost = Cost()
     for a in attempts:
         cost.add(a.prompt_tokens, a.completion_tokens, a.timings)
@@ -46,7 +45,7 @@ def build_report(attempts: Sequence[Any], run: dict[str, Any], *, n_boot: int = 
         "missing_problems": missing,
         "incomplete_problems": short,
         "overall": overall.to_dict(),
-        "splits": {s: set_report([p for p in counts if p.split == s], n_boot=n_boot, seed=seed).to_dict()
+        "splits": {s: set_report([p for p in counts if p.split == s and p.n > 0], n_boot=n_boot, seed=seed).to_dict()
                    for s in splits} if len(splits) > 1 else {},
         "statuses": dict(Counter(a.status for a in attempts)),
         "solved_problems": sorted(p.name for p in counts if p.c > 0),

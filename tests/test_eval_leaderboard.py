@@ -27,12 +27,14 @@ RUNS = {
 
 
 
-def make_run(root: Path, name: str, problem_set: str, model: str, proved: dict[str, list[int]]) -> None:
+def make_run(root: Path, name: str, problem_set: str, model: str, proved: dict[str, list[int]],
+             planned: list[str] | None = None) -> None:
+    """A run store whose attempts are those of `proved` (4 per problem); `planned` may name more problems."""
     with RunStore(root / name) as store:
         run_id = store.start_run(name, {"problem_set": problem_set, "model": model, "strategy": name.split("-")[1],
                                         "samples": 4, "k": 4, "budget": {"tokens": 512},
                                         "versions": {"subgoal": "0.1.0"}, "date": "2026-11-23T19:00:00+00:00",
-                                        "problems": sorted(proved)})
+                                        "problems": planned or sorted(proved)})
         for problem, good in proved.items():
             for i in range(4):
                 status = "proved" if i in good else "failed"
@@ -214,3 +216,18 @@ def test_bad_runs_directories_are_one_line_errors(tmp_path, capsys):
 def test_build_site_counts(site, tmp_path):
     again = build_site(site.parent / "runs", tmp_path / "site2", n_boot=50)
     assert again.runs == 2 and again.reported == len(load_reported()["results"])
+
+
+def test_incomplete_run_is_badged_ranked_last_and_counts_missing_problems(tmp_path):
+    runs = tmp_path / "runs"
+    make_run(runs, "full-sample", "minif2f-test", "m-full", {"p0": [0], "p1": [], "p2": [], "p3": []})
+    # planned p0..p3 but only p0 and p1 attempted, both always proved: pass@1 is 2/4, not 2/2
+    make_run(runs, "part-sample", "minif2f-test", "m-part", {"p0": [0, 1, 2, 3], "p1": [0, 1, 2, 3]},
+             planned=["p0", "p1", "p2", "p3"])
+    build_site(runs, tmp_path / "site", n_boot=50)
+    md = (tmp_path / "site" / "leaderboard.md").read_text().split("## Reported by others")[0]
+    rows = [line for line in md.splitlines() if line.startswith(("| full-sample", "| part-sample"))]
+    assert rows[0].startswith("| full-sample |") and rows[1].startswith("| part-sample **INCOMPLETE** |")
+    assert "50.0%" in rows[1] and "100.0%" not in rows[1]
+    page = parse((tmp_path / "site" / "index.html").read_text())
+    assert any("part-sample INCOMPLETE" in r for r in page.rows["measured-row"])

@@ -51,8 +51,27 @@ def test_table_means_over_problems_and_bootstrap_is_seeded():
     assert table[-1].value == pytest.approx(4 / 6)  # pass@n = fraction of problems ever solved
     assert pass_at_k_table(counts, n_boot=500, seed=1) == table
     assert pass_at_k_table(counts, n_boot=500, seed=2) != table
-    # k is limited by the smallest n: a problem with 2 samples bounds the table at k=2
-    assert [p.k for p in pass_at_k_table([*counts, ProblemCount("short", 2, 1)])] == [1, 2]
+    # one problem with 2 samples does not cut the curve: it is left out where k > 2, and each k says how many
+    # problems it covers
+    with_short = pass_at_k_table([*counts, ProblemCount("short", 2, 1)], n_boot=200)
+    assert [p.k for p in with_short] == list(range(1, 9))
+    assert [p.problems for p in with_short] == [7, 7, 6, 6, 6, 6, 6, 6]
+    assert with_short[1].value == pytest.approx(np.mean([pass_at_k(p.n, p.c, 2) for p in counts] + [1.0]))
+    assert with_short[7].value == pytest.approx(4 / 6)
+    one = pass_at_k_table([ProblemCount("n1", 1, 0), *counts], n_boot=200)
+    assert len(one) == 8 and one[0].problems == 7 and one[1].problems == 6
+
+
+def test_never_attempted_problems_count_as_failures():
+    # 4 planned, 1 never attempted, 2 of the other 3 always proved: pass@1 is 2/4, not 2/3
+    counts = count_attempts([("a", "", "proved"), ("b", "", "proved"), ("c", "", "failed")], planned="abcd")
+    assert ProblemCount("d", 0, 0) in counts
+    table = pass_at_k_table(counts, n_boot=200)
+    assert [(p.k, p.value, p.problems) for p in table] == [(1, 0.5, 4)]
+    assert table[0].ci_low <= 0.5 <= table[0].ci_high
+    # 3 planned with 2 samples each; one missing: pass@1 = (1 + 0.5 + 0) / 3 over all three
+    counts = count_attempts([("a", "", "proved")] * 2 + [("b", "", "proved"), ("b", "", "failed")], planned="abc")
+    assert pass_at_k_table(counts, n_boot=10)[0].value == pytest.approx(0.5)
 
 
 def test_count_attempts_counts_only_proved():
