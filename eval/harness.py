@@ -39,7 +39,7 @@ class EvalSpec:
     split: str | None = None
     limit: int | None = None  # first N problems only (smoke runs)
     putnam_answers: Literal["given", "produced"] = "produced"
-    seed: int = 0  # attempt i of every problem samples from prover.search.attempt_seed(seed, i)
+    seed: int = 0  # attempt i of every problem samples from prover.search.attempt_seed(seed, problem, i)
     budget: dict[str, Any] = field(default_factory=dict)  # prover.search.Budget fields, per attempt
     sampling: dict[str, Any] = field(default_factory=dict)  # SamplingParams fields (temperature, top_p, max_tokens)
     options: dict[str, Any] = field(default_factory=dict)  # strategy knobs (mode, rounds, width, ...)
