@@ -43,6 +43,18 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _hash_cache_in_tmp(tmp_path_factory):
+    """Content hashes of run manifests are cached under $SUBGOAL_CACHE_DIR: a temporary one, not the user's."""
+    old = os.environ.get("SUBGOAL_CACHE_DIR")
+    os.environ["SUBGOAL_CACHE_DIR"] = str(tmp_path_factory.mktemp("subgoal-cache"))
+    yield
+    if old is None:
+        os.environ.pop("SUBGOAL_CACHE_DIR", None)
+    else:
+        os.environ["SUBGOAL_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED.is_dir():

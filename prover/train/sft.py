@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import torch
 
+from data.manifest import Manifest, check_resume, content_id, make_manifest
 from prover.errors import ProverError
 from prover.generate.base import derive_seed
 from prover.parallel import clip_grad_norm_
@@ -171,6 +172,20 @@ def _load_examples(cfg: SFTConfig, tokenizer, ds) -> list[dict[str, list[int]]]:
     return examples
 
 
+# Settings that change how a run is carried out, not what it computes: never compared on resume.
+RUN_ONLY = ("out", "resume", "stop_after", "save_every", "keep_last", "log_every", "log_dir", "device", "compile")
+
+
+def sft_manifest(cfg: SFTConfig) -> Manifest:
+    """What a resume of this SFT run must match: every setting, the seed, and the base weights and data by
+    content (a retrained checkpoint or rebuilt dataset at the same path is another run)."""
+    settings = {k: v for k, v in asdict(cfg).items() if k not in (*RUN_ONLY, "seed")}
+    inputs = {"--model": content_id(cfg.model, weights_only=True), "--data": content_id(cfg.data)}
+    if cfg.tokenizer:
+        inputs["--tokenizer"] = content_id(cfg.tokenizer)
+    return make_manifest("sft", settings, {"seed": cfg.seed}, inputs)
+
+
 def train_sft(cfg: SFTConfig, env: DistEnv | None = None, progress: bool = True) -> SFTResult:
     """Run (or resume) SFT; returns losses and where the final model went."""
     own_env = env is None
@@ -197,6 +212,7 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
     from data.sft_dataset import load_sft_dataset
 
     ds = load_sft_dataset(cfg.data)  # before any model download: a bad path fails fast
+    check_resume(out, sft_manifest(cfg), resuming=resume_from is not None, write=env.is_main)
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
     examples = _load_examples(cfg, tokenizer, ds)
 

@@ -1,0 +1,88 @@
+"""Run manifests: content ids, the difference message, and each command refusing to resume with other settings
+(SFT here; GRPO, iterate and eval beside their own tests' fixtures below)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_eval_e2e import cli
+from test_train_sft import write_examples
+from test_train_tiny import bpe_tokenizer, tiny_llama
+
+from data.manifest import (
+    MANIFEST_FILE,
+    ManifestMismatch,
+    check_resume,
+    content_id,
+    differences,
+    make_manifest,
+)
+
+
+def test_content_id_follows_content_not_path(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        d.mkdir()
+        (d / "model.safetensors").write_bytes(b"weights")
+        (d / "config.json").write_text("{}")
+    (b / "README.md").write_text("not a weight")
+    (b / "checkpoints").mkdir()  # training state under the model dir is not the model
+    assert content_id(a, weights_only=True) == content_id(b, weights_only=True)
+    (b / "model.safetensors").write_bytes(b"retrained")
+    assert content_id(a, weights_only=True) != content_id(b, weights_only=True)
+    assert content_id("deepseek-ai/DeepSeek-Prover-V2-7B") == "name:deepseek-ai/DeepSeek-Prover-V2-7B"
+
+
+def test_mismatch_names_each_change_and_a_match_passes(tmp_path):
+    first = make_manifest("sft", {"lr": 1e-5, "epochs": 1.0}, {"seed": 0}, {"--data": "sha256:aaaa"})
+    check_resume(tmp_path, first, resuming=False)
+    recorded = json.loads((tmp_path / MANIFEST_FILE).read_text())
+    assert recorded["settings"] == {"lr": 1e-5, "epochs": 1.0} and "commit" in recorded["git"]
+    assert "torch" in recorded["versions"]
+    check_resume(tmp_path, make_manifest("sft", {"lr": 1e-5, "epochs": 1.0}, {"seed": 0}, {"--data": "sha256:aaaa"}),
+                 resuming=True)
+    other = make_manifest("sft", {"lr": 3e-5, "epochs": 1.0}, {"seed": 1}, {"--data": "sha256:bbbb"})
+    assert differences(recorded, other) == ["--lr 1e-05 -> 3e-05", "--seed 0 -> 1",
+                                            "--data content sha256:aaaa -> sha256:bbbb"]
+    with pytest.raises(ManifestMismatch, match=r"--lr 1e-05 -> 3e-05; --seed 0 -> 1"):
+        check_resume(tmp_path, other, resuming=True)
+    with pytest.raises(ManifestMismatch, match="no manifest.json"):
+        check_resume(tmp_path / "legacy", other, resuming=True)
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory) -> Path:
+    return tiny_llama(tmp_path_factory.mktemp("llama") / "m", bpe_tokenizer())
+
+
+def _sft(model: Path, data: Path, out: Path, *extra: str) -> int:
+    return cli("train", "sft", "--model", str(model), "--data", str(data), "--out", str(out), "--max-steps", "2",
+               "--batch-size", "2", "--device", "cpu", *extra)
+
+
+def test_sft_into_an_existing_out_with_new_data_or_lr_refuses(llama, tmp_path, capsys):
+    data = write_examples(tmp_path / "ex.jsonl")
+    out = tmp_path / "sft"
+    assert _sft(llama, data, out, "--lr", "1e-5") == 0
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    assert manifest["command"] == "sft" and manifest["inputs"]["--data"].startswith("sha256:")
+    assert manifest["seeds"] == {"seed": 0} and manifest["settings"]["lr"] == 1e-5
+    weights = (out / "model.safetensors").read_bytes()
+    capsys.readouterr()
+
+    assert _sft(llama, data, out, "--lr", "3e-5") == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "refusing to resume" in err and "--lr 1e-05 -> 3e-05" in err and "Traceback" not in err
+
+    new_data = write_examples(tmp_path / "ex2.jsonl", n=6)  # other content at another path
+    assert _sft(llama, new_data, out, "--lr", "1e-5") == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--data" in err and "content sha256:" in err
+    data.write_text(data.read_text().replace("omega", "simp"))  # same path, other content
+    assert _sft(llama, data, out, "--lr", "1e-5") == 2
+    assert (out / "model.safetensors").read_bytes() == weights  # the refused runs wrote nothing
+
+    assert _sft(llama, data, out, "--lr", "3e-5", "--no-resume") == 0  # a deliberate restart records anew
+    assert json.loads((out / MANIFEST_FILE).read_text())["settings"]["lr"] == 3e-5
