@@ -123,6 +123,11 @@ def json_sha256(obj: Any) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def problems_id(problems: Iterable[Any]) -> str:
+    """Content id of a problem list: names, headers and statements (what a prover is asked), in order."""
+    return json_sha256([[p.name, p.header, p.formal_statement] for p in problems])
+
+
 # ---------------------------------------------------------------- provenance
 
 

@@ -86,3 +86,54 @@ def test_sft_into_an_existing_out_with_new_data_or_lr_refuses(llama, tmp_path, c
 
     assert _sft(llama, data, out, "--lr", "3e-5", "--no-resume") == 0  # a deliberate restart records anew
     assert json.loads((out / MANIFEST_FILE).read_text())["settings"]["lr"] == 3e-5
+
+
+def test_grpo_resume_with_other_settings_or_problems_refuses(tmp_path):
+    from test_prove_support import FAKE_LEAN
+    from test_train_grpo import TACTICS, write_toy_problems
+    from test_train_tiny import word_tokenizer
+
+    from data.config import LeanSettings, load_config
+    from lean_env import make_verifier
+    from prover.train.grpo import GRPOConfig, train_grpo
+
+    model = tiny_llama(tmp_path / "m", word_tokenizer(TACTICS), hidden=32)
+    problems = write_toy_problems(tmp_path / "toy.jsonl", n=2)
+    common = dict(model=str(model), problems=str(problems), out=str(tmp_path / "grpo"), problems_per_step=2,
+                  group_size=2, max_new_tokens=2, device="cpu", save_every=1)
+    verifier = make_verifier(LeanSettings(repl_path=FAKE_LEAN, workers=1, timeout_s=30))
+    try:
+        first = train_grpo(GRPOConfig(steps=1, **common), load_config(environ={}), verifier=verifier, progress=False)
+        assert first.steps == 1 and (tmp_path / "grpo" / MANIFEST_FILE).is_file()
+        with pytest.raises(ManifestMismatch, match=r"--lr 1e-06 -> 1e-05"):
+            train_grpo(GRPOConfig(steps=2, lr=1e-5, **common), load_config(environ={}), verifier=verifier,
+                       progress=False)
+        write_toy_problems(problems, n=3)  # same path, other problems
+        with pytest.raises(ManifestMismatch, match=r"--problems content"):
+            train_grpo(GRPOConfig(steps=2, **common), load_config(environ={}), verifier=verifier, progress=False)
+    finally:
+        verifier.close()
+
+
+def test_iterate_resume_with_other_settings_refuses_before_any_work(tmp_path, capsys):
+    from test_train_grpo import write_toy_problems
+
+    problems = write_toy_problems(tmp_path / "toy.jsonl", n=2)
+    out = tmp_path / "it"
+    out.mkdir()
+    (out / "store.sqlite").write_bytes(b"")  # a store of an earlier start, made before manifests: refused
+    args = ["iterate", "--problems", str(problems), "--model", "no/such-model", "--rounds", "1", "--out", str(out)]
+    assert cli(*args) == 2
+    assert "no manifest.json" in " ".join(capsys.readouterr().err.split())
+    (out / "store.sqlite").unlink()
+
+    from data import load_problems
+    from data.manifest import write_manifest
+    from prover.train.iterate import IterateConfig, iterate_manifest
+
+    write_manifest(out, iterate_manifest(IterateConfig(str(problems), "no/such-model", 1, str(out), lr=1e-5),
+                                         load_problems(str(problems))))
+    (out / "store.sqlite").write_bytes(b"")
+    assert cli(*args, "--lr", "2e-5", "--rounds", "3") == 2  # more rounds is fine; another lr is not
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--lr 1e-05 -> 2e-05" in err and "rounds" not in err

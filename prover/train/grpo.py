@@ -13,12 +13,13 @@ import math
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
+from data.manifest import Manifest, check_resume, content_id, json_sha256, make_manifest, problems_id
 from prover.errors import ProverError
 from prover.generate.base import derive_seed
 from prover.train.checkpoint import export_final, latest_checkpoint, load_training_state, save_checkpoint
@@ -291,6 +292,21 @@ def _has_vllm() -> bool:
 
 
 # ------------------------------------------------------------------------------------------- training
+RUN_ONLY = ("out", "resume", "save_every", "keep_last", "device")  # how the run is carried out, not what it computes
+
+
+def grpo_manifest(cfg: GRPOConfig, problems: list[Any], template: Any) -> Manifest:
+    """What a resume must match: every setting, the seed, the starting weights, the problems and the prompt
+    template by content (a registry set or prompts file that changed under the same name is another run)."""
+    settings = {k: v for k, v in asdict(cfg).items() if k not in (*RUN_ONLY, "seed")}
+    inputs = {"--model": content_id(cfg.model, weights_only=True),
+              "--problems": problems_id(problems),
+              "--prompt": json_sha256(asdict(template) if is_dataclass(template) else str(template))}
+    if cfg.tokenizer:
+        inputs["--tokenizer"] = content_id(cfg.tokenizer)
+    return make_manifest("grpo", settings, {"seed": cfg.seed}, inputs)
+
+
 class GRPOTrainer:
     def __init__(self, cfg: GRPOConfig, config: Any, env: DistEnv, verifier: Any):
         from data import load_problems
@@ -307,6 +323,7 @@ class GRPOTrainer:
         self.template = self.prompts[cfg.prompt_kind]
         self.out = Path(cfg.out)
         self.resume_from = latest_checkpoint(self.out) if cfg.resume else None
+        check_resume(self.out, grpo_manifest(cfg, self.problems, self.template), self.resume_from is not None)
         self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
         self.policy = load_policy(str(self.resume_from or cfg.model), env.device)
         self.policy.train()

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from data.decontam import normalize_statement
+from data.manifest import Manifest, check_resume, content_id, make_manifest, problems_id
 from data.problem import Problem
 from data.sft_dataset import NoExamples
+from data.store import store_path
 from prover.errors import ProverError
 from prover.generate.base import derive_seed
 from prover.train.curriculum import subgoal_problems
@@ -56,6 +58,15 @@ class IterateConfig:
     curriculum: str = "none"  # "subgoals": decomposition lemmas join the next round's pool (needs decompose)
 
 
+def iterate_manifest(icfg: IterateConfig, problems: list[Any]) -> Manifest:
+    """What a resumed loop must match: every setting but `rounds` (a finished loop may be extended), the seed,
+    the starting weights and the problems by content."""
+    settings = {k: v for k, v in asdict(icfg).items() if k not in ("out", "rounds", "device", "seed")}
+    inputs = {"--model": content_id(icfg.model, weights_only=True),
+              "--problems": problems_id(problems)}
+    return make_manifest("iterate", settings, {"seed": icfg.seed}, inputs)
+
+
 def round_name(r: int) -> str:
     return f"round-{r}"
 
@@ -70,8 +81,10 @@ def run_iterations(icfg: IterateConfig, config: Any, verifier: Any = None, progr
     if icfg.curriculum == "subgoals" and icfg.strategy != "decompose":
         raise ProverError("--curriculum subgoals needs --strategy decompose (the lemmas come from its traces)")
     out = Path(icfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     problems = load_problems(icfg.problems, config)
+    # before Lean or a model starts: a changed loop never continues an earlier one's rounds
+    check_resume(out, iterate_manifest(icfg, problems), resuming=store_path(out).is_file(), what=("a run store",))
+    out.mkdir(parents=True, exist_ok=True)
     own_verifier = verifier is None
     if own_verifier:
         from lean_env import make_verifier
