@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from data.manifest import Manifest, check_resume, content_id, make_manifest, problems_id, read_manifest
 from eval.distributed import LocalExecutor, RayExecutor, WorkUnit, drive
 from eval.errors import EvalError
 from eval.report import build_report, write_report
@@ -116,6 +117,7 @@ def run_config(spec: EvalSpec, config: Any, problems: list[Any], model_id: str) 
         "problem_set": spec.problem_set,
         "split": spec.split or "",
         "model": model_id,
+        "model_content": content_id(model_id, weights_only=True),  # the model by its weights, not its path
         "backend": config.model.backend,
         "strategy": spec.strategy,
         "k": spec.k,
@@ -156,6 +158,16 @@ def _sampling(sampling: dict[str, Any]) -> dict[str, Any]:
     except TypeError as e:
         raise EvalError(f"bad sampling parameters {sampling}: {e}") from None
     return {k: v for k, v in asdict(params).items() if k in ("temperature", "top_p", "max_tokens")}
+
+
+def eval_manifest(current: dict[str, Any], problems: list[Any]) -> Manifest:
+    """What a resumed eval must match: the resume settings, the seed, and the model, problems and prompts by
+    content, so a checkpoint retrained at the same path starts a new run instead of continuing the old one."""
+    inputs = {"--model": current["model_content"], "--problems": problems_id(problems)}
+    if current["prompts"]:
+        inputs["--prompts"] = content_id(current["prompts"])
+    return make_manifest("eval", {k: current[k] for k in RESUME_KEYS if k != "seed"}, {"seed": current["seed"]},
+                         inputs)
 
 
 def _check_resume(recorded: dict[str, Any], current: dict[str, Any], out: Path) -> None:
@@ -221,7 +233,9 @@ def run_eval(
         if not done:  # nothing recorded yet (new, or an earlier start that failed): these settings are the run's
             store.set_meta(run_id, CONFIG_META, current)
         recorded_config = _recorded_config(store, run_id)
-        _check_resume(recorded_config, current, out)
+        _check_resume(recorded_config, current, out)  # runs recorded before manifests: their settings at least
+        check_resume(out, eval_manifest(current, problems), resuming=bool(done) and read_manifest(out) is not None,
+                     what=("recorded attempts",))
         needs_work = any(u.key not in done for u in units)  # complete already: no actors, no model load
         executor = (RayExecutor(recipe, address=spec.ray_address, workers=spec.workers,
                                 gpus_per_worker=config.model.tensor_parallel_size,

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_eval_e2e import cli
+from test_eval_e2e import FAKE_LEAN, cli, minif2f_cli
 from test_train_sft import write_examples
 from test_train_tiny import bpe_tokenizer, tiny_llama
 
@@ -137,3 +137,30 @@ def test_iterate_resume_with_other_settings_refuses_before_any_work(tmp_path, ca
     assert cli(*args, "--lr", "2e-5", "--rounds", "3") == 2  # more rounds is fine; another lr is not
     err = " ".join(capsys.readouterr().err.split())
     assert "--lr 1e-05 -> 2e-05" in err and "rounds" not in err
+
+
+def test_eval_identifies_the_model_by_content_and_refuses_a_retrained_checkpoint(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("SUBGOAL_LEAN__REPL_PATH", str(FAKE_LEAN))  # the FAKE Lean of tests/, as a user wires Lean
+    monkeypatch.setenv("SUBGOAL_LEAN__WORKERS", "1")
+    from safetensors.torch import load_file, save_file
+
+    from prover.model.testing import tiny_checkpoint
+
+    model = tiny_checkpoint(tmp_path / "ckpt")
+    out = tmp_path / "runs" / "by-content"
+    assert minif2f_cli(model, out) == 0
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    assert manifest["command"] == "eval" and manifest["inputs"]["--model"] == content_id(model, weights_only=True)
+    report = json.loads((out / "report.json").read_text())
+    assert report["run"]["model_content"] == manifest["inputs"]["--model"]
+    assert minif2f_cli(model, out) == 0  # same weights: resumes
+    capsys.readouterr()
+
+    weights = next(model.glob("*.safetensors"))  # "retrained" in place: same path, other weights
+    tensors = load_file(weights)
+    name = next(iter(tensors))
+    tensors[name] = tensors[name] + 1.0
+    save_file(tensors, weights, metadata={"format": "pt"})
+    assert minif2f_cli(model, out) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "refusing to resume" in err and "--model content sha256:" in err
