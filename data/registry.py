@@ -31,6 +31,7 @@ class ProblemSet:
     description: str
     load: Callable[[Config], list[Problem]]
     available: Callable[[Config], str | None]
+    benchmark: bool = True  # decontamination keeps its statements out of training data (not LeanDojo: Mathlib)
 
 
 @dataclass
@@ -117,9 +118,9 @@ SETS: dict[str, ProblemSet] = {
         ProblemSet("proverbench", f"DeepSeek-ProverBench (proverbench_path, else hub {PROVERBENCH_HUB_ID})",
                    _load_proverbench, _proverbench_missing),
         ProblemSet("leandojo-random", "LeanDojo Benchmark 4, random split (leandojo_dir)",
-                   lambda cfg: leandojo.load(cfg, "random"), leandojo.missing),
+                   lambda cfg: leandojo.load(cfg, "random"), leandojo.missing, benchmark=False),
         ProblemSet("leandojo-novel", "LeanDojo Benchmark 4, novel_premises split (leandojo_dir)",
-                   lambda cfg: leandojo.load(cfg, "novel_premises"), leandojo.missing),
+                   lambda cfg: leandojo.load(cfg, "novel_premises"), leandojo.missing, benchmark=False),
     )
 }  # fmt: skip
 

@@ -135,6 +135,7 @@ class BuildReport:
     by_kind: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     contaminated: list[dict[str, Any]] = field(default_factory=list)
+    benchmarks: dict[str, Any] = field(default_factory=dict)  # decontaminated against (and sets that failed to load)
     out_dir: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,11 +160,15 @@ def build_sft_dataset(
     report.duplicates = len(dups)
     if decontaminator is not None:
         kept, report.contaminated = decontaminator.filter(kept, key="statement")
+        report.benchmarks = decontaminator.coverage.to_dict()
     report.examples_out = len(kept)
     report.by_kind = dict(Counter(e["kind"] for e in kept))
-    if not kept:
-        raise NoExamples("no SFT examples left after dedup and decontamination; nothing to train on")
     out_dir = Path(out_dir)
+    if not kept:  # the report still says what was removed and why
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+        raise NoExamples(f"no SFT examples left after dedup and decontamination; nothing to train on (see "
+                         f"{out_dir / 'report.json'})")
     ds = datasets.Dataset.from_list(kept, features=datasets.Features({f: datasets.Value("string") for f in FIELDS}))
     ds.save_to_disk(str(out_dir))
     (out_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))

@@ -59,8 +59,8 @@ def test_dataset_from_store_dedups_and_decontaminates(store_path, tmp_path, shar
     assert report.examples_in == 7 and report.duplicates == 1 and report.examples_out == 4 == len(rows)
     assert sorted(r["problem"] for r in rows) == ["Nat.add_comm'", "train_1", "train_1", "train_2"]
     removed = {(c["problem"], c["benchmark"], c["name"], c["reason"]) for c in report.contaminated}
-    assert removed == {("mathd_numbertheory_136", "minif2f", "mathd_numbertheory_136", "exact"),
-                       ("leak", "minif2f", "mathd_numbertheory_136", "exact")}
+    assert removed == {("mathd_numbertheory_136", "minif2f-valid", "mathd_numbertheory_136", "exact"),
+                       ("leak", "minif2f-valid", "mathd_numbertheory_136", "exact")}
     saved = json.loads((out / "report.json").read_text())
     assert saved["by_kind"] == {"whole_proof": 3, "tactic": 1}
     # whole-proof examples are in the `complete` prompt format: the completion continues the open code block
@@ -70,7 +70,7 @@ def test_dataset_from_store_dedups_and_decontaminates(store_path, tmp_path, shar
 
 
 def test_decontamination_threshold_and_ngram_overlap(shared_dir):
-    decon = Decontaminator.from_data_dir(shared_dir / "benchmarks", n=13, threshold=0.5)
+    decon = Decontaminator.from_data_dir(shared_dir / "benchmarks")
     # a miniF2F statement with an extra hypothesis and renamed binders still overlaps by n-grams
     variant = ("theorem foo (b : ℕ) (hb : 0 < b) (hc : 3 * b ^ 2 + 2 * b + 1 = 57) (hx : b < 100) : b = 4 := by")
     hit = decon.check(variant)

@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         fcfg = FormalizeConfig(samples=samples, temperature=temperature, max_tokens=max_tokens,
                                faithfulness=faithfulness, min_faithfulness=min_faithfulness,
                                prompts=str(prompts) if prompts else None)
-        decon = Decontaminator.from_data_dir(cfg.data_dir) if decontaminate else None
+        decon = Decontaminator.from_registry(cfg) if decontaminate else None
         verifier = make_verifier(cfg.lean)
         gen = judge = None
         try:

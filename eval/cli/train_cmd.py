@@ -125,8 +125,8 @@ def build_data(
     examples: list[Path] = typer.Option([], "--examples", help="JSONL of SFT example records (e.g. tactic-level)."),
     problems: str | None = typer.Option(None, "--problems", help="Problem set the runs attempted (for prompts)."),
     decontaminate: bool = typer.Option(True, "--decontaminate/--no-decontaminate"),
-    ngram: int = typer.Option(13, "--ngram", min=1, help="n of the n-gram overlap test."),
-    threshold: float = typer.Option(0.5, "--threshold", min=0.01, max=1.0, help="n-gram overlap that counts."),
+    ngram: int = typer.Option(8, "--ngram", min=1, help="n of the n-gram overlap test (canonical tokens)."),
+    threshold: float = typer.Option(0.6, "--threshold", min=0.01, max=1.0, help="n-gram overlap that counts."),
     near_dup: float = typer.Option(0.9, "--near-dup", min=0.0, max=1.0, help="Shingle Jaccard that counts as "
                                    "a near-duplicate (1.0: exact normalized duplicates only)."),
     kind: list[str] = typer.Option([], "--kind", help="Example kind(s) to keep (repeatable): whole-proof, sketch, "

@@ -168,8 +168,8 @@ def build_dataset(
     examples: Iterable[str | Path] = (),
     problems: str | None = None,
     decontaminate: bool = True,
-    ngram: int = 13,
-    threshold: float = 0.5,
+    ngram: int = 8,
+    threshold: float = 0.6,
     near_dup: float | None = 0.9,
     prompts: PromptSet | None = None,
     runs: Iterable[str] | None = None,
@@ -200,6 +200,5 @@ def build_dataset(
                                 "not solved end to end)" if "cold_start" in wanted else ""))
     decon = None
     if decontaminate:
-        extra = [config.proverbench_path] if getattr(config, "proverbench_path", None) else []
-        decon = Decontaminator.from_data_dir(config.data_dir, extra, n=ngram, threshold=threshold)
+        decon = Decontaminator.from_registry(config, n=ngram, threshold=threshold)
     return build_sft_dataset(records, out, decon, jaccard=near_dup if near_dup is not None and near_dup < 1 else None)

@@ -292,7 +292,8 @@ def _has_vllm() -> bool:
 
 
 # ------------------------------------------------------------------------------------------- training
-RUN_ONLY = ("out", "resume", "save_every", "keep_last", "device")  # how the run is carried out, not what it computes
+# How the run is carried out, not what it computes (`steps`: no schedule depends on it, so a run may be extended).
+RUN_ONLY = ("out", "resume", "save_every", "keep_last", "device", "steps")
 
 
 def grpo_manifest(cfg: GRPOConfig, problems: list[Any], template: Any) -> Manifest:
