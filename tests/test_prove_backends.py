@@ -207,7 +207,7 @@ def test_openai_agenerate_shares_one_pool_with_hundreds_in_flight():
         finally:
             client.close()
     assert all(row[0].text == "proof" for row in rows) and len(rows) == 150
-    assert sorted(r["seed"] for r in server.requests[:150]) == [100 * i for i in range(150)]
+    assert sorted(r["seed"] for r in server.requests[:150]) == sorted(sample_seed(100 * i, 0) for i in range(150))
     assert server.peak_in_flight > 100  # past the default pool limit: the pool is sized to max_in_flight
     assert elapsed < 150 * 0.5 / 8  # far from one batch of 8 after the other
     assert client._session is None
@@ -313,12 +313,12 @@ def test_vllm_agenerate_keeps_every_concurrent_request_in_the_engine(fake_vllm):
         t0 = time.monotonic()
         rows = asyncio.run(run())
         elapsed = time.monotonic() - t0
-        assert [c.text for c in rows[0]] == ["s7", "s8"] and all(len(r) == 2 for r in rows)
+        assert [c.text for c in rows[0]] == [f"s{sample_seed(7, 0)}", f"s{sample_seed(7, 1)}"] and all(len(r) == 2 for r in rows)
         assert engine.peak_in_flight == 60  # 30 calls x 2 seeded samples, all in flight together
         assert elapsed < 30 * engine.step_s  # not one after the other
         again = asyncio.run(run())  # a second caller loop: the engine still runs on its own
-        assert [c.text for c in again[5]] == ["s7", "s8"]
-        assert backend.generate(["x"], params)[0][0].text == "s7"
+        assert [c.text for c in again[5]] == [f"s{sample_seed(7, 0)}", f"s{sample_seed(7, 1)}"]
+        assert backend.generate(["x"], params)[0][0].text == f"s{sample_seed(7, 0)}"
     finally:
         backend.close()
 
