@@ -60,6 +60,14 @@ class LeanSettings(_Section):
     memory_mb: int = Field(default=8192, ge=256)  # per REPL process
     max_proofs_per_repl: int = Field(default=200, ge=1)  # recycle a REPL after this many proofs
     comparator_path: Path | None = None  # leanprover/comparator, for `subgoal lean audit` (kernel replay)
+    # verification through a running server (`subgoal lean serve`, or a kimina-lean-server) instead of local REPLs;
+    # "auto": remote exactly when remote_url is set
+    checker: Literal["auto", "local", "remote"] = "auto"
+    remote_url: str | None = None
+    remote_api_key: str | None = None
+    remote_kind: Literal["auto", "subgoal", "kimina"] = "auto"  # auto: asks the server's /health
+    remote_retries: int = Field(default=5, ge=0)
+    remote_concurrency: int = Field(default=64, ge=1)  # requests in flight
 
 
 class ModelSettings(_Section):

@@ -10,7 +10,7 @@ from lean_env.verdict import Message, Pos, Sorry, Status, Verdict
 from lean_env.verifier import Verifier
 
 __all__ = ["Message", "Pos", "Repl", "ReplPool", "Sorry", "Status", "Verdict", "Verifier", "make_pool",
-           "make_verifier"]
+           "make_remote_verifier", "make_verifier"]
 
 
 def make_pool(settings: Any = None, **overrides: Any) -> ReplPool:
@@ -28,9 +28,34 @@ def make_pool(settings: Any = None, **overrides: Any) -> ReplPool:
 
 
 def make_verifier(settings: Any = None, **pool_overrides: Any) -> Verifier:
-    """Locate Lean, start a pool, and wrap it in a `Verifier` (close it with `verifier.close()`)."""
+    """Locate Lean, start a pool, and wrap it in a `Verifier` (close it with `verifier.close()`); with
+    `settings.remote_url` (or `checker = "remote"`) a `RemoteVerifier` of that server instead (same interface)."""
     from lean_env.toolchain import locate
+
+    remote = make_remote_verifier(settings)
+    if remote is not None:
+        return remote  # type: ignore[return-value]
 
     tc = locate(settings)
     pool = make_pool(settings, **pool_overrides)
     return Verifier(pool, lean_version=tc.lean_version, mathlib_version=tc.mathlib_version)
+
+
+def make_remote_verifier(settings: Any = None) -> Any:
+    """The `RemoteVerifier` the settings ask for, or None when they ask for local REPLs."""
+    checker = getattr(settings, "checker", "auto") or "auto"
+    url = getattr(settings, "remote_url", None)
+    if checker == "local" or (checker == "auto" and not url):
+        return None
+    if not url:
+        from lean_env.errors import LeanError
+
+        raise LeanError("the remote checker needs a server: pass --checker-url URL or set lean.remote_url "
+                        "(env SUBGOAL_LEAN__REMOTE_URL), e.g. http://lean-box:8000 from `subgoal lean serve`")
+    from lean_env.remote import RemoteVerifier
+
+    return RemoteVerifier(url, api_key=getattr(settings, "remote_api_key", None),
+                          timeout_s=getattr(settings, "timeout_s", None) or 300.0,
+                          kind=getattr(settings, "remote_kind", "auto") or "auto",
+                          max_retries=getattr(settings, "remote_retries", 5),
+                          concurrency=getattr(settings, "remote_concurrency", 64))

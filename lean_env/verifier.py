@@ -163,8 +163,9 @@ class Verifier:
                 out.append(self._collect(prep, fut, t0))
         return out
 
-    def submit(self, problem: Any, proof_src: str) -> Future:
-        """Non-blocking single verification: a future of the Verdict (async callers: `asyncio.wrap_future`)."""
+    def submit(self, problem: Any, proof_src: str, *, timeout_s: float | None = None) -> Future:
+        """Non-blocking single verification: a future of the Verdict (async callers: `asyncio.wrap_future`).
+        `timeout_s`: wall-clock limit of each REPL call for this proof (default: the pool's)."""
         result: Future = Future()
         t0 = time.monotonic()
         prep = self._prepare_safely(problem, proof_src)
@@ -173,7 +174,7 @@ class Verifier:
         elif not prep.run_lean:
             result.set_result(self._verdict(Status.UNSOUND, reasons=prep.reasons, wall=time.monotonic() - t0))
         else:
-            fut = self.pool.submit(lambda s: self._run(s, prep), prep.header)
+            fut = self.pool.submit(lambda s: self._run(s, prep, timeout_s), prep.header)
             fut.add_done_callback(lambda f: result.set_result(self._collect(prep, f, t0)))
         return result
 
@@ -233,19 +234,19 @@ class Verifier:
                         statement_text_changed=text_changed, answers=answers, answer_correct=correct)
 
     # ---- in a worker --------------------------------------------------------------------------------
-    def _run(self, session: Session, prep: Prepared) -> _Outcome:
+    def _run(self, session: Session, prep: Prepared, timeout_s: float | None = None) -> _Outcome:
         """In a worker: the proof, then (if it compiled) the axioms/type check and the cached reference type.
         Wall and CPU time cover these calls only (not the queue, not the header import)."""
         repl, t0, cpu = session.repl, time.monotonic(), 0.0
         try:
-            body = repl.run_cmd(prep.body, session.env)
+            body = repl.run_cmd(prep.body, session.env, timeout_s=timeout_s)
             cpu += repl.last_cpu_s
             check = reference = ref_error = None
             if body.ok:
-                check = repl.run_cmd(check_command(prep.name), body.env)
+                check = repl.run_cmd(check_command(prep.name), body.env, timeout_s=timeout_s)
                 cpu += repl.last_cpu_s
                 if self.check_types:
-                    reference, ref_error, ref_cpu = self._reference(session, prep)
+                    reference, ref_error, ref_cpu = self._reference(session, prep, timeout_s)
                     cpu += ref_cpu
             repl.assert_quiet()  # output after the last answer came from this proof: it fails this proof
         except ReplFailure as e:
@@ -253,12 +254,13 @@ class Verifier:
             raise
         return _Outcome(body, check, reference, ref_error, time.monotonic() - t0, cpu)
 
-    def _reference(self, session: Session, prep: Prepared) -> tuple[str | None, str | None, float]:
+    def _reference(self, session: Session, prep: Prepared,
+                   timeout_s: float | None = None) -> tuple[str | None, str | None, float]:
         key = (prep.header, prep.statement)
         with self._ref_lock:
             if key in self._references:
                 return (*self._references[key], 0.0)
-        res = session.repl.run_cmd(reference_command(prep.statement, prep.name), session.env)
+        res = session.repl.run_cmd(reference_command(prep.statement, prep.name), session.env, timeout_s=timeout_s)
         if not res.ok:
             value: tuple[str | None, str | None] = (None, res.error or res.errors[0].data)
         else:

@@ -1,4 +1,4 @@
-"""`subgoal lean ...`: locate/install the Lean toolchain, say what is missing, check a Lean file."""
+"""`subgoal lean ...`: locate/install the Lean toolchain, say what is missing, check a Lean file, serve the verifier."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import typer
 
 from eval.cli.common import config, console, err_console
 
-app = typer.Typer(help="The Lean toolchain: setup, doctor, check a file, audit a run by kernel replay.",
+app = typer.Typer(help="The Lean toolchain: setup, doctor, check a file, audit a run by kernel replay, serve the "
+                  "verifier (HTTP, MCP).",
                   no_args_is_help=True)
 
 
@@ -66,7 +67,7 @@ def check(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="A .lean file: its imports are the header, its last theorem the target."),
     theorem: str | None = typer.Option(None, "--theorem", help="The theorem to check (default: the last one)."),
-    timeout: float | None = typer.Option(None, "--timeout", help="Seconds per REPL call (else [lean] timeout_s)."),
+    timeout: float | None = typer.Option(None, "--timeout", help="Seconds per REPL call (else config lean.timeout_s)."),
     as_json: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
 ) -> None:
     """Verify a Lean file: no error, no sorry, standard axioms only; exit 1 unless proved."""
@@ -144,6 +145,55 @@ def audit(
                   f"before, of {summary.proved} proved attempts", highlight=False, markup=False)
     if summary.rejected:
         raise SystemExit(1)
+
+
+def _problems(ctx: typer.Context, sets: list[str] | None) -> dict:
+    """Problems of the named sets by name, for requests that name a problem (a duplicate name is an error)."""
+    from data.registry import load_problems
+    from lean_env.errors import LeanError
+
+    out: dict = {}
+    for target in sets or []:
+        for p in load_problems(target, config(ctx)):
+            if p.name in out:
+                raise LeanError(f"problem {p.name!r} is in two of the --problems sets; serve them separately")
+            out[p.name] = p
+    return out
+
+
+PROBLEMS = typer.Option(None, "--problems", help="A problem set (benchmark name or .jsonl/.lean file) whose problems "
+                        "requests may name; repeatable.")
+WORKERS = typer.Option(None, "--workers", help="REPL processes (else config lean.workers).")
+TIMEOUT = typer.Option(None, "--timeout", help="Largest per-request Lean timeout, seconds (else config lean.timeout_s).")
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    problems: list[str] = PROBLEMS,
+    workers: int | None = WORKERS,
+    timeout: float | None = TIMEOUT,
+    max_wait: float = typer.Option(60.0, "--max-wait", help="Seconds a snippet waits for a REPL before the "
+                                   "request is answered 429."),
+    queue: int = typer.Option(4, "--queue", help="Snippets admitted per REPL beyond the running ones."),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="LEAN_SERVER_API_KEY",
+                                       help="Require `Authorization: Bearer KEY` (env LEAN_SERVER_API_KEY, as kimina)."),
+    max_body_mb: float = typer.Option(16.0, "--max-body-mb", help="Largest request body, MiB (else 413)."),
+    request_log: Path | None = typer.Option(None, "--request-log", help="Append one JSON line per request here."),
+    log_level: str = typer.Option("info", "--log-level", help="debug | info | warning | error."),
+) -> None:
+    """Serve the verifier over HTTP, compatible with kimina-lean-server (`/api/check`, `/verify`)."""
+    from lean_env.errors import LeanError
+    from lean_env.serve import serve_forever
+
+    if port < 0 or port > 65535 or max_wait <= 0 or queue < 0 or max_body_mb <= 0:
+        raise LeanError("--port must be 0-65535, --max-wait and --max-body-mb positive, --queue at least 0")
+    cfg = config(ctx, lean={"workers": workers, "timeout_s": timeout})
+    serve_forever(cfg.lean, _problems(ctx, problems), host=host, port=port, max_wait_s=max_wait,
+                  queue_per_worker=queue, api_key=api_key, max_body_bytes=int(max_body_mb * (1 << 20)),
+                  request_log=request_log, log_level=log_level)
 
 
 def register(root: typer.Typer) -> None:
