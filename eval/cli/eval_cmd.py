@@ -67,6 +67,8 @@ def register(app: typer.Typer) -> None:
         budget_wall_s: float = typer.Option(None, "--budget-wall-s", help="Wall seconds per attempt."),
         lean_workers: int = shared.LEAN_WORKERS,
         lean_timeout: float = shared.LEAN_TIMEOUT,
+        checker: str = shared.CHECKER,
+        checker_url: str = shared.CHECKER_URL,
         ray: bool = typer.Option(False, "--ray", help="Distribute over Ray (a local cluster unless --ray-address)."),
         ray_address: str = typer.Option(None, "--ray-address", help="Existing Ray cluster ('auto' or host:port); implies --ray."),
         workers: int = typer.Option(None, "--workers", help="Ray generation workers (default: one per GPU / TP group)."),
@@ -81,7 +83,8 @@ def register(app: typer.Typer) -> None:
 
         cfg = config(ctx, model={"model": model, "backend": backend, "base_url": base_url,
                                   "tensor_parallel_size": tensor_parallel_size},
-                     lean={"workers": lean_workers, "timeout_s": lean_timeout})
+                     lean={"workers": lean_workers, "timeout_s": lean_timeout,
+                           "checker": checker, "remote_url": checker_url})
         budget = {key: value for key, value in {"samples": budget_samples, "tokens": budget_tokens,
                                                 "lean_calls": budget_lean_calls, "wall_s": budget_wall_s}.items()
                   if value is not None}

@@ -14,3 +14,5 @@ SPLIT = typer.Option(None, "--split", help="Only this split of the problem set."
 LIMIT = typer.Option(None, "--limit", help="Only the first N problems (smoke runs).")
 LEAN_WORKERS = typer.Option(None, "--lean-workers", help="REPL processes per verifier pool.")
 LEAN_TIMEOUT = typer.Option(None, "--lean-timeout", help="Seconds per Lean call.")
+CHECKER = typer.Option(None, "--checker", help="Verify with: local (REPL pool here) | remote (a server; else config lean.checker).")
+CHECKER_URL = typer.Option(None, "--checker-url", help="The remote checker: `subgoal lean serve` or a kimina-lean-server URL (else config lean.remote_url).")

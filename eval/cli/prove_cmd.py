@@ -51,6 +51,8 @@ def register(app: typer.Typer) -> None:
         limit: int = shared.LIMIT,
         lean_workers: int = shared.LEAN_WORKERS,
         lean_timeout: float = shared.LEAN_TIMEOUT,
+        checker: str = shared.CHECKER,
+        checker_url: str = shared.CHECKER_URL,
         no_live: bool = typer.Option(False, "--no-live", help="No live view (logs only)."),
     ) -> None:
         """Prove a statement, fill a .lean file's sorries, or prove a problem set in batch (resumable)."""
@@ -67,7 +69,8 @@ def register(app: typer.Typer) -> None:
         if k < 1:
             raise ProverError(f"-k must be at least 1, got {k}")
         cfg = config(ctx, model={"model": model, "backend": backend, "base_url": base_url},
-                     lean={"workers": lean_workers, "timeout_s": lean_timeout})
+                     lean={"workers": lean_workers, "timeout_s": lean_timeout,
+                           "checker": checker, "remote_url": checker_url})
         budget = {key: v for key, v in {"samples": samples, "tokens": max_tokens, "lean_calls": lean_calls,
                                         "wall_s": time_limit}.items() if v is not None}
         options: dict[str, Any] = {"mode": mode}
