@@ -10,12 +10,15 @@ with `Overloaded` (HTTP 429), so an overloaded server answers quickly instead of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from lean_env import text
 from lean_env.errors import PoolClosed, ReplFailure, ReplTimeout
 from lean_env.pool import HeaderRejected
+from lean_env.protocol import CommandResult
 from lean_env.verdict import Status, Verdict
 from lean_env.verifier import FileProblem, Verifier
 from lean_env.wire import ReplResponse, Snippet, command_json, verdict_json
@@ -59,41 +62,55 @@ class CheckService:
     async def check_one(self, snippet: Snippet, timeout: float | None = None, infotree: str | None = None,
                         debug: bool = False) -> ReplResponse:
         seconds = self.effective_timeout(timeout)
+        async with self.slot():
+            t0 = time.monotonic()
+            if snippet.wants_verdict:
+                out = await self._verify(snippet, seconds)
+            else:
+                out = await self._run(snippet, seconds, infotree)
+        out.time = round(time.monotonic() - t0, 6)
+        if debug:
+            out.diagnostics = {"workers": self.pool.workers, "queue_depth": self.pool.metrics().queue_depth}
+        return out
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one of the `capacity` slots while checking; `Overloaded` after `max_wait_s` without one."""
         try:
             await asyncio.wait_for(self._slots.acquire(), self.max_wait_s)
         except TimeoutError:
             raise Overloaded(f"No available REPLs: every one of the {self.capacity} slots stayed busy for "
                              f"{self.max_wait_s:g}s; retry later") from None
         self.admitted += 1
-        t0 = time.monotonic()
         try:
-            if snippet.wants_verdict:
-                out = await self._verify(snippet, seconds)
-            else:
-                out = await self._run(snippet, seconds, infotree)
+            yield
         finally:
             self.admitted -= 1
             self._slots.release()
-        out.time = round(time.monotonic() - t0, 6)
-        if debug:
-            out.diagnostics = {"workers": self.pool.workers, "queue_depth": self.pool.metrics().queue_depth}
-        return out
 
-    async def _run(self, snippet: Snippet, seconds: float, infotree: str | None) -> ReplResponse:
-        imports, body = text.split_imports(snippet.code)
-        shift = imports.count("\n")  # the REPL numbers lines from the body; answer in the snippet's lines
+    async def run_code(self, code: str, seconds: float | None = None,
+                       infotree: str | None = None) -> tuple[CommandResult | None, str | None, int]:
+        """Run a snippet as plain Lean: (the REPL's answer or None, an error or None, the lines of its imports,
+        which ran apart: the answer's line numbers count from after them)."""
+        imports, body = text.split_imports(code)
+        seconds = self.effective_timeout(seconds)
         fut = self.pool.submit(lambda s: s.repl.run_cmd(body, s.env, infotree=infotree, timeout_s=seconds), imports)
         try:
-            result = await asyncio.wrap_future(fut)
+            return await asyncio.wrap_future(fut), None, imports.count("\n")
         except HeaderRejected as e:
-            return ReplResponse(id=snippet.id, response=command_json(e.result))
+            return e.result, None, 0
         except ReplTimeout:
-            return ReplResponse(id=snippet.id, error=timeout_error(seconds))
+            return None, timeout_error(seconds), 0
         except ReplFailure as e:
             tail = e.stderr_tail.strip().splitlines()[-1:] if e.stderr_tail else []
-            return ReplResponse(id=snippet.id, error=" ".join([f"Lean REPL failed: {e}", *tail]))
+            return None, " ".join([f"Lean REPL failed: {e}", *tail]), 0
         except PoolClosed:
-            return ReplResponse(id=snippet.id, error="the server is shutting down")
+            return None, "the server is shutting down", 0
+
+    async def _run(self, snippet: Snippet, seconds: float, infotree: str | None) -> ReplResponse:
+        result, error, shift = await self.run_code(snippet.code, seconds, infotree)
+        if result is None:
+            return ReplResponse(id=snippet.id, error=error)
         return ReplResponse(id=snippet.id, response=command_json(result, shift))
 
     async def _verify(self, snippet: Snippet, seconds: float) -> ReplResponse:

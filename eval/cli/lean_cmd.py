@@ -196,5 +196,25 @@ def serve(
                   request_log=request_log, log_level=log_level)
 
 
+@app.command()
+def mcp(
+    ctx: typer.Context,
+    transport: str = typer.Option("stdio", "--transport", help="stdio (an agent starts this command) | http."),
+    host: str = typer.Option("127.0.0.1", "--host", help="http: interface to listen on."),
+    port: int = typer.Option(8001, "--port", help="http: TCP port (the endpoint is /mcp)."),
+    problems: list[str] = PROBLEMS,
+    workers: int | None = WORKERS,
+    timeout: float | None = TIMEOUT,
+) -> None:
+    """Serve the verifier as MCP tools for agents: check_snippet, verify_proof, goals_at_sorry, split_sketch."""
+    from lean_env.errors import LeanError
+    from lean_env.mcp_tools import serve_mcp
+
+    if transport not in ("stdio", "http"):
+        raise LeanError(f"--transport must be stdio or http, not {transport!r}")
+    cfg = config(ctx, lean={"workers": workers, "timeout_s": timeout})
+    serve_mcp(cfg.lean, _problems(ctx, problems), transport=transport, host=host, port=port)
+
+
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="lean")
