@@ -25,11 +25,13 @@ _verifier: Any = None
 _lock = threading.Lock()
 
 
-def use_verifier(verifier: Any) -> None:
-    """Set the verifier the reward uses (a `Verifier` or `RemoteVerifier`); None: make one from the config."""
+def use_verifier(verifier: Any) -> Any:
+    """Set the verifier the reward uses (a `Verifier` or `RemoteVerifier`; None: make one from the config when
+    first needed); returns the one it replaces."""
     global _verifier
     with _lock:
-        _verifier = verifier
+        previous, _verifier = _verifier, verifier
+    return previous
 
 
 def verifier() -> Any:
@@ -64,7 +66,7 @@ def compute_score(data_source: str, solution_str: str, ground_truth: str, extra_
 def compute_score_batch(data_sources: list[str], solution_strs: list[str], ground_truths: list[str],
                         extra_infos: list[dict | None] | None = None, **_: Any) -> list[dict[str, Any]]:
     """Every sample of the batch in flight at once; results in order."""
-    infos = extra_infos or [None] * len(solution_strs)
+    infos = list(extra_infos) if extra_infos is not None else [None] * len(solution_strs)  # verl passes arrays
     cands = [_candidate(s, g, i) for s, g, i in zip(solution_strs, ground_truths, infos, strict=True)]
     todo = [(k, p, proof) for k, (p, proof) in enumerate(cands) if proof is not None]
     verdicts: dict[int, Verdict] = {}
@@ -102,3 +104,10 @@ def prepare_dataset(problems: list[Any], out: str | Path, prompt_kind: str = "co
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), str(out))
     return len(rows)
+
+
+if __name__ != "prover.train.verl_reward":  # verl loads this file by path: share the package module's verifier
+    from prover.train import verl_reward as _package
+
+    compute_score, compute_score_batch = _package.compute_score, _package.compute_score_batch
+    compute_score_async, use_verifier = _package.compute_score_async, _package.use_verifier
