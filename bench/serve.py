@@ -1,9 +1,10 @@
 """Verification service throughput and latency: `subgoal lean serve` over HTTP against the in-process Verifier.
 
-    PYTHONPATH=. python bench/serve.py [--requests 1000] [--concurrency 64] [--workers 2] [--out serve.json]
+    PYTHONPATH=. python bench/serve.py [--requests 1000] [--concurrency 64] [--workers 2] [--delay-ms 0] [--out serve.json]
 
 Both sides check the same honest proofs with the same number of REPL workers, behind which runs the FAKE Lean
-REPL (tests/fake_lean.py, no Lean needed; a few ms per command), so the rows measure what the service adds:
+REPL (tests/fake_lean.py, no Lean needed; ~1 ms per command, plus `--delay-ms` standing in for Lean's elaboration
+time, via FAKE_LEAN_DELAY_S), so the rows measure what the service adds:
 - `in-process`: `Verifier.submit` from `--concurrency` threads in this process (the local checker);
 - `server verdict`: `POST /api/check` with the problem's statement (our verdict), `--concurrency` clients, to a
   `subgoal lean serve` started as its own process, as users run it;
@@ -34,10 +35,11 @@ FAKE_LEAN = ROOT / "tests" / "fake_lean.py"
 HEADER = "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\nopen BigOperators Real Nat Topology Rat\n\n"
 
 
-def proofs(n: int) -> list[tuple[str, str]]:
-    """(statement, proof) pairs, all different, all proved by the fake's fragment."""
+def proofs(n: int, start: int = 0) -> list[tuple[str, str]]:
+    """(statement, proof) pairs, all different (no row profits from another's cached reference), all proved by
+    the fake's fragment."""
     out = []
-    for i in range(n):
+    for i in range(start, start + n):
         stmt = f"theorem t{i} (a b : ℕ) : a + b + {i} = b + a + {i} := by"
         out.append((stmt, HEADER + stmt + "\n  ring"))
     return out
@@ -162,25 +164,28 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--delay-ms", type=float, default=0.0, help="extra time per REPL command (Lean stand-in)")
     ap.add_argument("--out", type=Path, default=Path("serve.json"))
     a = ap.parse_args()
+    os.environ["FAKE_LEAN_DELAY_S"] = str(a.delay_ms / 1000)  # read by every fake REPL, here and in the server
     items = proofs(a.requests)
     rows: list[dict] = []
     row(rows, "in-process", a.requests, *bench_in_process(items, a.workers, a.concurrency))
     # the server admits every concurrent request (no 429s in a throughput run)
     proc, url = start_server(a.workers, queue=max(4, a.concurrency // a.workers))
     try:
-        asyncio.run(bench_http(url, items[:50], a.concurrency, True))  # warm the header and connections
-        row(rows, "server verdict", a.requests, *asyncio.run(bench_http(url, items, a.concurrency, True)))
-        row(rows, "server raw", a.requests, *asyncio.run(bench_http(url, items, a.concurrency, False)))
-        row(rows, "remote checker", a.requests, *bench_remote(url, items, a.concurrency))
+        n = a.requests
+        asyncio.run(bench_http(url, proofs(50, 4 * n), a.concurrency, True))  # warm the headers and connections
+        row(rows, "server verdict", n, *asyncio.run(bench_http(url, proofs(n, n), a.concurrency, True)))
+        row(rows, "server raw", n, *asyncio.run(bench_http(url, proofs(n, 2 * n), a.concurrency, False)))
+        row(rows, "remote checker", n, *bench_remote(url, proofs(n, 3 * n), a.concurrency))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.processor() or
             platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
             "load_avg": os.getloadavg(), "requests": a.requests, "concurrency": a.concurrency,
-            "workers": a.workers, "repl": "tests/fake_lean.py (FAKE Lean)"}
+            "workers": a.workers, "delay_ms": a.delay_ms, "repl": "tests/fake_lean.py (FAKE Lean)"}
     a.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"wrote {a.out}")
 

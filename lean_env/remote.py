@@ -63,6 +63,7 @@ class RemoteVerifier:
 
     async def _open(self) -> httpx.AsyncClient:
         self._sem = asyncio.Semaphore(self._concurrency)
+        self._detect = asyncio.Lock()
         limits = httpx.Limits(max_connections=self._concurrency, max_keepalive_connections=self._concurrency)
         return httpx.AsyncClient(headers=self._headers, timeout=httpx.Timeout(self._http_timeout), limits=limits)
 
@@ -106,7 +107,9 @@ class RemoteVerifier:
         t0 = time.monotonic()
         try:
             if self.kind == "auto":
-                await self._health()
+                async with self._detect:  # one /health for all the proofs submitted before the answer
+                    if self.kind == "auto":
+                        await self._health()
             if self.kind == "subgoal":
                 return await self._verify_on_subgoal(problem, proof_src)
             return await self._verify_on_kimina(problem, proof_src, t0)

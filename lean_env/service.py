@@ -119,8 +119,9 @@ class CheckService:
             return ReplResponse(id=snippet.id, error=f"unknown problem {snippet.problem!r}: this server has "
                                 f"{len(self.problems)} problems loaded (`subgoal lean serve --problems`)")
         try:
-            verdict: Verdict = await asyncio.wrap_future(self.verifier.submit(problem, snippet.code,
-                                                                              timeout_s=seconds))
+            # the lexical checks run before submitting: on a thread, so the event loop keeps serving requests
+            fut = await asyncio.to_thread(self.verifier.submit, problem, snippet.code, timeout_s=seconds)
+            verdict: Verdict = await asyncio.wrap_future(fut)
         except PoolClosed:
             return ReplResponse(id=snippet.id, error="the server is shutting down")
         vd = verdict.to_dict()
