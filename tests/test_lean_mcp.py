@@ -79,3 +79,38 @@ def test_tools_over_stdio_through_the_cli():
             return res.structured_content
 
     assert asyncio.run(main())["valid"] is True
+
+
+def test_tools_over_streamable_http_through_the_cli():
+    import os
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+    from mcp import Client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"SUBGOAL_LEAN__REPL_PATH": str(FAKE_LEAN), "SUBGOAL_LEAN__WORKERS": "1", "PATH": os.environ["PATH"],
+           "PYTHONPATH": str(FAKE_LEAN.parent.parent)}
+    proc = subprocess.Popen([sys.executable, "-c", "from eval.cli import main; main()", "lean", "mcp", "--transport",
+                             "http", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(400):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/mcp")
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+
+        async def main():
+            async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+                return (await client.call_tool("goals_at_sorry", {"code": SKETCH})).structured_content
+
+        assert [g["goal"] for g in asyncio.run(main())["result"]][0] == "x : ℕ\nh₀ : x = 3\n⊢ x * 2 = 6"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
