@@ -81,6 +81,7 @@ def test_tools_over_stdio_through_the_cli():
     assert asyncio.run(main())["valid"] is True
 
 
+@pytest.mark.slow  # a second CLI process start (~20 s here); the same tools run in process and over stdio above
 def test_tools_over_streamable_http_through_the_cli():
     import os
     import socket
