@@ -122,6 +122,50 @@ def test_pipeline_matches_one_process(run):
 
 def test_bubble_is_accounted(run):
     world, _, ranks = run
-    bubble = ranks[0]["bubble"]
+    bubble = ranks[0]["bubble"]  # measured: 7.7% (pp 2, 4 micro-batches), 11.1% (pp 4, 8)
     assert ranks[0]["schedule"] == "ScheduleDualPipeV"
-    assert 0 < bubble["bubble_fraction"] < 0.5 and {f"bubble_rank{r}" for r in range(world)} <= set(bubble)
+    assert {f"bubble_rank{r}" for r in range(world)} <= set(bubble)
+    assert 0 < bubble["bubble_fraction"] < bubble["bubble_1f1b_same_ranks"]  # below 1F1B's (p-1)/(m+p-1)
+    # every rank runs F, I and W of 2 stages x m micro-batches (unit cost each) within the makespan
+    assert bubble["makespan_units"] * (1 - bubble["bubble_rank0"]) == pytest.approx(2 * 3 * 2 * world)
+
+
+@pytest.mark.slow
+def test_sft_with_pipeline_matches_one_process_and_resumes(tmp_path):
+    """`subgoal train sft --pp 2` under torchrun: the losses and final weights of the one-process run with the same
+    micro-batches, and a run stopped and resumed from its checkpoint ends where the straight run ends."""
+    import json
+    import subprocess
+    import sys
+
+    from test_train_sft import _weights, write_examples
+    from test_train_tiny import bpe_tokenizer, tiny_moe
+
+    torchrun = [sys.executable, "-m", "torch.distributed.run"]  # torchrun, without relying on PATH
+    model, data = tiny_moe(tmp_path / "m", bpe_tokenizer()), write_examples(tmp_path / "ex.jsonl")
+    cli = [sys.executable, "-c", "from eval.cli import main; main()"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def sft(out: str, steps: int, pp: bool) -> None:
+        args = ["train", "sft", "--model", str(model), "--data", str(data), "--out", str(tmp_path / out),
+                "--max-steps", str(steps), "--lr", "1e-3", "--schedule", "constant", "--batch-size", "1",
+                "--grad-accum", "4", "--max-length", "48", "--device", "cpu", "--save-every", "1"]
+        launch = [*torchrun, "--nproc_per_node", "2", "--no-python", *cli] if pp else cli
+        subprocess.run([*launch, *args, *(["--pp", "2"] if pp else [])], check=True, env=env, capture_output=True,
+                       timeout=300)
+
+    def losses(d: str) -> list[float]:
+        return [json.loads(line)["loss"] for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+
+    sft("one", 3, pp=False)
+    sft("pp", 3, pp=True)
+    sft("pp-resumed", 2, pp=True)
+    sft("pp-resumed", 3, pp=True)  # resumes from step 2
+    assert losses("pp") == pytest.approx(losses("one"), rel=1e-4)
+    assert losses("pp-resumed") == losses("pp")
+    one, pp, resumed = _weights(tmp_path / "one"), _weights(tmp_path / "pp"), _weights(tmp_path / "pp-resumed")
+    assert set(one) == set(pp) == set(resumed)
+    for name, t in one.items():
+        assert torch.equal(pp[name], resumed[name]), name
+        if not name.endswith("e_score_correction_bias"):  # the bias: a knife edge at equal loads (see FSDP test)
+            assert torch.allclose(t, pp[name], atol=1e-5), name

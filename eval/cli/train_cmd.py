@@ -47,6 +47,8 @@ def sft(
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the latest checkpoint in --out."),
     ep: int = typer.Option(1, "--ep", min=1, help="Expert-parallel degree (1: none)."),
+    pp: int = typer.Option(1, "--pp", min=1, help="Pipeline-parallel degree: DualPipeV over exactly this many "
+                           "processes, --grad-accum (>= 2 x pp) micro-batches a step (1: none)."),
     compile_: bool | None = typer.Option(None, "--compile/--no-compile",
                                          help="torch.compile our MoE's blocks (default: on with CUDA, off on CPU)."),
     fp8: bool = typer.Option(False, "--fp8", help="FP8 GEMMs (torchao, DeepSeek-V3's recipe); CUDA sm89+."),
@@ -60,7 +62,7 @@ def sft(
                     warmup_steps=warmup, epochs=epochs, max_steps=max_steps, micro_batch_size=batch_size,
                     grad_accum=grad_accum, max_length=max_length, save_every=save_every, precision=precision,
                     device=device, bias_update_gamma=bias_gamma, seed=seed, resume=resume, ep=ep,
-                    compile=compile_, fp8=fp8, fp8_recipe=fp8_recipe)
+                    pp=pp, compile=compile_, fp8=fp8, fp8_recipe=fp8_recipe)
     result = train_sft(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one table
         _print_result(f"sft -> {out}", result.to_dict())

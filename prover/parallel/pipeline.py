@@ -84,6 +84,8 @@ class Stage(nn.Module):
             mtp, _ = model._mtp_loss(hidden, input_ids, labels, attention_mask, position_ids)
             loss = loss + model.config.mtp_loss_weight * mtp
         n_tok = int((labels != IGNORE).sum())
+        if n_tok == 0:  # nothing to learn here (the trainer skips such micro-batches): a zero, not 0 * NaN
+            return (hidden.sum() * 0.0).reshape(1)
         self.sums.append((loss.detach() * n_tok, None if mtp is None else mtp.detach() * n_tok, n_tok))
         return (loss * (n_tok * self.token_scale)).reshape(1)  # [1]: the schedule concatenates the outputs
 
@@ -155,13 +157,46 @@ class Pipeline:
     def _drop_other_stages(self) -> None:
         """Free what other ranks train: their decoder layers (and, off rank 0, embedding, norm, head, MTP)."""
         mine = {id(p) for p in self.local.parameters()}
-        for name, mod in self.model.named_modules():
+        for mod in self.model.modules():
             direct = list(mod.parameters(recurse=False))
             if direct and not any(id(p) in mine for p in direct):
                 mod.to("meta")
 
+    @property
+    def module(self) -> nn.Module:
+        """The model (what `prover.train.common.unwrap` returns): its config and class for checkpoints."""
+        return self.model
+
     def parameters(self) -> Iterator[nn.Parameter]:
         return self.local.parameters()
+
+    def _names(self) -> dict[int, str]:
+        mine = {id(p) for p in self.parameters()}
+        return {id(p): n for n, p in self.model.named_parameters() if id(p) in mine}
+
+    def full_optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
+        """The optimizer's state of every rank, keyed by parameter name (`torch.distributed.checkpoint`'s full
+        layout) on rank 0; None elsewhere. Every rank calls it."""
+        names = self._names()
+        local = {names[id(p)]: {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in st.items()}
+                 for p, st in optimizer.state.items()}
+        gathered: list[dict[str, Any] | None] = [None] * self.pp if self.rank == 0 else None
+        dist.gather_object(local, gathered, dst=dist.get_global_rank(self.group, 0), group=self.group)
+        if self.rank != 0:
+            return None
+        state = {k: v for part in gathered for k, v in part.items()}
+        groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": sorted(state)}
+                  for g in optimizer.param_groups]
+        return {"state": state, "param_groups": groups}
+
+    def load_optimizer_state(self, optimizer: torch.optim.Optimizer, full: dict[str, Any]) -> None:
+        """This rank's share of a `full_optimizer_state` (as saved) into `optimizer`."""
+        names = self._names()
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        state = {i: full["state"][names[id(p)]] for i, p in enumerate(params) if names[id(p)] in full["state"]}
+        groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": list(range(len(params)))}
+                  for g in full["param_groups"][:1]]
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
 
     def step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
              global_tokens: float, world_size: int = 1) -> dict[str, float]:

@@ -25,6 +25,8 @@ _STEP_DIR = re.compile(r"step-(\d+)$")
 
 
 def _full_state_dicts(model, optimizer, env: DistEnv) -> tuple[dict, dict | None]:
+    if hasattr(model, "full_optimizer_state"):  # a pipeline (`prover.parallel.pipeline.Pipeline`) gathers its stages
+        return model.full_state_dict(), model.full_optimizer_state(optimizer) if optimizer is not None else None
     if not env.distributed:
         return unwrap(model).state_dict(), optimizer.state_dict() if optimizer is not None else None
     from torch.distributed.checkpoint.state_dict import (
@@ -125,7 +127,9 @@ def load_training_state(ckpt: str | Path, model, optimizer, scheduler, env: Dist
     returns `{"step": ..., "extra": ...}`."""
     state = torch.load(Path(ckpt) / STATE_FILE, map_location="cpu", weights_only=False)
     if optimizer is not None and state["optimizer"] is not None:
-        if env.distributed:
+        if hasattr(model, "load_optimizer_state"):  # a pipeline: this rank's stages' share
+            model.load_optimizer_state(optimizer, state["optimizer"])
+        elif env.distributed:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
             from prover.parallel import local_expert_state

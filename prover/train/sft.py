@@ -64,7 +64,8 @@ class SFTConfig:
     bias_update_gamma: float = 1e-3  # MoE routing-bias step per optimizer step (0 disables)
     resume: bool = True
     stop_after: int | None = None  # end this invocation at this step (checkpointed); rerunning resumes
-    ep: int = 1  # expert-parallel degree (seam; only 1 today)
+    ep: int = 1  # expert-parallel degree
+    pp: int = 1  # pipeline-parallel degree: DualPipeV over `pp` processes (2 stages each), grad_accum micro-batches
     compile: bool | None = None  # torch.compile each decoder block of our MoE; None: on CUDA yes, else no
     fp8: bool = False  # FP8 GEMMs (torchao; DeepSeek-V3's recipe, `prover.model.fp8`); needs CUDA sm89+
     fp8_recipe: Literal["blockwise", "rowwise"] = "blockwise"  # dense linears' scaling (experts: rowwise)
@@ -98,8 +99,9 @@ def tokenize_example(tokenizer, prompt: str, completion: str, max_length: int) -
     return {"input_ids": ids, "labels": labels}
 
 
-def collate(batch: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    n = max(len(b["input_ids"]) for b in batch)
+def collate(batch: list[dict[str, list[int]]], pad_id: int, length: int | None = None) -> dict[str, torch.Tensor]:
+    """Right-padded tensors, to the longest example or to `length`."""
+    n = length or max(len(b["input_ids"]) for b in batch)
     ids = torch.full((len(batch), n), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), n), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(batch), n), dtype=torch.long)
@@ -217,9 +219,11 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
     examples = _load_examples(cfg, tokenizer, ds)
 
     model = load_policy(str(resume_from or cfg.model), env.device, dtype=dtype)
-    model = prepare_model(model, cfg, env)
+    model = prepare_pipeline(model, cfg, env) if cfg.pp > 1 else prepare_model(model, cfg, env)
     optimizer = make_optimizer(model, cfg, env)
-    order = StepOrder(len(examples), cfg.seed, cfg.micro_batch_size, cfg.grad_accum, env)
+    # A pipeline's ranks all run every micro-batch of the step: one data order, as for one process.
+    order = StepOrder(len(examples), cfg.seed, cfg.micro_batch_size, cfg.grad_accum, env if cfg.pp == 1 else DistEnv())
+    step_fn = _pipeline_step if cfg.pp > 1 else _train_step
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(examples) / order.per_step))
     scheduler = make_scheduler(optimizer, cfg.schedule, cfg.warmup_steps, total_steps, cfg.min_lr_ratio)
     step, history = 0, []
@@ -235,7 +239,7 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
         end = min(total_steps, cfg.stop_after or total_steps)
         while step < end:
             t0 = time.perf_counter()
-            metrics = _train_step(model, optimizer, scheduler, order.micro_batches(step), examples, tokenizer, cfg, env)
+            metrics = step_fn(model, optimizer, scheduler, order.micro_batches(step), examples, tokenizer, cfg, env)
             step += 1
             dt = time.perf_counter() - t0
             tokens_total += int(metrics.pop("tokens"))
@@ -284,6 +288,37 @@ def prepare_model(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv) -> torch
     return wrap_model(model, env, ep=cfg.ep)
 
 
+def prepare_pipeline(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv):
+    """Our MoE split into 2 x pp DualPipeV stages over the `pp` processes (`prover.parallel.pipeline`)."""
+    from prover.train.common import is_moe
+
+    if not env.distributed:
+        raise ProverError(f"--pp {cfg.pp} needs {cfg.pp} processes: torchrun --nproc_per_node {cfg.pp} "
+                          "$(which subgoal) train sft ...")
+    if env.world_size != cfg.pp or cfg.ep != 1:
+        raise ProverError(f"--pp {cfg.pp} runs on exactly {cfg.pp} processes without --ep (got {env.world_size} "
+                          f"processes, --ep {cfg.ep}): pipeline x data/expert parallelism is not implemented yet")
+    if not is_moe(model):
+        raise ProverError("--pp splits our DeepSeek-V3 model (model_type deepseek_v3) into stages; this is not one")
+    if cfg.compile:
+        raise ProverError("--pp runs eager stages (torch's DualPipeV splits each backward into input and weight "
+                          "gradients, which torch.compile does not support): drop --compile")
+    model.train()
+    if cfg.fp8:
+        from prover.model.fp8 import convert_to_fp8
+
+        convert_to_fp8(model, cfg.fp8_recipe, env.device)
+    from prover.parallel.pipeline import Pipeline
+
+    pipe = Pipeline(model, cfg.grad_accum, (cfg.micro_batch_size, cfg.max_length), env.device)
+    if env.is_main:
+        b = pipe.bubble()
+        print(f"pipeline: {pipe.schedule_name}, {pipe.num_stages} stages on {cfg.pp} processes, {cfg.grad_accum} "
+              f"micro-batches a step; bubble {b['bubble_fraction']:.1%} of the step (1F1B: "
+              f"{b['bubble_1f1b_same_ranks']:.1%})" + (f"; {pipe.note}" if pipe.note else ""), file=sys.stderr)
+    return pipe
+
+
 def make_optimizer(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv) -> torch.optim.Optimizer:
     """AdamW (betas 0.9/0.95) on fp32 master weights; the fused CUDA kernel on GPU."""
     return MasterWeightAdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95),
@@ -326,6 +361,41 @@ def _train_step(model, optimizer, scheduler, micro_batches, examples, tokenizer,
     if grad_norm is not None:
         metrics["grad_norm"] = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
     metrics.update(moe_after_step(model, cfg.bias_update_gamma, process_group=env.group))
+    return metrics
+
+
+def _pipeline_step(pipe, optimizer, scheduler, micro_batches, examples, tokenizer, cfg: SFTConfig, env: DistEnv):
+    """`_train_step` through the pipeline: the step's micro-batches padded to `max_length` (its stages have one
+    static shape), forward and backward by the schedule, the same token weighting, clipping, update and bias step."""
+    import torch.distributed as dist
+
+    from prover.model import balance
+
+    b = collate([examples[i] for mb in micro_batches for i in mb], tokenizer.pad_token_id, length=cfg.max_length)
+    n_tok = int((b["labels"] != IGNORE).sum())
+    sums = pipe.step(b["input_ids"], b["attention_mask"], b["labels"], global_tokens=float(max(n_tok, 1)))
+    totals = torch.tensor([sums.get("loss_sum", 0.0), sums.get("mtp_sum", float("nan"))], dtype=torch.float64,
+                          device=env.device)
+    dist.broadcast(totals, src=0)  # the last stage (with the loss) lives on rank 0
+    grad_norm = pipe.clip_grad_norm_(cfg.grad_clip) if cfg.grad_clip > 0 else None
+    optimizer.step()
+    lr = scheduler.get_last_lr()[0]
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    seq_tokens = float(b["attention_mask"].sum())
+    metrics = {"loss": float(totals[0]) / max(n_tok, 1), "lr": lr, "tokens": seq_tokens, "step_tokens": seq_tokens}
+    if not math.isnan(float(totals[1])):
+        metrics["mtp_loss"] = float(totals[1]) / max(n_tok, 1)
+    if grad_norm is not None:
+        metrics["grad_norm"] = float(grad_norm)
+    # Each MoE layer lives on one rank, which counted all of its tokens: update there, no reduction. The
+    # logged load is rank 0's layers'.
+    counts = (balance.update_bias(pipe.local, cfg.bias_update_gamma) if cfg.bias_update_gamma > 0
+              else balance.expert_counts(pipe.local))
+    if cfg.bias_update_gamma <= 0:
+        balance.reset_counts(pipe.local)
+    if counts.numel():
+        metrics.update({f"expert_load/{k}": v for k, v in balance.load_summary(counts).items()})
     return metrics
 
 
