@@ -5,6 +5,9 @@ tokens exchanged with all-to-all) composed with FSDP2 for the dense parts; gathe
     ...
     grad_norm = clip_grad_norm_(model, 1.0)
     save_pretrained(model, "out")                      # rank 0 writes the usual HF DeepSeek-V3 checkpoint
+
+Pipeline parallelism (DualPipeV stages, `prover.parallel.pipeline.Pipeline`) is imported from its module: it
+pulls in `torch.distributed.pipelining`, which plain EP/FSDP runs do not need.
 """
 
 from prover.parallel.checkpoint import (
