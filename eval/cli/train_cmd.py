@@ -101,6 +101,9 @@ def grpo(
     precision: str = typer.Option("auto", "--precision"),
     device: str = typer.Option("auto", "--device"),
     seed: int = typer.Option(0, "--seed"),
+    loss_agg: str = typer.Option("token-mean", "--loss-agg",
+                                 help="token-mean (every token weighs the same) | seq-mean (DeepSeekMath: mean per "
+                                      "sequence, then over sequences)."),
 ) -> None:
     """GRPO with a Lean-verified binary reward (the sound Verifier), group-normalized advantages."""
     from prover.train.grpo import GRPOConfig, train_grpo
@@ -112,7 +115,7 @@ def grpo(
                       max_new_tokens=max_tokens, format_reward=format_reward,
                       consistency_penalty=consistency_penalty, consistency_steps=consistency_steps, prompt_kind=prompt,
                       prompts=str(prompts) if prompts else None, sampler=sampler, async_verify=async_verify,
-                      save_every=save_every, precision=precision, device=device, seed=seed)
+                      save_every=save_every, precision=precision, device=device, seed=seed, loss_agg=loss_agg)
     result = train_grpo(gcfg, cfg).to_dict()
     timings = result.pop("timings")
     _print_result(f"grpo -> {out}", {k: v for k, v in result.items() if not k.endswith("history")}

@@ -9,8 +9,9 @@ candidate; the Verifier decides.
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from lean_env.text import last_lean_block  # the one fence parser Lean-side tools use too
+from lean_env.text import last_lean_block, theorem_name  # the one fence parser Lean-side tools use too
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n?")
 _DECL = re.compile(r"(?m)^\s*(?:@\[[^\]]*\]\s*)?(?:theorem|lemma|example)\b")
@@ -29,6 +30,15 @@ def lean_blocks(text: str) -> list[str]:
             break
         pos = close + 3
     return blocks
+
+
+def candidate_proof(completion: str, problem: Any, continues_code: bool) -> str | None:
+    """THE candidate of a completion to `problem`'s prompt: what the Verifier judges. Search, batched sampling and
+    GRPO's reward all call this one, so the reward is computed on the candidate eval would verify."""
+    from prover.prompts import statement_text
+
+    statement = problem if isinstance(problem, str) else problem.formal_statement
+    return extract_proof(completion, statement_text(statement), continues_code, theorem_name(statement))
 
 
 def extract_proof(completion: str, statement: str, continues_code: bool, name: str | None = None) -> str | None:

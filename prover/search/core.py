@@ -11,8 +11,8 @@ from typing import Any
 from lean_env.verdict import Status, Verdict
 from prover.generate import format_chat
 from prover.generate.base import Completion, SamplingParams, derive_seed
-from prover.prompts import PromptSet, load_prompts, statement_text
-from prover.prompts.extract import extract_proof
+from prover.prompts import PromptSet, load_prompts
+from prover.prompts.extract import candidate_proof
 from prover.search.budget import Budget
 
 Event = dict[str, Any]
@@ -152,11 +152,7 @@ class Search:
                                    **fields)
 
     def extract(self, kind: str, completion: str, problem: Any | None = None) -> str | None:
-        problem = problem or self.problem
-        from lean_env.text import theorem_name
-
-        return extract_proof(completion, statement_text(problem.formal_statement),
-                             self.prompts[kind].continues_code, theorem_name(problem.formal_statement))
+        return candidate_proof(completion, problem or self.problem, self.prompts[kind].continues_code)
 
     # ---- Lean ------------------------------------------------------------------------------------------------
     def verify(self, text: str, problem: Any | None = None) -> Verdict:

@@ -1,7 +1,8 @@
 """GRPO (DeepSeekMath / DeepSeek-Prover-V1.5/V2): G samples per problem from the current policy, reward 1 for a
 proof the sound Verifier accepts (plus an optional format reward), group-normalized advantages, PPO-style
-clipped objective against the sampling policy's log-probabilities, optional k3 KL to a frozen reference model,
-token-level loss (sum over completion tokens / their count).
+clipped objective against the sampling policy's log-probabilities (taken at the sampling temperature and top-p:
+the policy that sampled is the one whose gradient is followed), optional k3 KL to a frozen reference model, and
+a token-level loss (`--loss-agg token-mean`) or DeepSeekMath's mean of per-sequence means (`seq-mean`).
 
 Verification overlaps generation: batch t+1 is sampled while the Verifier pool checks batch t (its old
 log-probabilities are taken right after sampling, so the one-step lag is corrected by the importance ratio).
@@ -71,6 +72,7 @@ class GRPOConfig:
     keep_last: int = 2
     resume: bool = True
     adv_eps: float = 1e-4
+    loss_agg: Literal["token-mean", "seq-mean"] = "token-mean"  # seq-mean: DeepSeekMath's per-sequence mean
 
 
 @dataclass
@@ -104,6 +106,9 @@ class GRPOResult:
 
 
 # ------------------------------------------------------------------------------------------- math
+LOSS_AGGS = ("token-mean", "seq-mean")
+
+
 def group_advantages(rewards: torch.Tensor, group: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
     """(r - mean of its group) / (std of its group + eps); a group with equal rewards gets 0."""
     adv = torch.zeros_like(rewards)
@@ -122,8 +127,11 @@ def grpo_token_loss(
     clip_eps: float,
     ref_logp: torch.Tensor | None = None,
     kl_coef: float = 0.0,
+    loss_agg: str = "token-mean",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Per-token clipped surrogate (+ beta * k3 KL), summed over completion tokens (divide by the total count).
+    """Per-token clipped surrogate (+ beta * k3 KL), summed for `loss_agg`: over completion tokens for
+    "token-mean" (divide by the batch's token count: every token weighs the same), over sequences of their
+    token means for "seq-mean" (DeepSeekMath's GRPO, 1/G sum_i 1/|o_i| sum_t: divide by the sequence count).
 
     logp, old_logp, ref_logp, mask: [B, T]; advantages: [B]."""
     ratio = torch.exp(logp - old_logp)
@@ -136,13 +144,34 @@ def grpo_token_loss(
         kl = torch.exp(d) - d - 1  # k3: unbiased, non-negative estimate of KL(pi || ref)
         per_token = per_token + kl_coef * kl
         stats["kl"] = (kl.detach() * mask).sum()
+    if loss_agg == "seq-mean":
+        return ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1)).sum(), stats
     return (per_token * mask).sum(), stats
 
 
+def sampled_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """log p(token) under softmax(logits / T) restricted to the nucleus (the smallest top set holding `top_p`
+    of the mass, the top token always in) and renormalized, as the samplers draw. A token outside the current
+    nucleus (possible only once the policy has moved) keeps its renormalized value instead of -inf, so ratios
+    stay finite; PPO's clip bounds what it does."""
+    if temperature > 0 and temperature != 1.0:
+        logits = logits / temperature
+    logp = torch.log_softmax(logits, dim=-1)
+    out = logp.gather(-1, tokens[..., None])[..., 0]
+    if top_p < 1.0:
+        p_sorted = logp.exp().sort(dim=-1, descending=True).values
+        nucleus = (p_sorted.cumsum(-1) - p_sorted) < top_p  # the mass before a token is below top_p
+        out = out - (p_sorted * nucleus).sum(-1).log()
+    return out
+
+
 def completion_logprobs(model, prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_id: int,
-                        device: torch.device, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probabilities of each completion token under `model`: ([B, T], mask [B, T]) where T is the longest
-    completion; sequences are prompt + completion, right-padded."""
+                        device: torch.device, precision: str, temperature: float = 1.0,
+                        top_p: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities of each completion token under the distribution it was sampled from: `model`'s logits
+    at `temperature`, renormalized over the `top_p` nucleus (so the gradient is that of the sampling policy,
+    not of the T=1 model). ([B, T], mask [B, T]) where T is the longest completion; sequences are prompt +
+    completion, right-padded."""
     seqs = [p + c for p, c in zip(prompt_ids, completion_ids, strict=True)]
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
@@ -153,7 +182,7 @@ def completion_logprobs(model, prompt_ids: list[list[int]], completion_ids: list
     ids, attn = ids.to(device), attn.to(device)
     with autocast(device, precision):
         logits = model(input_ids=ids, attention_mask=attn).logits
-    logp_all = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+    logp_all = sampled_logprobs(logits[:, :-1].float(), ids[:, 1:], temperature, top_p)
     t_max = max(1, max(len(c) for c in completion_ids))
     out = logp_all.new_zeros((len(seqs), t_max))
     mask = torch.zeros((len(seqs), t_max), device=device)
@@ -358,7 +387,7 @@ class GRPOTrainer:
         return [self.problems[i] for i in order[start : start + min(k, n)]]
 
     def rollout(self, step: int) -> Rollout:
-        from prover.prompts.extract import extract_proof
+        from prover.prompts.extract import candidate_proof
 
         t0 = time.perf_counter()
         problems = self._problems_for(step)
@@ -374,7 +403,7 @@ class GRPOTrainer:
                 r.prompt_ids.append(p_ids)
                 r.completion_ids.append(list(ids))
                 r.texts.append(text)
-                r.proofs.append(extract_proof(text, p.formal_statement, self.template.continues_code))
+                r.proofs.append(candidate_proof(text, p, self.template.continues_code))
         r.old_logprobs = self._logprobs_no_grad(self.policy, r)
         r.gen_s = time.perf_counter() - t0
         return r
@@ -387,8 +416,8 @@ class GRPOTrainer:
         mb = self.cfg.micro_batch_size
         for s in range(0, len(r.prompt_ids), mb):
             completions = r.completion_ids[s : s + mb]
-            lp, _ = completion_logprobs(model, r.prompt_ids[s : s + mb], completions,
-                                        self.tokenizer.pad_token_id, self.env.device, self.cfg.precision)
+            lp, _ = completion_logprobs(model, r.prompt_ids[s : s + mb], completions, self.tokenizer.pad_token_id,
+                                        self.env.device, self.cfg.precision, self.cfg.temperature, self.cfg.top_p)
             lp = lp.cpu()  # one copy per micro-batch, not one per row
             out += [lp[i, : len(c)] for i, c in enumerate(completions)]
         model.train(was_training)
@@ -422,6 +451,7 @@ class GRPOTrainer:
         total_tokens = sum(len(r.completion_ids[i]) for i in keep)
         if total_tokens == 0:
             return {}
+        denominator = total_tokens if cfg.loss_agg == "token-mean" else len(keep)
         ref_lp = None
         if self.ref is not None:
             ref_lp = self._logprobs_no_grad(self.ref, r)
@@ -433,11 +463,12 @@ class GRPOTrainer:
                 idx = keep[s : s + cfg.micro_batch_size]
                 lp, mask = completion_logprobs(self.policy, [r.prompt_ids[i] for i in idx],
                                                [r.completion_ids[i] for i in idx], self.tokenizer.pad_token_id,
-                                               dev, cfg.precision)
+                                               dev, cfg.precision, cfg.temperature, cfg.top_p)
                 old = _pad([r.old_logprobs[i] for i in idx], lp.shape[1]).to(dev)
                 ref = _pad([ref_lp[i] for i in idx], lp.shape[1]).to(dev) if ref_lp is not None else None
-                loss_sum, st = grpo_token_loss(lp, old, adv[idx].to(dev), mask, cfg.clip_eps, ref, cfg.kl_coef)
-                (loss_sum / total_tokens).backward()
+                loss_sum, st = grpo_token_loss(lp, old, adv[idx].to(dev), mask, cfg.clip_eps, ref, cfg.kl_coef,
+                                               cfg.loss_agg)
+                (loss_sum / denominator).backward()
                 sums["loss"] += loss_sum.detach()
                 for k in ("kl", "clip_frac"):
                     if k in st:
@@ -447,7 +478,8 @@ class GRPOTrainer:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             stats.update(moe_after_step(self.policy, cfg.bias_update_gamma))
-        stats.update({k: float(v) / total_tokens / cfg.ppo_epochs for k, v in sums.items()})
+        stats.update({k: float(v) / (denominator if k == "loss" else total_tokens) / cfg.ppo_epochs
+                      for k, v in sums.items()})
         self.sampler.sync()
         return stats
 
@@ -524,6 +556,8 @@ def _progress(enabled: bool, total: int, done: int):
 
 def train_grpo(cfg: GRPOConfig, config: Any, verifier: Any = None, progress: bool = True) -> GRPOResult:
     """Run (or resume) GRPO; `verifier` defaults to one made from `config.lean`."""
+    if cfg.loss_agg not in LOSS_AGGS:
+        raise ProverError(f"unknown --loss-agg {cfg.loss_agg!r} (choose from {', '.join(LOSS_AGGS)})")
     if cfg.group_size < 2:
         raise ProverError("GRPO needs --group-size >= 2 (advantages are relative within a group)")
     if not math.isfinite(cfg.lr) or cfg.lr < 0:
