@@ -96,6 +96,9 @@ def test_transformers_agenerate_batches_concurrent_callers(tiny_backend):
         done = await asyncio.gather(*calls)
         return list(done[:6]), done[6]
 
+    from prover.generate.base import as_streaming
+
+    assert as_streaming(tiny_backend) is tiny_backend  # streams natively, not through the threaded fallback
     before = tiny_backend.batches
     rows, greedy_rows = asyncio.run(run())
     assert tiny_backend.batches - before == 3  # 6 sampled rows in batches of 4: 2 batches, +1 greedy; not 7
@@ -190,8 +193,10 @@ def test_openai_agenerate_shares_one_pool_with_hundreds_in_flight():
     import asyncio
 
     with ScriptedServer([("", "proof")], delay_s=0.5) as server:
+        from prover.generate.base import as_streaming
+
         client = _client(server.url, max_in_flight=150)
-        assert client.max_in_flight == 150
+        assert client.max_in_flight == 150 and as_streaming(client) is client
 
         async def run(count: int) -> list[list]:
             return await asyncio.gather(*(client.agenerate(f"p{i}", SamplingParams(seed=100 * i), n=1)
@@ -303,8 +308,10 @@ def test_vllm_agenerate_keeps_every_concurrent_request_in_the_engine(fake_vllm):
 
     backend = make_backend(ModelSettings(model="ckpt", backend="vllm"))
     try:
+        from prover.generate.base import as_streaming
+
         [engine] = fake_vllm.made
-        assert backend.max_in_flight == 2 * engine.max_num_seqs
+        assert backend.max_in_flight == 2 * engine.max_num_seqs and as_streaming(backend) is backend
         params = SamplingParams(max_tokens=5, seed=7)
 
         async def run() -> list[list]:
