@@ -107,3 +107,10 @@ def test_grpo_rewards_the_candidate_search_and_eval_verify(tmp_path, verifier): 
 def test_unknown_loss_agg_is_refused(tmp_path):
     with pytest.raises(ProverError, match="--loss-agg"):
         train_grpo(GRPOConfig(model="m", problems="p", out=str(tmp_path), loss_agg="sum"), load_config(environ={}))
+
+
+def test_the_verl_reward_extracts_the_same_candidate():
+    from prover.train.verl_reward import _candidate
+
+    problem, text = _candidate(COMPLETION, STATEMENT, {"name": "toy_0"})
+    assert text == candidate_proof(COMPLETION, problem, False) and "exact h₀" in text

@@ -19,7 +19,7 @@ from typing import Any
 
 from lean_env.verdict import Status, Verdict
 from lean_env.verifier import FileProblem
-from prover.prompts.extract import extract_proof
+from prover.prompts.extract import candidate_proof
 
 _verifier: Any = None
 _lock = threading.Lock()
@@ -48,7 +48,8 @@ def verifier() -> Any:
 def _candidate(solution_str: str, ground_truth: str, extra_info: dict | None) -> tuple[FileProblem, str | None]:
     info = extra_info or {}
     problem = FileProblem(str(info.get("name") or "verl_problem"), ground_truth, str(info.get("header") or ""))
-    return problem, extract_proof(solution_str, ground_truth, bool(info.get("continues_code", False)))
+    # the one extraction search and GRPO use: the reward judges the candidate eval would verify
+    return problem, candidate_proof(solution_str, problem, bool(info.get("continues_code", False)))
 
 
 def _score(verdict: Verdict | None) -> dict[str, Any]:
