@@ -1,47 +1,35 @@
-"""Run (problem, attempt index) work units in one process or on a Ray cluster; the driver writes the store.
+"""Attempts on a Ray cluster: the same runner as in one process (`prover.runner`), its executor spread over actors.
 
-The work is described by a picklable `Recipe` (`prover.batch.ProveRecipe`): how to build a *generator* (a
+The work is described by a picklable recipe (`prover.recipe.ProveRecipe`): how to build a *generator* (a
 generation backend: one per GPU, or per tensor-parallel group), how to build a *checker* (a Lean verifier
-holding a REPL pool: one per node), and how to run units with both. Units travel in *jobs*: consecutive units
-of one problem (`prover.batch.jobs`), which the recipe runs in one go where it can (whole-proof sampling: one
-generation call for all of a problem's pending attempts, what keeps a vLLM engine busy); results still come
-back, and are recorded, one unit at a time. Executors only move jobs and results:
+holding a REPL pool: one per node), and how to run one attempt with both (`arun`).
 
-- `LocalExecutor` (`prover.batch`, shared with `subgoal prove`): one generator and one checker in this process.
-- `RayExecutor` (here): GPU actors (`GenerationWorker`, `num_gpus` = tensor-parallel size) run jobs; CPU actors
-  (`CheckerActor`, one per node, threaded) verify for the workers on their node. At most `max_in_flight`
-  jobs are submitted at a time (backpressure). A job whose actor died is resubmitted, whole, to a replacement.
-
-`drive` (`prover.batch`) is the only code that writes the run store, in both modes: it skips units already
-done, records each result once (the store is idempotent on (run, problem, index), and the driver dedups too).
+- `GenerationWorker` actors (`num_gpus` = tensor-parallel size) are asyncio actors: each runs the same loop as
+  one process, every attempt it was sent a concurrent task over its own `Engine`, so its GPU stays full.
+- `CheckerActor`s (one per node, threaded) verify for the workers on their node (REPL traffic stays local).
+- `RayExecutor.run(unit)` is what `prover.runner.drive` awaits: it sends the unit to the least-loaded worker
+  and awaits its result, which streams back on its own. A unit whose worker or checker died is sent again to a
+  replacement (at most `max_retries` times); `drive`, the only writer of the store, records it once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from eval.errors import EvalError
-from prover.batch import (  # the units, jobs and driver are prover's; this module adds Ray
-    BoundRecipe,
-    DriveStats,
-    Executor,
-    LocalExecutor,
-    Recipe,
-    WorkUnit,
-    close_all,
-    drive,
-    jobs,
-    run_job,
-)
+from prover.runner import Engine, Recipe, WorkUnit, close_all
 
-__all__ = ["DriveStats", "Executor", "LocalExecutor", "RayExecutor", "Recipe", "WorkUnit", "drive"]
+__all__ = ["RayExecutor"]
 
 log = logging.getLogger(__name__)
+
+# Attempts in flight per generation worker when the user sets no bound: enough that an engine with hundreds of
+# sequences in flight (vLLM, a server) stays full while some of them wait for Lean.
+PER_WORKER_IN_FLIGHT = 256
 
 
 # ---------------------------------------------------------------- Ray actors (defined lazily: ray is heavy)
@@ -59,7 +47,7 @@ class CheckerLost(Exception):
 
 
 class _RemoteChecker:
-    """Looks like the checker to the recipe; forwards every method call to the node's checker actor."""
+    """Looks like an async checker to the recipe: every method call goes to the node's checker actor."""
 
     def __init__(self, handle: Any, node_id: str):
         self._handle, self._node_id = handle, node_id
@@ -67,9 +55,9 @@ class _RemoteChecker:
     def __getattr__(self, name: str) -> Callable[..., Any]:
         import ray
 
-        def call(*args: Any, **kwargs: Any) -> Any:
+        async def call(*args: Any, **kwargs: Any) -> Any:
             try:
-                return ray.get(self._handle.call.remote(name, *args, **kwargs))
+                return await self._handle.call.remote(name, *args, **kwargs)
             except ray.exceptions.RayActorError as e:
                 raise CheckerLost(self._node_id) from e
 
@@ -96,41 +84,36 @@ class _CheckerActorImpl:
 
 
 class _GenerationWorkerImpl:
+    """An asyncio actor: every `run` call is one attempt task on this actor's event loop, all sharing one
+    `Engine` (the GPU is fed by all of them at once)."""
+
     def __init__(self, recipe: Recipe):
         import ray
 
         self.recipe = recipe
         self.node_id = ray.get_runtime_context().get_node_id()
-        self.generator, self.error = None, None
+        self.engine, self.error = None, None
         try:
-            self.generator = recipe.make_generator()
+            self.engine = Engine(recipe.make_generator())
         except Exception as e:  # kept for `ready` (e.g. an unknown model id)
             self.error = e
 
-    def ready(self) -> None:
+    async def ready(self) -> None:
         if self.error is not None:
             raise self.error
 
-    def run(self, job: list[WorkUnit], checkers: dict[str, Any]) -> list[tuple[WorkUnit, Any]]:
+    async def run(self, unit: WorkUnit, checkers: dict[str, Any]) -> Any:
         # The checker on this node if there is one (REPL traffic stays local), else any.
         node_id = self.node_id if self.node_id in checkers else next(iter(checkers))
-        checker = _RemoteChecker(checkers[node_id], node_id)
-        return run_job(BoundRecipe(self.recipe, self.generator, checker), job)
+        return await self.recipe.arun(self.engine, _RemoteChecker(checkers[node_id], node_id), unit.problem,
+                                      unit.index)
 
-    def close(self) -> None:
-        close_all(self.generator, self.recipe)  # the recipe: what it opened in this process (a proof session)
-
-
-@dataclass
-class _InFlight:
-    job: list[WorkUnit]
-    worker: Any
-    tries: int
-    checkers: dict[str, Any]  # the checker handles this job was sent with
+    async def close(self) -> None:
+        close_all(self.engine, self.recipe)  # the recipe: what it opened in this process (proof sessions)
 
 
 class RayExecutor:
-    """Jobs over Ray actors; replaces dead actors and resubmits their jobs (at most `max_retries`)."""
+    """Attempts over Ray actors; replaces dead actors and resends their attempts (at most `max_retries`)."""
 
     def __init__(
         self,
@@ -141,10 +124,8 @@ class RayExecutor:
         gpus_per_worker: int = 1,
         max_in_flight: int | None = None,
         max_retries: int = 3,
-        worker_concurrency: int = 1,
-        checker_concurrency: int = 8,
+        checker_concurrency: int | None = None,
         runtime_env: dict[str, Any] | None = None,
-        group: int = 1,
     ):
         import ray
 
@@ -159,18 +140,19 @@ class RayExecutor:
         if cluster_gpus and workers * gpus_per_worker > cluster_gpus:
             raise EvalError(f"{workers} workers x {gpus_per_worker} GPUs exceed the cluster's {cluster_gpus} GPUs")
         self.recipe = recipe
-        self.group = group  # units of one problem per job
         self.max_retries = max_retries
-        self.max_in_flight = max_in_flight or 2 * workers * worker_concurrency
-        # Threaded: many generation workers verify through one REPL pool per node at the same time.
-        self._checker_cls = ray.remote(num_cpus=1, max_concurrency=checker_concurrency)(_CheckerActorImpl)
-        # worker_concurrency > 1 runs several attempts at once in one actor (threads): only for thread-safe
-        # backends, e.g. the OpenAI client of a `vllm serve`, which batches the concurrent requests itself.
-        self._worker_cls = ray.remote(max_concurrency=worker_concurrency)(_GenerationWorkerImpl)
+        self.max_in_flight = max_in_flight or PER_WORKER_IN_FLIGHT * workers
+        # Threaded: the attempts of every worker on a node verify through its one REPL pool at once; enough
+        # threads to keep that pool full (`AsyncChecker`'s sizing).
+        lean_workers = int(getattr(getattr(recipe, "lean_settings", None), "workers", None) or 4)
+        concurrency = checker_concurrency or 2 * lean_workers
+        self._checker_cls = ray.remote(num_cpus=1, max_concurrency=concurrency)(_CheckerActorImpl)
+        self._worker_cls = ray.remote(_GenerationWorkerImpl)  # async methods: an asyncio actor
         self.checkers: dict[str, Any] = {nid: self._new_checker(nid) for nid in self._cpu_nodes()}
         self.workers: list[Any] = [self._new_worker() for _ in range(workers)]
+        self.load: dict[Any, int] = {}  # attempts in flight per worker actor
         self.replaced = 0  # actors replaced after dying (workers + checkers)
-        self.retried = 0  # jobs resubmitted because their actor died
+        self.retried = 0  # attempts resent because their actor died
         self._wait_ready([*self.checkers.values(), *self.workers])
 
     def _wait_ready(self, actors: list[Any]) -> None:
@@ -196,10 +178,11 @@ class RayExecutor:
 
     def _new_worker(self) -> Any:
         # num_cpus=0: a worker's resource is its GPU(s); on CPU-only clusters it must not starve the checkers.
-        return self._worker_cls.options(num_gpus=self.gpus_per_worker, num_cpus=0).remote(self.recipe)
+        return self._worker_cls.options(num_gpus=self.gpus_per_worker, num_cpus=0,
+                                        max_concurrency=self.max_in_flight).remote(self.recipe)
 
     def _replace_worker(self, worker: Any) -> None:
-        if worker in self.workers:  # several in-flight units fail for one death: replace once
+        if worker in self.workers:  # several in-flight attempts fail for one death: replace once
             self.ray.kill(worker, no_restart=True)
             self.workers[self.workers.index(worker)] = self._new_worker()
             self.replaced += 1
@@ -211,61 +194,37 @@ class RayExecutor:
             self.replaced += 1
             log.warning("checker actor on node %s died; replaced it", node_id)
 
-    def stream(self, units: Iterable[WorkUnit]) -> Iterator[tuple[WorkUnit, Any]]:
+    def capacity(self) -> int:
+        return self.max_in_flight
+
+    async def run(self, unit: WorkUnit) -> Any:
         ray = self.ray
-        pending: deque[tuple[list[WorkUnit], int]] = deque()
-        source = jobs(units, self.group)
-        in_flight: dict[Any, _InFlight] = {}
-        load = dict.fromkeys(range(len(self.workers)), 0)
-
-        def submit(job: list[WorkUnit], tries: int) -> None:
-            slot = min(load, key=load.get)  # least-loaded worker
-            worker = self.workers[slot]
+        for tries in itertools.count():
+            worker = min(self.workers, key=lambda w: self.load.get(w, 0))  # least-loaded worker
             checkers = dict(self.checkers)
-            in_flight[worker.run.remote(job, checkers)] = _InFlight(job, worker, tries, checkers)
-            load[slot] += 1
-
-        while True:
-            while len(in_flight) < self.max_in_flight:
-                if pending:
-                    submit(*pending.popleft())
-                elif (job := next(source, None)) is not None:
-                    submit(job, 0)
-                else:
-                    break
-            if not in_flight:
-                return
-            [ref], _ = ray.wait(list(in_flight), num_returns=1)
-            job = in_flight.pop(ref)
-            if job.worker in self.workers:
-                load[self.workers.index(job.worker)] -= 1
+            self.load[worker] = self.load.get(worker, 0) + 1
+            ref = worker.run.remote(unit, checkers)
             try:
-                results = ray.get(ref)
+                return await ref
+            except asyncio.CancelledError:  # stop-at-first or Ctrl-C: the actor stops this attempt too
+                ray.cancel(ref)
+                raise
             except ray.exceptions.RayActorError:
-                self._retry(job, pending, "worker died")
-                slot = self._slot_of(job.worker)
-                self._replace_worker(job.worker)
-                if slot is not None:
-                    load[slot] = 0  # the replacement starts empty; the dead one's refs fail and are requeued
-                continue
+                self._retry(unit, tries, "worker died")
+                self._replace_worker(worker)
             except ray.exceptions.RayTaskError as e:
                 cause = e.cause if isinstance(getattr(e, "cause", None), BaseException) else None
-                if isinstance(cause, CheckerLost):
-                    self._retry(job, pending, str(cause))
-                    self._replace_checker(cause.node_id, job.checkers.get(cause.node_id))
-                    continue
-                raise (cause or e) from None  # the recipe's own error (a user error stays one line)
-            yield from results
+                if not isinstance(cause, CheckerLost):
+                    raise (cause or e) from None  # the recipe's own error (a user error stays one line)
+                self._retry(unit, tries, str(cause))
+                self._replace_checker(cause.node_id, checkers.get(cause.node_id))
+            finally:
+                self.load[worker] = self.load.get(worker, 1) - 1
+        raise AssertionError("unreachable")
 
-    def _slot_of(self, worker: Any) -> int | None:
-        return self.workers.index(worker) if worker in self.workers else None
-
-    def _retry(self, job: _InFlight, pending: deque[tuple[list[WorkUnit], int]], why: str) -> None:
-        if job.tries >= self.max_retries:
-            first = job.job[0]
-            what = ", ".join(str(u.index) for u in job.job)
-            raise EvalError(f"attempts {what} of {first.problem.name} failed {job.tries + 1} times ({why})")
-        pending.append((job.job, job.tries + 1))
+    def _retry(self, unit: WorkUnit, tries: int, why: str) -> None:
+        if tries >= self.max_retries:
+            raise EvalError(f"attempt {unit.index} of {unit.problem.name} failed {tries + 1} times ({why})")
         self.retried += 1
 
     def close(self) -> None:

@@ -1,10 +1,10 @@
 """`subgoal eval`: a benchmark x model x strategy x budget run, resumable, in one process or on Ray.
 
 Every problem gets `samples` (>= k) attempts, one work unit per (problem, attempt index), run by the same
-recipe as `subgoal prove` (`prover.batch.ProveRecipe`). Units run through `eval.distributed` (the driver is
-the only writer of the run store; a problem's pending one-sample attempts travel as one job, drawn in one
-generation call), then the report (pass@k for every k <= n with bootstrap intervals, verdict counts, cost)
-is rebuilt from the store and written to `<out>/report.json`.
+recipe and runner as `subgoal prove` (`prover.recipe.ProveRecipe`, `prover.runner.drive`: every attempt a
+concurrent task over one engine and one Lean checker, in this process or on Ray actors; the driver is the only
+writer of the run store), then the report (pass@k for every k <= n with bootstrap intervals, verdict counts,
+cost, completions cut at --max-tokens) is rebuilt from the store and written to `<out>/report.json`.
 """
 
 from __future__ import annotations
@@ -12,22 +12,20 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from data.manifest import Manifest, check_resume, content_id, make_manifest, problems_id, read_manifest
-from eval.distributed import LocalExecutor, RayExecutor, WorkUnit, drive
 from eval.errors import EvalError
 from eval.report import build_report, write_report
-from prover.batch import INTERACTIONS, ProveRecipe
+from prover.recipe import INTERACTIONS, RESUME_KEYS, ProveRecipe, open_run
+from prover.runner import DriveStats, LocalExecutor, WorkUnit, drive, run_async
 
 STRATEGIES = ("sample", "decompose", "repair", "tree")
 CONFIG_META = "eval_config"  # run_meta key: the settings of the run (rewritten while it has no attempts)
-# Recorded config keys that must match when a run is resumed: mixing them would make pass@k meaningless.
-RESUME_KEYS = ("problem_set", "split", "model", "strategy", "putnam_answers", "budget", "sampling", "options", "seed",
-               "prompts", "interaction")
+CUT_WARNING = 0.05  # warn when more than this fraction of completions stopped at --max-tokens
 
 
 @dataclass
@@ -50,8 +48,7 @@ class EvalSpec:
     ray: bool = False
     ray_address: str | None = None
     workers: int | None = None  # Ray generation workers (default: one per GPU / TP group)
-    max_in_flight: int | None = None
-    worker_concurrency: int = 1  # Ray: attempts run at once per generation actor (thread-safe backends only)
+    max_in_flight: int | None = None  # attempts live at once (default: sized by the engine and the Lean pool)
     n_boot: int = 1000
 
     @property
@@ -67,8 +64,8 @@ class EvalSpec:
             raise EvalError(f"--samples ({self.n}) must be >= -k ({self.k}): pass@k needs n >= k samples")
         if self.limit is not None and self.limit < 1:
             raise EvalError(f"--limit must be >= 1, got {self.limit}")
-        if self.worker_concurrency < 1 or (self.worker_concurrency > 1 and self.strategy == "tree"):
-            raise EvalError("--worker-concurrency must be >= 1, and 1 for the tree strategy (one REPL session per actor)")
+        if self.max_in_flight is not None and self.max_in_flight < 1:
+            raise EvalError(f"--max-in-flight must be >= 1, got {self.max_in_flight}")
         if self.interaction not in INTERACTIONS:
             raise EvalError(f"--interaction must be {' or '.join(INTERACTIONS)}, got {self.interaction!r}")
         if self.putnam_answers not in ("given", "produced"):
@@ -111,23 +108,16 @@ def _with_given_answers(problem: Any) -> Any:
     return fill_answers(problem)
 
 
-def run_config(spec: EvalSpec, config: Any, problems: list[Any], model_id: str) -> dict[str, Any]:
-    current_budget = _budget(spec.budget, spec.strategy)
+def run_config(spec: EvalSpec, config: Any, problems: list[Any], recipe: ProveRecipe) -> dict[str, Any]:
+    """The run's settings as recorded in its store: the recipe's (what decides an attempt) plus the run's."""
     return {
+        **recipe.settings(),
         "problem_set": spec.problem_set,
         "split": spec.split or "",
-        "model": model_id,
-        "model_content": content_id(model_id, weights_only=True),  # the model by its weights, not its path
+        "model_content": content_id(recipe.model_id, weights_only=True),  # the model by its weights, not its path
         "backend": config.model.backend,
-        "strategy": spec.strategy,
         "k": spec.k,
         "samples": spec.n,
-        "budget": current_budget,
-        "sampling": _sampling(spec.sampling),
-        "options": dict(spec.options),
-        "seed": spec.seed,
-        "prompts": spec.prompts or "",
-        "interaction": spec.interaction,
         "putnam_answers": spec.putnam_answers,
         "limit": spec.limit,
         "problems": [p.name for p in problems],
@@ -154,10 +144,10 @@ def _sampling(sampling: dict[str, Any]) -> dict[str, Any]:
     from prover.generate.base import SamplingParams
 
     try:
-        params = SamplingParams(**sampling)
+        SamplingParams(**sampling)
     except TypeError as e:
         raise EvalError(f"bad sampling parameters {sampling}: {e}") from None
-    return {k: v for k, v in asdict(params).items() if k in ("temperature", "top_p", "max_tokens")}
+    return dict(sampling)
 
 
 def eval_manifest(current: dict[str, Any], problems: list[Any]) -> Manifest:
@@ -166,15 +156,17 @@ def eval_manifest(current: dict[str, Any], problems: list[Any]) -> Manifest:
     inputs = {"--model": current["model_content"], "--problems": problems_id(problems)}
     if current["prompts"]:
         inputs["--prompts"] = content_id(current["prompts"])
-    return make_manifest("eval", {k: current[k] for k in RESUME_KEYS if k != "seed"}, {"seed": current["seed"]},
-                         inputs)
+    return make_manifest("eval", {k: current[k] for k in RESUME_KEYS if k != "seed" and k in current},
+                         {"seed": current["seed"]}, inputs)
 
 
-def _check_resume(recorded: dict[str, Any], current: dict[str, Any], out: Path) -> None:
-    for key in RESUME_KEYS:
-        if key in recorded and recorded[key] != current[key]:
-            raise EvalError(f"{out} was started with {key}={recorded[key]!r}, not {current[key]!r}; "
-                            "use another --out (or the same settings to resume)")
+def length_cuts(attempts: list[Any]) -> dict[str, Any]:
+    """How many completions stopped at --max-tokens (finish_reason "length"): a truncated proof fails, so a
+    large share means the run measures the token cap, not the prover."""
+    completions = sum(int((a.sampling or {}).get("completions", 0)) for a in attempts)
+    cut = sum(int((a.sampling or {}).get("cut_at_max_tokens", 0)) for a in attempts)
+    return {"completions": completions, "cut_at_max_tokens": cut,
+            "fraction": round(cut / completions, 4) if completions else 0.0}
 
 
 @dataclass
@@ -186,14 +178,14 @@ class EvalResult:
     wall_s: float
 
 
-def make_recipe(spec: EvalSpec, config: Any, budget: dict[str, Any], model_id: str,
+def make_recipe(spec: EvalSpec, config: Any, model_id: str,
                 recipe_type: type[ProveRecipe] = ProveRecipe) -> ProveRecipe:
     """The run's unit of work; its prompts file is read here, so a bad one fails before Lean or a model start
     (and the parsed templates travel with the recipe to Ray actors)."""
-    recipe = recipe_type(strategy=spec.strategy, budget=dict(budget), model_settings=config.model,
-                         lean_settings=config.lean, seed=spec.seed, prompts_path=spec.prompts,
-                         sampling=dict(spec.sampling), options=dict(spec.options), interaction=spec.interaction,
-                         model_id=model_id)
+    recipe = recipe_type(strategy=spec.strategy, budget=_budget(spec.budget, spec.strategy),
+                         model_settings=config.model, lean_settings=config.lean, seed=spec.seed,
+                         prompts_path=spec.prompts, sampling=_sampling(spec.sampling), options=dict(spec.options),
+                         interaction=spec.interaction, model_id=model_id)
     recipe.prompts()
     return recipe
 
@@ -218,51 +210,48 @@ def run_eval(
     model_id = spec.model or config.model.model or ""
     if not model_id:
         raise EvalError("no model given: pass --model (an HF id or a checkpoint directory)")
-    current = run_config(spec, config, problems, model_id)
-    recipe = make_recipe(spec, config, current["budget"], model_id, recipe_type)  # a bad prompts file stops here
+    recipe = make_recipe(spec, config, model_id, recipe_type)  # a bad prompts file stops here
+    current = run_config(spec, config, problems, recipe)
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
-    # Round-robin over problems, a group of attempts at a time: early pass@1 everywhere, and each problem's
-    # group (one generation call when the strategy samples one proof per attempt) stays together.
-    group = recipe.group_size()
-    units = [WorkUnit(p, i) for start in range(0, spec.n, group) for p in problems
-             for i in range(start, min(spec.n, start + group))]
+    # Index-major over problems: early pass@1 everywhere; every pending attempt is its own task.
+    units = [WorkUnit(p, i) for i in range(spec.n) for p in problems]
     with RunStore(out) as store:
-        run_id = store.start_run(out.name, current)
+        run_id, recorded_config = open_run(store, out.name, current, out, CONFIG_META)
+        recorded_config = {**recorded_config, "versions": {**store.run(run_id).versions,
+                                                           **(recorded_config.get("versions") or {})}}
         done = store.done(run_id)
-        if not done:  # nothing recorded yet (new, or an earlier start that failed): these settings are the run's
-            store.set_meta(run_id, CONFIG_META, current)
-        recorded_config = _recorded_config(store, run_id)
-        _check_resume(recorded_config, current, out)  # runs recorded before manifests: their settings at least
         check_resume(out, eval_manifest(current, problems), resuming=bool(done) and read_manifest(out) is not None,
-                     what=("recorded attempts",))
+                     what=("recorded attempts",))  # the model, problems and prompts by content too
         needs_work = any(u.key not in done for u in units)  # complete already: no actors, no model load
-        executor = (RayExecutor(recipe, address=spec.ray_address, workers=spec.workers,
-                                gpus_per_worker=config.model.tensor_parallel_size,
-                                max_in_flight=spec.max_in_flight, worker_concurrency=spec.worker_concurrency,
-                                runtime_env=ray_runtime_env, group=group)
-                    if spec.ray and needs_work else LocalExecutor(recipe, group))  # LocalExecutor builds lazily
+        if spec.ray and needs_work:
+            from eval.distributed import RayExecutor
+
+            executor: Any = RayExecutor(recipe, address=spec.ray_address, workers=spec.workers,
+                                        gpus_per_worker=config.model.tensor_parallel_size,
+                                        max_in_flight=spec.max_in_flight, runtime_env=ray_runtime_env)
+        else:
+            executor = LocalExecutor(recipe, max_live=spec.max_in_flight)  # builds the model only if needed
         if executor_hook is not None:
             executor_hook(executor)
+        stats = DriveStats()
         try:
-            stats = _drive_with_progress(units, executor, store, run_id, on_result, progress)
+            run_async(_drive_with_progress(units, executor, store, run_id, on_result, progress, stats))
         finally:
             executor.close()
         run = {**recorded_config, **{k: current[k] for k in ("samples", "k", "problems")}, "name": out.name}
-        report = build_report(store.attempts(run_id), run, n_boot=spec.n_boot, seed=spec.seed)
+        attempts = store.attempts(run_id)
+        report = build_report(attempts, run, n_boot=spec.n_boot, seed=spec.seed)
+        report["generation"] = length_cuts(attempts)
     path = write_report(report, out)
     return EvalResult(report, path, stats.recorded, stats.skipped, time.perf_counter() - start)
 
 
-def _recorded_config(store: Any, run_id: int) -> dict[str, Any]:
-    info = store.run(run_id)
-    config = store.get_meta(run_id, CONFIG_META) or info.config
-    return {**config, "versions": {**info.versions, **(config.get("versions") or {})}}
-
-
-def _drive_with_progress(units, executor, store, run_id, on_result, progress: bool):
+async def _drive_with_progress(units: list[WorkUnit], executor: Any, store: Any, run_id: int,
+                               on_result: Callable[[WorkUnit, Any], None] | None, progress: bool,
+                               stats: DriveStats) -> DriveStats:
     if not progress:
-        return drive(units, executor, store, run_id, on_result=on_result)
+        return await drive(units, executor, store, run_id, on_result=on_result, stats=stats)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from eval.cli.common import err_console
@@ -281,4 +270,4 @@ def _drive_with_progress(units, executor, store, run_id, on_result, progress: bo
             if on_result is not None:
                 on_result(unit, attempt)
 
-        return drive(units, executor, store, run_id, on_result=tick)
+        return await drive(units, executor, store, run_id, on_result=tick, stats=stats)

@@ -1,20 +1,20 @@
-"""The driver on generic work units in one process: resume, no double counting. (Ray: test_eval_ray.py.)
+"""The driver on generic work units in one process: resume, no double counting, bounded concurrency, events of
+different problems interleaved. (Ray: test_eval_ray.py.)
 
-`TinyRecipe` is also what the Ray tests run: tiny units (an optional short sleep, so that several are in
-flight when an actor is killed) whose verdict is checkable (odd attempt indices are 'proved'). Its `run_many`
-runs a job of several units of one problem in one call, as `prover.batch.ProveRecipe` draws them in one
-generation call; the generator remembers every job it got.
+`TinyRecipe` is also what the Ray tests run: tiny attempts (an optional short asynchronous sleep, so that
+several are in flight when an actor is killed) whose verdict is checkable (odd attempt indices are 'proved'),
+checked through the checker exactly as `prover.recipe.ProveRecipe` checks through the Lean verifier.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from data.store import Attempt, RunStore
-from eval.distributed import LocalExecutor, WorkUnit, drive
+from prover.runner import LocalExecutor, WorkUnit, run_units
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,9 +28,12 @@ class Item:
 class Counter:
     """The 'generator': counts the units it ran, so a test can see work really happened in the actor."""
 
+    model_id = "counter"
+
     def __init__(self):
         self.runs = 0
-        self.jobs: list[tuple[str, list[int]]] = []
+        self.live = 0  # attempts running now
+        self.most_live = 0
 
     def close(self) -> None:
         pass
@@ -61,16 +64,24 @@ class TinyRecipe:
     def make_checker(self) -> ParityChecker:
         return BrokenChecker() if self.broken_checker else ParityChecker()
 
-    def run(self, generator: Counter, checker, problem: Item, index: int) -> Attempt:
-        time.sleep(self.delay_s)
-        generator.runs += 1
-        status = checker.check(index)
+    async def arun(self, engine, checker, problem: Item, index: int) -> Attempt:
+        counter = engine.raw
+        counter.runs += 1
+        counter.live += 1
+        counter.most_live = max(counter.most_live, counter.live)
+        try:
+            await asyncio.sleep(self.delay_s)
+            status = await checker.check(index)
+        finally:
+            counter.live -= 1
         return Attempt(problem=problem.name, index=index, text=f"proof {index} by pid {os.getpid()}",
                        status=status, verdict={"status": status}, split=problem.split)
 
-    def run_many(self, generator: Counter, checker, problem: Item, indices: list[int]) -> list[Attempt]:
-        generator.jobs.append((problem.name, list(indices)))
-        return [self.run(generator, checker, problem, i) for i in indices]
+
+def tiny_attempt(problem: Item, index: int) -> Attempt:
+    status = ParityChecker().check(index)
+    return Attempt(problem=problem.name, index=index, text=f"proof {index}", status=status,
+                   verdict={"status": status}, split=problem.split)
 
 
 def units(problems: int, samples: int) -> list[WorkUnit]:
@@ -88,29 +99,28 @@ def keys(store: RunStore, run_id) -> list[tuple[str, int]]:
 def test_local_drive_resumes_without_double_counting(tmp_path):
     with RunStore(tmp_path / "run") as store:
         run_id = store.start_run("run", {"samples": 3})
-        first = drive(units(4, 3)[:5], LocalExecutor(TinyRecipe()), store, run_id)
+        first = run_units(units(4, 3)[:5], LocalExecutor(TinyRecipe()), store, run_id)
         assert (first.recorded, first.skipped) == (5, 0)
     with RunStore(tmp_path / "run") as store:  # a new process would see the same: resume from the store
         run_id = store.start_run("run", {"samples": 3})
         executor = LocalExecutor(TinyRecipe())
-        second = drive([*units(4, 3), *units(4, 3)[:2]], executor, store, run_id)  # duplicates in the input too
+        second = run_units([*units(4, 3), *units(4, 3)[:2]], executor, store, run_id)  # duplicates in the input too
         assert (second.recorded, second.skipped) == (7, 7)
-        assert executor.work.generator.runs == 7  # only the missing units ran
+        assert executor.engine.raw.runs == 7  # only the missing units ran
         assert keys(store, run_id) == sorted((f"p{i}", j) for i in range(4) for j in range(3))
         proved = [a for a in store.attempts(run_id) if a.status == "proved"]
         assert len(proved) == 4  # index 1 of each problem
 
 
-def test_local_jobs_group_a_problems_pending_units_and_resume(tmp_path):
+def test_local_attempts_run_concurrently_up_to_the_bound_and_fill_gaps_on_resume(tmp_path):
     with RunStore(tmp_path / "run") as store:
         run_id = store.start_run("run", {"samples": 5})
         for unit in problem_major_units(2, 5):  # some attempts already done, leaving gaps
             if unit.index in (1, 3):
-                store.record(run_id, TinyRecipe().run(Counter(), ParityChecker(), unit.problem, unit.index))
-        executor = LocalExecutor(TinyRecipe(), group=2)
-        stats = drive(problem_major_units(2, 5), executor, store, run_id)
+                store.record(run_id, tiny_attempt(unit.problem, unit.index))
+        executor = LocalExecutor(TinyRecipe(delay_s=0.02), max_live=3)
+        stats = run_units(problem_major_units(2, 5), executor, store, run_id)
         assert (stats.recorded, stats.skipped, stats.duplicates) == (6, 4, 0)
-        # pending indices 0, 2, 4 of each problem: jobs of at most 2 units, never mixing problems
-        assert executor.work.generator.jobs == [("p0", [0, 2]), ("p1", [0, 2])]  # single units go through `run`
-        assert executor.work.generator.runs == 6
+        assert executor.engine.raw.runs == 6
+        assert executor.engine.raw.most_live == 3  # three attempts at once, never more
         assert keys(store, run_id) == sorted((f"p{i}", j) for i in range(2) for j in range(5))

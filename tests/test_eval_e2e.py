@@ -24,8 +24,8 @@ from data.store import RunStore
 from eval.cli import main
 from eval.harness import EvalSpec, run_eval
 from eval.metrics import pass_at_k
-from prover.batch import ProveRecipe
 from prover.generate.base import Completion, derive_seed
+from prover.recipe import ProveRecipe
 from prover.search import attempt_seed
 
 REPO = Path(__file__).resolve().parent.parent
@@ -188,8 +188,8 @@ def check_scripted_fragment_run(fragment_jsonl: Path, out: Path, ray: bool) -> N
     _, attempts = _stored(out)
     assert len(attempts) == 12
     assert all(a.model == "scripted-model-id" for a in attempts)  # the id the user asked for is recorded
-    if not ray:  # one generation call per problem for its 4 one-sample attempts (on Ray: in the actors)
-        assert ScriptedBackend.calls == [(4, True)] * 3
+    if not ray:  # every attempt its own one-sample request to the shared engine (on Ray: in the actors)
+        assert ScriptedBackend.calls == [(1, True)] * 12
     by_key = {(a.problem, a.index): a for a in attempts}
     for name, _, good in FRAGMENT:
         for i in range(4):

@@ -1,8 +1,8 @@
 """Everything on a real local Ray cluster, started once for this module (`ray.init(num_cpus=2)`).
 
 - generic units (`TinyRecipe`): every (problem, index) exactly once while a generation actor and the
-  node's checker actor are killed mid-run; jobs of several units of one problem (a `run_many` call each) are
-  retried whole when their worker dies; an actor's construction error reaches the user as itself;
+  node's checker actor are killed mid-run; every attempt in flight on a killed worker (an asyncio actor runs
+  many at once) is sent again; an actor's construction error reaches the user as itself;
 - `subgoal eval minif2f-test --ray` end to end with the tiny model and the FAKE Lean REPL;
 - the scripted fragment run on Ray gives the same exact pass@k as in one process (slow).
 """
@@ -17,7 +17,8 @@ import test_eval_e2e as e2e
 from test_eval_distributed import TinyRecipe, keys, problem_major_units, units
 
 from data.store import Attempt, RunStore
-from eval.distributed import RayExecutor, WorkUnit, drive
+from eval.distributed import RayExecutor
+from prover.runner import WorkUnit, run_units
 
 REPO = Path(__file__).resolve().parent.parent
 # The e2e module's fixtures, shared here by name.
@@ -52,7 +53,7 @@ def test_ray_every_unit_exactly_once_with_a_worker_and_a_checker_killed(ray_clus
     try:
         with RunStore(tmp_path / "run") as store:
             run_id = store.start_run("run", {"samples": 4})
-            stats = drive(units(4, 4), executor, store, run_id, on_result=kill_mid_run)
+            stats = run_units(units(4, 4), executor, store, run_id, on_result=kill_mid_run)
             assert killed == ["worker", "checker"]
             assert executor.replaced >= 2  # the dead worker and the dead checker were replaced
             assert executor.retried >= 1  # units in flight on the dead actors ran again elsewhere
@@ -65,21 +66,21 @@ def test_ray_every_unit_exactly_once_with_a_worker_and_a_checker_killed(ray_clus
         executor.close()
 
 
-def test_ray_jobs_of_one_problems_units_are_retried_whole_when_their_worker_dies(ray_cluster, tmp_path):
+def test_ray_every_attempt_in_flight_on_a_killed_worker_is_sent_again(ray_cluster, tmp_path):
     ray = ray_cluster
-    executor = RayExecutor(TinyRecipe(delay_s=0.1), workers=2, max_in_flight=4, group=3)
+    executor = RayExecutor(TinyRecipe(delay_s=0.3), workers=2, max_in_flight=8)
     seen: list[tuple[str, int]] = []
 
     def kill_first_worker(unit: WorkUnit, attempt: Attempt) -> None:
-        if not seen:  # a job is done; each worker still has one queued behind the one it runs
+        if not seen:  # one attempt is done; each asyncio worker still runs several at once
             ray.kill(executor.workers[0])
         seen.append(unit.key)
 
     try:
         with RunStore(tmp_path / "run") as store:
             run_id = store.start_run("run", {"samples": 4})
-            stats = drive(problem_major_units(4, 4), executor, store, run_id, on_result=kill_first_worker)
-            assert executor.replaced >= 1 and executor.retried >= 1
+            stats = run_units(problem_major_units(4, 4), executor, store, run_id, on_result=kill_first_worker)
+            assert executor.replaced >= 1 and executor.retried >= 2  # several were in flight on the dead one
             assert stats.recorded == 16 and stats.duplicates == 0
             assert sorted(seen) == keys(store, run_id) == sorted((f"p{i}", j) for i in range(4) for j in range(4))
     finally:

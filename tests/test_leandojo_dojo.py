@@ -204,9 +204,11 @@ def test_tree_search_through_dojo_is_reverified(monkeypatch, lying):
     """`--interaction dojo` end to end: tree search steps through DojoSession (fake lean_dojo), and the proof it
     finds counts only when the Verifier (fake REPL) accepts the whole text; a Dojo that wrongly reports success
     is caught."""
+    from test_prove_support import attempt_now
+
     from data.config import LeanSettings
     from data.problem import Problem
-    from prover.batch import ProveRecipe
+    from prover.recipe import ProveRecipe
 
     monkeypatch.setitem(sys.modules, "lean_dojo", fake_lean_dojo())
     extra = {"url": URL, "commit": COMMIT, "file_path": FILE, "full_name": "Demo.nat_and"}
@@ -218,8 +220,8 @@ def test_tree_search_through_dojo_is_reverified(monkeypatch, lying):
                          options={"width": 1, "max_expansions": 8})  # fmt: skip
     verifier = recipe.make_checker()
     try:
-        result = recipe.attempt(backend, verifier, problem, 0)
-        assert type(recipe.session()).__name__ == "DojoSession"  # the recipe's session, reused per process
+        result = attempt_now(recipe, backend, verifier, problem, 0)
+        assert [type(s).__name__ for s in recipe.sessions().opened] == ["DojoSession"]  # the recipe's, per process
     finally:
         recipe.close()
         verifier.close()

@@ -232,7 +232,7 @@ def test_ctrl_c_prints_the_best_partial_sketch(tmp_path):
 def tiny_model_args(tmp_path_factory) -> list[str]:
     from test_prove_support import tiny_checkpoint_dir
 
-    return ["--backend", "transformers", "--model", str(tiny_checkpoint_dir(tmp_path_factory)), "--sample-tokens", "12"]
+    return ["--backend", "transformers", "--model", str(tiny_checkpoint_dir(tmp_path_factory)), "--max-tokens", "12"]
 
 
 def test_the_tiny_model_in_batch_mode(tmp_path, tmp_path_factory):

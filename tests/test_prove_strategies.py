@@ -11,10 +11,11 @@ from data.store import Attempt
 from lean_env import make_verifier
 from lean_env.interaction import ReplSession, open_session
 from lean_env.repl import Repl
-from prover.batch import ProveRecipe
 from prover.errors import ProverError
-from prover.generate.base import SamplingParams, derive_seed, sample_seed
-from prover.search import Budget, run_attempt
+from prover.generate.base import SamplingParams, derive_seed
+from prover.recipe import ProveRecipe
+from prover.runner import run_async
+from prover.search import Budget, attempt_seed, run_attempt
 
 SKETCH_ASK = "Do not write the full proof"
 
@@ -212,15 +213,20 @@ def test_unknown_strategy_is_a_user_error(verifier):
         run_attempt(P, "magic", ScriptedBackend([]), verifier, Budget(), seed=0)
 
 
-def test_recipe_batches_one_sample_attempts_in_one_call(verifier):
+def test_recipe_attempts_run_as_concurrent_tasks_each_with_its_own_seed(verifier, tmp_path):
+    from data.store import RunStore
+    from prover.runner import Engine, LocalExecutor, WorkUnit, run_units
+
     backend = ScriptedBackend([("theorem p", ["  exact h₀\n```", "  norm_num\n```", "garbage", "  decide\n```"])])
     recipe = ProveRecipe("sample", {}, None, None, seed=100)
-    attempts = recipe.run_many(backend, verifier, P, [0, 1, 2, 3])
-    assert len(backend.calls) == 1 and backend.calls[0][2] == 4
+    with RunStore(tmp_path / "run") as store:
+        run_id = store.start_run("run", {})
+        stats = run_units([WorkUnit(P, i) for i in range(4)], LocalExecutor(recipe, engine=Engine(backend), checker=verifier), store, run_id)
+        attempts = store.attempts(run_id)
+    assert stats.recorded == 4 and len(backend.calls) == 4 and all(c[2] == 1 for c in backend.calls)
     assert [a.index for a in attempts] == [0, 1, 2, 3]
-    assert [a.status for a in attempts] == ["failed", "proved", "failed", "proved"]
-    call_seed = backend.calls[0][1].seed  # sample j of the one call is attempt j, seeded sample_seed(call_seed, j)
-    assert [a.seed for a in attempts] == [sample_seed(call_seed, j) for j in range(4)]
+    assert sorted(a.status for a in attempts) == ["failed", "failed", "proved", "proved"]
+    assert [a.seed for a in attempts] == [attempt_seed(100, "p", i) for i in range(4)]  # whatever order they ran in
     assert all(a.completion_tokens > 0 and a.timings["wall_s"] >= 0 for a in attempts)
 
 
@@ -240,21 +246,24 @@ def test_the_tiny_transformers_model_through_the_same_path(verifier, tmp_path_fa
     assert [e["kind"] for e in events].count("candidate") == 2
 
 
-def test_run_batch_stops_at_the_first_proof_and_records_the_model_id(verifier, tmp_path):
+def test_stop_at_first_cancels_and_skips_the_problems_other_attempts(verifier, tmp_path):
     from data.store import RunStore
-    from prover.batch import BoundRecipe, run_batch
+    from prover.runner import Engine, LocalExecutor, WorkUnit, run_units
 
     with RunStore(tmp_path / "run") as store:
         run_id = store.start_run("run", {})
-        # two samples per attempt: not batchable, attempts run one at a time and stop once one proves
-        backend = ScriptedBackend([("theorem p", ["garbage", "  decide\n```"])])
+        # every attempt proves; two live at a time: the first proof cancels the other and skips the rest
+        backend = ScriptedBackend([("theorem p", ["  decide\n```"])])
         recipe = ProveRecipe("sample", {"samples": 2}, seed=0, model_id="the-model-asked-for")
-        stats = run_batch([P], store, run_id, lambda: BoundRecipe(recipe, backend, verifier), 4, stop_at_first=True)
-        assert (stats.recorded, stats.skipped_proved) == (1, 3) and len(backend.calls) == 1  # attempt 0 only
-        [attempt] = store.attempts(run_id)
-        assert attempt.status == "proved" and attempt.model == "the-model-asked-for"
-        again = run_batch([P], store, run_id, lambda: BoundRecipe(recipe, backend, verifier), 4, stop_at_first=True)
-        assert (again.recorded, again.skipped, again.skipped_proved) == (0, 1, 3)  # resume: proved already
+        executor = LocalExecutor(recipe, engine=Engine(backend), checker=verifier, max_live=2)
+        stats = run_units([WorkUnit(P, i) for i in range(20)], executor, store, run_id, stop_at_first=True)
+        assert stats.recorded + stats.cancelled + stats.skipped_proved == 20
+        assert stats.recorded <= 2 and stats.skipped_proved >= 17 and len(backend.calls) <= 3
+        attempts = store.attempts(run_id)
+        assert attempts[0].status == "proved" and attempts[0].model == "the-model-asked-for"
+        again = run_units([WorkUnit(P, i) for i in range(20)], LocalExecutor(recipe, engine=Engine(backend), checker=verifier), store,
+                          run_id, stop_at_first=True)
+        assert again.recorded == 0 and again.skipped + again.skipped_proved == 20  # resume: proved already
 
 
 def test_recipe_keeps_one_tree_session_per_process_and_never_pickles_it():
@@ -262,12 +271,22 @@ def test_recipe_keeps_one_tree_session_per_process_and_never_pickles_it():
 
     recipe = ProveRecipe("tree", lean_settings=fake_lean_settings())
     try:
-        session = recipe.session()
-        assert isinstance(session, ReplSession) and recipe.session() is session
+        sessions = recipe.sessions()
+        assert recipe.sessions() is sessions
+
+        async def use_twice() -> list[object]:
+            got = []
+            for _ in range(2):
+                async with sessions.session() as s:
+                    got.append(s)
+            return got
+
+        first, second = run_async(use_twice())
+        assert isinstance(first, ReplSession) and first is second and sessions.opened == [first]  # reused
         clone = pickle.loads(pickle.dumps(recipe))
-        assert clone._session is None and clone.interaction == "repl" and clone.prompts() is not None
+        assert clone._sessions is None and clone.interaction == "repl" and clone.prompts() is not None
     finally:
         recipe.close()
-    assert recipe._session is None
+    assert recipe._sessions is None
     with pytest.raises(ProverError, match="unknown interaction"):
         ProveRecipe("tree", interaction="lean3")

@@ -26,6 +26,17 @@ HEADER = ("import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\n"
           "open BigOperators Real Nat Topology Rat\n\n")
 
 
+def attempt_now(recipe: Any, backend: Any, verifier: Any, problem: Any, index: int = 0, **kw: Any) -> Any:
+    """One `ProveRecipe.attempt` from synchronous test code, over a plain backend and verifier."""
+    from prover.runner import AsyncChecker, Engine, run_async
+
+    checker = AsyncChecker(verifier)
+    try:
+        return run_async(recipe.attempt(Engine(backend), checker, problem, index, **kw))
+    finally:
+        checker.close()
+
+
 def fake_lean_settings(**overrides: Any):
     from data.config import LeanSettings
 

@@ -45,26 +45,26 @@ def register(app: typer.Typer) -> None:
         model: str = shared.MODEL,
         strategy: str = shared.STRATEGY,
         k: int = typer.Option(1, "-k", help="Largest k the run is sized for (pass@1..k reported)."),
-        samples: int = typer.Option(None, "--samples", "-n", help="Attempts per problem, n >= k (default k)."),
+        samples: int = shared.SAMPLES,
         out: Path = typer.Option(None, "--out", "-o", help="Run directory (default <run_dir>/<set>-<model>-<strategy>-k<k>)."),
         split: str = shared.SPLIT,
         limit: int = shared.LIMIT,
         putnam_answers: str = typer.Option("produced", "--putnam-answers", help="PutnamBench: 'given' substitutes "
                                            "the recorded answer; 'produced' makes the prover fill it too."),
-        seed: int = typer.Option(0, "--seed", help="Base seed; attempt i of each problem gets its own seed from it."),
-        temperature: float = typer.Option(None, "--temperature", help="Sampling temperature (default 1.0)."),
-        top_p: float = typer.Option(None, "--top-p", help="Nucleus sampling p (default 0.95)."),
-        max_tokens: int = typer.Option(None, "--max-tokens", help="Tokens per generation (default 2048)."),
+        seed: int = shared.SEED,
+        temperature: float = shared.TEMPERATURE,
+        top_p: float = shared.TOP_P,
+        max_tokens: int = shared.MAX_TOKENS,
         opt: list[str] = typer.Option(None, "--opt", help="Strategy option KEY=VALUE (repeatable), e.g. mode=cot, rounds=3."),
         prompts: Path = shared.PROMPTS,
         interaction: str = shared.INTERACTION,
         backend: str = shared.BACKEND,
         base_url: str = shared.BASE_URL,
         tensor_parallel_size: int = typer.Option(None, "--tensor-parallel-size", "--tp", help="GPUs per model replica."),
-        budget_samples: int = typer.Option(None, "--budget-samples", help="Generations per attempt (strategy budget)."),
-        budget_tokens: int = typer.Option(None, "--budget-tokens", help="Generated tokens per attempt."),
-        budget_lean_calls: int = typer.Option(None, "--budget-lean-calls", help="Lean calls per attempt."),
-        budget_wall_s: float = typer.Option(None, "--budget-wall-s", help="Wall seconds per attempt."),
+        budget_samples: int = shared.BUDGET_SAMPLES,
+        budget_tokens: int = shared.BUDGET_TOKENS,
+        budget_lean_calls: int = shared.BUDGET_LEAN_CALLS,
+        budget_wall_s: float = shared.BUDGET_WALL_S,
         lean_workers: int = shared.LEAN_WORKERS,
         lean_timeout: float = shared.LEAN_TIMEOUT,
         checker: str = shared.CHECKER,
@@ -72,24 +72,19 @@ def register(app: typer.Typer) -> None:
         ray: bool = typer.Option(False, "--ray", help="Distribute over Ray (a local cluster unless --ray-address)."),
         ray_address: str = typer.Option(None, "--ray-address", help="Existing Ray cluster ('auto' or host:port); implies --ray."),
         workers: int = typer.Option(None, "--workers", help="Ray generation workers (default: one per GPU / TP group)."),
-        max_in_flight: int = typer.Option(None, "--max-in-flight", help="Ray: jobs (one attempt, or a problem's "
-                                          "one-sample attempts drawn together) submitted at once (default 2 per worker)."),
-        worker_concurrency: int = typer.Option(1, "--worker-concurrency", help="Ray: attempts at once per generation "
-                                               "actor; >1 only with a thread-safe backend (openai -> vllm serve)."),
+        max_in_flight: int = shared.MAX_IN_FLIGHT,
     ) -> None:
         """pass@k of a model + strategy on a problem set; results in a run store, a re-run resumes."""
-        from eval.harness import EvalSpec, run_eval
+        from eval.harness import CUT_WARNING, EvalSpec, run_eval
         from eval.report import render_table
 
         cfg = config(ctx, model={"model": model, "backend": backend, "base_url": base_url,
                                   "tensor_parallel_size": tensor_parallel_size},
                      lean={"workers": lean_workers, "timeout_s": lean_timeout,
                            "checker": checker, "remote_url": checker_url})
-        budget = {key: value for key, value in {"samples": budget_samples, "tokens": budget_tokens,
-                                                "lean_calls": budget_lean_calls, "wall_s": budget_wall_s}.items()
-                  if value is not None}
-        sampling = {key: value for key, value in {"temperature": temperature, "top_p": top_p,
-                                                  "max_tokens": max_tokens}.items() if value is not None}
+        budget = shared.given(samples=budget_samples, tokens=budget_tokens, lean_calls=budget_lean_calls,
+                              wall_s=budget_wall_s)
+        sampling = shared.given(temperature=temperature, top_p=top_p, max_tokens=max_tokens)
         spec = EvalSpec(
             problem_set=problem_set,
             out=out or _default_out(cfg.run_dir, problem_set, cfg.model.model, strategy, k),
@@ -97,9 +92,20 @@ def register(app: typer.Typer) -> None:
             seed=seed, budget=budget, sampling=sampling, options=_options(opt or []),
             prompts=str(prompts) if prompts else None, interaction=interaction,
             ray=ray or ray_address is not None, ray_address=ray_address,
-            workers=workers, max_in_flight=max_in_flight, worker_concurrency=worker_concurrency,
+            workers=workers, max_in_flight=max_in_flight,
         )
-        result = run_eval(spec, cfg)
+        try:
+            result = run_eval(spec, cfg)
+        except KeyboardInterrupt:
+            err_console.print(f"interrupted; the attempts that finished are in {spec.out}; the ones in flight were "
+                              "cancelled; re-run the same command to resume", highlight=False)
+            raise typer.Exit(130) from None
         console.print(render_table(result.report))
+        cuts = result.report.get("generation", {})
+        if cuts.get("fraction", 0.0) > CUT_WARNING:
+            err_console.print(f"[bold yellow]warning:[/] {cuts['cut_at_max_tokens']} of {cuts['completions']} "
+                              f"completions ({cuts['fraction']:.0%}) stopped at --max-tokens "
+                              f"({result.report['run'].get('sampling', {}).get('max_tokens')}); a cut proof fails: "
+                              "raise --max-tokens", highlight=False)
         err_console.print(f"{result.recorded} attempts recorded, {result.skipped} already done; "
                           f"report: {result.report_path}")

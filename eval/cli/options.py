@@ -16,3 +16,24 @@ LEAN_WORKERS = typer.Option(None, "--lean-workers", help="REPL processes per ver
 LEAN_TIMEOUT = typer.Option(None, "--lean-timeout", help="Seconds per Lean call.")
 CHECKER = typer.Option(None, "--checker", help="Verify with: local (REPL pool here) | remote (a server; else config lean.checker).")
 CHECKER_URL = typer.Option(None, "--checker-url", help="The remote checker: `subgoal lean serve` or a kimina-lean-server URL (else config lean.remote_url).")
+
+# One meaning per flag in every command: -n/--samples = attempts per problem; -k = the k of pass@k a run is
+# sized for (n defaults to k); --max-tokens = tokens per generation; --budget-* = limits of one attempt.
+SAMPLES = typer.Option(None, "--samples", "-n", help="Attempts per problem, n >= k (default k).")
+MAX_TOKENS = typer.Option(None, "--max-tokens", help="Tokens per generation (default by --mode: complete 4096, "
+                          "cot 32768).")
+TEMPERATURE = typer.Option(None, "--temperature", "-t", help="Sampling temperature, 0 = greedy (default 1.0).")
+TOP_P = typer.Option(None, "--top-p", help="Nucleus sampling p (default 0.95).")
+SEED = typer.Option(0, "--seed", help="Base seed; attempt i of each problem gets its own seeds from it.")
+BUDGET_SAMPLES = typer.Option(None, "--budget-samples", help="Budget: generations per attempt (strategy default: "
+                              "sample 1, repair 4, decompose 32, tree 256).")
+BUDGET_TOKENS = typer.Option(None, "--budget-tokens", help="Budget: generated tokens per attempt.")
+BUDGET_LEAN_CALLS = typer.Option(None, "--budget-lean-calls", help="Budget: Lean calls per attempt.")
+BUDGET_WALL_S = typer.Option(None, "--budget-wall-s", help="Budget: wall seconds per attempt.")
+MAX_IN_FLIGHT = typer.Option(None, "--max-in-flight", help="Attempts running at once (default: enough to fill "
+                             "the generation engine and the Lean pool together).")
+
+
+def given(**values: object) -> dict[str, object]:
+    """The flags the user set (a None default means "not given": the library's default applies)."""
+    return {key: value for key, value in values.items() if value is not None}

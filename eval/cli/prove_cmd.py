@@ -24,18 +24,18 @@ def register(app: typer.Typer) -> None:
         model: str = shared.MODEL,
         backend: str = shared.BACKEND,
         base_url: str = shared.BASE_URL,
-        k: int = typer.Option(8, "-k", help="Attempts per problem."),
-        all_attempts: bool = typer.Option(False, "--all-attempts", help="Run all k attempts even after a proof "
+        k: int = typer.Option(8, "-k", help="pass@k the run is sized for: attempts per problem unless -n."),
+        samples: int = shared.SAMPLES,
+        all_attempts: bool = typer.Option(False, "--all-attempts", help="Run all n attempts even after a proof "
                                           "(pass@k); default: stop at the first verified proof."),
-        samples: int = typer.Option(None, "--samples", help="Budget: generations per attempt (strategy default: "
-                                    "sample 1, repair 4, decompose 32, tree 256)."),
-        max_tokens: int = typer.Option(None, "--max-tokens", help="Budget: generated tokens per attempt."),
-        lean_calls: int = typer.Option(None, "--lean-calls", help="Budget: Lean calls per attempt."),
-        time_limit: float = typer.Option(None, "--time-limit", help="Budget: wall seconds per attempt."),
-        sample_tokens: int = typer.Option(2048, "--sample-tokens", help="Longest completion, in tokens."),
-        temperature: float = typer.Option(1.0, "--temperature", "-t", help="0 = greedy."),
-        top_p: float = typer.Option(0.95, "--top-p"),
-        seed: int = typer.Option(0, "--seed", help="Attempt i samples with seeds derived from seed + i."),
+        budget_samples: int = shared.BUDGET_SAMPLES,
+        budget_tokens: int = shared.BUDGET_TOKENS,
+        budget_lean_calls: int = shared.BUDGET_LEAN_CALLS,
+        budget_wall_s: float = shared.BUDGET_WALL_S,
+        max_tokens: int = shared.MAX_TOKENS,
+        temperature: float = shared.TEMPERATURE,
+        top_p: float = shared.TOP_P,
+        seed: int = shared.SEED,
         mode: str = typer.Option("complete", "--mode", help="Whole-proof prompt: complete (non-CoT) | cot."),
         prompts: Path = shared.PROMPTS,
         interaction: str = shared.INTERACTION,
@@ -54,11 +54,12 @@ def register(app: typer.Typer) -> None:
         checker: str = shared.CHECKER,
         checker_url: str = shared.CHECKER_URL,
         no_live: bool = typer.Option(False, "--no-live", help="No live view (logs only)."),
+        max_in_flight: int = shared.MAX_IN_FLIGHT,
     ) -> None:
         """Prove a statement, fill a .lean file's sorries, or prove a problem set in batch (resumable)."""
         from lean_env import make_verifier
-        from prover.batch import ProveRecipe
         from prover.errors import ProverError
+        from prover.recipe import ProveRecipe
         from prover.search import STRATEGIES
         from prover.search.targets import target_kind
 
@@ -66,19 +67,20 @@ def register(app: typer.Typer) -> None:
             raise ProverError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
         if mode not in ("complete", "cot"):
             raise ProverError(f"--mode must be complete or cot, not {mode!r}")
-        if k < 1:
-            raise ProverError(f"-k must be at least 1, got {k}")
+        n = samples if samples is not None else k
+        if k < 1 or n < 1:
+            raise ProverError(f"-k and -n must be at least 1, got -k {k} -n {n}")
         cfg = config(ctx, model={"model": model, "backend": backend, "base_url": base_url},
                      lean={"workers": lean_workers, "timeout_s": lean_timeout,
                            "checker": checker, "remote_url": checker_url})
-        budget = {key: v for key, v in {"samples": samples, "tokens": max_tokens, "lean_calls": lean_calls,
-                                        "wall_s": time_limit}.items() if v is not None}
+        budget = shared.given(samples=budget_samples, tokens=budget_tokens, lean_calls=budget_lean_calls,
+                              wall_s=budget_wall_s)
         options: dict[str, Any] = {"mode": mode}
         options.update({"repair": {"rounds": rounds}, "decompose": {"lemma_samples": lemma_samples,
                         "max_depth": max_depth}, "tree": {"width": width}}.get(strategy, {}))
         recipe = ProveRecipe(strategy=strategy, budget=budget, model_settings=cfg.model, lean_settings=cfg.lean,
                              seed=seed, prompts_path=str(prompts) if prompts else None,
-                             sampling={"temperature": temperature, "top_p": top_p, "max_tokens": sample_tokens},
+                             sampling=shared.given(temperature=temperature, top_p=top_p, max_tokens=max_tokens),
                              options=options, interaction=interaction)
         recipe.prompts()  # a bad --prompts file fails here, before Lean or the model start
         kind = target_kind(target)
@@ -89,9 +91,10 @@ def register(app: typer.Typer) -> None:
             gen = recipe.make_generator()
             try:
                 if kind == "problem_set":
-                    code = _batch(target, problems, cfg, recipe, gen, verifier, k, not all_attempts, out)
+                    code = _batch(target, problems, cfg, recipe, gen, verifier, n, not all_attempts, out,
+                                  max_in_flight)
                 else:
-                    code = _interactive(problems, text, dest, recipe, gen, verifier, k, no_live)
+                    code = _interactive(problems, text, dest, recipe, gen, verifier, n, no_live)
             finally:
                 gen.close()
         finally:
@@ -146,45 +149,53 @@ def _interactive(problems: list[Any], text: str | None, dest: Path | None, recip
     return 0 if len(proofs) == len(problems) else 1
 
 
-def _batch(target: str, problems: list[Any], cfg: Any, recipe: Any, gen: Any, verifier: Any, k: int,
-           stop_at_first: bool, out: Path | None) -> int:
+def _batch(target: str, problems: list[Any], cfg: Any, recipe: Any, gen: Any, verifier: Any, n: int,
+           stop_at_first: bool, out: Path | None, max_in_flight: int | None) -> int:
+    """Every problem's n attempts through the runner into the run store `out`; resumes, refuses changed settings."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from data.store import RunStore
-    from prover.batch import BoundRecipe, run_batch
+    from prover.recipe import open_run
+    from prover.runner import DriveStats, Engine, LocalExecutor, WorkUnit, run_units
 
     out = out or default_out(cfg.run_dir, f"prove-{Path(target).stem}")
     out.mkdir(parents=True, exist_ok=True)
-    run_config = {"target": target, "problems": len(problems), "strategy": recipe.strategy, "k": k,
-                  "stop_at_first": stop_at_first, "budget": recipe.budget, "sampling": recipe.sampling,
-                  "options": recipe.options, "seed": recipe.seed, "model": getattr(gen, "model_id", ""),
-                  "backend": cfg.model.backend, "prompts": recipe.prompts_path}
+    settings = {**recipe.settings(), "problem_set": target, "samples": n, "stop_at_first": stop_at_first,
+                "backend": cfg.model.backend, "model": cfg.model.model or "", "problems": len(problems)}
     t0 = time.perf_counter()
+    stats = DriveStats()
     with RunStore(out) as store:
-        run_id = store.start_run(out.name, run_config)
+        run_id, _ = open_run(store, out.name, settings, out)
         done = store.done(run_id)
-        todo = sum(1 for p in problems for i in range(k) if (p.name, i) not in done)
-        proved: set[str] = {a.problem for a in store.attempts(run_id) if a.status == "proved"}
+        todo = sum(1 for p in problems for i in range(n) if (p.name, i) not in done)
+        proved: set[str] = {a.problem for a in store.iter_attempts(run_id, status="proved")}
+        executor = LocalExecutor(recipe, engine=Engine(gen), checker=verifier, max_live=max_in_flight)
+        units = (WorkUnit(p, i) for i in range(n) for p in problems)  # index-major: every problem early
+        interrupted = False
         with Progress(TextColumn("[bold]prove"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                       TimeElapsedColumn(), console=err_console) as bar:
             task = bar.add_task("attempts", total=todo, info=f"{len(proved)}/{len(problems)} proved")
 
-            def tick(problem: Any, attempt: Any) -> None:
+            def tick(unit: Any, attempt: Any) -> None:
                 if attempt.status == "proved":
-                    proved.add(problem.name)
+                    proved.add(unit.problem.name)
                 bar.update(task, advance=1, info=f"{len(proved)}/{len(problems)} proved")
 
             try:
-                stats = run_batch(problems, store, run_id, lambda: BoundRecipe(recipe, gen, verifier), k,
-                                  stop_at_first, on_result=tick)
+                run_units(units, executor, store, run_id, on_result=tick, stop_at_first=stop_at_first, stats=stats)
             except KeyboardInterrupt:
-                err_console.print(f"interrupted; re-run the same command to resume ({out})", highlight=False)
-                return 130
+                interrupted = True
+            finally:
+                executor.close()  # its checker threads; the backend and verifier are closed by the caller
         attempts = store.attempts(run_id)
         proofs_path = out / "proofs.jsonl"
         _export_proofs(attempts, problems, proofs_path)
     _summary(attempts, problems, time.perf_counter() - t0, stats)
     err_console.print(f"run store: {out / 'store.sqlite'}; verified proofs: {proofs_path}", highlight=False)
+    if interrupted:
+        err_console.print(f"interrupted; {stats.recorded} attempts recorded this run, the ones in flight "
+                          f"cancelled; re-run the same command to resume ({out})", highlight=False)
+        return 130
     return 0
 
 

@@ -160,9 +160,11 @@ def iterate(
     model: str = typer.Option(..., "--model", help="Starting model (HF id or checkpoint)."),
     rounds: int = typer.Option(..., "--rounds", min=1),
     out: Path = typer.Option(..., "--out", help="Directory for the run store, datasets and checkpoints."),
-    attempts: int = typer.Option(8, "--attempts", "-k", min=1, help="Proof attempts per problem per round."),
+    attempts: int = typer.Option(8, "--samples", "-n", "--attempts", "-k", min=1,
+                                 help="Attempts per problem per round (-k, --attempts: the same, kept from before)."),
     strategy: str = typer.Option("sample", "--strategy", help="sample | decompose | repair | tree."),
-    max_tokens: int = typer.Option(1024, "--max-tokens", min=1),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", min=1, help="Tokens per generation (default by "
+                                          "prompt mode: complete 4096, cot 32768)."),
     temperature: float = typer.Option(1.0, "--temperature"),
     backend: str | None = typer.Option(None, "--backend", help="Generation backend for proving."),
     steps: int | None = typer.Option(None, "--sft-steps", min=1, help="SFT steps per round (default: epochs)."),

@@ -3,13 +3,14 @@
 Strategies: `sample` (whole-proof sampling), `decompose` (recursive subgoal decomposition), `repair`
 (Lean-feedback repair), `tree` (best-first search over proof states through a `ProofSession`). All spend one
 `Budget` and report progress through `on_event(dict)` (kinds: start, generate, candidate, sketch, subgoal,
-expand, tactic, best, done).
+expand, tactic, best, done). Strategies are coroutines over a shared `prover.runner.Engine` and async checker
+(`arun_attempt`); `run_attempt` runs one attempt from synchronous code over a plain backend and verifier.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from prover.errors import ProverError
@@ -22,7 +23,7 @@ from prover.search.repair import run_repair
 from prover.search.sample import run_sample
 from prover.search.tree import run_tree
 
-STRATEGIES: dict[str, Callable[[Search], tuple[str, Any, dict[str, Any]]]] = {
+STRATEGIES: dict[str, Callable[[Search], Coroutine[Any, Any, tuple[str, Any, dict[str, Any]]]]] = {
     "sample": run_sample,
     "decompose": run_decompose,
     "repair": run_repair,
@@ -41,22 +42,25 @@ def attempt_seed(base_seed: int | None, problem: str, index: int) -> int | None:
     return None if base_seed is None else derive_seed(base_seed, problem, index)
 
 
-def run_attempt(problem: Any, strategy: str, backend: Any, verifier: Any, budget: Budget | None, seed: int | None,
-                prompts: PromptSet | None = None, on_event: Callable[[Event], None] | None = None, *,
-                sampling: SamplingParams | None = None, **options: Any) -> AttemptResult:
-    """One attempt of `strategy` on `problem`. `options` are the strategy's knobs (`mode`, `batch`,
-    `stop_at_first`, `rounds`, `lemma_samples`, `max_depth`, `sketch`, `width`, `max_expansions`, `session`)."""
+async def arun_attempt(problem: Any, strategy: str, engine: Any, checker: Any, budget: Budget | None,
+                       seed: int | None, prompts: PromptSet | None = None,
+                       on_event: Callable[[Event], None] | None = None, *, sampling: SamplingParams | None = None,
+                       **options: Any) -> AttemptResult:
+    """One attempt of `strategy` on `problem`, awaiting `engine` (`prover.runner.Engine`) and `checker` (an async
+    checker, `prover.runner.AsyncChecker`). `options` are the strategy's knobs (`mode`, `batch`,
+    `stop_at_first`, `rounds`, `lemma_samples`, `max_depth`, `sketch`, `width`, `max_expansions`, `session`,
+    `sessions`)."""
     fn = STRATEGIES.get(strategy)
     if fn is None:
         raise ProverError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
     budget = budget.copy() if budget is not None else Budget()
     if all(v is None for v in budget.limits().values()):
         budget.samples = DEFAULT_SAMPLES[strategy]  # an unbounded search would never end
-    search = Search(problem, backend, verifier, budget, seed, prompts, on_event, sampling, options)
+    search = Search(problem, engine, checker, budget, seed, prompts, on_event, sampling, options)
     t0 = time.perf_counter()
     search.event("start", strategy=strategy, budget=budget.limits())
     try:
-        text, verdict, trace = fn(search)
+        text, verdict, trace = await fn(search)
     except BudgetExhausted as e:  # spent before the strategy produced anything
         text, verdict, trace = "", no_candidate(f"budget spent ({e})"), {}
     stopped = "proved" if verdict.proved else (budget.exhausted() or "done")
@@ -65,4 +69,21 @@ def run_attempt(problem: Any, strategy: str, backend: Any, verifier: Any, budget
     return result
 
 
-__all__ = ["DEFAULT_SAMPLES", "STRATEGIES", "AttemptResult", "Budget", "Search", "attempt_seed", "run_attempt"]
+def run_attempt(problem: Any, strategy: str, backend: Any, verifier: Any, budget: Budget | None, seed: int | None,
+                prompts: PromptSet | None = None, on_event: Callable[[Event], None] | None = None, *,
+                sampling: SamplingParams | None = None, **options: Any) -> AttemptResult:
+    """`arun_attempt` from synchronous code, over a plain `backend` (any `Backend` or `StreamingBackend`) and
+    `verifier` (a `lean_env.Verifier`)."""
+    from prover.runner import AsyncChecker, Engine, run_async
+
+    engine = backend if isinstance(backend, Engine) else Engine(backend)
+    checker = verifier if isinstance(verifier, AsyncChecker) else AsyncChecker(verifier)
+    try:
+        return run_async(arun_attempt(problem, strategy, engine, checker, budget, seed, prompts, on_event,
+                                      sampling=sampling, **options))
+    finally:
+        if checker is not verifier:
+            checker.close()  # its threads; the verifier stays the caller's
+
+
+__all__ = ["DEFAULT_SAMPLES", "STRATEGIES", "AttemptResult", "Budget", "Search", "arun_attempt", "attempt_seed", "run_attempt"]

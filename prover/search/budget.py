@@ -57,6 +57,12 @@ class Budget:
     def remaining_tokens(self) -> int | None:
         return self._remaining("tokens")
 
+    def remaining_wall_s(self) -> float | None:
+        """Seconds left of the tightest wall-clock limit here and in every ancestor, None when none is set."""
+        own = None if self.wall_s is None else max(0.0, self.wall_s - self.elapsed_s)
+        up = self.parent.remaining_wall_s() if self.parent is not None else None
+        return own if up is None else (up if own is None else min(own, up))
+
     def _remaining(self, what: str) -> int | None:
         """What is left of limit `what` here and in every ancestor (the tightest), None when nothing limits it."""
         limit = getattr(self, what)

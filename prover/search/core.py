@@ -1,21 +1,27 @@
-"""What every strategy shares: the `Search` context (backend, verifier, budget, prompts, seeds, events, the
-best result so far) and the `AttemptResult` an attempt returns."""
+"""What every strategy shares: the `Search` context (engine, checker, budget, prompts, seeds, events, the
+best result so far) and the `AttemptResult` an attempt returns.
+
+Strategies are coroutines: `generate` and `verify_many` await the shared engine and checker (`prover.runner`),
+so the attempts of many problems interleave. Every wait is bounded by the wall budget: a generation that
+outlasts it is cancelled and the search ends with `wall_s`, not after the generation returns.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from lean_env.verdict import Status, Verdict
-from prover.generate import format_chat
 from prover.generate.base import Completion, SamplingParams, derive_seed
 from prover.prompts import PromptSet, load_prompts
 from prover.prompts.extract import candidate_proof
 from prover.search.budget import Budget
 
 Event = dict[str, Any]
+T = TypeVar("T")
 
 
 class BudgetExhausted(Exception):
@@ -59,8 +65,9 @@ def no_candidate(reason: str) -> Verdict:
 
 
 class Search:
-    """The context one attempt runs in. Strategies call `generate`, `verify`, `render`, `extract`, `event`,
-    `offer` (best result so far), and may open children (`child`) with their own budget for sub-problems."""
+    """The context one attempt runs in. Strategies await `generate`, `verify`, `verify_many`, call `render`,
+    `extract`, `event`, `offer` (best result so far), and may open children (`child`) with their own budget for
+    sub-problems. `backend` is a `prover.runner.Engine`, `verifier` an async checker (`AsyncChecker`)."""
 
     def __init__(self, problem: Any, backend: Any, verifier: Any, budget: Budget, seed: int | None,
                  prompts: PromptSet | None = None, on_event: Callable[[Event], None] | None = None,
@@ -78,6 +85,7 @@ class Search:
         self.parent = parent
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.truncated = 0  # completions cut at max_tokens (finish_reason "length")
         self.samples = 0
         self.lean_calls = 0
         self.gen_s = 0.0
@@ -94,11 +102,12 @@ class Search:
                       self.sampling, {**self.options, **options}, parent=self)
 
     def _account(self, prompt_tokens: int = 0, completion_tokens: int = 0, samples: int = 0, lean_calls: int = 0,
-                 gen_s: float = 0.0, lean_wall_s: float = 0.0, lean_cpu_s: float = 0.0) -> None:
+                 gen_s: float = 0.0, lean_wall_s: float = 0.0, lean_cpu_s: float = 0.0, truncated: int = 0) -> None:
         node: Search | None = self
         while node is not None:
             node.prompt_tokens += prompt_tokens
             node.completion_tokens += completion_tokens
+            node.truncated += truncated
             node.samples += samples
             node.lean_calls += lean_calls
             node.gen_s += gen_s
@@ -120,7 +129,17 @@ class Search:
         if why:
             raise BudgetExhausted(why)
 
-    def generate(self, prompts: list[str], n: int, kind: str, **overrides: Any) -> list[list[Completion]]:
+    async def wait(self, awaitable: Awaitable[T]) -> T:
+        """`awaitable`'s result, or BudgetExhausted("wall_s") the moment the wall budget runs out meanwhile."""
+        left = self.budget.remaining_wall_s()
+        if left is None:
+            return await awaitable
+        try:
+            return await asyncio.wait_for(awaitable, max(left, 0.0))
+        except TimeoutError:
+            raise BudgetExhausted("wall_s") from None
+
+    async def generate(self, prompts: list[str], n: int, kind: str, **overrides: Any) -> list[list[Completion]]:
         """n samples per prompt (fewer when the budget has fewer left), charged to the budget."""
         self.check_budget()
         left = self.budget.remaining_samples()
@@ -132,14 +151,16 @@ class Search:
             params = replace(params, max_tokens=max(1, min(params.max_tokens, tokens_left)))
         params = replace(params, seed=self._next_seed())
         self.last_call_seed = params.seed  # sample j of this call drew with sample_seed(last_call_seed, j)
+        # Reserved before waiting, so concurrent children (decomposition lemmas) never overdraw `samples`.
+        self.budget.charge(samples=n * len(prompts))
         t0 = time.perf_counter()
-        out = self.backend.generate(prompts, params, n)
+        out = await self.wait(asyncio.gather(*(self.backend.generate(p, params, n) for p in prompts)))
         dt = time.perf_counter() - t0
         flat = [c for row in out for c in row]
         tokens = sum(c.completion_tokens for c in flat)
-        self.budget.charge(samples=len(flat), tokens=tokens)
+        self.budget.charge(samples=len(flat) - n * len(prompts), tokens=tokens)
         self._account(prompt_tokens=sum(c.prompt_tokens for c in flat), completion_tokens=tokens,
-                      samples=len(flat), gen_s=dt)
+                      samples=len(flat), gen_s=dt, truncated=sum(c.finish_reason == "length" for c in flat))
         self.event("generate", prompt_kind=kind, n=len(flat), tokens=tokens, seconds=round(dt, 3))
         return out
 
@@ -148,24 +169,23 @@ class Search:
         return replace(self.sampling, stop=stop, **overrides)
 
     def render(self, kind: str, problem: Any | None = None, **fields: str) -> str:
-        return self.prompts.render(kind, problem or self.problem, chat_format=lambda t: format_chat(self.backend, t),
-                                   **fields)
+        return self.prompts.render(kind, problem or self.problem, chat_format=self.backend.format_chat, **fields)
 
     def extract(self, kind: str, completion: str, problem: Any | None = None) -> str | None:
         return candidate_proof(completion, problem or self.problem, self.prompts[kind].continues_code)
 
     # ---- Lean ------------------------------------------------------------------------------------------------
-    def verify(self, text: str, problem: Any | None = None) -> Verdict:
-        return self.verify_many([text], problem)[0]
+    async def verify(self, text: str, problem: Any | None = None) -> Verdict:
+        return (await self.verify_many([text], problem))[0]
 
-    def verify_many(self, texts: list[str], problem: Any | None = None) -> list[Verdict]:
+    async def verify_many(self, texts: list[str], problem: Any | None = None) -> list[Verdict]:
         self.check_budget(("lean_calls", "wall_s"))
         problem = problem or self.problem
         left = None if self.budget.lean_calls is None else self.budget.lean_calls - self.budget.used_lean_calls
         texts = texts if left is None else texts[:max(1, left)]
+        self.budget.charge(lean_calls=len(texts))  # reserved before waiting, as in `generate`
         t0 = time.perf_counter()
-        verdicts = self.verifier.verify_many([(problem, t) for t in texts])
-        self.budget.charge(lean_calls=len(texts))
+        verdicts = await self.wait(self.verifier.verify_many([(problem, t) for t in texts]))
         self._account(lean_calls=len(texts), lean_wall_s=time.perf_counter() - t0,
                       lean_cpu_s=sum(v.cpu_time for v in verdicts))
         return verdicts
@@ -195,7 +215,7 @@ class Search:
             self.event("best", text=text, status=status, what=kind, score=score)
 
     def timings(self, wall_s: float) -> dict[str, float]:
-        gpu = getattr(self.backend, "device", "")
+        gpu = self.backend.device
         return {"wall_s": round(wall_s, 4), "gen_s": round(self.gen_s, 4),
                 "gpu_s": round(self.gen_s, 4) if str(gpu).startswith("cuda") or not gpu else 0.0,
                 "lean_wall_s": round(self.lean_wall_s, 4), "lean_cpu_s": round(self.lean_cpu_s, 4)}
@@ -203,8 +223,9 @@ class Search:
     def result(self, strategy: str, text: str, verdict: Verdict, trace: dict[str, Any], stopped: str,
                wall_s: float) -> AttemptResult:
         sampling = {"temperature": self.sampling.temperature, "top_p": self.sampling.top_p,
-                    "max_tokens": self.sampling.max_tokens, "budget": self.budget.limits(), **{
+                    "max_tokens": self.sampling.max_tokens, "budget": self.budget.limits(),
+                    "completions": self.samples, "cut_at_max_tokens": self.truncated, **{
                         k: v for k, v in self.options.items() if isinstance(v, (int, float, str, bool))}}
         return AttemptResult(self.problem.name, strategy, text, verdict, self.prompt_tokens, self.completion_tokens,
                              self.lean_calls, self.samples, trace, self.timings(wall_s),
-                             getattr(self.backend, "model_id", ""), sampling, self.seed, stopped)
+                             self.backend.model_id, sampling, self.seed, stopped)

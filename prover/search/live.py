@@ -86,11 +86,17 @@ class ProveSession:
             s.best = Best(e["text"], e["status"], e["what"], e["score"])
 
     def run(self) -> Any:
-        """Attempts until one proves the problem or `attempts` are done; the last result (or the proving one)."""
+        """Attempts until one proves the problem or `attempts` are done; the last result (or the proving one).
+        Ctrl-C cancels the attempt in progress and raises KeyboardInterrupt (`best` keeps what it found)."""
+        from prover.runner import run_async
+
+        return run_async(self.arun())
+
+    async def arun(self) -> Any:
         last = None
         for index in range(self.attempts):
             self.state.attempt = index + 1
-            last = self.recipe.attempt(self.backend, self.verifier, self.problem, index, self.on_event)
+            last = await self.recipe.attempt(self.backend, self.verifier, self.problem, index, self.on_event)
             self.results.append(last)
             if last.proved:
                 self.state.best = Best(last.text, "proved", "proof", 1e9)
@@ -148,6 +154,19 @@ class Outcome:
 def prove_interactive(problems: list[Any], recipe: Any, backend: Any, verifier: Any, attempts: int,
                       console: Any, live: bool = True) -> list[Outcome]:
     """Prove each problem in turn with a live view on `console`; stops at Ctrl-C, keeping what was found."""
+    from prover.runner import AsyncChecker, Engine
+
+    backend = backend if isinstance(backend, Engine) else Engine(backend)
+    checker = verifier if isinstance(verifier, AsyncChecker) else AsyncChecker(verifier)
+    try:
+        return _prove_each(problems, recipe, backend, checker, attempts, console, live)
+    finally:
+        if checker is not verifier:
+            checker.close()
+
+
+def _prove_each(problems: list[Any], recipe: Any, backend: Any, verifier: Any, attempts: int, console: Any,
+                live: bool) -> list[Outcome]:
     from rich.live import Live
 
     outcomes: list[Outcome] = []

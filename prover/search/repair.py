@@ -12,7 +12,7 @@ from prover.search.core import BudgetExhausted, Search, no_candidate
 from prover.search.sample import candidate_score
 
 
-def run_repair(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
+async def run_repair(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
     mode = search.options.get("mode", "complete")
     rounds = int(search.options.get("rounds", 3))
     chains: list[list[dict[str, Any]]] = []
@@ -21,7 +21,7 @@ def run_repair(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
         while True:
             chain: list[dict[str, Any]] = []
             chains.append(chain)
-            text, verdict = _step(search, mode, search.render(mode), chain)
+            text, verdict = await _step(search, mode, search.render(mode), chain)
             for round_ in range(rounds + 1):
                 if text and verdict.proved:
                     return text, verdict, {"mode": mode, "rounds": rounds, "chains": chains}
@@ -30,7 +30,7 @@ def run_repair(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
                 if round_ == rounds:
                     break  # this chain's repairs are spent: start over from a fresh sample
                 prompt = search.render("repair", proof=chain[-1]["text"] or "(no proof)", errors=chain[-1]["feedback"])
-                text, verdict = _step(search, "repair", prompt, chain)
+                text, verdict = await _step(search, "repair", prompt, chain)
     except BudgetExhausted:
         pass
     trace = {"mode": mode, "rounds": rounds, "chains": [c for c in chains if c]}
@@ -39,10 +39,10 @@ def run_repair(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
     return "", no_candidate("no sample produced Lean code"), trace
 
 
-def _step(search: Search, kind: str, prompt: str, chain: list[dict[str, Any]]) -> tuple[str, Verdict]:
-    completion = search.generate([prompt], 1, kind)[0][0]
+async def _step(search: Search, kind: str, prompt: str, chain: list[dict[str, Any]]) -> tuple[str, Verdict]:
+    completion = (await search.generate([prompt], 1, kind))[0][0]
     text = search.extract(kind, completion.text) or ""
-    verdict = search.verify(text) if text else no_candidate("no Lean code in the completion")
+    verdict = await search.verify(text) if text else no_candidate("no Lean code in the completion")
     # The candidate and the feedback exactly as a repair prompt shows them: the SFT builder turns a failed step
     # followed by a proved repair into a `repair` example.
     chain.append({"kind": kind, "status": verdict.status.value, "tokens": completion.completion_tokens,

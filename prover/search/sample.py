@@ -14,7 +14,7 @@ def candidate_score(verdict: Verdict) -> float:
     return 100.0 if verdict.proved else -len(verdict.errors) - (10 if verdict.status.value == "unsound" else 0)
 
 
-def run_sample(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
+async def run_sample(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
     mode = search.options.get("mode", "complete")
     batch = int(search.options.get("batch", 8))
     stop_at_first = bool(search.options.get("stop_at_first", True))
@@ -24,10 +24,10 @@ def run_sample(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
     best: tuple[float, str, Verdict] | None = None
     try:
         while found is None or not stop_at_first:
-            completions = search.generate([prompt], batch, mode)[0]
+            completions = (await search.generate([prompt], batch, mode))[0]
             texts = [search.extract(mode, c.text) for c in completions]
             usable = [t for t in texts if t]
-            verdicts = iter(search.verify_many(usable) if usable else [])
+            verdicts = iter(await search.verify_many(usable) if usable else [])
             for c, text in zip(completions, texts, strict=True):
                 verdict = next(verdicts, None) if text else None
                 verdict = verdict or no_candidate("no Lean code in the completion" if not text else "not checked")

@@ -4,10 +4,13 @@ Each expansion asks the model for `width` candidate tactics for the state (the `
 tactics so far, current goals), runs each distinct one in the `ProofSession` (the REPL's tactic mode, or
 LeanDojo), and queues the resulting states scored by the cumulative log-probability of their tactics. States
 whose goals were already reached are dropped. A finished proof is re-checked by the Verifier; only its verdict
-counts."""
+counts. A search holds one proof session (a REPL process) throughout: from the run's `SessionPool`
+(`sessions` option), a given `session`, or one opened beside the verifier; session calls block, so they run
+on a thread while other attempts' searches go on."""
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import time
@@ -18,13 +21,17 @@ from prover.prompts.extract import extract_tactic
 from prover.search.core import BudgetExhausted, Search, no_candidate
 
 
-def run_tree(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
+async def run_tree(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
+    sessions = search.options.get("sessions")
+    if sessions is not None:
+        async with sessions.session() as session:
+            return await _search(search, session)
     session = search.options.get("session")
     if session is not None:
-        return _search(search, session)
+        return await _search(search, session)
     session = _session_beside(search.verifier)
     try:
-        return _search(search, session)
+        return await _search(search, session)
     finally:
         session.close()
 
@@ -35,14 +42,14 @@ def _session_beside(verifier: Any) -> Any:
     from lean_env.repl import Repl
     from prover.errors import ProverError
 
-    pool = getattr(verifier, "pool", None)
+    pool = getattr(getattr(verifier, "checker", verifier), "pool", None)  # the Verifier inside an AsyncChecker
     if pool is None or not getattr(pool, "command", None):
         raise ProverError("the tree strategy needs a proof session (`--interaction repl|dojo`)")
     repl = Repl(pool.command, pool.cwd, pool.timeout_s, pool.memory_mb)
     return ReplSession(repl, own_repl=True)
 
 
-def _search(search: Search, session: Any) -> tuple[str, Verdict, dict[str, Any]]:
+async def _search(search: Search, session: Any) -> tuple[str, Verdict, dict[str, Any]]:
     width = int(search.options.get("width", 8))
     max_expansions = int(search.options.get("max_expansions", 64))
     problem = search.problem
@@ -50,7 +57,7 @@ def _search(search: Search, session: Any) -> tuple[str, Verdict, dict[str, Any]]
     trace: dict[str, Any] = {"width": width, "nodes": nodes}
     best_failed: tuple[str, Verdict] | None = None
     t0 = time.perf_counter()
-    root = session.start(problem)
+    root = await _in_thread(session.start, problem)
     search.charge_lean(1, time.perf_counter() - t0)
     nodes.append({"parent": None, "tactic": None, "logprob": 0.0, "goals": list(root.goals)})
     counter = itertools.count()
@@ -63,7 +70,8 @@ def _search(search: Search, session: Any) -> tuple[str, Verdict, dict[str, Any]]
             expansions += 1
             tactics_so_far = "".join(f"  {t}\n" for t in _tactics(nodes, node_id))
             prompt = search.render("tactic", tactics=tactics_so_far, goals="\n\n".join(state.goals))
-            completions = search.generate([prompt], width, "tactic", max_tokens=min(search.sampling.max_tokens, 256))
+            completions = await search.generate([prompt], width, "tactic",
+                                                max_tokens=min(search.sampling.max_tokens, 256))
             candidates: dict[str, float] = {}
             for c in completions[0]:
                 tac = extract_tactic(c.text)
@@ -73,7 +81,7 @@ def _search(search: Search, session: Any) -> tuple[str, Verdict, dict[str, Any]]
             for tac, logprob in sorted(candidates.items(), key=lambda kv: -kv[1]):
                 search.check_budget(("lean_calls", "wall_s"))
                 t1 = time.perf_counter()
-                res = session.run_tactic(state, tac)
+                res = await _in_thread(session.run_tactic, state, tac)
                 search.charge_lean(1, time.perf_counter() - t1)
                 if res.error is not None:
                     search.event("tactic", node=node_id, tactic=tac, ok=False, error=res.error.splitlines()[0][:200])
@@ -83,7 +91,7 @@ def _search(search: Search, session: Any) -> tuple[str, Verdict, dict[str, Any]]
                 search.event("tactic", node=node_id, tactic=tac, ok=True, goals=len(res.goals))
                 if res.finished:
                     text = session.proof_text(problem, res.state)
-                    verdict = search.verify(text)
+                    verdict = await search.verify(text)
                     nodes[child_id]["verdict"] = verdict.status.value
                     search.event("candidate", index=child_id, status=verdict.status.value, text=text,
                                  errors=[m.data for m in verdict.errors[:3]] or verdict.reasons[:3])
@@ -104,6 +112,17 @@ def _search(search: Search, session: Any) -> tuple[str, Verdict, dict[str, Any]]
     if best_failed is not None:
         return best_failed[0], best_failed[1], trace
     return "", no_candidate(f"no proof found in {expansions} expansions"), trace
+
+
+async def _in_thread(fn: Any, *args: Any) -> Any:
+    """A blocking session call on a thread. Cancelled meanwhile, it still waits for the call to return: the
+    session goes back to its pool only once no thread uses it (the REPL's own timeout bounds the wait)."""
+    call = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(call)
+    except asyncio.CancelledError:
+        await asyncio.wait([call])
+        raise
 
 
 def _tactics(nodes: list[dict[str, Any]], node_id: int) -> list[str]:

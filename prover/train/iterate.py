@@ -6,9 +6,11 @@ Everything lives under one output directory: `store.sqlite` (run `round-R` holds
 `iterate` holds the loop's state: current checkpoint and per-round numbers, via `set_meta`), and
 `round-R/dataset`, `round-R/model` (an HF checkpoint). Rerunning the same command resumes: finished rounds are
 skipped, an interrupted prove phase continues where the store stops, an interrupted SFT resumes from its last
-checkpoint. With `curriculum="subgoals"` (DeepSeek-Prover-V2), the lemmas of round R's decompositions, both
-forms, proved or not, join round R+1's problem pool; each round records what it added (`curriculum` meta and
-`round-R/curriculum.jsonl`), so a resumed loop rebuilds the same pool.
+checkpoint; a rerun with other settings (strategy, seed, sampling, attempts, SFT settings) is refused. The prove
+phase is the same runner as `subgoal prove` and `subgoal eval` (`prover.runner`). With `curriculum="subgoals"`
+(DeepSeek-Prover-V2), the lemmas of round R's decompositions, both forms, proved or not, join round R+1's
+problem pool; each round records what it added (`curriculum` meta and `round-R/curriculum.jsonl`), so a resumed
+loop rebuilds the same pool.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class IterateConfig:
     out: str
     attempts: int = 8  # per problem per round
     strategy: str = "sample"
-    max_tokens: int = 1024
+    max_tokens: int | None = None  # per generation; None: by prompt mode (prover.recipe.MAX_TOKENS)
     temperature: float = 1.0
     top_p: float = 0.95
     stop_at_first: bool = False
@@ -130,13 +132,13 @@ def _grow_pool(r: int, icfg: IterateConfig, store: Any, pool: list, seen: set[st
 
 def _round(r: int, icfg: IterateConfig, config: Any, store: Any, problems: list, model: str, verifier: Any,
            progress: bool) -> dict:
-    from prover.batch import BoundRecipe, ProveRecipe, run_batch
+    from prover.recipe import ProveRecipe, open_run
+    from prover.runner import LocalExecutor, WorkUnit, run_units
     from prover.train.examples import build_dataset
     from prover.train.sft import SFTConfig, train_sft
 
     t0 = time.perf_counter()
     out = Path(icfg.out) / round_name(r)
-    run_id = store.start_run(round_name(r), {"model": model, "strategy": icfg.strategy, "attempts": icfg.attempts})
 
     # 1. prove with the current model (resumes inside the round's run)
     recipe = ProveRecipe(
@@ -145,15 +147,19 @@ def _round(r: int, icfg: IterateConfig, config: Any, store: Any, problems: list,
         model_settings=config.model.model_copy(update={"model": model}),
         lean_settings=config.lean,
         seed=derive_seed(icfg.seed, "prove", r),
-        sampling={"temperature": icfg.temperature, "top_p": icfg.top_p, "max_tokens": icfg.max_tokens},
+        sampling={"temperature": icfg.temperature, "top_p": icfg.top_p,
+                  **({} if icfg.max_tokens is None else {"max_tokens": icfg.max_tokens})},
+        model_id=model,
     )
-    backend = recipe.make_generator()
+    settings = {**recipe.settings(), "problem_set": icfg.problems, "samples": icfg.attempts,
+                "stop_at_first": icfg.stop_at_first}
+    run_id, _ = open_run(store, round_name(r), settings, f"{icfg.out} ({round_name(r)})")
+    executor = LocalExecutor(recipe, checker=verifier)  # the model is loaded only if attempts are left
     try:
-        run_batch(problems, store, run_id, lambda: BoundRecipe(recipe, backend, verifier), icfg.attempts,
-                  icfg.stop_at_first)
+        run_units((WorkUnit(p, i) for i in range(icfg.attempts) for p in problems), executor, store, run_id,
+                  stop_at_first=icfg.stop_at_first)
     finally:
-        backend.close()
-        recipe.close()  # tree search's proof session, if one was opened
+        executor.close()  # the backend, the checker threads, tree search's sessions; the verifier is ours
     prove_s = time.perf_counter() - t0
 
     # 2. what is new this round

@@ -1,0 +1,357 @@
+"""The one runner of `subgoal prove SET`, `subgoal eval` and `subgoal iterate`: every attempt is an asyncio task.
+
+Read top to bottom: the shared services an attempt awaits (`Engine`: the generation backend, fed by many
+concurrent callers; `AsyncChecker`: the Lean verifier behind a bounded set of threads; `SessionPool`: tree
+search's REPL proof sessions), the executor that runs one (problem, attempt index) unit with them
+(`LocalExecutor` here, `eval.distributed.RayExecutor` on Ray), and `drive`, which keeps a bounded number of
+attempt tasks live and is the only writer of the run store.
+
+The rule: only the driver writes the store, each finished attempt once, committed as it finishes; a killed
+run loses at most the attempts in flight, and a re-run does only what is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from lean_env.verdict import Status
+from prover.generate.base import Completion, Prompt, SamplingParams, as_streaming
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------- the services every attempt task awaits
+
+
+class Engine:
+    """The shared generation engine: any number of attempt tasks ask for their own completions at once.
+    At most `max_in_flight` sequences are with the backend at a time (backpressure); the backend batches
+    whatever is pending (vLLM's async engine, an HTTP client with many requests in flight)."""
+
+    def __init__(self, backend: Any, max_in_flight: int | None = None):
+        self.raw = backend  # the backend as built (closing it, chat templates, device)
+        self.stream = as_streaming(backend)
+        self.max_in_flight = max(1, int(max_in_flight or getattr(self.stream, "max_in_flight", 1) or 1))
+        self.model_id = getattr(backend, "model_id", "")
+        self.in_flight = 0  # sequences with the backend now
+        self._freed: asyncio.Condition | None = None  # made on first use, inside the running loop
+
+    @property
+    def device(self) -> str:
+        return str(getattr(self.raw, "device", ""))
+
+    def format_chat(self, text: str) -> str:
+        from prover.generate import format_chat
+
+        return format_chat(self.raw, text)
+
+    async def generate(self, prompt: Prompt, params: SamplingParams, n: int = 1) -> list[Completion]:
+        """n completions of `prompt`; waits while the engine holds `max_in_flight` sequences already."""
+        want = min(n, self.max_in_flight)  # a request larger than the whole engine waits for an empty one
+        if self._freed is None:
+            self._freed = asyncio.Condition()
+        async with self._freed:
+            await self._freed.wait_for(lambda: self.in_flight + want <= self.max_in_flight)
+            self.in_flight += want
+        try:
+            return await self.stream.agenerate(prompt, params, n)
+        finally:
+            async with self._freed:
+                self.in_flight -= want
+                self._freed.notify_all()
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+class AsyncChecker:
+    """Any method of a blocking checker (a `lean_env.Verifier`: `verify_many`, ...) as a coroutine, run on one
+    of `capacity` threads. The default capacity keeps every REPL of the verifier's pool busy with one proof
+    queued behind it, so Lean never waits for the next candidate and the queue never grows past the pool."""
+
+    def __init__(self, checker: Any, capacity: int | None = None):
+        self.checker = checker
+        workers = getattr(getattr(checker, "pool", None), "workers", None)
+        self.capacity = max(1, int(capacity or (2 * workers if workers else 4)))
+        self._threads = ThreadPoolExecutor(self.capacity, thread_name_prefix="lean-checker")
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        method = getattr(self.checker, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await asyncio.get_running_loop().run_in_executor(self._threads, lambda: method(*args, **kwargs))
+
+        return call
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+class SessionPool:
+    """Tree search's REPL proof sessions, opened on demand up to `size`: a tree attempt holds one for its whole
+    search (a REPL is one process, one command at a time), so `size` tree attempts search at once."""
+
+    def __init__(self, open_session: Callable[[], Any], size: int):
+        self.open_session, self.size = open_session, max(1, size)
+        self._idle: list[Any] = []
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+        self._free: asyncio.Semaphore | None = None
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Any]:
+        if self._free is None:
+            self._free = asyncio.Semaphore(self.size)
+        async with self._free:
+            with self._lock:
+                session = self._idle.pop() if self._idle else None
+            if session is None:
+                session = await asyncio.to_thread(self.open_session)
+                with self._lock:
+                    self._all.append(session)
+            try:
+                yield session
+            finally:
+                with self._lock:
+                    self._idle.append(session)
+
+    @property
+    def opened(self) -> list[Any]:
+        with self._lock:
+            return list(self._all)
+
+    def close(self) -> None:
+        with self._lock:
+            sessions, self._all, self._idle = self._all, [], []
+        for s in sessions:
+            s.close()
+
+
+def close_all(*resources: Any) -> None:
+    """Close whatever of `resources` can be closed."""
+    for resource in resources:
+        close = getattr(resource, "close", None)
+        if callable(close):
+            close()
+
+
+# ---------------------------------------------------------------- units and the executors that run them
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One attempt to run: `problem` is any picklable object with a `.name` (a data.Problem here)."""
+
+    problem: Any
+    index: int
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.problem.name, self.index)
+
+
+class Recipe(Protocol):
+    """What to build where, and how to run one attempt (`prover.recipe.ProveRecipe` is the real one). Must
+    pickle: it travels to Ray actors. `arun` gets the `Engine` over the generator and an async checker."""
+
+    def make_generator(self) -> Any: ...
+
+    def make_checker(self) -> Any: ...
+
+    async def arun(self, engine: Engine, checker: Any, problem: Any, index: int) -> Any: ...
+
+
+class Executor(Protocol):
+    """Runs one unit to its Attempt; `capacity()` is how many attempts it can usefully have live at once (it may
+    build its engine to know)."""
+
+    def capacity(self) -> int: ...
+
+    async def run(self, unit: WorkUnit) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class LocalExecutor:
+    """Attempts in this process, all through one `Engine` and one `AsyncChecker`.
+
+    Given a `recipe`, it builds the generator and checker on first use and closes them in `close()`; given an
+    `engine`/`checker` already built, it uses them and leaves closing them to their owner."""
+
+    def __init__(self, recipe: Any, *, engine: Engine | None = None, checker: Any = None,
+                 max_live: int | None = None):
+        self.recipe, self.engine, self.max_live = recipe, engine, max_live
+        self._owned: list[Any] = []  # what this executor built, closed in `close()` (last built first)
+        if checker is not None and not isinstance(checker, AsyncChecker):
+            checker = AsyncChecker(checker)
+            self._owned.append(checker)  # its threads are ours, the verifier stays its owner's
+        self.checker = checker
+
+    def open(self) -> None:
+        if self.checker is None:  # Lean first: no toolchain stops the run before a model loads
+            raw = self.recipe.make_checker()
+            self.checker = AsyncChecker(raw)
+            self._owned += [raw, self.checker]
+        if self.engine is None:
+            self.engine = Engine(self.recipe.make_generator())
+            self._owned.append(self.engine)
+
+    def capacity(self) -> int:
+        """Enough live attempts to fill the engine and, at the same time, the checker."""
+        self.open()
+        return self.max_live or self.engine.max_in_flight + self.checker.capacity
+
+    async def run(self, unit: WorkUnit) -> Any:
+        self.open()
+        return await self.recipe.arun(self.engine, self.checker, unit.problem, unit.index)
+
+    def close(self) -> None:
+        owned, self._owned = self._owned, []
+        close_all(*reversed(owned))
+        close_all(self.recipe)  # what the recipe opened in this process (tree search's sessions)
+
+
+# ---------------------------------------------------------------- the driver: the only writer of the store
+
+
+@dataclass
+class DriveStats:
+    submitted: int = 0
+    recorded: int = 0
+    duplicates: int = 0  # results for keys already recorded (never written twice)
+    skipped: int = 0  # units already done before this run started (resume)
+    skipped_proved: int = 0  # units not run because their problem was already proved (stop_at_first)
+    cancelled: int = 0  # attempts in flight cancelled because another attempt proved their problem
+
+
+async def drive(units: Iterable[WorkUnit], executor: Executor, store: Any, run_id: Any, *,
+                on_result: Callable[[WorkUnit, Any], None] | None = None, stop_at_first: bool = False,
+                stats: DriveStats | None = None) -> DriveStats:
+    """Run every unit not yet in the store, at most `executor.capacity()` at a time, and record each result once
+    as it finishes. With `stop_at_first`, a proof cancels its problem's other live attempts and skips the rest
+    (attempts already in the store count). Cancelled (Ctrl-C), it cancels every live attempt; what finished
+    is recorded. `stats` (given) is filled in as it goes, so a caller sees it after an interruption too."""
+    stats = stats if stats is not None else DriveStats()
+    done: set[tuple[str, int]] = set(store.done(run_id))
+    proved = {a.problem for a in store.iter_attempts(run_id, status=Status.PROVED.value)} if stop_at_first else set()
+    live: dict[asyncio.Task, WorkUnit] = {}
+    scheduled: set[tuple[str, int]] = set()
+    pending = _pending(units, done, proved, scheduled, stats)
+    limit = 0
+    try:
+        while True:
+            while len(live) < max(limit, 1) and (unit := next(pending, None)) is not None:
+                limit = limit or max(1, executor.capacity())  # built only once something is left to do
+                stats.submitted += 1
+                scheduled.add(unit.key)
+                live[asyncio.create_task(executor.run(unit), name=f"attempt {unit.problem.name}#{unit.index}")] = unit
+            if not live:
+                return stats
+            finished, _ = await asyncio.wait(live, return_when=asyncio.FIRST_COMPLETED)
+            results = []
+            for task in finished:
+                unit = live.pop(task)
+                if task.cancelled():
+                    stats.cancelled += 1
+                    continue
+                results.append((unit, task.result()))  # an attempt's own error ends the run (after the finally)
+            _record(results, store, run_id, done, stats)
+            for unit, attempt in results:
+                if stop_at_first and attempt.status == Status.PROVED.value and unit.problem.name not in proved:
+                    proved.add(unit.problem.name)
+                    for other, other_unit in live.items():
+                        if other_unit.problem.name == unit.problem.name:
+                            other.cancel()
+                if on_result is not None:
+                    on_result(unit, attempt)
+    finally:
+        for task in live:
+            task.cancel()
+        if live:
+            await asyncio.gather(*live, return_exceptions=True)
+
+
+def _pending(units: Iterable[WorkUnit], done: set, proved: set, scheduled: set, stats: DriveStats) -> Iterator[
+        WorkUnit]:
+    """The units still to run, drawn lazily (a 10,000-attempt run never holds them all as tasks)."""
+    for unit in units:
+        if unit.key in done:
+            stats.skipped += 1
+        elif unit.problem.name in proved:
+            stats.skipped_proved += 1
+        elif unit.key not in scheduled:
+            yield unit
+
+
+def _record(results: list[tuple[WorkUnit, Any]], store: Any, run_id: Any, done: set, stats: DriveStats) -> None:
+    """The attempts that finished together, in one transaction (one fsync), each key at most once."""
+    new = []
+    for unit, attempt in results:
+        if unit.key in done:
+            stats.duplicates += 1
+        else:
+            done.add(unit.key)
+            new.append(attempt)
+    if new:
+        written = store.record_many(run_id, new)
+        stats.recorded += written
+        stats.duplicates += len(new) - written
+
+
+# ---------------------------------------------------------------- running it from synchronous code
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(main)`, except that Ctrl-C cancels `main` (its `finally` blocks run) and then raises
+    KeyboardInterrupt at once: worker threads still busy in a blocking backend or Lean call are not waited
+    for (asyncio.run would join them first)."""
+    loop = asyncio.new_event_loop()
+    threads = ThreadPoolExecutor(thread_name_prefix="runner")
+    loop.set_default_executor(threads)
+    task = loop.create_task(main)
+    interrupted = False
+
+    def on_sigint(*_: Any) -> None:
+        nonlocal interrupted
+        if interrupted:  # a second Ctrl-C: stop waiting for the cancellation to finish
+            raise KeyboardInterrupt
+        interrupted = True
+        loop.call_soon_threadsafe(task.cancel)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if main_thread else None
+    try:
+        return loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
+        try:
+            leftover = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for t in leftover:
+                t.cancel()
+            if leftover:
+                loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            threads.shutdown(wait=False, cancel_futures=True)
+            loop.close()
+
+
+def run_units(units: Iterable[WorkUnit], executor: Executor, store: Any, run_id: Any, *,
+              on_result: Callable[[WorkUnit, Any], None] | None = None, stop_at_first: bool = False,
+              stats: DriveStats | None = None) -> DriveStats:
+    """`drive` from synchronous code (the CLIs, expert iteration); Ctrl-C raises KeyboardInterrupt after every
+    finished attempt is recorded and the live ones are cancelled."""
+    return run_async(drive(units, executor, store, run_id, on_result=on_result, stop_at_first=stop_at_first,
+                           stats=stats))
