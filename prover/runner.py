@@ -17,7 +17,7 @@ import contextlib
 import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -28,6 +28,29 @@ T = TypeVar("T")
 
 
 # ---------------------------------------------------------------- the services every attempt task awaits
+
+
+class DaemonThreads(ThreadPoolExecutor):
+    """Each call on its own daemon thread. A blocking call still running (a backend's HTTP request, a Lean
+    check) must not keep the process alive after Ctrl-C: a ThreadPoolExecutor's own threads are joined at
+    exit. Callers bound how many run at once (the engine's and the checker's capacity). A ThreadPoolExecutor
+    subclass only because asyncio's `set_default_executor` takes nothing else."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+
+        def call() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as e:  # handed to the awaiting task
+                future.set_exception(e)
+
+        threading.Thread(target=call, name="runner-call", daemon=True).start()
+        return future
+
+
 
 
 class Engine:
@@ -72,26 +95,32 @@ class Engine:
 
 
 class AsyncChecker:
-    """Any method of a blocking checker (a `lean_env.Verifier`: `verify_many`, ...) as a coroutine, run on one
-    of `capacity` threads. The default capacity keeps every REPL of the verifier's pool busy with one proof
-    queued behind it, so Lean never waits for the next candidate and the queue never grows past the pool."""
+    """Any method of a blocking checker (a `lean_env.Verifier`: `verify_many`, ...) as a coroutine, at most
+    `capacity` calls at once, each on a thread. The default capacity keeps every REPL of the verifier's pool
+    busy with one proof queued behind it, so Lean never waits for the next candidate and the queue never grows
+    past the pool."""
 
     def __init__(self, checker: Any, capacity: int | None = None):
         self.checker = checker
         workers = getattr(getattr(checker, "pool", None), "workers", None)
         self.capacity = max(1, int(capacity or (2 * workers if workers else 4)))
-        self._threads = ThreadPoolExecutor(self.capacity, thread_name_prefix="lean-checker")
+        self._slots: asyncio.Semaphore | None = None  # made on first use, inside the running loop
+        self._threads = DaemonThreads()
 
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
         method = getattr(self.checker, name)
 
         async def call(*args: Any, **kwargs: Any) -> Any:
-            return await asyncio.get_running_loop().run_in_executor(self._threads, lambda: method(*args, **kwargs))
+            if self._slots is None:
+                self._slots = asyncio.Semaphore(self.capacity)
+            async with self._slots:
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(self._threads, lambda: method(*args, **kwargs))
 
         return call
 
     def close(self) -> None:
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        pass  # nothing of its own: the checker belongs to whoever built it
 
 
 class SessionPool:
@@ -310,11 +339,10 @@ def _record(results: list[tuple[WorkUnit, Any]], store: Any, run_id: Any, done: 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
     """`asyncio.run(main)`, except that Ctrl-C cancels `main` (its `finally` blocks run) and then raises
-    KeyboardInterrupt at once: worker threads still busy in a blocking backend or Lean call are not waited
-    for (asyncio.run would join them first)."""
+    KeyboardInterrupt at once: threads still busy in a blocking backend or Lean call are not waited for
+    (asyncio.run would join them first, and so would the interpreter at exit)."""
     loop = asyncio.new_event_loop()
-    threads = ThreadPoolExecutor(thread_name_prefix="runner")
-    loop.set_default_executor(threads)
+    loop.set_default_executor(DaemonThreads())
     task = loop.create_task(main)
     interrupted = False
 
@@ -344,7 +372,6 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
                 loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
-            threads.shutdown(wait=False, cancel_futures=True)
             loop.close()
 
 

@@ -146,6 +146,14 @@ def test_batch_run_summary_and_exported_proofs(tmp_path):
     proofs = [json.loads(line) for line in (out / "proofs.jsonl").read_text().splitlines()]
     assert [(x["problem"], x["index"]) for x in proofs] == [("p0", 0), ("p2", 0)]
     assert proofs[0]["proof"].endswith("norm_num\n")
+    # the same run directory with another seed or strategy: refused, one line naming the changes
+    again = run(["prove", str(problems), "-k", "2", "--all-attempts", "--out", str(out), "--seed", "1",
+                 "--strategy", "repair", "--backend", "openai", "--base-url", "http://127.0.0.1:9",
+                 "--model", "scripted-server"], env_for(tmp_path))
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    message = " ".join(again.stderr.split())
+    assert "strategy='sample', not 'repair'" in message and "seed=0, not 1" in message
+    assert len(store_rows(out)) == 6  # nothing added
 
 
 def test_batch_resumes_after_sigkill_without_duplicates_or_losses(tmp_path):
@@ -184,6 +192,72 @@ def test_batch_resumes_after_sigkill_without_duplicates_or_losses(tmp_path):
     for name in complete_first:  # work already recorded is not generated again
         assert not any(f"theorem {name} " in prompt for prompt in resumed_prompts)
     assert {r[0] for r in after} == set(names)
+
+
+def wait_for_rows(proc: subprocess.Popen, out: Path, at_least: int, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (out / "store.sqlite").exists():
+            try:
+                if len(store_rows(out)) >= at_least:
+                    return
+            except sqlite3.OperationalError:  # the schema is being created
+                pass
+        time.sleep(0.02)
+
+
+def test_batch_exactly_once_under_sigkill_at_random_moments(tmp_path):
+    import random
+
+    rng = random.Random(13)
+    problems = tmp_path / "set.jsonl"
+    write_problems(problems, 6)
+    out = tmp_path / "runs" / "kills"
+    args = ["prove", str(problems), "-k", "4", "--all-attempts", "--max-in-flight", "3", "--out", str(out)]
+    rules = [("theorem p", ["  norm_num\n```", "  exact h₀\n```"])]
+    with ScriptedServer(rules, delay_s=lambda count, body: 0.05 + 0.1 * rng.random()) as server:
+        history: list[list] = []
+        for _ in range(3):  # three kills, each at a random moment while attempts stream
+            proc = subprocess.Popen(SUBGOAL + args + served(server), env=env_for(tmp_path),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            wait_for_rows(proc, out, (len(history[-1]) if history else 0) + rng.randint(1, 4))
+            time.sleep(rng.uniform(0.0, 0.3))
+            assert proc.poll() is None, "the run should still be streaming when it is killed"
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            rows = store_rows(out)
+            assert len(rows) == len(set((r[0], r[1]) for r in rows)) < 24  # no duplicate, not finished
+            if history:
+                assert set(history[-1]) <= set(rows)  # nothing recorded was lost or rewritten
+            history.append(rows)
+        p = run(args + served(server), env_for(tmp_path))
+    assert p.returncode == 0, p.stderr
+    after = store_rows(out)
+    assert len(after) == 24 and len({(r[0], r[1]) for r in after}) == 24  # every attempt exactly once
+    assert set(history[-1]) <= set(after)
+
+
+def test_batch_ctrl_c_keeps_what_finished_prints_the_summary_and_resumes(tmp_path):
+    problems = tmp_path / "set.jsonl"
+    write_problems(problems, 4)
+    out = tmp_path / "runs" / "interrupted"
+    args = ["prove", str(problems), "-k", "3", "--all-attempts", "--max-in-flight", "2", "--out", str(out)]
+    with ScriptedServer([("theorem p", "  norm_num\n```")], delay_s=0.2) as server:
+        proc = subprocess.Popen(SUBGOAL + args + served(server), env=env_for(tmp_path), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        wait_for_rows(proc, out, 2)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130, stderr
+        assert "Traceback" not in stderr and "interrupted" in stderr
+        assert "subgoal prove" in stdout and "proved" in stdout  # the summary of what finished
+        rows = store_rows(out)
+        assert 2 <= len(rows) < 12 and len({(r[0], r[1]) for r in rows}) == len(rows)
+        proofs = (out / "proofs.jsonl").read_text().splitlines()
+        assert len(proofs) == len({r[0] for r in rows if r[2] == "proved"})  # the best so far, exported
+        p = run(args + served(server), env_for(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert len(store_rows(out)) == 12 and set(rows) <= set(store_rows(out))
 
 
 def test_interactive_live_view_in_a_terminal(tmp_path):

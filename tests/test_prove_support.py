@@ -97,6 +97,25 @@ class ScriptedBackend:
         pass
 
 
+class SlowStreamingBackend(ScriptedBackend):
+    """TEST `StreamingBackend`: the scripted completions, each request answered after `delay_s` seconds of
+    asyncio sleep (a model that takes time), up to `max_in_flight` sequences at once; it logs every request's
+    start and end, so a test can see which requests overlapped."""
+
+    def __init__(self, rules: list[Rule], delay_s: float = 0.05, max_in_flight: int = 64):
+        super().__init__(rules)
+        self.delay_s, self.max_in_flight = delay_s, max_in_flight
+        self.log: list[tuple[str, str]] = []  # ("start" | "end", prompt)
+
+    async def agenerate(self, prompt: Any, params: SamplingParams, n: int = 1) -> list[Completion]:
+        import asyncio
+
+        self.log.append(("start", prompt))
+        await asyncio.sleep(self.delay_s)
+        self.log.append(("end", prompt))
+        return self.generate([prompt], params, n)[0]
+
+
 class ScriptedServer:
     """OpenAI-compatible completions over real HTTP, scripted. `fail_first`: status codes answered before the
     first success; `delay_s`: sleep before answering (a number, or a function of (request count, request body))."""

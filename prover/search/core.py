@@ -154,7 +154,11 @@ class Search:
         # Reserved before waiting, so concurrent children (decomposition lemmas) never overdraw `samples`.
         self.budget.charge(samples=n * len(prompts))
         t0 = time.perf_counter()
-        out = await self.wait(asyncio.gather(*(self.backend.generate(p, params, n) for p in prompts)))
+        try:
+            out = await self.wait(asyncio.gather(*(self.backend.generate(p, params, n) for p in prompts)))
+        except BaseException:  # out of time or cancelled: nothing was drawn
+            self.budget.charge(samples=-n * len(prompts))
+            raise
         dt = time.perf_counter() - t0
         flat = [c for row in out for c in row]
         tokens = sum(c.completion_tokens for c in flat)
@@ -185,7 +189,11 @@ class Search:
         texts = texts if left is None else texts[:max(1, left)]
         self.budget.charge(lean_calls=len(texts))  # reserved before waiting, as in `generate`
         t0 = time.perf_counter()
-        verdicts = await self.wait(self.verifier.verify_many([(problem, t) for t in texts]))
+        try:
+            verdicts = await self.wait(self.verifier.verify_many([(problem, t) for t in texts]))
+        except BaseException:
+            self.budget.charge(lean_calls=-len(texts))
+            raise
         self._account(lean_calls=len(texts), lean_wall_s=time.perf_counter() - t0,
                       lean_cpu_s=sum(v.cpu_time for v in verdicts))
         return verdicts

@@ -1,0 +1,173 @@
+"""The streaming runner (`prover.runner`): attempts of different problems interleave for every strategy, the
+engine's in-flight bound holds, budgets hold while waiting, stop-at-first cancels, and resumed runs refuse
+changed settings (prove and eval in tests/test_prove_cli.py and test_eval_e2e.py; iterate here).
+
+Generation is `SlowStreamingBackend` (a TEST backend that takes `delay_s` per request); Lean is
+tests/fake_lean.py (a FAKE Lean) behind the real Verifier."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from test_prove_support import HEADER, SlowStreamingBackend, fake_lean_settings
+
+from data.problem import Problem
+from data.store import RunStore
+from lean_env import make_verifier
+from prover.recipe import ProveRecipe, SettingsChanged, check_resume
+from prover.runner import Engine, LocalExecutor, WorkUnit, run_async, run_units
+from prover.search import Budget, arun_attempt
+
+
+@pytest.fixture(scope="module")
+def verifier():
+    v = make_verifier(fake_lean_settings(workers=2))
+    yield v
+    v.close()
+
+
+def problems(n: int) -> list[Problem]:
+    return [Problem(f"q{i}", f"theorem q{i} (h₀ : 2 + 2 = 4) : 2 + 3 = 5 ∧ 1 < 2 := by", header=HEADER, split="t")
+            for i in range(n)]
+
+
+class EventRecipe(ProveRecipe):
+    """The production recipe, recording every search event of every attempt in one list (in the order the event
+    loop produced them)."""
+
+    events: list[dict] = []
+
+    async def arun(self, engine, checker, problem, index, on_event=None):
+        return await super().arun(engine, checker, problem, index, EventRecipe.events.append)
+
+
+def run_recipe(recipe: ProveRecipe, backend, verifier, tmp_path, units: list[WorkUnit], **kw):
+    EventRecipe.events = []
+    with RunStore(tmp_path / "run") as store:
+        run_id = store.start_run("run", {})
+        stats = run_units(units, LocalExecutor(recipe, engine=Engine(backend), checker=verifier, **kw), store,
+                          run_id)
+        return stats, store.attempts(run_id)
+
+
+def overlapping(events: list[dict]) -> bool:
+    """Every problem's attempt started before any attempt finished: their searches ran at the same time."""
+    kinds = [(e["kind"], e["problem"]) for e in events if e["depth"] == 0]
+    first_done = next(i for i, (k, _) in enumerate(kinds) if k == "done")
+    started = {p for k, p in kinds[:first_done] if k == "start"}
+    return started == {p for _, p in kinds}
+
+
+def test_repair_chains_of_different_problems_interleave(verifier, tmp_path):
+    backend = SlowStreamingBackend([
+        (("does not compile", "type mismatch"), "  constructor\n  · norm_num\n  · decide\n```"),
+        ("theorem q", "  exact h₀\n```"),  # the first sample of every chain fails; its repair proves
+    ], delay_s=0.05)
+    recipe = EventRecipe("repair", {"samples": 4}, seed=0, options={"rounds": 2})
+    stats, attempts = run_recipe(recipe, backend, verifier, tmp_path, [WorkUnit(p, 0) for p in problems(4)])
+    assert stats.recorded == 4 and all(a.status == "proved" for a in attempts)
+    assert overlapping(EventRecipe.events)
+    # while the first problem's repair request was out, the other problems' first samples were out as well
+    starts = [prompt for what, prompt in backend.log if what == "start"]
+    first_repair = next(i for i, p in enumerate(starts) if "type mismatch" in p)
+    assert first_repair >= 3 and {p for p in starts[:4] if "type mismatch" not in p}
+
+
+def test_decompose_lemmas_and_problems_are_tasks_together(verifier, tmp_path):
+    sketch = ("```lean4\ntheorem {n} (h₀ : 2 + 2 = 4) : 2 + 3 = 5 ∧ 1 < 2 := by\n  have h1 : 2 + 3 = 5 := by sorry\n"
+              "  have h2 : 1 < 2 := by sorry\n  constructor\n  · norm_num\n  · decide\n```")
+    rules = [(("Do not write the full proof", f"theorem q{i}"), sketch.format(n=f"q{i}")) for i in range(3)]
+    rules += [("_sub1", "  norm_num\n```"), ("_sub2", "  decide\n```")]
+    backend = SlowStreamingBackend(rules, delay_s=0.05)
+    recipe = EventRecipe("decompose", {"samples": 12}, seed=0, options={"lemma_samples": 1, "max_depth": 1})
+    stats, attempts = run_recipe(recipe, backend, verifier, tmp_path, [WorkUnit(p, 0) for p in problems(3)])
+    assert stats.recorded == 3 and all(a.status == "proved" for a in attempts), [a.verdict for a in attempts]
+    assert overlapping(EventRecipe.events)
+    # a sketch's two lemmas were with the engine at the same time (one task each)
+    log = [(what, "sub1" if "_sub1" in p else "sub2" if "_sub2" in p else "") for what, p in backend.log]
+    lemma_log = [x for x in log if x[1]]
+    assert lemma_log.index(("start", "sub2")) < lemma_log.index(("end", "sub1"))
+
+
+def test_tree_searches_of_different_problems_interleave(tmp_path):
+    verifier = make_verifier(fake_lean_settings(workers=3))
+    try:
+        backend = SlowStreamingBackend([("current goals", ["constructor <;> norm_num"])], delay_s=0.05)
+        recipe = EventRecipe("tree", {"samples": 8}, seed=0, lean_settings=fake_lean_settings(workers=3),
+                             options={"width": 1})
+        try:
+            stats, attempts = run_recipe(recipe, backend, verifier, tmp_path, [WorkUnit(p, 0) for p in problems(3)])
+        finally:
+            recipe.close()
+        assert stats.recorded == 3 and all(a.status == "proved" for a in attempts)
+        assert overlapping(EventRecipe.events)
+        assert len(recipe.sessions().opened) == 0  # closed with the recipe
+    finally:
+        verifier.close()
+
+
+def test_the_engine_never_holds_more_than_its_bound(verifier, tmp_path):
+    backend = SlowStreamingBackend([("theorem q", "  decide\n```")], delay_s=0.02, max_in_flight=3)
+    seen: list[int] = []
+    engine = Engine(backend)
+    real = backend.agenerate
+
+    async def counting(prompt, params, n=1):
+        seen.append(engine.in_flight)
+        return await real(prompt, params, n)
+
+    backend.agenerate = counting
+    recipe = ProveRecipe("sample", {}, seed=0)
+    with RunStore(tmp_path / "run") as store:
+        run_id = store.start_run("run", {})
+        stats = run_units([WorkUnit(p, i) for i in range(5) for p in problems(4)],
+                          LocalExecutor(recipe, engine=engine, checker=verifier), store, run_id)
+    assert stats.recorded == 20 and max(seen) == 3  # full, never over
+
+
+def test_the_wall_budget_holds_while_a_generation_is_out(verifier):
+    from prover.runner import AsyncChecker
+
+    backend = SlowStreamingBackend([("theorem q", "  decide\n```")], delay_s=5.0)
+    checker = AsyncChecker(verifier)
+    t0 = time.monotonic()
+    try:
+        r = run_async(arun_attempt(problems(1)[0], "sample", Engine(backend), checker, Budget(samples=4, wall_s=0.3),
+                                   seed=0))
+    finally:
+        checker.close()
+    assert time.monotonic() - t0 < 2.0  # not the 5 s the generation would take
+    assert not r.proved and r.stopped == "wall_s"
+
+
+def test_resume_check_names_every_changed_setting():
+    recorded = {"strategy": "sample", "seed": 0, "sampling": {"max_tokens": 4096}, "budget": {"samples": 1}}
+    check_resume(recorded, dict(recorded), "runs/x")  # the same settings: fine
+    with pytest.raises(SettingsChanged) as e:
+        check_resume(recorded, {**recorded, "seed": 1, "strategy": "repair"}, "runs/x")
+    assert "strategy='sample', not 'repair'" in str(e.value) and "seed=0, not 1" in str(e.value)
+
+
+def test_iterate_refuses_changed_settings_on_resume(tmp_path):
+    from data.config import load_config
+    from prover.train.iterate import IterateConfig, run_iterations
+
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps({"name": "q0", "formal_statement": problems(1)[0].formal_statement}) + "\n")
+    icfg = IterateConfig(problems=str(data), model="m", rounds=1, out=str(tmp_path / "ei"), attempts=2, seed=0)
+    with RunStore(tmp_path / "ei") as store:  # a round already started with these settings
+        from prover.recipe import open_run
+
+        loop, _ = open_run(store, "iterate", {**icfg.__dict__}, tmp_path)
+        store.record(store.start_run("round-0", {}), _attempt("q0", 0))
+    changed = IterateConfig(**{**icfg.__dict__, "seed": 5})
+    with pytest.raises(SettingsChanged, match="seed=0, not 5"):
+        run_iterations(changed, load_config(), verifier=object(), progress=False)
+
+
+def _attempt(problem: str, index: int):
+    from data.store import Attempt
+
+    return Attempt(problem=problem, index=index, text="", status="failed", verdict={"status": "failed"})
