@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
@@ -31,26 +32,44 @@ T = TypeVar("T")
 
 
 class DaemonThreads(ThreadPoolExecutor):
-    """Each call on its own daemon thread. A blocking call still running (a backend's HTTP request, a Lean
-    check) must not keep the process alive after Ctrl-C: a ThreadPoolExecutor's own threads are joined at
-    exit. Callers bound how many run at once (the engine's and the checker's capacity). A ThreadPoolExecutor
-    subclass only because asyncio's `set_default_executor` takes nothing else."""
+    """A pool of daemon threads, grown while every thread is busy. A blocking call still running (a backend's
+    HTTP request, a Lean check) must not keep the process alive after Ctrl-C, and a ThreadPoolExecutor's own
+    threads are joined at exit. Callers bound how many calls run at once (the engine's and the checker's
+    capacity). A ThreadPoolExecutor subclass only because asyncio's `set_default_executor` takes nothing else."""
+
+    def __init__(self, max_workers: int = 1024):
+        super().__init__(max_workers=1)  # its own machinery stays unused: no thread is ever started by it
+        self._most, self._threads, self._idle, self._waiting = max_workers, 0, 0, 0  # waiting: calls not yet taken
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._count_lock = threading.Lock()
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future:
         future: Future = Future()
+        with self._count_lock:
+            self._waiting += 1
+            self._calls.put((future, fn, args, kwargs))
+            if self._waiting > self._idle and self._threads < self._most:
+                self._threads += 1
+                threading.Thread(target=self._work, name=f"runner-{self._threads}", daemon=True).start()
+        return future
 
-        def call() -> None:
+    def _work(self) -> None:
+        while True:
+            with self._count_lock:
+                self._idle += 1
+            future, fn, args, kwargs = self._calls.get()
+            with self._count_lock:
+                self._idle -= 1
+                self._waiting -= 1
             if not future.set_running_or_notify_cancel():
-                return
+                continue
             try:
                 future.set_result(fn(*args, **kwargs))
             except BaseException as e:  # handed to the awaiting task
                 future.set_exception(e)
 
-        threading.Thread(target=call, name="runner-call", daemon=True).start()
-        return future
-
-
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        pass  # daemon threads: left to end with the process
 
 
 class Engine:

@@ -56,6 +56,7 @@ class BrokenChecker:
 @dataclass
 class TinyRecipe:
     delay_s: float = 0.0
+    stagger_s: float = 0.0  # attempt i takes delay_s + i * stagger_s: some are still running when others finish
     broken_checker: bool = False
 
     def make_generator(self) -> Counter:
@@ -70,7 +71,7 @@ class TinyRecipe:
         counter.live += 1
         counter.most_live = max(counter.most_live, counter.live)
         try:
-            await asyncio.sleep(self.delay_s)
+            await asyncio.sleep(self.delay_s + index * self.stagger_s)
             status = await checker.check(index)
         finally:
             counter.live -= 1

@@ -68,11 +68,11 @@ def test_ray_every_unit_exactly_once_with_a_worker_and_a_checker_killed(ray_clus
 
 def test_ray_every_attempt_in_flight_on_a_killed_worker_is_sent_again(ray_cluster, tmp_path):
     ray = ray_cluster
-    executor = RayExecutor(TinyRecipe(delay_s=0.3), workers=2, max_in_flight=8)
+    executor = RayExecutor(TinyRecipe(delay_s=0.2, stagger_s=0.3), workers=2, max_in_flight=8)
     seen: list[tuple[str, int]] = []
 
     def kill_first_worker(unit: WorkUnit, attempt: Attempt) -> None:
-        if not seen:  # one attempt is done; each asyncio worker still runs several at once
+        if not seen:  # one attempt is done; each asyncio worker still runs several (slower) ones at once
             ray.kill(executor.workers[0])
         seen.append(unit.key)
 
