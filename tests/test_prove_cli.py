@@ -160,7 +160,8 @@ def test_batch_resumes_after_sigkill_without_duplicates_or_losses(tmp_path):
     problems = tmp_path / "set.jsonl"
     names = write_problems(problems, 5)
     out = tmp_path / "runs" / "killed"
-    args = ["prove", str(problems), "-k", "3", "--all-attempts", "--out", str(out)]
+    # two attempts at a time: a run whose 15 requests all went out at once would finish before the kill
+    args = ["prove", str(problems), "-k", "3", "--all-attempts", "--max-in-flight", "2", "--out", str(out)]
     rules = [("theorem p", ["  norm_num\n```", "  exact h₀\n```", "  decide\n```"])]
     with ScriptedServer(rules, delay_s=0.4) as server:
         proc = subprocess.Popen(SUBGOAL + args + served(server), env=env_for(tmp_path), stdout=subprocess.DEVNULL,
