@@ -1,13 +1,13 @@
 """The streaming runner (`prover.runner`): attempts of different problems interleave for every strategy, the
 engine's in-flight bound holds, budgets hold while waiting, stop-at-first cancels, and resumed runs refuse
-changed settings (prove and eval in tests/test_prove_cli.py and test_eval_e2e.py; iterate here).
+changed settings (prove and eval in tests/test_prove_cli.py and test_eval_e2e.py; iterate's run manifest in
+tests/test_train_cli.py).
 
 Generation is `SlowStreamingBackend` (a TEST backend that takes `delay_s` per request); Lean is
 tests/fake_lean.py (a FAKE Lean) behind the real Verifier."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -148,26 +148,3 @@ def test_resume_check_names_every_changed_setting():
     with pytest.raises(SettingsChanged) as e:
         check_resume(recorded, {**recorded, "seed": 1, "strategy": "repair"}, "runs/x")
     assert "strategy='sample', not 'repair'" in str(e.value) and "seed=0, not 1" in str(e.value)
-
-
-def test_iterate_refuses_changed_settings_on_resume(tmp_path):
-    from data.config import load_config
-    from prover.train.iterate import IterateConfig, run_iterations
-
-    data = tmp_path / "train.jsonl"
-    data.write_text(json.dumps({"name": "q0", "formal_statement": problems(1)[0].formal_statement}) + "\n")
-    icfg = IterateConfig(problems=str(data), model="m", rounds=1, out=str(tmp_path / "ei"), attempts=2, seed=0)
-    with RunStore(tmp_path / "ei") as store:  # a round already started with these settings
-        from prover.recipe import open_run
-
-        loop, _ = open_run(store, "iterate", {**icfg.__dict__}, tmp_path)
-        store.record(store.start_run("round-0", {}), _attempt("q0", 0))
-    changed = IterateConfig(**{**icfg.__dict__, "seed": 5})
-    with pytest.raises(SettingsChanged, match="seed=0, not 5"):
-        run_iterations(changed, load_config(), verifier=object(), progress=False)
-
-
-def _attempt(problem: str, index: int):
-    from data.store import Attempt
-
-    return Attempt(problem=problem, index=index, text="", status="failed", verdict={"status": "failed"})

@@ -6,8 +6,8 @@ from __future__ import annotations
 from test_prove_support import HEADER, ScriptedBackend
 
 from data.problem import Problem
-from prover.batch import ProveRecipe, sample_group
 from prover.generate.base import SamplingParams, derive_seed, sample_seed, sample_seeds
+from prover.recipe import ProveRecipe
 from prover.search import Budget, attempt_seed, run_attempt
 from prover.search.core import no_candidate
 
@@ -40,14 +40,22 @@ def test_neighbouring_base_seeds_share_no_sample():
     assert not s0 & s1
 
 
-def test_batched_sampling_seeds_follow_the_same_rule():
+def test_concurrent_attempts_seeds_follow_the_same_rule(tmp_path):
+    from data.store import RunStore
+    from prover.runner import Engine, LocalExecutor, WorkUnit, run_units
+
     recipe = ProveRecipe(strategy="sample", budget={"samples": 1}, seed=0)
     backend = ScriptedBackend([("", "no code here")])
-    results = sample_group(PROBLEMS[0], backend, RejectingVerifier(), [0, 1, 2, 3], recipe)
-    (_, params, n), = backend.calls
-    assert params.seed == derive_seed(attempt_seed(0, "p0", 0), 0) and n == 4
-    assert [r.seed for r in results] == [sample_seed(params.seed, j) for j in range(4)]
-    assert len({r.seed for r in results}) == 4
+    with RunStore(tmp_path / "run") as store:
+        run_id = store.start_run("run", {})
+        executor = LocalExecutor(recipe, engine=Engine(backend), checker=RejectingVerifier())
+        run_units([WorkUnit(PROBLEMS[0], i) for i in range(4)], executor, store, run_id)
+        attempts = store.attempts(run_id)
+    # each attempt is its own request, seeded from its own attempt seed whatever order the tasks ran in
+    assert sorted(params.seed for _, params, _ in backend.calls) == sorted(
+        derive_seed(attempt_seed(0, "p0", i), 0) for i in range(4))
+    assert [a.seed for a in attempts] == [attempt_seed(0, "p0", i) for i in range(4)]
+    assert len({a.seed for a in attempts}) == 4
 
 
 def test_derive_seed_is_stable_and_separates_its_inputs():
