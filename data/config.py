@@ -93,6 +93,9 @@ class Config(_Section):
     gpu_workers: int = Field(default=1, ge=0)
     lean: LeanSettings = Field(default_factory=LeanSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    # Decomposition's planner (sketches), e.g. a large general model behind an OpenAI-compatible server; with no
+    # planner.model the prover plans its own sketches.
+    planner: ModelSettings = Field(default_factory=ModelSettings)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -185,7 +185,7 @@ def make_recipe(spec: EvalSpec, config: Any, model_id: str,
     recipe = recipe_type(strategy=spec.strategy, budget=_budget(spec.budget, spec.strategy),
                          model_settings=config.model, lean_settings=config.lean, seed=spec.seed,
                          prompts_path=spec.prompts, sampling=_sampling(spec.sampling), options=dict(spec.options),
-                         interaction=spec.interaction, model_id=model_id)
+                         interaction=spec.interaction, model_id=model_id, planner_settings=config.planner)
     recipe.prompts()
     return recipe
 

@@ -114,17 +114,29 @@ class Cost:
     lean_wall_s: float = 0.0
     lean_cpu_s: float = 0.0
     wall_s: float = 0.0
+    # A separate planner model (decomposition sketches, often a large model behind a server): its own usage.
+    # The fields above are the prover's.
+    planner_prompt_tokens: int = 0
+    planner_completion_tokens: int = 0
+    planner_gen_s: float = 0.0
 
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    @property
+    def planner_tokens(self) -> int:
+        return self.planner_prompt_tokens + self.planner_completion_tokens
+
     def add(self, prompt_tokens: int, completion_tokens: int, timings: dict[str, Any]) -> None:
         self.attempts += 1
         self.prompt_tokens += int(prompt_tokens or 0)
         self.completion_tokens += int(completion_tokens or 0)
-        for key in ("gpu_s", "gen_s", "lean_wall_s", "lean_cpu_s", "wall_s"):
-            setattr(self, key, getattr(self, key) + float((timings or {}).get(key, 0.0) or 0.0))
+        timings = timings or {}
+        for key in ("gpu_s", "gen_s", "lean_wall_s", "lean_cpu_s", "wall_s", "planner_gen_s"):
+            setattr(self, key, getattr(self, key) + float(timings.get(key, 0.0) or 0.0))
+        for key in ("planner_prompt_tokens", "planner_completion_tokens"):
+            setattr(self, key, getattr(self, key) + int(timings.get(key, 0) or 0))
 
     def per(self, divisor: int) -> dict[str, float] | None:
         """Every figure divided by `divisor` (e.g. per solved problem); None when nothing to divide by."""
@@ -134,7 +146,7 @@ class Cost:
         return {k: v / divisor for k, v in d.items() if k != "attempts"}
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "tokens": self.tokens}
+        return {**asdict(self), "tokens": self.tokens, "planner_tokens": self.planner_tokens}
 
 
 @dataclass

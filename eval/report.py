@@ -122,6 +122,8 @@ def render_table(report: dict[str, Any]):
     table.caption = (
         f"attempts {cost['attempts']} | tokens {cost['tokens']:,} | GPU {cost['gpu_s']:.1f}s | "
         f"Lean CPU {cost['lean_cpu_s']:.1f}s | wall {cost['wall_s']:.1f}s"
+        + (f" | planner tokens {cost['planner_tokens']:,}, {cost['planner_gen_s']:.1f}s"
+           if cost.get("planner_tokens") else "")
         + (f" | per solved: {per['tokens']:,.0f} tokens, {per['lean_cpu_s']:.1f}s Lean CPU" if per else "")
         + ("" if report["complete"] else " | INCOMPLETE run")
     )

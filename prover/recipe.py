@@ -43,8 +43,10 @@ class ProveRecipe:
     options: dict[str, Any] = field(default_factory=dict)  # strategy options (plain values)
     interaction: str = "repl"  # tree search: repl | dojo
     model_id: str = ""  # recorded on every attempt (the id the user asked for); default: the backend's
+    planner_settings: Any = None  # data.config.ModelSettings of decomposition's planner; no model: the prover plans
     _prompts: PromptSet | None = field(default=None, init=False, repr=False, compare=False)  # parsed once, travels
     _sessions: Any = field(default=None, init=False, repr=False, compare=False)  # tree search, per process
+    _planner: Any = field(default=None, init=False, repr=False, compare=False)  # the planner's Engine, per process
 
     def __post_init__(self) -> None:
         if self.interaction not in INTERACTIONS:
@@ -54,6 +56,24 @@ class ProveRecipe:
         from prover.generate import make_backend
 
         return make_backend(self.model_settings)
+
+    def make_planner(self) -> Any:
+        """The planner's backend (any of `prover.generate`'s), or None when the prover writes its own sketches."""
+        if self.planner_settings is None or not self.planner_settings.model:
+            return None
+        from prover.generate import make_backend
+
+        return make_backend(self.planner_settings)
+
+    def planner(self) -> Any:
+        """This process's planner engine, made on first use and shared by every attempt in the process, so the
+        sketches of many problems are in flight to the planner at once."""
+        if self._planner is None:
+            from prover.runner import Engine
+
+            backend = self.make_planner()
+            self._planner = Engine(backend) if backend is not None else False
+        return self._planner or None
 
     def make_checker(self) -> Any:
         from lean_env import make_verifier
@@ -81,9 +101,10 @@ class ProveRecipe:
             options.update(sketch=sketch, sketch_only=True)
         if strategy == "tree":  # step-wise search keeps proof states: a session beside the engine
             options["sessions"] = self.sessions()
+        planner = self.planner() if strategy == "decompose" else None
         return await arun_attempt(problem, strategy, engine, checker, Budget(**self.budget),
                                   attempt_seed(self.seed, problem.name, index), self.prompts(), on_event,
-                                  sampling=self.sampling_params(), **options, **extra)
+                                  sampling=self.sampling_params(), planner=planner, **options, **extra)
 
     def sessions(self) -> Any:
         """This process's proof sessions for tree search (`interaction`), opened on first use, one per Lean
@@ -114,20 +135,24 @@ class ProveRecipe:
                 "sampling": {"temperature": sampling.temperature, "top_p": sampling.top_p,
                              "max_tokens": sampling.max_tokens},
                 "options": dict(self.options), "prompts": self.prompts_path or "", "interaction": self.interaction,
-                "model": self.model_id}
+                "model": self.model_id, "planner": self.planner_settings.model if self.planner_settings else None}
 
     def close(self) -> None:
         if self._sessions is not None:
             self._sessions.close()
             self._sessions = None
+        if self._planner:
+            self._planner.close()
+        self._planner = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_sessions": None}  # live Lean sessions never travel to another process
+        # live Lean sessions and the planner's engine never travel to another process
+        return {**self.__dict__, "_sessions": None, "_planner": None}
 
 
 # Settings that must match when a run resumes: mixing them would make its attempts (and pass@k) meaningless.
 RESUME_KEYS = ("problem_set", "split", "model", "strategy", "putnam_answers", "budget", "sampling", "options",
-               "seed", "prompts", "interaction", "stop_at_first")
+               "seed", "prompts", "interaction", "stop_at_first", "planner")
 
 
 class SettingsChanged(ProverError):

@@ -43,27 +43,32 @@ def verifier():
     v.close()
 
 
-def trainer_scores(tmp_path: Path, verifier, steps: int, step: int) -> list[float]:
-    """The real GRPOTrainer's `score` on a hand-written rollout: two verified proofs of one problem, with and
-    without the planned lemmas."""
+def consistency_scores(tmp_path: Path, problems: Path, texts: list[str], verifier, steps: int, step: int
+                       ) -> tuple[list[float], list[bool]]:
+    """The real GRPOTrainer's `score` on a hand-written rollout of CoT completions for the first problem of
+    `problems`, with the consistency penalty 0.5 for the first `steps` steps."""
     from prover.prompts.extract import extract_proof
     from prover.train.distributed import init_distributed
     from prover.train.grpo import GRPOConfig, GRPOTrainer, Rollout
 
-    tmp_path.mkdir()
-    rows = write_toy_problems(tmp_path / "toy.jsonl", n=1)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     cfg = GRPOConfig(model=str(tiny_llama(tmp_path / "m", word_tokenizer(TACTICS), hidden=16, layers=1)),
-                     problems=str(rows), out=str(tmp_path / "grpo"), device="cpu", prompt_kind="cot",
+                     problems=str(problems), out=str(tmp_path / "grpo"), device="cpu", prompt_kind="cot",
                      consistency_penalty=0.5, consistency_steps=steps)
     trainer = GRPOTrainer(cfg, load_config(environ={}), init_distributed("cpu"), verifier)
-    texts = [PLAN + WITH_LEMMAS, PLAN + WITHOUT]
-    proofs = [extract_proof(t, STATEMENT, False, "toy_0") for t in texts]
-    rollout = Rollout(step, trainer.problems, [0, 0], [[1], [1]], [[1], [1]], texts, proofs)
+    problem = trainer.problems[0]
+    name = problem.formal_statement.split()[1]
+    proofs = [extract_proof(t, problem.formal_statement, False, name) for t in texts]
+    rollout = Rollout(step, trainer.problems[:1], [0] * len(texts), [[1]] * len(texts), [[1]] * len(texts), texts,
+                      proofs)
     rewards, proved, _ = trainer.score(rollout)
-    assert proved == [True, True]  # the fake Lean accepts both: only the consistency term differs
-    return rewards
+    return rewards, proved
 
 
 def test_the_trainer_penalizes_the_proof_without_its_lemmas_early_only(tmp_path, verifier):
-    assert trainer_scores(tmp_path / "early", verifier, steps=10, step=0) == [1.0, 0.5]
-    assert trainer_scores(tmp_path / "late", verifier, steps=10, step=10) == [1.0, 1.0]
+    problems = write_toy_problems(tmp_path / "toy.jsonl", n=1)
+    texts = [PLAN + WITH_LEMMAS, PLAN + WITHOUT]
+    early = consistency_scores(tmp_path / "early", problems, texts, verifier, steps=10, step=0)
+    assert early == ([1.0, 0.5], [True, True])  # both verified: only the consistency term differs
+    late = consistency_scores(tmp_path / "late", problems, texts, verifier, steps=10, step=10)
+    assert late == ([1.0, 1.0], [True, True])

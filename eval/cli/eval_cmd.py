@@ -60,6 +60,9 @@ def register(app: typer.Typer) -> None:
         interaction: str = shared.INTERACTION,
         backend: str = shared.BACKEND,
         base_url: str = shared.BASE_URL,
+        planner_model: str = shared.PLANNER_MODEL,
+        planner_backend: str = shared.PLANNER_BACKEND,
+        planner_base_url: str = shared.PLANNER_BASE_URL,
         tensor_parallel_size: int = typer.Option(None, "--tensor-parallel-size", "--tp", help="GPUs per model replica."),
         budget_samples: int = shared.BUDGET_SAMPLES,
         budget_tokens: int = shared.BUDGET_TOKENS,
@@ -77,9 +80,14 @@ def register(app: typer.Typer) -> None:
         """pass@k of a model + strategy on a problem set; results in a run store, a re-run resumes."""
         from eval.harness import CUT_WARNING, EvalSpec, run_eval
         from eval.report import render_table
+        from prover.errors import ProverError
+
+        if planner_model and strategy != "decompose":
+            raise ProverError("--planner-model writes decomposition sketches: use it with --strategy decompose")
 
         cfg = config(ctx, model={"model": model, "backend": backend, "base_url": base_url,
                                   "tensor_parallel_size": tensor_parallel_size},
+                     planner=shared.planner_overrides(planner_model, planner_backend, planner_base_url),
                      lean={"workers": lean_workers, "timeout_s": lean_timeout,
                            "checker": checker, "remote_url": checker_url})
         budget = shared.given(samples=budget_samples, tokens=budget_tokens, lean_calls=budget_lean_calls,

@@ -8,6 +8,11 @@ STRATEGY = typer.Option("sample", "--strategy", "-s", help="sample | decompose |
 MODEL = typer.Option(None, "--model", "-m", help="HF id or checkpoint directory (else config model.model).")
 BACKEND = typer.Option(None, "--backend", help="transformers | vllm | openai (else config).")
 BASE_URL = typer.Option(None, "--base-url", help="OpenAI-compatible server for --backend openai.")
+PLANNER_MODEL = typer.Option(None, "--planner-model", help="decompose: the model that writes the sketches (e.g. a "
+                             "large general model); the prover proves the lemmas. Default: the prover plans.")
+PLANNER_BACKEND = typer.Option(None, "--planner-backend", help="transformers | vllm | openai for --planner-model "
+                               "(default: openai with --planner-base-url, else config planner.backend).")
+PLANNER_BASE_URL = typer.Option(None, "--planner-base-url", help="OpenAI-compatible server of --planner-model.")
 PROMPTS = typer.Option(None, "--prompts", help="TOML file overriding prompt templates.")
 INTERACTION = typer.Option("repl", "--interaction", help="Tree search steps through: repl | dojo.")
 SPLIT = typer.Option(None, "--split", help="Only this split of the problem set.")
@@ -37,3 +42,8 @@ MAX_IN_FLIGHT = typer.Option(None, "--max-in-flight", help="Attempts running at 
 def given(**values: object) -> dict[str, object]:
     """The flags the user set (a None default means "not given": the library's default applies)."""
     return {key: value for key, value in values.items() if value is not None}
+
+
+def planner_overrides(model: str | None, backend: str | None, base_url: str | None) -> dict[str, str | None]:
+    """Config overrides of the planner flags: a base URL alone means an OpenAI-compatible server."""
+    return {"model": model, "backend": backend or ("openai" if base_url else None), "base_url": base_url}

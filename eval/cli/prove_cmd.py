@@ -24,6 +24,9 @@ def register(app: typer.Typer) -> None:
         model: str = shared.MODEL,
         backend: str = shared.BACKEND,
         base_url: str = shared.BASE_URL,
+        planner_model: str = shared.PLANNER_MODEL,
+        planner_backend: str = shared.PLANNER_BACKEND,
+        planner_base_url: str = shared.PLANNER_BASE_URL,
         k: int = typer.Option(8, "-k", help="pass@k the run is sized for: attempts per problem unless -n."),
         samples: int = shared.SAMPLES,
         all_attempts: bool = typer.Option(False, "--all-attempts", help="Run all n attempts even after a proof "
@@ -70,7 +73,10 @@ def register(app: typer.Typer) -> None:
         n = samples if samples is not None else k
         if k < 1 or n < 1:
             raise ProverError(f"-k and -n must be at least 1, got -k {k} -n {n}")
+        if planner_model and strategy != "decompose":
+            raise ProverError("--planner-model writes decomposition sketches: use it with --strategy decompose")
         cfg = config(ctx, model={"model": model, "backend": backend, "base_url": base_url},
+                     planner=shared.planner_overrides(planner_model, planner_backend, planner_base_url),
                      lean={"workers": lean_workers, "timeout_s": lean_timeout,
                            "checker": checker, "remote_url": checker_url})
         budget = shared.given(samples=budget_samples, tokens=budget_tokens, lean_calls=budget_lean_calls,
@@ -81,7 +87,7 @@ def register(app: typer.Typer) -> None:
         recipe = ProveRecipe(strategy=strategy, budget=budget, model_settings=cfg.model, lean_settings=cfg.lean,
                              seed=seed, prompts_path=str(prompts) if prompts else None,
                              sampling=shared.given(temperature=temperature, top_p=top_p, max_tokens=max_tokens),
-                             options=options, interaction=interaction)
+                             options=options, interaction=interaction, planner_settings=cfg.planner)
         recipe.prompts()  # a bad --prompts file fails here, before Lean or the model start
         kind = target_kind(target)
         problems, text, dest = _read_target(target, kind, cfg, split, limit, out, in_place, header)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from eval.cli import options as shared
 from eval.cli.common import config, console, err_console
 
 app = typer.Typer(help="Train provers: SFT on verified traces, GRPO with a Lean-verified reward.", no_args_is_help=True)
@@ -167,6 +168,10 @@ def iterate(
                                           "prompt mode: complete 4096, cot 32768)."),
     temperature: float = typer.Option(1.0, "--temperature"),
     backend: str | None = typer.Option(None, "--backend", help="Generation backend for proving."),
+    base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server for --backend openai."),
+    planner_model: str | None = shared.PLANNER_MODEL,
+    planner_backend: str | None = shared.PLANNER_BACKEND,
+    planner_base_url: str | None = shared.PLANNER_BASE_URL,
     steps: int | None = typer.Option(None, "--sft-steps", min=1, help="SFT steps per round (default: epochs)."),
     epochs: float = typer.Option(1.0, "--sft-epochs", min=0.0),
     lr: float = typer.Option(1e-5, "--lr"),
@@ -181,7 +186,8 @@ def iterate(
     rerun the same command and finished rounds are skipped, an interrupted one continues."""
     from prover.train.iterate import IterateConfig, run_iterations
 
-    cfg = config(ctx, model={"backend": backend})
+    cfg = config(ctx, model={"backend": backend, "base_url": base_url},
+                 planner=shared.planner_overrides(planner_model, planner_backend, planner_base_url))
     icfg = IterateConfig(problems=problems, model=model, rounds=rounds, out=str(out), attempts=attempts,
                          strategy=strategy, max_tokens=max_tokens, temperature=temperature, sft_steps=steps,
                          sft_epochs=epochs, lr=lr, batch_size=batch_size, device=device,

@@ -45,18 +45,18 @@ def attempt_seed(base_seed: int | None, problem: str, index: int) -> int | None:
 async def arun_attempt(problem: Any, strategy: str, engine: Any, checker: Any, budget: Budget | None,
                        seed: int | None, prompts: PromptSet | None = None,
                        on_event: Callable[[Event], None] | None = None, *, sampling: SamplingParams | None = None,
-                       **options: Any) -> AttemptResult:
+                       planner: Any = None, **options: Any) -> AttemptResult:
     """One attempt of `strategy` on `problem`, awaiting `engine` (`prover.runner.Engine`) and `checker` (an async
-    checker, `prover.runner.AsyncChecker`). `options` are the strategy's knobs (`mode`, `batch`,
-    `stop_at_first`, `rounds`, `lemma_samples`, `max_depth`, `sketch`, `width`, `max_expansions`, `session`,
-    `sessions`)."""
+    checker, `prover.runner.AsyncChecker`); `planner`: the engine that writes decomposition sketches (None:
+    `engine` does). `options` are the strategy's knobs (`mode`, `batch`, `stop_at_first`, `rounds`,
+    `lemma_samples`, `max_depth`, `sketch`, `width`, `max_expansions`, `session`, `sessions`)."""
     fn = STRATEGIES.get(strategy)
     if fn is None:
         raise ProverError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
     budget = budget.copy() if budget is not None else Budget()
     if all(v is None for v in budget.limits().values()):
         budget.samples = DEFAULT_SAMPLES[strategy]  # an unbounded search would never end
-    search = Search(problem, engine, checker, budget, seed, prompts, on_event, sampling, options)
+    search = Search(problem, engine, checker, budget, seed, prompts, on_event, sampling, options, planner=planner)
     t0 = time.perf_counter()
     search.event("start", strategy=strategy, budget=budget.limits())
     try:
@@ -71,16 +71,18 @@ async def arun_attempt(problem: Any, strategy: str, engine: Any, checker: Any, b
 
 def run_attempt(problem: Any, strategy: str, backend: Any, verifier: Any, budget: Budget | None, seed: int | None,
                 prompts: PromptSet | None = None, on_event: Callable[[Event], None] | None = None, *,
-                sampling: SamplingParams | None = None, **options: Any) -> AttemptResult:
+                sampling: SamplingParams | None = None, planner: Any = None, **options: Any) -> AttemptResult:
     """`arun_attempt` from synchronous code, over a plain `backend` (any `Backend` or `StreamingBackend`) and
-    `verifier` (a `lean_env.Verifier`)."""
+    `verifier` (a `lean_env.Verifier`); `planner` likewise a plain backend or an Engine."""
     from prover.runner import AsyncChecker, Engine, run_async
 
     engine = backend if isinstance(backend, Engine) else Engine(backend)
+    if planner is not None and not isinstance(planner, Engine):
+        planner = Engine(planner)
     checker = verifier if isinstance(verifier, AsyncChecker) else AsyncChecker(verifier)
     try:
         return run_async(arun_attempt(problem, strategy, engine, checker, budget, seed, prompts, on_event,
-                                      sampling=sampling, **options))
+                                      sampling=sampling, planner=planner, **options))
     finally:
         if checker is not verifier:
             checker.close()  # its threads; the verifier stays the caller's

@@ -3,7 +3,9 @@ best result so far) and the `AttemptResult` an attempt returns.
 
 Strategies are coroutines: `generate` and `verify_many` await the shared engine and checker (`prover.runner`),
 so the attempts of many problems interleave. Every wait is bounded by the wall budget: a generation that
-outlasts it is cancelled and the search ends with `wall_s`, not after the generation returns.
+outlasts it is cancelled and the search ends with `wall_s`, not after the generation returns. A decomposition
+may have its own planner engine (`planner`): `sketch` generations go to it, every other kind to the prover, and
+the two models' tokens and generation time are counted apart (`planner_*` in the timings).
 """
 
 from __future__ import annotations
@@ -72,9 +74,10 @@ class Search:
     def __init__(self, problem: Any, backend: Any, verifier: Any, budget: Budget, seed: int | None,
                  prompts: PromptSet | None = None, on_event: Callable[[Event], None] | None = None,
                  sampling: SamplingParams | None = None, options: dict[str, Any] | None = None,
-                 parent: Search | None = None):
+                 parent: Search | None = None, planner: Any = None):
         self.problem = problem
         self.backend = backend
+        self.planner = planner  # the backend that writes sketches; None: the prover plans too
         self.verifier = verifier
         self.budget = budget.start()
         self.seed = seed
@@ -93,24 +96,33 @@ class Search:
         self.lean_cpu_s = 0.0
         self.last_call_seed: int | None = None
         self._seed_calls = 0  # generation calls (and children) seeded so far: each gets derive_seed(seed, i)
+        self.planner_prompt_tokens = 0
+        self.planner_completion_tokens = 0
+        self.planner_gen_s = 0.0
         self.best: tuple[float, str, Verdict | None, str] | None = None  # (score, text, verdict, kind)
 
     # ---- children (decomposition lemmas) --------------------------------------------------------------------
     def child(self, problem: Any, budget: Budget, **options: Any) -> Search:
         seed = self._next_seed()
         return Search(problem, self.backend, self.verifier, budget, seed, self.prompts, self.on_event,
-                      self.sampling, {**self.options, **options}, parent=self)
+                      self.sampling, {**self.options, **options}, parent=self, planner=self.planner)
 
     def _account(self, prompt_tokens: int = 0, completion_tokens: int = 0, samples: int = 0, lean_calls: int = 0,
-                 gen_s: float = 0.0, lean_wall_s: float = 0.0, lean_cpu_s: float = 0.0, truncated: int = 0) -> None:
+                 gen_s: float = 0.0, lean_wall_s: float = 0.0, lean_cpu_s: float = 0.0, truncated: int = 0,
+                 planner: bool = False) -> None:
         node: Search | None = self
         while node is not None:
-            node.prompt_tokens += prompt_tokens
-            node.completion_tokens += completion_tokens
+            if planner:
+                node.planner_prompt_tokens += prompt_tokens
+                node.planner_completion_tokens += completion_tokens
+                node.planner_gen_s += gen_s
+            else:
+                node.prompt_tokens += prompt_tokens
+                node.completion_tokens += completion_tokens
+                node.gen_s += gen_s
             node.truncated += truncated
             node.samples += samples
             node.lean_calls += lean_calls
-            node.gen_s += gen_s
             node.lean_wall_s += lean_wall_s
             node.lean_cpu_s += lean_cpu_s
             node = node.parent
@@ -153,9 +165,11 @@ class Search:
         self.last_call_seed = params.seed  # sample j of this call drew with sample_seed(last_call_seed, j)
         # Reserved before waiting, so concurrent children (decomposition lemmas) never overdraw `samples`.
         self.budget.charge(samples=n * len(prompts))
+        planner = self.planner is not None and kind == "sketch"
+        model = self.model_for(kind)
         t0 = time.perf_counter()
         try:
-            out = await self.wait(asyncio.gather(*(self.backend.generate(p, params, n) for p in prompts)))
+            out = await self.wait(asyncio.gather(*(model.generate(p, params, n) for p in prompts)))
         except BaseException:  # out of time or cancelled: nothing was drawn
             self.budget.charge(samples=-n * len(prompts))
             raise
@@ -164,16 +178,23 @@ class Search:
         tokens = sum(c.completion_tokens for c in flat)
         self.budget.charge(samples=len(flat) - n * len(prompts), tokens=tokens)
         self._account(prompt_tokens=sum(c.prompt_tokens for c in flat), completion_tokens=tokens,
-                      samples=len(flat), gen_s=dt, truncated=sum(c.finish_reason == "length" for c in flat))
-        self.event("generate", prompt_kind=kind, n=len(flat), tokens=tokens, seconds=round(dt, 3))
+                      samples=len(flat), gen_s=dt, truncated=sum(c.finish_reason == "length" for c in flat),
+                      planner=planner)
+        self.event("generate", prompt_kind=kind, n=len(flat), tokens=tokens, seconds=round(dt, 3),
+                   model="planner" if planner else "prover")
         return out
 
     def params(self, kind: str, **overrides: Any) -> SamplingParams:
         stop = tuple(self.prompts[kind].stop)
         return replace(self.sampling, stop=stop, **overrides)
 
+    def model_for(self, kind: str) -> Any:
+        """The backend that answers prompts of `kind`: the planner writes sketches when there is one."""
+        return self.planner if self.planner is not None and kind == "sketch" else self.backend
+
     def render(self, kind: str, problem: Any | None = None, **fields: str) -> str:
-        return self.prompts.render(kind, problem or self.problem, chat_format=self.backend.format_chat, **fields)
+        model = self.model_for(kind)  # a prompt goes through the chat template of the model that reads it
+        return self.prompts.render(kind, problem or self.problem, chat_format=model.format_chat, **fields)
 
     def extract(self, kind: str, completion: str, problem: Any | None = None) -> str | None:
         return candidate_proof(completion, problem or self.problem, self.prompts[kind].continues_code)
@@ -224,9 +245,14 @@ class Search:
 
     def timings(self, wall_s: float) -> dict[str, float]:
         gpu = self.backend.device
-        return {"wall_s": round(wall_s, 4), "gen_s": round(self.gen_s, 4),
-                "gpu_s": round(self.gen_s, 4) if str(gpu).startswith("cuda") or not gpu else 0.0,
-                "lean_wall_s": round(self.lean_wall_s, 4), "lean_cpu_s": round(self.lean_cpu_s, 4)}
+        out = {"wall_s": round(wall_s, 4), "gen_s": round(self.gen_s, 4),
+               "gpu_s": round(self.gen_s, 4) if str(gpu).startswith("cuda") or not gpu else 0.0,
+               "lean_wall_s": round(self.lean_wall_s, 4), "lean_cpu_s": round(self.lean_cpu_s, 4)}
+        if self.planner is not None:  # the planner's usage apart from the prover's (often a remote server)
+            out.update(planner_prompt_tokens=self.planner_prompt_tokens,
+                       planner_completion_tokens=self.planner_completion_tokens,
+                       planner_gen_s=round(self.planner_gen_s, 4))
+        return out
 
     def result(self, strategy: str, text: str, verdict: Verdict, trace: dict[str, Any], stopped: str,
                wall_s: float) -> AttemptResult:
@@ -234,6 +260,8 @@ class Search:
                     "max_tokens": self.sampling.max_tokens, "budget": self.budget.limits(),
                     "completions": self.samples, "cut_at_max_tokens": self.truncated, **{
                         k: v for k, v in self.options.items() if isinstance(v, (int, float, str, bool))}}
+        if self.planner is not None:
+            sampling["planner"] = self.planner.model_id or "planner"
         return AttemptResult(self.problem.name, strategy, text, verdict, self.prompt_tokens, self.completion_tokens,
                              self.lean_calls, self.samples, trace, self.timings(wall_s),
                              self.backend.model_id, sampling, self.seed, stopped)

@@ -145,6 +145,7 @@ def _round(r: int, icfg: IterateConfig, config: Any, store: Any, problems: list,
         strategy=icfg.strategy,
         budget={"samples": 1} if icfg.strategy == "sample" else {},
         model_settings=config.model.model_copy(update={"model": model}),
+        planner_settings=config.planner,  # a separate planner stays the same model every round
         lean_settings=config.lean,
         seed=derive_seed(icfg.seed, "prove", r),
         sampling={"temperature": icfg.temperature, "top_p": icfg.top_p,
