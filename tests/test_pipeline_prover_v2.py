@@ -65,7 +65,7 @@ def test_planner_and_prover_solve_what_the_prover_alone_does_not(env, tmp_path, 
         # 1. the prover alone: whole proofs, and decomposition with its own sketches
         alone = tmp_path / "alone"
         cli("prove", str(problems), "-s", "sample", "-k", "2", "--all-attempts", "--out", str(alone), *served)
-        cli("prove", str(problems), "-s", "decompose", "-k", "1", "--samples", "2", "--out", str(tmp_path / "own"),
+        cli("prove", str(problems), "-s", "decompose", "-k", "1", "--budget-samples", "2", "--out", str(tmp_path / "own"),
             *served)
         assert [a.status for a in attempts(alone) + attempts(tmp_path / "own")] == ["failed"] * 3
         assert not planner.requests
