@@ -38,7 +38,7 @@ PROVER_RULES = [
 @pytest.fixture
 def env(monkeypatch, tmp_path):
     for key, value in {"SUBGOAL_LEAN__REPL_PATH": str(FAKE_LEAN), "SUBGOAL_LEAN__WORKERS": "1",
-                       "SUBGOAL_RUN_DIR": str(tmp_path / "runs")}.items():
+                       "SUBGOAL_RUN_DIR": str(tmp_path / "runs"), "COLUMNS": "200"}.items():
         monkeypatch.setenv(key, value)
     problems = tmp_path / "problems.jsonl"
     problems.write_text(json.dumps({"name": "pv2", "header": HEADER, "formal_statement": STATEMENT,
@@ -72,8 +72,9 @@ def test_planner_and_prover_solve_what_the_prover_alone_does_not(env, tmp_path, 
         # 2. planner + prover
         both = tmp_path / "both"
         before = len(prover.requests)
-        cli("prove", str(problems), "-s", "decompose", "-k", "1", "--lemma-samples", "1", "--out", str(both),
-            *served, *planned)
+        printed = cli("prove", str(problems), "-s", "decompose", "-k", "1", "--lemma-samples", "1", "--out",
+                      str(both), *served, *planned)
+        assert "planner tokens" in printed
         (att,) = attempts(both)
         assert att.status == "proved", att.trace
         assert "have h1 : 2 + 3 = 5 := by decide" in att.text and "sorry" not in att.text

@@ -227,11 +227,14 @@ def _summary(attempts: list[Any], problems: list[Any], wall_s: float, stats: Any
     mine = [a for a in attempts if a.problem in names]
     proved = {a.problem for a in mine if a.status == "proved"}
     table = Table(title="subgoal prove")
-    for col in ("proved", "attempts", "new this run", "time", "tokens (prompt+completion)", "Lean CPU"):
+    planner = sum(int((a.timings or {}).get(k, 0)) for a in mine
+                  for k in ("planner_prompt_tokens", "planner_completion_tokens"))
+    for col in ("proved", "attempts", "new this run", "time", "tokens (prompt+completion)", "Lean CPU",
+                *(["planner tokens"] if planner else [])):
         table.add_column(col, justify="right")
-    tokens = sum(a.prompt_tokens + a.completion_tokens for a in mine)
+    tokens = sum(a.prompt_tokens + a.completion_tokens for a in mine)  # the prover's; the planner's apart
     lean_cpu = sum(float((a.timings or {}).get("lean_cpu_s", 0.0)) for a in mine)
     table.add_row(f"{len(proved)}/{len(problems)}", str(len(mine)), str(stats.recorded), f"{wall_s:.1f}s",
-                  f"{tokens:,}", f"{lean_cpu:.1f}s")
+                  f"{tokens:,}", f"{lean_cpu:.1f}s", *([f"{planner:,}"] if planner else []))
     console.print(table)
     sys.stdout.flush()
