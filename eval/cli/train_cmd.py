@@ -91,8 +91,9 @@ def grpo(
     consistency_penalty: float = typer.Option(0.0, "--consistency-penalty", min=0.0,
                                               help="Subtracted when the final proof leaves out a `have` lemma its "
                                                    "own CoT sketched (DeepSeek-Prover-V2; with --prompt cot)."),
-    consistency_steps: int = typer.Option(0, "--consistency-steps", min=0,
-                                          help="Apply --consistency-penalty during the first N steps only."),
+    consistency_steps: int | None = typer.Option(None, "--consistency-steps", min=1,
+                                                 help="Apply --consistency-penalty during the first N steps only "
+                                                      "(default: every step)."),
     prompt: str = typer.Option("complete", "--prompt", help="Prompt template (complete | cot)."),
     prompts: Path | None = typer.Option(None, "--prompts", help="TOML overriding the prompt templates."),
     sampler: str = typer.Option("auto", "--sampler", help="auto (vLLM on GPU when installed) | transformers | vllm."),

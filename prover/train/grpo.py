@@ -57,7 +57,7 @@ class GRPOConfig:
     max_new_tokens: int = 512
     format_reward: float = 0.0  # added when the completion holds a well-formed candidate proof
     consistency_penalty: float = 0.0  # subtracted when the final proof leaves out a `have` its CoT planned
-    consistency_steps: int = 0  # ... during the first N steps only (DeepSeek-Prover-V2's early-training term)
+    consistency_steps: int | None = None  # ... during the first N steps only (the paper's early term); None: all
     prompt_kind: str = "complete"  # a `prover.prompts` template
     prompts: str | None = None  # TOML overriding the prompt templates
     sampler: Literal["auto", "transformers", "vllm"] = "auto"
@@ -424,9 +424,9 @@ class GRPOTrainer:
         return out
 
     def score(self, r: Rollout) -> tuple[list[float], list[bool], float]:
-        """Rewards (1 per verified proof, + format reward, - consistency penalty early on), verified flags, verification wall time. Identical
-        (problem, proof) pairs are verified once: Lean's verdict on the same text does not change (timeouts and
-        crashes are not remembered)."""
+        """Rewards (1 per verified proof, + format reward, - consistency penalty early on), verified flags,
+        verification wall time. Identical (problem, proof) pairs are verified once: Lean's verdict on the same
+        text does not change (timeouts and crashes are not remembered)."""
         t0 = time.perf_counter()
         keys = [(r.problems[r.group[i]].name, proof) for i, proof in enumerate(r.proofs)]
         todo = {k: r.problems[r.group[i]] for i, k in enumerate(keys) if k[1] is not None and k not in self._verdicts}
@@ -438,7 +438,8 @@ class GRPOTrainer:
         proved = [k[1] is not None and self._verdicts.get(k, fresh.get(k, False)) for k in keys]
         rewards = [float(ok) + (self.cfg.format_reward if proof is not None else 0.0)
                    for ok, proof in zip(proved, r.proofs, strict=True)]
-        if self.cfg.consistency_penalty and r.step < self.cfg.consistency_steps:
+        steps = self.cfg.consistency_steps
+        if self.cfg.consistency_penalty and (steps is None or r.step < steps):
             rewards = [x + consistency_penalty(text, proof, self.cfg.consistency_penalty)
                        for x, text, proof in zip(rewards, r.texts, r.proofs, strict=True)]
         return rewards, proved, time.perf_counter() - t0
