@@ -8,7 +8,9 @@ Rows: the device's two ceilings (bf16 matmul, device-to-device copy); bf16 train
 (eager, torch.compile'd blocks, with the MTP loss, with FP8 GEMMs: `prover.model.fp8`, blockwise / rowwise;
 skipped with the reason where FP8 cannot run); the MoE layer alone (grouped GEMM bf16 / FP8 / batched fallback /
 reference loop, forward + backward, with the error against the reference); decoding tokens/s with the latent
-KV cache. `--preset medium --batch 4` for DeepSeek-V3's widths.
+KV cache. Speed variants (item 4 of issue 21): FlexAttention, fused q_a/kv_a and gate/up GEMMs, one forced SDPA
+kernel each (cuDNN / flash with v padded / mem-efficient), and all of them with FP8 ("best").
+`--preset medium --batch 4` for DeepSeek-V3's widths.
 Every row catches its own failure (OOM included) and the run goes on. Prints a table; writes JSON to
 $OUT/model_gpu.json (or --out).
 """
@@ -161,10 +163,22 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
         r["attn_impl"] = getattr(hf.config, "_attn_implementation", None)
         return r
 
-    def ours_row(name: str, mode: str, mtp: bool, pad_v: bool = True, fp8: str | None = None) -> Callable[[], dict]:
+    def ours_row(name: str, mode: str, mtp: bool, pad_v: bool = True, fp8: str | None = None,
+                 attention: str = "sdpa", fused: bool = False, sdpa_backend: str | None = None) -> Callable[[], dict]:
         """mode: "eager" | "blocks" (each block + the loss compiled) | "full" (the whole forward compiled);
-        fp8: a `prover.model.fp8` recipe (FP8 GEMMs, before compiling) or None."""
+        fp8: a `prover.model.fp8` recipe (FP8 GEMMs, before compiling) or None; attention: "sdpa" | "flex";
+        fused: q_a/kv_a and gate/up GEMMs fused; sdpa_backend: force one SDPA kernel (cudnn, flash, efficient)."""
         def run() -> dict:
+            if sdpa_backend is None:
+                return build_and_time()
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+
+            kernel = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
+                      "efficient": SDPBackend.EFFICIENT_ATTENTION}[sdpa_backend]
+            with sdpa_kernel([kernel]):
+                return build_and_time()
+
+        def build_and_time() -> dict:
             c = cfg.replace(mtp_loss_weight=0.3 if mtp else 0.0)
             if fp8:
                 check_fp8(torch.device(args.device), fp8)
@@ -177,6 +191,8 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
                     mod.pad_v = pad_v
             if fp8:
                 convert_to_fp8(m, fp8)
+            m.set_attention(attention)
+            m.set_fusions(fused)
             fwd = m
             if mode == "blocks":
                 m.compile_blocks(dynamic=False)
@@ -227,6 +243,15 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
         "fp8": ("train: ours (compiled blocks, fp8 blockwise)", "blocks", False, True, "blockwise"),
         "fp8-rowwise": ("train: ours (compiled blocks, fp8 rowwise)", "blocks", False, True, "rowwise"),
         "fp8-eager": ("train: ours (eager, fp8 blockwise)", "eager", False, True, "blockwise"),
+        "flex": ("train: ours (compiled blocks, FlexAttention)", "blocks", False, True, None, "flex"),
+        "fused": ("train: ours (compiled blocks, fused q_a/kv_a + gate/up)", "blocks", False, True, None, "sdpa", True),
+        "cudnn": ("train: ours (compiled blocks, SDPA cuDNN only)", "blocks", False, False, None, "sdpa", False, "cudnn"),
+        "flash": ("train: ours (compiled blocks, SDPA flash only, v padded)", "blocks", False, True, None, "sdpa", False,
+                  "flash"),
+        "efficient": ("train: ours (compiled blocks, SDPA mem-efficient only)", "blocks", False, False, None, "sdpa",
+                      False, "efficient"),
+        "best": ("train: ours (compiled blocks, FlexAttention + fusions + fp8 blockwise)", "blocks", False, True,
+                 "blockwise", "flex", True),
     }
     for key, (name, *how) in variants.items():
         if key in args.rows:
@@ -367,9 +392,10 @@ def main() -> int:
     ap.add_argument("--seq", type=int, default=2048)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--rows", default="ceilings,hf,eager,compiled,nopad,mtp,fp8,fp8-rowwise,moe,decode",
+    ap.add_argument("--rows", default="ceilings,hf,eager,compiled,nopad,mtp,fp8,fp8-rowwise,flex,fused,cudnn,flash,"
+                    "efficient,best,moe,decode",
                     help="of ceilings, profile, hf, eager, compiled, nopad, full, mtp, fp8, fp8-rowwise, fp8-eager, "
-                         "moe, decode")
+                         "flex, fused, cudnn, flash, efficient, best, moe, decode")
     ap.add_argument("--decode-batches", default="32,256")
     ap.add_argument("--decode-prompt", type=int, default=128)
     ap.add_argument("--decode-new", type=int, default=128)

@@ -16,6 +16,11 @@ from torch import nn
 
 from prover.model.config import ModelConfig, yarn_mscale
 
+try:  # FlexAttention (torch >= 2.5): an optional attention path for training and prefill
+    from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
+except ImportError:  # pragma: no cover - older torch
+    BlockMask = create_block_mask = flex_attention = None
+
 
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-6):
@@ -135,16 +140,20 @@ class MLA(nn.Module):
         # Pad v to the qk head dim on GPU (for kernels that need equal dims)? Measured on H100 with cuDNN SDPA
         # (docs/BENCHMARKS.md): unpadded is slightly faster, so off by default.
         self.pad_v = False
+        # One GEMM for q_a_proj and kv_a_proj_with_mqa (both read x): their weights concatenated on the fly, so
+        # checkpoints keep both names. Off until the GPU bench says it pays (`DeepSeekV3.set_fusions`).
+        self.fuse_a_proj = False
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
                 cache: LatentCache | None = None) -> torch.Tensor:
         """x [B, S, H]; mask: None (plain causal, no cache) or bool [B, 1, S, T] (True = may attend)."""
         B, S, _ = x.shape
-        q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x))) if self.q_lora_rank else self.q_proj(x)
+        q_a, kv_a = self._a_proj(x)
+        q = self.q_b_proj(self.q_a_layernorm(q_a)) if self.q_lora_rank else self.q_proj(x)
         q = q.view(B, S, self.n_heads, self.qk_dim)
         q_nope, q_pe = q.split([self.nope, self.rope], dim=-1)
         q_pe = apply_rope(q_pe, cos, sin)
-        kv, k_pe = self.kv_a_proj_with_mqa(x).split([self.kv_lora_rank, self.rope], dim=-1)
+        kv, k_pe = kv_a.split([self.kv_lora_rank, self.rope], dim=-1)
         kv = self.kv_a_layernorm(kv)
         k_pe = apply_rope(k_pe.unsqueeze(2), cos, sin).squeeze(2)  # [B, S, rope], one key shared by all heads
         if cache is not None:
@@ -152,6 +161,18 @@ class MLA(nn.Module):
             if S <= self.ABSORB_MAX_NEW:
                 return self.o_proj(self._absorbed(q_nope, q_pe, kv, k_pe, mask).reshape(B, S, -1))
         return self.o_proj(self._expanded(q_nope, q_pe, kv, k_pe, mask).reshape(B, S, -1))
+
+    def _a_proj(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(q_a_proj(x) or None without a q latent, kv_a_proj_with_mqa(x)), fused into one GEMM when asked and
+        both are plain bias-free linears (not FP8-converted modules, whose GEMMs are their own)."""
+        if not self.q_lora_rank:
+            return None, self.kv_a_proj_with_mqa(x)
+        q_a, kv_a = self.q_a_proj, self.kv_a_proj_with_mqa
+        if self.fuse_a_proj and type(q_a) is nn.Linear and type(kv_a) is nn.Linear and q_a.bias is None \
+                and kv_a.bias is None:
+            return F.linear(x, torch.cat((q_a.weight, kv_a.weight))).split(
+                [q_a.out_features, kv_a.out_features], dim=-1)
+        return q_a(x), kv_a(x)
 
     def _expanded(self, q_nope, q_pe, kv, k_pe, mask) -> torch.Tensor:
         """Expand the latent to per-head k/v and use SDPA (flash/cuDNN kernels on GPU)."""
@@ -164,7 +185,10 @@ class MLA(nn.Module):
         pad = self.qk_dim - self.v_dim if (self.pad_v and q.is_cuda and self.v_dim < self.qk_dim) else 0
         if pad:  # flash attention wants equal head dims: pad v with zeros, slice the output
             v = F.pad(v, (0, pad))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, scale=self.scale)
+        if isinstance(mask, BlockMask):  # FlexAttention (`DeepSeekV3.set_attention("flex")`)
+            out = flex_attention(q, k, v, block_mask=mask, scale=self.scale)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, scale=self.scale)
         if pad:
             out = out[..., : self.v_dim]
         return out.transpose(1, 2)
@@ -181,3 +205,16 @@ class MLA(nn.Module):
         probs = scores.softmax(-1).to(kv.dtype)
         out_lat = torch.einsum("bhst,btc->bshc", probs, kv)
         return torch.einsum("bshc,hdc->bshd", out_lat, w_v)
+
+
+def flex_block_mask(B: int, S: int, attention_mask: torch.Tensor | None, device: torch.device):
+    """The model's training/prefill mask as a FlexAttention BlockMask: causal, keys restricted to real tokens
+    (`attention_mask` [B, S], 1 = real) and every query sees itself (left pads; the rule of `DeepSeekV3._mask`)."""
+    if attention_mask is None:
+        return create_block_mask(lambda b, h, q, kv: kv <= q, None, None, S, S, device=device)
+    real = attention_mask.bool()
+
+    def mask_mod(b, h, q, kv):
+        return ((kv <= q) & real[b, kv]) | (q == kv)
+
+    return create_block_mask(mask_mod, B, None, S, S, device=device)

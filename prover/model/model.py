@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prover.model.attention import MLA, LatentCache, RMSNorm, rope_cos_sin, rope_frequencies
+from prover.model.attention import MLA, LatentCache, RMSNorm, flex_block_mask, rope_cos_sin, rope_frequencies
 from prover.model.config import ModelConfig
 from prover.model.moe import MLP, MoE, RoutedExperts, Router
 
@@ -117,6 +117,22 @@ class DeepSeekV3(nn.Module):
         self._loss = torch.compile(causal_lm_loss, **compile_kwargs)
         return self
 
+    def set_attention(self, impl: str) -> None:
+        """"sdpa" (default: torch's SDPA picks flash/cuDNN/efficient) | "flex" (FlexAttention with a BlockMask;
+        fast only compiled, e.g. under `compile_blocks`) for training and prefill; decode steps stay absorbed."""
+        if impl not in ("sdpa", "flex"):
+            raise ValueError(f"unknown attention {impl!r} (sdpa, flex)")
+        self.attention = impl
+
+    def set_fusions(self, on: bool = True) -> None:
+        """Fused GEMMs with unchanged checkpoint names: q_a/kv_a projections (MLA), gate/up (dense MLP and shared
+        experts)."""
+        for m in self.modules():
+            if isinstance(m, MLA):
+                m.fuse_a_proj = on
+            elif isinstance(m, MLP):
+                m.fuse_gate_up = on
+
     def set_moe_impl(self, impl: str) -> None:
         """"auto" | "grouped" | "batched" | "reference" for every MoE layer."""
         for m in self.modules():
@@ -163,7 +179,7 @@ class DeepSeekV3(nn.Module):
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -S:]
             else:
                 position_ids = torch.arange(past, past + S, device=input_ids.device).unsqueeze(0).expand(B, S)
-        mask = self._mask(B, S, past, attention_mask, input_ids.device)
+        mask = self._mask(B, S, past, attention_mask, input_ids.device, flex=False if cache is not None else None)
         cos, sin = rope_cos_sin(self.inv_freq, self.rope_scale, position_ids)
         h = self.model.embed_tokens(input_ids)
         aux_total = None
@@ -192,9 +208,14 @@ class DeepSeekV3(nn.Module):
         out.loss = loss
         return out
 
+    attention = "sdpa"  # see set_attention
+
     def _mask(self, B: int, S: int, past: int, attention_mask: torch.Tensor | None,
-              device: torch.device) -> torch.Tensor | None:
-        """None means plain causal (SDPA's is_causal); else bool [B, 1, S, past + S]."""
+              device: torch.device, flex: bool | None = None) -> torch.Tensor | None:
+        """None means plain causal (SDPA's is_causal); else bool [B, 1, S, past + S]; a FlexAttention BlockMask
+        when `flex` (default: `attention == "flex"`; never with a cache)."""
+        if past == 0 and (self.attention == "flex" if flex is None else flex):
+            return flex_block_mask(B, S, attention_mask, device)
         if past == 0 and attention_mask is None:
             return None
         T = past + S
