@@ -136,3 +136,26 @@ def test_medium_preset_has_deepseek_v3_widths_and_fits_one_h200():
     # bf16 weights + bf16 grads + fp32 master + two fp32 moments = 16 bytes a parameter, of 141 GB
     assert 3e9 < n and 16 * n < 0.5 * 141e9
     assert isinstance(model.model.layers[1].mlp.experts, RoutedExperts)
+
+
+@pytest.mark.parametrize("shape", [(3, 7, 16), (2, 128, 16), (5, 16)])
+def test_blockwise_rows_padded_to_the_tile_give_the_same_linear(shape):
+    """The blockwise FP8 linear takes 128-row activation tiles only: any token count (MTP sees S - 1 per
+    sequence) goes through zero-padded rows whose outputs are dropped; values and gradients are unchanged."""
+    from prover.model.fp8 import rows_padded
+
+    torch.manual_seed(0)
+    x = torch.randn(*shape, requires_grad=True)
+    w = torch.randn(24, shape[-1], requires_grad=True)
+    seen = []
+
+    def linear(rows):
+        seen.append(rows.shape[0])
+        return rows @ w.T
+
+    got = rows_padded(linear, x, 128)
+    want = x @ w.T
+    assert seen[0] % 128 == 0 and got.shape == want.shape and torch.allclose(got, want, atol=1e-5)
+    g = torch.randn_like(want)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(torch.autograd.grad(got, (x, w), g),
+                                                                torch.autograd.grad(want, (x, w), g), strict=True))

@@ -9,9 +9,12 @@ states (`prover.train.optim`). Parameter names and dtypes are unchanged, so chec
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from prover.errors import ProverError
@@ -111,16 +114,38 @@ def convert_to_fp8(model: nn.Module, recipe: str = "blockwise", device: torch.de
             config = dataclasses.replace(config, emulate=True)
         convert_to_float8_training(model, config=config, module_filter_fn=lambda _m, fqn: fqn in linears)
     else:
-        from torchao.prototype.blockwise_fp8_training.linear import Float8BlockwiseLinear
-
+        blockwise = row_padded_blockwise_linear()
         for name in linears:
             parent, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent), child, Float8BlockwiseLinear.from_float(model.get_submodule(name)))
+            setattr(model.get_submodule(parent), child, blockwise.from_float(model.get_submodule(name)))
     if not emulate:
         for name, how in plan.convert.items():
             if how.endswith("grouped GEMM"):
                 model.get_submodule(name).fp8 = True
     return plan
+
+
+def rows_padded(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """`fn` over the rows of `x` flattened to 2-D and zero-padded to a multiple of `multiple` rows, the pad rows'
+    outputs dropped: torchao's blockwise FP8 linear quantizes activations in 128-row tiles (its backward asserts
+    on any other row count), and a step's token count is often not one (the MTP module sees S - 1 per sequence)."""
+    rows = x.numel() // x.shape[-1]
+    flat = x.reshape(rows, x.shape[-1])
+    pad = -rows % multiple
+    out = fn(F.pad(flat, (0, 0, 0, pad)) if pad else flat)
+    return (out[:rows] if pad else out).reshape(*x.shape[:-1], out.shape[-1])
+
+
+@functools.cache
+def row_padded_blockwise_linear() -> type[nn.Module]:
+    """torchao's `Float8BlockwiseLinear` taking any number of tokens (`rows_padded`); same parameter names."""
+    from torchao.prototype.blockwise_fp8_training.linear import Float8BlockwiseLinear
+
+    class RowPaddedBlockwiseLinear(Float8BlockwiseLinear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return rows_padded(super().forward, x, self.block_size)
+
+    return RowPaddedBlockwiseLinear
 
 
 def fp8_grouped_mm(x: torch.Tensor, w_t: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
