@@ -223,7 +223,14 @@ class Verifier:
         body = prefix + rest
         line_shift = src[:len(src) - len(rest)].count("\n") - prefix.count("\n")
         findings = soundness.scan(body) + soundness.redefinitions(statement, rest) if self.lexical else []
+        findings = _not_in_the_statements_own(findings, statement, body)
         reasons += [_where(f, line_shift) + f.reason for f in findings]
+        # the header is sent too: trusted for a benchmark, but `lean check` takes it from the file it checks (a
+        # benchmark header may leave a `noncomputable section` open: that scope is the problem's, not a trick)
+        header_findings = [f for f in soundness.scan(text.split_imports(header)[1]) if f.kind != "scope"
+                           ] if self.lexical else []
+        reasons += [f"in the header: {f.reason}" for f in header_findings]
+        findings += header_findings
         changed = f"the statement of `{name}` was changed"
         differences = text.statement_differences(statement, body)
         text_changed = self.check_types and changed in differences  # the elaborated types decide
@@ -360,6 +367,20 @@ class Verifier:
                  cpu: float = 0.0) -> Verdict:
         return Verdict(status, list(messages or []), list(sorries or []), list(axioms or []), list(reasons or []),
                        wall, cpu, self.lean_version, self.mathlib_version)
+
+
+def _not_in_the_statements_own(findings: list[Finding], statement: str, body: str) -> list[Finding]:
+    """`findings` without those inside a declaration the problem's statement itself makes, unchanged (e.g. a
+    PutnamBench `inductive` the theorem is about): that text is the problem's, not the proof's."""
+    own = {d.full_name: text.normalize(statement[d.keyword:d.end]) for d in text.declarations(statement)}
+    spans = []  # whole lines of those declarations (a line shared with the next command is not exempt)
+    for d in text.declarations(body):
+        if own.get(d.full_name) is None or own[d.full_name] != text.normalize(body[d.keyword:d.end]):
+            continue
+        first, last = body.count("\n", 0, d.start) + 1, body.count("\n", 0, d.end) + 1
+        shares_first = body[body.rfind("\n", 0, d.start) + 1:d.start].strip() != ""
+        spans.append((first + shares_first, last if d.end >= len(body) else last - 1))
+    return [f for f in findings if not any(a <= f.line <= b for a, b in spans)]
 
 
 def _drop_repeated_header(rest: str, header_rest: str) -> str:

@@ -179,3 +179,33 @@ def test_env_ids_out_of_sequence_fail_the_current_proof(lean):
         assert repl.run_cmd("def b := 2").env == 0  # a fresh process, numbered from 0 again
     finally:
         repl.close()
+
+
+def test_the_header_a_file_brings_is_scanned_too():
+    from lean_env.verifier import Prepared, file_problem
+
+    src = ("import Mathlib\nset_option debug.skipKernelTC true\n\n"
+           "theorem t (x : ℕ) : x + 0 = x := by\n  simp\n")
+    problem = file_problem(src, "f")
+    assert "skipKernelTC" in problem.header  # `lean check` sends the file's own options as the header
+    prep = Verifier(None).prepare(problem, src)
+    assert isinstance(prep, Prepared) and not prep.run_lean
+    assert any(r.startswith("in the header:") and "skipKernelTC" in r for r in prep.reasons)
+    honest = Verifier(None).prepare(MINI, MINIF2F_HEADER + HONEST)  # a benchmark header is clean
+    assert isinstance(honest, Prepared) and honest.run_lean and honest.reasons == []
+
+
+def test_the_statements_own_declarations_are_not_the_proofs_findings():
+    from lean_env.verifier import Prepared
+
+    statement = ("inductive Win : ℕ → Prop where\n  | base : Win 0\n"
+                 "theorem has_win : Win 0 := by\n")
+    problem = SimpleNamespace(name="has_win", formal_statement=statement, header="import Mathlib\n\n", extra={})
+    honest = Verifier(None).prepare(problem, statement.rstrip() + "\n  exact Win.base\n")
+    assert isinstance(honest, Prepared) and honest.reasons == []  # the problem's own inductive is not flagged
+    cheat = Verifier(None).prepare(problem, statement.replace("| base : Win 0", "| base : Win 0\n  | any n : Win n")
+                                   + "  exact Win.base\n")
+    assert any("inductive" in r for r in cheat.reasons)  # a changed copy is the proof's own
+    glued = Verifier(None).prepare(problem, "inductive Win : ℕ → Prop where\n  | base : Win 0\n"
+                                   "theorem has_win : Win 0 := by\n  sorry\n")
+    assert any("sorry" in r for r in glued.reasons)
