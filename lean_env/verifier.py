@@ -225,9 +225,10 @@ class Verifier:
         findings = soundness.scan(body) + soundness.redefinitions(statement, rest) if self.lexical else []
         findings = _not_in_the_statements_own(findings, statement, body)
         reasons += [_where(f, line_shift) + f.reason for f in findings]
-        # the header is sent too: trusted for a benchmark, but `lean check` takes it from the file it checks (a
-        # benchmark header may leave a `noncomputable section` open: that scope is the problem's, not a trick)
-        header_findings = [f for f in soundness.scan(text.split_imports(header)[1]) if f.kind != "scope"
+        # the header is sent too: trusted for a benchmark, but `lean check`/`prove File.lean` take it from the file
+        # (with the file's other, maybe sorry'd, declarations): what runs code or turns checks off is refused
+        # there; a sorry or axiom the theorem uses from it shows in `#print axioms`
+        header_findings = [f for f in soundness.scan(text.split_imports(header)[1]) if f.dangerous
                            ] if self.lexical else []
         reasons += [f"in the header: {f.reason}" for f in header_findings]
         findings += header_findings
