@@ -80,15 +80,16 @@ def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "args": {k: str(v) for k, v in vars(args).items()},
         "attempts": total, "recorded": stats.recorded, "proved": proved, "wall_s": round(wall, 2),
         "generation_alone_s": round(gen_alone, 2), "lean_alone_s": round(lean_alone, 2),
-        "wall_over_max": round(wall / max(gen_alone, lean_alone), 2),
-        "wall_over_sum": round(wall / (gen_alone + lean_alone), 2),
+        # with zero latencies (--gen-ms 0 --lean-ms 0) only the runner's own cost per attempt is left
+        "wall_over_max": round(wall / max(gen_alone, lean_alone), 2) if gen_alone or lean_alone else None,
+        "wall_over_sum": round(wall / (gen_alone + lean_alone), 2) if gen_alone or lean_alone else None,
         "attempts_per_s": round(total / wall, 1), "rss_mb": [(n, round(m, 1)) for n, m in rss],
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     print(f"{'attempts':>9} {'wall s':>8} {'gen alone s':>12} {'Lean alone s':>13} {'wall/max':>9} {'wall/sum':>9} "
           f"{'attempts/s':>11} {'peak RSS MB':>12}")
     print(f"{total:>9} {result['wall_s']:>8} {result['generation_alone_s']:>12} {result['lean_alone_s']:>13} "
-          f"{result['wall_over_max']:>9} {result['wall_over_sum']:>9} {result['attempts_per_s']:>11} "
+          f"{str(result['wall_over_max']):>9} {str(result['wall_over_sum']):>9} {result['attempts_per_s']:>11} "
           f"{result['peak_rss_mb']:>12}")
     print("RSS (MB) after N attempts: " + ", ".join(f"{n}: {m:.1f}" for n, m in result["rss_mb"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
