@@ -69,6 +69,8 @@ def test_bad_flags_are_user_errors(tmp_path):
     bad.write_text("[complete\n")
     p = run(["prove", STATEMENT, "--prompts", str(bad), "--model", "x"], env_for(tmp_path))
     assert p.returncode == 2 and "prompt file" in p.stderr
+    p = run(["prove", STATEMENT, "-k", "4", "-n", "2", "--model", "x"], env_for(tmp_path))  # same rule as eval
+    assert p.returncode == 2 and "n >= k" in p.stderr and "Traceback" not in p.stderr
 
 
 LEAN_FILE = HEADER + """/-- an easy one -/

@@ -27,7 +27,8 @@ def register(app: typer.Typer) -> None:
         planner_model: str = shared.PLANNER_MODEL,
         planner_backend: str = shared.PLANNER_BACKEND,
         planner_base_url: str = shared.PLANNER_BASE_URL,
-        k: int = typer.Option(8, "-k", help="pass@k the run is sized for: attempts per problem unless -n."),
+        k: int = typer.Option(None, "-k", help="pass@k the run is sized for: attempts per problem unless -n "
+                              "(default 8, or -n)."),
         samples: int = shared.SAMPLES,
         all_attempts: bool = typer.Option(False, "--all-attempts", help="Run all n attempts even after a proof "
                                           "(pass@k); default: stop at the first verified proof."),
@@ -70,9 +71,10 @@ def register(app: typer.Typer) -> None:
             raise ProverError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
         if mode not in ("complete", "cot"):
             raise ProverError(f"--mode must be complete or cot, not {mode!r}")
+        k = k if k is not None else (samples if samples is not None else 8)
         n = samples if samples is not None else k
-        if k < 1 or n < 1:
-            raise ProverError(f"-k and -n must be at least 1, got -k {k} -n {n}")
+        if k < 1 or n < k:
+            raise ProverError(f"-k must be >= 1 and -n/--samples >= -k (pass@k needs n >= k), got -k {k} -n {n}")
         if planner_model and strategy != "decompose":
             raise ProverError("--planner-model writes decomposition sketches: use it with --strategy decompose")
         cfg = config(ctx, model={"model": model, "backend": backend, "base_url": base_url},
