@@ -235,6 +235,7 @@ def run_eval(
         if executor_hook is not None:
             executor_hook(executor)
         stats = DriveStats()
+        drive_t0 = time.perf_counter()
         try:
             run_async(_drive_with_progress(units, executor, store, run_id, on_result, progress, stats))
         finally:
@@ -243,6 +244,7 @@ def run_eval(
         attempts = store.attempts(run_id)
         report = build_report(attempts, run, n_boot=spec.n_boot, seed=spec.seed)
         report["generation"] = length_cuts(attempts)
+        report["run_wall_s"] = round(time.perf_counter() - drive_t0, 2)  # this invocation's clock (attempts overlap)
     path = write_report(report, out)
     return EvalResult(report, path, stats.recorded, stats.skipped, time.perf_counter() - start)
 
