@@ -63,4 +63,5 @@ def test_e2e_bench_cpu_smoke(tmp_path, monkeypatch):
     assert all(r["completion_tokens"] > 0 and r["tokens_per_s"] > 0 for r in (a, b, c))
     assert c["proofs_checked"] == 2 and c["lean_s"] == 0.4  # both proofs reached the latency-bound fake Lean
     assert c["seconds"] >= 0.4
-    assert {"b_over_a", "max_s", "sum_s", "c_wall_s"} <= set(result["summary"])
+    assert {"b_over_a", "b_requests_over_a", "max_s", "sum_s", "c_wall_s"} <= set(result["summary"])
+    assert 0 < b["requests_s"] <= b["seconds"] and b["setup_after_ready_s"] >= 0  # the window's phases
