@@ -32,31 +32,53 @@ class Site:
     html: Path
     runs: int
     reported: int
+    skipped: list[str]  # run directories left out, each with its reason
 
 
-def collect_reports(runs_dir: Path, *, n_boot: int = 1000) -> list[dict[str, Any]]:
-    """One report per run directory under `runs_dir` (a store, else a saved report.json)."""
+def collect_reports(runs_dir: Path, *, n_boot: int = 1000,
+                    skipped: list[str] | None = None) -> list[dict[str, Any]]:
+    """One report per run directory under `runs_dir` (a store, else a saved report.json). A run that cannot be
+    read (corrupt store, bad report) is left out and its reason appended to `skipped`: one bad directory does
+    not take the whole leaderboard down. Given one run directory, its error is raised."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise EvalError(f"runs directory {runs_dir} does not exist")
-    candidates = [runs_dir] if (runs_dir / STORE_FILE).is_file() else sorted(p for p in runs_dir.iterdir() if p.is_dir())
-    reports = []
+    single = (runs_dir / STORE_FILE).is_file()
+    candidates = [runs_dir] if single else sorted(p for p in runs_dir.iterdir() if p.is_dir())
+    reports, left_out = [], []
     for run_dir in candidates:
-        if (run_dir / STORE_FILE).is_file():
-            report = report_for_dir(run_dir, n_boot=n_boot)
-            report["audit"] = audit_counts(run_dir)
-        elif (run_dir / REPORT_FILE).is_file():
-            try:
-                report = json.loads((run_dir / REPORT_FILE).read_text())
-            except json.JSONDecodeError as e:
-                raise EvalError(f"{run_dir / REPORT_FILE} is not valid JSON ({e})") from None
-        else:
+        try:
+            report = _read_run(run_dir, n_boot)
+        except EvalError as e:
+            if single:
+                raise
+            left_out.append(f"{run_dir}: {e}")
             continue
-        if report["overall"]["problems"]:
+        if report is not None and report["overall"]["problems"]:
             reports.append(report)
+    if skipped is not None:
+        skipped.extend(left_out)
     if not reports:
-        raise EvalError(f"no runs with recorded attempts under {runs_dir} (expected <run>/{STORE_FILE})")
+        raise EvalError(f"no runs with recorded attempts under {runs_dir} (expected <run>/{STORE_FILE})"
+                        + "".join(f"; skipped {why}" for why in left_out))
     return reports
+
+
+def _read_run(run_dir: Path, n_boot: int) -> dict[str, Any] | None:
+    """The report of one run directory: rebuilt from its store, else its saved report; None when neither."""
+    if (run_dir / STORE_FILE).is_file():
+        report = report_for_dir(run_dir, n_boot=n_boot)
+        report["audit"] = audit_counts(run_dir)
+        return report
+    if not (run_dir / REPORT_FILE).is_file():
+        return None
+    try:
+        report = json.loads((run_dir / REPORT_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EvalError(f"{run_dir / REPORT_FILE} is not valid JSON ({e})") from None
+    if not isinstance(report, dict) or not isinstance(report.get("overall"), dict) or "run" not in report:
+        raise EvalError(f"{run_dir / REPORT_FILE} is not a Subgoal report")
+    return report
 
 
 def load_reported(path: Path = REPORTED_PATH) -> dict[str, Any]:
@@ -320,11 +342,14 @@ def render_html(reports: list[dict[str, Any]], reported: dict[str, Any]) -> str:
 
 def build_site(runs_dir: Path, out_dir: Path, *, reported_path: Path = REPORTED_PATH, n_boot: int = 1000) -> Site:
     """Write `<out>/leaderboard.md` and `<out>/index.html` for every run under `runs_dir`."""
-    reports = collect_reports(runs_dir, n_boot=n_boot)
+    skipped: list[str] = []
+    reports = collect_reports(runs_dir, n_boot=n_boot, skipped=skipped)
     reported = load_reported(reported_path)
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EvalError(f"--out {out_dir} is an existing file; give a directory for index.html and leaderboard.md")
     out_dir.mkdir(parents=True, exist_ok=True)
     md, page = out_dir / "leaderboard.md", out_dir / "index.html"
     md.write_text(render_markdown(reports, reported))
     page.write_text(render_html(reports, reported))
-    return Site(md, page, len(reports), len(reported["results"]))
+    return Site(md, page, len(reports), len(reported["results"]), skipped)

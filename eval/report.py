@@ -27,10 +27,12 @@ def build_report(attempts: Sequence[Any], run: dict[str, Any], *, n_boot: int = 
     `attempts` are `data.store.Attempt`s (duck-typed: problem, split, status, tokens, timings);
     `run` is the config recorded when the run started (model, strategy, budget, versions, problems, ...).
     """
-    planned = list(run.get("problems") or [])
-    counts = count_attempts(((a.problem, a.split, a.status) for a in attempts), planned)
+    planned = planned_problems(run)
+    names = planned if isinstance(planned, list) else []  # a count (older prove runs) names no one to add
+    counts = count_attempts(((a.problem, a.split, a.status) for a in attempts), names)
     samples = int(run.get("samples") or 0)
     missing = [p.name for p in counts if p.n == 0]
+    n_planned = len(counts) if isinstance(planned, list) else max(planned, len(counts))
     short = [p.name for p in counts if samples and 0 < p.n < samples]
     splits = sorted({p.split for p in counts if p.n > 0})
     cost = Cost()
@@ -40,8 +42,8 @@ def build_report(attempts: Sequence[Any], run: dict[str, Any], *, n_boot: int = 
     return {
         "run": run,
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
-        "problems_planned": len(planned) or len(counts),
-        "complete": not missing and not short,
+        "problems_planned": n_planned,
+        "complete": not missing and not short and len(counts) >= n_planned,
         "missing_problems": missing,
         "incomplete_problems": short,
         "overall": overall.to_dict(),
@@ -52,6 +54,16 @@ def build_report(attempts: Sequence[Any], run: dict[str, Any], *, n_boot: int = 
         "cost": cost.to_dict(),
         "cost_per_solved": cost.per(overall.solved),
     }
+
+
+def planned_problems(run: dict[str, Any]) -> list[str] | int:
+    """The run's planned problems: their names (eval runs record them), or only their number (older
+    `subgoal prove` batch runs recorded `len(problems)`)."""
+    planned = run.get("problems") or []
+    if isinstance(planned, bool) or not isinstance(planned, int | list):
+        raise EvalError(f"run {run.get('name', '?')}: recorded `problems` is {type(planned).__name__}, "
+                        "expected a list of names or a count")
+    return [str(name) for name in planned] if isinstance(planned, list) else planned
 
 
 def write_report(report: dict[str, Any], run_dir: Path) -> Path:
@@ -77,11 +89,14 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], list[Any]]:
                 raise EvalError(f"{run_dir / STORE_FILE} has no run recorded")
             info = runs[-1]  # one run per directory: `--out runs/NAME` names both
             config = dict(store.get_meta(info.id, "eval_config") or info.config)  # eval.harness.CONFIG_META
+            config.setdefault("problem_set", config.get("target"))  # a `subgoal prove` batch run names its TARGET
             run = {**config, "name": info.name, "created": info.created,
                    "versions": {**info.versions, **(config.get("versions") or {})}}
             return run, store.attempts(info.id)
     except DataError as e:
         raise EvalError(str(e)) from None
+    except (ValueError, TypeError, AttributeError) as e:  # rows whose JSON is not what a run store writes
+        raise EvalError(f"{run_dir / STORE_FILE}: corrupt run store ({e})") from None
 
 
 def report_for_dir(run_dir: Path, *, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:

@@ -231,3 +231,37 @@ def test_incomplete_run_is_badged_ranked_last_and_counts_missing_problems(tmp_pa
     assert "50.0%" in rows[1] and "100.0%" not in rows[1]
     page = parse((tmp_path / "site" / "index.html").read_text())
     assert any("part-sample INCOMPLETE" in r for r in page.rows["measured-row"])
+
+
+def test_leaderboard_after_a_prove_batch_run_skips_a_corrupt_store(tmp_path):
+    """The README's main job, then its leaderboard command: a `subgoal prove` batch run is a run like any
+    other; a corrupt store beside it is skipped with a warning, not the end of the leaderboard."""
+    from test_prove_cli import ScriptedServer, env_for, run, served, write_problems
+
+    problems = tmp_path / "frag.jsonl"
+    write_problems(problems, 3)
+    runs = tmp_path / "runs"
+    with ScriptedServer([("theorem p1", "  exact h₀\n```"), ("theorem p", "  norm_num\n```")]) as server:
+        p = run(["prove", str(problems), "-k", "2", "--out", str(runs / "x"), *served(server)], env_for(tmp_path))
+    assert p.returncode == 0, p.stderr
+    broken = runs / "broken"
+    broken.mkdir()
+    (broken / "store.sqlite").write_bytes(b"this is not a database" * 100)
+    p = run(["leaderboard", str(runs), "--out", str(tmp_path / "site")], env_for(tmp_path))
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr and "warning: skipped" in p.stderr and "broken" in p.stderr
+    md = (tmp_path / "site" / "leaderboard.md").read_text()
+    assert "| x | scripted-server | sample |" in md and "2/3" in md  # p0 and p2 proved, p1 not
+    assert f"### {problems}" in md  # the prove run's TARGET is its problem set
+
+
+def test_a_run_that_recorded_only_its_problem_count_is_reported(tmp_path):
+    """Stores written by `subgoal prove` before it recorded names: `problems` is a count."""
+    make_run(tmp_path / "runs", "old-sample", "set.jsonl", "m", {"p0": [0], "p1": []})
+    with RunStore(tmp_path / "runs" / "old-sample") as store:
+        store._db.execute("UPDATE runs SET config = json_set(config, '$.problems', 3)")
+    assert cli("leaderboard", str(tmp_path / "runs"), "--out", str(tmp_path / "site")) == 0
+    from eval.report import report_for_dir
+
+    report = report_for_dir(tmp_path / "runs" / "old-sample", n_boot=10)
+    assert report["problems_planned"] == 3 and not report["complete"]  # one planned problem never attempted

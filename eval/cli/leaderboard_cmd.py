@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
-from eval.cli.common import console
+from eval.cli.common import console, err_console
 
 
 def register(app: typer.Typer) -> None:
@@ -20,4 +21,6 @@ def register(app: typer.Typer) -> None:
         from eval.leaderboard import REPORTED_PATH, build_site
 
         site = build_site(runs, out, reported_path=reported or REPORTED_PATH)
+        for reason in site.skipped:
+            err_console.print(f"[yellow]warning:[/] skipped {escape(reason)}", highlight=False, soft_wrap=True)
         console.print(f"{site.runs} runs, {site.reported} reported results -> {site.html} and {site.markdown}")

@@ -169,7 +169,7 @@ def _batch(target: str, problems: list[Any], cfg: Any, recipe: Any, gen: Any, ve
     out = out or default_out(cfg.run_dir, f"prove-{Path(target).stem}")
     out.mkdir(parents=True, exist_ok=True)
     settings = {**recipe.settings(), "problem_set": target, "samples": n, "stop_at_first": stop_at_first,
-                "backend": cfg.model.backend, "model": cfg.model.model or "", "problems": len(problems)}
+                "backend": cfg.model.backend, "model": cfg.model.model or "", "problems": [p.name for p in problems]}
     t0 = time.perf_counter()
     stats = DriveStats()
     with RunStore(out) as store:
