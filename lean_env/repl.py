@@ -5,6 +5,10 @@ that is not a REPL response, or resident memory over the cap, the whole process 
 call starts a fresh process (its env ids and proof states are gone; `Repl.generation` counts restarts so callers
 can tell).
 
+Lifetime: a REPL never outlives its driver. Its process group is killed on every exit path (close, failure,
+`kill_all` at exit and on SIGTERM/SIGHUP), and where none runs (SIGKILL, OOM) the watchdog that leads the group
+(`lean_env/watchdog.py`) sees its pipe to the driver close and kills the group itself.
+
 Memory: Lean reserves a large virtual address space up front, so `RLIMIT_AS` makes it fail at start. The cap is
 enforced on *resident* memory instead: the process tree's RSS is polled (psutil) while a call runs and after
 it, and the group is killed when it is over `memory_mb`. `data_limit_factor` adds an optional kernel backstop,
@@ -14,6 +18,7 @@ because it has not been validated against every Lean version.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import resource
@@ -21,8 +26,11 @@ import select
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
+import threading
 import time
+import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -34,9 +42,29 @@ from lean_env import protocol
 from lean_env.errors import ReplCrashed, ReplFailure, ReplGarbage, ReplOutOfMemory, ReplTimeout
 from lean_env.protocol import CommandResult, ProofStepResult
 
+WATCHDOG = str(Path(__file__).with_name("watchdog.py"))
 POLL_S = 0.05  # how often a waiting call wakes up to check the deadline and memory
 MEMORY_CHECK_S = 0.25
 STDERR_TAIL = 2000
+
+
+_LIVE: weakref.WeakSet[Repl] = weakref.WeakSet()  # started REPLs: killed at interpreter exit (`kill_all`)
+_LIVE_LOCK = threading.Lock()  # pool workers start and kill REPLs from their own threads
+_stopping = threading.Event()  # set by kill_all: the process is going down, no REPL may start again
+
+
+def kill_all() -> None:
+    """Kill every REPL process group this process started, and start none after: the process is ending. Runs at
+    exit (atexit) and from the CLI's Ctrl-C/SIGTERM/SIGHUP handlers, so a call waiting on Lean fails at once
+    instead of at its timeout; a driver that dies without running it is covered by each REPL's watchdog."""
+    _stopping.set()
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for repl in live:
+        repl.kill()
+
+
+atexit.register(kill_all)
 
 
 @lru_cache(maxsize=1)
@@ -128,6 +156,7 @@ class Repl:
         self._cwd = Path(cwd) if cwd else None
         self._tmp: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._watch: int | None = None  # write end of the watchdog's pipe (lean_env/watchdog.py)
         self._buf = b""
         self._stderr_path: Path | None = None
         self.generation = 0  # incremented at every (re)start; env ids of an older generation are invalid
@@ -156,6 +185,8 @@ class Repl:
     def start(self) -> None:
         if self.alive:
             return
+        if _stopping.is_set():
+            raise ReplCrashed("not starting a REPL: this process is shutting down")
         self._kill()
         workdir = self.workdir
         assert self._tmp is not None
@@ -166,16 +197,23 @@ class Repl:
             raise ReplCrashed(f"could not start the REPL {program!r}: no such executable")
         prefix = list(network_isolation_prefix()) if self.isolate_network else []
         limits = self.limits.prefix()
+        watch_read, self._watch = os.pipe()  # the watchdog's end closes when this process dies, however
+        watchdog = [sys.executable, "-S", "-I", WATCHDOG, str(watch_read), str(os.getpid()), self._tmp, "--"]
         try:
             with open(self._stderr_path, "wb") as err:
                 self._proc = subprocess.Popen(
-                    prefix + (limits or []) + self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    prefix + (limits or []) + watchdog + self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                     stderr=err, cwd=workdir, env=env, start_new_session=True,  # own process group, killed as one
-                    preexec_fn=None if limits else self.limits.apply, close_fds=True,
+                    preexec_fn=None if limits else self.limits.apply, close_fds=True, pass_fds=(watch_read,),
                 )
         except OSError as e:
             self._proc = None
+            self._close_watch()
             raise ReplCrashed(f"could not start the REPL {self.command[0]!r}: {e}") from None
+        finally:
+            os.close(watch_read)
+        with _LIVE_LOCK:
+            _LIVE.add(self)
         os.set_blocking(self._proc.stdout.fileno(), False)
         self._buf = b""
         self._next_env = 0
@@ -196,8 +234,15 @@ class Repl:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _close_watch(self) -> None:
+        if self._watch is not None:
+            os.close(self._watch)
+            self._watch = None
+
     def _kill(self) -> None:
         proc, self._proc = self._proc, None
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
         if proc is None:
             return
         try:
@@ -213,6 +258,7 @@ class Repl:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+        self._close_watch()  # after the group is dead: closing it first would make the watchdog kill it too
 
     def kill(self) -> None:
         """Kill the process group now (e.g. from another thread to cancel); the next call restarts."""
@@ -232,7 +278,8 @@ class Repl:
             tree = [root, *root.children(recursive=True)]
         except psutil.Error:
             return []
-        self._tree_cache = (self._proc.pid, now, tree)
+        if len(tree) > 1:  # the root is the watchdog: a tree without its REPL yet is not worth keeping
+            self._tree_cache = (self._proc.pid, now, tree)
         return tree
 
     def rss_mb(self) -> float:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import typer
@@ -43,10 +45,43 @@ for module in (prove_cmd, eval_cmd, leaderboard_cmd, train_cmd, formalize_cmd, l
     module.register(app)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a batch scheduler, a closed terminal): unwinds like Ctrl-C, so runs stop the same clean way."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: object) -> None:
+    from lean_env.repl import kill_all
+
+    kill_all()  # calls waiting on Lean fail now, not at their timeout
+    _received.append(signum)
+    raise Terminated(signum)
+
+
+_received: list[int] = []  # SIGTERM/SIGHUP seen: the exit code says so even where a command handled the unwinding
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point. Click/typer handle usage errors themselves (exit 2); our typed user errors become one line."""
+    """Entry point. Click/typer handle usage errors themselves (exit 2); our typed user errors become one line.
+    SIGTERM and SIGHUP unwind like Ctrl-C (stores closed, Lean process groups killed), exit 128 + the signal."""
+    handled = (signal.SIGTERM, signal.SIGHUP) if threading.current_thread() is threading.main_thread() else ()
+    previous = {sig: signal.signal(sig, _terminate) for sig in handled}
     try:
         app(args=argv, prog_name="subgoal")
     except user_errors() as e:
         err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except Terminated as e:
+        err_console.print(f"stopped by {e}", highlight=False)
+        sys.exit(128 + e.signum)
+    except SystemExit as e:
+        if _received and e.code not in (0, None):
+            err_console.print(f"stopped by {signal.Signals(_received[-1]).name}", highlight=False)
+            sys.exit(128 + _received[-1])
+        raise
+    finally:
+        for sig, handler in previous.items():  # main() in a test process: leave its handlers as they were
+            signal.signal(sig, handler)

@@ -1,0 +1,73 @@
+"""Lean REPL processes die with their driver, whatever kills it (SIGTERM, SIGHUP, SIGKILL), mid-Lean-call.
+
+The driver is `subgoal prove` as a user runs it; generation is the scripted completion server
+(tests/test_prove_support.py), Lean is tests/fake_lean.py (a FAKE Lean) whose `fake_hang` tactic never returns, so
+the driver is killed while it waits on a Lean call.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from test_prove_cli import STATEMENT, SUBGOAL, env_for, served
+from test_prove_support import ScriptedServer
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _lean_processes(driver: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [p for p in driver.children(recursive=True) if "fake_lean.py" in " ".join(p.cmdline())]
+    except psutil.Error:
+        return []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL], ids=lambda s: s.name)
+def test_no_repl_outlives_a_killed_driver(tmp_path, sig):
+    env = env_for(tmp_path, SUBGOAL_LEAN__TIMEOUT_S="120")
+    with ScriptedServer([("theorem t", "  fake_hang\n```")]) as server:
+        proc = subprocess.Popen(SUBGOAL + ["prove", STATEMENT, "-k", "1", "--no-live", *served(server)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        driver = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 60
+        while not (server.requests and _lean_processes(driver)):
+            assert proc.poll() is None and time.monotonic() < deadline, "the driver never reached Lean"
+            time.sleep(0.05)
+        time.sleep(1.0)  # the proof is in Lean now: fake_hang sleeps forever
+        tree = driver.children(recursive=True)  # the watchdog, the fake REPL, whatever they started
+        workdirs = [Path(p.cwd()) for p in _lean_processes(driver)]
+        assert tree and workdirs
+        proc.send_signal(sig)
+        time.sleep(1.0)
+        survivors = [p for p in tree if _alive(p)]
+        proc.wait(timeout=5)  # the driver does not wait out the Lean timeout (120 s) either
+    assert not survivors, f"alive 1 s after {sig.name}: {[p.cmdline() for p in survivors]}"
+    assert not any(d.exists() for d in workdirs), "the REPL's private temporary directory was left behind"
+    assert proc.returncode == (-sig if sig == signal.SIGKILL else 128 + sig)
+
+
+def test_a_repl_busy_when_its_process_exits_is_killed(tmp_path):
+    """A library user whose program ends while a Lean call runs (in a daemon thread), without close()."""
+    script = ("import sys, threading, time, psutil; from lean_env.repl import Repl\n"
+              "r = Repl([sys.executable, sys.argv[1]]); r.start()\n"
+              "threading.Thread(target=r.run_cmd, args=('FAKE_HANG',), daemon=True).start(); time.sleep(0.5)\n"
+              "root = psutil.Process(r.pid); print(*[p.pid for p in [root, *root.children(recursive=True)]])")
+    fake = Path(__file__).with_name("fake_repl.py")
+    p = subprocess.run([SUBGOAL[0], "-c", script, str(fake)], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    assert p.returncode == 0, p.stderr
+    pids = [int(x) for x in p.stdout.split()]
+    assert pids
+    time.sleep(1.0)
+    assert not [pid for pid in pids if psutil.pid_exists(pid) and _alive(psutil.Process(pid))]
