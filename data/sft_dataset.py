@@ -69,7 +69,7 @@ def verified_attempts(stores: Iterable[str | Path], runs: Iterable[str] | None =
     for path in stores:
         if not Path(path).exists():
             raise DataError(f"run store {path} does not exist")
-        with RunStore(path) as store:
+        with RunStore(path, create=False) as store:
             for run in store.runs():
                 if wanted is not None and run.name not in wanted:
                     continue

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from data.errors import DataError
+from data.run_lock import RunLock
 
 FORMAT = "subgoal-run-store"
 SCHEMA_VERSION = 1
@@ -163,22 +164,34 @@ def _now() -> str:
 class RunStore:
     """Attempts of one or more runs in one SQLite file (WAL, one writer). Use as a context manager."""
 
-    def __init__(self, path: str | Path, create: bool = True):
+    def __init__(self, path: str | Path, create: bool = True, lock: bool | None = None):
+        """`create`: the writer's mode (make the store if missing). `lock` (default: `create`): hold the run
+        directory's `RunLock` while open, so a second writer on the same directory is refused."""
         self.path = store_path(path)
         if not self.path.exists():
             if not create:
                 raise DataError(f"no run store at {path} (expected {self.path})")
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._run_lock = RunLock(self.path.parent).acquire() if (create if lock is None else lock) else None
         self._lock = threading.Lock()  # one connection, shared by the threads of the writer process
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        except sqlite3.Error as e:
-            raise DataError(f"{self.path}: cannot open run store: {e}") from None
-        try:
-            self._open()
+            try:
+                self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            except sqlite3.Error as e:
+                raise DataError(f"{self.path}: cannot open run store: {e}") from None
+            try:
+                self._open()
+            except BaseException:
+                self._db.close()
+                raise
         except BaseException:
-            self._db.close()
+            self._release_run_lock()
             raise
+
+    def _release_run_lock(self) -> None:
+        if self._run_lock is not None:
+            self._run_lock.release()
+            self._run_lock = None
 
     def _open(self) -> None:
         try:
@@ -240,6 +253,7 @@ class RunStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self._release_run_lock()
 
     def __enter__(self) -> RunStore:
         return self
