@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from data.errors import DataError, read_text
 
@@ -43,7 +43,17 @@ def _cpu_count() -> int:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: `timeout_s = inf` would pass `gt=0` and then break every wait that uses it
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """`workers = true` in TOML is a mistake, not 1: numbers must be numbers (pydantic would take the bool)."""
+        annotation = cls.model_fields[info.field_name].annotation
+        if isinstance(value, bool) and annotation in (int, float, int | None, float | None):
+            raise ValueError(f"expected a number, got {str(value).lower()}")
+        return value
 
 
 class LeanSettings(_Section):
@@ -143,7 +153,7 @@ def load_config(
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise DataError(f"bad configuration value {where}: {first['msg']}") from None
+        raise DataError(f"bad configuration value {where}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:

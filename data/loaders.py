@@ -42,6 +42,16 @@ def open_statement(stmt: str) -> str | None:
     return None
 
 
+def _check_unicode(value: str, what: str) -> None:
+    """JSON can spell a lone surrogate (`"\\ud800"`); no UTF-8 file, SQLite row or Lean process can hold one, so it
+    is refused here rather than where the run first writes it (the same place on every resume)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise DataError(f"{what} is not valid Unicode: a lone surrogate {value[e.start]!r} at character {e.start}"
+                        ) from None
+
+
 def problem_from_record(rec: Any, where: str, default_split: str = "", default_source: str = "") -> Problem:
     """Validate one record (a JSON object / dataset row) and build its Problem; unknown fields go to extra."""
     if not isinstance(rec, dict):
@@ -57,6 +67,8 @@ def problem_from_record(rec: Any, where: str, default_split: str = "", default_s
             raise DataError(
                 f"{where}: field '{key}' must be a string, got {type(value).__name__} {value!r:.60}"
             )
+        if value is not None:
+            _check_unicode(value, f"{where}: field '{key}'")
     if not rec["name"].strip():
         raise DataError(f"{where}: field 'name' is empty")
     statement = open_statement(rec["formal_statement"])

@@ -157,6 +157,18 @@ def store_path(path: str | Path) -> Path:
     return path
 
 
+def run_directory(path: str | Path, flag: str = "--out") -> Path:
+    """`path` as a run directory, created if missing; one clear error when it names a file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{flag} {path} is an existing file, not a run directory; give a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"{flag} {path}: cannot create the run directory: {e.strerror}") from None
+    return path
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -489,11 +501,19 @@ class _atomic:
         self.tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
 
     def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():
+            raise DataError(f"{self.path} is a directory; give a file name to export to")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DataError(f"cannot create {self.path.parent}: {e.strerror}") from None
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+        try:
+            if exc_type is None:
+                os.replace(self.tmp, self.path)
+        except OSError as e:
+            raise DataError(f"cannot write {self.path}: {e.strerror}") from None
+        finally:
+            self.tmp.unlink(missing_ok=True)  # never left behind, whatever happened

@@ -202,7 +202,7 @@ def run_eval(
 ) -> EvalResult:
     """Run (or resume) one evaluation and write its report. See `EvalSpec` for the knobs. `recipe_type` is a
     `ProveRecipe` subclass (tests: one whose `make_generator` returns a scripted backend)."""
-    from data.store import RunStore
+    from data.store import RunStore, run_directory
 
     spec.validate()
     start = time.perf_counter()
@@ -212,8 +212,7 @@ def run_eval(
         raise EvalError("no model given: pass --model (an HF id or a checkpoint directory)")
     recipe = make_recipe(spec, config, model_id, recipe_type)  # a bad prompts file stops here
     current = run_config(spec, config, problems, recipe)
-    out = Path(spec.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = run_directory(spec.out)
     # Index-major over problems: early pass@1 everywhere; every pending attempt is its own task.
     units = [WorkUnit(p, i) for i in range(spec.n) for p in problems]
     with RunStore(out) as store:

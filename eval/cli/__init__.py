@@ -74,6 +74,11 @@ def main(argv: list[str] | None = None) -> None:
     except user_errors() as e:
         err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except OSError as e:  # the machine's answer about a path the user gave (permissions, a full disk, ...)
+        where = f": {e.filename}" if e.filename else ""
+        err_console.print(f"[bold red]error:[/] {escape((e.strerror or str(e)) + where)}", highlight=False,
+                          soft_wrap=True)
+        sys.exit(1)
     except Terminated as e:
         err_console.print(f"stopped by {e}", highlight=False)
         sys.exit(128 + e.signum)

@@ -104,8 +104,11 @@ def export(
     run: str | None = typer.Option(None, "--run", help="Run name, when the store holds several."),
 ) -> None:
     """Export the attempts of a run: one record per attempt, every Attempt field."""
+    from data.errors import DataError
     from data.store import RunStore
 
+    if fmt is ExportFormat.hf and out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is an existing file; --format hf writes a directory")
     with RunStore(run_dir, create=False) as store:
         info = store.run(run)
         if fmt is ExportFormat.jsonl:

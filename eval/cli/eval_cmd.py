@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from eval.cli import checks
 from eval.cli import options as shared
 from eval.cli.common import config, console, default_out, err_console
 
@@ -44,7 +45,7 @@ def register(app: typer.Typer) -> None:
                                           "proverbench, proofnet-test, proofnet-valid, a .jsonl/.lean path or an HF dataset."),
         model: str = shared.MODEL,
         strategy: str = shared.STRATEGY,
-        k: int = typer.Option(1, "-k", help="Largest k the run is sized for (pass@1..k reported)."),
+        k: int = typer.Option(1, "-k", min=1, max=checks.MAX_ATTEMPTS, help="Largest k the run is sized for (pass@1..k reported)."),
         samples: int = shared.SAMPLES,
         out: Path = typer.Option(None, "--out", "-o", help="Run directory (default <run_dir>/<set>-<model>-<strategy>-k<k>)."),
         split: str = shared.SPLIT,
@@ -63,7 +64,7 @@ def register(app: typer.Typer) -> None:
         planner_model: str = shared.PLANNER_MODEL,
         planner_backend: str = shared.PLANNER_BACKEND,
         planner_base_url: str = shared.PLANNER_BASE_URL,
-        tensor_parallel_size: int = typer.Option(None, "--tensor-parallel-size", "--tp", help="GPUs per model replica."),
+        tensor_parallel_size: int = typer.Option(None, "--tensor-parallel-size", "--tp", min=1, help="GPUs per model replica."),
         budget_samples: int = shared.BUDGET_SAMPLES,
         budget_tokens: int = shared.BUDGET_TOKENS,
         budget_lean_calls: int = shared.BUDGET_LEAN_CALLS,
@@ -74,7 +75,7 @@ def register(app: typer.Typer) -> None:
         checker_url: str = shared.CHECKER_URL,
         ray: bool = typer.Option(False, "--ray", help="Distribute over Ray (a local cluster unless --ray-address)."),
         ray_address: str = typer.Option(None, "--ray-address", help="Existing Ray cluster ('auto' or host:port); implies --ray."),
-        workers: int = typer.Option(None, "--workers", help="Ray generation workers (default: one per GPU / TP group)."),
+        workers: int = typer.Option(None, "--workers", min=1, help="Ray generation workers (default: one per GPU / TP group)."),
         max_in_flight: int = shared.MAX_IN_FLIGHT,
     ) -> None:
         """pass@k of a model + strategy on a problem set; results in a run store, a re-run resumes."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from eval.cli import checks
+
 STRATEGY = typer.Option("sample", "--strategy", "-s", help="sample | decompose | repair | tree.")
 MODEL = typer.Option(None, "--model", "-m", help="HF id or checkpoint directory (else config model.model).")
 BACKEND = typer.Option(None, "--backend", help="transformers | vllm | openai (else config).")
@@ -16,26 +18,26 @@ PLANNER_BASE_URL = typer.Option(None, "--planner-base-url", help="OpenAI-compati
 PROMPTS = typer.Option(None, "--prompts", help="TOML file overriding prompt templates.")
 INTERACTION = typer.Option("repl", "--interaction", help="Tree search steps through: repl | dojo.")
 SPLIT = typer.Option(None, "--split", help="Only this split of the problem set.")
-LIMIT = typer.Option(None, "--limit", help="Only the first N problems (smoke runs).")
-LEAN_WORKERS = typer.Option(None, "--lean-workers", help="REPL processes per verifier pool.")
-LEAN_TIMEOUT = typer.Option(None, "--lean-timeout", help="Seconds per Lean call.")
+LIMIT = typer.Option(None, "--limit", min=1, help="Only the first N problems (smoke runs).")
+LEAN_WORKERS = typer.Option(None, "--lean-workers", min=1, help="REPL processes per verifier pool.")
+LEAN_TIMEOUT = typer.Option(None, "--lean-timeout", callback=checks.positive, help="Seconds per Lean call.")
 CHECKER = typer.Option(None, "--checker", help="Verify with: local (REPL pool here) | remote (a server; else config lean.checker).")
 CHECKER_URL = typer.Option(None, "--checker-url", help="The remote checker: `subgoal lean serve` or a kimina-lean-server URL (else config lean.remote_url).")
 
 # One meaning per flag in every command: -n/--samples = attempts per problem; -k = the k of pass@k a run is
 # sized for (n defaults to k); --max-tokens = tokens per generation; --budget-* = limits of one attempt.
-SAMPLES = typer.Option(None, "--samples", "-n", help="Attempts per problem, n >= k (default k).")
-MAX_TOKENS = typer.Option(None, "--max-tokens", help="Tokens per generation (default by --mode: complete 4096, "
+SAMPLES = typer.Option(None, "--samples", "-n", min=1, max=checks.MAX_ATTEMPTS, help="Attempts per problem, n >= k (default k).")
+MAX_TOKENS = typer.Option(None, "--max-tokens", min=1, help="Tokens per generation (default by --mode: complete 4096, "
                           "cot 32768).")
-TEMPERATURE = typer.Option(None, "--temperature", "-t", help="Sampling temperature, 0 = greedy (default 1.0).")
-TOP_P = typer.Option(None, "--top-p", help="Nucleus sampling p (default 0.95).")
+TEMPERATURE = typer.Option(None, "--temperature", "-t", callback=checks.non_negative, help="Sampling temperature, 0 = greedy (default 1.0).")
+TOP_P = typer.Option(None, "--top-p", callback=checks.probability, help="Nucleus sampling p, in (0, 1] (default 0.95).")
 SEED = typer.Option(0, "--seed", help="Base seed; attempt i of each problem gets its own seeds from it.")
-BUDGET_SAMPLES = typer.Option(None, "--budget-samples", help="Budget: generations per attempt (strategy default: "
+BUDGET_SAMPLES = typer.Option(None, "--budget-samples", min=1, help="Budget: generations per attempt (strategy default: "
                               "sample 1, repair 4, decompose 32, tree 256).")
-BUDGET_TOKENS = typer.Option(None, "--budget-tokens", help="Budget: generated tokens per attempt.")
-BUDGET_LEAN_CALLS = typer.Option(None, "--budget-lean-calls", help="Budget: Lean calls per attempt.")
-BUDGET_WALL_S = typer.Option(None, "--budget-wall-s", help="Budget: wall seconds per attempt.")
-MAX_IN_FLIGHT = typer.Option(None, "--max-in-flight", help="Attempts running at once (default: enough to fill "
+BUDGET_TOKENS = typer.Option(None, "--budget-tokens", min=1, help="Budget: generated tokens per attempt.")
+BUDGET_LEAN_CALLS = typer.Option(None, "--budget-lean-calls", min=1, help="Budget: Lean calls per attempt.")
+BUDGET_WALL_S = typer.Option(None, "--budget-wall-s", callback=checks.positive, help="Budget: wall seconds per attempt.")
+MAX_IN_FLIGHT = typer.Option(None, "--max-in-flight", min=1, help="Attempts running at once (default: enough to fill "
                              "the generation engine and the Lean pool together).")
 
 

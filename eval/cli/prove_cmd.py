@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from eval.cli import checks
 from eval.cli import options as shared
 from eval.cli.common import config, console, default_out, err_console
 
@@ -27,7 +28,7 @@ def register(app: typer.Typer) -> None:
         planner_model: str = shared.PLANNER_MODEL,
         planner_backend: str = shared.PLANNER_BACKEND,
         planner_base_url: str = shared.PLANNER_BASE_URL,
-        k: int = typer.Option(None, "-k", help="pass@k the run is sized for: attempts per problem unless -n "
+        k: int = typer.Option(None, "-k", min=1, max=checks.MAX_ATTEMPTS, help="pass@k the run is sized for: attempts per problem unless -n "
                               "(default 8, or -n)."),
         samples: int = shared.SAMPLES,
         all_attempts: bool = typer.Option(False, "--all-attempts", help="Run all n attempts even after a proof "
@@ -43,10 +44,10 @@ def register(app: typer.Typer) -> None:
         mode: str = typer.Option("complete", "--mode", help="Whole-proof prompt: complete (non-CoT) | cot."),
         prompts: Path = shared.PROMPTS,
         interaction: str = shared.INTERACTION,
-        rounds: int = typer.Option(3, "--rounds", help="repair: repairs per chain."),
-        lemma_samples: int = typer.Option(4, "--lemma-samples", help="decompose: samples per lemma."),
-        max_depth: int = typer.Option(2, "--max-depth", help="decompose: recursion depth."),
-        width: int = typer.Option(8, "--width", help="tree: tactic candidates per state."),
+        rounds: int = typer.Option(3, "--rounds", min=1, help="repair: repairs per chain."),
+        lemma_samples: int = typer.Option(4, "--lemma-samples", min=1, help="decompose: samples per lemma."),
+        max_depth: int = typer.Option(2, "--max-depth", min=0, help="decompose: recursion depth."),
+        width: int = typer.Option(8, "--width", min=1, help="tree: tactic candidates per state."),
         out: Path = typer.Option(None, "--out", "-o", help="Batch: run directory (default <run_dir>/<set>). "
                                  ".lean: the completed file (default NAME.proved.lean beside it)."),
         in_place: bool = typer.Option(False, "--in-place", help=".lean: overwrite the input file."),
@@ -162,12 +163,11 @@ def _batch(target: str, problems: list[Any], cfg: Any, recipe: Any, gen: Any, ve
     """Every problem's n attempts through the runner into the run store `out`; resumes, refuses changed settings."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from data.store import RunStore
+    from data.store import RunStore, run_directory
     from prover.recipe import open_run
     from prover.runner import DriveStats, Engine, LocalExecutor, WorkUnit, run_units
 
-    out = out or default_out(cfg.run_dir, f"prove-{Path(target).stem}")
-    out.mkdir(parents=True, exist_ok=True)
+    out = run_directory(out or default_out(cfg.run_dir, f"prove-{Path(target).stem}"))
     settings = {**recipe.settings(), "problem_set": target, "samples": n, "stop_at_first": stop_at_first,
                 "backend": cfg.model.backend, "model": cfg.model.model or "", "problems": [p.name for p in problems]}
     t0 = time.perf_counter()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from eval.cli import checks
 from eval.cli import options as shared
 from eval.cli.common import config, console, err_console
 
@@ -32,7 +33,7 @@ def sft(
     data: Path = typer.Option(..., "--data", help="SFT dataset dir (`subgoal train data`) or examples JSONL."),
     out: Path = typer.Option(..., "--out", help="Output checkpoint directory (HF format)."),
     tokenizer: str | None = typer.Option(None, "--tokenizer", help="Default: the model's."),
-    lr: float = typer.Option(1e-5, "--lr"),
+    lr: float = typer.Option(1e-5, "--lr", callback=checks.positive),
     schedule: str = typer.Option("cosine", "--schedule", help="cosine | linear | constant."),
     warmup: int = typer.Option(0, "--warmup", min=0, help="Warmup steps."),
     epochs: float = typer.Option(1.0, "--epochs", min=0.0),
@@ -79,13 +80,13 @@ def grpo(
     steps: int = typer.Option(100, "--steps", min=1),
     problems_per_step: int = typer.Option(8, "--problems-per-step", min=1),
     group_size: int = typer.Option(8, "--group-size", "-G", min=2, help="Samples per problem."),
-    lr: float = typer.Option(1e-6, "--lr"),
+    lr: float = typer.Option(1e-6, "--lr", callback=checks.positive),
     clip: float = typer.Option(0.2, "--clip", help="PPO ratio clip epsilon."),
     kl: float = typer.Option(0.0, "--kl", help="KL coefficient to the frozen starting model (k3)."),
     ppo_epochs: int = typer.Option(1, "--ppo-epochs", min=1),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Sequences per forward/backward."),
-    temperature: float = typer.Option(1.0, "--temperature"),
-    top_p: float = typer.Option(1.0, "--top-p"),
+    temperature: float = typer.Option(1.0, "--temperature", callback=checks.positive),
+    top_p: float = typer.Option(1.0, "--top-p", callback=checks.probability),
     max_tokens: int = typer.Option(512, "--max-tokens", min=1),
     format_reward: float = typer.Option(0.0, "--format-reward", help="Reward for a well-formed candidate proof."),
     consistency_penalty: float = typer.Option(0.0, "--consistency-penalty", min=0.0,
@@ -167,7 +168,7 @@ def iterate(
     strategy: str = typer.Option("sample", "--strategy", help="sample | decompose | repair | tree."),
     max_tokens: int | None = typer.Option(None, "--max-tokens", min=1, help="Tokens per generation (default by "
                                           "prompt mode: complete 4096, cot 32768)."),
-    temperature: float = typer.Option(1.0, "--temperature"),
+    temperature: float = typer.Option(1.0, "--temperature", callback=checks.non_negative),
     backend: str | None = typer.Option(None, "--backend", help="Generation backend for proving."),
     base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server for --backend openai."),
     planner_model: str | None = shared.PLANNER_MODEL,
@@ -175,7 +176,7 @@ def iterate(
     planner_base_url: str | None = shared.PLANNER_BASE_URL,
     steps: int | None = typer.Option(None, "--sft-steps", min=1, help="SFT steps per round (default: epochs)."),
     epochs: float = typer.Option(1.0, "--sft-epochs", min=0.0),
-    lr: float = typer.Option(1e-5, "--lr"),
+    lr: float = typer.Option(1e-5, "--lr", callback=checks.positive),
     batch_size: int = typer.Option(4, "--batch-size", min=1),
     device: str = typer.Option("auto", "--device"),
     decontaminate: bool = typer.Option(True, "--decontaminate/--no-decontaminate"),

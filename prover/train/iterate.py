@@ -76,17 +76,17 @@ def round_name(r: int) -> str:
 def run_iterations(icfg: IterateConfig, config: Any, verifier: Any = None, progress: bool = True) -> list[dict]:
     """Run (or resume) the rounds; returns one summary per finished round."""
     from data import load_problems
-    from data.store import RunStore
+    from data.store import RunStore, check_run_directory, run_directory
 
     if icfg.curriculum not in CURRICULA:
         raise ProverError(f"unknown curriculum {icfg.curriculum!r} (expected one of {', '.join(CURRICULA)})")
     if icfg.curriculum == "subgoals" and icfg.strategy != "decompose":
         raise ProverError("--curriculum subgoals needs --strategy decompose (the lemmas come from its traces)")
-    out = Path(icfg.out)
+    out = check_run_directory(icfg.out)
     problems = load_problems(icfg.problems, config)
     # before Lean or a model starts: a changed loop never continues an earlier one's rounds
     check_resume(out, iterate_manifest(icfg, problems), resuming=store_path(out).is_file(), what=("a run store",))
-    out.mkdir(parents=True, exist_ok=True)
+    run_directory(out)
     own_verifier = verifier is None
     if own_verifier:
         from lean_env import make_verifier
