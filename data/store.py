@@ -187,6 +187,11 @@ class RunStore:
         self._run_lock = RunLock(self.path.parent).acquire() if (create if lock is None else lock) else None
         self._lock = threading.Lock()  # one connection, shared by the threads of the writer process
         try:
+            if not self.path.exists():
+                self._create()
+            elif self.path.stat().st_size == 0:  # never one of ours (`_create`): a truncated or foreign file
+                raise DataError(f"{self.path} is empty (0 bytes): not a run store any more; move it away to start "
+                                "the run afresh (its report and proofs stay as they are until then)")
             try:
                 self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
             except sqlite3.Error as e:
@@ -204,6 +209,26 @@ class RunStore:
         if self._run_lock is not None:
             self._run_lock.release()
             self._run_lock = None
+
+    def _create(self) -> None:
+        """A new store, made whole beside its place and linked in: a store file is never seen half made (a
+        zero-byte `store.sqlite` can then only be damage, and is refused)."""
+        tmp = self.path.with_name(f".{self.path.name}.new{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        try:
+            db = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                db.executescript(f"BEGIN; {_SCHEMA}; COMMIT;")
+            finally:
+                db.close()
+            try:
+                os.link(tmp, self.path)  # never over a store another process made meanwhile
+            except FileExistsError:
+                pass
+        except (OSError, sqlite3.Error) as e:
+            raise DataError(f"{self.path}: cannot create the run store: {e}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _open(self) -> None:
         try:

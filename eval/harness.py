@@ -108,8 +108,11 @@ def _with_given_answers(problem: Any) -> Any:
     return fill_answers(problem)
 
 
-def run_config(spec: EvalSpec, config: Any, problems: list[Any], recipe: ProveRecipe) -> dict[str, Any]:
-    """The run's settings as recorded in its store: the recipe's (what decides an attempt) plus the run's."""
+def run_config(spec: EvalSpec, config: Any, problems: list[Any], recipe: ProveRecipe, toolchain: Any = None
+               ) -> dict[str, Any]:
+    """The run's settings as recorded in its store: the recipe's (what decides an attempt) plus the run's. Lean's
+    versions are those of the toolchain found (`toolchain`, a `lean_env.toolchain.Toolchain`), never the
+    configured pin: a REPL outside a Lake project has none to show."""
     return {
         **recipe.settings(),
         "problem_set": spec.problem_set,
@@ -121,7 +124,9 @@ def run_config(spec: EvalSpec, config: Any, problems: list[Any], recipe: ProveRe
         "putnam_answers": spec.putnam_answers,
         "limit": spec.limit,
         "problems": [p.name for p in problems],
-        "lean": {"lean_version": config.lean.lean_version, "timeout_s": config.lean.timeout_s},
+        "lean": {"lean_version": getattr(toolchain, "lean_version", None),
+                 "mathlib_version": getattr(toolchain, "mathlib_version", None),
+                 "repl": str(getattr(toolchain, "repl", "") or ""), "timeout_s": config.lean.timeout_s},
         "versions": versions(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "distributed": "ray" if spec.ray else "local",
@@ -210,8 +215,11 @@ def run_eval(
     model_id = spec.model or config.model.model or ""
     if not model_id:
         raise EvalError("no model given: pass --model (an HF id or a checkpoint directory)")
+    from lean_env.toolchain import locate
+
+    toolchain = locate(config.lean)  # no Lean: its one message now, before a model loads or a directory exists
     recipe = make_recipe(spec, config, model_id, recipe_type)  # a bad prompts file stops here
-    current = run_config(spec, config, problems, recipe)
+    current = run_config(spec, config, problems, recipe, toolchain)
     out = run_directory(spec.out)
     # Index-major over problems: early pass@1 everywhere; every pending attempt is its own task.
     units = [WorkUnit(p, i) for i in range(spec.n) for p in problems]

@@ -115,3 +115,56 @@ def test_nonsense_eval_values_are_refused_at_parse_time(lean_env, tmp_path, caps
     assert cli("eval", str(problems_file(tmp_path)), "--model", "m", *flags) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "Invalid value" in err
+
+
+def test_help_texts_keep_their_brackets(capsys):
+    """rich markup would eat `[lean]` (a config section) from a help text unless it is escaped."""
+    import typer.main
+
+    from eval.cli import app
+
+    def commands(group, path):
+        for name, command in getattr(group, "commands", {}).items():
+            yield [*path, name], command
+            yield from commands(command, [*path, name])
+
+    checked = 0
+    for path, command in commands(typer.main.get_command(app), []):
+        bracketed = [p for p in command.params if "[" in (getattr(p, "help", None) or "")]
+        if not bracketed:
+            continue
+        assert cli(*path, "--help") == 0
+        shown = " ".join(capsys.readouterr().out.split()).replace("│ ", "")
+        for param in bracketed:
+            words = param.help.replace("\\[", "[").split()
+            for word in (w for w in words if "[" in w):
+                assert word.rstrip(").,") in shown, f"`{' '.join(path)} --help` lost {word!r}"
+                checked += 1
+    assert checked >= 2
+
+
+def test_library_warnings_print_through_the_console_above_a_live_view(tmp_path, capsys):
+    """A transformers deprecation warning (a Python warning, or a record of transformers' own logger) goes
+    through the CLI's console, which prints it above the live view, never raw across it on stderr."""
+    import io
+    import logging
+    import re
+    import warnings
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from eval.cli.common import library_output_on
+    from prover.generate.hf import TransformersBackend
+    from prover.model.testing import tiny_checkpoint
+
+    TransformersBackend(tiny_checkpoint(tmp_path / "m"), device="cpu").close()  # transformers is set up as in a run
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=300)
+    with library_output_on(console), Live("attempts: 3/8", console=console), warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("`past_key_values` is deprecated", FutureWarning, stacklevel=1)
+        logging.getLogger("transformers.generation.utils").warning("generation flags are not valid")
+    out = "".join(re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue()).split())  # text, no colours
+    assert "`past_key_values`isdeprecated" in out and "generationflagsarenotvalid" in out
+    assert capsys.readouterr().err == ""  # nothing written past the console

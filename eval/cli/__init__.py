@@ -19,7 +19,7 @@ from eval.cli import (
     prove_cmd,
     train_cmd,
 )
-from eval.cli.common import err_console, user_errors
+from eval.cli.common import err_console, library_output_on, user_errors
 
 app = typer.Typer(
     name="subgoal",
@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     handled = (signal.SIGTERM, signal.SIGHUP) if threading.current_thread() is threading.main_thread() else ()
     previous = {sig: signal.signal(sig, _terminate) for sig in handled}
     try:
-        app(args=argv, prog_name="subgoal")
+        with library_output_on(err_console):
+            app(args=argv, prog_name="subgoal")
     except user_errors() as e:
         err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)

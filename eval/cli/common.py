@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +17,23 @@ if TYPE_CHECKING:
 
 console = Console()  # results and tables
 err_console = Console(stderr=True)  # logs, progress and errors go to stderr
+
+
+@contextmanager
+def library_output_on(console: Console) -> Iterator[None]:
+    """While a command runs, Python warnings and library log records (transformers, vLLM, Ray) are printed
+    through `console`, so they land above a live view or progress bar instead of tearing it."""
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=console, level=logging.WARNING, show_time=False, show_path=False, markup=False)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    logging.captureWarnings(True)
+    try:
+        yield
+    finally:
+        logging.captureWarnings(False)
+        root.removeHandler(handler)
 
 
 def config(ctx: typer.Context, **overrides: Any) -> Config:

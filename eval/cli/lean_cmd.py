@@ -43,7 +43,7 @@ def setup(
     ctx: typer.Context,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the commands without running them."),
     home: Path | None = typer.Option(None, "--home", help="Install directory (else $SUBGOAL_LEAN_HOME, ~/.subgoal/lean)."),
-    version: str | None = typer.Option(None, "--version", help="Lean version tag (else [lean] lean_version)."),
+    version: str | None = typer.Option(None, "--version", help="Lean version tag (else \\[lean] lean_version)."),
     comparator: bool = typer.Option(False, "--comparator", help="Also install leanprover/comparator with lean4export "
                                     "and landrun, and lean4checker (kernel replay for `subgoal lean audit`; landrun "
                                     "needs Go)."),

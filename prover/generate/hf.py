@@ -256,6 +256,8 @@ def _load(path: str | Path, tokenizer: Any, device: str, dtype: str):
         raise ProverError(f"unknown dtype {dtype!r} (auto, bfloat16, float16, float32)")
     from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_default_handler()  # its handler holds the raw stderr and writes across a live view;
+    hf_logging.enable_propagation()  # propagated, records reach the application's handlers (the CLI's console)
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the load report lists the MTP layer as unused: expected, not news
     hf_logging.disable_progress_bar()

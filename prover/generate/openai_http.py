@@ -27,6 +27,8 @@ RETRY_STATUS = {408, 409, 425, 429}
 
 
 class OpenAIBackend:
+    device = "remote"  # the GPU is the server's: waiting on HTTP is not our GPU-seconds
+
     def __init__(self, base_url: str, model: str, api_key: str = "EMPTY", max_in_flight: int = 256,
                  timeout_s: float = 600.0, max_retries: int = 5, backoff_s: float = 1.0, max_backoff_s: float = 30.0):
         if max_in_flight < 1:

@@ -38,6 +38,8 @@ def import_vllm():
 
 
 class VLLMBackend:
+    device = "cuda"  # generation time is our GPUs' time (prover.search.core counts it as GPU-seconds)
+
     def __init__(self, model: str | Path, tensor_parallel_size: int = 1, dtype: str = "auto",
                  enable_prefix_caching: bool = True, skip_tokenizer_init: bool = False,
                  gpu_memory_utilization: float = 0.85, max_model_len: int | None = None, seed: int = 0,

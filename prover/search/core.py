@@ -244,9 +244,11 @@ class Search:
             self.event("best", text=text, status=status, what=kind, score=score)
 
     def timings(self, wall_s: float) -> dict[str, float]:
-        gpu = self.backend.device
+        # GPU time is generation time only where the GPU is ours: a backend says where it runs (`device`); a
+        # remote server's (OpenAI backend: HTTP time) or an undeclared one is not counted as our GPU's.
+        gpu = str(getattr(self.backend, "device", ""))
         out = {"wall_s": round(wall_s, 4), "gen_s": round(self.gen_s, 4),
-               "gpu_s": round(self.gen_s, 4) if str(gpu).startswith("cuda") or not gpu else 0.0,
+               "gpu_s": round(self.gen_s, 4) if gpu.startswith("cuda") else 0.0,
                "lean_wall_s": round(self.lean_wall_s, 4), "lean_cpu_s": round(self.lean_cpu_s, 4)}
         if self.planner is not None:  # the planner's usage apart from the prover's (often a remote server)
             out.update(planner_prompt_tokens=self.planner_prompt_tokens,
