@@ -39,6 +39,12 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 # (never corrupts). An attempt costs seconds of GPU and Lean time and a commit's fsync about a
 # millisecond, so we buy that durability: a recorded attempt is never redone, even after a power cut.
 # Batches (`record_many`) pay one fsync per batch.
+# An attempt the machine failed (verdict `infra`: REPL would not start, header import failed, REPL starved of CPU)
+# is re-run by a resumed run, at most this many times; after that its failure stands like any other.
+INFRA_RETRIES = 2
+RETRIES_META = "infra_retries"  # run_meta: {"problem#index": retries so far}
+_INFRA = "json_extract(verdict, '$.infra') = 1"
+
 _PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON")
 
 _SCHEMA = f"""
@@ -379,18 +385,25 @@ class RunStore:
     )
 
     def record(self, run_id: int, attempt: Attempt) -> bool:
-        """Store one attempt; False (and nothing written) when (run, problem, index) is already there."""
-        row = self._row(run_id, attempt)
-        with self._tx() as db:
-            return db.execute(self._INSERT, row).rowcount == 1
+        """Store one attempt; False (and nothing written) when (run, problem, index) is already there, unless
+        the row there is an infrastructure failure being retried (see `done`), which the new attempt replaces."""
+        return self.record_many(run_id, [attempt]) == 1
 
     def record_many(self, run_id: int, attempts: Iterable[Attempt]) -> int:
-        """Store many attempts in one transaction (all or none); returns how many were new."""
+        """Store many attempts in one transaction (all or none); returns how many were new (or retried)."""
         rows = [self._row(run_id, a) for a in attempts]
         with self._tx() as db:
-            before = db.total_changes
-            db.executemany(self._INSERT, rows)
-            return db.total_changes - before
+            retrying = self._retryable(db, run_id)
+            new = 0
+            for row in rows:
+                key = (row[1], row[2])
+                if key in retrying:  # the machine failed this attempt before: the retry takes its place
+                    retrying.discard(key)
+                    db.execute(f"DELETE FROM attempts WHERE run_id = ? AND problem = ? AND idx = ? AND {_INFRA}",
+                               (run_id, *key))
+                    self._bump_retries(db, run_id, key)
+                new += db.execute(self._INSERT, row).rowcount
+            return new
 
     # ---------------------------------------------------------------------------------------- audits
     # Kernel-replay verdicts (`subgoal lean audit`), beside the attempt's own verdict. The table is created by
@@ -427,9 +440,27 @@ class RunStore:
             return self._tables()
 
     def done(self, run_id: int) -> set[tuple[str, int]]:
-        return {
-            (p, i) for p, i in self._query("SELECT problem, idx FROM attempts WHERE run_id = ?", (run_id,))
-        }
+        """Keys a run has finished: every recorded attempt but the infrastructure failures (the verdict's
+        `infra`: the machine failed, not the proof) that have been retried fewer than `INFRA_RETRIES` times."""
+        keys = {(p, i) for p, i in self._query("SELECT problem, idx FROM attempts WHERE run_id = ?", (run_id,))}
+        with self._lock:
+            return keys - self._retryable(self._db, run_id)
+
+    def _retryable(self, db: sqlite3.Connection, run_id: int) -> set[tuple[str, int]]:
+        tried = self._retries(db, run_id)
+        rows = db.execute(f"SELECT problem, idx FROM attempts WHERE run_id = ? AND {_INFRA}", (run_id,)).fetchall()
+        return {(p, i) for p, i in rows if tried.get(f"{p}#{i}", 0) < INFRA_RETRIES}
+
+    @staticmethod
+    def _retries(db: sqlite3.Connection, run_id: int) -> dict[str, int]:
+        row = db.execute("SELECT value FROM run_meta WHERE run_id = ? AND key = ?", (run_id, RETRIES_META)).fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def _bump_retries(self, db: sqlite3.Connection, run_id: int, key: tuple[str, int]) -> None:
+        tried = self._retries(db, run_id)
+        tried[f"{key[0]}#{key[1]}"] = tried.get(f"{key[0]}#{key[1]}", 0) + 1
+        db.execute("INSERT INTO run_meta (run_id, key, value) VALUES (?, ?, ?) ON CONFLICT (run_id, key) "
+                   "DO UPDATE SET value = excluded.value", (run_id, RETRIES_META, json.dumps(tried)))
 
     _COLUMNS = (
         "problem, idx, text, status, verdict, strategy, model, sampling, seed, prompt_tokens, "

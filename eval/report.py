@@ -39,11 +39,15 @@ def build_report(attempts: Sequence[Any], run: dict[str, Any], *, n_boot: int = 
     for a in attempts:
         cost.add(a.prompt_tokens, a.completion_tokens, a.timings)
     overall = set_report(counts, n_boot=n_boot, seed=seed)
+    # The machine's failures (lean_env.errors.machine_fault) count as unproved in pass@k, like any failure, but
+    # apart here: they say nothing of the prover, and a resumed run retries them.
+    infra = sum(1 for a in attempts if (a.verdict or {}).get("infra"))
     return {
         "run": run,
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "problems_planned": n_planned,
-        "complete": not missing and not short and len(counts) >= n_planned,
+        "complete": not missing and not short and len(counts) >= n_planned and not infra,
+        "infra_failures": infra,
         "missing_problems": missing,
         "incomplete_problems": short,
         "overall": overall.to_dict(),
@@ -142,6 +146,8 @@ def render_table(report: dict[str, Any]):
         + (f" | planner tokens {cost['planner_tokens']:,}, {cost['planner_gen_s']:.1f}s"
            if cost.get("planner_tokens") else "")
         + (f" | per solved: {per['tokens']:,.0f} tokens, {per['lean_cpu_s']:.1f}s Lean CPU" if per else "")
+        + (f" | {report['infra_failures']} infrastructure failures (re-run to retry)"
+           if report.get("infra_failures") else "")
         + ("" if report["complete"] else " | INCOMPLETE run")
     )
     return table

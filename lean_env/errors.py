@@ -29,6 +29,9 @@ class ReplFailure(RuntimeError):
     def __init__(self, message: str, stderr_tail: str = ""):
         super().__init__(message)
         self.stderr_tail = stderr_tail
+        self.wall_s: float | None = None  # how long the call ran
+        self.cpu_s: float | None = None  # CPU seconds the REPL's processes got meanwhile (None: not measured)
+        self.phase = "call"  # "start" (the process did not come up) | "header" (importing the job's header) | "call"
 
 
 class ReplTimeout(ReplFailure):
@@ -49,3 +52,26 @@ class ReplOutOfMemory(ReplFailure):
 
 class PoolClosed(RuntimeError):
     """A job was submitted to (or was still queued in) a pool that has been closed."""
+
+
+# A timed-out call whose REPL got less than this share of one CPU was starved by the machine (overloaded node,
+# stopped process): Lean elaborating a proof keeps one core busy, so a proof's own timeout runs near 100%.
+STARVED_CPU_SHARE = 0.25
+
+
+def machine_fault(e: BaseException) -> str:
+    """Why a failed Lean call is the machine's fault rather than the proof's, in one line; "" when it is the
+    proof's (as far as can be told). Such failures say nothing about the proof and are retried on resume."""
+    if isinstance(e, PoolClosed):
+        return "the Lean pool was shut down before the proof was checked"
+    if not isinstance(e, ReplFailure):
+        return ""
+    if e.phase == "start":
+        return f"the REPL could not be started ({e})"
+    if e.phase == "header":
+        return f"the problem's header could not be imported ({e}); no proof was checked"
+    if isinstance(e, ReplTimeout) and e.cpu_s is not None and e.wall_s:
+        share = e.cpu_s / e.wall_s
+        if share < STARVED_CPU_SHARE:
+            return f"the REPL got {share:.0%} of a CPU while it ran ({e}): starved by the machine"
+    return ""

@@ -127,8 +127,12 @@ class _Worker:
     def run(self, job: _Job) -> Any:
         for attempt in (0, 1):
             try:
-                session = Session(self.repl, self.header_env(job.header), job.header)
-                return job.task(session)
+                try:
+                    env = self.header_env(job.header)
+                except ReplFailure as e:
+                    e.phase = "start" if e.phase == "start" else "header"
+                    raise
+                return job.task(Session(self.repl, env, job.header))
             except (ReplCrashed, ReplGarbage) as e:
                 self.pool._count_failure(e)
                 if attempt:

@@ -67,6 +67,12 @@ def kill_all() -> None:
 atexit.register(kill_all)
 
 
+def _start_failure(message: str) -> ReplCrashed:
+    e = ReplCrashed(message)
+    e.phase = "start"  # the machine's fault, not the proof's (lean_env.errors.machine_fault)
+    return e
+
+
 @lru_cache(maxsize=1)
 def network_isolation_prefix() -> tuple[str, ...]:
     """`unshare -rn` (new user + network namespace: no interfaces but loopback) when this kernel allows it."""
@@ -186,7 +192,7 @@ class Repl:
         if self.alive:
             return
         if _stopping.is_set():
-            raise ReplCrashed("not starting a REPL: this process is shutting down")
+            raise _start_failure("not starting a REPL: this process is shutting down")
         self._kill()
         workdir = self.workdir
         assert self._tmp is not None
@@ -194,7 +200,7 @@ class Repl:
         env = {**os.environ, "TMPDIR": self._tmp, **self.extra_env}
         program = self.command[0] if self.command else ""
         if not (shutil.which(program) or (os.path.isfile(program) and os.access(program, os.X_OK))):
-            raise ReplCrashed(f"could not start the REPL {program!r}: no such executable")
+            raise _start_failure(f"could not start the REPL {program!r}: no such executable")
         prefix = list(network_isolation_prefix()) if self.isolate_network else []
         limits = self.limits.prefix()
         watch_read, self._watch = os.pipe()  # the watchdog's end closes when this process dies, however
@@ -209,7 +215,7 @@ class Repl:
         except OSError as e:
             self._proc = None
             self._close_watch()
-            raise ReplCrashed(f"could not start the REPL {self.command[0]!r}: {e}") from None
+            raise _start_failure(f"could not start the REPL {self.command[0]!r}: {e}") from None
         finally:
             os.close(watch_read)
         with _LIVE_LOCK:
@@ -338,6 +344,7 @@ class Repl:
             return answer
         except ReplFailure as e:
             e.stderr_tail = e.stderr_tail or self.stderr_tail()
+            e.wall_s, e.cpu_s = time.monotonic() - t0, max(0.0, self._cpu_s() - cpu0)  # before the kill
             self._kill()
             raise
         finally:

@@ -52,6 +52,9 @@ class Verdict:
     # answer (None: no recorded answer, or answers given). Compared as text up to whitespace and comments.
     answers: dict[str, str] = field(default_factory=dict)
     answer_correct: bool | None = None
+    # The failure is the machine's, not the proof's (REPL would not start, header import failed, starved of
+    # CPU, pool shut down: lean_env.errors.machine_fault). Never proved; a resumed run retries the attempt.
+    infra: bool = False
 
     @property
     def proved(self) -> bool:
@@ -85,4 +88,5 @@ class Verdict:
             mathlib_version=d.get("mathlib_version"),
             answers=dict(d.get("answers") or {}),
             answer_correct=d.get("answer_correct"),
+            infra=bool(d.get("infra", False)),
         )

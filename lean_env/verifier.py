@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lean_env import soundness, text
-from lean_env.errors import ReplFailure, ReplGarbage, ReplOutOfMemory, ReplTimeout
+from lean_env.errors import PoolClosed, ReplFailure, ReplGarbage, ReplOutOfMemory, ReplTimeout, machine_fault
 from lean_env.pool import HeaderRejected, ReplPool, Session
 from lean_env.protocol import CommandResult
 from lean_env.soundness import Finding
@@ -258,7 +258,7 @@ class Verifier:
                     cpu += ref_cpu
             repl.assert_quiet()  # output after the last answer came from this proof: it fails this proof
         except ReplFailure as e:
-            e.wall_s = time.monotonic() - t0  # type: ignore[attr-defined]
+            e.wall_s = e.wall_s if e.wall_s is not None else time.monotonic() - t0
             raise
         return _Outcome(body, check, reference, ref_error, time.monotonic() - t0, cpu)
 
@@ -286,11 +286,22 @@ class Verifier:
             return self._failure(e, getattr(e, "wall_s", time.monotonic() - t0))
         except HeaderRejected as e:
             return self._verdict(Status.FAILED, messages=e.result.messages, reasons=[str(e)])
+        except PoolClosed as e:
+            return self._verdict(Status.CRASHED, reasons=[machine_fault(e)], infra=True)
         except Exception as e:  # a bug in a task must still give every caller a verdict
             return self._verdict(Status.CRASHED, reasons=[f"verifier error: {type(e).__name__}: {e}"])
         return self._judge(prep, out, out.wall_s)
 
     def _failure(self, e: ReplFailure, wall: float) -> Verdict:
+        # before the proof ran (the REPL would not start, its header would not import): nothing to judge it by
+        verdict = self._proof_failure(e, wall) if e.phase == "call" else self._verdict(
+            Status.CRASHED, reasons=[f"the Lean REPL failed before the proof ran: {e}"], wall=wall)
+        if fault := machine_fault(e):
+            verdict.infra = True
+            verdict.reasons.append(f"infrastructure: {fault}")
+        return verdict
+
+    def _proof_failure(self, e: ReplFailure, wall: float) -> Verdict:
         if isinstance(e, ReplTimeout):
             return self._verdict(Status.TIMEOUT, reasons=[f"Lean timed out: {e}"], wall=wall)
         if isinstance(e, ReplOutOfMemory):
@@ -365,9 +376,9 @@ class Verifier:
 
     def _verdict(self, status: Status, messages: list[Message] | None = None, sorries: list[Sorry] | None = None,
                  axioms: list[str] | None = None, reasons: list[str] | None = None, wall: float = 0.0,
-                 cpu: float = 0.0) -> Verdict:
+                 cpu: float = 0.0, infra: bool = False) -> Verdict:
         return Verdict(status, list(messages or []), list(sorries or []), list(axioms or []), list(reasons or []),
-                       wall, cpu, self.lean_version, self.mathlib_version)
+                       wall, cpu, self.lean_version, self.mathlib_version, infra=infra)
 
 
 def _not_in_the_statements_own(findings: list[Finding], statement: str, body: str) -> list[Finding]:
