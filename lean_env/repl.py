@@ -49,7 +49,7 @@ STDERR_TAIL = 2000
 
 
 _LIVE: weakref.WeakSet[Repl] = weakref.WeakSet()  # started REPLs: killed at interpreter exit (`kill_all`)
-_LIVE_LOCK = threading.Lock()  # pool workers start and kill REPLs from their own threads
+_LIVE_LOCK = threading.RLock()  # pool workers start and kill REPLs from their threads; signal handlers re-enter
 _stopping = threading.Event()  # set by kill_all: the process is going down, no REPL may start again
 
 

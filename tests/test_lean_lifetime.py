@@ -71,3 +71,34 @@ def test_a_repl_busy_when_its_process_exits_is_killed(tmp_path):
     assert pids
     time.sleep(1.0)
     assert not [pid for pid in pids if psutil.pid_exists(pid) and _alive(psutil.Process(pid))]
+
+
+def _until_in_lean(proc: subprocess.Popen, server: ScriptedServer) -> None:
+    driver = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 60
+    while not (server.requests and _lean_processes(driver)):
+        assert proc.poll() is None and time.monotonic() < deadline, "the driver never reached Lean"
+        time.sleep(0.05)
+    time.sleep(1.0)  # the proof is in Lean now: fake_hang sleeps forever
+
+
+@pytest.mark.parametrize("command", ["statement", "batch", "eval"])
+def test_ctrl_c_mid_lean_call_exits_at_once(tmp_path, command):
+    problems = tmp_path / "set.jsonl"
+    problems.write_text('{"name": "t", "formal_statement": "theorem t : 2 + 3 = 5 := by"}\n')
+    args = {"statement": ["prove", STATEMENT, "-k", "1", "--no-live"],
+            "batch": ["prove", str(problems), "-k", "1", "--out", str(tmp_path / "runs" / "b")],
+            "eval": ["eval", str(problems), "-k", "1", "--out", str(tmp_path / "runs" / "e")]}[command]
+    with ScriptedServer([("theorem t", "  fake_hang\n```")]) as server:
+        proc = subprocess.Popen(SUBGOAL + args + served(server), env=env_for(tmp_path, SUBGOAL_LEAN__TIMEOUT_S="120"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _until_in_lean(proc, server)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - t0
+    assert took < 2.0, f"Ctrl-C took {took:.1f}s (the Lean timeout is 120 s)"
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert "interrupted" in err
+    if command != "statement":
+        assert "re-run the same command to resume" in " ".join(err.split())

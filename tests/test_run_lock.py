@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -24,7 +25,8 @@ def test_a_second_run_on_the_same_out_is_refused(tmp_path):
     write_problems(problems, 3)
     out = tmp_path / "runs" / "shared"
     args = ["prove", str(problems), "-k", "2", "--all-attempts", "--out", str(out)]
-    with ScriptedServer([("theorem p", "  norm_num\n```")], delay_s=0.5) as server:
+    release = threading.Event()  # the first run's generation waits until the second has been refused
+    with ScriptedServer([("theorem p", "  norm_num\n```")], delay_s=lambda n, body: release.wait(60) and 0) as server:
         first = subprocess.Popen(SUBGOAL + args + served(server), env=env_for(tmp_path), stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
@@ -36,6 +38,7 @@ def test_a_second_run_on_the_same_out_is_refused(tmp_path):
         line = " ".join(second.stderr.split())
         assert "error:" in line and "in use by a running job" in line and f"pid {first.pid}" in line
         assert socket.gethostname() in line
+        release.set()
         _, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
     assert len(store_rows(out)) == 6  # the first run's work, all of it, once

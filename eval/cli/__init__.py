@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
 from pathlib import Path
 
 import typer
@@ -20,6 +19,7 @@ from eval.cli import (
     train_cmd,
 )
 from eval.cli.common import err_console, library_output_on, user_errors
+from eval.cli.signals import stopping_cleanly
 
 app = typer.Typer(
     name="subgoal",
@@ -45,49 +45,32 @@ for module in (prove_cmd, eval_cmd, leaderboard_cmd, train_cmd, formalize_cmd, l
     module.register(app)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP (a batch scheduler, a closed terminal): unwinds like Ctrl-C, so runs stop the same clean way."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _terminate(signum: int, frame: object) -> None:
-    from lean_env.repl import kill_all
-
-    kill_all()  # calls waiting on Lean fail now, not at their timeout
-    _received.append(signum)
-    raise Terminated(signum)
-
-
-_received: list[int] = []  # SIGTERM/SIGHUP seen: the exit code says so even where a command handled the unwinding
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point. Click/typer handle usage errors themselves (exit 2); our typed user errors become one line.
-    SIGTERM and SIGHUP unwind like Ctrl-C (stores closed, Lean process groups killed), exit 128 + the signal."""
-    handled = (signal.SIGTERM, signal.SIGHUP) if threading.current_thread() is threading.main_thread() else ()
-    previous = {sig: signal.signal(sig, _terminate) for sig in handled}
-    try:
-        with library_output_on(err_console):
-            app(args=argv, prog_name="subgoal")
-    except user_errors() as e:
-        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except OSError as e:  # the machine's answer about a path the user gave (permissions, a full disk, ...)
-        where = f": {e.filename}" if e.filename else ""
-        err_console.print(f"[bold red]error:[/] {escape((e.strerror or str(e)) + where)}", highlight=False,
-                          soft_wrap=True)
-        sys.exit(1)
-    except Terminated as e:
-        err_console.print(f"stopped by {e}", highlight=False)
-        sys.exit(128 + e.signum)
-    except SystemExit as e:
-        if _received and e.code not in (0, None):
-            err_console.print(f"stopped by {signal.Signals(_received[-1]).name}", highlight=False)
-            sys.exit(128 + _received[-1])
-        raise
-    finally:
-        for sig, handler in previous.items():  # main() in a test process: leave its handlers as they were
-            signal.signal(sig, handler)
+    Ctrl-C, SIGTERM and SIGHUP stop the command cleanly (`eval.cli.signals`): exit 130, or 128 + the signal."""
+    with stopping_cleanly() as received:
+        try:
+            with library_output_on(err_console):
+                app(args=argv, prog_name="subgoal")
+        except user_errors() as e:
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+        except OSError as e:  # the machine's answer about a path the user gave (permissions, a full disk, ...)
+            where = f": {e.filename}" if e.filename else ""
+            err_console.print(f"[bold red]error:[/] {escape((e.strerror or str(e)) + where)}", highlight=False,
+                              soft_wrap=True)
+            sys.exit(1)
+        except KeyboardInterrupt:  # a command that did not stop on it itself
+            err_console.print("interrupted", highlight=False)
+            sys.exit(_stop_code(received))
+        except SystemExit as e:
+            if received and e.code not in (0, None):
+                sys.exit(_stop_code(received))
+            raise
+
+
+def _stop_code(received: list[int]) -> int:
+    """130 for Ctrl-C, 128 + n for signal n (what a shell reports for a process a signal stopped)."""
+    if received and received[-1] != signal.SIGINT:
+        err_console.print(f"stopped by {signal.Signals(received[-1]).name}", highlight=False)
+    return 128 + (received[-1] if received else signal.SIGINT)
