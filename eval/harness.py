@@ -261,21 +261,18 @@ async def _drive_with_progress(units: list[WorkUnit], executor: Any, store: Any,
                                stats: DriveStats) -> DriveStats:
     if not progress:
         return await drive(units, executor, store, run_id, on_result=on_result, stats=stats)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from eval.cli.common import err_console
+    from eval.progress import AttemptProgress
 
     done = store.done(run_id)
     todo = sum(1 for u in units if u.key not in done)
     solved: set[str] = set()
-    with Progress(TextColumn("[bold]eval"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                  TimeElapsedColumn(), console=err_console, transient=False) as bar:
-        task = bar.add_task("attempts", total=todo, info="")
+    with AttemptProgress("eval", todo, err_console) as bar:
 
         def tick(unit: WorkUnit, attempt: Any) -> None:
             if attempt.status == "proved":
                 solved.add(unit.problem.name)
-            bar.update(task, advance=1, info=f"{len(solved)} newly proved problems")
+            bar.advance(f"{len(solved)} newly proved problems")
             if on_result is not None:
                 on_result(unit, attempt)
 

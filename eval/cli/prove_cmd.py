@@ -161,9 +161,8 @@ def _interactive(problems: list[Any], text: str | None, dest: Path | None, recip
 def _batch(target: str, problems: list[Any], cfg: Any, recipe: Any, gen: Any, verifier: Any, n: int,
            stop_at_first: bool, out: Path | None, max_in_flight: int | None) -> int:
     """Every problem's n attempts through the runner into the run store `out`; resumes, refuses changed settings."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from data.store import RunStore, run_directory
+    from eval.progress import AttemptProgress
     from prover.recipe import open_run
     from prover.runner import DriveStats, Engine, LocalExecutor, WorkUnit, run_units
 
@@ -180,14 +179,12 @@ def _batch(target: str, problems: list[Any], cfg: Any, recipe: Any, gen: Any, ve
         executor = LocalExecutor(recipe, engine=Engine(gen), checker=verifier, max_live=max_in_flight)
         units = (WorkUnit(p, i) for i in range(n) for p in problems)  # index-major: every problem early
         interrupted = False
-        with Progress(TextColumn("[bold]prove"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                      TimeElapsedColumn(), console=err_console) as bar:
-            task = bar.add_task("attempts", total=todo, info=f"{len(proved)}/{len(problems)} proved")
+        with AttemptProgress("prove", todo, err_console, f"{len(proved)}/{len(problems)} proved") as bar:
 
             def tick(unit: Any, attempt: Any) -> None:
                 if attempt.status == "proved":
                     proved.add(unit.problem.name)
-                bar.update(task, advance=1, info=f"{len(proved)}/{len(problems)} proved")
+                bar.advance(f"{len(proved)}/{len(problems)} proved")
 
             try:
                 run_units(units, executor, store, run_id, on_result=tick, stop_at_first=stop_at_first, stats=stats)

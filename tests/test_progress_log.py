@@ -1,0 +1,34 @@
+"""Long work says how far it is when nobody watches a terminal (nohup, a batch scheduler, CI): with stderr a
+pipe, `subgoal prove SET` writes a timestamped progress line at a steady interval, while it runs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+from test_prove_cli import SUBGOAL, env_for, served, write_problems
+from test_prove_support import ScriptedServer
+
+LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d prove: (\d+)/(\d+) attempts")
+
+
+def test_progress_lines_in_a_non_tty_log(tmp_path):
+    problems = tmp_path / "set.jsonl"
+    write_problems(problems, 4)
+    args = ["prove", str(problems), "-k", "1", "--out", str(tmp_path / "runs" / "log")]
+    with ScriptedServer([("theorem p", "  norm_num\n```")], delay_s=1.0) as server:
+        proc = subprocess.Popen(SUBGOAL + args + served(server), env=env_for(tmp_path, SUBGOAL_PROGRESS_S="0.4"),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        arrivals = []  # (seconds since start, attempts done) of each progress line, as it arrives
+        t0 = time.monotonic()
+        for line in proc.stderr:
+            if m := LINE.match(line):
+                arrivals.append((time.monotonic() - t0, int(m.group(1)), int(m.group(2))))
+        assert proc.wait(timeout=60) == 0
+        finished = time.monotonic() - t0
+    assert len(arrivals) >= 5, arrivals  # 4 attempts of >= 1 s each, a line every 0.4 s
+    assert all(total == 4 for _, _, total in arrivals) and arrivals[-1][1] == 4
+    done = [d for _, d, _ in arrivals]
+    assert done == sorted(done) and 0 < len(set(done)) and done[0] == 0
+    assert arrivals[1][0] < finished - 1.0  # lines came while it ran, not all at the end
