@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from data.errors import DataError
-from data.run_lock import RunLock
+from data.run_lock import LOCK_FILENAME, RunLock
 
 FORMAT = "subgoal-run-store"
 SCHEMA_VERSION = 1
@@ -163,16 +163,43 @@ def store_path(path: str | Path) -> Path:
     return path
 
 
-def run_directory(path: str | Path, flag: str = "--out") -> Path:
-    """`path` as a run directory, created if missing; one clear error when it names a file."""
+def check_run_directory(path: str | Path, flag: str = "--out") -> Path:
+    """`path`, if it can be a run directory (missing, or a directory); one clear error when it names a file."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise DataError(f"{flag} {path} is an existing file, not a run directory; give a directory")
+    return path
+
+
+def run_directory(path: str | Path, flag: str = "--out") -> Path:
+    """`path` as a run directory, created if missing; one clear error when it names a file."""
+    path = check_run_directory(path, flag)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DataError(f"{flag} {path}: cannot create the run directory: {e.strerror}") from None
     return path
+
+
+def remove_if_empty(run_dir: str | Path) -> bool:
+    """Remove a run directory that holds nothing but a store with no attempt in it (what a failed first start
+    leaves); True when removed. Only the store's own files are deleted, and the directory only when empty."""
+    run_dir = Path(run_dir)
+    store = run_dir / STORE_FILENAME
+    if store.exists():
+        try:
+            with RunStore(store, create=False, lock=False) as s:
+                if any(info.attempts for info in s.runs()):
+                    return False
+        except DataError:
+            return False
+    for name in (STORE_FILENAME, f"{STORE_FILENAME}-wal", f"{STORE_FILENAME}-shm", LOCK_FILENAME):
+        (run_dir / name).unlink(missing_ok=True)
+    try:
+        run_dir.rmdir()
+    except OSError:  # something else is in it: not ours to delete
+        return False
+    return True
 
 
 def _now() -> str:

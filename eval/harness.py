@@ -207,7 +207,7 @@ def run_eval(
 ) -> EvalResult:
     """Run (or resume) one evaluation and write its report. See `EvalSpec` for the knobs. `recipe_type` is a
     `ProveRecipe` subclass (tests: one whose `make_generator` returns a scripted backend)."""
-    from data.store import RunStore, run_directory
+    from data.store import check_run_directory, remove_if_empty, run_directory
 
     spec.validate()
     start = time.perf_counter()
@@ -220,7 +220,23 @@ def run_eval(
     toolchain = locate(config.lean)  # no Lean: its one message now, before a model loads or a directory exists
     recipe = make_recipe(spec, config, model_id, recipe_type)  # a bad prompts file stops here
     current = run_config(spec, config, problems, recipe, toolchain)
+    fresh = not check_run_directory(spec.out).exists()
+    recipe.check_generator()  # no such model / server: now, not after a run directory exists
     out = run_directory(spec.out)
+    try:
+        return _run(spec, config, recipe, problems, current, out, start, ray_runtime_env, on_result, progress,
+                    executor_hook)
+    except BaseException:
+        if fresh:
+            remove_if_empty(out)  # a start that failed before any attempt leaves no empty run directory behind
+        raise
+
+
+def _run(spec: EvalSpec, config: Any, recipe: ProveRecipe, problems: list[Any], current: dict[str, Any], out: Path,
+         start: float, ray_runtime_env: dict[str, Any] | None, on_result: Callable[[WorkUnit, Any], None] | None,
+         progress: bool, executor_hook: Callable[[Any], None] | None) -> EvalResult:
+    from data.store import RunStore
+
     # Index-major over problems: early pass@1 everywhere; every pending attempt is its own task.
     units = [WorkUnit(p, i) for i in range(spec.n) for p in problems]
     with RunStore(out) as store:

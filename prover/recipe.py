@@ -75,6 +75,15 @@ class ProveRecipe:
             self._planner = Engine(backend) if backend is not None else False
         return self._planner or None
 
+    def check_generator(self) -> None:
+        """Fail now, in one line, if `make_generator` cannot succeed (no such model, no server): before anything
+        expensive starts or a run directory is made."""
+        from prover.generate import check_model
+
+        check_model(self.model_settings)
+        if self.planner_settings is not None and self.planner_settings.model:
+            check_model(self.planner_settings)
+
     def make_checker(self) -> Any:
         from lean_env import make_verifier
 

@@ -62,6 +62,7 @@ def register(app: typer.Typer) -> None:
         max_in_flight: int = shared.MAX_IN_FLIGHT,
     ) -> None:
         """Prove a statement, fill a .lean file's sorries, or prove a problem set in batch (resumable)."""
+        from data.store import check_run_directory
         from lean_env import make_verifier
         from prover.errors import ProverError
         from prover.recipe import ProveRecipe
@@ -94,8 +95,11 @@ def register(app: typer.Typer) -> None:
         recipe.prompts()  # a bad --prompts file fails here, before Lean or the model start
         kind = target_kind(target)
         problems, text, dest = _read_target(target, kind, cfg, split, limit, out, in_place, header)
+        if kind == "problem_set" and out is not None:
+            check_run_directory(out)  # before Lean and the model start
         verifier = make_verifier(cfg.lean)  # no Lean: LeanNotFound, before loading a model
         try:
+            recipe.check_generator()  # no such model / no server: one line now, not after a model load
             err_console.print(f"loading {cfg.model.model} ({cfg.model.backend})", highlight=False)
             gen = recipe.make_generator()
             try:
