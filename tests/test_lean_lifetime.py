@@ -33,6 +33,15 @@ def _lean_processes(driver: psutil.Process) -> list[psutil.Process]:
         return []
 
 
+def _until_in_lean(proc: subprocess.Popen, server: ScriptedServer) -> None:
+    driver = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 60
+    while not (server.requests and _lean_processes(driver)):
+        assert proc.poll() is None and time.monotonic() < deadline, "the driver never reached Lean"
+        time.sleep(0.05)
+    time.sleep(1.0)  # the proof is in Lean now: fake_hang sleeps forever
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL], ids=lambda s: s.name)
 def test_no_repl_outlives_a_killed_driver(tmp_path, sig):
     env = env_for(tmp_path, SUBGOAL_LEAN__TIMEOUT_S="120")
@@ -40,11 +49,7 @@ def test_no_repl_outlives_a_killed_driver(tmp_path, sig):
         proc = subprocess.Popen(SUBGOAL + ["prove", STATEMENT, "-k", "1", "--no-live", *served(server)], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         driver = psutil.Process(proc.pid)
-        deadline = time.monotonic() + 60
-        while not (server.requests and _lean_processes(driver)):
-            assert proc.poll() is None and time.monotonic() < deadline, "the driver never reached Lean"
-            time.sleep(0.05)
-        time.sleep(1.0)  # the proof is in Lean now: fake_hang sleeps forever
+        _until_in_lean(proc, server)
         tree = driver.children(recursive=True)  # the watchdog, the fake REPL, whatever they started
         workdirs = [Path(p.cwd()) for p in _lean_processes(driver)]
         assert tree and workdirs
@@ -71,15 +76,6 @@ def test_a_repl_busy_when_its_process_exits_is_killed(tmp_path):
     assert pids
     time.sleep(1.0)
     assert not [pid for pid in pids if psutil.pid_exists(pid) and _alive(psutil.Process(pid))]
-
-
-def _until_in_lean(proc: subprocess.Popen, server: ScriptedServer) -> None:
-    driver = psutil.Process(proc.pid)
-    deadline = time.monotonic() + 60
-    while not (server.requests and _lean_processes(driver)):
-        assert proc.poll() is None and time.monotonic() < deadline, "the driver never reached Lean"
-        time.sleep(0.05)
-    time.sleep(1.0)  # the proof is in Lean now: fake_hang sleeps forever
 
 
 @pytest.mark.parametrize("command", ["statement", "batch", "eval"])

@@ -33,13 +33,15 @@ def test_a_second_run_on_the_same_out_is_refused(tmp_path):
         while not server.requests:  # the first run holds the store and is generating
             assert first.poll() is None and time.monotonic() < deadline, first.stderr.read() if first.stderr else ""
             time.sleep(0.05)
-        second = run(args + served(server), env_for(tmp_path))
-        assert second.returncode == 2 and "Traceback" not in second.stderr
-        line = " ".join(second.stderr.split())
-        assert "error:" in line and "in use by a running job" in line and f"pid {first.pid}" in line
-        assert socket.gethostname() in line
-        release.set()
+        try:
+            second = run(args + served(server), env_for(tmp_path))
+        finally:
+            release.set()
         _, err = first.communicate(timeout=120)
+    assert second.returncode == 2 and "Traceback" not in second.stderr
+    line = " ".join(second.stderr.split())
+    assert "error:" in line and "in use by a running job" in line and f"pid {first.pid}" in line
+    assert socket.gethostname() in line
     assert first.returncode == 0, err
     assert len(store_rows(out)) == 6  # the first run's work, all of it, once
 
