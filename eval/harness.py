@@ -217,7 +217,9 @@ def run_eval(
         raise EvalError("no model given: pass --model (an HF id or a checkpoint directory)")
     from lean_env.toolchain import locate
 
-    toolchain = locate(config.lean)  # no Lean: its one message now, before a model loads or a directory exists
+    local = getattr(config.lean, "checker", "auto") == "local" or not getattr(config.lean, "remote_url", None)
+    # no Lean here (and no remote checker): its one message now, before a model loads or a directory exists
+    toolchain = locate(config.lean) if local else None
     recipe = make_recipe(spec, config, model_id, recipe_type)  # a bad prompts file stops here
     current = run_config(spec, config, problems, recipe, toolchain)
     fresh = not check_run_directory(spec.out).exists()

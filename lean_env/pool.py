@@ -135,7 +135,7 @@ class _Worker:
                 return job.task(Session(self.repl, env, job.header))
             except (ReplCrashed, ReplGarbage) as e:
                 self.pool._count_failure(e)
-                if attempt:
+                if attempt or self.pool._closed:  # no second REPL for a job of a pool that is going away
                     raise
             except ReplFailure as e:
                 self.pool._count_failure(e)
@@ -293,11 +293,15 @@ class ReplPool:
                            latency_p99_s=q(0.99), **c)
 
     # ---- shutdown -----------------------------------------------------------------------------------
-    def close(self) -> None:
-        """Fail the jobs still queued with `PoolClosed`, let running ones finish, stop the REPLs."""
+    def close(self, cancel_running: bool = False) -> None:
+        """Fail the jobs still queued with `PoolClosed`, let running ones finish (or, with `cancel_running`, kill
+        their REPLs so they fail now: nobody waits for them any more), stop the REPLs."""
         if self._closed:
             return
         self._closed = True
+        if cancel_running:
+            for w in self._workers:
+                w.repl.kill()
         while True:
             try:
                 job = self._queue.get_nowait()

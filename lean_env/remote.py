@@ -88,7 +88,7 @@ class RemoteVerifier:
         except RemoteUnavailable as e:
             raise LeanError(f"the remote checker at {self.url} is not reachable: {e}") from None
 
-    def close(self) -> None:
+    def close(self, cancel_running: bool = False) -> None:  # the Verifier's signature; a server's calls end with it
         if self._loop.is_closed():
             return
         self._call(self._client.aclose())

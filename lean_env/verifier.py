@@ -178,9 +178,9 @@ class Verifier:
             fut.add_done_callback(lambda f: result.set_result(self._collect(prep, f, t0)))
         return result
 
-    def close(self) -> None:
+    def close(self, cancel_running: bool = False) -> None:
         if self.pool is not None:
-            self.pool.close()
+            self.pool.close(cancel_running=cancel_running)
 
     def __enter__(self) -> Verifier:
         return self

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from lean_env.verdict import Status
+from lean_env.verifier import Verifier
 from prover.generate.base import Completion, Prompt, SamplingParams, as_streaming
 
 T = TypeVar("T")
@@ -262,7 +263,11 @@ class LocalExecutor:
 
     def close(self) -> None:
         owned, self._owned = self._owned, []
-        close_all(*reversed(owned))
+        for resource in reversed(owned):
+            if isinstance(resource, Verifier):  # a Lean call still running belongs to an attempt that is over
+                resource.close(cancel_running=True)
+            else:
+                close_all(resource)
         close_all(self.recipe)  # what the recipe opened in this process (tree search's sessions)
 
 

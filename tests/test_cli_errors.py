@@ -99,8 +99,9 @@ def test_a_boolean_where_a_number_belongs_in_the_config(lean_env, tmp_path, caps
 
 
 @pytest.mark.parametrize("flags", [
-    ["--limit", "-1"], ["--limit", "0"], ["-t", "-1"], ["--top-p", "2"], ["--top-p", "0"], ["--sample-tokens", "0"],
-    ["--samples", "0"], ["--time-limit", "-1"], ["--time-limit", "nan"], ["-k", "10000000"], ["--lean-workers", "0"],
+    ["--limit", "-1"], ["--limit", "0"], ["-t", "-1"], ["--top-p", "2"], ["--top-p", "0"], ["--max-tokens", "0"],
+    ["--samples", "0"], ["--budget-wall-s", "-1"], ["--budget-wall-s", "nan"], ["-k", "10000000"],
+    ["--lean-workers", "0"], ["--budget-samples", "0"], ["--max-in-flight", "0"],
 ], ids=" ".join)
 def test_nonsense_prove_values_are_refused_at_parse_time(lean_env, tmp_path, capsys, flags):
     assert cli("prove", str(problems_file(tmp_path)), "--model", "m", *flags) == 2

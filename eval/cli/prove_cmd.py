@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
                 gen.close()
         finally:
             recipe.close()  # tree search's proof session
-            verifier.close()
+            verifier.close(cancel_running=True)  # what still runs (after Ctrl-C) is wanted by no one: no waiting
         raise typer.Exit(code)
 
 
