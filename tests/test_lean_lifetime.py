@@ -93,7 +93,9 @@ def test_ctrl_c_mid_lean_call_exits_at_once(tmp_path, command):
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
         took = time.monotonic() - t0
-    assert took < 2.0, f"Ctrl-C took {took:.1f}s (the Lean timeout is 120 s)"
+    # well under a second on an idle 2-core box; the bound leaves room for a loaded one, and is far below the
+    # 120 s Lean timeout the driver used to wait out
+    assert took < 10.0, f"Ctrl-C took {took:.1f}s (the Lean timeout is 120 s)"
     assert proc.returncode == 130 and "Traceback" not in err
     assert "interrupted" in err
     if command != "statement":
