@@ -140,6 +140,11 @@ def test_batch_run_summary_and_exported_proofs(tmp_path):
     with ScriptedServer(rules) as server:
         p = run(["prove", str(problems), "-k", "2", "--all-attempts", "--out", str(out), *served(server)],
                 env_for(tmp_path))
+        asked = len(server.requests)
+        # the same run directory with another seed or strategy: refused, one line naming the changes
+        again = run(["prove", str(problems), "-k", "2", "--all-attempts", "--out", str(out), "--seed", "1",
+                     "--strategy", "repair", *served(server)], env_for(tmp_path))
+        asked_again = len(server.requests) - asked
     assert p.returncode == 0, p.stderr
     rows = store_rows(out)
     assert len(rows) == 6 and len(set((r[0], r[1]) for r in rows)) == 6
@@ -148,11 +153,8 @@ def test_batch_run_summary_and_exported_proofs(tmp_path):
     proofs = [json.loads(line) for line in (out / "proofs.jsonl").read_text().splitlines()]
     assert [(x["problem"], x["index"]) for x in proofs] == [("p0", 0), ("p2", 0)]
     assert proofs[0]["proof"].endswith("norm_num\n")
-    # the same run directory with another seed or strategy: refused, one line naming the changes
-    again = run(["prove", str(problems), "-k", "2", "--all-attempts", "--out", str(out), "--seed", "1",
-                 "--strategy", "repair", "--backend", "openai", "--base-url", "http://127.0.0.1:9",
-                 "--model", "scripted-server"], env_for(tmp_path))
     assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert asked_again == 0  # the refused run generated nothing
     message = " ".join(again.stderr.split())
     assert "strategy='sample', not 'repair'" in message and "seed=0, not 1" in message
     assert len(store_rows(out)) == 6  # nothing added
