@@ -270,7 +270,7 @@ class ServerThread:
 def serve_forever(settings: Any, problems: dict[str, Any] | None = None, *, host: str = "127.0.0.1",
                   port: int = 8000, max_wait_s: float = 60.0, queue_per_worker: int = 4, api_key: str | None = None,
                   max_body_bytes: int = DEFAULT_MAX_BODY, request_log: Path | None = None,
-                  log_level: str = "info") -> None:
+                  log_level: str = "info", warm_headers: list[str] | None = None, warm_problems: bool = True) -> None:
     """`subgoal lean serve`: a warm REPL pool for the settings' toolchain, served until Ctrl-C, then closed."""
     from lean_env import make_pool
     from lean_env.toolchain import locate
@@ -285,6 +285,12 @@ def serve_forever(settings: Any, problems: dict[str, Any] | None = None, *, host
                            max_timeout_s=getattr(settings, "timeout_s", None) or 300.0, capacity=capacity)
     log_file = open_request_log(request_log)
     try:
+        headers = list(warm_headers or []) + ([getattr(p, "header", "") for p in service.problems.values()]
+                                              if warm_problems else [])
+        if headers:
+            log.info(f"importing {len(set(headers))} header(s) on {pool.workers} REPLs ...")
+            for line in service.warm(headers):
+                log.warning(f"warm-up failed: {line}")
         log.info(f"serving {len(service.problems)} problems with {pool.workers} REPLs on http://{host}:{port}"
                  f" (kimina-compatible /api/check and /verify; /health, /metrics)")
         run(create_app(service, api_key=api_key, max_body_bytes=max_body_bytes, request_log=log_file), host, port,

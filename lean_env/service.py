@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -136,6 +137,19 @@ class CheckService:
             return self.problems.get(snippet.problem)
         header = snippet.header if snippet.header is not None else text.split_imports(snippet.code)[0]
         return FileProblem(text.theorem_name(snippet.statement or "") or snippet.id, snippet.statement or "", header)
+
+    def warm(self, headers: list[str], timeout_s: float = 1800.0) -> list[str]:
+        """Import each header on every REPL before serving (kimina's `init_repls`): the first requests then pay
+        no `import Mathlib`. Each header's jobs meet at a barrier, so no REPL takes two of them. Returns one
+        line per header that failed (it does not compile, or the REPLs did not all answer in time)."""
+        failed = []
+        for header in dict.fromkeys(h for h in headers if h.strip()):
+            barrier = threading.Barrier(self.pool.workers, timeout=timeout_s)
+            futures = [self.pool.submit(lambda s, b=barrier: b.wait(), header) for _ in range(self.pool.workers)]
+            errors = {f"{type(e).__name__}: {e}" for e in (f.exception() for f in futures) if e is not None}
+            if errors:
+                failed.append(f"{header.strip().splitlines()[0]} ...: {sorted(errors)[0]}")
+        return failed
 
     def health(self) -> dict[str, Any]:
         m = self.pool.metrics()

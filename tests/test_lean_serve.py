@@ -20,6 +20,7 @@ from lean_env import make_verifier
 from lean_env.serve import ServerThread, create_app
 from lean_env.service import CheckService
 from lean_env.verifier import FileProblem
+from lean_env.wire import Snippet
 
 kimina = import_kimina_client()
 STATEMENT = "theorem add_comm2 (a b : ℕ) : a + b = b + a := by"
@@ -230,3 +231,17 @@ def test_the_cli_serves_until_interrupted(tmp_path):
     assert '"path": "/api/check", "status": 200' in (tmp_path / "log.jsonl").read_text()
     bad = subprocess.run(cmd[:5] + ["--port", "70000"], env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "error: --port must be 0-65535" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_warm_up_imports_each_header_once_on_every_repl():
+    verifier, service = served(workers=2)
+    try:
+        assert service.warm([HEADER, HEADER]) == []
+        assert service.pool.metrics().header_imports == 2  # one per REPL, though one REPL could have taken both
+        failed = service.warm(["import NoSuchModule\n"])
+        assert len(failed) == 1 and "import NoSuchModule" in failed[0]
+        for _ in range(4):
+            asyncio.run(service.check_one(Snippet(id="w", code=HEADER + "theorem s : 1 = 1 := by rfl")))
+        assert service.pool.metrics().header_imports == 2  # the requests found it imported
+    finally:
+        verifier.close()

@@ -183,6 +183,10 @@ def serve(
     max_body_mb: float = typer.Option(16.0, "--max-body-mb", help="Largest request body, MiB (else 413)."),
     request_log: Path | None = typer.Option(None, "--request-log", help="Append one JSON line per request here."),
     log_level: str = typer.Option("info", "--log-level", help="debug | info | warning | error."),
+    warm: list[str] = typer.Option(None, "--warm", help="A header to import on every REPL before serving, e.g. "
+                                   "'import Mathlib' (\\n between lines); repeatable."),
+    warm_problems: bool = typer.Option(True, "--warm-problems/--no-warm-problems",
+                                       help="Import the --problems' headers on every REPL before serving."),
 ) -> None:
     """Serve the verifier over HTTP, compatible with kimina-lean-server (`/api/check`, `/verify`)."""
     from lean_env.errors import LeanError
@@ -193,7 +197,8 @@ def serve(
     cfg = config(ctx, lean={"workers": workers, "timeout_s": timeout})
     serve_forever(cfg.lean, _problems(ctx, problems), host=host, port=port, max_wait_s=max_wait,
                   queue_per_worker=queue, api_key=api_key, max_body_bytes=int(max_body_mb * (1 << 20)),
-                  request_log=request_log, log_level=log_level)
+                  request_log=request_log, log_level=log_level,
+                  warm_headers=[h.replace("\\n", "\n") for h in warm or []], warm_problems=warm_problems)
 
 
 @app.command()
