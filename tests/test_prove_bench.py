@@ -39,7 +39,8 @@ def test_stream_openai_bench_today_versus_streaming(tmp_path):
     """The CPU benchmark against its stand-in server: today's pattern holds one group in flight, the streaming
     pattern as many as it is allowed, and every sample is answered exactly once."""
     out = tmp_path / "stream.json"
-    result = _load("stream_openai").main(["--latency", "0.05", "--problems", "2", "--samples", "16",
+    # 0.5 s per request: long enough that a loaded 2-core box gets all 32 requests out before the first returns
+    result = _load("stream_openai").main(["--latency", "0.5", "--problems", "2", "--samples", "16",
                                           "--in-flight", "32", "--out", str(out)])
     today, after = result["rows"]
     assert (today["mode"], today["peak_in_flight"], after["peak_in_flight"]) == ("today", 8, 32)
