@@ -297,6 +297,8 @@ def test_ctrl_c_prints_the_best_partial_sketch(tmp_path):
         while not any("theorem d_sub2" in str(r.get("prompt")) for r in server.requests):
             assert time.monotonic() < deadline, "the second lemma was never requested"
             child.expect([pexpect.TIMEOUT, pexpect.EOF], timeout=0.2)
+        # The lemmas run concurrently: interrupt only once the first one is verified (the live view says so).
+        child.expect(r"proved[^\n]*d_sub1", timeout=60)
         child.sendintr()
         child.expect("interrupted")
         child.expect(pexpect.EOF)
