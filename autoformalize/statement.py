@@ -6,10 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from lean_env.text import declarations, last_lean_block, mask
-
-_OPEN = "([{⟨⦃"
-_CLOSE = ")]}⟩⦄"
+from lean_env.text import declarations, find_at_depth0, last_lean_block, mask
 
 
 @dataclass(frozen=True)
@@ -44,16 +41,9 @@ def parse_signature(statement: str) -> Signature | None:
     end = masked.rfind(":=")
     if end < 0:
         return None
-    depth, colon = 0, None
-    for i in range(m.end(), end):
-        c = masked[i]
-        if c in _OPEN:
-            depth += 1
-        elif c in _CLOSE:
-            depth -= 1
-        elif c == ":" and depth == 0 and masked[i + 1 : i + 2] != "=":
-            colon = i
-            break
+    colon = find_at_depth0(masked, ":", m.end(), end)
+    if colon is not None and masked.startswith(":=", colon):
+        colon = None
     if colon is None:
         return None
     binders = " ".join(statement[m.end() : colon].split())

@@ -7,9 +7,9 @@ each problem checks on its own. `extra["span"]` holds the [start, end) character
 declaration in the file text (docstring included, through the `sorry`) and `extra["decl"]` its text, so
 `fill_sorries` can later put proofs back and write the completed file.
 
-The scan is lexical, not a Lean parser: comments and strings are blanked first, declarations are
-recognised at the start of a line, and a theorem counts when its first `:=` outside brackets is
-followed by `sorry` or `by sorry` and nothing else before the next top-level command.
+The scan is lexical, not a Lean parser, and reads Lean the way `lean_env.text` (the one lexer) does: a
+theorem counts when its first `:=` outside brackets, comments and strings is followed by `sorry` or
+`by sorry` and nothing else before the next top-level command.
 """
 
 from __future__ import annotations
@@ -21,20 +21,10 @@ from pathlib import Path
 
 from data.errors import DataError, read_text
 from data.problem import Problem
+from lean_env import text
 
-_MODIFIERS = r"(?:@\[[^\]]*\]\s*)*(?:(?:private|protected|noncomputable|nonrec|partial|unsafe)\s+)*"
-_DECL = re.compile(
-    r"(?m)^" + _MODIFIERS + r"(?:theorem|lemma|def|abbrev|instance|example|structure|class|inductive|axiom|"
-    r"opaque|macro_rules|macro|syntax|elab|notation|infixl|infixr|infix|prefix|postfix)\b"
-)
-_THEOREM = re.compile(r"(?m)^" + _MODIFIERS + r"(?:theorem|lemma)\s+([^\s:({\[⦃]+)")
 _COMMAND_LINE = re.compile(r"(?m)^\S")  # any top-level command starts in column 0
 _SORRY_PROOF = re.compile(r":=\s*(by\s+)?sorry\b")
-_OPEN, _CLOSE = "([{⦃⟨", ")]}⦄⟩"
-_LEXEME = re.compile(r"""--|/-|"|(?<![\w.'])'(?:\\.|[^\\'\n])'""")  # comment, string or char literal starts
-_BLOCK = re.compile(r"/-|-/")
-_STRING_END = re.compile(r'(?:[^"\\]|\\.)*"', re.S)
-_NOT_NEWLINE = re.compile(r"[^\n]")
 
 
 @dataclass
@@ -47,45 +37,8 @@ class _Scan:
         self.doc_ends = [end for _, end in self.doc_comments]
 
 
-def _mask(text: str) -> _Scan:
-    pieces: list[str] = []  # the masked text, built from kept code and blanked comments/strings
-    docs: list[tuple[int, int]] = []
-    i, n = 0, len(text)
-    while m := _LEXEME.search(text, i):
-        start, token = m.start(), m.group()
-        if token == "--":
-            end = text.find("\n", start)
-            end = n if end < 0 else end
-        elif token == "/-":  # block comments nest
-            depth, end = 1, start + 2
-            while depth and (b := _BLOCK.search(text, end)):
-                depth, end = depth + (1 if b.group() == "/-" else -1), b.end()
-            end = end if depth == 0 else n
-            if text.startswith("/--", start):
-                docs.append((start, end))
-        elif token == '"':
-            close = _STRING_END.search(text, start + 1)
-            end = close.end() if close else n
-        else:  # a character literal such as '"'
-            end = m.end()
-        pieces += [text[i:start], _NOT_NEWLINE.sub(" ", text[start:end])]
-        i = end
-    pieces.append(text[i:])
-    return _Scan("".join(pieces), docs)
-
-
-def _top_level_assign(masked: str, start: int, stop: int) -> int | None:
-    """Offset of the first `:=` outside brackets in masked[start:stop]."""
-    depth = 0
-    for k in range(start, stop - 1):
-        c = masked[k]
-        if c in _OPEN:
-            depth += 1
-        elif c in _CLOSE:
-            depth = max(0, depth - 1)
-        elif depth == 0 and c == ":" and masked[k + 1] == "=":
-            return k
-    return None
+def _scan(src: str) -> _Scan:
+    return _Scan(text.mask(src), [(t.start, t.end) for t in text.tokens(src) if t.kind == "doc"])
 
 
 def _ends_command(masked: str, pos: int) -> bool:
@@ -102,32 +55,30 @@ def _with_docstring(scan: _Scan, start: int) -> int:
     return start
 
 
-def parse_lean(text: str, path: str = "<text>") -> list[Problem]:
+def parse_lean(src: str, path: str = "<text>") -> list[Problem]:
     """The sorry theorems of a Lean source text, in file order."""
-    scan = _mask(text)
+    scan = _scan(src)
     masked = scan.masked
-    decl_starts = [m.start() for m in _DECL.finditer(masked)]
-    if not decl_starts:
+    decls = text.declarations(src)
+    if not decls:
         raise DataError(f"{path}: no declarations found (expected `theorem NAME ... := by sorry`)")
-    bounds = decl_starts[1:] + [len(text)]
-    header_end = _with_docstring(scan, decl_starts[0])  # the first declaration's docstring is not header
-    header = text[:header_end]
+    header_end = _with_docstring(scan, decls[0].start)  # the first declaration's docstring is not header
+    header = src[:header_end]
 
     found: list[tuple[int, int, str, str]] = []  # start, end, name, statement
-    for start, stop in zip(decl_starts, bounds, strict=True):
-        m = _THEOREM.match(masked, start)
-        if not m:
+    for d in decls:
+        if d.kind not in ("theorem", "lemma") or d.sig_end is None:
             continue
-        assign = _top_level_assign(masked, m.end(), stop)
-        proof = _SORRY_PROOF.match(masked, assign) if assign is not None else None
+        assign = d.sig_end - 2
+        proof = _SORRY_PROOF.match(masked, assign)
         if proof is None or not _ends_command(masked, proof.end()):
             continue  # proved (or partly proved) theorems are context, not problems
-        decl_start = _with_docstring(scan, start)
+        decl_start = _with_docstring(scan, d.start)
         if proof.group(1):  # `:= by sorry`: the statement runs through `by`
-            statement = text[decl_start : proof.start(1) + 2]
+            statement = src[decl_start : proof.start(1) + 2]
         else:  # `:= sorry`: a term proof, stated here as `:= by` like every other problem
-            statement = text[decl_start : assign + 2] + " by"
-        found.append((decl_start, proof.end(), m.group(1), statement))
+            statement = src[decl_start : assign + 2] + " by"
+        found.append((decl_start, proof.end(), d.name, statement))
     if not found:
         raise DataError(f"{path}: no `theorem NAME ... := by sorry` found (nothing left to prove)")
 
@@ -136,14 +87,14 @@ def parse_lean(text: str, path: str = "<text>") -> list[Problem]:
     line, line_pos = 1, 0
     context, pos, has_context = "", header_end, False  # what lies between the header and this theorem,
     for start, end, name, statement in found:  # minus earlier problems (their text would be a sorry)
-        line, line_pos = line + text.count("\n", line_pos, start), start
+        line, line_pos = line + src.count("\n", line_pos, start), start
         if name in lines:
             raise DataError(
                 f"{path}:{line}: field 'name': duplicate theorem name {name!r} (first on line {lines[name]})"
             )
         lines[name] = line
-        context += text[pos:start]
-        has_context = has_context or bool(text[pos:start].strip())
+        context += src[pos:start]
+        has_context = has_context or bool(src[pos:start].strip())
         pos = end
         problems.append(
             Problem(
@@ -151,7 +102,7 @@ def parse_lean(text: str, path: str = "<text>") -> list[Problem]:
                 formal_statement=statement,
                 header=header + context if has_context else header,
                 source=path,
-                extra={"path": path, "line": line, "span": [start, end], "decl": text[start:end]},
+                extra={"path": path, "line": line, "span": [start, end], "decl": src[start:end]},
             )
         )
     return problems

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from lean_env.text import assign_at_depth0, find_decl, mask
+from lean_env.text import assign_at_depth0, find_decl, mask, split_at_depth0
 
 _SORRY = re.compile(r"(?<![\w'.!?₀-₉])sorry(?![\w'!?₀-₉])")
 _INACCESSIBLE = "✝"
@@ -77,10 +77,10 @@ def parse_goal(goal: str) -> Goal:
         if entry.startswith("⊢"):
             target = _squash(entry[1:])
             continue
-        names, sep, rest = _split_top(_squash(entry), " : ")  # `h :\n  long type` squashes to `h : long type`
+        names, sep, rest = split_at_depth0(_squash(entry), " : ")  # `h :\n  long type` squashes to `h : long type`
         if not sep:
             raise ValueError(f"cannot read the hypothesis line {entry!r}")
-        typ, assign, value = _split_top(rest, " := ")
+        typ, assign, value = split_at_depth0(rest, " := ")
         hyps.append(Hypothesis(tuple(names.split()), typ.strip(), value.strip() if assign else None))
     if target is None:
         raise ValueError("the goal has no `⊢` line")
@@ -91,19 +91,6 @@ def _squash(text: str) -> str:
     """A multi-line type on one line (Lean's pretty printer breaks long lines; whitespace is not significant
     inside a type)."""
     return re.sub(r"\s*\n\s*", " ", text).strip()
-
-
-def _split_top(text: str, sep: str) -> tuple[str, str, str]:
-    """Split at the first `sep` outside brackets."""
-    depth = 0
-    for i, c in enumerate(text):
-        if c in "([{⟨⦃":
-            depth += 1
-        elif c in ")]}⟩⦄":
-            depth -= 1
-        elif depth == 0 and text.startswith(sep, i):
-            return text[:i], sep, text[i + len(sep):]
-    return text, "", ""
 
 
 def lemma_statement(name: str, goal: str | Goal, leave_out: Iterable[str] = ()) -> str:

@@ -529,21 +529,38 @@ def _signature_end(masked: str, start: int, end: int) -> int | None:
     return None if at is None else at + 2
 
 
-def assign_at_depth0(masked: str, start: int, end: int, stop: re.Pattern[str] | None = None) -> int | None:
-    """Offset of the first `:=` at bracket depth 0 in masked[start:end] (comments/strings already masked); None
-    when there is none, or when `stop` matches at a depth-0 line break before it (the next step of a proof)."""
+OPEN_BRACKETS, CLOSE_BRACKETS = "([{⟨⦃", ")]}⟩⦄"
+
+
+def find_at_depth0(masked: str, sep: str, start: int = 0, end: int | None = None,
+                   stop: re.Pattern[str] | None = None) -> int | None:
+    """Offset of the first `sep` at bracket depth 0 in masked[start:end] (comments/strings already masked, see
+    `mask`); None when there is none, or when `stop` matches at a depth-0 line break before it. THE bracket scan:
+    every reader of signatures, goals and hypotheses splits with this one."""
     depth = 0
-    for i in range(start, min(end, len(masked))):
+    for i in range(start, min(len(masked) if end is None else end, len(masked))):
         c = masked[i]
-        if c in "([{⟨⦃":
+        if c in OPEN_BRACKETS:
             depth += 1
-        elif c in ")]}⟩⦄":
-            depth -= 1
-        elif depth == 0 and masked.startswith(":=", i):
+        elif c in CLOSE_BRACKETS:
+            depth -= 1  # (unbalanced: no depth 0 after it, as Lean would not parse on)
+        elif depth == 0 and masked.startswith(sep, i):
             return i
         elif depth == 0 and c == "\n" and stop is not None and stop.match(masked, i):
             return None
     return None
+
+
+def split_at_depth0(src: str, sep: str) -> tuple[str, str, str]:
+    """`src` split at the first `sep` outside brackets, comments and strings (like `str.partition`)."""
+    at = find_at_depth0(mask(src), sep)
+    return (src, "", "") if at is None else (src[:at], sep, src[at + len(sep):])
+
+
+def assign_at_depth0(masked: str, start: int, end: int, stop: re.Pattern[str] | None = None) -> int | None:
+    """Offset of the first `:=` at bracket depth 0 in masked[start:end] (comments/strings already masked); None
+    when there is none, or when `stop` matches at a depth-0 line break before it (the next step of a proof)."""
+    return find_at_depth0(masked, ":=", start, end, stop)
 
 
 def find_decl(src: str, name: str, kinds: tuple[str, ...] | None = None) -> Decl | None:

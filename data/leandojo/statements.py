@@ -11,43 +11,21 @@ from typing import Any
 from data.errors import DataError
 from data.leandojo.format import SOURCE, SPLITS, TracedTheorem, benchmark_root, read_theorems
 from data.problem import Problem
+from lean_env.text import find_at_depth0, mask
 
 log = logging.getLogger(__name__)
 
 _SUPERSCRIPT = "⁰¹²³⁴⁵⁶⁷⁸⁹"
 _INACCESSIBLE = re.compile(rf"([^\W\d][\w'!?]*)?✝[{_SUPERSCRIPT}]*")
 _DECL_KEYWORD = re.compile(r"\b(theorem|lemma)\s")
-_OPEN, _CLOSE = "([{⦃⟨", ")]}⦄⟩"
 _UNIVERSE = re.compile(r"\b(?:Type|Sort)\s+(\((?:[^()]|\([^()]*\))*\)|[^\W\d][\w.]*)")
 _UNIVERSE_KEYWORDS = {"max", "imax", "_"}
 
 
-_SCAN = re.compile(r'--|/-|"|:=|[([{⦃⟨]|[)\]}⦄⟩]')
-
-
 def _top_level_assign(text: str) -> int:
     """Index of the first `:=` outside brackets, comments and strings; -1 when there is none."""
-    depth, i = 0, 0
-    while (m := _SCAN.search(text, i)) is not None:
-        tok, i = m.group(), m.end()
-        if tok == "--":
-            nl = text.find("\n", i)
-            i = len(text) if nl < 0 else nl
-        elif tok == "/-":
-            close = text.find("-/", i)
-            i = len(text) if close < 0 else close + 2
-        elif tok == '"':
-            while i < len(text) and text[i] != '"':
-                i += 2 if text[i] == "\\" else 1
-            i += 1
-        elif tok == ":=":
-            if depth == 0:
-                return m.start()
-        elif tok in _OPEN:
-            depth += 1
-        else:
-            depth = max(0, depth - 1)
-    return -1
+    at = find_at_depth0(mask(text), ":=")
+    return -1 if at is None else at
 
 
 def _slice(lines: list[str], start: list[int], end: list[int]) -> str:
