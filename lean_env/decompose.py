@@ -23,7 +23,6 @@ from typing import Any
 from lean_env.text import assign_at_depth0, find_decl, mask, split_at_depth0
 
 _SORRY = re.compile(r"(?<![\w'.!?₀-₉])sorry(?![\w'!?₀-₉])")
-_INACCESSIBLE = "✝"
 
 
 @dataclass(frozen=True)
@@ -94,32 +93,58 @@ def _squash(text: str) -> str:
 
 
 def lemma_statement(name: str, goal: str | Goal, leave_out: Iterable[str] = ()) -> str:
-    """`theorem NAME (hyps...) : target := by` for a goal. Inaccessible names (`h✝`, `inst✝¹`) get fresh
-    usable names (Lean treats any local of a class type as an instance, so instance binders stay explicit); a
-    let-bound local `x : T := v` becomes a binder plus an equation `hx : x = v`. Hypotheses named in
-    `leave_out` are dropped unless the target or a kept hypothesis mentions them (a `have n : ℕ` is data)."""
+    """`theorem NAME (hyps...) : target := by` for a goal: THE goal -> statement rule (decomposition lemmas and
+    LeanDojo statements rebuilt from a traced state both use it). Inaccessible names (`h✝`, `inst✝¹`) get fresh
+    usable names throughout the goal; an anonymous instance nothing else mentions becomes `[T]`; a let-bound
+    local `x : T := v` becomes a binder plus an equation `(x_def : x = v)` (provable exactly when the goal is).
+    Hypotheses named in `leave_out` are dropped unless the target or a kept hypothesis mentions them (a
+    `have n : ℕ` is data)."""
     g = parse_goal(goal) if isinstance(goal, str) else goal
-    g = _without(g, set(leave_out))
-    taken = {n for h in g.hypotheses for n in h.names}
+    g, anonymous = _fresh_names(_without(g, set(leave_out)))
+    text = " ".join([g.target] + [f"{h.type} {h.value or ''}" for h in g.hypotheses])
     binders = []
-    fresh = 0
     for h in g.hypotheses:
-        names = []
-        for n in h.names:
-            if _INACCESSIBLE in n:
-                base = re.sub(r"✝.*$", "", n) or "x"
-                fresh += 1
-                while f"{base}_{fresh}" in taken:
-                    fresh += 1
-                n = f"{base}_{fresh}"
-                taken.add(n)
-            names.append(n)
-        binders.append(f"({' '.join(names)} : {h.type})")
+        if len(h.names) == 1 and h.names[0] in anonymous and h.value is None and not _mentions(text, h.names[0]):
+            binders.append(f"[{h.type}]")
+            continue
+        binders.append(f"({' '.join(h.names)} : {h.type})")
         if h.value is not None:
-            for n in names:
-                binders.append(f"({n}_def : {n} = {h.value})")
-    sig = " ".join([f"theorem {name}", *binders])
+            binders += [f"({n}_def : {n} = {h.value})" for n in h.names]
+    ident = name if re.fullmatch(r"[^\W\d][\w'.]*", name) else "«" + name.replace("»", "") + "»"
+    sig = " ".join([f"theorem {ident}", *binders])
     return f"{sig} :\n    {g.target} := by"
+
+
+_INACCESSIBLE_NAME = re.compile(r"([^\W\d][\w'!?]*)?✝[⁰¹²³⁴⁵⁶⁷⁸⁹]*")
+
+
+def _mentions(text: str, name: str) -> bool:
+    return re.search(rf"(?<![\w.']){re.escape(name)}(?![\w'])", text) is not None
+
+
+def _fresh_names(g: Goal) -> tuple[Goal, set[str]]:
+    """The goal with inaccessible names (`x✝`, `inst✝¹`) replaced by fresh identifiers (`x_1`, `inst_1`) everywhere
+    they occur, and the fresh names of anonymous instances (Lean calls them `inst✝`)."""
+    taken = {n for h in g.hypotheses for n in h.names}
+    mapping: dict[str, str] = {}
+    for n in (n for h in g.hypotheses for n in h.names):
+        m = _INACCESSIBLE_NAME.fullmatch(n)
+        if m is None or n in mapping:
+            continue
+        base, k = m.group(1) or "x", 1
+        while f"{base}_{k}" in taken:
+            k += 1
+        taken.add(f"{base}_{k}")
+        mapping[n] = f"{base}_{k}"
+    if not mapping:
+        return g, set()
+
+    def sub(t: str) -> str:
+        return _INACCESSIBLE_NAME.sub(lambda m: mapping.get(m.group(0), m.group(0)), t)
+
+    hyps = tuple(Hypothesis(tuple(mapping.get(n, n) for n in h.names), sub(h.type),
+                            None if h.value is None else sub(h.value)) for h in g.hypotheses)
+    return Goal(hyps, sub(g.target), g.case), {v for k, v in mapping.items() if k.startswith("inst✝")}
 
 
 def _without(g: Goal, names: set[str]) -> Goal:
@@ -128,7 +153,7 @@ def _without(g: Goal, names: set[str]) -> Goal:
     while True:
         kept = [h for h in g.hypotheses if not set(h.names) & names or set(h.names) & needed]
         text = " ".join([g.target] + [f"{h.type} {h.value or ''}" for h in kept])
-        mentioned = {n for n in names if re.search(rf"(?<![\w.']){re.escape(n)}(?![\w'])", text)}
+        mentioned = {n for n in names if _mentions(text, n)}
         if mentioned <= needed:
             return Goal(tuple(kept), g.target, g.case)
         needed |= mentioned

@@ -110,7 +110,8 @@ def test_without_checkout_every_statement_is_derived(bench: Path, tmp_path: Path
     # first goal of a multi-goal state; the `case` tag is not a hypothesis
     _, stmt = statement_from_state("t", TWO_GOALS)
     assert stmt == "theorem t (p q : Prop) (hp : p) (hq : q) :\n    p := by"
-    assert statement_from_state("t", "x : ℕ := 3\n⊢ x = 3") is None  # a let cannot become a binder
+    # a let becomes a binder and its equation, as decomposition lemmas write it (one rule)
+    assert statement_from_state("t", "x : ℕ := 3\n⊢ x = 3")[1] == "theorem t (x : ℕ) (x_def : x = 3) :\n    x = 3 := by"
     # a term-mode theorem without source has nothing to derive from: skipped, not invented
     assert "Demo.lt_of_succ" not in {p.name for p in load_problems(bench, "random", "val")}
 

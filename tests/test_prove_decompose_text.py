@@ -63,7 +63,9 @@ def test_parse_goal_multiline_unicode_and_case():
 
 def test_lemma_statement_binders_fresh_names_and_let_values():
     stmt = lemma_statement("foo_sub1", "x✝ : ℕ\nx : ℕ\ninst✝ : Fact (1 < x)\nn : ℕ := x + 1\nh : x ∣ n\n⊢ n ≥ 1")
-    assert stmt.startswith("theorem foo_sub1 (x_1 : ℕ) (x : ℕ) (inst_2 : Fact (1 < x)) (n : ℕ) (n_def : n = x + 1)")
+    assert stmt.startswith("theorem foo_sub1 (x_1 : ℕ) (x : ℕ) [Fact (1 < x)] (n : ℕ) (n_def : n = x + 1)")
+    # a fresh name replaces the inaccessible one wherever the goal mentions it
+    assert lemma_statement("t", "x✝ : ℕ\nh : x✝ > 0\n⊢ x✝ ≠ 0").startswith("theorem t (x_1 : ℕ) (h : x_1 > 0) :\n    x_1 ≠ 0")
     assert stmt.rstrip().endswith("n ≥ 1 := by")
     assert "✝" not in stmt
 

@@ -11,21 +11,13 @@ from typing import Any
 from data.errors import DataError
 from data.leandojo.format import SOURCE, SPLITS, TracedTheorem, benchmark_root, read_theorems
 from data.problem import Problem
-from lean_env.text import find_at_depth0, mask
+from lean_env.decompose import lemma_statement
+from lean_env.text import declarations
 
 log = logging.getLogger(__name__)
 
-_SUPERSCRIPT = "⁰¹²³⁴⁵⁶⁷⁸⁹"
-_INACCESSIBLE = re.compile(rf"([^\W\d][\w'!?]*)?✝[{_SUPERSCRIPT}]*")
-_DECL_KEYWORD = re.compile(r"\b(theorem|lemma)\s")
 _UNIVERSE = re.compile(r"\b(?:Type|Sort)\s+(\((?:[^()]|\([^()]*\))*\)|[^\W\d][\w.]*)")
 _UNIVERSE_KEYWORDS = {"max", "imax", "_"}
-
-
-def _top_level_assign(text: str) -> int:
-    """Index of the first `:=` outside brackets, comments and strings; -1 when there is none."""
-    at = find_at_depth0(mask(text), ":=")
-    return -1 if at is None else at
 
 
 def _slice(lines: list[str], start: list[int], end: list[int]) -> str:
@@ -82,14 +74,12 @@ def statement_from_source(thm: TracedTheorem, source: Path | SourceFiles) -> tup
         text = _slice(lines, thm.start, thm.end)
     except IndexError:
         return None
-    if text.lstrip().startswith("/-"):  # a docstring in the span may itself say "theorem"
-        close = text.find("-/")
-        text = text[close + 2 :] if close >= 0 else ""
-    kw = _DECL_KEYWORD.search(text)
-    if kw is None:
+    thms = [d for d in declarations(text) if d.kind in ("theorem", "lemma")]  # (a docstring may say "theorem")
+    if not thms:
         return None
-    text = text[kw.start() :]
-    cut = _top_level_assign(text)
+    d = thms[0]
+    cut = -1 if d.sig_end is None else d.sig_end - 2 - d.keyword
+    text = text[d.keyword :]
     short_name = thm.full_name.rsplit(".", 1)[-1].strip("«»")
     if cut < 0 or short_name not in text[:cut]:  # equation-compiler proof, or a checkout at another commit
         return None
@@ -101,56 +91,17 @@ def _first_goal(state: str) -> str | None:
     return goals[0] if goals else None
 
 
-def _fresh_names(goal: str) -> str:
-    """Replace inaccessible names (`x✝`, `inst✝¹`) by valid identifiers, consistently across the goal."""
-    taken = set(re.findall(r"[^\W\d][\w']*", goal))
-    mapping: dict[str, str] = {}
-    for m in _INACCESSIBLE.finditer(goal):
-        if m.group(0) in mapping:
-            continue
-        base = m.group(1) or "x"
-        k = 1
-        while f"{base}_{k}" in taken:
-            k += 1
-        taken.add(f"{base}_{k}")
-        mapping[m.group(0)] = f"{base}_{k}"
-    return _INACCESSIBLE.sub(lambda m: mapping[m.group(0)], goal)
-
-
 def statement_from_state(name: str, state: str) -> tuple[str, str] | None:
-    """(universe header, statement) rendering a pretty-printed goal as a theorem: hypotheses become binders.
-
-    Only the first goal counts (it is the theorem's own goal before any tactic ran). Returns None for goals
-    that cannot be written back as binders (let-bound hypotheses).
-    """
+    """(universe header, statement) rendering a pretty-printed goal as a theorem, by `lean_env.decompose`'s one
+    goal -> statement rule. Only the first goal counts (it is the theorem's own goal before any tactic ran);
+    None when it cannot be read."""
     goal = _first_goal(state)
     if goal is None:
         return None
-    goal = _fresh_names(goal)
-    hyps_text, concl = goal.split("⊢", 1)
-    decls: list[list[str]] = []
-    for line in hyps_text.split("\n"):
-        if not line.strip() or re.fullmatch(r"case\s+\S+", line.strip()):
-            continue
-        if line[0].isspace() and decls:  # a long type wrapped onto the next line
-            decls[-1].append(line.strip())
-        else:
-            decls.append([line.strip()])
-    binders = []
-    for parts in decls:
-        decl = " ".join(parts)
-        if " : " not in decl:
-            return None
-        names, typ = decl.split(" : ", 1)
-        if _top_level_assign(typ) >= 0:  # `x : T := v` is a let, not a hypothesis
-            return None
-        if re.fullmatch(r"inst_\d+", names) and len(re.findall(rf"\b{names}\b", goal)) == 1:
-            binders.append(f"[{typ}]")
-        else:
-            binders.append(f"({names} : {typ})")
-    concl = " ".join(s.strip() for s in concl.strip().split("\n"))
-    ident = name if re.fullmatch(r"[^\W\d][\w'.]*", name) else "«" + name.replace("»", "") + "»"
-    statement = f"theorem {ident}{''.join(' ' + b for b in binders)} :\n    {concl} := by"
+    try:
+        statement = lemma_statement(name, goal)
+    except ValueError:  # a hypothesis line that is not `names : type`
+        return None
     universes = []
     for m in _UNIVERSE.finditer(goal):
         for u in re.findall(r"[^\W\d][\w]*", m.group(1)):
