@@ -708,10 +708,11 @@ _FENCE = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[\w+.-]*)[^\n]
 _LEAN_LANGS = {"lean", "lean4", "lean3"}
 
 
-def last_lean_block(completion: str) -> str | None:
-    """The content of the last ```lean/```lean4 code block (an untagged block when there is no tagged one);
-    an unterminated last block (truncated generation) counts, up to the end of the text."""
-    blocks: list[tuple[str, str]] = []  # (lang, content)
+def code_blocks(completion: str) -> list[tuple[str, str]]:
+    """(language tag lowercased, content) of every fenced code block (``` or ~~~ at the start of a line, closed
+    by a bare fence of the same character), in order; an unterminated last block (truncated generation) counts,
+    up to the end of the text. THE fence parser: every reader of model completions goes through it."""
+    blocks: list[tuple[str, str]] = []
     opened = None
     for m in _FENCE.finditer(completion):
         if opened is None:
@@ -723,6 +724,18 @@ def last_lean_block(completion: str) -> str | None:
         tail = completion[opened[1]:]
         tail = re.sub(r"\n?[ \t]*`{1,2}\s*$", "", tail)  # a closing fence cut short
         blocks.append((opened[0], tail))
+    return blocks
+
+
+def lean_blocks(completion: str) -> list[str]:
+    """Every non-blank Lean block (tagged lean/lean4/lean3, or untagged), in order, outer blank lines removed."""
+    return [c.strip("\n") for lang, c in code_blocks(completion) if (lang in _LEAN_LANGS or not lang) and c.strip()]
+
+
+def last_lean_block(completion: str) -> str | None:
+    """The content of the last ```lean/```lean4 code block (an untagged block when there is no tagged one);
+    an unterminated last block (truncated generation) counts, up to the end of the text."""
+    blocks = code_blocks(completion)
     tagged = [c for lang, c in blocks if lang in _LEAN_LANGS]
     untagged = [c for lang, c in blocks if not lang and re.search(r"\b(theorem|lemma|example|by)\b", c)]
     pick = tagged or untagged

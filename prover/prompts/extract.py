@@ -11,25 +11,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from lean_env.text import last_lean_block, theorem_name  # the one fence parser Lean-side tools use too
+from lean_env.text import last_lean_block, lean_blocks, theorem_name  # the one fence parser
 
-_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n?")
+__all__ = ["candidate_proof", "extract_proof", "extract_tactic", "last_lean_block", "lean_blocks", "lean_errors"]
+
 _DECL = re.compile(r"(?m)^\s*(?:@\[[^\]]*\]\s*)?(?:theorem|lemma|example)\b")
-
-
-def lean_blocks(text: str) -> list[str]:
-    """Every fenced Lean block, in order; a final unterminated block is kept (truncated completion)."""
-    blocks, pos = [], 0
-    while (m := _FENCE.search(text, pos)) is not None:
-        lang = m.group(1).lower()
-        close = text.find("```", m.end())
-        body = text[m.end(): close if close >= 0 else len(text)]
-        if lang in ("lean4", "lean", "") and body.strip():
-            blocks.append(body.strip("\n"))
-        if close < 0:
-            break
-        pos = close + 3
-    return blocks
 
 
 def candidate_proof(completion: str, problem: Any, continues_code: bool) -> str | None:
