@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 from data.errors import DataError, read_text
 from data.problem import Problem
+from lean_env import text
 
 REQUIRED_STR = ("name", "formal_statement")
 OPTIONAL_STR = ("header", "split", "source")  # default ""
@@ -32,14 +33,7 @@ def open_statement(stmt: str) -> str | None:
 
     Accepts the forms users write: `... := by`, `... := by sorry`, `... := sorry`, `... :=`.
     """
-    body = stmt.rstrip()
-    if re.search(r":=\s*by$", body):
-        return stmt
-    if m := re.search(r":=\s*(?:by\s+)?sorry$", body):
-        return body[: m.start()] + ":= by"
-    if body.endswith(":="):
-        return body + " by"
-    return None
+    return text.open_statement(stmt)
 
 
 def _check_unicode(value: str, what: str) -> None:

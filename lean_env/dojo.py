@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from lean_env.errors import LeanError
-from lean_env.interaction import TacticResult, indent_tactic
+from lean_env.interaction import TacticResult, tactic_proof
 
 INSTALL_HINT = "install the optional extra with `pip install 'subgoal[dojo]'` (or `pip install lean-dojo`)"
 
@@ -139,10 +139,7 @@ class DojoSession:
     # ------------------------------------------------------------------------------ proof text
     def proof_text(self, problem: Any, state: DojoState) -> str:
         """The whole theorem (statement + tactic proof) that reached `state`, for the Verifier to re-check."""
-        statement = problem.formal_statement.rstrip()
-        if not statement.endswith("by"):
-            statement += " by"
-        return statement + "\n" + "\n".join(indent_tactic(t) for t in state.tactics) + "\n"
+        return tactic_proof(problem.formal_statement, state.tactics)
 
     # ------------------------------------------------------------------------------ internals
     def _theorem(self, problem: Any) -> Any:

@@ -12,10 +12,12 @@ A finished session proof is a claim, not a verdict: callers re-check `proof_text
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from lean_env.errors import LeanError, ReplFailure
+from lean_env.text import open_statement
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,12 @@ class ReplState:
 
 def indent_tactic(tactic: str) -> str:
     return "\n".join("  " + line if line.strip() else line for line in tactic.strip("\n").split("\n"))
+
+
+def tactic_proof(formal_statement: str, tactics: Iterable[str]) -> str:
+    """The whole theorem (statement + tactic proof) that a sequence of tactics built, for the Verifier to re-check."""
+    statement = (open_statement(formal_statement) or formal_statement.rstrip() + " by").rstrip()
+    return statement + "\n" + "\n".join(indent_tactic(t) for t in tactics) + "\n"
 
 
 def statement_with_sorry(formal_statement: str) -> str:
@@ -109,10 +117,7 @@ class ReplSession:
         return TacticResult(new, list(res.goals), finished, None)
 
     def proof_text(self, problem: Any, state: ReplState) -> str:
-        statement = problem.formal_statement.rstrip()
-        if not statement.endswith("by"):
-            statement += " by"
-        return statement + "\n" + "\n".join(indent_tactic(t) for t in state.tactics) + "\n"
+        return tactic_proof(problem.formal_statement, state.tactics)
 
     def close(self) -> None:
         if self.own_repl:

@@ -645,6 +645,21 @@ def preamble(statement: str) -> str:
 
 
 # ---- proofs -------------------------------------------------------------------------------------------
+_OPEN_END = re.compile(r":=\s*by$")
+_SORRY_END = re.compile(r":=\s*(?:by\s+)?sorry$")
+
+
+def open_statement(stmt: str) -> str | None:
+    """THE `:= by` ending: `stmt` as a statement awaiting a tactic proof. `... := by` is kept as given; `:= by
+    sorry`, `:= sorry` and a bare `:=` become `:= by`; None when it has no proof part to open."""
+    body = stmt.rstrip()
+    if _OPEN_END.search(body):
+        return stmt
+    if m := _SORRY_END.search(body):
+        return body[:m.start()] + ":= by"
+    return body + " by" if body.endswith(":=") else None
+
+
 def with_proof(statement: str, proof: str) -> str:
     """A statement ending in `:= by` (or `:=`) completed with `proof` (tactics, indented under it)."""
     head = statement.rstrip()

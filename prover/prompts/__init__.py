@@ -67,9 +67,9 @@ class PromptSet:
 
 def statement_text(formal_statement: str) -> str:
     """The statement as prompts show it: ends in `:= by`, no trailing blanks or `sorry`."""
-    s = formal_statement.rstrip()
-    s = re.sub(r"\s*sorry$", "", s).rstrip()
-    return s if s.endswith("by") else s + (" by" if s.endswith(":=") else "")
+    from lean_env.text import open_statement
+
+    return (open_statement(formal_statement) or formal_statement).rstrip()
 
 
 def load_prompts(path: str | Path | None = None, defaults: Path = DEFAULT_FILE) -> PromptSet:

@@ -29,14 +29,10 @@ def statement_problem(statement: str, header: str | None = None, name: str | Non
     """A Problem from a statement typed on the command line (`theorem t ... := by`, `:= by sorry` or no
     proof part at all); the header defaults to DeepSeek-Prover's standard Mathlib header."""
     from data.problem import Problem
-    from lean_env.text import theorem_name
+    from lean_env.text import open_statement, theorem_name
 
     s = statement.strip()
-    s = re.sub(r"\s*sorry\s*$", "", s).rstrip()
-    if s.endswith(":="):
-        s += " by"
-    elif not s.endswith("by"):
-        s += " := by"
+    s = open_statement(s) or s + " := by"
     found = theorem_name(s)
     if s.lstrip().startswith("example"):
         label = name or "example"
