@@ -279,13 +279,14 @@ async def _drive_with_progress(units: list[WorkUnit], executor: Any, store: Any,
                                stats: DriveStats) -> DriveStats:
     if not progress:
         return await drive(units, executor, store, run_id, on_result=on_result, stats=stats)
-    from eval.cli.common import err_console
+    from rich.console import Console
+
     from eval.progress import AttemptProgress
 
     done = store.done(run_id)
     todo = sum(1 for u in units if u.key not in done)
     solved: set[str] = set()
-    with AttemptProgress("eval", todo, err_console) as bar:
+    with AttemptProgress("eval", todo, Console(stderr=True)) as bar:  # (a library module: not the CLI's console)
 
         def tick(unit: WorkUnit, attempt: Any) -> None:
             if attempt.status == "proved":
