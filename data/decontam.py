@@ -23,7 +23,6 @@ from typing import Any
 from data.errors import DataError
 from data.loaders import iter_jsonl
 from lean_env.text import code_tokens, mask
-from lean_env.text import strip_comments as strip_comments  # re-exported: SFT dedup strips proofs with it
 
 log = logging.getLogger(__name__)
 

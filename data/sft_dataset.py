@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data.decontam import Decontaminator, strip_comments
+from data.decontam import Decontaminator
 from data.errors import DataError
 from data.loaders import iter_jsonl
+from lean_env.text import strip_comments
 
 KINDS = ("whole_proof", "sketch", "lemma", "repair", "tactic", "cold_start")
 FIELDS = ("prompt", "completion", "kind", "problem", "statement", "source")

@@ -11,12 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from lean_env.text import last_lean_block, lean_blocks, theorem_name  # the one fence parser
+from lean_env.text import declarations, last_lean_block, lean_blocks, theorem_name  # the one fence parser
 
 __all__ = ["candidate_proof", "extract_proof", "extract_tactic", "last_lean_block", "lean_blocks", "lean_errors"]
-
-_DECL = re.compile(r"(?m)^\s*(?:@\[[^\]]*\]\s*)?(?:theorem|lemma|example)\b")
-
 
 def candidate_proof(completion: str, problem: Any, continues_code: bool) -> str | None:
     """THE candidate of a completion to `problem`'s prompt: what the Verifier judges. Search, batched sampling and
@@ -47,13 +44,14 @@ def extract_proof(completion: str, statement: str, continues_code: bool, name: s
     block = last_lean_block(completion) if blocks or "```" in completion else None
     if block is None:
         return None
-    return block.rstrip() + "\n" if _DECL.search(block) else _join(statement, block)
+    return block.rstrip() + "\n" if _declares(block) else _join(statement, block)
 
 
-def _declares(text: str, name: str | None) -> bool:
+def _declares(src: str, name: str | None = None) -> bool:
+    """`src` declares a theorem/lemma (named `name`, when given) or an example, as `lean_env.text` reads it."""
     if name:
-        return re.search(r"(?m)^\s*(?:theorem|lemma)\s+" + re.escape(name) + r"(?![\w.'])", text) is not None
-    return _DECL.search(text) is not None
+        return any(d.kind in ("theorem", "lemma") and name in (d.name, d.full_name) for d in declarations(src))
+    return any(d.kind in ("theorem", "lemma", "example") for d in declarations(src))
 
 
 def _join(statement: str, body: str) -> str:
