@@ -16,7 +16,8 @@ LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d prove: (\d+)/(\d+) attempts"
 def test_progress_lines_in_a_non_tty_log(tmp_path):
     problems = tmp_path / "set.jsonl"
     write_problems(problems, 4)
-    args = ["prove", str(problems), "-k", "1", "--out", str(tmp_path / "runs" / "log")]
+    # One attempt at a time (the runner would run all four at once): the run lasts >= 4 s of 1 s requests.
+    args = ["prove", str(problems), "-k", "1", "--max-in-flight", "1", "--out", str(tmp_path / "runs" / "log")]
     with ScriptedServer([("theorem p", "  norm_num\n```")], delay_s=1.0) as server:
         proc = subprocess.Popen(SUBGOAL + args + served(server), env=env_for(tmp_path, SUBGOAL_PROGRESS_S="0.4"),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
