@@ -86,18 +86,98 @@ def all_at_once(args: argparse.Namespace, checkpoint: Path, problems: list[Any])
                                 stop=tuple(prompt_set["complete"].stop))
         backend.generate(prompts[:2], SamplingParams(temperature=TEMPERATURE, max_tokens=8), n=2)  # warm-up
         sync()
+        cpu = ProcessCpu()
         t0 = time.perf_counter()
         out = backend.generate(prompts, params, n=args.samples)
         sync()
         seconds = time.perf_counter() - t0
+        cpu_a = cpu.since()
+        tasks_row = engine_tasks(backend, prompts, params, args.samples) if "t" in args.parts else None
     finally:
+        t_close = time.perf_counter()
         backend.close()
+        close_s = time.perf_counter() - t_close
         free_memory()
     flat = [c for row in out for c in row]
     tokens = sum(c.completion_tokens for c in flat)
-    return {"part": "a: all at once", "sequences": len(flat), "completion_tokens": tokens,
-            "at_max_tokens": sum(c.finish_reason == "length" for c in flat), "seconds": round(seconds, 3),
-            "tokens_per_s": round(tokens / seconds, 1), "startup_s": round(startup, 1)}
+    row = {"part": "a: all at once", "sequences": len(flat), "completion_tokens": tokens,
+           "at_max_tokens": sum(c.finish_reason == "length" for c in flat), "seconds": round(seconds, 3),
+           "tokens_per_s": round(tokens / seconds, 1), "startup_s": round(startup, 1), "close_s": round(close_s, 2),
+           "cpu_s": cpu_a}
+    return row if tasks_row is None else {**row, "engine_tasks": tasks_row}
+
+
+def engine_tasks(backend: Any, prompts: list[str], params: Any, samples: int) -> dict[str, Any]:
+    """(t), on (a)'s warm engine: one asyncio task per sample through the runner's `Engine`, as `subgoal eval`
+    feeds it, without the run around it (no store, no Lean, no strategy): the feeding path alone."""
+    import asyncio
+    from dataclasses import replace
+
+    from prover.generate.base import sample_seed
+    from prover.runner import Engine, run_async
+
+    engine = Engine(backend)
+
+    async def every_sample() -> list[Any]:
+        return await asyncio.gather(*(engine.generate(p, replace(params, seed=sample_seed(params.seed, j)), 1)
+                                      for p in prompts for j in range(samples)))
+
+    cpu = ProcessCpu()
+    t0 = time.perf_counter()
+    out = run_async(every_sample())
+    seconds = time.perf_counter() - t0
+    tokens = sum(c.completion_tokens for row in out for c in row)
+    return {"sequences": len(out), "completion_tokens": tokens, "seconds": round(seconds, 3),
+            "tokens_per_s": round(tokens / seconds, 1), "cpu_s": cpu.since()}
+
+
+class ProcessCpu:
+    """Bench-only: CPU seconds since construction of each thread of this process (by Python thread name) and
+    of each child process (vLLM's engine core, REPLs), from /proc: where the host's CPU went during a part,
+    e.g. whether one thread (the GIL) is saturated while the GPU waits. Empty where /proc is absent."""
+
+    def __init__(self) -> None:
+        self.start = self.snapshot()
+        self.seen = dict(self.start)
+
+    def poll(self) -> None:
+        """Keep the latest figure of every thread and child: one that ends before `since` still counts."""
+        for k, v in self.snapshot().items():
+            self.seen[k] = max(self.seen.get(k, 0.0), v)
+
+    @staticmethod
+    def snapshot() -> dict[str, float]:
+        import threading
+
+        tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        out: dict[str, float] = {}
+
+        def cpu(stat_path: Path) -> float:
+            fields = stat_path.read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+
+        try:
+            for task in Path("/proc/self/task").iterdir():
+                name = names.get(int(task.name), f"native-{task.name}")
+                out[f"thread {name}"] = out.get(f"thread {name}", 0.0) + cpu(task / "stat")
+            me = str(os.getpid())
+            for proc in Path("/proc").iterdir():
+                if proc.name.isdigit():
+                    with contextlib.suppress(OSError, IndexError, ValueError):
+                        stat = (proc / "stat").read_text()
+                        if stat.rsplit(")", 1)[1].split()[1] == me:
+                            comm = stat.split("(", 1)[1].rsplit(")", 1)[0]
+                            out[f"child {comm} {proc.name}"] = cpu(proc / "stat")
+        except OSError:
+            return {}
+        return out
+
+    def since(self, top: int = 8) -> dict[str, float]:
+        self.poll()
+        used = {k: round(v - self.start.get(k, 0.0), 2) for k, v in self.seen.items()}
+        used = {k: v for k, v in sorted(used.items(), key=lambda kv: -kv[1]) if v > 0.05}
+        return dict(list(used.items())[:top])
 
 
 class ReadyClock:
@@ -105,11 +185,26 @@ class ReadyClock:
     returned), when the first request reached it and when the last answer left it, and keeps the instances, so
     they can be closed after the CLI returns. The phases tell set-up after the engine is ready from generation."""
 
-    def __init__(self) -> None:
+    def __init__(self, cpu: ProcessCpu | None = None) -> None:
+        self.cpu = cpu
         self.ready: float | None = None
         self.first_request: float | None = None
         self.last_answer: float | None = None
         self.built: list[Any] = []
+        self.drive_end: float | None = None  # the runner's driver returned (every attempt checked and recorded)
+        self.close: tuple[float, float] | None = None  # the executor's close (engine and Lean pool shut down)
+        self.in_flight = 0  # agenerate calls in progress
+        self.answered = 0
+        self.timeline: list[tuple[float, int, int]] = []  # (seconds since ready, in flight, answered), every 0.5 s
+        self._sampling = False
+
+    def _sample(self) -> None:
+        while self._sampling:
+            if self.ready is not None:
+                self.timeline.append((round(time.perf_counter() - self.ready, 1), self.in_flight, self.answered))
+            if self.cpu is not None:
+                self.cpu.poll()
+            time.sleep(0.5)
 
     @contextlib.contextmanager
     def watching(self, backend_name: str):
@@ -129,14 +224,42 @@ class ReadyClock:
         async def agenerate(backend: Any, *a: Any, **kw: Any) -> Any:
             if clock.first_request is None:
                 clock.first_request = time.perf_counter()
-            out = await original_agenerate(backend, *a, **kw)
+            clock.in_flight += 1
+            try:
+                out = await original_agenerate(backend, *a, **kw)
+            finally:
+                clock.in_flight -= 1
+            clock.answered += 1
             clock.last_answer = time.perf_counter()
             return out
 
+        import threading
+
+        from eval import harness
+        from prover.runner import LocalExecutor
+
+        original_drive, original_close = harness.drive, LocalExecutor.close
+
+        async def drive(*a: Any, **kw: Any) -> Any:
+            out = await original_drive(*a, **kw)
+            clock.drive_end = time.perf_counter()
+            return out
+
+        def close(executor: Any) -> None:
+            t0 = time.perf_counter()
+            original_close(executor)
+            clock.close = (t0, time.perf_counter())
+
+        harness.drive, LocalExecutor.close = drive, close
         cls.__init__, cls.agenerate = init, agenerate
+        self._sampling = True
+        sampler = threading.Thread(target=self._sample, daemon=True)
+        sampler.start()
         try:
             yield self
         finally:
+            self._sampling = False
+            harness.drive, LocalExecutor.close = original_drive, original_close
             cls.__init__, cls.agenerate = original_init, original_agenerate
             for backend in self.built:
                 backend.close()
@@ -156,7 +279,8 @@ def through_eval(args: argparse.Namespace, checkpoint: Path, workdir: Path, lean
            "SUBGOAL_MODEL__DEVICE": args.device, "SUBGOAL_MODEL__DTYPE": "bfloat16" if args.backend == "vllm" else "auto"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    clock = ReadyClock()
+    cpu = ProcessCpu()
+    clock = ReadyClock(cpu)
     t0 = time.perf_counter()
     code = 0
     try:
@@ -166,6 +290,7 @@ def through_eval(args: argparse.Namespace, checkpoint: Path, workdir: Path, lean
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
             end = time.perf_counter()
+            cpu_used = cpu.since()
     finally:
         for k, v in saved.items():
             if v is None:
@@ -189,8 +314,14 @@ def through_eval(args: argparse.Namespace, checkpoint: Path, workdir: Path, lean
             # where the window went: ready -> first request (run set-up), first request -> last answer, -> end
             "setup_after_ready_s": phase(ready, clock.first_request),
             "requests_s": phase(clock.first_request, clock.last_answer), "after_last_s": phase(clock.last_answer, end),
+            # ... and after the last answer: its checks and records, then the executor's close, then the report
+            "last_checks_s": phase(clock.last_answer, clock.drive_end),
+            "to_close_s": phase(clock.drive_end, clock.close[0] if clock.close else None),
+            "close_s": phase(*clock.close) if clock.close else None,
+            "report_s": phase(clock.close[1] if clock.close else None, end),
             # the checker alone, busy on nothing but the injected latency, over its workers
-            "lean_s": round(checked * lean_delay_s / args.lean_workers, 2), "argv": argv}
+            "lean_s": round(checked * lean_delay_s / args.lean_workers, 2), "argv": argv,
+            "cpu_s": cpu_used, "timeline": clock.timeline}
 
 
 def phase(start: float | None, stop: float | None) -> float | None:
@@ -247,10 +378,11 @@ class GpuMemory:
 GPU_MEMORY = GpuMemory()
 
 
-def attempt(name: str, fn: Any, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+def attempt(name: str, fn: Any, rows: list[dict[str, Any]], again: str = "") -> dict[str, Any] | None:
     print(f"{name} ...", file=sys.stderr, flush=True)
     try:
         row = fn()
+        row["part"] += again
     except Exception as e:  # one part failing must not lose the others' numbers
         traceback.print_exc()
         rows.append({"part": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"})
@@ -283,7 +415,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--max-tokens", type=int, default=512)
     ap.add_argument("--lean-latency", type=float, default=0.3, help="(c): extra seconds per proof check; 0 skips (c)")
     ap.add_argument("--lean-workers", type=int, default=max(1, (os.cpu_count() or 2) - 4))
-    ap.add_argument("--parts", default="abc", help="which of a, b, c to run")
+    ap.add_argument("--parts", default="atbc", help="which of a, t (engine tasks, on a's engine), b, c to run, in "
+                    "order; a letter repeated runs that part again (b twice: cold, then warm caches)")
     ap.add_argument("--batch-size", type=int, default=64, help="transformers backend: rows per padded batch")
     ap.add_argument("--gpu-memory-utilization", type=float, default=0.85)
     ap.add_argument("--threads", type=int, help="torch CPU threads (default 1 on --device cpu: on a shared, "
@@ -309,13 +442,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         checkpoint, vocab = build_checkpoint(args.preset, workdir / "ckpt", args.device, args.seed)
 
     rows: list[dict[str, Any]] = []
-    a = attempt("a: all at once", lambda: all_at_once(args, checkpoint, problems), rows) if "a" in args.parts else None
-    b = attempt("b: subgoal eval", lambda: through_eval(args, checkpoint, workdir, 0.0), rows) \
-        if "b" in args.parts else None
-    c = None
-    if "c" in args.parts and args.lean_latency > 0:
-        c = attempt("c: subgoal eval + Lean latency",
-                    lambda: through_eval(args, checkpoint, workdir, args.lean_latency), rows)
+    a = b = c = None
+    for n, part in enumerate(args.parts):
+        again = f" (run {args.parts[:n + 1].count(part)})" if args.parts.count(part) > 1 else ""
+        if part == "a":
+            a = attempt(f"a: all at once{again}", lambda: all_at_once(args, checkpoint, problems), rows,
+                        again) or a
+            if a and "engine_tasks" in a:
+                rows.append({"part": f"t: one Engine task per sample, on (a)'s engine{again}", **a["engine_tasks"],
+                             "startup_s": 0})
+        elif part == "b":
+            b = attempt(f"b: subgoal eval{again}", lambda n=n: through_eval(args, checkpoint, workdir / f"b{n}", 0.0),
+                        rows, again) or b
+        elif part == "c" and args.lean_latency > 0:
+            c = attempt(f"c: subgoal eval + Lean latency{again}",
+                        lambda n=n: through_eval(args, checkpoint, workdir / f"c{n}", args.lean_latency), rows,
+                        again) or c
     summary: dict[str, Any] = {}
     if a and b:
         summary["b_over_a"] = round(b["tokens_per_s"] / a["tokens_per_s"], 3)
@@ -355,7 +497,13 @@ def table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     for r in rows:
         if r.get("requests_s") is not None:
             lines.append(f"{r['part']}: {r['setup_after_ready_s']}s set-up after the engine was ready, "
-                         f"{r['requests_s']}s from first request to last answer, {r['after_last_s']}s after")
+                         f"{r['requests_s']}s from first request to last answer, {r['after_last_s']}s after "
+                         f"({r.get('last_checks_s')}s checking and recording the last answers, {r.get('to_close_s')}s "
+                         f"ending the run's loop, {r.get('close_s')}s "
+                         f"closing the engine and the Lean pool, {r.get('report_s')}s the report)")
+    for r in rows:
+        if r.get("cpu_s"):
+            lines.append(f"{r['part']}: CPU seconds " + ", ".join(f"{k} {v}" for k, v in r["cpu_s"].items()))
     if "c_wall_s" in summary:
         lines.append(f"(c) wall {summary['c_wall_s']}s vs max(generation {summary['generation_s']}s, Lean "
                      f"{summary['lean_s']}s) = {summary['max_s']}s and their sum {summary['sum_s']}s")

@@ -132,7 +132,11 @@ def scan(src: str) -> list[Finding]:
         findings.append(Finding("hidden_text", f"contains a bidirectional control character U+{ord(m.group()):04X}",
                                 _line(raw, m.start())))
     imports_end = len(text.split_imports(raw)[0])
+    seen: list[tuple[text.Token, ...]] = []
     for mode, toks in zip(("lean", "all", "none"), text.readings(raw), strict=True):
+        if any(toks is other or toks == other for other in seen):
+            continue  # the same tokens read the same way (no string literal tells the readings apart)
+        seen.append(toks)
         findings += _scan_tokens(raw, [t for t in toks if t.kind in text.CODE_KINDS], imports_end)
         masked = text.mask(raw, interpolation=mode)
         for kind, rx, reason in _COMPILED:

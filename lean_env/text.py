@@ -71,6 +71,9 @@ def is_id_rest(c: str) -> bool:
 
 _NUMBER = re.compile(r"0[bB][01_]+|0[oO][0-7_]+|0[xX][0-9a-fA-F_]+|[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9_]+)?")
 _RAW_START = re.compile(r'r#*"')
+_SPACE = re.compile(r"[ \t\r\n\f\v]+")
+_NOT_NEWLINE = re.compile(r"[^\n]")
+_ASCII_ID_REST = re.compile(r"[A-Za-z0-9_'!?]*")  # `is_id_rest` on ASCII
 
 
 def tokens(src: str, interpolation: str = "lean") -> tuple[Token, ...]:
@@ -97,7 +100,9 @@ def _lex(src: str, i: int, out: list[Token], interpolation: str, nested: bool) -
     n, depth = len(src), 0
     while i < n:
         c = src[i]
-        if c in " \t\r\n\f\v" or (c.isspace() and c > "\x7f"):
+        if c in " \t\r\n\f\v":
+            i = _SPACE.match(src, i).end()  # a run at once: indentation is most of a proof's characters
+        elif c.isspace() and c > "\x7f":
             i += 1
         elif src.startswith("--", i):
             j = src.find("\n", i)
@@ -178,8 +183,12 @@ def _ident_end(src: str, i: int) -> int:
             i = j + 1
         else:
             i += 1
-            while i < n and is_id_rest(src[i]):
-                i += 1
+            while True:  # ASCII runs by one regex match (the lexer's hot loop), other characters one by one
+                i = _ASCII_ID_REST.match(src, i).end()
+                if i < n and src[i] > "\x7f" and is_id_rest(src[i]):
+                    i += 1
+                else:
+                    break
         if i + 1 < n and src[i] == "." and (is_id_first(src[i + 1]) or src[i + 1] == "«"):
             i += 1
         else:
@@ -252,6 +261,8 @@ def _string(src: str, i: int, out: list[Token], interpolation: str) -> int:
 def readings(src: str) -> tuple[tuple[Token, ...], ...]:
     """The text lexed with each reading of its string literals (see `tokens`): Lean's grammar, all
     interpolated, none interpolated. A scan that flags what any reading shows cannot be hidden in a string."""
+    if '"' not in src:  # the readings differ only inside string literals, and each has a `"`: one reading
+        return (tokens(src, "lean"),) * 3
     return tuple(tokens(src, mode) for mode in ("lean", "all", "none"))
 
 
@@ -291,13 +302,14 @@ def literal_spans(src: str, interpolation: str = "lean") -> list[tuple[int, int,
 def mask(src: str, kinds: tuple[str, ...] = ("comment", "string", "char"), interpolation: str = "lean") -> str:
     """`src` with comments and string/char literals (those of `kinds`) replaced by spaces, newlines kept; the
     `{code}` parts of interpolated strings stay (they are code)."""
-    out = list(src)
+    pieces, last = [], 0
     for a, b, kind in literal_spans(src, interpolation):
-        if kind in kinds:
-            for k in range(a, b):
-                if out[k] != "\n":
-                    out[k] = " "
-    return "".join(out)
+        if kind in kinds and b > last:
+            a = max(a, last)
+            pieces += [src[last:a], _NOT_NEWLINE.sub(" ", src[a:b])]  # one C pass per span, not a loop per character
+            last = b
+    pieces.append(src[last:])
+    return "".join(pieces)
 
 
 def strip_comments(src: str) -> str:
@@ -538,17 +550,26 @@ def find_at_depth0(masked: str, sep: str, start: int = 0, end: int | None = None
     `mask`); None when there is none, or when `stop` matches at a depth-0 line break before it. THE bracket scan:
     every reader of signatures, goals and hypotheses splits with this one."""
     depth = 0
-    for i in range(start, min(len(masked) if end is None else end, len(masked))):
-        c = masked[i]
+    end = len(masked) if end is None else min(end, len(masked))
+    # Only brackets, `sep` and (with `stop`) line breaks matter: one regex jumps between them (a character loop
+    # cost milliseconds per long candidate). `sep` holds no bracket, so skipping over one inside brackets is safe.
+    for m in _depth0_marks(sep, stop is not None).finditer(masked, start, end):
+        c = m.group()
         if c in OPEN_BRACKETS:
             depth += 1
         elif c in CLOSE_BRACKETS:
             depth -= 1  # (unbalanced: no depth 0 after it, as Lean would not parse on)
-        elif depth == 0 and masked.startswith(sep, i):
-            return i
-        elif depth == 0 and c == "\n" and stop is not None and stop.match(masked, i):
+        elif depth == 0 and c == sep:
+            return m.start()
+        elif depth == 0 and c == "\n" and stop.match(masked, m.start()):
             return None
     return None
+
+
+@lru_cache(maxsize=32)
+def _depth0_marks(sep: str, line_breaks: bool) -> re.Pattern[str]:
+    brackets = "[" + re.escape(OPEN_BRACKETS + CLOSE_BRACKETS) + "]"
+    return re.compile("|".join([brackets, re.escape(sep)] + (["\n"] if line_breaks else [])))
 
 
 def split_at_depth0(src: str, sep: str) -> tuple[str, str, str]:

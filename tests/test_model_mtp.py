@@ -91,3 +91,27 @@ def test_sampling_is_seeded_and_top_p_narrows_to_greedy():
                                 generator=torch.Generator().manual_seed(2))
     assert torch.equal(s1, s2)
     assert torch.equal(narrow, greedy)
+
+
+def test_right_padded_batches_skip_the_mask_with_the_same_loss_and_gradients():
+    """A training batch padded on the right needs no attention mask (a causal query never sees the pads after
+    it): `right_padded=True` keeps attention plain causal and must give the masked path's loss, MTP loss
+    and gradients."""
+    ids = torch.randint(0, 1024, (3, 14), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(ids)
+    mask[0, 9:] = 0  # right pads of different lengths; row 2 has none
+    mask[1, 5:] = 0
+    labels = ids.masked_fill(mask == 0, -100)
+    results = []
+    for right_padded in (False, True):
+        model = tiny_model(seed=23).train()
+        out = model(ids, labels=labels, attention_mask=mask, right_padded=right_padded)
+        out.loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((out.lm_loss.detach(), out.mtp_loss.detach(), grads))
+    (lm0, mtp0, g0), (lm1, mtp1, g1) = results
+    torch.testing.assert_close(lm1, lm0)
+    torch.testing.assert_close(mtp1, mtp0)
+    assert g0.keys() == g1.keys() and len(g0) > 10
+    for name in g0:
+        torch.testing.assert_close(g1[name], g0[name], msg=name)

@@ -168,18 +168,23 @@ class DeepSeekV3(nn.Module):
     # ------------------------------------------------------------------------------------------- forward
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
-                cache: LatentCache | None = None, logits_to_keep: int = 0) -> CausalLMOutput:
+                cache: LatentCache | None = None, logits_to_keep: int = 0, right_padded: bool = False,
+                ) -> CausalLMOutput:
         """input_ids [B, S]; labels [B, S] (shifted inside, -100 ignored); attention_mask [B, T] with T = tokens
         in the cache plus S (1 = real token; left padding allowed); `cache` for incremental decoding.
-        `logits_to_keep=n` computes logits for the last n positions only (0 = all)."""
+        `logits_to_keep=n` computes logits for the last n positions only (0 = all). `right_padded=True` (pads
+        only after each row's last real token, as training batches are): a causal query never sees the pads
+        after it, so attention stays plain causal (the fused kernel, no [B, S, S] mask) and `attention_mask`
+        only keeps pads out of the routers' load; outputs and gradients at real tokens are the same."""
         B, S = input_ids.shape
         past = cache.length if cache is not None else 0
         if position_ids is None:
-            if attention_mask is not None:
+            if attention_mask is not None and not right_padded:
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -S:]
             else:
                 position_ids = torch.arange(past, past + S, device=input_ids.device).unsqueeze(0).expand(B, S)
-        mask = self._mask(B, S, past, attention_mask, input_ids.device, flex=False if cache is not None else None)
+        mask = self._mask(B, S, past, None if right_padded and past == 0 else attention_mask, input_ids.device,
+                          flex=False if cache is not None else None)
         cos, sin = rope_cos_sin(self.inv_freq, self.rope_scale, position_ids)
         h = self.model.embed_tokens(input_ids)
         aux_total = None
@@ -198,7 +203,8 @@ class DeepSeekV3(nn.Module):
         out.lm_loss = loss_fn(logits, labels)
         loss = out.lm_loss
         if len(self.mtp) and self.config.mtp_loss_weight > 0:
-            out.mtp_loss, mtp_aux = self._mtp_loss(hidden, input_ids, labels, attention_mask, position_ids, loss_fn)
+            out.mtp_loss, mtp_aux = self._mtp_loss(hidden, input_ids, labels, attention_mask, position_ids, loss_fn,
+                                                   right_padded=right_padded)
             loss = loss + self.config.mtp_loss_weight * out.mtp_loss
             if mtp_aux is not None:
                 aux_total = mtp_aux if aux_total is None else aux_total + mtp_aux
@@ -230,8 +236,9 @@ class DeepSeekV3(nn.Module):
 
     def _mtp_loss(self, hidden: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
                   attention_mask: torch.Tensor | None, position_ids: torch.Tensor, loss_fn=None,
-                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Depth k sees h_i (k-1 levels deep) and the embedding of token i+k, and predicts token i+k+1."""
+                  right_padded: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Depth k sees h_i (k-1 levels deep) and the embedding of token i+k, and predicts token i+k+1.
+        `right_padded`: as in `forward` (the shifted valid mask is right-padded too)."""
         losses, aux_total = [], None
         h = hidden
         for k, layer in enumerate(self.mtp, start=1):
@@ -243,7 +250,7 @@ class DeepSeekV3(nn.Module):
             mask = valid = None
             if attention_mask is not None:
                 valid = attention_mask[:, :S].bool() & attention_mask[:, k:].bool()
-                mask = self._mask(x.shape[0], S, 0, valid, x.device)
+                mask = self._mask(x.shape[0], S, 0, None if right_padded else valid, x.device)
             cos, sin = rope_cos_sin(self.inv_freq, self.rope_scale, position_ids[:, :S])
             h, aux = layer(x, cos, sin, mask, token_mask=valid)
             if aux is not None:

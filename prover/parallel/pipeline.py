@@ -65,8 +65,10 @@ class Stage(nn.Module):
         else:
             h, input_ids, attention_mask, labels = args
         B, S = input_ids.shape
-        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        mask = model._mask(B, S, 0, attention_mask, input_ids.device)
+        # The trainer's batches are right-padded (`collate`): plain causal attention, the mask marks load only
+        # (as `DeepSeekV3.forward(right_padded=True)`).
+        position_ids = torch.arange(S, device=input_ids.device).unsqueeze(0).expand(B, S)
+        mask = model._mask(B, S, 0, None, input_ids.device)
         from prover.model.attention import rope_cos_sin
 
         cos, sin = rope_cos_sin(model.inv_freq, model.rope_scale, position_ids)
@@ -81,7 +83,7 @@ class Stage(nn.Module):
         loss = causal_lm_loss(self.lm_head(hidden), labels)
         mtp = None
         if len(self.mtp) and model.config.mtp_loss_weight > 0:
-            mtp, _ = model._mtp_loss(hidden, input_ids, labels, attention_mask, position_ids)
+            mtp, _ = model._mtp_loss(hidden, input_ids, labels, attention_mask, position_ids, right_padded=True)
             loss = loss + model.config.mtp_loss_weight * mtp
         n_tok = int((labels != IGNORE).sum())
         if n_tok == 0:  # nothing to learn here (the trainer skips such micro-batches): a zero, not 0 * NaN

@@ -337,7 +337,8 @@ def _train_step(model, optimizer, scheduler, micro_batches, examples, tokenizer,
         if n_tok == 0:
             continue
         b = {k: v.to(env.device, non_blocking=True) for k, v in b.items()}
-        out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"])
+        out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"],
+                    right_padded=True)  # `collate` pads on the right: attention stays on the causal kernel
         # FSDP averages gradients over ranks, hence * world_size.
         (out.loss * (n_tok * env.world_size / global_tokens)).backward()
         loss_sum += out.loss.detach().float() * n_tok
