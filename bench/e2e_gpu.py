@@ -202,9 +202,8 @@ class ReadyClock:
         while self._sampling:
             if self.ready is not None:
                 self.timeline.append((round(time.perf_counter() - self.ready, 1), self.in_flight, self.answered))
-            if self.cpu is not None:
-                self.cpu.poll()
-            time.sleep(0.5)
+            time.sleep(0.5)  # (no /proc reading here: each read gives the GIL up, and waiting to get it back
+            # behind the busy engine thread starved this sampler for seconds: the CPU is polled at the close)
 
     @contextlib.contextmanager
     def watching(self, backend_name: str):
@@ -246,6 +245,8 @@ class ReadyClock:
             return out
 
         def close(executor: Any) -> None:
+            if clock.cpu is not None:
+                clock.cpu.poll()  # the engine's threads and processes end in the close
             t0 = time.perf_counter()
             original_close(executor)
             clock.close = (t0, time.perf_counter())

@@ -612,14 +612,19 @@ def theorem_statement(src: str, name: str) -> str | None:
 def normalize(text: str) -> str:
     """Comments dropped, `lemma` read as `theorem`, whitespace collapsed; a space survives only between two
     identifier characters (where it separates tokens)."""
+    return _normalize(text)
+
+
+@lru_cache(maxsize=512)  # a problem's own declarations are compared with every candidate's
+def _normalize(text: str) -> str:
     s = re.sub(r"\s+", " ", strip_comments(text)).strip()
     s = re.sub(r"^lemma\b", "theorem", s)  # (and the body's `lemma` keywords are compared as written)
-    out = []
-    for i, c in enumerate(s):
-        if c == " " and not (_is_ident_char(s[i - 1]) and i + 1 < len(s) and _is_ident_char(s[i + 1])):
-            continue
-        out.append(c)
-    return "".join(out)
+    # every space is now single, with a character on each side: keep it only between identifier characters
+    return _ONE_SPACE.sub(lambda m: " " if _is_ident_char(s[m.start() - 1]) and _is_ident_char(s[m.start() + 1])
+                          else "", s)
+
+
+_ONE_SPACE = re.compile(" ")
 
 
 def _statement_of(problem: Any) -> str:
