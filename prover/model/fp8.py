@@ -122,7 +122,21 @@ def convert_to_fp8(model: nn.Module, recipe: str = "blockwise", device: torch.de
         for name, how in plan.convert.items():
             if how.endswith("grouped GEMM"):
                 model.get_submodule(name).fp8 = True
+        allow_a_compile_per_linear_shape(len({tuple(model.get_submodule(n).weight.shape) for n in linears}))
     return plan
+
+
+def allow_a_compile_per_linear_shape(shapes: int) -> None:
+    """torchao's blockwise linear breaks the compiled block's graph (a call dynamo cannot trace), so dynamo
+    compiles that linear's `forward` as a frame of its own, once per weight shape (parameter shapes are guarded
+    statically). A model has more distinct shapes than dynamo's default limit of 8 recompiles per frame, and past
+    it the remaining linears ran eager, in a compiled run (seen on the H200: `hit config.recompile_limit (8)`,
+    'size mismatch at index 0. expected 384, actual 2048'). Raised so that each shape gets its compiled frame,
+    forward and backward (twice the shapes, plus slack for the MTP block's row counts)."""
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, 4 * shapes + 8)
 
 
 def rows_padded(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, multiple: int) -> torch.Tensor:
