@@ -134,11 +134,11 @@ def run_config(spec: EvalSpec, config: Any, problems: list[Any], recipe: ProveRe
 
 
 def _budget(budget: dict[str, Any], strategy: str) -> dict[str, Any]:
-    """The per-attempt budget, with the strategy's default sample count unless the user set one: one attempt
-    of `sample` is one sample, the unit pass@k counts (Budget's own default would allow 32)."""
-    from prover.search import DEFAULT_SAMPLES, Budget
+    """The per-attempt budget as recorded, samples by the one rule (`with_default_samples`)."""
+    from prover.search import Budget
+    from prover.search.options import with_default_samples
 
-    budget = {"samples": DEFAULT_SAMPLES.get(strategy, 1), **budget}
+    budget = with_default_samples(strategy, budget)
     try:
         return Budget(**budget).limits()
     except TypeError as e:

@@ -19,18 +19,10 @@ from prover.generate.base import SamplingParams
 from prover.prompts import PromptSet, load_prompts
 from prover.search import Budget, arun_attempt, attempt_seed
 from prover.search.core import AttemptResult
+from prover.search.options import MAX_TOKENS, check_options, default_max_tokens, option_names, options_type
 
 INTERACTIONS = ("repl", "dojo")
-# Tokens per generation when the user sets none, by prompt mode: chain-of-thought provers write 4-7k tokens on
-# average and are run with 16-40k budgets (DeepSeek-Prover-V2 CoT, Goedel-Prover-V2's 40,960-token model
-# length); a whole proof without a plan fits in a few thousand.
-MAX_TOKENS = {"cot": 32768, "complete": 4096}
-
-
-def default_max_tokens(mode: str) -> int:
-    return MAX_TOKENS.get(mode, MAX_TOKENS["complete"])
-
-
+__all__ = ["INTERACTIONS", "MAX_TOKENS", "ProveRecipe", "SettingsChanged", "check_resume", "open_run"]
 @dataclass
 class ProveRecipe:
     strategy: str = "sample"
@@ -40,7 +32,7 @@ class ProveRecipe:
     seed: int | None = 0
     prompts_path: str | None = None
     sampling: dict[str, Any] = field(default_factory=dict)  # SamplingParams fields; max_tokens: per prompt mode
-    options: dict[str, Any] = field(default_factory=dict)  # strategy options (plain values)
+    options: dict[str, Any] = field(default_factory=dict)  # the strategy's options as set (prover.search.options)
     interaction: str = "repl"  # tree search: repl | dojo
     model_id: str = ""  # recorded on every attempt (the id the user asked for); default: the backend's
     planner_settings: Any = None  # data.config.ModelSettings of decomposition's planner; no model: the prover plans
@@ -51,6 +43,7 @@ class ProveRecipe:
     def __post_init__(self) -> None:
         if self.interaction not in INTERACTIONS:
             raise ProverError(f"unknown interaction {self.interaction!r} (choose {' or '.join(INTERACTIONS)})")
+        self.options = check_options(self.strategy, self.options)  # a bad key fails before anything starts
 
     def make_generator(self) -> Any:
         from prover.generate import make_backend
@@ -106,7 +99,8 @@ class ProveRecipe:
         options = dict(self.options)
         sketch = (getattr(problem, "extra", None) or {}).get("sketch")
         if sketch and strategy == self.strategy:
-            strategy = "decompose"
+            strategy = "decompose"  # of the run's options, those decomposition has (mode) still hold
+            options = {k: v for k, v in options.items() if k in option_names(strategy)}
             options.update(sketch=sketch, sketch_only=True)
         if strategy == "tree":  # step-wise search keeps proof states: a session beside the engine
             options["sessions"] = self.sessions()
@@ -128,7 +122,7 @@ class ProveRecipe:
 
     def sampling_params(self) -> SamplingParams:
         sampling = dict(self.sampling)
-        sampling.setdefault("max_tokens", default_max_tokens(str(self.options.get("mode", "complete"))))
+        sampling.setdefault("max_tokens", default_max_tokens(options_type(self.strategy).read(self.options).mode))
         return SamplingParams(**sampling)
 
     def prompts(self) -> PromptSet:

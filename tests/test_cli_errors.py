@@ -169,3 +169,16 @@ def test_library_warnings_print_through_the_console_above_a_live_view(tmp_path, 
     out = "".join(re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue()).split())  # text, no colours
     assert "`past_key_values`isdeprecated" in out and "generationflagsarenotvalid" in out
     assert capsys.readouterr().err == ""  # nothing written past the console
+
+
+def test_an_unknown_strategy_option_is_refused_naming_the_valid_ones(lean_env, tmp_path, capsys):
+    code = cli("eval", str(problems_file(tmp_path)), "--model", "m", "--strategy", "tree", "--opt", "widht=3")
+    assert code == 2
+    line = one_error_line(capsys)
+    assert "unknown option 'widht' for strategy tree" in line and "valid: mode, width, max_expansions" in line
+    assert not (tmp_path / "runs").exists()  # refused before a run directory was made
+
+
+def test_an_option_value_of_the_wrong_type_is_refused(lean_env, tmp_path, capsys):
+    assert cli("eval", str(problems_file(tmp_path)), "--model", "m", "--strategy", "repair", "--opt", "rounds=many") == 2
+    assert "option rounds wants int, got 'many'" in one_error_line(capsys)

@@ -16,27 +16,6 @@ def _default_out(run_dir: Path, problem_set: str, model: str | None, strategy: s
     return default_out(run_dir, f"{Path(problem_set).stem}-{model_name}-{strategy}-k{k}")
 
 
-def _options(pairs: list[str]) -> dict[str, object]:
-    """`--opt KEY=VALUE` pairs; values become int, float or bool where they read as one."""
-    out: dict[str, object] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"--opt wants KEY=VALUE, got {pair!r}")
-        value: object = raw
-        if raw.lower() in ("true", "false"):
-            value = raw.lower() == "true"
-        else:
-            for cast in (int, float):
-                try:
-                    value = cast(raw)
-                    break
-                except ValueError:
-                    pass
-        out[key.strip()] = value
-    return out
-
-
 def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_(
@@ -56,7 +35,7 @@ def register(app: typer.Typer) -> None:
         temperature: float = shared.TEMPERATURE,
         top_p: float = shared.TOP_P,
         max_tokens: int = shared.MAX_TOKENS,
-        opt: list[str] = typer.Option(None, "--opt", help="Strategy option KEY=VALUE (repeatable), e.g. mode=cot, rounds=3."),
+        opt: list[str] = shared.OPT,
         prompts: Path = shared.PROMPTS,
         interaction: str = shared.INTERACTION,
         backend: str = shared.BACKEND,
@@ -98,7 +77,7 @@ def register(app: typer.Typer) -> None:
             problem_set=problem_set,
             out=out or _default_out(cfg.run_dir, problem_set, cfg.model.model, strategy, k),
             strategy=strategy, k=k, samples=samples, split=split, limit=limit, putnam_answers=putnam_answers,
-            seed=seed, budget=budget, sampling=sampling, options=_options(opt or []),
+            seed=seed, budget=budget, sampling=sampling, options=shared.strategy_options(opt or [], strategy),
             prompts=str(prompts) if prompts else None, interaction=interaction,
             ray=ray or ray_address is not None, ray_address=ray_address,
             workers=workers, max_in_flight=max_in_flight,

@@ -44,10 +44,12 @@ def register(app: typer.Typer) -> None:
         mode: str = typer.Option("complete", "--mode", help="Whole-proof prompt: complete (non-CoT) | cot."),
         prompts: Path = shared.PROMPTS,
         interaction: str = shared.INTERACTION,
-        rounds: int = typer.Option(3, "--rounds", min=1, help="repair: repairs per chain."),
-        lemma_samples: int = typer.Option(4, "--lemma-samples", min=1, help="decompose: samples per lemma."),
-        max_depth: int = typer.Option(2, "--max-depth", min=0, help="decompose: recursion depth."),
-        width: int = typer.Option(8, "--width", min=1, help="tree: tactic candidates per state."),
+        rounds: int = typer.Option(None, "--rounds", min=1, help="repair: repairs per chain (default: repair's)."),
+        lemma_samples: int = typer.Option(None, "--lemma-samples", min=1, help="decompose: samples per lemma "
+                                          "(default: decompose's)."),
+        max_depth: int = typer.Option(None, "--max-depth", min=0, help="decompose: recursion depth (default: "
+                                      "decompose's)."),
+        width: int = typer.Option(None, "--width", min=1, help="tree: tactic candidates per state (default: tree's)."),
         out: Path = typer.Option(None, "--out", "-o", help="Batch: run directory (default <run_dir>/<set>). "
                                  ".lean: the completed file (default NAME.proved.lean beside it)."),
         in_place: bool = typer.Option(False, "--in-place", help=".lean: overwrite the input file."),
@@ -67,12 +69,13 @@ def register(app: typer.Typer) -> None:
         from prover.errors import ProverError
         from prover.recipe import ProveRecipe
         from prover.search import STRATEGIES
+        from prover.search.options import MODES
         from prover.search.targets import target_kind
 
         if strategy not in STRATEGIES:
             raise ProverError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
-        if mode not in ("complete", "cot"):
-            raise ProverError(f"--mode must be complete or cot, not {mode!r}")
+        if mode not in MODES:
+            raise ProverError(f"--mode must be {' or '.join(MODES)}, not {mode!r}")
         k = k if k is not None else (samples if samples is not None else 8)
         n = samples if samples is not None else k
         if k < 1 or n < k:
@@ -85,9 +88,8 @@ def register(app: typer.Typer) -> None:
                            "checker": checker, "remote_url": checker_url})
         budget = shared.given(samples=budget_samples, tokens=budget_tokens, lean_calls=budget_lean_calls,
                               wall_s=budget_wall_s)
-        options: dict[str, Any] = {"mode": mode}
-        options.update({"repair": {"rounds": rounds}, "decompose": {"lemma_samples": lemma_samples,
-                        "max_depth": max_depth}, "tree": {"width": width}}.get(strategy, {}))
+        options = _strategy_options(strategy, mode, rounds=rounds, lemma_samples=lemma_samples, max_depth=max_depth,
+                                    width=width)
         recipe = ProveRecipe(strategy=strategy, budget=budget, model_settings=cfg.model, lean_settings=cfg.lean,
                              seed=seed, prompts_path=str(prompts) if prompts else None,
                              sampling=shared.given(temperature=temperature, top_p=top_p, max_tokens=max_tokens),
@@ -114,6 +116,16 @@ def register(app: typer.Typer) -> None:
             recipe.close()  # tree search's proof session
             verifier.close(cancel_running=True)  # what still runs (after Ctrl-C) is wanted by no one: no waiting
         raise typer.Exit(code)
+
+
+def _strategy_options(strategy: str, mode: str, **flags: int | None) -> dict[str, Any]:
+    """The options a prove run records: the mode and the strategy's own flags, unset ones at the strategy's
+    defaults (its options dataclass), so the record names every knob of the strategy."""
+    from prover.search.options import option_names, options_type
+
+    defaults = options_type(strategy)()
+    own = [name for name in flags if name in option_names(strategy)]
+    return {"mode": mode, **{name: flags[name] if flags[name] is not None else getattr(defaults, name) for name in own}}
 
 
 def _read_target(target: str, kind: str, cfg: Any, split: str | None, limit: int | None, out: Path | None,

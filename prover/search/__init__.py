@@ -19,6 +19,7 @@ from prover.prompts import PromptSet
 from prover.search.budget import Budget
 from prover.search.core import AttemptResult, BudgetExhausted, Event, Search, no_candidate
 from prover.search.decompose import run_decompose
+from prover.search.options import OPTIONS, check_options, with_default_samples
 from prover.search.repair import run_repair
 from prover.search.sample import run_sample
 from prover.search.tree import run_tree
@@ -29,11 +30,8 @@ STRATEGIES: dict[str, Callable[[Search], Coroutine[Any, Any, tuple[str, Any, dic
     "repair": run_repair,
     "tree": run_tree,
 }
-
-
-# Samples per attempt when the budget sets no limit at all: one attempt of `sample` is one sample (the pass@k
-# unit); the others need several model calls to do anything.
-DEFAULT_SAMPLES = {"sample": 1, "repair": 4, "decompose": 32, "tree": 256}
+# Samples per attempt when the budget sets none (each strategy's options own the number).
+DEFAULT_SAMPLES = {name: cls.default_samples for name, cls in OPTIONS.items()}
 
 
 def attempt_seed(base_seed: int | None, problem: str, index: int) -> int | None:
@@ -48,14 +46,14 @@ async def arun_attempt(problem: Any, strategy: str, engine: Any, checker: Any, b
                        planner: Any = None, **options: Any) -> AttemptResult:
     """One attempt of `strategy` on `problem`, awaiting `engine` (`prover.runner.Engine`) and `checker` (an async
     checker, `prover.runner.AsyncChecker`); `planner`: the engine that writes decomposition sketches (None:
-    `engine` does). `options` are the strategy's knobs (`mode`, `batch`, `stop_at_first`, `rounds`,
-    `lemma_samples`, `max_depth`, `sketch`, `width`, `max_expansions`, `session`, `sessions`)."""
+    `engine` does). `options` are the fields of the strategy's options (`prover.search.options`), plus tree
+    search's `session` / `sessions`; an unknown key is a `ProverError`."""
     fn = STRATEGIES.get(strategy)
     if fn is None:
         raise ProverError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
+    options = check_options(strategy, options)
     budget = budget.copy() if budget is not None else Budget()
-    if all(v is None for v in budget.limits().values()):
-        budget.samples = DEFAULT_SAMPLES[strategy]  # an unbounded search would never end
+    budget.samples = with_default_samples(strategy, {"samples": budget.samples})["samples"]
     search = Search(problem, engine, checker, budget, seed, prompts, on_event, sampling, options, planner=planner)
     t0 = time.perf_counter()
     search.event("start", strategy=strategy, budget=budget.limits())

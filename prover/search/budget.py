@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Budget:
-    samples: int | None = None  # None everywhere: the strategy's default (`prover.search.DEFAULT_SAMPLES`)
+    samples: int | None = None  # None: the strategy's default (`prover.search.options.with_default_samples`)
     tokens: int | None = None
     lean_calls: int | None = None
     wall_s: float | None = None

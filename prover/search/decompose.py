@@ -22,6 +22,7 @@ from lean_env.decompose import decompose, have_steps, substitute, tactic_body
 from lean_env.verdict import Verdict
 from prover.search.budget import Budget
 from prover.search.core import BudgetExhausted, Search, no_candidate
+from prover.search.options import DecomposeOptions
 from prover.search.sample import run_sample
 
 
@@ -29,7 +30,8 @@ async def run_decompose(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
     sketches: list[dict[str, Any]] = []
     trace: dict[str, Any] = {"problem": search.problem.name, "statement": search.problem.formal_statement,
                              "sketches": sketches}
-    given = search.options.pop("sketch", None)
+    opts = DecomposeOptions.read(search.options)
+    given = search.options.pop("sketch", None)  # the lemmas' own searches write their sketches
     best: tuple[str, Verdict] | None = None
     try:
         while True:
@@ -50,7 +52,7 @@ async def run_decompose(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
                 best = best or (text, verdict)
             if given_now and node.get("status") not in ("compiled",):
                 break  # the user's sketch does not compile: nothing to retry
-            if given_now and search.options.get("sketch_only"):
+            if given_now and opts.sketch_only:
                 break
     except BudgetExhausted:
         pass
@@ -140,12 +142,12 @@ async def _prove_lemma(search: Search, name: str, statement: str) -> tuple[str, 
     """Sampling first (cheap); then, while depth is left, decomposition of the lemma itself."""
     problem = Problem(name=name, formal_statement=statement, header=search.problem.header,
                       split=getattr(search.problem, "split", ""), source="subgoal")
-    samples = int(search.options.get("lemma_samples", 4))
+    opts = DecomposeOptions.read(search.options)
+    samples = opts.lemma_samples
     child = search.child(problem, search.budget.child(samples=samples), stop_at_first=True, batch=samples)
     # Both searches take their seeds now, before any wait: concurrent lemmas then draw the same seeds whatever
     # order they finish in.
-    sub_samples = int(search.options.get("subproblem_samples", 4 * samples))
-    grandchild = search.child(problem, Budget(samples=sub_samples, parent=search.budget))
+    grandchild = search.child(problem, Budget(samples=opts.sub_samples, parent=search.budget))
     try:
         text, verdict, trace = await run_sample(child)
     except BudgetExhausted:
@@ -153,7 +155,7 @@ async def _prove_lemma(search: Search, name: str, statement: str) -> tuple[str, 
     if verdict.proved:
         return text, verdict, "sample", trace
     depth = child.depth
-    if depth >= int(search.options.get("max_depth", 2)):
+    if depth >= opts.max_depth:
         return text, verdict, "sample", trace
     text, verdict, sub_trace = await run_decompose(grandchild)
     return text, verdict, "decompose", {"sample": trace, "decompose": sub_trace}

@@ -9,12 +9,13 @@ from typing import Any
 from lean_env.verdict import Verdict
 from prover.prompts.extract import lean_errors
 from prover.search.core import BudgetExhausted, Search, no_candidate
+from prover.search.options import RepairOptions
 from prover.search.sample import candidate_score
 
 
 async def run_repair(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
-    mode = search.options.get("mode", "complete")
-    rounds = int(search.options.get("rounds", 3))
+    opts = RepairOptions.read(search.options)
+    mode, rounds = opts.mode, opts.rounds
     chains: list[list[dict[str, Any]]] = []
     best: tuple[float, str, Verdict] | None = None
     try:

@@ -8,6 +8,7 @@ from typing import Any
 
 from lean_env.verdict import Verdict
 from prover.search.core import BudgetExhausted, Search, no_candidate
+from prover.search.options import SampleOptions
 
 
 def candidate_score(verdict: Verdict) -> float:
@@ -15,9 +16,8 @@ def candidate_score(verdict: Verdict) -> float:
 
 
 async def run_sample(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
-    mode = search.options.get("mode", "complete")
-    batch = int(search.options.get("batch", 8))
-    stop_at_first = bool(search.options.get("stop_at_first", True))
+    opts = SampleOptions.read(search.options)
+    mode, batch, stop_at_first = opts.mode, opts.batch, opts.stop_at_first
     prompt = search.render(mode)
     samples: list[dict[str, Any]] = []
     found: tuple[str, Verdict] | None = None

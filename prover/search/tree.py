@@ -19,6 +19,7 @@ from typing import Any
 from lean_env.verdict import Verdict
 from prover.prompts.extract import extract_tactic
 from prover.search.core import BudgetExhausted, Search, no_candidate
+from prover.search.options import TreeOptions
 
 
 async def run_tree(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
@@ -50,8 +51,8 @@ def _session_beside(verifier: Any) -> Any:
 
 
 async def _search(search: Search, session: Any) -> tuple[str, Verdict, dict[str, Any]]:
-    width = int(search.options.get("width", 8))
-    max_expansions = int(search.options.get("max_expansions", 64))
+    opts = TreeOptions.read(search.options)
+    width, max_expansions = opts.width, opts.max_expansions
     problem = search.problem
     nodes: list[dict[str, Any]] = []
     trace: dict[str, Any] = {"width": width, "nodes": nodes}

@@ -134,6 +134,7 @@ def _round(r: int, icfg: IterateConfig, config: Any, store: Any, problems: list,
            progress: bool) -> dict:
     from prover.recipe import ProveRecipe, open_run
     from prover.runner import LocalExecutor, WorkUnit, run_units
+    from prover.search.options import with_default_samples
     from prover.train.examples import build_dataset
     from prover.train.sft import SFTConfig, train_sft
 
@@ -143,7 +144,7 @@ def _round(r: int, icfg: IterateConfig, config: Any, store: Any, problems: list,
     # 1. prove with the current model (resumes inside the round's run)
     recipe = ProveRecipe(
         strategy=icfg.strategy,
-        budget={"samples": 1} if icfg.strategy == "sample" else {},
+        budget=with_default_samples(icfg.strategy, {}),
         model_settings=config.model.model_copy(update={"model": model}),
         planner_settings=config.planner,  # a separate planner stays the same model every round
         lean_settings=config.lean,
