@@ -60,12 +60,12 @@ def row(rows: list[dict], what: str, n: int, seconds: float, lat: list[float], o
 
 def bench_in_process(items: list[tuple[str, str]], workers: int, concurrency: int) -> tuple[float, list[float], int]:
     from data.config import LeanSettings
+    from data.problem import Problem
     from lean_env import make_verifier
-    from lean_env.verifier import FileProblem
 
     verifier = make_verifier(LeanSettings(repl_path=FAKE_LEAN, workers=workers, timeout_s=60))
     try:
-        verifier.verify(FileProblem("w", *items[0][:1], HEADER), items[0][1])  # warm: header imported
+        verifier.verify(Problem("w", *items[0][:1], HEADER), items[0][1])  # warm: header imported
         lat: list[float] = []
         ok = 0
         lock = threading.Lock()
@@ -79,7 +79,7 @@ def bench_in_process(items: list[tuple[str, str]], workers: int, concurrency: in
                         return
                     stmt, proof = todo.pop()
                 t0 = time.perf_counter()
-                v = verifier.submit(FileProblem(stmt.split()[1], stmt, HEADER), proof).result()
+                v = verifier.submit(Problem(stmt.split()[1], stmt, HEADER), proof).result()
                 with lock:
                     lat.append(time.perf_counter() - t0)
                     ok += v.proved
@@ -119,8 +119,8 @@ async def bench_http(url: str, items: list[tuple[str, str]], concurrency: int, v
 
 
 def bench_remote(url: str, items: list[tuple[str, str]], concurrency: int) -> tuple[float, list[float], int]:
+    from data.problem import Problem
     from lean_env.remote import RemoteVerifier
-    from lean_env.verifier import FileProblem
 
     with RemoteVerifier(url, concurrency=concurrency, timeout_s=60) as remote:
         starts: dict[int, float] = {}
@@ -129,7 +129,7 @@ def bench_remote(url: str, items: list[tuple[str, str]], concurrency: int) -> tu
         t0 = time.perf_counter()
         for i, (stmt, proof) in enumerate(items):  # all submitted at once, as verify_many does
             starts[i] = time.perf_counter()
-            fut = remote.submit(FileProblem(stmt.split()[1], stmt, HEADER), proof)
+            fut = remote.submit(Problem(stmt.split()[1], stmt, HEADER), proof)
             fut.add_done_callback(lambda _f, i=i: ends.__setitem__(i, time.perf_counter()))
             futures.append(fut)
         ok = sum(f.result().proved for f in futures)

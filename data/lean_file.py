@@ -135,3 +135,17 @@ def fill_sorries(text: str, problems: list[Problem], proofs: dict[str, str]) -> 
     for start, end, proof in sorted(edits, reverse=True):  # back to front: earlier offsets stay valid
         text = text[:start] + proof + text[end:]
     return text
+
+
+def file_problem(src: str, name: str = "", theorem: str | None = None) -> Problem | None:
+    """The problem a file states, whether or not it is proved (`subgoal lean check`): its header, and its theorem
+    `theorem` (default: the last top-level one), with what comes before the theorem (helper defs, abbrevs it may
+    mention) in the statement."""
+    header, _ = text.split_header(src)
+    thms = [d for d in text.declarations(src) if d.kind in ("theorem", "lemma") and d.sig_end is not None]
+    if theorem:
+        thms = [d for d in thms if d.full_name == theorem]
+    if not thms:
+        return None
+    d = thms[-1]
+    return Problem(name or d.full_name, src[len(header):d.sig_end], header)

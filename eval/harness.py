@@ -289,7 +289,7 @@ async def _drive_with_progress(units: list[WorkUnit], executor: Any, store: Any,
     with AttemptProgress("eval", todo, Console(stderr=True)) as bar:  # (a library module: not the CLI's console)
 
         def tick(unit: WorkUnit, attempt: Any) -> None:
-            if attempt.status == "proved":
+            if attempt.proved:
                 solved.add(unit.problem.name)
             bar.advance(f"{len(solved)} newly proved problems")
             if on_result is not None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lean_env import text
+from lean_env.problem import LeanProblem
 from lean_env.verifier import STANDARD_AXIOMS, Prepared, Verifier
 
 COMPARATOR_OK = "Your solution is okay!"
@@ -53,7 +54,7 @@ class ComparatorTools:
     landrun: Path
 
 
-def write_project(problem: Any, proof_src: str, where: Path, mathlib_dir: Path,
+def write_project(problem: LeanProblem, proof_src: str, where: Path, mathlib_dir: Path,
                   permitted_axioms: frozenset[str] = STANDARD_AXIOMS) -> Path | None:
     """Write the challenge/solution Lake project of one attempt under `where`; None when the proof cannot be
     prepared (the verifier would not have sent it to Lean either)."""
@@ -115,10 +116,10 @@ class Comparator:
         self.workdir = workdir
         self.permitted_axioms = permitted_axioms
 
-    def project(self, problem: Any, proof_src: str, where: Path) -> Path | None:
+    def project(self, problem: LeanProblem, proof_src: str, where: Path) -> Path | None:
         return write_project(problem, proof_src, where, self.mathlib_dir, self.permitted_axioms)
 
-    def check(self, problem: Any, proof_src: str) -> AuditVerdict:
+    def check(self, problem: LeanProblem, proof_src: str) -> AuditVerdict:
         t0 = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="subgoal-audit-", dir=self.workdir) as tmp:
             project = self.project(problem, proof_src, Path(tmp) / "project")
@@ -151,7 +152,7 @@ class Lean4Checker:
         self.timeout_s = timeout_s
         self.workdir = workdir
 
-    def check(self, problem: Any, proof_src: str) -> AuditVerdict:
+    def check(self, problem: LeanProblem, proof_src: str) -> AuditVerdict:
         t0 = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="subgoal-audit-", dir=self.workdir) as tmp:
             project = write_project(problem, proof_src, Path(tmp) / "project", self.mathlib_dir)

@@ -17,6 +17,7 @@ from typing import Any
 
 from lean_env.errors import LeanError
 from lean_env.interaction import TacticResult, tactic_proof
+from lean_env.problem import LeanProblem
 
 INSTALL_HINT = "install the optional extra with `pip install 'subgoal[dojo]'` (or `pip install lean-dojo`)"
 
@@ -66,7 +67,7 @@ class DojoState:
 class _Open:
     """One theorem's Dojo: its context manager (to exit), the dojo, and which Lean process it is."""
 
-    problem: Any
+    problem: LeanProblem
     context: Any
     dojo: Any
     init: Any  # the theorem's initial lean_dojo state in this process
@@ -97,7 +98,7 @@ class DojoSession:
         self._open: dict[str, _Open] = {}
 
     # ------------------------------------------------------------------------------ ProofSession
-    def start(self, problem: Any) -> DojoState:
+    def start(self, problem: LeanProblem) -> DojoState:
         """Open the theorem in LeanDojo and return its initial state."""
         entry = self._open.get(problem.name)
         if entry is None or not entry.alive:
@@ -137,13 +138,13 @@ class DojoSession:
         self.close()
 
     # ------------------------------------------------------------------------------ proof text
-    def proof_text(self, problem: Any, state: DojoState) -> str:
+    def proof_text(self, problem: LeanProblem, state: DojoState) -> str:
         """The whole theorem (statement + tactic proof) that reached `state`, for the Verifier to re-check."""
         return tactic_proof(problem.formal_statement, state.tactics)
 
     # ------------------------------------------------------------------------------ internals
-    def _theorem(self, problem: Any) -> Any:
-        extra = getattr(problem, "extra", None) or {}
+    def _theorem(self, problem: LeanProblem) -> Any:
+        extra = problem.extra or {}
         missing = [k for k in ("url", "commit", "file_path") if not extra.get(k)]
         if missing:
             raise LeanError(
@@ -161,7 +162,7 @@ class DojoSession:
                 ) from None
         return self._ld.Theorem(self._repos[key], extra["file_path"], extra.get("full_name") or problem.name)
 
-    def _enter(self, problem: Any, generation: int) -> _Open:
+    def _enter(self, problem: LeanProblem, generation: int) -> _Open:
         context = self._ld.Dojo(
             self._theorem(problem),
             timeout=int(self.timeout_s),

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from lean_env.errors import LeanError, ReplFailure
+from lean_env.problem import LeanProblem
 from lean_env.text import open_statement
 
 
@@ -30,11 +31,11 @@ class TacticResult:
 
 @runtime_checkable
 class ProofSession(Protocol):
-    def start(self, problem: Any) -> Any: ...
+    def start(self, problem: LeanProblem) -> Any: ...
 
     def run_tactic(self, state: Any, tactic: str) -> TacticResult: ...
 
-    def proof_text(self, problem: Any, state: Any) -> str: ...
+    def proof_text(self, problem: LeanProblem, state: Any) -> str: ...
 
     def close(self) -> None: ...
 
@@ -77,7 +78,7 @@ class ReplSession:
         self._envs: dict[str, tuple[int, int]] = {}  # header -> (env id, generation)
         self._problems: dict[str, Any] = {}
 
-    def start(self, problem: Any) -> ReplState:
+    def start(self, problem: LeanProblem) -> ReplState:
         self._problems[problem.name] = problem
         env = self._header_env(problem.header or "")
         self.calls += 1
@@ -116,7 +117,7 @@ class ReplSession:
                         state.generation, finished)
         return TacticResult(new, list(res.goals), finished, None)
 
-    def proof_text(self, problem: Any, state: ReplState) -> str:
+    def proof_text(self, problem: LeanProblem, state: ReplState) -> str:
         return tactic_proof(problem.formal_statement, state.tactics)
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from lean_env import decompose, text
+from lean_env.problem import LeanProblem
 from lean_env.service import CheckService, Overloaded
 from lean_env.wire import Snippet, message_json, sorry_json
 
@@ -97,7 +98,7 @@ def build_server(service: CheckService, name: str = "subgoal-lean") -> Any:
     return server
 
 
-def serve_mcp(settings: Any, problems: dict[str, Any] | None = None, *, transport: str = "stdio",
+def serve_mcp(settings: Any, problems: dict[str, LeanProblem] | None = None, *, transport: str = "stdio",
               host: str = "127.0.0.1", port: int = 8001) -> None:
     """`subgoal lean mcp`: a REPL pool for the settings' toolchain behind the tools, until the client leaves."""
     from lean_env import make_verifier

@@ -23,6 +23,7 @@ import httpx
 
 from lean_env import protocol
 from lean_env.errors import LeanError
+from lean_env.problem import LeanProblem
 from lean_env.protocol import CommandResult
 from lean_env.verdict import Message, Pos, Sorry, Status, Verdict
 from lean_env.verifier import Verifier, _Outcome, check_command, reference_command
@@ -71,13 +72,13 @@ class RemoteVerifier:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     # ---- the Verifier interface ---------------------------------------------------------------------
-    def submit(self, problem: Any, proof_src: str) -> Future:
+    def submit(self, problem: LeanProblem, proof_src: str) -> Future:
         return asyncio.run_coroutine_threadsafe(self._verify(problem, proof_src), self._loop)
 
-    def verify(self, problem: Any, proof_src: str) -> Verdict:
+    def verify(self, problem: LeanProblem, proof_src: str) -> Verdict:
         return self.submit(problem, proof_src).result()
 
-    def verify_many(self, items: list[tuple[Any, str]]) -> list[Verdict]:
+    def verify_many(self, items: list[tuple[LeanProblem, str]]) -> list[Verdict]:
         futures = [self.submit(p, s) for p, s in items]  # all in flight at once, up to `concurrency`
         return [f.result() for f in futures]
 
@@ -103,7 +104,7 @@ class RemoteVerifier:
         self.close()
 
     # ---- one proof ----------------------------------------------------------------------------------
-    async def _verify(self, problem: Any, proof_src: str) -> Verdict:
+    async def _verify(self, problem: LeanProblem, proof_src: str) -> Verdict:
         t0 = time.monotonic()
         try:
             if self.kind == "auto":
@@ -125,15 +126,15 @@ class RemoteVerifier:
         self.mathlib_version = info.get("mathlib_version", self.mathlib_version)
         return info
 
-    async def _verify_on_subgoal(self, problem: Any, proof_src: str) -> Verdict:
+    async def _verify_on_subgoal(self, problem: LeanProblem, proof_src: str) -> Verdict:
         snippet = {"id": uuid.uuid4().hex, "code": proof_src, "statement": problem.formal_statement,
-                   "header": getattr(problem, "header", "") or ""}
+                   "header": problem.header or ""}
         result = (await self._check([snippet]))[0]
         if result.get("verdict"):
             return Verdict.from_dict(result["verdict"])
         raise RemoteUnavailable(f"the server answered without a verdict: {result.get('error') or result}")
 
-    async def _verify_on_kimina(self, problem: Any, proof_src: str, t0: float) -> Verdict:
+    async def _verify_on_kimina(self, problem: LeanProblem, proof_src: str, t0: float) -> Verdict:
         prep = self.judge.prepare(problem, proof_src)
         if isinstance(prep, Verdict):
             return prep

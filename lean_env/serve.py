@@ -23,6 +23,7 @@ from fastapi.security.api_key import APIKeyHeader
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from lean_env.problem import LeanProblem
 from lean_env.service import CheckService, Overloaded, outcome
 from lean_env.verifier import Verifier
 from lean_env.wire import CheckRequest, CheckResponse, Snippet, VerifyRequestBody, VerifyResponse
@@ -267,7 +268,7 @@ class ServerThread:
         self.thread.join(timeout=30)
 
 
-def serve_forever(settings: Any, problems: dict[str, Any] | None = None, *, host: str = "127.0.0.1",
+def serve_forever(settings: Any, problems: dict[str, LeanProblem] | None = None, *, host: str = "127.0.0.1",
                   port: int = 8000, max_wait_s: float = 60.0, queue_per_worker: int = 4, api_key: str | None = None,
                   max_body_bytes: int = DEFAULT_MAX_BODY, request_log: Path | None = None,
                   log_level: str = "info", warm_headers: list[str] | None = None, warm_problems: bool = True) -> None:

@@ -19,9 +19,10 @@ from typing import Any
 from lean_env import text
 from lean_env.errors import PoolClosed, ReplFailure, ReplTimeout
 from lean_env.pool import HeaderRejected
+from lean_env.problem import LeanProblem, StatedProblem
 from lean_env.protocol import CommandResult
 from lean_env.verdict import Status, Verdict
-from lean_env.verifier import FileProblem, Verifier
+from lean_env.verifier import Verifier
 from lean_env.wire import ReplResponse, Snippet, command_json, verdict_json
 
 
@@ -34,7 +35,7 @@ def timeout_error(seconds: float) -> str:
 
 
 class CheckService:
-    def __init__(self, verifier: Verifier, problems: dict[str, Any] | None = None, *, max_wait_s: float = 60.0,
+    def __init__(self, verifier: Verifier, problems: dict[str, LeanProblem] | None = None, *, max_wait_s: float = 60.0,
                  max_timeout_s: float = 300.0, capacity: int | None = None):
         self.verifier = verifier
         self.pool = verifier.pool
@@ -132,11 +133,11 @@ class CheckService:
             return ReplResponse(id=snippet.id, error="; ".join(verdict.reasons) or "Lean REPL failed", verdict=vd)
         return ReplResponse(id=snippet.id, response=verdict_json(verdict), verdict=vd)
 
-    def problem_of(self, snippet: Snippet) -> Any | None:
+    def problem_of(self, snippet: Snippet) -> LeanProblem | None:
         if snippet.problem is not None:
             return self.problems.get(snippet.problem)
         header = snippet.header if snippet.header is not None else text.split_imports(snippet.code)[0]
-        return FileProblem(text.theorem_name(snippet.statement or "") or snippet.id, snippet.statement or "", header)
+        return StatedProblem(text.theorem_name(snippet.statement or "") or snippet.id, snippet.statement or "", header)
 
     def warm(self, headers: list[str], timeout_s: float = 1800.0) -> list[str]:
         """Import each header on every REPL before serving (kimina's `init_repls`): the first requests then pay

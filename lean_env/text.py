@@ -11,7 +11,9 @@ import copy
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
+
+from lean_env.problem import LeanProblem
 
 _IDENT_CHAR = re.compile(r"[\w'!?₀-₉ₐ-ₜᵢ-ᵪ]")
 
@@ -627,18 +629,18 @@ def _normalize(text: str) -> str:
 _ONE_SPACE = re.compile(" ")
 
 
-def _statement_of(problem: Any) -> str:
+def _statement_of(problem: LeanProblem | str) -> str:
     return problem if isinstance(problem, str) else problem.formal_statement
 
 
-def same_statement(problem: Any, proof_src: str) -> bool:
+def same_statement(problem: LeanProblem | str, proof_src: str) -> bool:
     """True when `proof_src` declares, at top level, the problem's theorem with an unchanged statement, and each
     other declaration of the statement (PutnamBench answer abbrevs) with an unchanged signature, and with an
     unchanged value too where the problem fixes one (i.e. it is not `sorry`)."""
     return not statement_differences(problem, proof_src)
 
 
-def statement_differences(problem: Any, proof_src: str) -> list[str]:
+def statement_differences(problem: LeanProblem | str, proof_src: str) -> list[str]:
     """Why `same_statement` is false, one line per difference (empty when the statements agree)."""
     statement = _statement_of(problem)
     target = theorem_name(statement)
@@ -708,10 +710,13 @@ def replace_proof(src: str, name: str, proof: str) -> str:
     return src[:d.sig_end] + " " + proof.strip() + ("\n\n" + tail.lstrip("\n") if tail.strip() else "\n")
 
 
-def fill_answers(problem: Any) -> Any:
+P = TypeVar("P", bound=LeanProblem)
+
+
+def fill_answers(problem: P) -> P:
     """PutnamBench "answer given": a copy of `problem` whose answer abbrevs (`abbrev X : T := sorry`) hold the
     recorded answers (`problem.extra["answers"][X]["answer"]`)."""
-    answers = (getattr(problem, "extra", None) or {}).get("answers") or {}
+    answers = (problem.extra or {}).get("answers") or {}
     statement = problem.formal_statement
     for name, rec in answers.items():
         d = find_decl(statement, name, ("abbrev", "def"))
@@ -722,14 +727,14 @@ def fill_answers(problem: Any) -> Any:
         statement = _drop_answer_comment(statement, d.sig_end + len(value.strip()) + 2)
     new = copy.copy(problem)
     new.formal_statement = statement
-    new.extra = {**(getattr(problem, "extra", None) or {}), ANSWER_MODE: "given"}  # the Verifier places them
+    new.extra = {**(problem.extra or {}), ANSWER_MODE: "given"}  # the Verifier places them
     return new
 
 
 ANSWER_MODE = "answer_mode"  # problem.extra key: "given" after `fill_answers`; absent (produced) otherwise
 
 
-def answer_names(problem: Any) -> list[str]:
+def answer_names(problem: LeanProblem | str) -> list[str]:
     """The PutnamBench answer abbrevs of a problem (the declarations its statement makes before the theorem)."""
     return [d.full_name for d in declarations(preamble(_statement_of(problem))) if d.full_name
             and d.kind in ("abbrev", "def")]

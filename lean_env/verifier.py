@@ -12,6 +12,7 @@ from typing import Any
 from lean_env import soundness, text
 from lean_env.errors import PoolClosed, ReplFailure, ReplGarbage, ReplOutOfMemory, ReplTimeout, machine_fault
 from lean_env.pool import HeaderRejected, ReplPool, Session
+from lean_env.problem import LeanProblem
 from lean_env.protocol import CommandResult
 from lean_env.soundness import Finding
 from lean_env.verdict import Message, Pos, Sorry, Status, Verdict
@@ -140,10 +141,10 @@ class Verifier:
         self._ref_lock = threading.Lock()
 
     # ---- public API ---------------------------------------------------------------------------------
-    def verify(self, problem: Any, proof_src: str) -> Verdict:
+    def verify(self, problem: LeanProblem, proof_src: str) -> Verdict:
         return self.verify_many([(problem, proof_src)])[0]
 
-    def verify_many(self, items: list[tuple[Any, str]]) -> list[Verdict]:
+    def verify_many(self, items: list[tuple[LeanProblem, str]]) -> list[Verdict]:
         """Verdicts in the order of `items`; all proofs are queued first so every worker stays busy."""
         pending: list[tuple[Prepared | Verdict, Future | None, float]] = []
         for problem, proof_src in items:
@@ -163,7 +164,7 @@ class Verifier:
                 out.append(self._collect(prep, fut, t0))
         return out
 
-    def submit(self, problem: Any, proof_src: str, *, timeout_s: float | None = None) -> Future:
+    def submit(self, problem: LeanProblem, proof_src: str, *, timeout_s: float | None = None) -> Future:
         """Non-blocking single verification: a future of the Verdict (async callers: `asyncio.wrap_future`).
         `timeout_s`: wall-clock limit of each REPL call for this proof (default: the pool's)."""
         result: Future = Future()
@@ -189,18 +190,18 @@ class Verifier:
         self.close()
 
     # ---- before Lean --------------------------------------------------------------------------------
-    def _prepare_safely(self, problem: Any, proof_src: str) -> Prepared | Verdict:
+    def _prepare_safely(self, problem: LeanProblem, proof_src: str) -> Prepared | Verdict:
         try:
             return self.prepare(problem, proof_src)
         except Exception as e:  # a bug on odd text must cost one verdict, not the whole batch
             return self._verdict(Status.CRASHED, reasons=[f"verifier error: {type(e).__name__}: {e}"])
 
-    def prepare(self, problem: Any, proof_src: str) -> Prepared | Verdict:
+    def prepare(self, problem: LeanProblem, proof_src: str) -> Prepared | Verdict:
         statement = problem.formal_statement
         name = text.theorem_name(statement)
         if name is None:
             return self._verdict(Status.FAILED, reasons=["the problem's statement declares no theorem"])
-        header = getattr(problem, "header", "") or ""
+        header = problem.header or ""
         src = as_sent(proof_src).lstrip("\ufeff")
         imports, rest = text.split_imports(src)
         if not header.strip():
@@ -211,7 +212,7 @@ class Verifier:
                 return self._verdict(Status.FAILED, reasons=[
                     f"the proof imports {', '.join(sorted(extra))}, which the problem's header does not"])
         rest = _drop_repeated_header(rest, text.split_imports(header)[1])
-        given = (getattr(problem, "extra", None) or {}).get(text.ANSWER_MODE) == "given"
+        given = (problem.extra or {}).get(text.ANSWER_MODE) == "given"
         reasons: list[str] = []
         if given:  # the verifier places the recorded answers; a proof may repeat them, never give its own
             rest, reasons = _place_given_answers(statement, rest)
@@ -496,9 +497,9 @@ def _place_given_answers(statement: str, rest: str) -> tuple[str, list[str]]:
     return rest, reasons
 
 
-def _produced_answers(problem: Any, body: str) -> tuple[dict[str, str], bool | None]:
+def _produced_answers(problem: LeanProblem, body: str) -> tuple[dict[str, str], bool | None]:
     """Answer produced: the value the proof gives each answer abbrev, and whether all are the recorded ones."""
-    recorded = (getattr(problem, "extra", None) or {}).get("answers") or {}
+    recorded = (problem.extra or {}).get("answers") or {}
     produced: dict[str, str] = {}
     for name in text.answer_names(problem):
         d = text.find_decl(body, name)
@@ -523,25 +524,3 @@ def _shift_message(m: Message, shift: int) -> Message:
 def _shift_sorry(s: Sorry, shift: int) -> Sorry:
     return Sorry(s.goal, _shift_pos(s.pos, shift), _shift_pos(s.end_pos, shift), s.proof_state)
 
-
-@dataclass
-class FileProblem:
-    """A problem read from a Lean file (`subgoal lean check`): the file's own statement is the target."""
-
-    name: str
-    formal_statement: str
-    header: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def file_problem(src: str, name: str = "", theorem: str | None = None) -> FileProblem | None:
-    """The problem a file states: its header, and its theorem `theorem` (default: the last top-level one)."""
-    header, _ = text.split_header(src)
-    thms = [d for d in text.declarations(src) if d.kind in ("theorem", "lemma") and d.sig_end is not None]
-    if theorem:
-        thms = [d for d in thms if d.full_name == theorem]
-    if not thms:
-        return None
-    d = thms[-1]
-    # the statement includes what comes before the theorem (helper defs/abbrevs it may mention)
-    return FileProblem(name or d.full_name, src[len(header):d.sig_end], header)

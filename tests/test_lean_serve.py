@@ -16,15 +16,15 @@ import pytest
 from kimina_shim import import_kimina_client
 from test_prove_support import FAKE_LEAN, HEADER, fake_lean_settings
 
+from data.problem import Problem
 from lean_env import make_verifier
 from lean_env.serve import ServerThread, create_app
 from lean_env.service import CheckService
-from lean_env.verifier import FileProblem
 from lean_env.wire import Snippet
 
 kimina = import_kimina_client()
 STATEMENT = "theorem add_comm2 (a b : ℕ) : a + b = b + a := by"
-PROBLEM = FileProblem("add_comm2", STATEMENT, HEADER)
+PROBLEM = Problem("add_comm2", STATEMENT, HEADER)
 
 
 def arith(i: int) -> tuple[str, str]:

@@ -144,7 +144,7 @@ def test_cli_check_with_fake_repl(bare, tmp_path, capsys, monkeypatch):
 
 
 def test_file_problem_keeps_what_the_theorem_mentions():
-    from lean_env.verifier import file_problem
+    from data.lean_file import file_problem
 
     src = ("import Mathlib\n\nabbrev sol : ℕ := 6\n\nlemma helper : sol = 6 := rfl\n\n"
            "/-- doc -/\ntheorem main : sol = 3 * 2 := by\n  simp [helper]\n")

@@ -182,7 +182,8 @@ def test_env_ids_out_of_sequence_fail_the_current_proof(lean):
 
 
 def test_the_header_a_file_brings_is_scanned_too():
-    from lean_env.verifier import Prepared, file_problem
+    from data.lean_file import file_problem
+    from lean_env.verifier import Prepared
 
     src = ("import Mathlib\nset_option debug.skipKernelTC true\n\n"
            "theorem t (x : ℕ) : x + 0 = x := by\n  simp\n")

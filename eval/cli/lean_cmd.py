@@ -74,9 +74,9 @@ def check(
     import json
 
     from data.errors import read_text
+    from data.lean_file import file_problem
     from lean_env import make_verifier
     from lean_env.errors import LeanError
-    from lean_env.verifier import file_problem
 
     src = read_text(file)
     problem = file_problem(src, file.stem, theorem)

@@ -198,7 +198,7 @@ def _batch(target: str, problems: list[Any], cfg: Any, recipe: Any, gen: Any, ve
         with AttemptProgress("prove", todo, err_console, f"{len(proved)}/{len(problems)} proved") as bar:
 
             def tick(unit: Any, attempt: Any) -> None:
-                if attempt.status == "proved":
+                if attempt.proved:
                     proved.add(unit.problem.name)
                 bar.advance(f"{len(proved)}/{len(problems)} proved")
 
@@ -225,7 +225,7 @@ def _export_proofs(attempts: list[Any], problems: list[Any], path: Path) -> None
     names = {p.name for p in problems}
     first: dict[str, Any] = {}
     for a in sorted(attempts, key=lambda a: (a.problem, a.index)):
-        if a.status == "proved" and a.problem in names and a.problem not in first:
+        if a.proved and a.problem in names and a.problem not in first:
             first[a.problem] = a
     tmp = path.with_suffix(".jsonl.tmp")
     with tmp.open("w", encoding="utf-8") as fh:
@@ -240,7 +240,7 @@ def _summary(attempts: list[Any], problems: list[Any], wall_s: float, stats: Any
 
     names = {p.name for p in problems}
     mine = [a for a in attempts if a.problem in names]
-    proved = {a.problem for a in mine if a.status == "proved"}
+    proved = {a.problem for a in mine if a.proved}
     table = Table(title="subgoal prove")
     planner = sum(int((a.timings or {}).get(k, 0)) for a in mine
                   for k in ("planner_prompt_tokens", "planner_completion_tokens"))

@@ -29,6 +29,7 @@ from data.sft_dataset import (
     verified_attempts,
 )
 from lean_env import text as lean_text
+from lean_env.verdict import Status
 from prover.prompts import PromptSet, load_prompts
 
 # The `prover.prompts` template each example kind's prompt is rendered with (rendered as plain text: SFT applies
@@ -113,7 +114,7 @@ def make_renderer(problems: dict[str, Problem] | None = None, prompts: PromptSet
             out.append(_example("sketch", prompts.render("sketch", problem), f"```lean4\n{node['sketch'].strip()}\n```",
                                 root, source))
             for sub in node.get("subgoals") or []:
-                if sub.get("status") != "proved" or not sub.get("statement"):
+                if sub.get("status") != Status.PROVED or not sub.get("statement"):
                     continue
                 lemma = Problem(name=sub.get("name", "lemma"), formal_statement=sub["statement"], header=problem.header)
                 body = proof_body(sub.get("proof") or "", lean_text.theorem_name(sub["statement"]))
@@ -129,7 +130,7 @@ def make_renderer(problems: dict[str, Problem] | None = None, prompts: PromptSet
         `errors`: the failed candidate right before the accepted fix, with Lean's errors -> the fix."""
         out = []
         for chain in trace.get("chains") or []:
-            if len(chain) < 2 or chain[-1].get("status") != "proved" or chain[-1].get("kind") != "repair":
+            if len(chain) < 2 or chain[-1].get("status") != Status.PROVED or chain[-1].get("kind") != "repair":
                 continue
             failed = chain[-2]
             body = proof_body(src, lean_text.theorem_name(problem.formal_statement))

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import torch
 
 from data.manifest import Manifest, check_resume, content_id, json_sha256, make_manifest, problems_id
+from lean_env.verdict import Status
 from prover.errors import ProverError
 from prover.generate.base import derive_seed
 from prover.train.checkpoint import export_final, latest_checkpoint, load_training_state, save_checkpoint
@@ -432,7 +433,7 @@ class GRPOTrainer:
         todo = {k: r.problems[r.group[i]] for i, k in enumerate(keys) if k[1] is not None and k not in self._verdicts}
         verdicts = self.verifier.verify_many([(p, k[1]) for k, p in todo.items()]) if todo else []
         for k, v in zip(todo, verdicts, strict=True):
-            if v.status in ("proved", "failed", "unsound"):
+            if v.status in (Status.PROVED, Status.FAILED, Status.UNSOUND):  # kept: a timeout or crash may pass later
                 self._verdicts[k] = bool(v.proved)
         fresh = {k: bool(v.proved) for k, v in zip(todo, verdicts, strict=True)}
         proved = [k[1] is not None and self._verdicts.get(k, fresh.get(k, False)) for k in keys]

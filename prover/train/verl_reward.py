@@ -17,8 +17,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from data.problem import Problem
 from lean_env.verdict import Status, Verdict
-from lean_env.verifier import FileProblem
 from prover.prompts.extract import candidate_proof
 
 _verifier: Any = None
@@ -45,9 +45,9 @@ def verifier() -> Any:
         return _verifier
 
 
-def _candidate(solution_str: str, ground_truth: str, extra_info: dict | None) -> tuple[FileProblem, str | None]:
+def _candidate(solution_str: str, ground_truth: str, extra_info: dict | None) -> tuple[Problem, str | None]:
     info = extra_info or {}
-    problem = FileProblem(str(info.get("name") or "verl_problem"), ground_truth, str(info.get("header") or ""))
+    problem = Problem(str(info.get("name") or "verl_problem"), ground_truth, str(info.get("header") or ""))
     # the one extraction search and GRPO use: the reward judges the candidate eval would verify
     return problem, candidate_proof(solution_str, problem, bool(info.get("continues_code", False)))
 
