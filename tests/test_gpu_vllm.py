@@ -43,7 +43,7 @@ def test_vllm_serves_our_checkpoint_and_tracks_synced_weights(tmp_path):
     from prover.generate.base import SamplingParams
     from prover.model import DeepSeekV3
     from prover.model.testing import tiny_checkpoint
-    from prover.train.grpo import VLLMSampler
+    from prover.train.rollout import VLLMSampler
 
     tok = word_tokenizer(WORDS)
     ckpt = tiny_checkpoint(tmp_path / "ckpt", tokenizer=tok, num_experts_per_tok=16, topk_group=4, **MINI)

@@ -11,6 +11,7 @@ from test_train_tiny import tiny_llama, word_tokenizer
 
 from data.config import load_config
 from prover.errors import ProverError
+from prover.generate.base import Completion
 from prover.prompts import load_prompts
 from prover.prompts.extract import candidate_proof, extract_proof
 from prover.search import Budget, Search
@@ -67,41 +68,52 @@ def test_seq_mean_is_the_mean_of_sequence_means():
     assert float(seq_sum) / 3 != pytest.approx(float(token_sum / mask.sum()), rel=1e-3)  # they differ here
 
 
-class ScriptedSampler:
-    """TEST sampler: every sample of every prompt is COMPLETION (the reward's extraction is under test)."""
+class ScriptedBackend:
+    """TEST backend: every sample of every prompt is COMPLETION (the reward's extraction is under test)."""
+
+    model_id = "scripted"
+    max_in_flight = 8
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
+        self.backend = self  # also the trainer's sampler seam (backend, format_chat, sync)
 
     def format_chat(self, text: str) -> str:
         return text
 
-    def sample(self, prompts, n, temperature, top_p, max_new_tokens, stop, seed):
-        return [[(self.tokenizer("assumption")["input_ids"], COMPLETION)] * n for _ in prompts]
+    async def agenerate(self, prompt, params, n=1):
+        ids = self.tokenizer("assumption")["input_ids"]
+        return [Completion(COMPLETION, 0, len(ids), token_ids=ids) for _ in range(n)]
 
     def sync(self) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
 
 def test_grpo_rewards_the_candidate_search_and_eval_verify(tmp_path, verifier):  # noqa: F811
+    from prover.runner import AsyncChecker, Engine, run_async
     from prover.train.distributed import init_distributed
     from prover.train.grpo import GRPOTrainer
+    from prover.train.rollout import RewardChecker
 
     rows = write_toy_problems(tmp_path / "toy.jsonl", n=1)
     cfg = GRPOConfig(model=str(tiny_llama(tmp_path / "m", word_tokenizer(TACTICS), hidden=16, layers=1)),
                      problems=str(rows), out=str(tmp_path / "grpo"), device="cpu", group_size=2, temperature=0.7,
                      top_p=0.9, prompt_kind="cot")
     trainer = GRPOTrainer(cfg, load_config(environ={}), init_distributed("cpu"), verifier)
-    trainer.sampler = ScriptedSampler(trainer.tokenizer)
-    rollout = trainer.rollout(0)
+    trainer.sampler = ScriptedBackend(trainer.tokenizer)
+    streamed = run_async(trainer.rollout(Engine(trainer.sampler), RewardChecker(AsyncChecker(verifier)), 0))
+    rollout = streamed.rollout
     problem = trainer.problems[0]
     searched = Search(problem, None, None, Budget(), None, load_prompts()).extract("cot", COMPLETION)
     assert rollout.proofs == [searched, searched] == [candidate_proof(COMPLETION, problem, False)] * 2
     assert searched.startswith(STATEMENT) and "exact h₀" in searched  # the block of the theorem asked for
     # what GRPO extracted before (no theorem name): the helper, another candidate than eval would verify
     assert extract_proof(COMPLETION, problem.formal_statement, False).startswith("lemma helper")
-    rewards, proved, _ = trainer.score(rollout)
-    assert proved == [True, True] and rewards == [1.0, 1.0]  # the FAKE Lean accepts `exact h₀` here
+    rewards, outcomes = trainer.score(rollout)
+    assert [o.proved for o in outcomes] == [True, True] and rewards == [1.0, 1.0]  # the FAKE Lean accepts it
 
 
 def test_unknown_loss_agg_is_refused(tmp_path):

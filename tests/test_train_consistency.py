@@ -61,8 +61,8 @@ def consistency_scores(tmp_path: Path, problems: Path, texts: list[str], verifie
     proofs = [extract_proof(t, problem.formal_statement, False, name) for t in texts]
     rollout = Rollout(step, trainer.problems[:1], [0] * len(texts), [[1]] * len(texts), [[1]] * len(texts), texts,
                       proofs)
-    rewards, proved, _ = trainer.score(rollout)
-    return rewards, proved
+    rewards, outcomes = trainer.score(rollout)
+    return rewards, [o.proved for o in outcomes]
 
 
 def test_the_trainer_penalizes_the_proof_without_its_lemmas_early_only(tmp_path, verifier):

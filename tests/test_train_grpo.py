@@ -48,7 +48,7 @@ def test_clipped_surrogate_and_k3_kl():
 def test_moe_sampler_cuts_tokens_at_the_stop_string():
     """Our MoE samples until EOS; the completion it hands GRPO must end where the stop string does, as the
     other backends' do, so that no gradient goes to tokens past the stop that the reward never saw."""
-    from prover.train.grpo import _cut_at_stop
+    from prover.train.rollout import _cut_at_stop
 
     tok = word_tokenizer(["rfl", "```", "junk"])
     ids = tok("rfl ``` junk junk", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]

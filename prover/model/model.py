@@ -19,6 +19,8 @@ from prover.model.attention import MLA, LatentCache, RMSNorm, flex_block_mask, r
 from prover.model.config import ModelConfig
 from prover.model.moe import MLP, MoE, RoutedExperts, Router
 
+Generator = torch.Generator | list[torch.Generator | None]  # one for a batch, or one per row
+
 
 @dataclass
 class CausalLMOutput:
@@ -269,9 +271,10 @@ class DeepSeekV3(nn.Module):
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int = 32, attention_mask: torch.Tensor | None = None,
                  temperature: float = 0.0, top_p: float = 1.0, eos_token_id: int | list[int] | None = None,
-                 pad_token_id: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+                 pad_token_id: int | None = None, generator: Generator | None = None) -> torch.Tensor:
         """Prefill + one token per step with the latent cache. Greedy at temperature 0. Returns the prompt
-        followed by the new tokens ([B, S + n]); finished rows are padded with `pad_token_id` (else eos)."""
+        followed by the new tokens ([B, S + n]); finished rows are padded with `pad_token_id` (else eos).
+        `generator`: one for the batch, or a list with one per row (a row's draws then do not depend on its batch)."""
         B, S = input_ids.shape
         eos = eos_token_id if eos_token_id is not None else self.config.eos_token_id
         eos_ids = torch.tensor([eos] if isinstance(eos, int) else (eos or []), device=input_ids.device)
@@ -314,7 +317,7 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: Generator | None = None) -> torch.Tensor:
     if temperature <= 0:
         return logits.argmax(-1)
     probs = (logits / temperature).softmax(-1)
@@ -323,4 +326,6 @@ def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
         drop = sorted_p.cumsum(-1) - sorted_p > top_p
         sorted_p = sorted_p.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter_(-1, idx, sorted_p)
+    if isinstance(generator, (list, tuple)):  # a generator per row (None rows draw from the global one)
+        return torch.stack([torch.multinomial(probs[r], 1, generator=g)[0] for r, g in enumerate(generator)])
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

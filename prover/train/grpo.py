@@ -4,31 +4,31 @@ clipped objective against the sampling policy's log-probabilities (taken at the 
 the policy that sampled is the one whose gradient is followed), optional k3 KL to a frozen reference model, and
 a token-level loss (`--loss-agg token-mean`) or DeepSeekMath's mean of per-sequence means (`seq-mean`).
 
-Verification overlaps generation: batch t+1 is sampled while the Verifier pool checks batch t (its old
-log-probabilities are taken right after sampling, so the one-step lag is corrected by the importance ratio).
+Rollouts run on the streaming runner (`prover.train.rollout`): Lean checks each group's candidates while later
+groups still generate, and (`async_verify`) batch t+1 is sampled before the update on batch t while Lean
+finishes batch t (its old log-probabilities are taken right after sampling, so the one-step lag is corrected by
+the importance ratio).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
-import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
 from data.manifest import Manifest, check_resume, content_id, json_sha256, make_manifest, problems_id
-from lean_env.verdict import Status
 from prover.errors import ProverError
-from prover.generate.base import derive_seed
+from prover.generate.base import SamplingParams, derive_seed
+from prover.runner import AsyncChecker, Engine, run_async
 from prover.train.checkpoint import export_final, latest_checkpoint, load_training_state, save_checkpoint
 from prover.train.common import (
     MetricLog,
     autocast,
-    is_moe,
     load_policy,
     load_tokenizer,
     moe_after_step,
@@ -36,6 +36,16 @@ from prover.train.common import (
 )
 from prover.train.consistency import consistency_penalty
 from prover.train.distributed import DistEnv, init_distributed
+from prover.train.rollout import (
+    Outcome,
+    RewardChecker,
+    Rollout,
+    StreamedRollout,
+    make_sampler,
+    stream_rollout,
+)
+
+INFRA_PATIENCE = 3  # steps in a row with every check failed for the machine's reasons before the run stops
 
 
 @dataclass
@@ -74,21 +84,6 @@ class GRPOConfig:
     resume: bool = True
     adv_eps: float = 1e-4
     loss_agg: Literal["token-mean", "seq-mean"] = "token-mean"  # seq-mean: DeepSeekMath's per-sequence mean
-
-
-@dataclass
-class Rollout:
-    """One step's samples: per sequence its problem index, prompt/completion ids, text, candidate proof."""
-
-    step: int
-    problems: list[Any]
-    group: list[int]  # problem index (into `problems`) of each sequence
-    prompt_ids: list[list[int]]
-    completion_ids: list[list[int]]
-    texts: list[str]
-    proofs: list[str | None]
-    old_logprobs: list[torch.Tensor] = field(default_factory=list)
-    gen_s: float = 0.0
 
 
 @dataclass
@@ -194,133 +189,6 @@ def completion_logprobs(model, prompt_ids: list[list[int]], completion_ids: list
     return out, mask
 
 
-# ------------------------------------------------------------------------------------------- sampling
-class PolicySampler:
-    """Samples from the in-memory policy: `prover.generate`'s transformers backend for HF models, the model's
-    own latent-cache `generate` for our DeepSeek-V3 (whose forward has no HF cache API)."""
-
-    def __init__(self, model, tokenizer, device: torch.device):
-        self.model, self.tokenizer, self.device = model, tokenizer, device
-        self._hf = None
-        if not is_moe(model):
-            from prover.generate.hf import TransformersBackend
-
-            self._hf = TransformersBackend(model, tokenizer=tokenizer, device=str(device), batch_size=64)
-
-    def sync(self) -> None:
-        """Nothing to do: this sampler reads the live weights."""
-
-    def format_chat(self, text: str) -> str:
-        from prover.generate.base import chat_turn
-
-        return chat_turn(self.tokenizer, text)
-
-    def sample(self, prompts: list[str], n: int, temperature: float, top_p: float, max_new_tokens: int,
-               stop: tuple[str, ...], seed: int) -> list[list[tuple[list[int], str]]]:
-        from prover.generate import SamplingParams
-
-        self.model.eval()
-        try:
-            if self._hf is not None:
-                params = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, seed=seed,
-                                        stop=stop, logprobs=False)
-                return [[(c.token_ids, c.text) for c in outs] for outs in self._hf.generate(prompts, params, n=n)]
-            return self._sample_moe(prompts, n, temperature, top_p, max_new_tokens, stop, seed)
-        finally:
-            self.model.train()
-
-    @torch.no_grad()
-    def _sample_moe(self, prompts, n, temperature, top_p, max_new_tokens, stop, seed):
-        tok = self.tokenizer
-        enc = [tok(p)["input_ids"] for p in prompts]
-        rows = [e for e in enc for _ in range(n)]
-        width = max(len(r) for r in rows)
-        ids = torch.tensor([[tok.pad_token_id] * (width - len(r)) + r for r in rows], device=self.device)
-        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
-        gen = torch.Generator(device=self.device).manual_seed(seed)
-        out = self.model.generate(ids, max_new_tokens=max_new_tokens, attention_mask=mask, temperature=temperature,
-                                  top_p=top_p, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                                  generator=gen)
-        result: list[list[tuple[list[int], str]]] = [[] for _ in prompts]
-        for r, row in enumerate(out[:, width:].tolist()):
-            tokens = []
-            for t in row:
-                tokens.append(t)
-                if t == tok.eos_token_id:
-                    break
-            result[r // n].append(_cut_at_stop(tokens, stop, tok, tok.eos_token_id))
-        return result
-
-
-def _cut_at_stop(tokens: list[int], stop: tuple[str, ...], tok, eos: int) -> tuple[list[int], str]:
-    """Text up to the first stop string, and the shortest token prefix that reaches it: the tokens where the
-    other backends end the sequence. Without the cut, GRPO would train on tokens generated past the stop,
-    which the reward never saw."""
-    from prover.generate.base import first_stop
-
-    def decode(ids: list[int]) -> str:
-        return tok.decode([t for t in ids if t != eos], skip_special_tokens=True)
-
-    text = decode(tokens)
-    cut = first_stop(text, stop)
-    if cut is None:
-        return tokens, text
-    lo, hi = 1, len(tokens)  # a stop string, once in the text of a prefix, stays in every longer one
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if first_stop(decode(tokens[:mid]), stop) is not None:
-            hi = mid
-        else:
-            lo = mid + 1
-    return tokens[:lo], text[:cut]
-
-
-class VLLMSampler:
-    """Samples with a vLLM engine on the GPU; after each optimizer step the policy's weights are pushed into the
-    engine (`apply_model` + the vLLM model's `load_weights`). Not exercised by the CPU test suite."""
-
-    def __init__(self, model, tokenizer, model_path: str, gpu_memory_utilization: float = 0.4):
-        os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")  # apply_model ships a closure
-        from prover.generate.vllm_engine import VLLMBackend
-
-        self.model, self.tokenizer = model, tokenizer
-        self.backend = VLLMBackend(model_path, gpu_memory_utilization=gpu_memory_utilization)
-
-    def format_chat(self, text: str) -> str:
-        return self.backend.format_chat(text)
-
-    def sync(self) -> None:
-        if is_moe(self.model):
-            from prover.model.checkpoint import to_hf_tensors
-
-            weights = [(k, v.detach()) for k, v in to_hf_tensors(self.model)]
-        else:
-            weights = [(k, v.detach()) for k, v in self.model.state_dict().items()]
-        self.backend.apply_model(lambda m: m.load_weights(iter(weights)))
-        self.backend.reset_prefix_cache()
-
-    def sample(self, prompts, n, temperature, top_p, max_new_tokens, stop, seed):
-        from prover.generate import SamplingParams
-
-        params = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, seed=seed, stop=stop,
-                                logprobs=False)
-        return [[(c.token_ids, c.text) for c in outs] for outs in self.backend.generate(prompts, params, n=n)]
-
-
-def make_sampler(kind: str, model, tokenizer, model_path: str, device: torch.device):
-    if kind == "vllm" or (kind == "auto" and device.type == "cuda" and _has_vllm()):
-        return VLLMSampler(model, tokenizer, model_path)
-    if kind not in ("auto", "transformers"):
-        raise ProverError(f"unknown sampler {kind!r} (auto, transformers, vllm)")
-    return PolicySampler(model, tokenizer, device)
-
-
-def _has_vllm() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("vllm") is not None
-
-
 # ------------------------------------------------------------------------------------------- training
 # How the run is carried out, not what it computes (`steps`: no schedule depends on it, so a run may be extended).
 RUN_ONLY = ("out", "resume", "save_every", "keep_last", "device", "steps")
@@ -364,7 +232,7 @@ class GRPOTrainer:
         self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                            betas=(0.9, 0.99))
         self.sampler = make_sampler(cfg.sampler, self.policy, self.tokenizer, str(self.resume_from or cfg.model),
-                                    env.device)
+                                    env.device, batch_size=cfg.problems_per_step * cfg.group_size)
         self.policy.train()  # the sampler may have switched it to eval
         self.step = 0
         self.rewards: list[float] = []
@@ -375,7 +243,7 @@ class GRPOTrainer:
             self.rewards = list(state["extra"].get("rewards", []))
             self.passes = list(state["extra"].get("passes", []))
         self.log = MetricLog(self.out, enabled=env.is_main)
-        self._verdicts: dict[tuple[str, str], bool] = {}  # (problem, proof) -> proved
+        self._infra_steps = 0  # steps in a row in which every check failed for the machine's reasons
         self.timings = {"generate_s": 0.0, "verify_wait_s": 0.0, "verify_s": 0.0, "update_s": 0.0}
 
     # ---- one batch of samples
@@ -387,27 +255,31 @@ class GRPOTrainer:
             n, generator=torch.Generator().manual_seed(derive_seed(self.cfg.seed, "order", e))).tolist()]
         return [self.problems[i] for i in order[start : start + min(k, n)]]
 
-    def rollout(self, step: int) -> Rollout:
+    def sampling(self, step: int) -> SamplingParams:
+        cfg = self.cfg
+        return SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens,
+                              seed=derive_seed(cfg.seed, "rollout", step), stop=self.template.stop, logprobs=False)
+
+    async def rollout(self, engine: Engine, rewards: RewardChecker, step: int) -> StreamedRollout:
+        """Step `step`'s samples from the current policy through `engine`, each group's checks started as it
+        arrives; the sampling policy's log-probabilities are taken once every generation is in."""
         from prover.prompts.extract import candidate_proof
 
         t0 = time.perf_counter()
         problems = self._problems_for(step)
         texts = [self.prompts.render(self.cfg.prompt_kind, p, chat_format=self.sampler.format_chat) for p in problems]
-        samples = self.sampler.sample(texts, self.cfg.group_size, self.cfg.temperature, self.cfg.top_p,
-                                      self.cfg.max_new_tokens, self.template.stop,
-                                      seed=derive_seed(self.cfg.seed, "rollout", step))
-        r = Rollout(step, problems, [], [], [], [], [])
-        for i, (p, prompt, outs) in enumerate(zip(problems, texts, samples, strict=True)):
-            p_ids = self.tokenizer(prompt)["input_ids"]
-            for ids, text in outs:
-                r.group.append(i)
-                r.prompt_ids.append(p_ids)
-                r.completion_ids.append(list(ids))
-                r.texts.append(text)
-                r.proofs.append(candidate_proof(text, p, self.template.continues_code))
-        r.old_logprobs = self._logprobs_no_grad(self.policy, r)
+        self.policy.eval()  # sampling never runs in training mode (dropout, MoE load counting)
+        try:
+            streamed = await stream_rollout(
+                engine, rewards, step, problems, texts, self.sampling(step), self.cfg.group_size,
+                tokenize=lambda text: self.tokenizer(text)["input_ids"],
+                extract=lambda text, p: candidate_proof(text, p, self.template.continues_code))
+        finally:
+            self.policy.train()
+        r = streamed.rollout
+        r.old_logprobs = await asyncio.to_thread(self._logprobs_no_grad, self.policy, r)
         r.gen_s = time.perf_counter() - t0
-        return r
+        return streamed
 
     @torch.no_grad()
     def _logprobs_no_grad(self, model, r: Rollout) -> list[torch.Tensor]:
@@ -424,32 +296,36 @@ class GRPOTrainer:
         model.train(was_training)
         return out
 
-    def score(self, r: Rollout) -> tuple[list[float], list[bool], float]:
-        """Rewards (1 per verified proof, + format reward, - consistency penalty early on), verified flags,
-        verification wall time. Identical (problem, proof) pairs are verified once: Lean's verdict on the same
-        text does not change (timeouts and crashes are not remembered)."""
-        t0 = time.perf_counter()
-        keys = [(r.problems[r.group[i]].name, proof) for i, proof in enumerate(r.proofs)]
-        todo = {k: r.problems[r.group[i]] for i, k in enumerate(keys) if k[1] is not None and k not in self._verdicts}
-        verdicts = self.verifier.verify_many([(p, k[1]) for k, p in todo.items()]) if todo else []
-        for k, v in zip(todo, verdicts, strict=True):
-            if v.status in (Status.PROVED, Status.FAILED, Status.UNSOUND):  # kept: a timeout or crash may pass later
-                self._verdicts[k] = bool(v.proved)
-        fresh = {k: bool(v.proved) for k, v in zip(todo, verdicts, strict=True)}
-        proved = [k[1] is not None and self._verdicts.get(k, fresh.get(k, False)) for k in keys]
-        rewards = [float(ok) + (self.cfg.format_reward if proof is not None else 0.0)
-                   for ok, proof in zip(proved, r.proofs, strict=True)]
+    def rewards_for(self, r: Rollout, outcomes: list[Outcome]) -> list[float]:
+        """1 per verified proof, + format reward per candidate, - consistency penalty early on."""
+        rewards = [float(o.proved) + (self.cfg.format_reward if proof is not None else 0.0)
+                   for o, proof in zip(outcomes, r.proofs, strict=True)]
         steps = self.cfg.consistency_steps
         if self.cfg.consistency_penalty and (steps is None or r.step < steps):
             rewards = [x + consistency_penalty(text, proof, self.cfg.consistency_penalty)
                        for x, text, proof in zip(rewards, r.texts, r.proofs, strict=True)]
-        return rewards, proved, time.perf_counter() - t0
+        return rewards
+
+    def score(self, r: Rollout) -> tuple[list[float], list[Outcome]]:
+        """Rewards and Lean's outcomes for a rollout built elsewhere, checked as a streamed rollout's are."""
+
+        async def check_all() -> list[Outcome]:
+            rewards = RewardChecker(AsyncChecker(self.verifier))
+            return list(await asyncio.gather(*(rewards.check(r.problems[g], proof)
+                                               for g, proof in zip(r.group, r.proofs, strict=True))))
+
+        outcomes = run_async(check_all())
+        return self.rewards_for(r, outcomes), outcomes
 
     # ---- one optimizer update on a scored batch
-    def update(self, r: Rollout, rewards: list[float]) -> dict[str, float]:
+    def update(self, r: Rollout, rewards: list[float], usable: list[bool] | None = None) -> dict[str, float]:
+        """`usable`: False for a sequence whose check failed for the machine's reasons; it is left out of its
+        group's statistics and of the loss (its reward says nothing about the policy)."""
         cfg, dev = self.cfg, self.env.device
-        adv = group_advantages(torch.tensor(rewards), torch.tensor(r.group), cfg.adv_eps)
-        keep = [i for i in range(len(rewards)) if r.completion_ids[i]]
+        ok = torch.tensor(usable if usable is not None else [True] * len(rewards), dtype=torch.bool)
+        adv = torch.zeros(len(rewards))
+        adv[ok] = group_advantages(torch.tensor(rewards)[ok], torch.tensor(r.group)[ok], cfg.adv_eps)
+        keep = [i for i in range(len(rewards)) if r.completion_ids[i] and ok[i]]
         total_tokens = sum(len(r.completion_ids[i]) for i in keep)
         if total_tokens == 0:
             return {}
@@ -486,57 +362,81 @@ class GRPOTrainer:
         return stats
 
     def train(self, progress: bool = True) -> GRPOResult:
-        cfg = self.cfg
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grpo-verify")
-        bar = _progress(progress, cfg.steps, self.step)
+        bar = _progress(progress, self.cfg.steps, self.step)
         try:
-            pending: tuple[Rollout, Future] | None = None
-            while self.step < cfg.steps:
-                if pending is None:
-                    r = self.rollout(self.step)
-                    pending = (r, pool.submit(self.score, r))
-                r, fut = pending
-                self.timings["generate_s"] += r.gen_s
-                nxt = None
-                if cfg.async_verify and self.step + 1 < cfg.steps:
-                    nxt = self.rollout(self.step + 1)  # sampled while the Verifier checks batch `step`
-                t0 = time.perf_counter()
-                rewards, proved, verify_s = fut.result()
-                self.timings["verify_wait_s"] += time.perf_counter() - t0
-                self.timings["verify_s"] += verify_s
-                t0 = time.perf_counter()
-                stats = self.update(r, rewards)
-                update_s = time.perf_counter() - t0
-                self.timings["update_s"] += update_s
-                pending = (nxt, pool.submit(self.score, nxt)) if nxt is not None else None
-                self.step += 1
-                self._record(r, rewards, proved, stats, verify_s, update_s)
-                if bar is not None:
-                    bar[0].update(bar[1], advance=1, description=f"grpo reward {self.rewards[-1]:.3f}")
-                if cfg.save_every and self.step % cfg.save_every == 0 and self.step < cfg.steps:
-                    self._checkpoint()
+            run_async(self._train(bar))
             export_final(self._checkpoint(), self.out, self.env)
         finally:
             if bar is not None:
                 bar[0].stop()
-            pool.shutdown(wait=True)
             self.log.close()
         return GRPOResult(str(self.out), self.step, self.rewards, self.passes, dict(self.timings))
 
-    def _record(self, r: Rollout, rewards, proved, stats, verify_s: float, update_s: float) -> None:
-        mean_r = sum(rewards) / len(rewards)
-        pass_rate = sum(proved) / len(proved)
-        by_problem = {}
-        for g, ok in zip(r.group, proved, strict=True):
-            by_problem[g] = by_problem.get(g, False) or ok
+    async def _train(self, bar: Any) -> None:
+        """The steps on the streaming runner. With `async_verify`, batch t+1 is sampled (from the weights batch t
+        was sampled from) before the update on batch t, so Lean finishes batch t meanwhile."""
+        cfg = self.cfg
+        engine = Engine(self.sampler.backend)  # the sampler owns the backend: the engine is only its front
+        rewards = RewardChecker(AsyncChecker(self.verifier))
+        pending: StreamedRollout | None = None
+        while self.step < cfg.steps:
+            current = pending or await self.rollout(engine, rewards, self.step)
+            pending = None
+            if cfg.async_verify and self.step + 1 < cfg.steps:
+                pending = await self.rollout(engine, rewards, self.step + 1)
+            t0 = time.perf_counter()
+            outcomes = await current.outcomes
+            self.timings["verify_wait_s"] += time.perf_counter() - t0
+            r = current.rollout
+            started, finished = current.verify_span
+            verify_s = finished - started if started else 0.0
+            self.timings["generate_s"] += r.gen_s
+            self.timings["verify_s"] += verify_s
+            rewards_r = self.rewards_for(r, outcomes)
+            t0 = time.perf_counter()
+            stats = await asyncio.to_thread(self.update, r, rewards_r, [not o.infra for o in outcomes])
+            update_s = time.perf_counter() - t0
+            self.timings["update_s"] += update_s
+            self.step += 1
+            self._record(r, rewards_r, outcomes, stats, verify_s, update_s)
+            self._check_lean_alive(r, outcomes)
+            if bar is not None:
+                bar[0].update(bar[1], advance=1, description=f"grpo reward {self.rewards[-1]:.3f}")
+            if cfg.save_every and self.step % cfg.save_every == 0 and self.step < cfg.steps:
+                await asyncio.to_thread(self._checkpoint)
+
+    def _check_lean_alive(self, r: Rollout, outcomes: list[Outcome]) -> None:
+        """A step whose checks failed for the machine's reasons trains on the rest; `INFRA_PATIENCE` steps in a row
+        in which every check failed so stop the run (Lean is down: more steps would only burn the GPU)."""
+        checked = [o for o, proof in zip(outcomes, r.proofs, strict=True) if proof is not None]
+        if not checked or not all(o.infra for o in checked):
+            self._infra_steps = 0
+            return
+        self._infra_steps += 1
+        if self._infra_steps >= INFRA_PATIENCE:
+            raise ProverError(f"Lean failed for the machine's reasons on every candidate of {self._infra_steps} "
+                              f"steps in a row (last: {checked[-1].infra}); fix the Lean setup and re-run "
+                              "(it resumes from the last checkpoint)")
+
+    def _record(self, r: Rollout, rewards: list[float], outcomes: list[Outcome], stats: dict[str, float],
+                verify_s: float, update_s: float) -> None:
+        judged = [i for i, o in enumerate(outcomes) if not o.infra] or list(range(len(outcomes)))
+        mean_r = sum(rewards[i] for i in judged) / len(judged)
+        pass_rate = sum(outcomes[i].proved for i in judged) / len(judged)
+        by_problem: dict[int, bool] = {}
+        for g, o in zip(r.group, outcomes, strict=True):
+            by_problem[g] = by_problem.get(g, False) or o.proved
         lengths = [len(c) for c in r.completion_ids]
+        infra = sum(bool(o.infra) for o in outcomes)
         self.rewards.append(mean_r)
         self.passes.append(pass_rate)
         metrics = {"reward": mean_r, "pass_rate": pass_rate, "problems_solved": sum(by_problem.values()),
                    "completion_len_mean": sum(lengths) / len(lengths), "completion_len_max": float(max(lengths)),
                    "extracted_frac": sum(p is not None for p in r.proofs) / len(r.proofs),
-                   "generate_s": r.gen_s, "verify_s": verify_s, "update_s": update_s, **stats}
-        self.log.log(self.step, metrics, echo_keys=("reward", "pass_rate", "kl", "loss", "completion_len_mean"))
+                   "infra_failures": infra, "generate_s": r.gen_s, "verify_s": verify_s, "update_s": update_s,
+                   **stats}
+        self.log.log(self.step, metrics, echo_keys=("reward", "pass_rate", "kl", "loss", "completion_len_mean",
+                                                    *(("infra_failures",) if infra else ())))
 
     def _checkpoint(self) -> Path:
         return save_checkpoint(self.out, self.step, self.policy, self.optimizer, None, self.tokenizer, self.env,
@@ -571,7 +471,11 @@ def train_grpo(cfg: GRPOConfig, config: Any, verifier: Any = None, progress: boo
 
         verifier = make_verifier(config.lean)
     try:
-        return GRPOTrainer(cfg, config, env, verifier).train(progress)
+        trainer = GRPOTrainer(cfg, config, env, verifier)
+        try:
+            return trainer.train(progress)
+        finally:
+            trainer.sampler.close()
     finally:
         if own:
             verifier.close()
