@@ -3,7 +3,9 @@
 Config file: `--config PATH`, else `$SUBGOAL_CONFIG`, else `./subgoal.toml` when present (TOML, sections as
 below). Environment: `SUBGOAL_DATA_DIR`, `SUBGOAL_RUN_DIR`, and `SUBGOAL_<SECTION>__<KEY>` for any nested
 field (e.g. `SUBGOAL_LEAN__REPL_PATH=/opt/repl/.lake/build/bin/repl`, `SUBGOAL_MODEL__BACKEND=vllm`).
-Flags: the CLI passes its options as a nested dict of overrides.
+Flags: the CLI passes its options as a nested dict of overrides. Each section lives with the package that reads
+it where that keeps the layers (`lean_env.settings.LeanSettings`); `ModelSettings` stays here, below `prover`,
+which reads it (`prover.generate.make_backend`). This module loads them all.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, ValidationError
 
 from data.errors import DataError, read_text
+from lean_env.settings import LeanSettings, Section
+
+__all__ = ["Config", "LeanSettings", "ModelSettings", "default_data_dir", "load_config"]
 
 ENV_PREFIX = "SUBGOAL_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -38,49 +43,7 @@ def default_data_dir(
     return cwd / "data"
 
 
-def _cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-class _Section(BaseModel):
-    # allow_inf_nan=False: `timeout_s = inf` would pass `gt=0` and then break every wait that uses it
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        """`workers = true` in TOML is a mistake, not 1: numbers must be numbers (pydantic would take the bool)."""
-        annotation = cls.model_fields[info.field_name].annotation
-        if isinstance(value, bool) and annotation in (int, float, int | None, float | None):
-            raise ValueError(f"expected a number, got {str(value).lower()}")
-        return value
-
-
-class LeanSettings(_Section):
-    """Where Lean lives and how REPLs are run. Unset paths are searched for (PATH, ~/.elan, ...)."""
-
-    # Pinned toolchain that `subgoal lean setup` installs: the one PutnamBench in the data dir is checked with
-    # (Mathlib and the REPL are taken at the same tag).
-    lean_version: str = "v4.27.0"
-    project_dir: Path | None = None  # a Lake project with Mathlib built (the REPL runs inside it)
-    repl_path: Path | None = None  # the leanprover-community/repl binary
-    lake_path: Path | None = None
-    workers: int = Field(default_factory=lambda: max(1, _cpu_count() - 1), ge=1)
-    timeout_s: float = Field(default=300.0, gt=0)  # wall clock per REPL call
-    memory_mb: int = Field(default=8192, ge=256)  # per REPL process
-    max_proofs_per_repl: int = Field(default=200, ge=1)  # recycle a REPL after this many proofs
-    comparator_path: Path | None = None  # leanprover/comparator, for `subgoal lean audit` (kernel replay)
-    # verification through a running server (`subgoal lean serve`, or a kimina-lean-server) instead of local REPLs;
-    # "auto": remote exactly when remote_url is set
-    checker: Literal["auto", "local", "remote"] = "auto"
-    remote_url: str | None = None
-    remote_api_key: str | None = None
-    remote_kind: Literal["auto", "subgoal", "kimina"] = "auto"  # auto: asks the server's /health
-    remote_retries: int = Field(default=5, ge=0)
-    remote_concurrency: int = Field(default=64, ge=1)  # requests in flight
-
-
-class ModelSettings(_Section):
+class ModelSettings(Section):
     """Which model generates, and through which backend."""
 
     model: str | None = None  # HF id or local checkpoint directory
@@ -95,7 +58,7 @@ class ModelSettings(_Section):
     max_in_flight: int | None = Field(default=None, ge=1)
 
 
-class Config(_Section):
+class Config(Section):
     data_dir: Path = Field(default_factory=default_data_dir)
     run_dir: Path = Path("runs")
     leandojo_dir: Path | None = None  # LeanDojo Benchmark 4 root (random/, novel_premises/)

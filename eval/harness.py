@@ -15,13 +15,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from data.manifest import Manifest, check_resume, content_id, make_manifest, problems_id, read_manifest
 from eval.errors import EvalError
 from eval.report import build_report, write_report
 from prover.recipe import INTERACTIONS, RESUME_KEYS, ProveRecipe, open_run
-from prover.runner import DriveStats, LocalExecutor, WorkUnit, drive, run_async
+from prover.runner import DriveStats, Executor, LocalExecutor, WorkUnit, drive, run_async
+
+if TYPE_CHECKING:
+    from data.config import Config
+    from data.problem import Problem
+    from data.store import Attempt, RunStore
+    from lean_env.toolchain import Toolchain
 
 STRATEGIES = ("sample", "decompose", "repair", "tree")
 CONFIG_META = "eval_config"  # run_meta key: the settings of the run (rewritten while it has no attempts)
@@ -85,7 +91,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-def select_problems(spec: EvalSpec, config: Any) -> list[Any]:
+def select_problems(spec: EvalSpec, config: Config) -> list[Problem]:
     """The run's problems: loaded, split-filtered, limited, and PutnamBench answers set per the setting."""
     from data import load_problems
 
@@ -99,7 +105,7 @@ def select_problems(spec: EvalSpec, config: Any) -> list[Any]:
     return problems
 
 
-def _with_given_answers(problem: Any) -> Any:
+def _with_given_answers(problem: Problem) -> Problem:
     """PutnamBench 'answer given': the recorded answer replaces the abbrev's `sorry` (lean_env.text helper)."""
     if not problem.extra.get("answers"):
         return problem
@@ -108,8 +114,8 @@ def _with_given_answers(problem: Any) -> Any:
     return fill_answers(problem)
 
 
-def run_config(spec: EvalSpec, config: Any, problems: list[Any], recipe: ProveRecipe, toolchain: Any = None
-               ) -> dict[str, Any]:
+def run_config(spec: EvalSpec, config: Config, problems: list[Problem], recipe: ProveRecipe,
+               toolchain: Toolchain | None = None) -> dict[str, Any]:
     """The run's settings as recorded in its store: the recipe's (what decides an attempt) plus the run's. Lean's
     versions are those of the toolchain found (`toolchain`, a `lean_env.toolchain.Toolchain`), never the
     configured pin: a REPL outside a Lake project has none to show."""
@@ -155,7 +161,7 @@ def _sampling(sampling: dict[str, Any]) -> dict[str, Any]:
     return dict(sampling)
 
 
-def eval_manifest(current: dict[str, Any], problems: list[Any]) -> Manifest:
+def eval_manifest(current: dict[str, Any], problems: list[Problem]) -> Manifest:
     """What a resumed eval must match: the resume settings, the seed, and the model, problems and prompts by
     content, so a checkpoint retrained at the same path starts a new run instead of continuing the old one."""
     inputs = {"--model": current["model_content"], "--problems": problems_id(problems)}
@@ -165,7 +171,7 @@ def eval_manifest(current: dict[str, Any], problems: list[Any]) -> Manifest:
                          {"seed": current["seed"]}, inputs)
 
 
-def length_cuts(attempts: list[Any]) -> dict[str, Any]:
+def length_cuts(attempts: list[Attempt]) -> dict[str, Any]:
     """How many completions stopped at --max-tokens (finish_reason "length"): a truncated proof fails, so a
     large share means the run measures the token cap, not the prover."""
     completions = sum(int((a.sampling or {}).get("completions", 0)) for a in attempts)
@@ -183,7 +189,7 @@ class EvalResult:
     wall_s: float
 
 
-def make_recipe(spec: EvalSpec, config: Any, model_id: str,
+def make_recipe(spec: EvalSpec, config: Config, model_id: str,
                 recipe_type: type[ProveRecipe] = ProveRecipe) -> ProveRecipe:
     """The run's unit of work; its prompts file is read here, so a bad one fails before Lean or a model start
     (and the parsed templates travel with the recipe to Ray actors)."""
@@ -197,13 +203,13 @@ def make_recipe(spec: EvalSpec, config: Any, model_id: str,
 
 def run_eval(
     spec: EvalSpec,
-    config: Any,
+    config: Config,
     *,
     recipe_type: type[ProveRecipe] = ProveRecipe,
     ray_runtime_env: dict[str, Any] | None = None,
-    on_result: Callable[[WorkUnit, Any], None] | None = None,
+    on_result: Callable[[WorkUnit, Attempt], None] | None = None,
     progress: bool = True,
-    executor_hook: Callable[[Any], None] | None = None,
+    executor_hook: Callable[[Executor], None] | None = None,
 ) -> EvalResult:
     """Run (or resume) one evaluation and write its report. See `EvalSpec` for the knobs. `recipe_type` is a
     `ProveRecipe` subclass (tests: one whose `make_generator` returns a scripted backend)."""
@@ -234,9 +240,10 @@ def run_eval(
         raise
 
 
-def _run(spec: EvalSpec, config: Any, recipe: ProveRecipe, problems: list[Any], current: dict[str, Any], out: Path,
-         start: float, ray_runtime_env: dict[str, Any] | None, on_result: Callable[[WorkUnit, Any], None] | None,
-         progress: bool, executor_hook: Callable[[Any], None] | None) -> EvalResult:
+def _run(spec: EvalSpec, config: Config, recipe: ProveRecipe, problems: list[Problem], current: dict[str, Any],
+         out: Path, start: float, ray_runtime_env: dict[str, Any] | None,
+         on_result: Callable[[WorkUnit, Attempt], None] | None, progress: bool,
+         executor_hook: Callable[[Executor], None] | None) -> EvalResult:
     from data.store import RunStore
 
     # Index-major over problems: early pass@1 everywhere; every pending attempt is its own task.
@@ -252,7 +259,7 @@ def _run(spec: EvalSpec, config: Any, recipe: ProveRecipe, problems: list[Any], 
         if spec.ray and needs_work:
             from eval.distributed import RayExecutor
 
-            executor: Any = RayExecutor(recipe, address=spec.ray_address, workers=spec.workers,
+            executor: Executor = RayExecutor(recipe, address=spec.ray_address, workers=spec.workers,
                                         gpus_per_worker=config.model.tensor_parallel_size,
                                         max_in_flight=spec.max_in_flight, runtime_env=ray_runtime_env)
         else:
@@ -274,8 +281,8 @@ def _run(spec: EvalSpec, config: Any, recipe: ProveRecipe, problems: list[Any], 
     return EvalResult(report, path, stats.recorded, stats.skipped, time.perf_counter() - start)
 
 
-async def _drive_with_progress(units: list[WorkUnit], executor: Any, store: Any, run_id: int,
-                               on_result: Callable[[WorkUnit, Any], None] | None, progress: bool,
+async def _drive_with_progress(units: list[WorkUnit], executor: Executor, store: RunStore, run_id: int,
+                               on_result: Callable[[WorkUnit, Attempt], None] | None, progress: bool,
                                stats: DriveStats) -> DriveStats:
     if not progress:
         return await drive(units, executor, store, run_id, on_result=on_result, stats=stats)
@@ -288,7 +295,7 @@ async def _drive_with_progress(units: list[WorkUnit], executor: Any, store: Any,
     solved: set[str] = set()
     with AttemptProgress("eval", todo, Console(stderr=True)) as bar:  # (a library module: not the CLI's console)
 
-        def tick(unit: WorkUnit, attempt: Any) -> None:
+        def tick(unit: WorkUnit, attempt: Attempt) -> None:
             if attempt.proved:
                 solved.add(unit.problem.name)
             bar.advance(f"{len(solved)} newly proved problems")

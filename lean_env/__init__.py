@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from lean_env.checker import Checker
 from lean_env.pool import ReplPool
 from lean_env.repl import Repl
 from lean_env.verdict import Message, Pos, Sorry, Status, Verdict
 from lean_env.verifier import Verifier
 
-__all__ = ["Message", "Pos", "Repl", "ReplPool", "Sorry", "Status", "Verdict", "Verifier", "make_pool",
+if TYPE_CHECKING:
+    from lean_env.remote import RemoteVerifier
+    from lean_env.settings import LeanSettings
+
+__all__ = ["Checker", "Message", "Pos", "Repl", "ReplPool", "Sorry", "Status", "Verdict", "Verifier", "make_pool",
            "make_remote_verifier", "make_verifier"]
 
 
-def make_pool(settings: Any = None, **overrides: Any) -> ReplPool:
-    """A `ReplPool` for the toolchain the settings (duck-typed `LeanSettings`) locate; `LeanNotFound` if none."""
+def make_pool(settings: LeanSettings | None = None, **overrides: Any) -> ReplPool:
+    """A `ReplPool` for the toolchain the settings locate; `LeanNotFound` if none."""
     from lean_env.toolchain import locate
 
     tc = locate(settings)
@@ -27,21 +32,21 @@ def make_pool(settings: Any = None, **overrides: Any) -> ReplPool:
     return ReplPool(tc.repl_command(), **kwargs)
 
 
-def make_verifier(settings: Any = None, **pool_overrides: Any) -> Verifier:
+def make_verifier(settings: LeanSettings | None = None, **pool_overrides: Any) -> Checker:
     """Locate Lean, start a pool, and wrap it in a `Verifier` (close it with `verifier.close()`); with
     `settings.remote_url` (or `checker = "remote"`) a `RemoteVerifier` of that server instead (same interface)."""
     from lean_env.toolchain import locate
 
     remote = make_remote_verifier(settings)
     if remote is not None:
-        return remote  # type: ignore[return-value]
+        return remote
 
     tc = locate(settings)
     pool = make_pool(settings, **pool_overrides)
     return Verifier(pool, lean_version=tc.lean_version, mathlib_version=tc.mathlib_version)
 
 
-def make_remote_verifier(settings: Any = None) -> Any:
+def make_remote_verifier(settings: LeanSettings | None = None) -> RemoteVerifier | None:
     """The `RemoteVerifier` the settings ask for, or None when they ask for local REPLs."""
     checker = getattr(settings, "checker", "auto") or "auto"
     url = getattr(settings, "remote_url", None)

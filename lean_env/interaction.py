@@ -14,11 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from lean_env.errors import LeanError, ReplFailure
 from lean_env.problem import LeanProblem
 from lean_env.text import open_statement
+
+if TYPE_CHECKING:
+    from lean_env.repl import Repl
+    from lean_env.settings import LeanSettings
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ def statement_with_sorry(formal_statement: str) -> str:
 class ReplSession:
     """`ProofSession` over one `lean_env.repl.Repl` (not thread-safe: one search at a time)."""
 
-    def __init__(self, repl: Any, timeout_s: float | None = None, own_repl: bool = False):
+    def __init__(self, repl: Repl, timeout_s: float | None = None, own_repl: bool = False):
         self.repl = repl
         self.timeout_s = timeout_s
         self.own_repl = own_repl
@@ -163,7 +167,7 @@ class ReplSession:
         return fresh
 
 
-def open_session(kind: str = "repl", *, repl: Any = None, settings: Any = None, timeout_s: float | None = None,
+def open_session(kind: str = "repl", *, repl: Repl | None = None, settings: LeanSettings | None = None, timeout_s: float | None = None,
                  **options: Any) -> ProofSession:
     """A proof session: `"repl"` over `repl` (a `lean_env.repl.Repl`) or a fresh REPL located from `settings`
     (duck-typed LeanSettings); `"dojo"` through LeanDojo (`options` go to `DojoSession`)."""

@@ -9,12 +9,15 @@ HTTP clients. Tool errors an agent can act on (overload, unknown problem) come b
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lean_env import decompose, text
 from lean_env.problem import LeanProblem
 from lean_env.service import CheckService, Overloaded
 from lean_env.wire import Snippet, message_json, sorry_json
+
+if TYPE_CHECKING:
+    from lean_env.settings import LeanSettings
 
 INSTRUCTIONS = ("Lean 4 verification (Subgoal). check_snippet runs Lean text; verify_proof says whether a proof "
                 "really proves a problem (no sorry, standard axioms only, statement unchanged); goals_at_sorry "
@@ -98,7 +101,7 @@ def build_server(service: CheckService, name: str = "subgoal-lean") -> Any:
     return server
 
 
-def serve_mcp(settings: Any, problems: dict[str, LeanProblem] | None = None, *, transport: str = "stdio",
+def serve_mcp(settings: LeanSettings | None, problems: dict[str, LeanProblem] | None = None, *, transport: str = "stdio",
               host: str = "127.0.0.1", port: int = 8001) -> None:
     """`subgoal lean mcp`: a REPL pool for the settings' toolchain behind the tools, until the client leaves."""
     from lean_env import make_verifier

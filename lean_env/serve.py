@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,6 +27,9 @@ from lean_env.problem import LeanProblem
 from lean_env.service import CheckService, Overloaded, outcome
 from lean_env.verifier import Verifier
 from lean_env.wire import CheckRequest, CheckResponse, Snippet, VerifyRequestBody, VerifyResponse
+
+if TYPE_CHECKING:
+    from lean_env.settings import LeanSettings
 
 log = logging.getLogger("subgoal.serve")
 ROUTES = ("/api/check", "/verify", "/one_pass_verify_batch", "/health", "/metrics")
@@ -268,7 +271,7 @@ class ServerThread:
         self.thread.join(timeout=30)
 
 
-def serve_forever(settings: Any, problems: dict[str, LeanProblem] | None = None, *, host: str = "127.0.0.1",
+def serve_forever(settings: LeanSettings | None, problems: dict[str, LeanProblem] | None = None, *, host: str = "127.0.0.1",
                   port: int = 8000, max_wait_s: float = 60.0, queue_per_worker: int = 4, api_key: str | None = None,
                   max_body_bytes: int = DEFAULT_MAX_BODY, request_log: Path | None = None,
                   log_level: str = "info", warm_headers: list[str] | None = None, warm_problems: bool = True) -> None:

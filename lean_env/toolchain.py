@@ -15,9 +15,12 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lean_env.errors import LeanNotFound, SetupError
+
+if TYPE_CHECKING:
+    from lean_env.settings import LeanSettings
 
 DEFAULT_LEAN_VERSION = "v4.19.0"
 MATHLIB_GIT = "https://github.com/leanprover-community/mathlib4"
@@ -39,7 +42,7 @@ def lean_home() -> Path:
     return Path(os.environ.get("SUBGOAL_LEAN_HOME") or Path.home() / ".subgoal" / "lean")
 
 
-def _setting(settings: Any, name: str, default: Any = None) -> Any:
+def _setting(settings: LeanSettings | None, name: str, default: Any = None) -> Any:
     return getattr(settings, name, default) if settings is not None else default
 
 
@@ -107,7 +110,7 @@ def _git_describe(path: Path) -> str | None:
         return None
 
 
-def _find_project(settings: Any) -> Path | None:
+def _find_project(settings: LeanSettings | None) -> Path | None:
     configured = _setting(settings, "project_dir")
     if configured:
         return Path(configured).expanduser()
@@ -115,7 +118,7 @@ def _find_project(settings: Any) -> Path | None:
     return default if (default / "lakefile.lean").is_file() or (default / "lakefile.toml").is_file() else None
 
 
-def _find_repl(settings: Any, project: Path | None) -> Path | None:
+def _find_repl(settings: LeanSettings | None, project: Path | None) -> Path | None:
     configured = _setting(settings, "repl_path")
     if configured:
         return Path(configured).expanduser()
@@ -129,7 +132,7 @@ def _find_repl(settings: Any, project: Path | None) -> Path | None:
     return next((c for c in candidates if c.is_file()), None)
 
 
-def locate(settings: Any = None) -> Toolchain:
+def locate(settings: LeanSettings | None = None) -> Toolchain:
     """The toolchain the settings (duck-typed `LeanSettings`) point at, or `LeanNotFound` saying how to get it."""
     version = _setting(settings, "lean_version", DEFAULT_LEAN_VERSION)
     hint = INSTALL_HINT.format(version=version, home=lean_home())
@@ -162,7 +165,7 @@ def _tool(env_var: str | None, configured: Any, name: str, *candidates: Path) ->
     return Path(on_path) if on_path else next((c for c in candidates if c.is_file()), None)
 
 
-def comparator_paths(settings: Any = None) -> dict[str, Path | None]:
+def comparator_paths(settings: LeanSettings | None = None) -> dict[str, Path | None]:
     """Where comparator, lean4export and landrun are (None: not found). Comparator's own environment variables
     COMPARATOR_LEAN4EXPORT / COMPARATOR_LANDRUN are honoured; `setup` installs all three under the Lean home."""
     home = lean_home()
@@ -176,12 +179,12 @@ def comparator_paths(settings: Any = None) -> dict[str, Path | None]:
     }
 
 
-def lean4checker_path(settings: Any = None) -> Path | None:
+def lean4checker_path(settings: LeanSettings | None = None) -> Path | None:
     """leanprover/lean4checker: on PATH, else where `setup --comparator` builds it."""
     return _tool(None, None, "lean4checker", lean_home() / "lean4checker" / ".lake" / "build" / "bin" / "lean4checker")
 
 
-def find_comparator(settings: Any = None) -> Any:
+def find_comparator(settings: LeanSettings | None = None) -> Any:
     """`audit.ComparatorTools`, or `LeanNotFound` naming what is missing and how to install it."""
     from lean_env.audit import ComparatorTools
 
@@ -213,7 +216,7 @@ def _version(argv: list[str], cwd: Path | None = None) -> str:
         return ""
 
 
-def doctor(settings: Any = None) -> list[Check]:
+def doctor(settings: LeanSettings | None = None) -> list[Check]:
     """Each piece Lean needs: found or not, its version, and what to do when it is missing."""
     version = _setting(settings, "lean_version", DEFAULT_LEAN_VERSION)
     setup = f"run `subgoal lean setup` (needs internet; installs under {lean_home()})"

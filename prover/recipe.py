@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from data.problem import Problem
 from prover.errors import ProverError
 from prover.generate.base import SamplingParams
 from prover.prompts import PromptSet, load_prompts
@@ -21,36 +22,45 @@ from prover.search import Budget, arun_attempt, attempt_seed
 from prover.search.core import AttemptResult
 from prover.search.options import MAX_TOKENS, check_options, default_max_tokens, option_names, options_type
 
+if TYPE_CHECKING:
+    from data.config import ModelSettings
+    from data.store import Attempt, RunStore
+    from lean_env.checker import Checker
+    from lean_env.settings import LeanSettings
+    from prover.generate.base import Backend, StreamingBackend
+    from prover.runner import AsyncChecker, Engine, SessionPool
+
 INTERACTIONS = ("repl", "dojo")
 __all__ = ["INTERACTIONS", "MAX_TOKENS", "ProveRecipe", "SettingsChanged", "check_resume", "open_run"]
 @dataclass
 class ProveRecipe:
     strategy: str = "sample"
     budget: dict[str, Any] = field(default_factory=dict)  # Budget fields, per attempt
-    model_settings: Any = None  # data.config.ModelSettings
-    lean_settings: Any = None  # data.config.LeanSettings
+    model_settings: ModelSettings | None = None
+    lean_settings: LeanSettings | None = None
     seed: int | None = 0
     prompts_path: str | None = None
     sampling: dict[str, Any] = field(default_factory=dict)  # SamplingParams fields; max_tokens: per prompt mode
     options: dict[str, Any] = field(default_factory=dict)  # the strategy's options as set (prover.search.options)
     interaction: str = "repl"  # tree search: repl | dojo
     model_id: str = ""  # recorded on every attempt (the id the user asked for); default: the backend's
-    planner_settings: Any = None  # data.config.ModelSettings of decomposition's planner; no model: the prover plans
+    planner_settings: ModelSettings | None = None  # decomposition's planner; no model: the prover plans
     _prompts: PromptSet | None = field(default=None, init=False, repr=False, compare=False)  # parsed once, travels
-    _sessions: Any = field(default=None, init=False, repr=False, compare=False)  # tree search, per process
-    _planner: Any = field(default=None, init=False, repr=False, compare=False)  # the planner's Engine, per process
+    _sessions: SessionPool | None = field(default=None, init=False, repr=False, compare=False)  # tree search, per process
+    # the planner's Engine, per process (False: looked for, there is none)
+    _planner: Engine | bool | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.interaction not in INTERACTIONS:
             raise ProverError(f"unknown interaction {self.interaction!r} (choose {' or '.join(INTERACTIONS)})")
         self.options = check_options(self.strategy, self.options)  # a bad key fails before anything starts
 
-    def make_generator(self) -> Any:
+    def make_generator(self) -> Backend | StreamingBackend:
         from prover.generate import make_backend
 
         return make_backend(self.model_settings)
 
-    def make_planner(self) -> Any:
+    def make_planner(self) -> Backend | StreamingBackend | None:
         """The planner's backend (any of `prover.generate`'s), or None when the prover writes its own sketches."""
         if self.planner_settings is None or not self.planner_settings.model:
             return None
@@ -58,7 +68,7 @@ class ProveRecipe:
 
         return make_backend(self.planner_settings)
 
-    def planner(self) -> Any:
+    def planner(self) -> Engine | None:
         """This process's planner engine, made on first use and shared by every attempt in the process, so the
         sketches of many problems are in flight to the planner at once."""
         if self._planner is None:
@@ -77,20 +87,20 @@ class ProveRecipe:
         if self.planner_settings is not None and self.planner_settings.model:
             check_model(self.planner_settings)
 
-    def make_checker(self) -> Any:
+    def make_checker(self) -> Checker:
         from lean_env import make_verifier
 
         return make_verifier(self.lean_settings)
 
-    async def arun(self, engine: Any, checker: Any, problem: Any, index: int,
-                   on_event: Callable[[dict], None] | None = None) -> Any:
+    async def arun(self, engine: Engine, checker: AsyncChecker, problem: Problem, index: int,
+                   on_event: Callable[[dict], None] | None = None) -> Attempt:
         """Attempt `index` of `problem` as a run-store row (`data.store.Attempt`)."""
         result = await self.attempt(engine, checker, problem, index, on_event)
         attempt = result.to_attempt(problem, index)
         attempt.model = self.model_id or attempt.model
         return attempt
 
-    async def attempt(self, engine: Any, checker: Any, problem: Any, index: int,
+    async def attempt(self, engine: Engine, checker: AsyncChecker, problem: Problem, index: int,
                       on_event: Callable[[dict], None] | None = None, strategy: str | None = None,
                       **extra: Any) -> AttemptResult:
         """One attempt; a problem read from a .lean file with a sketch (`extra["sketch"]`) is completed from
@@ -109,7 +119,7 @@ class ProveRecipe:
                                   attempt_seed(self.seed, problem.name, index), self.prompts(), on_event,
                                   sampling=self.sampling_params(), planner=planner, **options, **extra)
 
-    def sessions(self) -> Any:
+    def sessions(self) -> SessionPool:
         """This process's proof sessions for tree search (`interaction`), opened on first use, one per Lean
         worker, and reused: the REPL imports each header once, LeanDojo keeps its traced repositories."""
         if self._sessions is None:
@@ -162,7 +172,7 @@ class SettingsChanged(ProverError):
     """A run directory resumed with settings other than those it was started with."""
 
 
-def check_resume(recorded: dict[str, Any], current: dict[str, Any], where: Any,
+def check_resume(recorded: dict[str, Any], current: dict[str, Any], where: object,
                  keys: tuple[str, ...] = RESUME_KEYS) -> None:
     """Refuse to continue a run whose recorded settings differ from `current` on `keys`, naming every change."""
     changed = [f"{key}={recorded[key]!r}, not {current[key]!r}" for key in keys
@@ -179,7 +189,7 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def open_run(store: Any, name: str, settings: dict[str, Any], where: Any, meta_key: str = "settings",
+def open_run(store: RunStore, name: str, settings: dict[str, Any], where: object, meta_key: str = "settings",
              keys: tuple[str, ...] = RESUME_KEYS, started: bool | None = None) -> tuple[int, dict[str, Any]]:
     """The id of run `name` in `store` and the settings it was started with. While it has not `started` (by
     default: has no attempt yet; new, or an earlier start that failed), `settings` become its settings; once

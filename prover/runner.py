@@ -20,11 +20,18 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from lean_env.verdict import Status
+from data.problem import Problem
+from lean_env.checker import Checker
+from lean_env.interaction import ProofSession
+from lean_env.problem import LeanProblem
+from lean_env.verdict import Status, Verdict
 from lean_env.verifier import Verifier
-from prover.generate.base import Completion, Prompt, SamplingParams, as_streaming
+from prover.generate.base import Backend, Completion, Prompt, SamplingParams, StreamingBackend, as_streaming
+
+if TYPE_CHECKING:
+    from data.store import Attempt, RunStore
 
 T = TypeVar("T")
 
@@ -78,7 +85,7 @@ class Engine:
     At most `max_in_flight` sequences are with the backend at a time (backpressure); the backend batches
     whatever is pending (vLLM's async engine, an HTTP client with many requests in flight)."""
 
-    def __init__(self, backend: Any, max_in_flight: int | None = None):
+    def __init__(self, backend: Backend | StreamingBackend, max_in_flight: int | None = None):
         self.raw = backend  # the backend as built (closing it, chat templates, device)
         self.stream = as_streaming(backend)
         self.max_in_flight = max(1, int(max_in_flight or getattr(self.stream, "max_in_flight", 1) or 1))
@@ -120,14 +127,23 @@ class AsyncChecker:
     busy with one proof queued behind it, so Lean never waits for the next candidate and the queue never grows
     past the pool."""
 
-    def __init__(self, checker: Any, capacity: int | None = None):
+    def __init__(self, checker: Checker, capacity: int | None = None):
         self.checker = checker
         workers = getattr(getattr(checker, "pool", None), "workers", None)
         self.capacity = max(1, int(capacity or (2 * workers if workers else 4)))
         self._slots: asyncio.Semaphore | None = None  # made on first use, inside the running loop
         self._threads = DaemonThreads()
 
+    async def verify_many(self, items: list[tuple[LeanProblem, str]]) -> list[Verdict]:
+        return await self._threaded("verify_many")(items)
+
+    async def verify(self, problem: LeanProblem, proof_src: str) -> Verdict:
+        return await self._threaded("verify")(problem, proof_src)
+
     def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        return self._threaded(name)  # the checker's other methods (a remote's `health`, ...)
+
+    def _threaded(self, name: str) -> Callable[..., Awaitable[Any]]:
         method = getattr(self.checker, name)
 
         async def call(*args: Any, **kwargs: Any) -> Any:
@@ -147,15 +163,15 @@ class SessionPool:
     """Tree search's REPL proof sessions, opened on demand up to `size`: a tree attempt holds one for its whole
     search (a REPL is one process, one command at a time), so `size` tree attempts search at once."""
 
-    def __init__(self, open_session: Callable[[], Any], size: int):
+    def __init__(self, open_session: Callable[[], ProofSession], size: int):
         self.open_session, self.size = open_session, max(1, size)
-        self._idle: list[Any] = []
-        self._all: list[Any] = []
+        self._idle: list[ProofSession] = []
+        self._all: list[ProofSession] = []
         self._lock = threading.Lock()
         self._free: asyncio.Semaphore | None = None
 
     @contextlib.asynccontextmanager
-    async def session(self) -> AsyncIterator[Any]:
+    async def session(self) -> AsyncIterator[ProofSession]:
         if self._free is None:
             self._free = asyncio.Semaphore(self.size)
         async with self._free:
@@ -172,7 +188,7 @@ class SessionPool:
                     self._idle.append(session)
 
     @property
-    def opened(self) -> list[Any]:
+    def opened(self) -> list[ProofSession]:
         with self._lock:
             return list(self._all)
 
@@ -196,9 +212,9 @@ def close_all(*resources: Any) -> None:
 
 @dataclass(frozen=True)
 class WorkUnit:
-    """One attempt to run: `problem` is any picklable object with a `.name` (a data.Problem here)."""
+    """One attempt to run: (problem, attempt index)."""
 
-    problem: Any
+    problem: Problem
     index: int
 
     @property
@@ -210,11 +226,11 @@ class Recipe(Protocol):
     """What to build where, and how to run one attempt (`prover.recipe.ProveRecipe` is the real one). Must
     pickle: it travels to Ray actors. `arun` gets the `Engine` over the generator and an async checker."""
 
-    def make_generator(self) -> Any: ...
+    def make_generator(self) -> Backend | StreamingBackend: ...
 
-    def make_checker(self) -> Any: ...
+    def make_checker(self) -> Checker: ...
 
-    async def arun(self, engine: Engine, checker: Any, problem: Any, index: int) -> Any: ...
+    async def arun(self, engine: Engine, checker: AsyncChecker, problem: Problem, index: int) -> Attempt: ...
 
 
 class Executor(Protocol):
@@ -223,7 +239,7 @@ class Executor(Protocol):
 
     def capacity(self) -> int: ...
 
-    async def run(self, unit: WorkUnit) -> Any: ...
+    async def run(self, unit: WorkUnit) -> Attempt: ...
 
     def close(self) -> None: ...
 
@@ -234,14 +250,14 @@ class LocalExecutor:
     Given a `recipe`, it builds the generator and checker on first use and closes them in `close()`; given an
     `engine`/`checker` already built, it uses them and leaves closing them to their owner."""
 
-    def __init__(self, recipe: Any, *, engine: Engine | None = None, checker: Any = None,
+    def __init__(self, recipe: Recipe, *, engine: Engine | None = None, checker: Checker | AsyncChecker | None = None,
                  max_live: int | None = None):
         self.recipe, self.engine, self.max_live = recipe, engine, max_live
         self._owned: list[Any] = []  # what this executor built, closed in `close()` (last built first)
         if checker is not None and not isinstance(checker, AsyncChecker):
             checker = AsyncChecker(checker)
             self._owned.append(checker)  # its threads are ours, the verifier stays its owner's
-        self.checker = checker
+        self.checker: AsyncChecker | None = checker
 
     def open(self) -> None:
         if self.checker is None:  # Lean first: no toolchain stops the run before a model loads
@@ -257,7 +273,7 @@ class LocalExecutor:
         self.open()
         return self.max_live or self.engine.max_in_flight + self.checker.capacity
 
-    async def run(self, unit: WorkUnit) -> Any:
+    async def run(self, unit: WorkUnit) -> Attempt:
         self.open()
         return await self.recipe.arun(self.engine, self.checker, unit.problem, unit.index)
 
@@ -284,8 +300,8 @@ class DriveStats:
     cancelled: int = 0  # attempts in flight cancelled because another attempt proved their problem
 
 
-async def drive(units: Iterable[WorkUnit], executor: Executor, store: Any, run_id: Any, *,
-                on_result: Callable[[WorkUnit, Any], None] | None = None, stop_at_first: bool = False,
+async def drive(units: Iterable[WorkUnit], executor: Executor, store: RunStore, run_id: int, *,
+                on_result: Callable[[WorkUnit, Attempt], None] | None = None, stop_at_first: bool = False,
                 stats: DriveStats | None = None) -> DriveStats:
     """Run every unit not yet in the store, at most `executor.capacity()` at a time, and record each result once
     as it finishes. With `stop_at_first`, a proof cancels its problem's other live attempts and skips the rest
@@ -343,7 +359,7 @@ def _pending(units: Iterable[WorkUnit], done: set, proved: set, scheduled: set, 
             yield unit
 
 
-def _record(results: list[tuple[WorkUnit, Any]], store: Any, run_id: Any, done: set, stats: DriveStats) -> None:
+def _record(results: list[tuple[WorkUnit, Attempt]], store: RunStore, run_id: int, done: set, stats: DriveStats) -> None:
     """The attempts that finished together, in one transaction (one fsync), each key at most once."""
     new = []
     for unit, attempt in results:
@@ -399,8 +415,8 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
             loop.close()
 
 
-def run_units(units: Iterable[WorkUnit], executor: Executor, store: Any, run_id: Any, *,
-              on_result: Callable[[WorkUnit, Any], None] | None = None, stop_at_first: bool = False,
+def run_units(units: Iterable[WorkUnit], executor: Executor, store: RunStore, run_id: int, *,
+              on_result: Callable[[WorkUnit, Attempt], None] | None = None, stop_at_first: bool = False,
               stats: DriveStats | None = None) -> DriveStats:
     """`drive` from synchronous code (the CLIs, expert iteration); Ctrl-C raises KeyboardInterrupt after every
     finished attempt is recorded and the live ones are cancelled."""

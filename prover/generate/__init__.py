@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from prover.errors import ProverError
-from prover.generate.base import Backend, Completion, Prompt, SamplingParams
+from prover.generate.base import Backend, Completion, Prompt, SamplingParams, StreamingBackend
+
+if TYPE_CHECKING:
+    from data.config import ModelSettings
 
 BACKENDS = ("transformers", "vllm", "openai")
 
 
-def make_backend(model_settings: Any, **options: Any) -> Backend:
-    """The backend `model_settings` names (duck-typed `data.config.ModelSettings`: model, backend, base_url,
-    api_key, tensor_parallel_size, dtype, device, max_in_flight). `options` go to the backend's constructor."""
+def make_backend(model_settings: ModelSettings, **options: Any) -> Backend:
+    """The backend `model_settings` names (model, backend, base_url, api_key, tensor_parallel_size, dtype, device,
+    max_in_flight). `options` go to the backend's constructor."""
     kind = model_settings.backend
     if getattr(model_settings, "max_in_flight", None) is not None:
         options.setdefault("max_in_flight", model_settings.max_in_flight)
@@ -42,7 +45,7 @@ def make_backend(model_settings: Any, **options: Any) -> Backend:
     raise ProverError(f"unknown backend {kind!r} (choose from {', '.join(BACKENDS)})")
 
 
-def check_model(model_settings: Any) -> None:
+def check_model(model_settings: ModelSettings) -> None:
     """`ProverError` unless the model can be had: a checkpoint directory, a Hugging Face id in the local cache or
     on a reachable hub, or (openai) a server that accepts connections. One quick look, no retries: run before
     anything loads or a run directory exists, so a wrong --model costs seconds, not a model load."""
@@ -91,7 +94,7 @@ def _check_server(base_url: str) -> None:
                           "pass --base-url") from None
 
 
-def format_chat(backend: Any, text: str) -> str:
+def format_chat(backend: Backend | StreamingBackend, text: str) -> str:
     """`text` as one chat user turn, when the backend's model has a chat template."""
     fmt = getattr(backend, "format_chat", None)
     return fmt(text) if fmt is not None else text

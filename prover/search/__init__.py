@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from data.problem import Problem
+from lean_env.checker import Checker
+from lean_env.verdict import Verdict
 from prover.errors import ProverError
-from prover.generate.base import SamplingParams, derive_seed
+from prover.generate.base import Backend, SamplingParams, StreamingBackend, derive_seed
 from prover.prompts import PromptSet
 from prover.search.budget import Budget
 from prover.search.core import AttemptResult, BudgetExhausted, Event, Search, no_candidate
@@ -24,7 +27,10 @@ from prover.search.repair import run_repair
 from prover.search.sample import run_sample
 from prover.search.tree import run_tree
 
-STRATEGIES: dict[str, Callable[[Search], Coroutine[Any, Any, tuple[str, Any, dict[str, Any]]]]] = {
+if TYPE_CHECKING:
+    from prover.runner import AsyncChecker, Engine
+
+STRATEGIES: dict[str, Callable[[Search], Coroutine[Any, Any, tuple[str, Verdict, dict[str, Any]]]]] = {
     "sample": run_sample,
     "decompose": run_decompose,
     "repair": run_repair,
@@ -40,10 +46,10 @@ def attempt_seed(base_seed: int | None, problem: str, index: int) -> int | None:
     return None if base_seed is None else derive_seed(base_seed, problem, index)
 
 
-async def arun_attempt(problem: Any, strategy: str, engine: Any, checker: Any, budget: Budget | None,
+async def arun_attempt(problem: Problem, strategy: str, engine: Engine, checker: AsyncChecker, budget: Budget | None,
                        seed: int | None, prompts: PromptSet | None = None,
                        on_event: Callable[[Event], None] | None = None, *, sampling: SamplingParams | None = None,
-                       planner: Any = None, **options: Any) -> AttemptResult:
+                       planner: Engine | None = None, **options: Any) -> AttemptResult:
     """One attempt of `strategy` on `problem`, awaiting `engine` (`prover.runner.Engine`) and `checker` (an async
     checker, `prover.runner.AsyncChecker`); `planner`: the engine that writes decomposition sketches (None:
     `engine` does). `options` are the fields of the strategy's options (`prover.search.options`), plus tree
@@ -67,9 +73,11 @@ async def arun_attempt(problem: Any, strategy: str, engine: Any, checker: Any, b
     return result
 
 
-def run_attempt(problem: Any, strategy: str, backend: Any, verifier: Any, budget: Budget | None, seed: int | None,
+def run_attempt(problem: Problem, strategy: str, backend: Backend | StreamingBackend | Engine,
+                verifier: Checker | AsyncChecker, budget: Budget | None, seed: int | None,
                 prompts: PromptSet | None = None, on_event: Callable[[Event], None] | None = None, *,
-                sampling: SamplingParams | None = None, planner: Any = None, **options: Any) -> AttemptResult:
+                sampling: SamplingParams | None = None, planner: Backend | StreamingBackend | Engine | None = None,
+                **options: Any) -> AttemptResult:
     """`arun_attempt` from synchronous code, over a plain `backend` (any `Backend` or `StreamingBackend`) and
     `verifier` (a `lean_env.Verifier`); `planner` likewise a plain backend or an Engine."""
     from prover.runner import AsyncChecker, Engine, run_async

@@ -14,13 +14,18 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from data.problem import Problem
 from lean_env.verdict import Status, Verdict
 from prover.generate.base import Completion, SamplingParams, derive_seed
 from prover.prompts import PromptSet, load_prompts
 from prover.prompts.extract import candidate_proof
 from prover.search.budget import Budget
+
+if TYPE_CHECKING:
+    from data.store import Attempt
+    from prover.runner import AsyncChecker, Engine
 
 Event = dict[str, Any]
 T = TypeVar("T")
@@ -51,7 +56,7 @@ class AttemptResult:
     def proved(self) -> bool:
         return self.verdict.proved
 
-    def to_attempt(self, problem: Any, index: int) -> Any:
+    def to_attempt(self, problem: Problem, index: int) -> Attempt:
         """This result as a run-store row (`data.store.Attempt`)."""
         from data.store import Attempt
 
@@ -59,7 +64,7 @@ class AttemptResult:
                        verdict=self.verdict.to_dict(), strategy=self.strategy, model=self.model,
                        sampling=self.sampling, seed=self.seed, prompt_tokens=self.prompt_tokens,
                        completion_tokens=self.completion_tokens, timings=self.timings, trace=self.trace,
-                       split=getattr(problem, "split", "") or "")
+                       split=problem.split or "")
 
 
 def no_candidate(reason: str) -> Verdict:
@@ -71,10 +76,10 @@ class Search:
     `extract`, `event`, `offer` (best result so far), and may open children (`child`) with their own budget for
     sub-problems. `backend` is a `prover.runner.Engine`, `verifier` an async checker (`AsyncChecker`)."""
 
-    def __init__(self, problem: Any, backend: Any, verifier: Any, budget: Budget, seed: int | None,
+    def __init__(self, problem: Problem, backend: Engine, verifier: AsyncChecker, budget: Budget, seed: int | None,
                  prompts: PromptSet | None = None, on_event: Callable[[Event], None] | None = None,
                  sampling: SamplingParams | None = None, options: dict[str, Any] | None = None,
-                 parent: Search | None = None, planner: Any = None):
+                 parent: Search | None = None, planner: Engine | None = None):
         self.problem = problem
         self.backend = backend
         self.planner = planner  # the backend that writes sketches; None: the prover plans too
@@ -102,7 +107,7 @@ class Search:
         self.best: tuple[float, str, Verdict | None, str] | None = None  # (score, text, verdict, kind)
 
     # ---- children (decomposition lemmas) --------------------------------------------------------------------
-    def child(self, problem: Any, budget: Budget, **options: Any) -> Search:
+    def child(self, problem: Problem, budget: Budget, **options: Any) -> Search:
         seed = self._next_seed()
         return Search(problem, self.backend, self.verifier, budget, seed, self.prompts, self.on_event,
                       self.sampling, {**self.options, **options}, parent=self, planner=self.planner)
@@ -188,22 +193,22 @@ class Search:
         stop = tuple(self.prompts[kind].stop)
         return replace(self.sampling, stop=stop, **overrides)
 
-    def model_for(self, kind: str) -> Any:
+    def model_for(self, kind: str) -> Engine:
         """The backend that answers prompts of `kind`: the planner writes sketches when there is one."""
         return self.planner if self.planner is not None and kind == "sketch" else self.backend
 
-    def render(self, kind: str, problem: Any | None = None, **fields: str) -> str:
+    def render(self, kind: str, problem: Problem | None = None, **fields: str) -> str:
         model = self.model_for(kind)  # a prompt goes through the chat template of the model that reads it
         return self.prompts.render(kind, problem or self.problem, chat_format=model.format_chat, **fields)
 
-    def extract(self, kind: str, completion: str, problem: Any | None = None) -> str | None:
+    def extract(self, kind: str, completion: str, problem: Problem | None = None) -> str | None:
         return candidate_proof(completion, problem or self.problem, self.prompts[kind].continues_code)
 
     # ---- Lean ------------------------------------------------------------------------------------------------
-    async def verify(self, text: str, problem: Any | None = None) -> Verdict:
+    async def verify(self, text: str, problem: Problem | None = None) -> Verdict:
         return (await self.verify_many([text], problem))[0]
 
-    async def verify_many(self, texts: list[str], problem: Any | None = None) -> list[Verdict]:
+    async def verify_many(self, texts: list[str], problem: Problem | None = None) -> list[Verdict]:
         self.check_budget(("lean_calls", "wall_s"))
         problem = problem or self.problem
         left = None if self.budget.lean_calls is None else self.budget.lean_calls - self.budget.used_lean_calls

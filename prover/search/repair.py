@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from data.problem import Problem
 from lean_env.verdict import Verdict
 from prover.prompts.extract import lean_errors
 from prover.search.core import BudgetExhausted, Search, no_candidate
@@ -57,6 +58,6 @@ async def _step(search: Search, kind: str, prompt: str, chain: list[dict[str, An
     return text, verdict
 
 
-def _without_header(text: str, problem: Any) -> str:
-    header = getattr(problem, "header", "") or ""
+def _without_header(text: str, problem: Problem) -> str:
+    header = problem.header or ""
     return text[len(header):] if header and text.startswith(header) else text

@@ -14,12 +14,17 @@ import asyncio
 import heapq
 import itertools
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from lean_env.checker import Checker
+from lean_env.interaction import ProofSession
 from lean_env.verdict import Verdict
 from prover.prompts.extract import extract_tactic
 from prover.search.core import BudgetExhausted, Search, no_candidate
 from prover.search.options import TreeOptions
+
+if TYPE_CHECKING:
+    from prover.runner import AsyncChecker
 
 
 async def run_tree(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
@@ -37,7 +42,7 @@ async def run_tree(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
         session.close()
 
 
-def _session_beside(verifier: Any) -> Any:
+def _session_beside(verifier: Checker | AsyncChecker) -> ProofSession:
     """Without a session given: a REPL session running the same REPL program as the verifier's pool."""
     from lean_env.interaction import ReplSession
     from lean_env.repl import Repl
@@ -50,7 +55,7 @@ def _session_beside(verifier: Any) -> Any:
     return ReplSession(repl, own_repl=True)
 
 
-async def _search(search: Search, session: Any) -> tuple[str, Verdict, dict[str, Any]]:
+async def _search(search: Search, session: ProofSession) -> tuple[str, Verdict, dict[str, Any]]:
     opts = TreeOptions.read(search.options)
     width, max_expansions = opts.width, opts.max_expansions
     problem = search.problem

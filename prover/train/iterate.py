@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from data.decontam import normalize_statement
 from data.manifest import Manifest, check_resume, content_id, make_manifest, problems_id
@@ -31,6 +31,11 @@ from data.store import store_path
 from prover.errors import ProverError
 from prover.generate.base import derive_seed
 from prover.train.curriculum import subgoal_problems
+
+if TYPE_CHECKING:
+    from data.config import Config
+    from data.store import RunStore
+    from lean_env.checker import Checker
 
 LOOP_RUN = "iterate"
 CURRICULA = ("none", "subgoals")
@@ -60,7 +65,7 @@ class IterateConfig:
     curriculum: str = "none"  # "subgoals": decomposition lemmas join the next round's pool (needs decompose)
 
 
-def iterate_manifest(icfg: IterateConfig, problems: list[Any]) -> Manifest:
+def iterate_manifest(icfg: IterateConfig, problems: list[Problem]) -> Manifest:
     """What a resumed loop must match: every setting but `rounds` (a finished loop may be extended), the seed,
     the starting weights and the problems by content."""
     settings = {k: v for k, v in asdict(icfg).items() if k not in ("out", "rounds", "device", "seed")}
@@ -73,7 +78,8 @@ def round_name(r: int) -> str:
     return f"round-{r}"
 
 
-def run_iterations(icfg: IterateConfig, config: Any, verifier: Any = None, progress: bool = True) -> list[dict]:
+def run_iterations(icfg: IterateConfig, config: Config, verifier: Checker | None = None,
+                   progress: bool = True) -> list[dict]:
     """Run (or resume) the rounds; returns one summary per finished round."""
     from data import load_problems
     from data.store import RunStore, check_run_directory, run_directory
@@ -117,7 +123,7 @@ def run_iterations(icfg: IterateConfig, config: Any, verifier: Any = None, progr
             verifier.close()
 
 
-def _grow_pool(r: int, icfg: IterateConfig, store: Any, pool: list, seen: set[str]) -> dict[str, int]:
+def _grow_pool(r: int, icfg: IterateConfig, store: RunStore, pool: list[Problem], seen: set[str]) -> dict[str, int]:
     """Round r's decomposition lemmas into the pool (in place); recorded in the round's meta and a JSONL file."""
     run_id = store.run_id(round_name(r))
     added = subgoal_problems(store.attempts(run_id), {p.name: p for p in pool}, seen)
@@ -130,8 +136,8 @@ def _grow_pool(r: int, icfg: IterateConfig, store: Any, pool: list, seen: set[st
     return {"added": len(added), "pool": len(pool), **dict(sorted(by.items()))}
 
 
-def _round(r: int, icfg: IterateConfig, config: Any, store: Any, problems: list, model: str, verifier: Any,
-           progress: bool) -> dict:
+def _round(r: int, icfg: IterateConfig, config: Config, store: RunStore, problems: list[Problem], model: str,
+           verifier: Checker, progress: bool) -> dict:
     from prover.recipe import ProveRecipe, open_run
     from prover.runner import LocalExecutor, WorkUnit, run_units
     from prover.search.options import with_default_samples
