@@ -65,12 +65,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Prove a statement, fill a .lean file's sorries, or prove a problem set in batch (resumable)."""
         from data.store import check_run_directory
+        from eval.cli.prove_targets import target_kind
         from lean_env import make_verifier
         from prover.errors import ProverError
         from prover.recipe import ProveRecipe
         from prover.search import STRATEGIES
         from prover.search.options import MODES
-        from prover.search.targets import target_kind
 
         if strategy not in STRATEGIES:
             raise ProverError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
@@ -131,7 +131,7 @@ def _strategy_options(strategy: str, mode: str, **flags: int | None) -> dict[str
 def _read_target(target: str, kind: str, cfg: Any, split: str | None, limit: int | None, out: Path | None,
                  in_place: bool, header: str | None) -> tuple[list[Any], str | None, Path | None]:
     """The problems of TARGET (and, for a .lean file, its text and where the completed file goes)."""
-    from prover.search.targets import completed_file_path, lean_file_problems, statement_problem
+    from eval.cli.prove_targets import completed_file_path, lean_file_problems, statement_problem
 
     if kind == "statement":
         return [statement_problem(target, header)], None, None
@@ -148,8 +148,8 @@ def _read_target(target: str, kind: str, cfg: Any, split: str | None, limit: int
 
 def _interactive(problems: list[Any], text: str | None, dest: Path | None, recipe: Any, gen: Any, verifier: Any,
                  k: int, no_live: bool) -> int:
-    from prover.search.live import prove_interactive
-    from prover.search.targets import fill_file
+    from data.lean_file import fill_sorries
+    from eval.cli.live_view import prove_interactive
 
     outcomes = prove_interactive(problems, recipe, gen, verifier, k, err_console, live=not no_live)
     proofs = {o.problem.name: o.result.text for o in outcomes if o.proved}
@@ -165,7 +165,7 @@ def _interactive(problems: list[Any], text: str | None, dest: Path | None, recip
                 console.print(o.best.text.rstrip(), markup=False, highlight=False)
     if text is not None and dest is not None:  # a .lean file
         if proofs:
-            dest.write_text(fill_file(text, problems, proofs), encoding="utf-8")
+            dest.write_text(fill_sorries(text, problems, proofs), encoding="utf-8")
             err_console.print(f"{len(proofs)}/{len(problems)} sorry theorems proved; wrote {dest}", highlight=False)
         else:
             err_console.print(f"0/{len(problems)} sorry theorems proved; nothing written", highlight=False)

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
+from data.errors import DataError
+from data.lean_file import parse_lean
+from data.problem import Problem
+from lean_env.decompose import sorry_offsets
+from lean_env.text import declarations, open_statement, split_header, strip_comments, theorem_name
 from prover.errors import ProverError
 from prover.prompts import DEFAULT_HEADER
 
@@ -25,12 +30,9 @@ def target_kind(target: str) -> TargetKind:
     return "problem_set"
 
 
-def statement_problem(statement: str, header: str | None = None, name: str | None = None) -> Any:
+def statement_problem(statement: str, header: str | None = None, name: str | None = None) -> Problem:
     """A Problem from a statement typed on the command line (`theorem t ... := by`, `:= by sorry` or no
     proof part at all); the header defaults to DeepSeek-Prover's standard Mathlib header."""
-    from data.problem import Problem
-    from lean_env.text import open_statement, theorem_name
-
     s = statement.strip()
     s = open_statement(s) or s + " := by"
     found = theorem_name(s)
@@ -44,13 +46,10 @@ def statement_problem(statement: str, header: str | None = None, name: str | Non
                    source="command line")
 
 
-def lean_file_problems(path: Path) -> tuple[str, list[Any]]:
+def lean_file_problems(path: Path) -> tuple[str, list[Problem]]:
     """The file text and every theorem with a sorry in it, in file order: `theorem ... := by sorry` problems
     (data.lean_file), and theorems whose proof is a sketch with sorries inside, which carry that sketch in
     `extra["sketch"]` (they are completed by decomposition from the given sketch)."""
-    from data.errors import DataError
-    from data.lean_file import parse_lean
-
     text = path.read_text(encoding="utf-8")
     try:
         whole = parse_lean(text, str(path))
@@ -64,12 +63,8 @@ def lean_file_problems(path: Path) -> tuple[str, list[Any]]:
     return text, sorted(problems, key=lambda p: p.extra["span"][0])
 
 
-def sketch_problems(text: str, whole: list[Any], path: str) -> list[Any]:
+def sketch_problems(text: str, whole: list[Problem], path: str) -> list[Problem]:
     """Theorems whose proof contains `sorry` but is not just `sorry`: one problem each, with the sketch."""
-    from data.problem import Problem
-    from lean_env.decompose import sorry_offsets
-    from lean_env.text import declarations, split_header
-
     taken = {p.name for p in whole}
     header = split_header(text)[0]
     decls = declarations(text)
@@ -78,7 +73,7 @@ def sketch_problems(text: str, whole: list[Any], path: str) -> list[Any]:
         if d.kind not in ("theorem", "lemma") or d.sig_end is None or d.full_name in taken:
             continue
         body = text[d.sig_end:d.end]
-        if not sorry_offsets(body) or re.fullmatch(r"\s*(by\s+)?sorry\s*", _strip(body)):
+        if not sorry_offsets(body) or re.fullmatch(r"\s*(by\s+)?sorry\s*", strip_comments(body)):
             continue
         context = "".join(text[c.start:c.end] for c in decls
                           if c.end <= d.start and not sorry_offsets(text[c.start:c.end]))
@@ -88,12 +83,6 @@ def sketch_problems(text: str, whole: list[Any], path: str) -> list[Any]:
                            extra={"path": path, "line": text.count("\n", 0, d.start) + 1,
                                   "span": [d.keyword, d.keyword + len(decl)], "decl": decl, "sketch": decl + "\n"}))
     return out
-
-
-def _strip(body: str) -> str:
-    from lean_env.text import strip_comments
-
-    return strip_comments(body)
 
 
 def completed_file_path(path: Path, out: Path | None, in_place: bool) -> Path:
@@ -108,8 +97,3 @@ def completed_file_path(path: Path, out: Path | None, in_place: bool) -> Path:
         raise ProverError(f"--out {out} is the input file; pass --in-place to overwrite it")
     return out
 
-
-def fill_file(text: str, problems: list[Any], proofs: dict[str, str]) -> str:
-    from data.lean_file import fill_sorries
-
-    return fill_sorries(text, problems, proofs)
