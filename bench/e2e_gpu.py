@@ -12,7 +12,7 @@ of `--set`, `--samples` samples each, at most `--max-tokens` new tokens, tempera
   (a) all at once: one `generate` over every problem x sample (the prompts `subgoal eval` renders, its stop
       strings), timed after a warm-up: the engine's throughput with everything queued;
   (b) `subgoal eval SET --backend B -k S -n S --limit P --max-tokens T` through the CLI entry function, in this
-      process, candidates checked by the FAKE Lean REPL (tests/fake_lean.py; no Lean exists on the GPU host):
+      process, candidates checked by the FAKE Lean REPL (tests/fakes/fake_lean.py; no Lean exists on the GPU host):
       completion tokens/s from the moment its engine is ready to the end of the run (engine start-up is the
       same fixed cost for both and is reported apart); the target is (b)/(a) >= 0.9;
   (c) as (b), but every proof check takes `--lean-latency` seconds more (FAKE_LEAN_DELAY_S) on `--lean-workers`
@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-FAKE_LEAN = REPO / "tests" / "fake_lean.py"
+FAKE_LEAN = REPO / "tests" / "fakes" / "fake_lean.py"
 TEMPERATURE, TOP_P = 1.0, 0.95
 
 

@@ -1,4 +1,4 @@
-"""The streaming runner over a FAKE engine and a FAKE Lean checker (tests/fake_engine.py): memory over a long
+"""The streaming runner over a FAKE engine and a FAKE Lean checker (tests/fakes/fake_engine.py): memory over a long
 run and overlap of generation with verification.
 
     PYTHONPATH=. python bench/runner_stream.py [--problems 100 --samples 100] [--gen-ms 20 --lean-ms 20]
@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the fakes live with the tests
 
-from fake_engine import FakeLatencyBackend, FakeLatencyChecker  # noqa: E402
+from fakes.fake_engine import FakeLatencyBackend, FakeLatencyChecker  # noqa: E402
 
 from data.problem import Problem  # noqa: E402
 from data.store import RunStore  # noqa: E402

@@ -3,7 +3,7 @@
     PYTHONPATH=. python bench/serve.py [--requests 1000] [--concurrency 64] [--workers 2] [--delay-ms 0] [--out serve.json]
 
 Both sides check the same honest proofs with the same number of REPL workers, behind which runs the FAKE Lean
-REPL (tests/fake_lean.py, no Lean needed; ~1 ms per command, plus `--delay-ms` standing in for Lean's elaboration
+REPL (tests/fakes/fake_lean.py, no Lean needed; ~1 ms per command, plus `--delay-ms` standing in for Lean's elaboration
 time, via FAKE_LEAN_DELAY_S), so the rows measure what the service adds:
 - `in-process`: `Verifier.submit` from `--concurrency` threads in this process (the local checker);
 - `server verdict`: `POST /api/check` with the problem's statement (our verdict), `--concurrency` clients, to a
@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-FAKE_LEAN = ROOT / "tests" / "fake_lean.py"
+FAKE_LEAN = ROOT / "tests" / "fakes" / "fake_lean.py"
 HEADER = "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\nopen BigOperators Real Nat Topology Rat\n\n"
 
 
@@ -185,7 +185,7 @@ def main() -> None:
     meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": platform.processor() or
             platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
             "load_avg": os.getloadavg(), "requests": a.requests, "concurrency": a.concurrency,
-            "workers": a.workers, "delay_ms": a.delay_ms, "repl": "tests/fake_lean.py (FAKE Lean)"}
+            "workers": a.workers, "delay_ms": a.delay_ms, "repl": "tests/fakes/fake_lean.py (FAKE Lean)"}
     a.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"wrote {a.out}")
 

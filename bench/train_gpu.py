@@ -23,7 +23,7 @@ steps and the relative gap of the last 10 steps' mean.
 GRPO (first preset; `--no-grpo` skips): one iteration on `--grpo-problems` x `--group-size` samples: generation
 (latent-cache `generate`), scoring (old log-probabilities), verification, update (log-probs with grad, clipped
 surrogate + k3 KL, backward, AdamW, bias update). Verification is NOT real Lean: `--verify fake` checks each
-sample's candidate proof with the FAKE Lean REPL of tests/fake_lean.py (a lower bound on Lean's time), `--verify
+sample's candidate proof with the FAKE Lean REPL of tests/fakes/fake_lean.py (a lower bound on Lean's time), `--verify
 none` skips it. Rewards are random bits (random weights prove nothing), so the update does real work.
 
 Every row catches its own failure (OOM included) and the run goes on. Prints a table; writes JSON to
@@ -321,7 +321,7 @@ def make_verifier(kind: str, n: int):
     from data.problem import Problem
     from lean_env import make_verifier as make
 
-    fake = REPO / "tests" / "fake_lean.py"
+    fake = REPO / "tests" / "fakes" / "fake_lean.py"
     problems = [Problem(name=f"toy_{i}", formal_statement=f"theorem toy_{i} (a : ℕ) (h₀ : a = {i}) : a = {i} := by")
                 for i in range(n)]
     return make(LeanSettings(repl_path=fake, workers=max(1, min(8, (os.cpu_count() or 2) - 1)))), problems

@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python bench/verify_pool.py [--requests 300] [--max-workers 4] [--delay-ms 50] [--out verify_pool.json]
 
-With the FAKE REPL (tests/fake_repl.py, no Lean needed):
+With the FAKE REPL (tests/fakes/fake_repl.py, no Lean needed):
 - `repl`: one `Repl`, sequential commands: the floor (client + pipe + the fake's own parsing);
 - `pool seq`: the same commands through a 1-worker `ReplPool`, one at a time: pool overhead = this - `repl`;
 - `pool`: all commands queued at once, 1..N workers, with a per-command service time (`--delay-ms`) standing in
@@ -31,7 +31,7 @@ from lean_env import ReplPool, Verifier
 from lean_env.repl import Repl
 
 ROOT = Path(__file__).resolve().parent.parent
-FAKE = [sys.executable, str(ROOT / "tests" / "fake_repl.py")]
+FAKE = [sys.executable, str(ROOT / "tests" / "fakes" / "fake_repl.py")]
 sys.path.insert(0, str(ROOT / "tests"))
 
 HEADER = "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\nopen BigOperators Real Nat Topology Rat\n\n"

@@ -1,4 +1,4 @@
-"""`subgoal eval` end to end with the FAKE Lean REPL (tests/fake_lean.py), in one process and on local Ray.
+"""`subgoal eval` end to end with the FAKE Lean REPL (tests/fakes/fake_lean.py), in one process and on local Ray.
 
 (The same on local Ray: test_eval_ray.py.)
 
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fakes import FAKE_LEAN
 
 from data.config import load_config
 from data.store import RunStore
@@ -29,7 +30,6 @@ from prover.recipe import ProveRecipe
 from prover.search import attempt_seed
 
 REPO = Path(__file__).resolve().parent.parent
-FAKE_LEAN = REPO / "tests" / "fake_lean.py"
 
 def cli(*argv: str) -> int:
     """`subgoal ARGV` in this process; its exit code (the CLI always ends in SystemExit)."""

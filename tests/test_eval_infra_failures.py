@@ -1,5 +1,5 @@
 """Failures of the machine are not failures of the proof: recorded apart, counted apart, retried (a bounded
-number of times) when the run resumes. The machine here is a FAKE: a wrapper around tests/fake_lean.py (a FAKE
+number of times) when the run resumes. The machine here is a FAKE: a wrapper around tests/fakes/fake_lean.py (a FAKE
 Lean) that dies at start while a marker file exists, as a REPL on a broken node would."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What a run records says what happened: Lean's version is the toolchain's (none for the FAKE REPL), each
 attempt's budget is the run's, HTTP waiting is not GPU time, and a zero-byte store is refused, not restarted.
-Driven through `subgoal eval` with the scripted completion server and tests/fake_lean.py (a FAKE Lean)."""
+Driven through `subgoal eval` with the scripted completion server and tests/fakes/fake_lean.py (a FAKE Lean)."""
 
 from __future__ import annotations
 

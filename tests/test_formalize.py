@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from fakes import FAKE_LEAN
 
 from autoformalize import FormalizeConfig, formalize, read_informal
 from autoformalize.formalize import report_path
@@ -16,7 +17,6 @@ from data.decontam import Decontaminator
 from data.errors import DataError
 from prover.generate.base import Completion
 
-FAKE_LEAN = Path(__file__).with_name("fake_lean.py")
 HEADER = "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\nopen BigOperators Real Nat Topology Rat\n\n"
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fakes import FAKE_LEAN
 from test_train_tiny import word_tokenizer
 
 pytestmark = pytest.mark.gpu
@@ -84,7 +85,7 @@ def test_grpo_steps_with_the_vllm_sampler(checkpoint, tmp_path):
             for i in range(4)]
     problems = tmp_path / "toy.jsonl"
     problems.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    verifier = make_verifier(LeanSettings(repl_path=Path(__file__).with_name("fake_lean.py"), workers=2, timeout_s=60))
+    verifier = make_verifier(LeanSettings(repl_path=FAKE_LEAN, workers=2, timeout_s=60))
     try:
         cfg = GRPOConfig(model=str(ckpt), problems=str(problems), out=str(tmp_path / "grpo"), steps=3,
                          problems_per_step=4, group_size=4, lr=1e-3, max_new_tokens=4, micro_batch_size=16,

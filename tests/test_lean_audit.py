@@ -1,14 +1,14 @@
 """Kernel replay (`subgoal lean audit`): the comparator driver against a FAKE of comparator's command line
-(tests/fake_comparator.py, interface from comparator's README), verdicts into the run store, resumption, the
+(tests/fakes/fake_comparator.py, interface from comparator's README), verdicts into the run store, resumption, the
 PutnamBench definition holes, the leaderboard's audited counts, and setup/doctor for comparator."""
 
 from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
+from fakes import FAKE_COMPARATOR, FAKE_LAKE
 from test_lean_soundness import MINIF2F_HEADER
 
 from data.problem import Problem
@@ -16,7 +16,6 @@ from data.store import Attempt, RunStore
 from eval.audit import audit_counts, audit_run
 from lean_env.audit import Comparator, ComparatorTools
 
-HERE = Path(__file__).resolve().parent
 STATEMENT = "theorem mathd_algebra_10 (x : ℝ) (h₀ : x = Real.sqrt 4) : x ^ 2 = 4 := by\n"
 HONEST = STATEMENT + "  subst h₀\n  rw [Real.sq_sqrt] <;> norm_num\n"
 PUTNAM = ("abbrev putnam_1999_b2_solution : ℕ := sorry\n"
@@ -53,7 +52,7 @@ def setup(tmp_path, monkeypatch):
         ])
     log = tmp_path / "comparator.log"
     monkeypatch.setenv("FAKE_COMPARATOR_LOG", str(log))
-    checker = Comparator(ComparatorTools(*tools), mathlib, command=[sys.executable, str(HERE / "fake_comparator.py")],
+    checker = Comparator(ComparatorTools(*tools), mathlib, command=[sys.executable, str(FAKE_COMPARATOR)],
                          timeout_s=30, workdir=tmp_path)
     return checker, run_dir, log
 
@@ -142,7 +141,7 @@ def test_lean4checker_builds_then_replays(setup, tmp_path):
 
     _, run_dir, _ = setup
     checker = Lean4Checker(tmp_path / "bin" / "lean4checker", tmp_path / "mathlib4",
-                           lake=[sys.executable, str(HERE / "fake_lake.py")], timeout_s=30, workdir=tmp_path)
+                           lake=[sys.executable, str(FAKE_LAKE)], timeout_s=30, workdir=tmp_path)
     problem = Problem("mathd_algebra_10", STATEMENT, MINIF2F_HEADER)
     assert checker.check(problem, HONEST).accepted is True
     rejected = checker.check(problem, HONEST + "-- FAKE_KERNEL_REJECT\n")

@@ -1,7 +1,7 @@
 """Lean REPL processes die with their driver, whatever kills it (SIGTERM, SIGHUP, SIGKILL), mid-Lean-call.
 
 The driver is `subgoal prove` as a user runs it; generation is the scripted completion server
-(tests/test_prove_support.py), Lean is tests/fake_lean.py (a FAKE Lean) whose `fake_hang` tactic never returns, so
+(tests/test_prove_support.py), Lean is tests/fakes/fake_lean.py (a FAKE Lean) whose `fake_hang` tactic never returns, so
 the driver is killed while it waits on a Lean call.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from fakes import FAKE_REPL
 from test_prove_cli import STATEMENT, SUBGOAL, env_for, served
 from test_prove_support import ScriptedServer
 
@@ -68,7 +69,7 @@ def test_a_repl_busy_when_its_process_exits_is_killed(tmp_path):
               "r = Repl([sys.executable, sys.argv[1]]); r.start()\n"
               "threading.Thread(target=r.run_cmd, args=('FAKE_HANG',), daemon=True).start(); time.sleep(0.5)\n"
               "root = psutil.Process(r.pid); print(*[p.pid for p in [root, *root.children(recursive=True)]])")
-    fake = Path(__file__).with_name("fake_repl.py")
+    fake = FAKE_REPL
     p = subprocess.run([SUBGOAL[0], "-c", script, str(fake)], capture_output=True, text=True, timeout=60,
                        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
     assert p.returncode == 0, p.stderr

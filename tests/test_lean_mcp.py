@@ -1,5 +1,5 @@
 """The MCP tools (`lean_env/mcp_tools.py`) driven by the `mcp` SDK's own client, with the FAKE Lean REPL
-(tests/fake_lean.py, not Lean) behind them: in process, and over stdio through `subgoal lean mcp`."""
+(tests/fakes/fake_lean.py, not Lean) behind them: in process, and over stdio through `subgoal lean mcp`."""
 
 from __future__ import annotations
 

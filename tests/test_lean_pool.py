@@ -1,4 +1,4 @@
-"""Fault tests: a FAKE REPL (tests/fake_repl.py) that hangs, crashes, answers garbage, grows memory, is slow or
+"""Fault tests: a FAKE REPL (tests/fakes/fake_repl.py) that hangs, crashes, answers garbage, grows memory, is slow or
 chatters. The Repl always returns or raises a typed error; the pool answers every job, loses none, restarts
 workers and keeps going; headers are imported once per process; REPLs are recycled."""
 
@@ -13,13 +13,14 @@ from pathlib import Path
 
 import psutil
 import pytest
+from fakes import FAKE_REPL
 
 from lean_env import Repl, ReplPool
 from lean_env.errors import PoolClosed, ReplCrashed, ReplGarbage, ReplOutOfMemory, ReplTimeout
 from lean_env.pool import HeaderRejected
 from lean_env.protocol import CommandResult
 
-FAKE = [sys.executable, str(Path(__file__).resolve().parent / "fake_repl.py")]
+FAKE = [sys.executable, str(FAKE_REPL)]
 HEADER = "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\nopen BigOperators Real\n\n"
 
 

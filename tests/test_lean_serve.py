@@ -1,4 +1,4 @@
-"""`subgoal lean serve` over real HTTP on localhost, with the FAKE Lean REPL (tests/fake_lean.py, not Lean) behind
+"""`subgoal lean serve` over real HTTP on localhost, with the FAKE Lean REPL (tests/fakes/fake_lean.py, not Lean) behind
 it and the published `kimina-client` as the client: kimina compatibility, our verdicts, load (64 clients, 2,000
 requests), bad requests, a REPL crash and a hang mid-request, overload (429) and recovery, metrics, the log."""
 

@@ -1,7 +1,7 @@
 """Soundness: every cheating proof of tests/soundness_corpus is rejected with the right reason, every honest one
 accepted; `soundness.scan` flags each loophole and no honest idiom.
 
-Where a case needs Lean's answer, the FAKE REPL (tests/fake_repl.py) gives it in the REPL's exact JSON format
+Where a case needs Lean's answer, the FAKE REPL (tests/fakes/fake_repl.py) gives it in the REPL's exact JSON format
 (built below from the case's `lean:` line): the proof command's messages and sorries, the `#print axioms`
 message, and the `pp.all` type of the theorem.
 """
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from fakes import FAKE_REPL
 
 from lean_env import ReplPool, Verifier
 from lean_env.soundness import scan
@@ -22,7 +23,7 @@ from lean_env.text import fill_answers
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "soundness_corpus"
-FAKE = [sys.executable, str(HERE / "fake_repl.py")]
+FAKE = [sys.executable, str(FAKE_REPL)]
 
 MINIF2F_HEADER = "import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\nopen BigOperators Real Nat Topology Rat\n\n"
 

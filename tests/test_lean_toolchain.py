@@ -10,12 +10,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from fakes import FAKE_REPL
 
 from eval.cli import main
 from lean_env import toolchain
 from lean_env.errors import LeanNotFound, SetupError
 
-FAKE = Path(__file__).resolve().parent / "fake_repl.py"
+FAKE = FAKE_REPL
 
 
 @pytest.fixture

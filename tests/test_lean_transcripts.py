@@ -1,6 +1,6 @@
 """The REPL client against the exact bytes a real Lean REPL produced (../shared/lean-repl-transcripts).
 
-A FAKE REPL (tests/fake_repl.py) replays each transcript: it checks that every request our client sends equals
+A FAKE REPL (tests/fakes/fake_repl.py) replays each transcript: it checks that every request our client sends equals
 the recorded one and answers with the recorded output, byte for byte. Each typed result is then compared with
 values read straight from the expected JSON by this file's own small readers (not by lean_env.protocol).
 """
@@ -12,13 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakes import FAKE_REPL
 
 from lean_env import Repl
 from lean_env.protocol import CommandResult, ProofStepResult
 
 REPO = Path(__file__).resolve().parent.parent
 TRANSCRIPTS = REPO.parent / "shared" / "lean-repl-transcripts"
-FAKE = REPO / "tests" / "fake_repl.py"
+FAKE = FAKE_REPL
 
 
 def _blocks(path: Path) -> list[str]:

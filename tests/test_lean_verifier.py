@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from fakes import FAKE_REPL
 from test_lean_soundness import MINIF2F_HEADER, PROBLEMS, lean_rules
 
 from lean_env import ReplPool, Status, Verifier, make_verifier
 from lean_env.verifier import check_command, reference_command
 
-FAKE_PATH = Path(__file__).resolve().parent / "fake_repl.py"
+FAKE_PATH = FAKE_REPL
 FAKE = [sys.executable, str(FAKE_PATH)]
 MINI = PROBLEMS["mini"]
 HONEST = "theorem mathd_algebra_10 (x : ℝ) (h₀ : x = Real.sqrt 4) : x ^ 2 = 4 := by\n  subst h₀\n  norm_num\n"

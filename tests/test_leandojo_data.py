@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from leandojo_bench import (
+from fakes.leandojo_bench import (
     COMMIT,
     CORPUS,
     FILE,

@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakes import FAKE_LEAN
 from fakes.fake_lean_dojo import fake_lean_dojo
-from leandojo_bench import (
+from fakes.leandojo_bench import (
     COMMIT,
     FILE,
     URL,
@@ -133,7 +134,7 @@ NAT_AND = "theorem nat_and (p q : ℕ) (hp : p = 1) (hq : q = 2) : p = 1 ∧ q =
 @pytest.fixture(params=["dojo", "repl"])
 def session_and_problem(request, monkeypatch):
     """The same ProofSession interface through `open_session`: Dojo over the fake lean_dojo, and the REPL
-    session over the prove engineer's fake REPL (tests/fake_lean.py)."""
+    session over the prove engineer's fake REPL (tests/fakes/fake_lean.py)."""
     from data.problem import Problem
     from lean_env.interaction import open_session
 
@@ -147,10 +148,7 @@ def session_and_problem(request, monkeypatch):
     else:
         from lean_env.repl import Repl
 
-        fake_repl = Path(__file__).with_name("fake_lean.py")
-        if not fake_repl.is_file():
-            pytest.skip("tests/fake_lean.py (the fake REPL) is absent")
-        repl = Repl([sys.executable, str(fake_repl)], timeout_s=30)
+        repl = Repl([sys.executable, str(FAKE_LEAN)], timeout_s=30)
         session = open_session("repl", repl=repl)
         yield session, problem
         session.close()
@@ -215,7 +213,7 @@ def test_tree_search_through_dojo_is_reverified(monkeypatch, lying):
     problem = Problem("Demo.nat_and", NAT_AND, extra=extra)
     first = ["fake_close_all"] if lying else ["constructor"]
     backend = _ScriptedTactics({"p = 1 ∧ q = 2": first, "p = 1": ["exact hp"], "q = 2": ["exact hq"]})
-    settings = LeanSettings(repl_path=Path(__file__).with_name("fake_lean.py"), workers=1, timeout_s=60)
+    settings = LeanSettings(repl_path=FAKE_LEAN, workers=1, timeout_s=60)
     recipe = ProveRecipe(strategy="tree", interaction="dojo", lean_settings=settings, budget={"lean_calls": 40},
                          options={"width": 1, "max_expansions": 8})  # fmt: skip
     verifier = recipe.make_checker()

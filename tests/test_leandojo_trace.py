@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from fakes.fake_lean_dojo import FakeLeanDojoModule, fake_lean_dojo, fake_traced_repo
-from leandojo_bench import (
+from fakes.leandojo_bench import (
     COMMIT,
     FILE,
     THEOREMS,

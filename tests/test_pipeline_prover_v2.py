@@ -1,6 +1,6 @@
 """DeepSeek-Prover-V2's pipeline end to end, as a user runs it: a planner model (a scripted "large general model"
 behind an OpenAI-compatible server) writes the sketch, the prover (another scripted server) proves the lemmas,
-the FAKE Lean (tests/fake_lean.py, not Lean) checks everything. The problem is one the prover alone does not
+the FAKE Lean (tests/fakes/fake_lean.py, not Lean) checks everything. The problem is one the prover alone does not
 solve; planner + prover solve it; its cold-start example is built and passes decontamination; its lemmas join
 expert iteration's next round; GRPO's consistency reward tells a proof with its lemmas from one without."""
 

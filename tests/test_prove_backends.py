@@ -267,8 +267,8 @@ def test_vllm_missing_is_a_clear_error(monkeypatch):
 
 @pytest.fixture
 def fake_vllm(monkeypatch):
-    """The FAKE async engine (tests/fake_vllm.py) standing in for vLLM, which needs a GPU."""
-    import fake_vllm
+    """The FAKE async engine (tests/fakes/fake_vllm.py) standing in for vLLM, which needs a GPU."""
+    from fakes import fake_vllm
 
     return fake_vllm.install(monkeypatch)
 

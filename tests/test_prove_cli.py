@@ -1,6 +1,6 @@
 """`subgoal prove` as a user runs it: real processes, a pseudo-terminal for the live view and Ctrl-C, SIGKILL
 and resume for batch runs. Generation goes through the OpenAI-compatible backend to a scripted completion server
-on a local socket (tests/test_prove_support.py); Lean is tests/fake_lean.py (a FAKE Lean)."""
+on a local socket (tests/test_prove_support.py); Lean is tests/fakes/fake_lean.py (a FAKE Lean)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""tests/fake_lean.py (a FAKE Lean REPL, not Lean): the REPL protocol, honest checking of its fragment, and the
+"""tests/fakes/fake_lean.py (a FAKE Lean REPL, not Lean): the REPL protocol, honest checking of its fragment, and the
 Verifier's exact commands answered (so a verdict from it means what it says)."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Decomposition with a separate planner: sketches (rendered with the planner's chat template) go to the planner,
 lemmas to the prover, usage is counted per model, lemma decompositions ask the planner again, and on the
 streaming runner the sketches of many problems are with the planner at once. Backends are scripted TEST
-doubles; Lean is the FAKE Lean of tests/fake_lean.py."""
+doubles; Lean is the FAKE Lean of tests/fakes/fake_lean.py."""
 
 from __future__ import annotations
 

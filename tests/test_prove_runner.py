@@ -4,7 +4,7 @@ changed settings (prove and eval in tests/test_prove_cli.py and test_eval_e2e.py
 tests/test_train_cli.py).
 
 Generation is `SlowStreamingBackend` (a TEST backend that takes `delay_s` per request); Lean is
-tests/fake_lean.py (a FAKE Lean) behind the real Verifier."""
+tests/fakes/fake_lean.py (a FAKE Lean) behind the real Verifier."""
 
 from __future__ import annotations
 

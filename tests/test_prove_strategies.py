@@ -1,4 +1,4 @@
-"""Every strategy end to end: a scripted TEST backend writes the text, tests/fake_lean.py (a FAKE Lean) checks it
+"""Every strategy end to end: a scripted TEST backend writes the text, tests/fakes/fake_lean.py (a FAKE Lean) checks it
 through the real Verifier / REPL session; the real tiny transformers model runs through the same path once."""
 
 from __future__ import annotations

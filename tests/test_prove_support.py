@@ -5,7 +5,7 @@
 - `ScriptedServer`: a real HTTP server on a local socket speaking the OpenAI `/v1/completions` protocol with
   scripted completions (rules: prompt substring -> completion), optional failures (status codes to answer
   first) and delays; it records every request. It stands in for `vllm serve`, which needs a GPU.
-- `fake_lean_settings()`: LeanSettings whose REPL is tests/fake_lean.py (a FAKE Lean, see that file).
+- `fake_lean_settings()`: LeanSettings whose REPL is tests/fakes/fake_lean.py (a FAKE Lean, see that file).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from fakes import FAKE_LEAN
+
 from prover.generate.base import Completion, SamplingParams
 
-TESTS = Path(__file__).resolve().parent
-FAKE_LEAN = TESTS / "fake_lean.py"
 HEADER = ("import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\n"
           "open BigOperators Real Nat Topology Rat\n\n")
 

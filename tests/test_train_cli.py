@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fakes import FAKE_LEAN
 from test_train_grpo import TACTICS, write_toy_problems
 from test_train_tiny import tiny_llama, word_tokenizer
 from typer.testing import CliRunner
@@ -15,7 +16,6 @@ from typer.testing import CliRunner
 from eval.cli import app, main
 
 torch.set_num_threads(1)
-FAKE_LEAN = Path(__file__).with_name("fake_lean.py")
 
 
 @pytest.fixture(autouse=True)

@@ -1,18 +1,18 @@
 """GRPO's consistency reward (DeepSeek-Prover-V2): a CoT completion whose final proof drops a `have` lemma its own
-sketch planned scores lower, during the first N steps only. Verdicts come from the FAKE Lean (tests/fake_lean.py)."""
+sketch planned scores lower, during the first N steps only. Verdicts come from the FAKE Lean (tests/fakes/fake_lean.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from fakes import FAKE_LEAN
 from test_train_grpo import TACTICS, write_toy_problems
 from test_train_tiny import tiny_llama, word_tokenizer
 
 from data.config import LeanSettings, load_config
 from prover.train.consistency import consistency_penalty, missing_lemmas, plan_lemmas
 
-FAKE_LEAN = Path(__file__).with_name("fake_lean.py")
 STATEMENT = "theorem toy_0 (a : ℕ) (h₀ : a = 0) : a = 0 := by"
 PLAN = f"""The plan: first `a = 0` from the hypothesis, then rewrite.
 ```lean4

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from fakes import FAKE_LEAN
 from test_train_tiny import tiny_llama, word_tokenizer
 
 from data.config import LeanSettings, load_config
 from prover.train.grpo import GRPOConfig, group_advantages, grpo_token_loss, train_grpo
 
 torch.set_num_threads(1)
-FAKE_LEAN = Path(__file__).with_name("fake_lean.py")
 # Only `assumption` closes `a = i` from `h₀ : a = i` among these (rfl/decide see free variables, sorry is
 # rejected as unsound, intro/constructor do not apply).
 TACTICS = ["assumption", "rfl", "decide", "sorry", "intro", "constructor"]

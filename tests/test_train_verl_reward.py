@@ -1,5 +1,5 @@
 """The verl reward (`prover/train/verl_reward.py`) without a GPU or verl: scores from the FAKE Lean REPL
-(tests/fake_lean.py, not Lean) through a local pool and through `subgoal lean serve` over HTTP, the batch and
+(tests/fakes/fake_lean.py, not Lean) through a local pool and through `subgoal lean serve` over HTTP, the batch and
 async entry points, and the parquet rows verl reads."""
 
 from __future__ import annotations

@@ -1,1 +1,11 @@
-"""Fakes for what cannot exist here (Lean, LeanDojo's Lean process); each says so."""
+"""FAKES for what cannot exist here (a Lean toolchain and its REPL, lake, comparator, LeanDojo's Lean process,
+vLLM's GPU engine, a model server): each is named as a fake and says what it stands in for. The script fakes
+run as processes, so tests and benchmarks name them by path."""
+
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+FAKE_LEAN = HERE / "fake_lean.py"  # a FAKE Lean REPL that really checks a small fragment of Lean
+FAKE_REPL = HERE / "fake_repl.py"  # a FAKE REPL answering by rules or replaying recorded transcripts
+FAKE_COMPARATOR = HERE / "fake_comparator.py"  # a FAKE of comparator's command line
+FAKE_LAKE = HERE / "fake_lake.py"  # a FAKE `lake env lean` for the audit

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from leandojo_bench import CORPUS, THEOREMS, _thm
+from fakes.leandojo_bench import CORPUS, THEOREMS, _thm
 
 
 class FakeLeanDojoModule:
