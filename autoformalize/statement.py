@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from lean_env.text import declarations, find_at_depth0, last_lean_block, mask
+from lean_env.text import Decl, code_tokens, declarations, find_at_depth0, last_lean_block, mask
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,16 @@ class Signature:
         return f"theorem {name or self.name}{binders} :\n    {conclusion or self.conclusion} := by"
 
 
+def _theorem(text: str) -> tuple[Decl, int] | None:
+    """The first named theorem/lemma with a `:=` (as lean_env.text reads it) and the end of its name as written
+    (`«»` kept, where `Decl.name` drops them)."""
+    for d in declarations(text):
+        if d.kind in ("theorem", "lemma") and d.name and d.sig_end is not None:
+            name = next(t for t in code_tokens(text) if t.start > d.keyword)  # the token after the keyword
+            return d, name.end
+    return None
+
+
 def extract_statement(completion: str) -> str | None:
     """The last theorem/lemma statement (through `:= by`, no proof) in a completion's last Lean block (or the
     completion itself when it has no block); None when there is none."""
@@ -28,32 +38,31 @@ def extract_statement(completion: str) -> str | None:
     if not thms:
         return None
     d = thms[-1]
-    sig = text[d.keyword : d.sig_end].rstrip()
-    return re.sub(r"^lemma\b", "theorem", sig) + " by"
+    return "theorem" + text[d.keyword + len(d.kind) : d.sig_end].rstrip() + " by"
 
 
 def parse_signature(statement: str) -> Signature | None:
-    """Split `theorem NAME BINDERS : CONCLUSION := by` at its top-level colon."""
-    masked = mask(statement)
-    m = re.search(r"\b(?:theorem|lemma)\s+([^\s:({\[⦃]+)", masked)
-    if not m:
+    """Split `theorem NAME BINDERS : CONCLUSION := by` at the colon at bracket depth 0 before the `:=`."""
+    found = _theorem(statement)
+    if found is None:
         return None
-    end = masked.rfind(":=")
-    if end < 0:
-        return None
-    colon = find_at_depth0(masked, ":", m.end(), end)
-    if colon is not None and masked.startswith(":=", colon):
-        colon = None
+    d, name_end = found
+    assign = d.sig_end - 2  # sig_end is just past the signature's `:=`
+    colon = find_at_depth0(mask(statement), ":", name_end, assign)
     if colon is None:
         return None
-    binders = " ".join(statement[m.end() : colon].split())
-    conclusion = " ".join(statement[colon + 1 : end].split())
-    return Signature(m.group(1), binders, conclusion) if conclusion else None
+    binders = " ".join(statement[name_end:colon].split())
+    conclusion = " ".join(statement[colon + 1 : assign].split())
+    return Signature(statement[d.keyword + len(d.kind) : name_end].strip(), binders, conclusion) if conclusion else None
 
 
 def rename(statement: str, name: str) -> str:
-    """The statement with its theorem called `name`."""
-    return re.sub(r"\b(theorem|lemma)\s+[^\s:({\[⦃]+", lambda m: f"theorem {name}", statement, count=1)
+    """The statement with its theorem called `name` (a `lemma` becomes a `theorem`); unchanged without one."""
+    found = _theorem(statement)
+    if found is None:
+        return statement
+    d, name_end = found
+    return f"{statement[: d.keyword]}theorem {name}{statement[name_end:]}"
 
 
 def false_from_hypotheses(sig: Signature) -> str:
