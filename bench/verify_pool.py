@@ -59,7 +59,7 @@ def row(rows: list[dict], what: str, workers: int, n: int, seconds: float, lat: 
 
 
 def bench_fake(args, rows: list[dict]) -> None:
-    from test_lean_soundness import PROBLEMS, lean_rules
+    from fakes.repl_rules import PROBLEMS, lean_rules
 
     tmp = Path(tempfile.mkdtemp())
     rules = tmp / "rules.json"

@@ -268,10 +268,6 @@ def readings(src: str) -> tuple[tuple[Token, ...], ...]:
     return tuple(tokens(src, mode) for mode in ("lean", "all", "none"))
 
 
-def token_text(src: str, tok: Token) -> str:
-    return src[tok.start:tok.end]
-
-
 def ident_parts(word: str) -> list[str]:
     """The components of an identifier as Lean names them: `«a b».c` -> ["a b", "c"]."""
     parts, i, n = [], 0, len(word)

@@ -45,12 +45,6 @@ def reference_command(statement: str, name: str) -> str:
     return text.with_proof(statement, "sorry") + "\n" + f"set_option pp.all true in\n#check @_root_.{_ident(name)}"
 
 
-def parse_axioms(data: str) -> list[str] | None:
-    """Axiom names of a `#print axioms` message, or None when `data` is no such message."""
-    parsed = parse_axioms_answer(data)
-    return None if parsed is None else parsed[1]
-
-
 def parse_axioms_answer(data: str) -> tuple[str, list[str]] | None:
     """(constant, axioms) of a `#print axioms` message (`'NAME' depends on axioms: [a, b]` / `'NAME' does not
     depend on any axioms`), or None when `data` is no such message."""

@@ -11,7 +11,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
-sys.path.insert(0, str(REPO / "tests"))  # helpers such as the fake REPLs import as plain modules
+sys.path.insert(0, str(REPO / "tests"))  # tests/fakes and tests/helpers import as top-level packages
+# fixtures shared by several test modules (test modules never import each other)
+pytest_plugins = ["helpers.eval_runs", "helpers.train"]
 
 
 def pytest_addoption(parser):

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from test_eval_e2e import FAKE_LEAN, cli
+from fakes import FAKE_LEAN
+from helpers.cli import cli
 
 from data.store import Attempt, RunStore
 

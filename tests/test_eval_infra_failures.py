@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-from test_eval_e2e import cli
-from test_prove_cli import served, write_problems
-from test_prove_support import FAKE_LEAN, ScriptedServer
+from fakes import FAKE_LEAN
+from fakes.scripted import ScriptedServer
+from helpers.cli import cli, served, write_problems
 
 from data.store import INFRA_RETRIES, RETRIES_META, RunStore
 from lean_env.errors import ReplTimeout, machine_fault

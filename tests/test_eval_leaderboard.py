@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_eval_e2e import cli
+from helpers.cli import cli
 
 from data.store import Attempt, RunStore
 from eval.errors import EvalError
@@ -236,7 +236,8 @@ def test_incomplete_run_is_badged_ranked_last_and_counts_missing_problems(tmp_pa
 def test_leaderboard_after_a_prove_batch_run_skips_a_corrupt_store(tmp_path):
     """The README's main job, then its leaderboard command: a `subgoal prove` batch run is a run like any
     other; a corrupt store beside it is skipped with a warning, not the end of the leaderboard."""
-    from test_prove_cli import ScriptedServer, env_for, run, served, write_problems
+    from fakes.scripted import ScriptedServer
+    from helpers.cli import env_for, run, served, write_problems
 
     problems = tmp_path / "frag.jsonl"
     write_problems(problems, 3)

@@ -13,16 +13,14 @@ import os
 from pathlib import Path
 
 import pytest
-import test_eval_e2e as e2e
-from test_eval_distributed import TinyRecipe, keys, problem_major_units, units
+from helpers.eval_runs import check_minif2f_run, check_scripted_fragment_run, minif2f_cli
+from helpers.tiny_runs import TinyRecipe, keys, problem_major_units, units
 
 from data.store import Attempt, RunStore
 from eval.distributed import RayExecutor
 from prover.runner import WorkUnit, run_units
 
 REPO = Path(__file__).resolve().parent.parent
-# The e2e module's fixtures, shared here by name.
-tiny_model, fake_lean_env, fragment_jsonl = e2e.tiny_model, e2e.fake_lean_env, e2e.fragment_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -96,11 +94,11 @@ def test_ray_actor_construction_error_reaches_the_user_as_itself(ray_cluster):
 
 def test_eval_minif2f_on_local_ray(tiny_model, fake_lean_env, ray_cluster, tmp_path):
     out = tmp_path / "runs" / "tiny-minif2f-ray"
-    assert e2e.minif2f_cli(tiny_model, out, "--ray", "--workers", "1") == 0
-    report = e2e.check_minif2f_run(out, tiny_model)
+    assert minif2f_cli(tiny_model, out, "--ray", "--workers", "1") == 0
+    report = check_minif2f_run(out, tiny_model)
     assert report["run"]["distributed"] == "ray"
 
 
 @pytest.mark.slow
 def test_scripted_fragment_run_on_ray_gives_exact_pass_at_k(ray_cluster, fragment_jsonl, fake_lean_env, tmp_path):
-    e2e.check_scripted_fragment_run(fragment_jsonl, tmp_path / "fragment-ray", ray=True)
+    check_scripted_fragment_run(fragment_jsonl, tmp_path / "fragment-ray", ray=True)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
-from test_prove_cli import env_for, run, served, write_problems
-from test_prove_support import ScriptedServer
+from fakes.scripted import ScriptedServer
+from helpers.cli import env_for, run, served, write_problems
 
 from data.store import RunStore
 

@@ -259,9 +259,9 @@ def test_sft_with_expert_parallelism_resumes_exactly(tmp_path):
     the gathered checkpoint, optimizer moments cut back to each rank's experts) ends bit-identical."""
     import inspect
 
+    from helpers.tiny_models import bpe_tokenizer, tiny_moe
+    from helpers.train import write_examples
     from safetensors.torch import load_file
-    from test_train_sft import write_examples
-    from test_train_tiny import bpe_tokenizer, tiny_moe
 
     import prover.train.distributed as train_dist
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from fakes import FAKE_LEAN
-from test_train_tiny import word_tokenizer
+from helpers.tiny_models import word_tokenizer
 
 pytestmark = pytest.mark.gpu
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_train_consistency import verifier  # noqa: F401 (a fixture: the FAKE Lean)
-from test_train_grpo import TACTICS, write_toy_problems
-from test_train_tiny import tiny_llama, word_tokenizer
+from helpers.tiny_models import tiny_llama, word_tokenizer
+from helpers.train import TACTICS, write_toy_problems
 
 from data.config import load_config
 from prover.errors import ProverError
@@ -92,7 +91,7 @@ class ScriptedBackend:
         pass
 
 
-def test_grpo_rewards_the_candidate_search_and_eval_verify(tmp_path, verifier):  # noqa: F811
+def test_grpo_rewards_the_candidate_search_and_eval_verify(tmp_path, fake_lean_verifier):
     from prover.runner import AsyncChecker, Engine, run_async
     from prover.train.distributed import init_distributed
     from prover.train.grpo import GRPOTrainer
@@ -102,9 +101,9 @@ def test_grpo_rewards_the_candidate_search_and_eval_verify(tmp_path, verifier): 
     cfg = GRPOConfig(model=str(tiny_llama(tmp_path / "m", word_tokenizer(TACTICS), hidden=16, layers=1)),
                      problems=str(rows), out=str(tmp_path / "grpo"), device="cpu", group_size=2, temperature=0.7,
                      top_p=0.9, prompt_kind="cot")
-    trainer = GRPOTrainer(cfg, load_config(environ={}), init_distributed("cpu"), verifier)
+    trainer = GRPOTrainer(cfg, load_config(environ={}), init_distributed("cpu"), fake_lean_verifier)
     trainer.sampler = ScriptedBackend(trainer.tokenizer)
-    streamed = run_async(trainer.rollout(Engine(trainer.sampler), RewardChecker(AsyncChecker(verifier)), 0))
+    streamed = run_async(trainer.rollout(Engine(trainer.sampler), RewardChecker(AsyncChecker(fake_lean_verifier)), 0))
     rollout = streamed.rollout
     problem = trainer.problems[0]
     searched = Search(problem, None, None, Budget(), None, load_prompts()).extract("cot", COMPLETION)

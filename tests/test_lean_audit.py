@@ -9,7 +9,7 @@ import sys
 
 import pytest
 from fakes import FAKE_COMPARATOR, FAKE_LAKE
-from test_lean_soundness import MINIF2F_HEADER
+from fakes.repl_rules import MINIF2F_HEADER
 
 from data.problem import Problem
 from data.store import Attempt, RunStore

@@ -1,7 +1,7 @@
 """Lean REPL processes die with their driver, whatever kills it (SIGTERM, SIGHUP, SIGKILL), mid-Lean-call.
 
 The driver is `subgoal prove` as a user runs it; generation is the scripted completion server
-(tests/test_prove_support.py), Lean is tests/fakes/fake_lean.py (a FAKE Lean) whose `fake_hang` tactic never returns, so
+(tests/fakes/scripted.py), Lean is tests/fakes/fake_lean.py (a FAKE Lean) whose `fake_hang` tactic never returns, so
 the driver is killed while it waits on a Lean call.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 from fakes import FAKE_REPL
-from test_prove_cli import STATEMENT, SUBGOAL, env_for, served
-from test_prove_support import ScriptedServer
+from fakes.scripted import ScriptedServer
+from helpers.cli import STATEMENT, SUBGOAL, env_for, served
 
 
 def _alive(proc: psutil.Process) -> bool:

@@ -7,8 +7,9 @@ import asyncio
 import sys
 
 import pytest
-from test_lean_serve import HEADER, PROBLEM, STATEMENT, served
-from test_prove_support import FAKE_LEAN
+from fakes import FAKE_LEAN
+from helpers.prove import HEADER
+from helpers.serve import PROBLEM, STATEMENT, served
 
 from lean_env.mcp_tools import build_server
 

@@ -8,7 +8,8 @@ import threading
 import time
 
 import pytest
-from test_lean_serve import HEADER, PROBLEM, STATEMENT, served
+from helpers.prove import HEADER
+from helpers.serve import PROBLEM, STATEMENT, served
 
 from data.config import LeanSettings
 from lean_env import make_verifier

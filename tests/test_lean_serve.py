@@ -13,18 +13,15 @@ import time
 
 import httpx
 import pytest
-from kimina_shim import import_kimina_client
-from test_prove_support import FAKE_LEAN, HEADER, fake_lean_settings
+from fakes import FAKE_LEAN
+from helpers.kimina_shim import import_kimina_client
+from helpers.prove import HEADER
+from helpers.serve import PROBLEM, STATEMENT, served
 
-from data.problem import Problem
-from lean_env import make_verifier
 from lean_env.serve import ServerThread, create_app
-from lean_env.service import CheckService
 from lean_env.wire import Snippet
 
 kimina = import_kimina_client()
-STATEMENT = "theorem add_comm2 (a b : ℕ) : a + b = b + a := by"
-PROBLEM = Problem("add_comm2", STATEMENT, HEADER)
 
 
 def arith(i: int) -> tuple[str, str]:
@@ -33,12 +30,6 @@ def arith(i: int) -> tuple[str, str]:
     right = i % 3 != 0
     return f"theorem t{i} : {a} + {b} = {a + b if right else a + b + 1} := by decide", \
         "valid" if right else "lean_error"
-
-
-def served(workers: int = 2, problems: dict | None = None, timeout_s: float = 20, **kwargs):
-    verifier = make_verifier(fake_lean_settings(workers=workers, timeout_s=timeout_s))
-    service = CheckService(verifier, problems, max_timeout_s=timeout_s, **{"max_wait_s": 30, **kwargs})
-    return verifier, service
 
 
 @pytest.fixture(scope="module")

@@ -127,7 +127,7 @@ def test_cli_doctor_and_setup(bare, capsys):
 
 
 def test_cli_check_with_fake_repl(bare, tmp_path, capsys, monkeypatch):
-    from test_lean_soundness import lean_rules
+    from fakes.repl_rules import lean_rules
 
     rules = tmp_path / "rules.json"
     rules.write_text(json.dumps(lean_rules("mathd_algebra_10", {"body": "ok", "axioms": "propext", "type": "same"}),

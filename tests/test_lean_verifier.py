@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 from fakes import FAKE_REPL
-from test_lean_soundness import MINIF2F_HEADER, PROBLEMS, lean_rules
+from fakes.repl_rules import MINIF2F_HEADER, PROBLEMS, lean_rules
 
 from lean_env import ReplPool, Status, Verifier, make_verifier
 from lean_env.verifier import check_command, reference_command
@@ -135,7 +135,7 @@ def test_type_comparison_is_up_to_bound_variable_names():
 
 
 def test_putnam_answers_given_and_produced(lean):
-    from test_lean_soundness import TYPES
+    from fakes.repl_rules import TYPES
 
     rules = lean_rules("putnam_1999_b2", STANDARD)
     lean.rules.write_text(json.dumps(rules, ensure_ascii=False))

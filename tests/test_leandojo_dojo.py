@@ -202,7 +202,7 @@ def test_tree_search_through_dojo_is_reverified(monkeypatch, lying):
     """`--interaction dojo` end to end: tree search steps through DojoSession (fake lean_dojo), and the proof it
     finds counts only when the Verifier (fake REPL) accepts the whole text; a Dojo that wrongly reports success
     is caught."""
-    from test_prove_support import attempt_now
+    from helpers.prove import attempt_now
 
     from data.config import LeanSettings
     from data.problem import Problem

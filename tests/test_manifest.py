@@ -7,9 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from test_eval_e2e import FAKE_LEAN, cli, minif2f_cli
-from test_train_sft import write_examples
-from test_train_tiny import bpe_tokenizer, tiny_llama
+from fakes import FAKE_LEAN
+from helpers.cli import cli
+from helpers.eval_runs import minif2f_cli
+from helpers.tiny_models import bpe_tokenizer, tiny_llama
+from helpers.train import write_examples
 
 from data.manifest import (
     MANIFEST_FILE,
@@ -89,9 +91,9 @@ def test_sft_into_an_existing_out_with_new_data_or_lr_refuses(llama, tmp_path, c
 
 
 def test_grpo_resume_with_other_settings_or_problems_refuses(tmp_path):
-    from test_prove_support import FAKE_LEAN
-    from test_train_grpo import TACTICS, write_toy_problems
-    from test_train_tiny import word_tokenizer
+    from fakes import FAKE_LEAN
+    from helpers.tiny_models import word_tokenizer
+    from helpers.train import TACTICS, write_toy_problems
 
     from data.config import LeanSettings, load_config
     from lean_env import make_verifier
@@ -116,7 +118,7 @@ def test_grpo_resume_with_other_settings_or_problems_refuses(tmp_path):
 
 
 def test_iterate_resume_with_other_settings_refuses_before_any_work(tmp_path, capsys):
-    from test_train_grpo import write_toy_problems
+    from helpers.train import write_toy_problems
 
     problems = write_toy_problems(tmp_path / "toy.jsonl", n=2)
     out = tmp_path / "it"

@@ -138,8 +138,8 @@ def test_sft_with_pipeline_matches_one_process_and_resumes(tmp_path):
     import subprocess
     import sys
 
-    from test_train_sft import _weights, write_examples
-    from test_train_tiny import bpe_tokenizer, tiny_moe
+    from helpers.tiny_models import bpe_tokenizer, tiny_moe
+    from helpers.train import weights, write_examples
 
     torchrun = [sys.executable, "-m", "torch.distributed.run"]  # torchrun, without relying on PATH
     model, data = tiny_moe(tmp_path / "m", bpe_tokenizer()), write_examples(tmp_path / "ex.jsonl")
@@ -163,7 +163,7 @@ def test_sft_with_pipeline_matches_one_process_and_resumes(tmp_path):
     sft("pp-resumed", 3, pp=True)  # resumes from step 2
     assert losses("pp") == pytest.approx(losses("one"), rel=1e-4)
     assert losses("pp-resumed") == losses("pp")
-    one, pp, resumed = _weights(tmp_path / "one"), _weights(tmp_path / "pp"), _weights(tmp_path / "pp-resumed")
+    one, pp, resumed = weights(tmp_path / "one"), weights(tmp_path / "pp"), weights(tmp_path / "pp-resumed")
     assert set(one) == set(pp) == set(resumed)
     for name, t in one.items():
         assert torch.equal(pp[name], resumed[name]), name

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_prove_support import FAKE_LEAN, HEADER, ScriptedServer
-from test_train_grpo import TACTICS
-from test_train_tiny import tiny_llama, word_tokenizer
+from fakes import FAKE_LEAN
+from fakes.scripted import ScriptedServer
+from helpers.prove import HEADER
+from helpers.tiny_models import tiny_llama, word_tokenizer
+from helpers.train import TACTICS
 from typer.testing import CliRunner
 
 from data.store import RunStore
@@ -128,8 +130,8 @@ def test_planner_and_prover_solve_what_the_prover_alone_does_not(env, tmp_path, 
 
     # 5. the consistency reward: the cold-start answer keeps its plan's lemmas; the same plan followed by a
     # proof without them (which the FAKE Lean accepts too) scores lower in the first steps of GRPO
-    from test_prove_support import fake_lean_settings
-    from test_train_consistency import consistency_scores
+    from fakes import fake_lean_settings
+    from helpers.train import consistency_scores
 
     from lean_env import make_verifier
 

@@ -8,7 +8,7 @@ import os
 import sys
 
 import pytest
-from test_prove_cli import env_for, run, write_problems
+from helpers.cli import env_for, run, write_problems
 
 
 def _one_line(p) -> str:

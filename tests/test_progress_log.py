@@ -7,8 +7,8 @@ import re
 import subprocess
 import time
 
-from test_prove_cli import SUBGOAL, env_for, served, write_problems
-from test_prove_support import ScriptedServer
+from fakes.scripted import ScriptedServer
+from helpers.cli import SUBGOAL, env_for, served, write_problems
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d prove: (\d+)/(\d+) attempts")
 

@@ -8,7 +8,8 @@ import sys
 import time
 
 import pytest
-from test_prove_support import ScriptedServer, tiny_checkpoint_dir
+from fakes.scripted import ScriptedServer
+from helpers.prove import tiny_checkpoint_dir
 
 from data.config import ModelSettings
 from prover.errors import ProverError

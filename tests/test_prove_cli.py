@@ -1,6 +1,6 @@
 """`subgoal prove` as a user runs it: real processes, a pseudo-terminal for the live view and Ctrl-C, SIGKILL
 and resume for batch runs. Generation goes through the OpenAI-compatible backend to a scripted completion server
-on a local socket (tests/test_prove_support.py); Lean is tests/fakes/fake_lean.py (a FAKE Lean)."""
+on a local socket (tests/fakes/scripted.py); Lean is tests/fakes/fake_lean.py (a FAKE Lean)."""
 
 from __future__ import annotations
 
@@ -15,25 +15,9 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from test_prove_support import FAKE_LEAN, HEADER, ScriptedServer
-
-SUBGOAL = [sys.executable, "-c", "from eval.cli import main; main()"]
-STATEMENT = "theorem t (a b : ℕ) (h₀ : a = 2) : a + b = b + a := by"
-
-
-def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUBGOAL_")}
-    env.update({"SUBGOAL_LEAN__REPL_PATH": str(FAKE_LEAN), "SUBGOAL_LEAN__WORKERS": "1",
-                "SUBGOAL_RUN_DIR": str(tmp_path / "runs"), "COLUMNS": "100", "TERM": "xterm", **extra})
-    return env
-
-
-def served(server: ScriptedServer) -> list[str]:
-    return ["--backend", "openai", "--base-url", server.url, "--model", "scripted-server"]
-
-
-def run(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(SUBGOAL + args, env=env, capture_output=True, text=True, timeout=timeout)
+from fakes.scripted import ScriptedServer
+from helpers.cli import STATEMENT, SUBGOAL, env_for, run, served, store_rows, write_problems
+from helpers.prove import HEADER
 
 
 def test_prove_a_statement(tmp_path):
@@ -112,24 +96,8 @@ def test_fill_the_sorries_of_a_lean_file(tmp_path):
     assert "sorry" not in src.read_text()
 
 
-def write_problems(path: Path, n: int) -> list[str]:
-    names = []
-    with path.open("w") as fh:
-        for i in range(n):
-            name = f"p{i}"
-            names.append(name)
-            fh.write(json.dumps({"name": name, "split": "test", "header": HEADER,
-                                 "formal_statement": f"theorem {name} (h₀ : {i} + 1 = {i + 1}) : {i} + 2 = {i + 2} := by"})
-                     + "\n")
-    return names
 
 
-def store_rows(out: Path) -> list[tuple[str, int, str]]:
-    db = sqlite3.connect(out / "store.sqlite")
-    try:
-        return db.execute("SELECT problem, idx, status FROM attempts ORDER BY problem, idx").fetchall()
-    finally:
-        db.close()
 
 
 def test_batch_run_summary_and_exported_proofs(tmp_path):
@@ -311,7 +279,7 @@ def test_ctrl_c_prints_the_best_partial_sketch(tmp_path):
 
 
 def tiny_model_args(tmp_path_factory) -> list[str]:
-    from test_prove_support import tiny_checkpoint_dir
+    from helpers.prove import tiny_checkpoint_dir
 
     return ["--backend", "transformers", "--model", str(tiny_checkpoint_dir(tmp_path_factory)), "--max-tokens", "12"]
 

@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from test_prove_support import FAKE_LEAN, HEADER, fake_lean_settings
+from fakes import FAKE_LEAN, fake_lean_settings
+from helpers.prove import HEADER
 
 from data.problem import Problem
 from lean_env import make_verifier

@@ -9,7 +9,9 @@ import asyncio
 from dataclasses import dataclass
 
 import pytest
-from test_prove_support import HEADER, ScriptedBackend, fake_lean_settings
+from fakes import fake_lean_settings
+from fakes.scripted import ScriptedBackend
+from helpers.prove import HEADER
 
 from data.problem import Problem
 from data.store import RunStore

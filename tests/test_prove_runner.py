@@ -11,7 +11,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from test_prove_support import HEADER, SlowStreamingBackend, fake_lean_settings
+from fakes import fake_lean_settings
+from fakes.scripted import SlowStreamingBackend
+from helpers.prove import HEADER
 
 from data.problem import Problem
 from data.store import RunStore

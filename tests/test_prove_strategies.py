@@ -4,7 +4,9 @@ through the real Verifier / REPL session; the real tiny transformers model runs 
 from __future__ import annotations
 
 import pytest
-from test_prove_support import FAKE_LEAN, HEADER, ScriptedBackend, fake_lean_settings, tiny_checkpoint_dir
+from fakes import FAKE_LEAN, fake_lean_settings
+from fakes.scripted import ScriptedBackend
+from helpers.prove import HEADER, tiny_checkpoint_dir
 
 from data.problem import Problem
 from data.store import Attempt

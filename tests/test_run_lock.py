@@ -13,8 +13,8 @@ import threading
 import time
 
 import pytest
-from test_prove_cli import SUBGOAL, env_for, run, served, store_rows, write_problems
-from test_prove_support import ScriptedServer
+from fakes.scripted import ScriptedServer
+from helpers.cli import SUBGOAL, env_for, run, served, store_rows, write_problems
 
 from data.run_lock import LOCK_FILENAME, RunLock, RunLocked
 from data.store import RunStore

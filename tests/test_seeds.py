@@ -3,7 +3,8 @@ so runs with neighbouring base seeds are independent replicates (with `seed + j`
 
 from __future__ import annotations
 
-from test_prove_support import HEADER, ScriptedBackend
+from fakes.scripted import ScriptedBackend
+from helpers.prove import HEADER
 
 from data.problem import Problem
 from prover.generate.base import SamplingParams, derive_seed, sample_seed, sample_seeds

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 from fakes import FAKE_LEAN
-from test_train_grpo import TACTICS, write_toy_problems
-from test_train_tiny import tiny_llama, word_tokenizer
+from helpers.tiny_models import tiny_llama, word_tokenizer
+from helpers.train import TACTICS, write_toy_problems
 from typer.testing import CliRunner
 
 from eval.cli import app, main
@@ -78,7 +78,7 @@ def test_iterate_runs_rounds_and_resumes(tmp_path, toy_model):
 
 
 def test_formalize_command_with_a_tiny_model(tmp_path):
-    from test_train_tiny import bpe_tokenizer
+    from helpers.tiny_models import bpe_tokenizer
 
     from autoformalize.formalize import DEFAULT_HEADER, load_templates
 

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 import torch
-from test_train_sft import write_examples
-from test_train_tiny import bpe_tokenizer, tiny_llama, tiny_moe
+from helpers.tiny_models import bpe_tokenizer, tiny_llama, tiny_moe
+from helpers.train import write_examples
 
 
 @pytest.mark.slow

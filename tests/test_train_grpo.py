@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from fakes import FAKE_LEAN
-from test_train_tiny import tiny_llama, word_tokenizer
+from helpers.tiny_models import tiny_llama, word_tokenizer
+from helpers.train import TACTICS, write_toy_problems
 
 from data.config import LeanSettings, load_config
 from prover.train.grpo import GRPOConfig, group_advantages, grpo_token_loss, train_grpo
 
 torch.set_num_threads(1)
-# Only `assumption` closes `a = i` from `h₀ : a = i` among these (rfl/decide see free variables, sorry is
-# rejected as unsound, intro/constructor do not apply).
-TACTICS = ["assumption", "rfl", "decide", "sorry", "intro", "constructor"]
 
 
 def test_group_advantages_are_normalized_within_groups():
@@ -56,13 +53,6 @@ def test_moe_sampler_cuts_tokens_at_the_stop_string():
     assert tokens == ids[:2] and text == "rfl "
     tokens, text = _cut_at_stop(ids, (), tok, tok.eos_token_id)
     assert tokens == ids and text == "rfl ``` junk junk"
-
-
-def write_toy_problems(path: Path, n: int = 4) -> Path:
-    rows = [{"name": f"toy_{i}", "header": "", "formal_statement": f"theorem toy_{i} (a : ℕ) (h₀ : a = {i}) : a = {i} := by"}
-            for i in range(n)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 @pytest.fixture(scope="module")

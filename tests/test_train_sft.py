@@ -7,23 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train_tiny import bpe_tokenizer, tiny_llama, tiny_moe
+from helpers.tiny_models import bpe_tokenizer, tiny_llama, tiny_moe
+from helpers.train import weights, write_examples
 
 from prover.train.sft import IGNORE, SFTConfig, tokenize_example, train_sft
 
 torch.set_num_threads(1)
-
-PROMPT = "Complete the following Lean 4 code:\n\n```lean4\ntheorem t{i} (n : ℕ) : n + {i} = {i} + n := by\n"
-
-
-def write_examples(path: Path, n: int = 8) -> Path:
-    rows = [
-        {"prompt": PROMPT.format(i=i), "completion": "  omega\n```", "kind": "whole_proof", "problem": f"t{i}",
-         "statement": f"theorem t{i} (n : ℕ) : n + {i} = {i} + n := by", "source": "test"}
-        for i in range(n)
-    ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -156,13 +145,9 @@ def test_bf16_training_keeps_fp32_masters_and_resumes_bit_identically(moe, tmp_p
     resumed = train_sft(SFTConfig(out=str(tmp_path / "b"), **common), progress=False)
     assert resumed.history == straight.history
 
-    wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    wa, wb = weights(tmp_path / "a"), weights(tmp_path / "b")
     assert wa["model.layers.0.self_attn.q_a_proj.weight"].dtype == torch.bfloat16
     assert wa["model.layers.1.mlp.gate.e_score_correction_bias"].dtype == torch.float32
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def _weights(directory: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    return {k: v for f in sorted(directory.glob("model*.safetensors")) for k, v in load_file(f).items()}

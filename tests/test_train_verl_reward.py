@@ -8,7 +8,8 @@ import asyncio
 
 import pyarrow.parquet as pq
 import pytest
-from test_lean_serve import HEADER, STATEMENT, served
+from helpers.prove import HEADER
+from helpers.serve import STATEMENT, served
 
 from data.problem import Problem
 from lean_env.remote import RemoteVerifier

@@ -135,12 +135,6 @@ class DeepSeekV3(nn.Module):
             elif isinstance(m, MLP):
                 m.fuse_gate_up = on
 
-    def set_moe_impl(self, impl: str) -> None:
-        """"auto" | "grouped" | "batched" | "reference" for every MoE layer."""
-        for m in self.modules():
-            if isinstance(m, MoE):
-                m.impl = impl
-
     def moe_layers(self, include_mtp: bool = True) -> list[MoE]:
         blocks = list(self.model.layers) + (list(self.mtp) if include_mtp else [])
         return [b.mlp for b in blocks if isinstance(b.mlp, MoE)]

@@ -1,11 +1,11 @@
-"""Test helpers of the prove area (imported by the other tests/test_prove_*.py), plus tests of the helpers.
+"""FAKE model servers and backends, scripted: a random tiny model writes no proofs, so strategies and the CLI are
+driven with given text (the real tiny model runs through the same paths in other tests).
 
-- `ScriptedBackend`: a TEST `Backend` that returns given completions (a random tiny model writes no proofs, so
-  strategies are driven with scripted text; the real tiny model runs through the same path in other tests).
+- `ScriptedBackend`: a `Backend` returning completions chosen by rules on the prompt.
+- `SlowStreamingBackend`: the same as a `StreamingBackend` that takes time per request.
 - `ScriptedServer`: a real HTTP server on a local socket speaking the OpenAI `/v1/completions` protocol with
   scripted completions (rules: prompt substring -> completion), optional failures (status codes to answer
   first) and delays; it records every request. It stands in for `vllm serve`, which needs a GPU.
-- `fake_lean_settings()`: LeanSettings whose REPL is tests/fakes/fake_lean.py (a FAKE Lean, see that file).
 """
 
 from __future__ import annotations
@@ -15,50 +15,12 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
-
-from fakes import FAKE_LEAN
 
 from prover.generate.base import Completion, SamplingParams
 
-HEADER = ("import Mathlib\nimport Aesop\n\nset_option maxHeartbeats 400000\n\n"
-          "open BigOperators Real Nat Topology Rat\n\n")
-
-
-def attempt_now(recipe: Any, backend: Any, verifier: Any, problem: Any, index: int = 0, **kw: Any) -> Any:
-    """One `ProveRecipe.attempt` from synchronous test code, over a plain backend and verifier."""
-    from prover.runner import AsyncChecker, Engine, run_async
-
-    checker = AsyncChecker(verifier)
-    try:
-        return run_async(recipe.attempt(Engine(backend), checker, problem, index, **kw))
-    finally:
-        checker.close()
-
-
-def fake_lean_settings(**overrides: Any):
-    from data.config import LeanSettings
-
-    return LeanSettings(repl_path=FAKE_LEAN, workers=overrides.pop("workers", 1), timeout_s=overrides.pop(
-        "timeout_s", 30), **overrides)
-
-
 # (substring of the prompt, or a tuple of substrings that must all occur; completion, or completions cycled
 # over the samples drawn for that prompt)
-def tiny_checkpoint_dir(tmp_path_factory) -> Path:
-    """One tiny random DeepSeek-V3 checkpoint (prover.model.testing) per test session, shared by these tests."""
-    from filelock import FileLock
-
-    from prover.model.testing import tiny_checkpoint
-
-    path = tmp_path_factory.getbasetemp() / "prove-tiny-ckpt"
-    with FileLock(str(path) + ".lock"):
-        if not (path / "config.json").is_file():
-            tiny_checkpoint(path)
-    return path
-
-
 Rule = tuple[str | tuple[str, ...], str | list[str]]
 
 
@@ -203,18 +165,4 @@ class ScriptedServer:
 
 # ---- tests of the helpers themselves ----------------------------------------------------------------------------
 
-def test_scripted_backend_follows_rules_and_cycles():
-    b = ScriptedBackend([("alpha", ["one", "two"]), ("", "default")])
-    out = b.generate(["xx alpha", "beta"], SamplingParams(), n=3)
-    assert [c.text for c in out[0]] == ["one", "two", "one"]
-    assert [c.text for c in out[1]] == ["default"] * 3
-    assert b.calls[0][2] == 3
 
-
-def test_scripted_server_answers_completions_over_http():
-    import httpx
-
-    with ScriptedServer([("hello", "world")]) as server:
-        r = httpx.post(server.url + "/completions", json={"prompt": "hello there", "n": 2})
-    assert r.status_code == 200
-    assert [c["text"] for c in r.json()["choices"]] == ["world", "world"]

@@ -1,0 +1,76 @@
+"""Training-test data and checks: SFT examples, toy GRPO problems over the FAKE Lean, the consistency scores of a hand-written rollout, checkpoint weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from fakes import FAKE_LEAN
+from helpers.tiny_models import tiny_llama, word_tokenizer
+
+from data.config import LeanSettings, load_config
+from prover.train.grpo import GRPOConfig
+
+PROMPT = "Complete the following Lean 4 code:\n\n```lean4\ntheorem t{i} (n : ℕ) : n + {i} = {i} + n := by\n"
+
+
+def write_examples(path: Path, n: int = 8) -> Path:
+    rows = [
+        {"prompt": PROMPT.format(i=i), "completion": "  omega\n```", "kind": "whole_proof", "problem": f"t{i}",
+         "statement": f"theorem t{i} (n : ℕ) : n + {i} = {i} + n := by", "source": "test"}
+        for i in range(n)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def weights(directory: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return {k: v for f in sorted(directory.glob("model*.safetensors")) for k, v in load_file(f).items()}
+
+
+# Only `assumption` closes `a = i` from `h₀ : a = i` among these (rfl/decide see free variables, sorry is
+# rejected as unsound, intro/constructor do not apply).
+TACTICS = ["assumption", "rfl", "decide", "sorry", "intro", "constructor"]
+
+
+def write_toy_problems(path: Path, n: int = 4) -> Path:
+    rows = [{"name": f"toy_{i}", "header": "", "formal_statement": f"theorem toy_{i} (a : ℕ) (h₀ : a = {i}) : a = {i} := by"}
+            for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def fake_lean_verifier():
+    """A Verifier over the FAKE Lean, for the module's tests."""
+    from lean_env import make_verifier
+
+    v = make_verifier(LeanSettings(repl_path=FAKE_LEAN, workers=1, timeout_s=30))
+    yield v
+    v.close()
+
+
+def consistency_scores(tmp_path: Path, problems: Path, texts: list[str], verifier, steps: int, step: int
+                       ) -> tuple[list[float], list[bool]]:
+    """The real GRPOTrainer's `score` on a hand-written rollout of CoT completions for the first problem of
+    `problems`, with the consistency penalty 0.5 for the first `steps` steps."""
+    from prover.prompts.extract import extract_proof
+    from prover.train.distributed import init_distributed
+    from prover.train.grpo import GRPOTrainer, Rollout
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    cfg = GRPOConfig(model=str(tiny_llama(tmp_path / "m", word_tokenizer(TACTICS), hidden=16, layers=1)),
+                     problems=str(problems), out=str(tmp_path / "grpo"), device="cpu", prompt_kind="cot",
+                     consistency_penalty=0.5, consistency_steps=steps)
+    trainer = GRPOTrainer(cfg, load_config(environ={}), init_distributed("cpu"), verifier)
+    problem = trainer.problems[0]
+    name = problem.formal_statement.split()[1]
+    proofs = [extract_proof(t, problem.formal_statement, False, name) for t in texts]
+    rollout = Rollout(step, trainer.problems[:1], [0] * len(texts), [[1]] * len(texts), [[1]] * len(texts), texts,
+                      proofs)
+    rewards, outcomes = trainer.score(rollout)
+    return rewards, [o.proved for o in outcomes]
