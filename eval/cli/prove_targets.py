@@ -14,7 +14,7 @@ from lean_env.text import declarations, open_statement, split_header, strip_comm
 from prover.errors import ProverError
 from prover.prompts import DEFAULT_HEADER
 
-_STATEMENT = re.compile(r"^\s*(?:@\[[^\]]*\]\s*)?(?:theorem|lemma|example)\b", re.M)
+STATEMENT_KINDS = ("theorem", "lemma", "example")  # what a statement typed on the command line declares
 
 TargetKind = Literal["statement", "lean_file", "problem_set"]
 
@@ -25,7 +25,7 @@ def target_kind(target: str) -> TargetKind:
         if not path.is_file():
             raise ProverError(f"{target}: no such file")
         return "lean_file"
-    if _STATEMENT.search(target) and ":" in target:
+    if ":" in target and any(d.kind in STATEMENT_KINDS for d in declarations(target)):
         return "statement"
     return "problem_set"
 
@@ -36,9 +36,10 @@ def statement_problem(statement: str, header: str | None = None, name: str | Non
     s = statement.strip()
     s = open_statement(s) or s + " := by"
     found = theorem_name(s)
-    if s.lstrip().startswith("example"):
+    decls = declarations(s)
+    if decls and decls[0].kind == "example":  # an example gets a name: the REPL checks a named theorem
         label = name or "example"
-        s = re.sub(r"^\s*example\b", f"theorem {label}", s, count=1)
+        s = f"{s[:decls[0].keyword]}theorem {label}{s[decls[0].keyword + len('example'):]}"
         found = label
     if not found:
         raise ProverError(f"cannot read a theorem name in {statement!r} (expected `theorem NAME ... := by`)")
