@@ -11,9 +11,9 @@ from pathlib import Path
 
 from fakes import FAKE_LEAN
 from fakes.scripted import ScriptedServer
-from helpers.prove import HEADER
 
 from eval.cli import main
+from helpers.prove import HEADER
 
 SUBGOAL = [sys.executable, "-c", "from eval.cli import main; main()"]
 STATEMENT = "theorem t (a b : ℕ) (h₀ : a = 2) : a + b = b + a := by"

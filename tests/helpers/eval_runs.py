@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from fakes import FAKE_LEAN
-from helpers.cli import cli
 
 from data.config import load_config
 from data.store import RunStore
 from eval.harness import EvalSpec, run_eval
 from eval.metrics import pass_at_k
+from helpers.cli import cli
 from prover.generate.base import Completion, derive_seed
 from prover.recipe import ProveRecipe
 from prover.search import attempt_seed

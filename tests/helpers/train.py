@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 from fakes import FAKE_LEAN
-from helpers.tiny_models import tiny_llama, word_tokenizer
 
 from data.config import LeanSettings, load_config
+from helpers.tiny_models import tiny_llama, word_tokenizer
 from prover.train.grpo import GRPOConfig
 
 PROMPT = "Complete the following Lean 4 code:\n\n```lean4\ntheorem t{i} (n : ℕ) : n + {i} = {i} + n := by\n"
