@@ -7,7 +7,7 @@
 One random-weight checkpoint (`prover.model` `--preset`, a word-level tokenizer), toy problems, the `complete` prompt
 (every completion is a candidate, so every sample costs one Lean check), `subgoal train grpo`'s own
 `GRPOTrainer.rollout` (the policy's latent-cache `generate`, or `--sampler vllm`). Lean is the FAKE REPL
-(tests/fake_lean.py; no Lean exists on these machines) on `--lean-workers` processes. After `--warmup` steps,
+(tests/fakes/fake_lean.py; no Lean exists on these machines) on `--lean-workers` processes. After `--warmup` steps,
 each of `--steps` steps is run three ways on the same samples (the step's seed fixes them):
 
   generation: the rollout with a latency-free FAKE Lean (its checks cost milliseconds): the policy's part;
@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-FAKE_LEAN = REPO / "tests" / "fake_lean.py"
+FAKE_LEAN = REPO / "tests" / "fakes" / "fake_lean.py"
 VOCAB = 1000  # words w0..w999: whatever a random model writes is printable and means nothing in Lean
 
 

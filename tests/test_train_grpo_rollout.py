@@ -10,9 +10,8 @@ import json
 import pytest
 import torch
 from fakes.fake_rollout_backend import FakeChecker, FakeRolloutBackend, FakeRolloutSampler
-from test_train_consistency import verifier  # noqa: F401 (a fixture: the FAKE Lean)
-from test_train_grpo import TACTICS, write_toy_problems
-from test_train_tiny import tiny_llama, word_tokenizer
+from helpers.tiny_models import tiny_llama, word_tokenizer
+from helpers.train import TACTICS, write_toy_problems
 
 from data.config import load_config
 from prover.errors import ProverError
@@ -55,7 +54,7 @@ def spy_updates(trainer: GRPOTrainer) -> list[dict]:
     return seen
 
 
-def reference_grpo(trainer: GRPOTrainer, backend: FakeRolloutBackend, verifier) -> list[dict]:  # noqa: F811
+def reference_grpo(trainer: GRPOTrainer, backend: FakeRolloutBackend, verifier) -> list[dict]:
     """GRPO's loop before its rollouts streamed, transcribed from the code this replaced: one `generate` over
     every prompt of the step, then every candidate in one `verify_many`, and (async_verify) batch t+1 sampled
     before the update on batch t."""
@@ -94,12 +93,12 @@ def reference_grpo(trainer: GRPOTrainer, backend: FakeRolloutBackend, verifier) 
     return seen
 
 
-def test_streamed_rollouts_match_the_batch_loop_they_replaced(tmp_path, toy, verifier):  # noqa: F811
-    streamed = make_trainer(tmp_path, "streamed", verifier, FakeRolloutBackend(toy, TACTICS, max_in_flight=4))
+def test_streamed_rollouts_match_the_batch_loop_they_replaced(tmp_path, toy, fake_lean_verifier):
+    streamed = make_trainer(tmp_path, "streamed", fake_lean_verifier, FakeRolloutBackend(toy, TACTICS, max_in_flight=4))
     seen = spy_updates(streamed)
     result = streamed.train(progress=False)
-    reference = make_trainer(tmp_path, "reference", verifier, FakeRolloutBackend(toy, TACTICS))
-    want = reference_grpo(reference, reference.sampler.backend, verifier)
+    reference = make_trainer(tmp_path, "reference", fake_lean_verifier, FakeRolloutBackend(toy, TACTICS))
+    want = reference_grpo(reference, reference.sampler.backend, fake_lean_verifier)
 
     assert result.steps == 3 and len(seen) == len(want) == 3
     for got, ref in zip(seen, want, strict=True):
@@ -113,9 +112,9 @@ def test_streamed_rollouts_match_the_batch_loop_they_replaced(tmp_path, toy, ver
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)  # the same updates, step after step
 
 
-def test_lean_checks_early_groups_while_later_groups_generate(tmp_path, toy, verifier):  # noqa: F811
+def test_lean_checks_early_groups_while_later_groups_generate(tmp_path, toy, fake_lean_verifier):
     backend = FakeRolloutBackend(toy, TACTICS, delay_s=0.3, max_in_flight=4)  # one group of 4 at a time
-    checker = FakeChecker(verifier, delay_s=0.05)
+    checker = FakeChecker(fake_lean_verifier, delay_s=0.05)
     trainer = make_trainer(tmp_path, "overlap", checker, backend, steps=1, problems_per_step=3, kl_coef=0.0)
     trainer.train(progress=False)
     gen_ends = sorted(t for t, what, _ in backend.events if what == "end")
@@ -126,12 +125,12 @@ def test_lean_checks_early_groups_while_later_groups_generate(tmp_path, toy, ver
     assert check_starts[0] < gen_ends[1]
 
 
-def test_checks_that_fail_for_the_machine_cost_their_samples_not_the_run(tmp_path, toy, verifier):  # noqa: F811
+def test_checks_that_fail_for_the_machine_cost_their_samples_not_the_run(tmp_path, toy, fake_lean_verifier):
     def broken(proof: str) -> bool:
         return "rfl" in proof or "decide" in proof
 
     for raises in (True, False):  # the checker raising (server unreachable) or answering an infra verdict
-        checker = FakeChecker(verifier, broken=broken, raises=raises)
+        checker = FakeChecker(fake_lean_verifier, broken=broken, raises=raises)
         name = f"flaky-{raises}"
         trainer = make_trainer(tmp_path, name, checker, FakeRolloutBackend(toy, TACTICS, max_in_flight=4))
         seen = spy_updates(trainer)
@@ -143,8 +142,8 @@ def test_checks_that_fail_for_the_machine_cost_their_samples_not_the_run(tmp_pat
         assert [m["infra_failures"] for m in logged] == [step["usable"].count(False) for step in seen]
 
 
-def test_lean_down_for_every_candidate_stops_the_run_with_one_message(tmp_path, toy, verifier):  # noqa: F811
-    checker = FakeChecker(verifier, broken=lambda proof: True)
+def test_lean_down_for_every_candidate_stops_the_run_with_one_message(tmp_path, toy, fake_lean_verifier):
+    checker = FakeChecker(fake_lean_verifier, broken=lambda proof: True)
     trainer = make_trainer(tmp_path, "down", checker, FakeRolloutBackend(toy, TACTICS), steps=5)
     with pytest.raises(ProverError, match="every candidate of 3 steps in a row.*cannot be reached"):
         trainer.train(progress=False)
@@ -184,7 +183,7 @@ def test_the_moe_policy_samples_do_not_depend_on_their_batch(tmp_path):
     assert len({tuple(c.token_ids) for g in together for c in g}) > 1  # sampled, not one fixed answer
 
 
-def test_grpo_trains_our_moe_policy_on_the_runner(tmp_path, verifier):  # noqa: F811
+def test_grpo_trains_our_moe_policy_on_the_runner(tmp_path, fake_lean_verifier):
     from prover.model.testing import tiny_checkpoint
     from prover.train.grpo import train_grpo
 
@@ -192,7 +191,7 @@ def test_grpo_trains_our_moe_policy_on_the_runner(tmp_path, verifier):  # noqa: 
     cfg = GRPOConfig(model=str(ckpt), problems=str(write_toy_problems(tmp_path / "toy.jsonl", n=2)),
                      out=str(tmp_path / "grpo"), steps=2, problems_per_step=2, group_size=2, max_new_tokens=2,
                      device="cpu")
-    result = train_grpo(cfg, load_config(environ={}), verifier=verifier, progress=False)
+    result = train_grpo(cfg, load_config(environ={}), verifier=fake_lean_verifier, progress=False)
     assert result.steps == 2 and result.timings["generate_s"] > 0
     logged = [json.loads(line) for line in (tmp_path / "grpo" / "metrics.jsonl").read_text().splitlines()]
     assert len(logged) == 2 and all(m["infra_failures"] == 0 and m["completion_len_mean"] > 0 for m in logged)
