@@ -30,6 +30,7 @@ from lean_env.protocol import CommandResult
 from lean_env.repl import Limits, Repl
 
 T = TypeVar("T")
+CANCEL_POLL_S = 0.05  # close(cancel_running=True): how often a worker still in a call has its REPL killed again
 
 
 class HeaderRejected(Exception):
@@ -110,6 +111,9 @@ class _Worker:
             if job is None:
                 break
             if not job.future.set_running_or_notify_cancel():
+                continue
+            if pool._cancelled:  # taken just before close drained the queue: nobody waits for it any more
+                pool._finish(job, error=PoolClosed("the pool was closed before this job ran"))
                 continue
             with pool._lock:
                 pool._busy += 1
@@ -221,6 +225,7 @@ class ReplPool:
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_size or 4 * n)
         self._lock = threading.Lock()
         self._closed = False
+        self._cancelled = False  # closed with cancel_running: workers start no job and no REPL any more
         self._busy = 0
         self._counts = dict.fromkeys(("submitted", "completed", "failed", "timeouts", "crashes",
                                       "out_of_memory", "restarts", "recycles", "header_imports"), 0)
@@ -299,10 +304,8 @@ class ReplPool:
         if self._closed:
             return
         self._closed = True
-        if cancel_running:
-            for w in self._workers:
-                w.repl.kill()
-        while True:
+        self._cancelled = cancel_running
+        while True:  # first empty the queue, so a worker freed by the kills below finds nothing to start
             try:
                 job = self._queue.get_nowait()
             except queue.Empty:
@@ -312,7 +315,10 @@ class ReplPool:
         for _ in self._workers:
             self._queue.put(None)
         for w in self._workers:
-            w.thread.join()
+            while w.thread.is_alive():
+                if cancel_running:  # again at every wake-up: a worker may have been starting its REPL
+                    w.repl.kill()
+                w.thread.join(timeout=CANCEL_POLL_S if cancel_running else None)
 
     def __enter__(self) -> ReplPool:
         return self

@@ -322,6 +322,7 @@ class Repl:
         self.calls += 1
         timeout = self.timeout_s if timeout_s is None else timeout_s
         t0, cpu0 = time.monotonic(), self._cpu_s()
+        proc = self._proc
         try:
             if self._pending_output():
                 raise ReplGarbage("the REPL wrote output nobody asked for (desynchronised or injected)")
@@ -330,7 +331,13 @@ class Repl:
                 self._proc.stdin.flush()
             except (BrokenPipeError, OSError):
                 raise self._crashed("the REPL closed its input") from None
-            frame = self._read_frame(t0 + timeout, timeout)
+            try:
+                frame = self._read_frame(t0 + timeout, timeout)
+            except (AttributeError, ValueError, OSError):
+                if self._proc is proc:
+                    raise
+                # `kill` from another thread (a cancel, Ctrl-C's close) took the process and closed its pipes
+                raise ReplCrashed("the REPL was killed during the call (cancelled)") from None
             try:
                 answer = json.loads(frame)
             except json.JSONDecodeError:

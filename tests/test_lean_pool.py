@@ -8,6 +8,7 @@ import asyncio
 import json
 import queue
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -241,3 +242,22 @@ def test_repl_sends_raw_utf8_and_survives_lone_surrogates(tmp_path, monkeypatch)
         assert repl.run_cmd("theorem t (F : Type) [Field F] : (𝔽 : ℕ) = 𝔽 := rfl -- ∀ \ud800").env == 0
     sent = _log(log)[0]["request"]["cmd"]
     assert "𝔽" in sent and "\ud800" not in sent and "?" in sent
+
+
+def test_pool_close_cancel_running_starts_no_queued_job():
+    """Ctrl-C's close: the hung jobs' REPLs are killed and no worker takes a queued job into a fresh REPL (which
+    would hang again until the Lean timeout, holding the closing process)."""
+    pool = ReplPool(FAKE, workers=4, timeout_s=120)
+    futures = [pool.submit(_cmd("FAKE_HANG"), "") for _ in range(12)]  # 4 hang in Lean, 8 wait in the queue
+    deadline = time.monotonic() + 30
+    while pool.metrics().busy < 4:
+        assert time.monotonic() < deadline, "the workers never took the hanging jobs"
+        time.sleep(0.05)
+    time.sleep(0.3)  # every REPL is inside its hanging call
+    closer = threading.Thread(target=pool.close, kwargs={"cancel_running": True}, daemon=True)
+    closer.start()
+    closer.join(timeout=30)
+    assert not closer.is_alive(), "close(cancel_running=True) waited for a hanging Lean call"
+    assert all(f.done() and isinstance(f.exception(), (PoolClosed, ReplCrashed)) for f in futures)
+    assert sum(isinstance(f.exception(), PoolClosed) for f in futures) >= 8  # the queued ones never ran
+    assert not [w for w in pool._workers if w.repl.alive]
