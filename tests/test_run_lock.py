@@ -78,3 +78,41 @@ def test_without_flock_a_dead_holder_on_this_host_is_stale(tmp_path, monkeypatch
     (tmp_path / LOCK_FILENAME).write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": "x"}))
     with pytest.raises(RunLocked, match="pid 1 on elsewhere"):
         RunLock(tmp_path).acquire()
+
+
+def test_a_second_prove_set_is_refused_before_its_model_loads(tmp_path, monkeypatch, capfd):
+    """The second `prove SET --out X` runs in this process, with a recipe whose model load is recorded: it must be
+    refused by the first run's lock, in one line, without loading its model."""
+    from eval.cli import main
+    from prover.recipe import ProveRecipe
+
+    problems = tmp_path / "set.jsonl"
+    write_problems(problems, 2)
+    out = tmp_path / "runs" / "shared"
+    args = ["prove", str(problems), "-k", "1", "--out", str(out)]
+    release = threading.Event()
+    with ScriptedServer([("theorem p", "  norm_num\n```")], delay_s=lambda n, body: release.wait(60) and 0) as server:
+        first = subprocess.Popen(SUBGOAL + args + served(server), env=env_for(tmp_path), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not server.requests:  # the first run holds the run directory and is generating
+                assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()
+                time.sleep(0.05)
+            for name in [k for k in os.environ if k.startswith("SUBGOAL_")]:
+                monkeypatch.delenv(name)
+            for name, value in env_for(tmp_path).items():
+                monkeypatch.setenv(name, value)
+            loads: list[str] = []
+            monkeypatch.setattr(ProveRecipe, "make_generator", lambda self: loads.append("model") or 1 / 0)
+            capfd.readouterr()
+            with pytest.raises(SystemExit) as exit_info:
+                main(args + served(server))
+            err = capfd.readouterr().err
+        finally:
+            release.set()
+            first.communicate(timeout=120)
+    assert exit_info.value.code == 2 and not loads, err
+    assert len(err.strip().splitlines()) == 1, err  # the refusal alone: no "loading <model>" before it
+    assert err.startswith("error:") and "in use by a running job" in err and f"pid {first.pid}" in err
+    assert first.returncode == 0

@@ -102,16 +102,14 @@ def register(app: typer.Typer) -> None:
         verifier = make_verifier(cfg.lean)  # no Lean: LeanNotFound, before loading a model
         try:
             recipe.check_generator()  # no such model / no server: one line now, not after a model load
-            err_console.print(f"loading {cfg.model.model} ({cfg.model.backend})", highlight=False)
-            gen = recipe.make_generator()
-            try:
-                if kind == "problem_set":
-                    code = _batch(target, problems, cfg, recipe, gen, verifier, n, not all_attempts, out,
-                                  max_in_flight)
-                else:
+            if kind == "problem_set":
+                code = _batch(target, problems, cfg, recipe, verifier, n, not all_attempts, out, max_in_flight)
+            else:
+                gen = _load_generator(recipe, cfg)
+                try:
                     code = _interactive(problems, text, dest, recipe, gen, verifier, n, no_live)
-            finally:
-                gen.close()
+                finally:
+                    gen.close()
         finally:
             recipe.close()  # tree search's proof session
             verifier.close(cancel_running=True)  # what still runs (after Ctrl-C) is wanted by no one: no waiting
@@ -126,6 +124,11 @@ def _strategy_options(strategy: str, mode: str, **flags: int | None) -> dict[str
     defaults = options_type(strategy)()
     own = [name for name in flags if name in option_names(strategy)]
     return {"mode": mode, **{name: flags[name] if flags[name] is not None else getattr(defaults, name) for name in own}}
+
+
+def _load_generator(recipe: Any, cfg: Any) -> Any:
+    err_console.print(f"loading {cfg.model.model} ({cfg.model.backend})", highlight=False)
+    return recipe.make_generator()
 
 
 def _read_target(target: str, kind: str, cfg: Any, split: str | None, limit: int | None, out: Path | None,
@@ -174,43 +177,31 @@ def _interactive(problems: list[Any], text: str | None, dest: Path | None, recip
     return 0 if len(proofs) == len(problems) else 1
 
 
-def _batch(target: str, problems: list[Any], cfg: Any, recipe: Any, gen: Any, verifier: Any, n: int,
-           stop_at_first: bool, out: Path | None, max_in_flight: int | None) -> int:
-    """Every problem's n attempts through the runner into the run store `out`; resumes, refuses changed settings."""
-    from data.store import RunStore, run_directory
-    from eval.progress import AttemptProgress
-    from prover.recipe import open_run
-    from prover.runner import DriveStats, Engine, LocalExecutor, WorkUnit, run_units
+def _batch(target: str, problems: list[Any], cfg: Any, recipe: Any, verifier: Any, n: int, stop_at_first: bool,
+           out: Path | None, max_in_flight: int | None) -> int:
+    """Every problem's n attempts through the runner into the run store `out`; resumes, refuses changed settings.
+    The store (and with it the run directory's lock) is open before the model loads: a second run on the same
+    `--out` is refused in one line, not after minutes of loading."""
+    from data.store import RunStore, check_run_directory, remove_if_empty, run_directory
+    from prover.runner import DriveStats
 
-    out = run_directory(out or default_out(cfg.run_dir, f"prove-{Path(target).stem}"))
-    settings = {**recipe.settings(), "problem_set": target, "samples": n, "stop_at_first": stop_at_first,
-                "backend": cfg.model.backend, "model": cfg.model.model or "", "problems": [p.name for p in problems]}
-    t0 = time.perf_counter()
+    out = check_run_directory(out or default_out(cfg.run_dir, f"prove-{Path(target).stem}"))
+    fresh = not out.exists()
     stats = DriveStats()
-    with RunStore(out) as store:
-        run_id, _ = open_run(store, out.name, settings, out)
-        done = store.done(run_id)
-        todo = sum(1 for p in problems for i in range(n) if (p.name, i) not in done)
-        proved: set[str] = {a.problem for a in store.iter_attempts(run_id, status="proved")}
-        executor = LocalExecutor(recipe, engine=Engine(gen), checker=verifier, max_live=max_in_flight)
-        units = (WorkUnit(p, i) for i in range(n) for p in problems)  # index-major: every problem early
-        interrupted = False
-        with AttemptProgress("prove", todo, err_console, f"{len(proved)}/{len(problems)} proved") as bar:
-
-            def tick(unit: Any, attempt: Any) -> None:
-                if attempt.proved:
-                    proved.add(unit.problem.name)
-                bar.advance(f"{len(proved)}/{len(problems)} proved")
-
+    t0 = time.perf_counter()
+    try:
+        with RunStore(run_directory(out)) as store:
+            gen = _load_generator(recipe, cfg)
             try:
-                run_units(units, executor, store, run_id, on_result=tick, stop_at_first=stop_at_first, stats=stats)
-            except KeyboardInterrupt:
-                interrupted = True
+                attempts, interrupted = _run_batch(target, problems, cfg, recipe, gen, verifier, n, stop_at_first,
+                                                   out, max_in_flight, store, stats)
             finally:
-                executor.close()  # its checker threads; the backend and verifier are closed by the caller
-        attempts = store.attempts(run_id)
-        proofs_path = out / "proofs.jsonl"
-        _export_proofs(attempts, problems, proofs_path)
+                gen.close()
+    except BaseException:
+        if fresh:
+            remove_if_empty(out)  # a start that failed before any attempt leaves no empty run directory behind
+        raise
+    proofs_path = out / "proofs.jsonl"
     _summary(attempts, problems, time.perf_counter() - t0, stats)
     err_console.print(f"run store: {out / 'store.sqlite'}; verified proofs: {proofs_path}", highlight=False)
     if interrupted:
@@ -218,6 +209,41 @@ def _batch(target: str, problems: list[Any], cfg: Any, recipe: Any, gen: Any, ve
                           f"cancelled; re-run the same command to resume ({out})", highlight=False)
         return 130
     return 0
+
+
+def _run_batch(target: str, problems: list[Any], cfg: Any, recipe: Any, gen: Any, verifier: Any, n: int,
+               stop_at_first: bool, out: Path, max_in_flight: int | None, store: Any,
+               stats: Any) -> tuple[list[Any], bool]:
+    """The attempts still missing from `store`, run; (every attempt of the run, whether Ctrl-C stopped it)."""
+    from eval.progress import AttemptProgress
+    from prover.recipe import open_run
+    from prover.runner import Engine, LocalExecutor, WorkUnit, run_units
+
+    settings = {**recipe.settings(), "problem_set": target, "samples": n, "stop_at_first": stop_at_first,
+                "backend": cfg.model.backend, "model": cfg.model.model or "", "problems": [p.name for p in problems]}
+    run_id, _ = open_run(store, out.name, settings, out)
+    done = store.done(run_id)
+    todo = sum(1 for p in problems for i in range(n) if (p.name, i) not in done)
+    proved: set[str] = {a.problem for a in store.iter_attempts(run_id, status="proved")}
+    executor = LocalExecutor(recipe, engine=Engine(gen), checker=verifier, max_live=max_in_flight)
+    units = (WorkUnit(p, i) for i in range(n) for p in problems)  # index-major: every problem early
+    interrupted = False
+    with AttemptProgress("prove", todo, err_console, f"{len(proved)}/{len(problems)} proved") as bar:
+
+        def tick(unit: Any, attempt: Any) -> None:
+            if attempt.proved:
+                proved.add(unit.problem.name)
+            bar.advance(f"{len(proved)}/{len(problems)} proved")
+
+        try:
+            run_units(units, executor, store, run_id, on_result=tick, stop_at_first=stop_at_first, stats=stats)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            executor.close()  # its checker threads; the backend and verifier are closed by the caller
+    attempts = store.attempts(run_id)
+    _export_proofs(attempts, problems, out / "proofs.jsonl")
+    return attempts, interrupted
 
 
 def _export_proofs(attempts: list[Any], problems: list[Any], path: Path) -> None:
