@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -85,6 +86,21 @@ def test_a_repl_busy_when_its_process_exits_is_killed(tmp_path):
     assert not [pid for pid in pids if psutil.pid_exists(pid) and _alive(psutil.Process(pid))]
 
 
+def _proved(out: Path, problem: str, wait_s: float = 0.0) -> bool:
+    """Whether the run store in `out` holds a proof of `problem` (within `wait_s`)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            if (out / "store.sqlite").exists() and any(row[0] == problem and row[2] == "proved"
+                                                         for row in store_rows(out)):
+                return True
+        except sqlite3.OperationalError:  # the store is being created
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
 @pytest.mark.parametrize("command,workers", [("statement", 1), ("batch", 1), ("eval", 1), ("batch", 4), ("eval", 4)])
 def test_ctrl_c_mid_lean_call_exits_within_2_s(tmp_path, command, workers):
     """Batch runs with 4 workers: every REPL hangs in a proof while more candidates wait in the pool's queue; the
@@ -97,8 +113,15 @@ def test_ctrl_c_mid_lean_call_exits_within_2_s(tmp_path, command, workers):
             "batch": ["prove", str(problems), "-k", "4", "--out", str(tmp_path / "runs" / "b")],
             "eval": ["eval", str(problems), "-k", "4", "--out", str(tmp_path / "runs" / "e")]}[command]
     env = env_for(tmp_path, SUBGOAL_LEAN__TIMEOUT_S="120", SUBGOAL_LEAN__WORKERS=str(workers))
-    # t0 is proved at once (and recorded before the Ctrl-C); every other proof hangs in Lean
-    with ScriptedServer([("theorem t0 ", "  decide\n```"), ("theorem t", "  fake_hang\n```")]) as server:
+    out = Path(args[args.index("--out") + 1]) if "--out" in args else None
+    # t0 is proved and recorded first (the other completions are held back until then), every other proof hangs
+    def t0_first(count: int, body: dict) -> float:
+        if out is not None and "theorem t0 " not in str(body["prompt"]):
+            _proved(out, "t0", wait_s=60)
+        return 0.0
+
+    rules = [("theorem t0 ", "  decide\n```"), ("theorem t", "  fake_hang\n```")]
+    with ScriptedServer(rules, delay_s=t0_first) as server:
         proc = subprocess.Popen(SUBGOAL + args + served(server), env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         _until_in_lean(proc, server, workers)
@@ -111,5 +134,5 @@ def test_ctrl_c_mid_lean_call_exits_within_2_s(tmp_path, command, workers):
     assert "interrupted" in err
     if command != "statement":
         assert "re-run the same command to resume" in " ".join(err.split())
-        rows = store_rows(Path(args[args.index("--out") + 1]))
-        assert ("t0", 0, "proved") in rows and all(name == "t0" for name, _, _ in rows)  # kept, and nothing else
+        rows = store_rows(out)
+        assert _proved(out, "t0") and all(name == "t0" for name, _, _ in rows)  # kept, and nothing else
