@@ -6,8 +6,9 @@ call starts a fresh process (its env ids and proof states are gone; `Repl.genera
 can tell).
 
 Lifetime: a REPL never outlives its driver. Its process group is killed on every exit path (close, failure,
-`kill_all` at exit and on SIGTERM/SIGHUP), and where none runs (SIGKILL, OOM) the watchdog that leads the group
-(`lean_env/watchdog.py`) sees its pipe to the driver close and kills the group itself.
+`kill_all` at exit and on SIGTERM/SIGHUP), and where none runs (SIGKILL, OOM) the guard in the group
+(`lean_env/watchdog.py`) sees its pipe to the driver close and kills the group itself; it does the same when the
+REPL process alone is killed (Ray's worker cleanup SIGKILLs a dying worker's direct children only).
 
 Memory: Lean reserves a large virtual address space up front, so `RLIMIT_AS` makes it fail at start. The cap is
 enforced on *resident* memory instead: the process tree's RSS is polled (psutil) while a call runs and after
@@ -162,7 +163,7 @@ class Repl:
         self._cwd = Path(cwd) if cwd else None
         self._tmp: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._watch: int | None = None  # write end of the watchdog's pipe (lean_env/watchdog.py)
+        self._watch: int | None = None  # write end of the guard's pipe (lean_env/watchdog.py)
         self._buf = b""
         self._stderr_path: Path | None = None
         self.generation = 0  # incremented at every (re)start; env ids of an older generation are invalid
@@ -264,7 +265,7 @@ class Repl:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
-        self._close_watch()  # after the group is dead: closing it first would make the watchdog kill it too
+        self._close_watch()  # after the group is dead: closing it first would make the guard kill it too
 
     def kill(self) -> None:
         """Kill the process group now (e.g. from another thread to cancel); the next call restarts."""
@@ -284,7 +285,7 @@ class Repl:
             tree = [root, *root.children(recursive=True)]
         except psutil.Error:
             return []
-        if len(tree) > 1:  # the root is the watchdog: a tree without its REPL yet is not worth keeping
+        if len(tree) > 1:  # the root's first child is its guard: a tree without it is still starting
             self._tree_cache = (self._proc.pid, now, tree)
         return tree
 

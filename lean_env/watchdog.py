@@ -1,80 +1,77 @@
-"""The REPL's watchdog: runs the REPL command as its child and kills the whole process group once the driver dies.
+"""The REPL's launcher and guard: the REPL's process group dies with the driver, or with the REPL, however either dies.
 
 `Repl.start` runs `python watchdog.py WATCH_FD DRIVER_PID TMPDIR -- COMMAND...` as the leader of the REPL's own
-session. The driver keeps the write end of the pipe WATCH_FD; when the driver dies, however it dies (SIGKILL, the
-OOM killer, a crash, a second Ctrl-C), the kernel closes that end, this process reads EOF and SIGKILLs its group:
-the REPL and everything it started (`lake env` runs the REPL as a grandchild). A parent-death signal
-(PR_SET_PDEATHSIG) covers a driver whose forked children inherited the pipe; Linux sends it when the *thread*
-that started us ends, so on it we only act if the driver process is really gone (our parent changed).
+session. It forks a guard, then execs COMMAND in its own place: the process the driver holds is the REPL itself.
+The guard (the REPL's child, in its group) alone holds the read end of the pipe WATCH_FD, whose write end only the
+driver holds, and waits for the first of: that pipe's EOF or the driver's exit (the driver died, however: SIGKILL,
+the OOM killer, a second Ctrl-C), or the REPL's exit (a crash, or a SIGKILL from whoever cleans up the driver's
+children: Ray's worker exit kills only direct children). Then it SIGKILLs the whole group, so whatever the REPL
+started (`lake env` runs the REPL as a grandchild) goes too. The rule: the guard, never the REPL, decides, and it
+removes the REPL's private temporary directory only when the driver is gone (a live driver restarts the REPL in it).
 Stdlib only and nothing from the package: it is a plain script, started before anything else is imported.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import select
 import shutil
 import signal
 import sys
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-POLL_S = 0.5  # without pidfd_open: how often the REPL's exit is polled for
+POLL_S = 0.5  # without pidfd_open: how often the driver and the REPL are looked at
 
 
-def kill_group(tmpdir: str) -> None:
-    """The driver is gone: remove the REPL's private temporary directory, then SIGKILL the group (us too)."""
-    if tmpdir:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    os.killpg(0, signal.SIGKILL)
-
-
-def set_parent_death_signal(sig: int) -> None:
+def _alive(pid: int) -> bool:
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the pipe alone watches the driver
-        pass
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
-def exit_status(status: int) -> int:
-    """The REPL's exit, relayed as ours: its code, or 128 + the signal that killed it (as a shell reports it)."""
-    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that becomes readable when `pid` exits (Linux >= 5.3), else None."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def guard(watch_fd: int, driver: int, repl: int, tmpdir: str) -> None:
+    """The guard's whole life: wait for the driver or the REPL to end, then kill the group (itself included)."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1):  # only the REPL holds the driver's pipes: its exit is their EOF
+        os.dup2(devnull, fd)
+    driver_fd, repl_fd = _pidfd(driver), _pidfd(repl)
+    watched = [fd for fd in (watch_fd, driver_fd, repl_fd) if fd is not None]
+    timeout = None if driver_fd is not None and repl_fd is not None else POLL_S
+    while True:
+        ready, _, _ = select.select(watched, [], [], timeout)
+        driver_gone = (watch_fd in ready and not os.read(watch_fd, 1)) or driver_fd in ready or not _alive(driver)
+        if driver_gone and tmpdir:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        if driver_gone or repl_fd in ready or os.getppid() != repl:
+            os.killpg(0, signal.SIGKILL)
 
 
 def main(argv: list[str]) -> int:
     watch_fd, driver, tmpdir = int(argv[0]), int(argv[1]), argv[2]
     command = argv[argv.index("--") + 1:]
-    os.set_inheritable(watch_fd, False)  # the REPL must not hold the pipe: only the driver's end counts
-
-    def on_parent_death(signum: int, frame: object) -> None:
-        if os.getppid() != driver:
-            kill_group(tmpdir)
-
-    signal.signal(signal.SIGTERM, on_parent_death)
-    set_parent_death_signal(signal.SIGTERM)
-    if os.getppid() != driver:  # the driver died before the signal was armed
-        kill_group(tmpdir)
+    repl = os.getpid()
+    if os.fork() == 0:
+        try:
+            guard(watch_fd, driver, repl, tmpdir)
+        finally:  # the guard never outlives its watch: an error in it still takes the group down
+            os.killpg(0, signal.SIGKILL)
+    os.close(watch_fd)  # the REPL must not hold the pipe: only the driver's end counts
     try:
-        child = os.posix_spawnp(command[0], command, os.environ)
+        os.execvp(command[0], command)
     except OSError as e:
         sys.stderr.write(f"could not start the REPL {command[0]!r}: {e}\n")
-        return 127
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1):  # only the REPL holds the driver's pipes: its exit is their EOF
-        os.dup2(devnull, fd)
-    try:
-        exited = os.pidfd_open(child)
-        timeout = None
-    except (AttributeError, OSError):
-        exited, timeout = None, POLL_S
-    watched = [watch_fd] + ([exited] if exited is not None else [])
-    while True:
-        ready, _, _ = select.select(watched, [], [], timeout)
-        if watch_fd in ready and not os.read(watch_fd, 1):
-            kill_group(tmpdir)
-        pid, status = os.waitpid(child, os.WNOHANG)
-        if pid == child:  # the REPL ended by itself: the driver sees its pipes close and kills what is left
-            return exit_status(status)
+    return 127  # the guard sees this process end and kills the group
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -136,3 +137,43 @@ def test_ctrl_c_mid_lean_call_exits_within_2_s(tmp_path, command, workers):
         assert "re-run the same command to resume" in " ".join(err.split())
         rows = store_rows(out)
         assert _proved(out, "t0") and all(name == "t0" for name, _, _ in rows)  # kept, and nothing else
+
+
+def test_a_killed_repl_process_takes_its_group_along(tmp_path, monkeypatch):
+    """What a Ray worker's exit does to its children: SIGKILL to the driver's direct child only. Whatever the REPL
+    started (`lake env` runs the real REPL as a grandchild; here the fake's `FAKE_SPAWN` child) must die too."""
+    from lean_env.errors import ReplCrashed
+    from lean_env.repl import Repl
+
+    child_file = tmp_path / "child"
+    monkeypatch.setenv("FAKE_REPL_CHILD_PID", str(child_file))
+    repl = Repl([SUBGOAL[0], str(Path(__file__).with_name("fake_repl.py"))], timeout_s=60)
+    repl.start()
+    calls: list[BaseException] = []
+    caller = threading.Thread(target=lambda: calls.append(_failure(repl.run_cmd, "FAKE_SPAWN")), daemon=True)
+    caller.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not child_file.exists() or not child_file.read_text().strip():
+            assert time.monotonic() < deadline, "the fake REPL never started its child"
+            time.sleep(0.05)
+        direct = psutil.Process(repl.pid)
+        group = [direct, *direct.children(recursive=True)]  # the REPL, its guard, the REPL's own child
+        assert int(child_file.read_text()) in {p.pid for p in group} and len(group) >= 3
+        os.kill(repl.pid, signal.SIGKILL)
+        caller.join(timeout=10)
+        deadline = time.monotonic() + 5
+        while [p for p in group if _alive(p)]:
+            assert time.monotonic() < deadline, f"alive: {[p.cmdline() for p in group if _alive(p)]}"
+            time.sleep(0.05)
+        assert len(calls) == 1 and isinstance(calls[0], ReplCrashed)  # the waiting call fails at once, typed
+    finally:
+        repl.close()
+
+
+def _failure(call, *args) -> BaseException | None:
+    try:
+        call(*args)
+    except BaseException as e:
+        return e
+    return None
