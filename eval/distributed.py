@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from eval.errors import EvalError
+from eval.ray_local import LocalRayCluster
 from prover.runner import Engine, Recipe, WorkUnit, close_all
 
 __all__ = ["RayExecutor"]
@@ -130,9 +131,14 @@ class RayExecutor:
         import ray
 
         self.ray = ray
+        self._cluster: LocalRayCluster | None = None  # the local cluster this executor started, if it did
         if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     runtime_env=runtime_env, ignore_reinit_error=True)
+            init_args = {"include_dashboard": False, "log_to_driver": False, "runtime_env": runtime_env,
+                         "ignore_reinit_error": True}
+            if address is None:  # a local cluster: its processes die with this driver, however it dies
+                self._cluster = LocalRayCluster(ray, **init_args)
+            else:
+                ray.init(address=address, **init_args)
         cluster_gpus = int(ray.cluster_resources().get("GPU", 0))
         self.gpus_per_worker = gpus_per_worker if cluster_gpus else 0
         if workers is None:
@@ -236,3 +242,6 @@ class RayExecutor:
                 pass
             ray.kill(actor, no_restart=True)
         self.workers, self.checkers = [], {}
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None

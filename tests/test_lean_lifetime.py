@@ -7,6 +7,7 @@ the driver is killed while it waits on a Lean call.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -177,3 +178,38 @@ def _failure(call, *args) -> BaseException | None:
     except BaseException as e:
         return e
     return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL], ids=lambda s: s.name)
+def test_nothing_of_a_local_ray_cluster_outlives_a_killed_driver(tmp_path, sig):
+    """`eval --ray` starts a local cluster (GCS, raylet, dashboard and runtime-env agents, actors, their REPLs); the
+    driver is killed while a REPL hangs in a proof. Ray's agents alone used to wait 60 s on the dead GCS."""
+    pytest.importorskip("ray")
+    problems = tmp_path / "set.jsonl"
+    problems.write_text('{"name": "t", "formal_statement": "theorem t : 2 + 3 = 5 := by"}\n')
+    env = env_for(tmp_path, SUBGOAL_LEAN__TIMEOUT_S="120", RAY_USAGE_STATS_ENABLED="0",
+                  PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    args = ["eval", str(problems), "-k", "1", "--ray", "--out", str(tmp_path / "runs" / "e")]
+    with ScriptedServer([("theorem t", "  fake_hang\n```")]) as server:
+        proc = subprocess.Popen(SUBGOAL + args + served(server), env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        driver = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 120
+        while not _repls(driver):  # through Ray: the checker actor's REPL, in a proof that never ends
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.2)
+        time.sleep(1.0)
+        tree = driver.children(recursive=True)
+        names = {p.pid: " ".join(p.cmdline())[:80] for p in tree}
+        seen = " ".join(names.values())
+        assert "raylet" in seen and "gcs_server" in seen and "DashboardAgent" in seen and "fake_lean.py" in seen
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 5
+        while (survivors := [p for p in tree if _alive(p)]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    for p in survivors:  # leave nothing behind, whatever the verdict
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    assert not survivors, f"alive 5 s after {sig.name}: {[names[p.pid] for p in survivors]}"
