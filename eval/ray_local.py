@@ -1,29 +1,26 @@
 """A local Ray cluster that dies with its driver, however the driver dies (SIGTERM, SIGHUP, SIGKILL, OOM).
 
-`ray.init()` without an address starts the cluster's processes (GCS, raylet, dashboard and runtime-env agents,
-monitors) as children of the driver, in the driver's process group. Ray makes the GCS and raylet share the
-driver's fate, but after an unclean death its agents wait 60 s on the dead GCS (`publish_error_to_driver`'s
-timeout) before exiting. So the cluster is started in a process group of its own, with the REPLs' guard
-(`lean_env/watchdog.py`) in it, which SIGKILLs the whole group when the driver is gone; a clean close kills it
-too. The one rule: the driver leaves its own process group only while `ray.init` starts the processes (a Ctrl-C
-typed in that window reaches neither), and a driver that leads its group already (a session leader cannot move)
-keeps its group, whose leftovers the guard kills the same way.
+Ray ties the GCS and raylet that `ray.init()` starts to the driver, but after an unclean death its dashboard and
+runtime-env agents wait 60 s on the dead GCS before exiting. So the cluster starts in a process group of its own
+with the REPLs' guard (`lean_env/watchdog.py`) in it, which kills the group once the driver is gone. The one
+rule: the driver leaves its process group only while `ray.init` starts the processes (a Ctrl-C typed then is not
+seen); a driver that leads its group already keeps it, and the guard kills that group's leftovers the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from lean_env.repl import WATCHDOG
 
 
-@contextmanager
+@contextlib.contextmanager
 def _own_process_group() -> Iterator[int]:
     """Processes started inside join a new process group (id: this process's pid); yields that id."""
     previous = os.getpgrp()
@@ -34,7 +31,8 @@ def _own_process_group() -> Iterator[int]:
     try:
         yield os.getpid()
     finally:
-        os.setpgid(0, previous)
+        with contextlib.suppress(OSError):  # the old group emptied meanwhile: this process stays in the new one
+            os.setpgid(0, previous)
 
 
 class LocalRayCluster:
