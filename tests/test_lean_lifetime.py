@@ -148,7 +148,7 @@ def test_a_killed_repl_process_takes_its_group_along(tmp_path, monkeypatch):
 
     child_file = tmp_path / "child"
     monkeypatch.setenv("FAKE_REPL_CHILD_PID", str(child_file))
-    repl = Repl([SUBGOAL[0], str(Path(__file__).with_name("fake_repl.py"))], timeout_s=60)
+    repl = Repl([SUBGOAL[0], str(FAKE_REPL)], timeout_s=60)
     repl.start()
     calls: list[BaseException] = []
     caller = threading.Thread(target=lambda: calls.append(_failure(repl.run_cmd, "FAKE_SPAWN")), daemon=True)
