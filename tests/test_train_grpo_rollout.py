@@ -195,3 +195,58 @@ def test_grpo_trains_our_moe_policy_on_the_runner(tmp_path, fake_lean_verifier):
     assert result.steps == 2 and result.timings["generate_s"] > 0
     logged = [json.loads(line) for line in (tmp_path / "grpo" / "metrics.jsonl").read_text().splitlines()]
     assert len(logged) == 2 and all(m["infra_failures"] == 0 and m["completion_len_mean"] > 0 for m in logged)
+
+
+def test_moe_rows_end_at_their_stop_and_groups_are_answered_as_they_end(tmp_path):
+    """The latent-cache backend ends a row at its first stop string and answers a group once its own rows have
+    ended (Lean can start on it while the batch decodes on); the completions are those of decoding every row to
+    the end and cutting at the stop afterwards, as GRPO's sampler did before."""
+    import asyncio
+
+    from prover.generate.base import SamplingParams, sample_seeds
+    from prover.model import DeepSeekV3
+    from prover.model.testing import tiny_checkpoint
+    from prover.train.rollout import LatentCacheBackend, _cut_at_stop
+
+    tok = word_tokenizer(TACTICS)
+    model = DeepSeekV3.from_pretrained(tiny_checkpoint(tmp_path / "moe", tokenizer=tok)).eval()
+    backend = LatentCacheBackend(model, tokenizer=tok, device="cpu", batch_size=16)
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=24, seed=5, stop=("rfl",))
+    prompts = [tok(p)["input_ids"] for p in ("intro decide", "sorry constructor", "assumption intro")]
+    steps, answered = [0], []
+    generate = model.generate
+
+    def counting(*a, on_step, **kw):
+        def step(nxt, done):
+            steps[0] += 1
+            return on_step(nxt, done)
+        return generate(*a, on_step=step, **kw)
+
+    model.generate = counting
+
+    async def one(i, p):
+        out = await backend.agenerate(p, params, n=4)
+        answered.append((steps[0], i))
+        return out
+
+    loop = asyncio.new_event_loop()
+    try:
+        with backend._model_lock:  # held: the three requests queue up and the worker batches them together
+            tasks = [loop.create_task(one(i, p)) for i, p in enumerate(prompts)]
+            loop.run_until_complete(asyncio.sleep(0.1))
+        groups = loop.run_until_complete(asyncio.gather(*tasks))
+    finally:
+        loop.close()
+        model.generate = generate
+        backend.close()
+    assert backend.batches == 1
+    for p, group in zip(prompts, groups, strict=True):
+        ids = torch.tensor([p] * 4)
+        gens = [torch.Generator().manual_seed(s) for s in sample_seeds(params, 4)]
+        full = generate(ids, max_new_tokens=24, temperature=1.0, eos_token_id=tok.eos_token_id,
+                        pad_token_id=tok.pad_token_id, generator=gens)[:, len(p):].tolist()
+        for row, c in zip(full, group, strict=True):
+            row = row[: row.index(tok.eos_token_id) + 1] if tok.eos_token_id in row else row
+            assert (c.token_ids, c.text) == _cut_at_stop(row, params.stop, tok, tok.eos_token_id)
+    assert any(c.finish_reason == "stop" and len(c.token_ids) < 24 for g in groups for c in g)
+    assert answered[0][0] < steps[0]  # the first group was answered before the batch's last step

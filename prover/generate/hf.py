@@ -13,6 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -122,22 +123,32 @@ class TransformersBackend:
         groups: dict[SamplingParams, list[_Request]] = {}
         for r in requests:
             groups.setdefault(replace(r.params, seed=None), []).append(r)
+        done: dict[int, list[Completion | None]] = {id(r): [None] * len(r.seeds) for r in requests}
+        left = {id(r): len(r.seeds) for r in requests}
+
+        def finished(row: tuple[_Request, int], completion: Completion) -> None:
+            """A request is answered once its own rows are in, not when its whole batch ends."""
+            r, j = row
+            done[id(r)][j] = completion
+            left[id(r)] -= 1
+            if not left[id(r)]:
+                r.future.set_result(done[id(r)])
+
         for params, members in groups.items():
             rows = [(r, j) for r in members for j in range(len(r.seeds))]
-            done: dict[int, list[Completion]] = {id(r): [] for r in members}
             try:
                 for start in range(0, len(rows), self.batch_size):
                     chunk = rows[start:start + self.batch_size]
-                    out = self._generate_rows([r.prompt for r, _ in chunk], [r.seeds[j] for r, j in chunk], params)
-                    self.batches += 1
-                    for (r, _), completion in zip(chunk, out, strict=True):
-                        done[id(r)].append(completion)
-            except Exception as e:  # every caller of the failed group hears of it; other groups still run
+                    self.batches += 1  # counted first: its callers may be answered (and read it) before it returns
+                    self._generate_rows([r.prompt for r, _ in chunk], [r.seeds[j] for r, j in chunk], params,
+                                        on_row=lambda k, c, chunk=chunk: finished(chunk[k], c))
+            except Exception as e:  # every caller of the failed group not yet answered hears of it
                 for r in members:
-                    r.future.set_exception(e)
-                continue
-            for r in members:
-                r.future.set_result(done[id(r)])
+                    if not r.future.done():
+                        r.future.set_exception(e)
+        for r in requests:
+            if not r.seeds:  # n = 0: nothing to wait for
+                r.future.set_result([])
 
     def _check_open(self) -> None:
         if self.model is None:
@@ -155,8 +166,9 @@ class TransformersBackend:
             return ""
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def _generate_rows(self, prompts: list[list[int]], seeds: list[int | None],
-                       params: SamplingParams) -> list[Completion]:
+    def _generate_rows(self, prompts: list[list[int]], seeds: list[int | None], params: SamplingParams,
+                       on_row: Callable[[int, Completion], None] | None = None) -> list[Completion]:
+        """The rows' completions; `on_row(i, completion)` hears of each row as it is done (here: at the end)."""
         import torch
 
         dev = self.device
@@ -208,6 +220,8 @@ class TransformersBackend:
             results.append(Completion(text=text, prompt_tokens=len(p), completion_tokens=len(tokens[r]),
                                       token_logprobs=logps[r] if params.logprobs else [],
                                       finish_reason=finish[r] or "length", token_ids=tokens[r]))
+        for i, completion in enumerate(results if on_row is not None else []):
+            on_row(i, completion)
         return results
 
     def _pad_id(self) -> int:

@@ -7,6 +7,7 @@ Module names follow DeepSeek-V3's HF checkpoints (`model.layers.{i}.self_attn.q_
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -265,10 +266,12 @@ class DeepSeekV3(nn.Module):
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int = 32, attention_mask: torch.Tensor | None = None,
                  temperature: float = 0.0, top_p: float = 1.0, eos_token_id: int | list[int] | None = None,
-                 pad_token_id: int | None = None, generator: Generator | None = None) -> torch.Tensor:
+                 pad_token_id: int | None = None, generator: Generator | None = None,
+                 on_step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """Prefill + one token per step with the latent cache. Greedy at temperature 0. Returns the prompt
         followed by the new tokens ([B, S + n]); finished rows are padded with `pad_token_id` (else eos).
-        `generator`: one for the batch, or a list with one per row (a row's draws then do not depend on its batch)."""
+        `generator`: one for the batch, or a list with one per row (a row's draws then do not depend on its batch).
+        `on_step(tokens, done)`, after each step: returns `done` with the rows the caller ends (a stop string)."""
         B, S = input_ids.shape
         eos = eos_token_id if eos_token_id is not None else self.config.eos_token_id
         eos_ids = torch.tensor([eos] if isinstance(eos, int) else (eos or []), device=input_ids.device)
@@ -283,8 +286,10 @@ class DeepSeekV3(nn.Module):
             out = torch.cat((out, torch.where(done, torch.full_like(nxt, pad), nxt)[:, None]), dim=1)
             if len(eos_ids):
                 done = done | torch.isin(nxt, eos_ids)
-                if bool(done.all()):
-                    break
+            if on_step is not None:
+                done = on_step(nxt, done)
+            if (len(eos_ids) or on_step is not None) and bool(done.all()):
+                break
             tokens = nxt[:, None]  # finished rows keep decoding (discarded): the batch stays rectangular
             mask = torch.cat((mask, torch.ones_like(tokens)), dim=1)
         return out

@@ -54,27 +54,51 @@ class Outcome:
 class LatentCacheBackend(TransformersBackend):
     """Our DeepSeek-V3 policy as a streaming backend: `TransformersBackend`'s queue batches whatever groups are
     pending, and the rows are drawn by the model's own latent-cache `generate` (its forward has no HF cache API),
-    one generator per row, so a sample does not depend on the batch it happened to run in."""
+    one generator per row, so a sample does not depend on the batch it happened to run in. A row ends at eos or
+    at its first stop string, and a group is answered as soon as its own rows have ended, so Lean can start on
+    it while the rest of the batch still decodes."""
 
-    def _generate_rows(self, prompts: list[list[int]], seeds: list[int | None],
-                       params: SamplingParams) -> list[Completion]:
+    STOP_WINDOW = 16  # tokens decoded per step to spot a stop string (the final cut reads the whole text)
+
+    def _generate_rows(self, prompts: list[list[int]], seeds: list[int | None], params: SamplingParams,
+                       on_row: Callable[[int, Completion], None] | None = None) -> list[Completion]:
         tok, dev = self.tokenizer, self.device
         pad, eos = tok.pad_token_id, tok.eos_token_id
         width = max(len(p) for p in prompts)
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=dev)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=dev)
         gens = [None if s is None else torch.Generator(device=dev).manual_seed(s) for s in seeds]
+        tokens: list[list[int]] = [[] for _ in prompts]
+        results: list[Completion | None] = [None] * len(prompts)
+
+        def finish(i: int) -> None:
+            cut, text = _cut_at_stop(tokens[i], params.stop, tok, eos)
+            results[i] = Completion(text=text, prompt_tokens=len(prompts[i]), completion_tokens=len(cut),
+                                    token_ids=cut, finish_reason="stop" if len(cut) < len(tokens[i]) or
+                                    (tokens[i] and tokens[i][-1] == eos) else "length")
+            if on_row is not None:
+                on_row(i, results[i])
+
+        def on_step(nxt: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+            ended = done.tolist()
+            for i, t in enumerate(nxt.tolist()):
+                if results[i] is not None:
+                    continue
+                tokens[i].append(t)  # the eos too: it is trained on, as sampled
+                if not ended[i] and params.stop and first_stop(tok.decode(
+                        tokens[i][-self.STOP_WINDOW:], skip_special_tokens=True), params.stop) is not None:
+                    ended[i] = True
+                if ended[i]:
+                    finish(i)
+            return torch.tensor(ended, device=done.device)
+
         with torch.inference_mode():
-            out = self.model.generate(ids, max_new_tokens=params.max_tokens, attention_mask=mask,
-                                      temperature=params.temperature, top_p=params.top_p, eos_token_id=eos,
-                                      pad_token_id=pad, generator=gens)
-        results = []
-        for p, row in zip(prompts, out[:, width:].tolist(), strict=True):
-            tokens = row[: row.index(eos) + 1] if eos in row else row  # the eos is trained on, as sampled
-            cut, text = _cut_at_stop(tokens, params.stop, tok, eos)
-            stopped = eos in tokens or len(cut) < len(tokens)
-            results.append(Completion(text=text, prompt_tokens=len(p), completion_tokens=len(cut), token_ids=cut,
-                                      finish_reason="stop" if stopped else "length"))
+            self.model.generate(ids, max_new_tokens=params.max_tokens, attention_mask=mask,
+                                temperature=params.temperature, top_p=params.top_p, eos_token_id=eos,
+                                pad_token_id=pad, generator=gens, on_step=on_step)
+        for i in range(len(prompts)):
+            if results[i] is None:  # ran to max_tokens
+                finish(i)
         return results
 
 
