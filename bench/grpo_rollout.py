@@ -13,7 +13,13 @@ each of `--steps` steps is run three ways on the same samples (the step's seed f
   generation: the rollout with a latency-free FAKE Lean (its checks cost milliseconds): the policy's part;
   Lean:       the step's candidates through the same checker alone, each check `--lean-latency` s longer
               (FAKE_LEAN_DELAY_S);
-  streamed:   the rollout as GRPO runs it, with that Lean: the target is close to max(generation, Lean).
+  streamed:   the rollout as GRPO runs it, with that Lean: the target is close to max(generation, Lean);
+  pipelined:  the measured steps one after the other in GRPO's schedule (step t+1 sampled while Lean finishes
+              step t), less the update: seconds per step.
+
+Random weights spread almost uniformly over the vocabulary, so under GRPO's one seed per step sample j of every
+problem is the same text: the groups of a step end together, and only the pipelined column can overlap.
+`--stop-every N` makes random completions end at the stop fence after about N tokens.
 
 Prints a table; writes JSON to $OUT/grpo_rollout.json (or --out).
 """
@@ -39,13 +45,22 @@ FAKE_LEAN = REPO / "tests" / "fakes" / "fake_lean.py"
 VOCAB = 1000  # words w0..w999: whatever a random model writes is printable and means nothing in Lean
 
 
-def word_tokenizer() -> Any:
+def statement(i: int) -> str:
+    return f"theorem toy_{i} (a : ℕ) (h₀ : a = {i}) : a = {i} := by"
+
+
+def word_tokenizer(stop_every: int, problems: int) -> Any:
     """A whitespace word-level tokenizer over VOCAB made-up words. A byte-level BPE would let random weights write
-    control characters, which the verifier refuses before Lean; these words reach Lean and fail there."""
+    control characters, which the verifier refuses before Lean; these words reach Lean and fail there. One word in
+    `stop_every` (0: none) ends with the prompt's stop fence, so random completions end after about that many
+    tokens, at different times, as real ones do."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {w: i for i, w in enumerate(["<pad>", "<s>", "</s>", "<unk>", *(f"w{i}" for i in range(VOCAB))])}
+    fenced = VOCAB // stop_every if stop_every else 0
+    words = [f"w{i}```" if i < fenced else f"w{i}" for i in range(VOCAB)]
+    known = [w for i in range(problems) for w in statement(i).split()]  # prompts differ, and so do their samples
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(["<pad>", "<s>", "</s>", "<unk>", *words, *known]))}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
@@ -56,15 +71,14 @@ def build(args: argparse.Namespace, workdir: Path) -> tuple[Path, Path]:
     """A random `--preset` checkpoint with a word-level tokenizer, and `--problems` toy problems."""
     from prover.model import DeepSeekV3, ModelConfig
 
-    tok = word_tokenizer()
+    tok = word_tokenizer(args.stop_every, args.problems)
     config = ModelConfig.preset(args.preset, vocab_size=len(tok), bos_token_id=tok.bos_token_id,
                                 eos_token_id=tok.eos_token_id)
     torch.manual_seed(0)
     ckpt = Path(DeepSeekV3(config).save_pretrained(workdir / "ckpt", tokenizer=tok))
     problems = workdir / "toy.jsonl"
-    problems.write_text("".join(json.dumps({"name": f"toy_{i}", "header": "import Mathlib", "formal_statement":
-                                            f"theorem toy_{i} (a : ℕ) (h₀ : a = {i}) : a = {i} := by"}) + "\n"
-                                for i in range(args.problems)))
+    problems.write_text("".join(json.dumps({"name": f"toy_{i}", "header": "import Mathlib",
+                                            "formal_statement": statement(i)}) + "\n" for i in range(args.problems)))
     return ckpt, problems
 
 
@@ -124,9 +138,29 @@ async def measure(trainer: Any, quick: Any, args: argparse.Namespace) -> list[di
         for row in rows:
             row["lean_s"] = await lean_alone(row.pop("rollout"), slow)
             streamed = await timed_rollout(trainer, engine, slow, row["step"])
+            lengths = [len(c) for c in streamed["rollout"].completion_ids]
             row.update(streamed_s=streamed["wall_s"], streamed_generated_s=streamed["generated_s"],
-                       candidates=sum(p is not None for p in streamed["rollout"].proofs), infra=streamed["infra"])
+                       candidates=sum(p is not None for p in streamed["rollout"].proofs), infra=streamed["infra"],
+                       tokens_mean=sum(lengths) / len(lengths))
+        pipelined = await pipelined_steps(trainer, engine, slow, [row["step"] for row in rows])
+    for row in rows:
+        row["pipelined_s"] = pipelined / len(rows)
     return rows
+
+
+async def pipelined_steps(trainer: Any, engine: Any, verifier: Any, steps: list[int]) -> float:
+    """The steps in GRPO's own schedule, less the update: step t+1 is sampled while Lean finishes step t."""
+    from prover.runner import AsyncChecker
+    from prover.train.rollout import RewardChecker
+
+    rewards = RewardChecker(AsyncChecker(verifier))
+    t0 = time.perf_counter()
+    pending = await trainer.rollout(engine, rewards, steps[0])
+    for s in [*steps[1:], None]:
+        nxt = await trainer.rollout(engine, rewards, s) if s is not None else None
+        await pending.outcomes
+        pending = nxt
+    return time.perf_counter() - t0
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -138,6 +172,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--problems", type=int, default=4, help="problems per step")
     ap.add_argument("--group-size", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=16)
+    ap.add_argument("--stop-every", type=int, default=0,
+                    help="completions end at the stop fence after about this many tokens (0: all run to --max-tokens)")
     ap.add_argument("--lean-latency", type=float, default=0.2, help="seconds added to each FAKE Lean proof check")
     ap.add_argument("--lean-workers", type=int, default=2)
     ap.add_argument("--steps", type=int, default=2, help="measured steps (after the warm-up)")
@@ -179,14 +215,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     head = (f"GRPO rollout: {args.problems} problems x {args.group_size} samples, {args.max_tokens} new tokens, "
-            f"{args.preset} on {args.device} ({args.sampler}); FAKE Lean +{args.lean_latency}s/check on "
+            f"{args.preset} on {args.device} ({args.sampler}), stop every ~{args.stop_every or '-'}; FAKE Lean +{args.lean_latency}s/check on "
             f"{args.lean_workers} workers")
-    lines = [head, "| step | candidates | generation s | Lean alone s | sum s | max s | streamed s | "
-             "streamed/max | streamed/sum |", "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [head, "| step | candidates | tokens/sample | generation s | Lean alone s | sum s | max s | streamed s | "
+             "streamed/max | streamed/sum | pipelined s/step |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        lines.append(f"| {r['step']} | {r['candidates']} | {r['generation_s']:.2f} | {r['lean_s']:.2f} | "
+        lines.append(f"| {r['step']} | {r['candidates']} | {r['tokens_mean']:.1f} | {r['generation_s']:.2f} | {r['lean_s']:.2f} | "
                      f"{r['sum_s']:.2f} | {r['max_s']:.2f} | {r['streamed_s']:.2f} | {r['streamed_over_max']:.2f} | "
-                     f"{r['streamed_over_sum']:.2f} |")
+                     f"{r['streamed_over_sum']:.2f} | {r['pipelined_s']:.2f} |")
     return "\n".join(lines)
 
 

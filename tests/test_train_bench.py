@@ -28,3 +28,19 @@ def test_train_gpu_bench_smoke(tmp_path, monkeypatch):
     assert len(rows["loss curve tiny fp32"]["every_10"]) == 1
     assert {"GRPO generate", "GRPO score", "verify", "GRPO update", "GRPO iteration"} <= set(rows)
     assert "FAKE Lean" in next(r for r in json.loads(out.read_text())["rows"] if r["row"].startswith("verify"))["row"]
+
+
+def test_grpo_rollout_bench_smoke(tmp_path, monkeypatch):
+    """bench/grpo_rollout.py on CPU: every column filled, every candidate checked by the FAKE Lean."""
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import grpo_rollout
+
+    out = tmp_path / "grpo_rollout.json"
+    result = grpo_rollout.main(["--device", "cpu", "--problems", "2", "--group-size", "2", "--max-tokens", "4",
+                                "--steps", "2", "--warmup", "0", "--lean-latency", "0.05", "--lean-workers", "1",
+                                "--out", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert rows == json.loads(json.dumps(result["rows"])) and len(rows) == 2
+    for row in rows:
+        assert row["candidates"] == 4 and row["infra"] == 0
+        assert row["lean_s"] >= 4 * 0.05 and row["sum_s"] >= row["max_s"] > 0 and row["pipelined_s"] > 0
