@@ -37,7 +37,7 @@ def problem(bench: Path):
     return next(p for p in load_problems(bench, "random", "train") if p.name == "Demo.and_intro'")
 
 
-def testfake_lean_dojo_matches_the_real_api():
+def test_fake_lean_dojo_matches_the_real_api():
     """The fake is only worth something if it has the real package's shapes."""
     import dataclasses
     import inspect

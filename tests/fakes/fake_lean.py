@@ -138,10 +138,6 @@ def show(e, prec: int = 0) -> str:
     return f"({s})" if op_prec < prec else s
 
 
-def is_prop(e) -> bool:
-    return e[0] in ("const", "not") or e[0] in RELATIONS or e[0] in CONNECTIVES
-
-
 def typecheck(e, nat_vars: set[str], want_prop: bool) -> None:
     kind = e[0]
     if kind == "num" or kind == "var":
