@@ -25,9 +25,20 @@ if TYPE_CHECKING:
     from lean_env.settings import LeanSettings
 
 
+class ProofState(Protocol):
+    """A point in a proof: its open goals, and whether none are left. Each session has its own state type
+    (`ReplState`, `lean_env.dojo.DojoState`) and takes back only the states it gave."""
+
+    @property
+    def goals(self) -> tuple[str, ...]: ...
+
+    @property
+    def finished(self) -> bool: ...
+
+
 @dataclass(frozen=True)
 class TacticResult:
-    state: Any | None  # the new state (None when the tactic failed)
+    state: ProofState | None  # the new state (None when the tactic failed)
     goals: list[str]
     finished: bool  # no goals left
     error: str | None  # why the tactic failed (Lean's message, a timeout, a crash)
@@ -35,11 +46,11 @@ class TacticResult:
 
 @runtime_checkable
 class ProofSession(Protocol):
-    def start(self, problem: LeanProblem) -> Any: ...
+    def start(self, problem: LeanProblem) -> ProofState: ...
 
-    def run_tactic(self, state: Any, tactic: str) -> TacticResult: ...
+    def run_tactic(self, state: ProofState, tactic: str) -> TacticResult: ...
 
-    def proof_text(self, problem: LeanProblem, state: Any) -> str: ...
+    def proof_text(self, problem: LeanProblem, state: ProofState) -> str: ...
 
     def close(self) -> None: ...
 

@@ -6,13 +6,22 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from eval.cli import checks
 from eval.cli import options as shared
 from eval.cli.common import config, console, default_out, err_console
+
+if TYPE_CHECKING:  # the CLI starts without the library: these names are for the signatures only
+    from data.config import Config
+    from data.problem import Problem
+    from data.store import Attempt, RunStore
+    from lean_env.checker import Checker
+    from prover.generate.base import Backend, StreamingBackend
+    from prover.recipe import ProveRecipe
+    from prover.runner import DriveStats, WorkUnit
 
 
 def register(app: typer.Typer) -> None:
@@ -126,13 +135,13 @@ def _strategy_options(strategy: str, mode: str, **flags: int | None) -> dict[str
     return {"mode": mode, **{name: flags[name] if flags[name] is not None else getattr(defaults, name) for name in own}}
 
 
-def _load_generator(recipe: Any, cfg: Any) -> Any:
+def _load_generator(recipe: ProveRecipe, cfg: Config) -> Backend | StreamingBackend:
     err_console.print(f"loading {cfg.model.model} ({cfg.model.backend})", highlight=False)
     return recipe.make_generator()
 
 
-def _read_target(target: str, kind: str, cfg: Any, split: str | None, limit: int | None, out: Path | None,
-                 in_place: bool, header: str | None) -> tuple[list[Any], str | None, Path | None]:
+def _read_target(target: str, kind: str, cfg: Config, split: str | None, limit: int | None, out: Path | None,
+                 in_place: bool, header: str | None) -> tuple[list[Problem], str | None, Path | None]:
     """The problems of TARGET (and, for a .lean file, its text and where the completed file goes)."""
     from eval.cli.prove_targets import completed_file_path, lean_file_problems, statement_problem
 
@@ -149,8 +158,8 @@ def _read_target(target: str, kind: str, cfg: Any, split: str | None, limit: int
     return (problems[:limit] if limit is not None else problems), None, None
 
 
-def _interactive(problems: list[Any], text: str | None, dest: Path | None, recipe: Any, gen: Any, verifier: Any,
-                 k: int, no_live: bool) -> int:
+def _interactive(problems: list[Problem], text: str | None, dest: Path | None, recipe: ProveRecipe,
+                 gen: Backend | StreamingBackend, verifier: Checker, k: int, no_live: bool) -> int:
     from data.lean_file import fill_sorries
     from eval.cli.live_view import prove_interactive
 
@@ -177,8 +186,8 @@ def _interactive(problems: list[Any], text: str | None, dest: Path | None, recip
     return 0 if len(proofs) == len(problems) else 1
 
 
-def _batch(target: str, problems: list[Any], cfg: Any, recipe: Any, verifier: Any, n: int, stop_at_first: bool,
-           out: Path | None, max_in_flight: int | None) -> int:
+def _batch(target: str, problems: list[Problem], cfg: Config, recipe: ProveRecipe, verifier: Checker, n: int,
+           stop_at_first: bool, out: Path | None, max_in_flight: int | None) -> int:
     """Every problem's n attempts through the runner into the run store `out`; resumes, refuses changed settings.
     The store (and with it the run directory's lock) is open before the model loads: a second run on the same
     `--out` is refused in one line, not after minutes of loading."""
@@ -211,9 +220,9 @@ def _batch(target: str, problems: list[Any], cfg: Any, recipe: Any, verifier: An
     return 0
 
 
-def _run_batch(target: str, problems: list[Any], cfg: Any, recipe: Any, gen: Any, verifier: Any, n: int,
-               stop_at_first: bool, out: Path, max_in_flight: int | None, store: Any,
-               stats: Any) -> tuple[list[Any], bool]:
+def _run_batch(target: str, problems: list[Problem], cfg: Config, recipe: ProveRecipe, gen: Backend | StreamingBackend,
+               verifier: Checker, n: int, stop_at_first: bool, out: Path, max_in_flight: int | None, store: RunStore,
+               stats: DriveStats) -> tuple[list[Attempt], bool]:
     """The attempts still missing from `store`, run; (every attempt of the run, whether Ctrl-C stopped it)."""
     from eval.progress import AttemptProgress
     from prover.recipe import open_run
@@ -230,7 +239,7 @@ def _run_batch(target: str, problems: list[Any], cfg: Any, recipe: Any, gen: Any
     interrupted = False
     with AttemptProgress("prove", todo, err_console, f"{len(proved)}/{len(problems)} proved") as bar:
 
-        def tick(unit: Any, attempt: Any) -> None:
+        def tick(unit: WorkUnit, attempt: Attempt) -> None:
             if attempt.proved:
                 proved.add(unit.problem.name)
             bar.advance(f"{len(proved)}/{len(problems)} proved")
@@ -246,7 +255,7 @@ def _run_batch(target: str, problems: list[Any], cfg: Any, recipe: Any, gen: Any
     return attempts, interrupted
 
 
-def _export_proofs(attempts: list[Any], problems: list[Any], path: Path) -> None:
+def _export_proofs(attempts: list[Attempt], problems: list[Problem], path: Path) -> None:
     """One line per proved problem (its first verified attempt), written atomically."""
     names = {p.name for p in problems}
     first: dict[str, Any] = {}
@@ -261,7 +270,7 @@ def _export_proofs(attempts: list[Any], problems: list[Any], path: Path) -> None
     tmp.replace(path)
 
 
-def _summary(attempts: list[Any], problems: list[Any], wall_s: float, stats: Any) -> None:
+def _summary(attempts: list[Attempt], problems: list[Problem], wall_s: float, stats: DriveStats) -> None:
     from rich.table import Table
 
     names = {p.name for p in problems}

@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from lean_env.checker import Checker
-from lean_env.interaction import ProofSession
+from lean_env.interaction import ProofSession, ProofState
 from lean_env.verdict import Verdict
 from prover.prompts.extract import extract_tactic
 from prover.search.core import BudgetExhausted, Search, no_candidate
@@ -67,7 +67,7 @@ async def _search(search: Search, session: ProofSession) -> tuple[str, Verdict, 
     search.charge_lean(1, time.perf_counter() - t0)
     nodes.append({"parent": None, "tactic": None, "logprob": 0.0, "goals": list(root.goals)})
     counter = itertools.count()
-    queue: list[tuple[float, int, int, Any]] = [(0.0, next(counter), 0, root)]
+    queue: list[tuple[float, int, int, ProofState]] = [(0.0, next(counter), 0, root)]
     seen = {tuple(root.goals)}
     expansions = 0
     try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from data.errors import DataError
 from data.problem import Problem
@@ -31,6 +31,10 @@ from data.sft_dataset import (
 from lean_env import text as lean_text
 from lean_env.verdict import Status
 from prover.prompts import PromptSet, load_prompts
+
+if TYPE_CHECKING:
+    from data.config import Config
+    from data.store import Attempt
 
 # The `prover.prompts` template each example kind's prompt is rendered with (rendered as plain text: SFT applies
 # the trained tokenizer's chat template to the kinds whose template is a chat turn, as generation does).
@@ -56,7 +60,7 @@ def proof_body(src: str, name: str | None = None) -> str | None:
     return body + "\n" if body.strip() else None
 
 
-def problem_of(attempt: Any, problems: dict[str, Problem]) -> Problem | None:
+def problem_of(attempt: Attempt, problems: dict[str, Problem]) -> Problem | None:
     """The attempted problem: from the problem set when given, else recovered from the submitted text."""
     if attempt.problem in problems:
         return problems[attempt.problem]
@@ -82,7 +86,7 @@ def composed_sketch(trace: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def solved_end_to_end(attempts: Iterable[Any]) -> set[str]:
+def solved_end_to_end(attempts: Iterable[Attempt]) -> set[str]:
     """Problems with a verified proof that did not come from composing lemmas (whole proof, repair, tree, or a
     sketch that was already a proof)."""
     return {a.problem for a in attempts if composed_sketch(a.trace or {}) is None}
@@ -150,7 +154,7 @@ def make_renderer(problems: dict[str, Problem] | None = None, prompts: PromptSet
         completion = f"{node['plan'].rstrip()}\n\n```lean4\n{proof}\n```"
         return [_example("cold_start", prompts.render("cot", problem), completion, problem, source)]
 
-    def render(attempt: Any) -> list[dict[str, str]]:
+    def render(attempt: Attempt) -> list[dict[str, str]]:
         problem = problem_of(attempt, problems)
         if problem is None:
             return []
@@ -165,7 +169,7 @@ def make_renderer(problems: dict[str, Problem] | None = None, prompts: PromptSet
 def build_dataset(
     stores: Iterable[str | Path],
     out: str | Path,
-    config: Any,
+    config: Config,
     examples: Iterable[str | Path] = (),
     problems: str | None = None,
     decontaminate: bool = True,
