@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from autoformalize.statement import false_from_hypotheses, negation, parse_signature
 from data.problem import Problem
+from lean_env.checker import Checker
 
 QUICK_TACTICS = ("norm_num", "simp", "decide", "omega", "linarith", "nlinarith", "simp_all", "tauto")
 NEGATION_TACTICS = ("decide", "norm_num", "simp", "push_neg; norm_num")
@@ -32,7 +32,7 @@ def _with_proof(statement: str, tactic: str) -> str:
     return statement.rstrip() + "\n  " + tactic + "\n"
 
 
-def compile_check(problems: Sequence[Problem], verifier: Any) -> list[FilterOutcome]:
+def compile_check(problems: Sequence[Problem], verifier: Checker) -> list[FilterOutcome]:
     verdicts = verifier.verify_many([(p, _with_proof(p.formal_statement, "sorry")) for p in problems])
     out = []
     for v in verdicts:
@@ -57,7 +57,7 @@ STAGES = (  # (reason to drop, name of the filter passed, statement variant)
 
 def consistency_checks(
     problems: Sequence[Problem],
-    verifier: Any,
+    verifier: Checker,
     tactics: Sequence[str] = QUICK_TACTICS,
     negation_tactics: Sequence[str] = NEGATION_TACTICS,
 ) -> list[FilterOutcome]:

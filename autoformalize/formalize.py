@@ -22,7 +22,8 @@ from data.decontam import Decontaminator, normalize_statement
 from data.errors import DataError
 from data.loaders import iter_jsonl
 from data.problem import Problem
-from prover.generate import SamplingParams, format_chat
+from lean_env.checker import Checker
+from prover.generate import Backend, SamplingParams, format_chat
 from prover.prompts import DEFAULT_HEADER, Template, load_prompts
 
 DEFAULT_PROMPTS = Path(__file__).with_name("prompts.toml")
@@ -93,7 +94,7 @@ def load_templates(path: str | Path | None = None) -> dict[str, Template]:
     return load_prompts(path, defaults=DEFAULT_PROMPTS).templates
 
 
-def _render(template: Template, backend: Any, **fields: str) -> str:
+def _render(template: Template, backend: Backend, **fields: str) -> str:
     text = template.render(**fields)
     return format_chat(backend, text) if template.chat else text
 
@@ -105,10 +106,10 @@ def _score(text: str) -> float | None:
 
 def formalize(
     informal: list[InformalProblem],
-    backend: Any,
-    verifier: Any,
+    backend: Backend,
+    verifier: Checker,
     cfg: FormalizeConfig,
-    grader: Any = None,
+    grader: Backend | None = None,
     decontaminator: Decontaminator | None = None,
 ) -> tuple[list[Problem], FormalizeReport]:
     """Formalize `informal` with `backend`, filter with `verifier` (and `grader`, default the same backend)."""

@@ -8,9 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eval.errors import EvalError
+
+if TYPE_CHECKING:
+    from data.config import Config
+    from data.problem import Problem
+    from lean_env.audit import KernelAuditor
 
 
 @dataclass
@@ -40,7 +45,7 @@ def audit_counts(run_dir: str | Path) -> dict[str, Any]:
             "rejected": sum(v["accepted"] is False for v in checked)}
 
 
-def run_problems(run_config: dict[str, Any], config: Any) -> dict[str, Any]:
+def run_problems(run_config: dict[str, Any], config: Config) -> dict[str, Problem]:
     """The run's problems by name, as the run saw them (PutnamBench answers given when the run gave them)."""
     from data import load_problems
     from lean_env.text import fill_answers
@@ -55,7 +60,7 @@ def run_problems(run_config: dict[str, Any], config: Any) -> dict[str, Any]:
     return {p.name: p for p in problems}
 
 
-def audit_run(run_dir: str | Path, config: Any, checker: Any, *, run: str | None = None, force: bool = False,
+def audit_run(run_dir: str | Path, config: Config, checker: KernelAuditor, *, run: str | None = None, force: bool = False,
               limit: int | None = None, log: Callable[[str], None] = print) -> AuditSummary:
     """Check each proved attempt with `checker` (`check(problem, text) -> AuditVerdict`) and store its verdict."""
     from data.store import RunStore

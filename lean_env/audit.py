@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from lean_env import text
 from lean_env.problem import LeanProblem
@@ -98,6 +98,15 @@ def _reason(out: subprocess.CompletedProcess) -> str:
     detail = next((ln for ln in lines if "uncaught exception" in ln or "rejects" in ln or "error" in ln),
                   lines[-1] if lines else "")
     return f"exit {out.returncode}: {detail}"[:500]
+
+
+class KernelAuditor(Protocol):
+    """A trusted checker that re-checks one proved attempt (`Comparator`, `Lean4Checker`); `name` keys its
+    verdicts in the run store."""
+
+    name: str
+
+    def check(self, problem: LeanProblem, proof_src: str) -> AuditVerdict: ...
 
 
 class Comparator:
