@@ -80,6 +80,23 @@ class DaemonThreads(ThreadPoolExecutor):
         pass  # daemon threads: left to end with the process
 
 
+class LoopLocal:
+    """An asyncio primitive (Semaphore, Condition) per event loop, made on first use inside it. A service outlives
+    the loops that use it (the interactive `prove` runs one loop per theorem over the same engine and checker),
+    and a primitive made in one loop raises in another once it has to wait."""
+
+    def __init__(self, make: Callable[[], T]):
+        self.make = make
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._value: Any = None
+
+    def get(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop, self._value = loop, self.make()
+        return self._value
+
+
 class Engine:
     """The shared generation engine: any number of attempt tasks ask for their own completions at once.
     At most `max_in_flight` sequences are with the backend at a time (backpressure); the backend batches
@@ -91,7 +108,7 @@ class Engine:
         self.max_in_flight = max(1, int(max_in_flight or getattr(self.stream, "max_in_flight", 1) or 1))
         self.model_id = getattr(backend, "model_id", "")
         self.in_flight = 0  # sequences with the backend now
-        self._freed: asyncio.Condition | None = None  # made on first use, inside the running loop
+        self._freed = LoopLocal(asyncio.Condition)
 
     @property
     def device(self) -> str:
@@ -105,17 +122,16 @@ class Engine:
     async def generate(self, prompt: Prompt, params: SamplingParams, n: int = 1) -> list[Completion]:
         """n completions of `prompt`; waits while the engine holds `max_in_flight` sequences already."""
         want = min(n, self.max_in_flight)  # a request larger than the whole engine waits for an empty one
-        if self._freed is None:
-            self._freed = asyncio.Condition()
-        async with self._freed:
-            await self._freed.wait_for(lambda: self.in_flight + want <= self.max_in_flight)
+        freed = self._freed.get()
+        async with freed:
+            await freed.wait_for(lambda: self.in_flight + want <= self.max_in_flight)
             self.in_flight += want
         try:
             return await self.stream.agenerate(prompt, params, n)
         finally:
-            async with self._freed:
+            async with freed:
                 self.in_flight -= want
-                self._freed.notify_all()
+                freed.notify_all()
 
     def close(self) -> None:
         self.stream.close()
@@ -131,7 +147,7 @@ class AsyncChecker:
         self.checker = checker
         workers = getattr(getattr(checker, "pool", None), "workers", None)
         self.capacity = max(1, int(capacity or (2 * workers if workers else 4)))
-        self._slots: asyncio.Semaphore | None = None  # made on first use, inside the running loop
+        self._slots = LoopLocal(lambda: asyncio.Semaphore(self.capacity))
         self._threads = DaemonThreads()
 
     async def verify_many(self, items: list[tuple[LeanProblem, str]]) -> list[Verdict]:
@@ -147,9 +163,7 @@ class AsyncChecker:
         method = getattr(self.checker, name)
 
         async def call(*args: Any, **kwargs: Any) -> Any:
-            if self._slots is None:
-                self._slots = asyncio.Semaphore(self.capacity)
-            async with self._slots:
+            async with self._slots.get():
                 loop = asyncio.get_running_loop()
                 return await loop.run_in_executor(self._threads, lambda: method(*args, **kwargs))
 
@@ -168,13 +182,11 @@ class SessionPool:
         self._idle: list[ProofSession] = []
         self._all: list[ProofSession] = []
         self._lock = threading.Lock()
-        self._free: asyncio.Semaphore | None = None
+        self._free = LoopLocal(lambda: asyncio.Semaphore(self.size))
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[ProofSession]:
-        if self._free is None:
-            self._free = asyncio.Semaphore(self.size)
-        async with self._free:
+        async with self._free.get():
             with self._lock:
                 session = self._idle.pop() if self._idle else None
             if session is None:

@@ -93,21 +93,37 @@ class ProveSession:
         return run_async(self.arun())
 
     async def arun(self) -> Any:
+        """Every attempt a task at once, through the shared engine (its `max_in_flight` and tree search's session
+        pool bound what runs), as in a batch run: one theorem's k attempts cost one batch of generation, not k
+        in turn. The first proof cancels the others; results are kept in attempt order among those finishing
+        together, so a run is reproducible whatever the timing (each attempt has its own seed)."""
+        import asyncio
+
+        tasks = {asyncio.create_task(self.recipe.attempt(self.backend, self.verifier, self.problem, i, self.on_event)):
+                 i for i in range(self.attempts)}
         last = None
-        for index in range(self.attempts):
-            self.state.attempt = index + 1
-            last = await self.recipe.attempt(self.backend, self.verifier, self.problem, index, self.on_event)
-            self.results.append(last)
-            if last.proved:
-                self.state.best = Best(last.text, "proved", "proof", 1e9)
-                break
-        return last
+        try:
+            while tasks:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in sorted(done, key=tasks.__getitem__):
+                    del tasks[task]
+                    last = task.result()
+                    self.results.append(last)
+                    self.state.attempt = len(self.results)
+                    if last.proved:
+                        self.state.best = Best(last.text, "proved", "proof", 1e9)
+                        return last
+            return last
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     # ---- rendering ------------------------------------------------------------------------------------------
     def __rich__(self) -> Panel:
         s = self.state
         head = Table.grid(padding=(0, 2))
-        head.add_row("strategy", s.strategy, "attempt", f"{s.attempt}/{s.attempts_planned}")
+        head.add_row("strategy", s.strategy, "attempts done", f"{s.attempt}/{s.attempts_planned}")
         head.add_row("samples", str(s.samples), "tokens", f"{s.tokens:,}")
         head.add_row("Lean calls", str(s.lean_calls), "time", f"{time.monotonic() - s.started:.1f}s")
         parts: list[Any] = [head]
