@@ -464,6 +464,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         summary["b_over_a"] = round(b["tokens_per_s"] / a["tokens_per_s"], 3)
         if b.get("requests_s"):  # generation alone: first request to last answer (set-up and report left out)
             summary["b_requests_over_a"] = round(b["completion_tokens"] / b["requests_s"] / a["tokens_per_s"], 3)
+        if b.get("close_s") is not None:  # (a) closes its engine outside its window: the same fixed cost left out of (b)
+            summary["b_without_close_over_a"] = round(
+                b["completion_tokens"] / (b["seconds"] - b["close_s"]) / a["tokens_per_s"], 3)
+        tasks = a.get("engine_tasks")
+        if tasks:  # (t) runs on (a)'s engine once it is warm: the engine's best in this run
+            summary["b_over_t"] = round(b["tokens_per_s"] / tasks["tokens_per_s"], 3)
     if b and c:
         gen, lean = b["seconds"], c["lean_s"]
         summary.update(generation_s=gen, lean_s=round(lean, 1), max_s=round(max(gen, lean), 1),
@@ -495,6 +501,8 @@ def table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     if "b_over_a" in summary:
         lines.append(f"\n(b)/(a) completion tokens/s: {summary['b_over_a']} (target >= 0.9); over (b)'s first "
                      f"request to last answer only: {summary.get('b_requests_over_a')}")
+        lines.append(f"(b)/(a) without (b)'s engine close: {summary.get('b_without_close_over_a')}; (b) over (t), the "
+                     f"warm engine: {summary.get('b_over_t')}")
     for r in rows:
         if r.get("requests_s") is not None:
             lines.append(f"{r['part']}: {r['setup_after_ready_s']}s set-up after the engine was ready, "
