@@ -50,7 +50,7 @@ def completions(kind: str, n: int, tokens: int, seed: int) -> list[str]:
 
 def clear_caches() -> None:
     """Forget every text the lexer's caches hold (names looked up: older revisions lack some, see --before)."""
-    for name in ("_tokens", "mask", "_commands", "_declarations", "_normalize"):
+    for name in ("_tokens", "mask", "_commands", "_declarations", "normalize"):
         cached = getattr(text, name, None)
         if cached is not None and hasattr(cached, "cache_clear"):
             cached.cache_clear()

@@ -607,14 +607,10 @@ def theorem_statement(src: str, name: str) -> str | None:
     return src[d.keyword:d.sig_end]
 
 
+@lru_cache(maxsize=512)  # a problem's own declarations are compared with every candidate's
 def normalize(text: str) -> str:
     """Comments dropped, `lemma` read as `theorem`, whitespace collapsed; a space survives only between two
     identifier characters (where it separates tokens)."""
-    return _normalize(text)
-
-
-@lru_cache(maxsize=512)  # a problem's own declarations are compared with every candidate's
-def _normalize(text: str) -> str:
     s = re.sub(r"\s+", " ", strip_comments(text)).strip()
     s = re.sub(r"^lemma\b", "theorem", s)  # (and the body's `lemma` keywords are compared as written)
     # every space is now single, with a character on each side: keep it only between identifier characters
