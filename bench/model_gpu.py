@@ -103,7 +103,10 @@ def make_batch(cfg: ModelConfig, args, seed: int = 0) -> torch.Tensor:
 
 
 def train_row(name: str, model: torch.nn.Module, step_loss: Callable[[torch.Tensor], torch.Tensor], cfg: ModelConfig,
-              ours: DeepSeekV3, args, after_step: Callable[[], None] | None = None) -> dict:
+              ours: DeepSeekV3, args, after_step: Callable[[], None] | None = None,
+              profile: Callable[[Callable[[], None]], dict] | None = None) -> dict:
+    """Train steps of `model` (loss, backward, fused AdamW, `after_step`) timed after warm-up; `profile`, if given,
+    is called with the step afterwards and its dict joins the row."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=args.device.startswith("cuda"))
     ids = make_batch(cfg, args)
 
@@ -127,6 +130,8 @@ def train_row(name: str, model: torch.nn.Module, step_loss: Callable[[torch.Tens
     if peak:
         r["mfu"] = f_params * tokens / dt / peak
         r["mfu_with_attn"] = f_attn * tokens / dt / peak
+    if profile is not None:
+        r["profile"] = profile(step)
     return r
 
 

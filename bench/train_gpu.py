@@ -54,9 +54,10 @@ from bench.model_gpu import peak_flops, train_flops_per_token, train_row  # noqa
 from prover.errors import ProverError  # noqa: E402
 from prover.model import DeepSeekV3, ModelConfig  # noqa: E402
 from prover.model.balance import update_bias  # noqa: E402
-from prover.train.common import moe_after_step  # noqa: E402
+from prover.train.common import moe_after_step, read_metrics  # noqa: E402
 from prover.train.distributed import DistEnv  # noqa: E402
 from prover.train.grpo import completion_logprobs, group_advantages, grpo_token_loss  # noqa: E402
+from prover.train.optim import MasterWeightAdamW  # noqa: E402
 from prover.train.sft import IGNORE, SFTConfig, _train_step, make_optimizer, make_scheduler, prepare_model  # noqa: E402
 
 
@@ -105,8 +106,16 @@ def markov_examples(cfg: ModelConfig, n: int, seq: int, seed: int = 0) -> list[d
     return out
 
 
-def trainer(cfg: ModelConfig, args, device: torch.device, fp8: bool):
-    """The SFT trainer's model and optimizer exactly as `train_sft` makes them (random weights, seed 0)."""
+OPTIMIZERS = {  # SFT row variants: the trainer's step with another optimizer (None: the trainer's own)
+    "bf16": None,
+    "bf16-fused": dict(fused=True),  # before: torch's fused kernel on fp32 copies of the gradients
+    "bf16-m16": dict(fused=True, compiled=True, moment_dtype=torch.bfloat16),  # DeepSeek-V3's bf16 moments
+}
+
+
+def trainer(cfg: ModelConfig, args, device: torch.device, fp8: bool, optimizer: dict | None = None):
+    """The SFT trainer's model and optimizer exactly as `train_sft` makes them (random weights, seed 0);
+    `optimizer`: MasterWeightAdamW's settings instead of `make_optimizer`'s."""
     scfg = sft_config(args, device, fp8)
     if fp8:
         from prover.model.fp8 import check_fp8
@@ -117,28 +126,67 @@ def trainer(cfg: ModelConfig, args, device: torch.device, fp8: bool):
         model = DeepSeekV3(cfg).to(train_dtype(device))
     env = DistEnv(device=device)
     model = prepare_model(model, scfg, env)
-    opt = make_optimizer(model, scfg, env)
+    opt = (make_optimizer(model, scfg, env) if optimizer is None else
+           MasterWeightAdamW(model.parameters(), lr=scfg.lr, weight_decay=scfg.weight_decay, betas=(0.9, 0.95),
+                             **optimizer))
     return model, opt, make_scheduler(opt, "cosine", 0, 1000, 0.1), scfg, env
 
 
-def sft_step_row(name: str, cfg: ModelConfig, args, device: torch.device, fp8: bool) -> dict:
-    model, opt, sched, scfg, env = trainer(cfg, args, device, fp8)
+def sft_step_row(name: str, cfg: ModelConfig, args, device: torch.device, fp8: bool,
+                 optimizer: dict | None = None) -> dict:
+    model, opt, sched, scfg, env = trainer(cfg, args, device, fp8, optimizer)
     examples = random_examples(cfg, args.batch, args.seq)
     tok = SimpleNamespace(pad_token_id=0)
     batch = [list(range(args.batch))]
+
+    def steps(n: int) -> dict:
+        """As `train_sft`'s loop runs them: each step's metrics read once the next one is queued."""
+        pending = None
+        for _ in range(n):
+            metrics = _train_step(model, opt, sched, batch, examples, tok, scfg, env)
+            if pending is not None:
+                read_metrics(pending)
+            pending = metrics
+        return read_metrics(pending) if pending is not None else {}
+
     t0 = time.perf_counter()
-    _train_step(model, opt, sched, batch, examples, tok, scfg, env)  # compilation, optimizer state
-    sync(device)
+    steps(1)  # compilation, optimizer state
     first = time.perf_counter() - t0
-    for _ in range(args.warmup):
-        _train_step(model, opt, sched, batch, examples, tok, scfg, env)
+    steps(args.warmup)
     sync(device)
     t = time.perf_counter()
-    for _ in range(args.steps):
-        metrics = _train_step(model, opt, sched, batch, examples, tok, scfg, env)
+    metrics = steps(args.steps)
     sync(device)
     dt = (time.perf_counter() - t) / args.steps
-    return {"row": name, **throughput(cfg, model, args, device, dt), "first_step_s": first, "loss": metrics["loss"]}
+    row = {"row": name, **throughput(cfg, model, args, device, dt), "first_step_s": first, "loss": metrics["loss"]}
+    if args.profile_now:
+        row["profile"] = profile_steps(name, lambda: steps(1), device)
+    return row
+
+
+def profile_steps(name: str, step: Callable[[], object], device: torch.device, n: int = 3) -> dict:
+    """torch.profiler over `n` steps: wall and GPU-busy time per step, host syncs per step, the top kernels."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    sync(device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        t = time.perf_counter()
+        for _ in range(n):
+            step()
+        sync(device)
+        wall = (time.perf_counter() - t) / n
+    events = prof.key_averages()
+    kernels = sorted((e for e in events if e.device_type == DeviceType.CUDA), key=lambda e: -e.self_device_time_total)
+    busy = sum(e.self_device_time_total for e in kernels) / n / 1e3
+    syncs = sum(e.count for e in events if "Synchronize" in e.key or e.key in ("cudaMemcpy", "aten::item")) / n
+    top = [{"kernel": e.key[:90], "ms_per_step": e.self_device_time_total / n / 1e3, "calls_per_step": e.count / n}
+           for e in kernels[:20]]
+    print(f"--- profile: {name}: wall {wall * 1e3:.1f} ms/step, GPU busy {busy:.1f} ms ({busy / wall / 1e3:.0%}), "
+          f"{syncs:.0f} host syncs/step", file=sys.stderr)
+    for k in top:
+        print(f"  {k['ms_per_step']:8.2f} ms {k['calls_per_step']:6.0f}x  {k['kernel']}", file=sys.stderr)
+    return {"wall_ms": wall * 1e3, "gpu_busy_ms": busy, "syncs_per_step": syncs, "top": top}
 
 
 def throughput(cfg: ModelConfig, model: DeepSeekV3, args, device: torch.device, dt: float) -> dict:
@@ -163,7 +211,9 @@ def model_row(name: str, cfg: ModelConfig, args, device: torch.device) -> dict:
     if args.compile and device.type == "cuda":
         m.compile_blocks(dynamic=False)
     margs = SimpleNamespace(batch=args.batch, seq=args.seq, device=str(device), warmup=args.warmup, steps=args.steps)
-    r = train_row(name, m, lambda ids: m(ids, labels=ids).loss, cfg, m, margs, after_step=lambda: update_bias(m, 1e-3))
+    prof = (lambda step: profile_steps(name, step, device)) if args.profile_now else None
+    r = train_row(name, m, lambda ids: m(ids, labels=ids).loss, cfg, m, margs, after_step=lambda: update_bias(m, 1e-3),
+                  profile=prof)
     r.pop("peak_mem_gib", None)
     return {**r, **throughput(cfg, m, args, device, r["step_s"])}
 
@@ -183,7 +233,7 @@ def loss_comparison(preset: str, cfg: ModelConfig, args, device: torch.device) -
         t = time.perf_counter()
         for step in range(args.loss_steps):
             mb = [list(range(step * args.loss_batch, (step + 1) * args.loss_batch))]
-            losses.append(_train_step(model, opt, sched, mb, examples, tok, scfg, env)["loss"])
+            losses.append(read_metrics(_train_step(model, opt, sched, mb, examples, tok, scfg, env))["loss"])
         return {"row": name, "loss_first": losses[0], "loss_last10": mean(losses[-10:]), "every_10": losses[::10],
                 "wall_s": time.perf_counter() - t}
 
@@ -218,7 +268,9 @@ def guarded(name: str, fn: Callable[[], dict], args, device: torch.device) -> di
         row = {"row": name, "skipped": str(e)}
     except Exception as e:  # OOM or anything else
         row = failure(name, e, args)
-    print(json.dumps(row), file=sys.stderr, flush=True)
+    print(json.dumps({k: v for k, v in row.items() if k != "profile"}), file=sys.stderr, flush=True)
+    args.done_rows.append(row)
+    args.out_path.write_text(json.dumps({"rows": args.done_rows, "partial": True}, indent=2))  # kept on a timeout
     free(device)
     return row
 
@@ -228,13 +280,15 @@ def rows_sft(preset: str, cfg: ModelConfig, args, device: torch.device) -> list[
     prec = "bf16" if device.type == "cuda" else "fp32"  # the trainer's choice for the device (`param_dtype`)
     makers = {
         "model": (f"model step ({shape}; bench/model_gpu.py)", lambda n: model_row(n, cfg, args, device)),
-        "bf16": (f"SFT step {prec} ({shape})", lambda n: sft_step_row(n, cfg, args, device, fp8=False)),
+        **{key: (f"SFT step {prec}{'' if opt is None else ' ' + key.split('-')[1] + ' optimizer'} ({shape})",
+                 lambda n, opt=opt: sft_step_row(n, cfg, args, device, fp8=False, optimizer=opt))
+           for key, opt in OPTIMIZERS.items()},
         "fp8": (f"SFT step fp8 {args.fp8_recipe} ({shape})", lambda n: sft_step_row(n, cfg, args, device, fp8=True)),
     }
     rows = {key: guarded(name, lambda name=name, make=make: make(name), args, device)
             for key, (name, make) in makers.items() if key in args.sft_rows}
     ok = {k: r for k, r in rows.items() if "tokens_per_s" in r}
-    for key in ("bf16", "fp8"):
+    for key in (*OPTIMIZERS, "fp8"):
         if key in ok and "model" in ok:
             ok[key]["vs_model"] = ok[key]["tokens_per_s"] / ok["model"]["tokens_per_s"]
     if "fp8" in ok and "bf16" in ok:
@@ -354,14 +408,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verify", choices=("fake", "none"), default="fake")
     ap.add_argument("--peak-tflops", type=float, default=None, help="bf16 peak (default: from the GPU name)")
     ap.add_argument("--out", default=None, help="JSON path (default $OUT/train_gpu.json)")
+    ap.add_argument("--profile", action="store_true", help="torch.profiler over 3 steps of the first preset's model "
+                    "and trainer rows: GPU-busy time, host syncs and top kernels per step (stderr and JSON)")
     ap.add_argument("--verbose", action="store_true", help="print tracebacks of failed rows")
     args = ap.parse_args(argv)
     args.sft_rows = set(args.sft_rows.split(","))
+    args.out_path = Path(args.out) if args.out else Path(os.environ.get("OUT", ".")) / "train_gpu.json"
+    args.out_path.parent.mkdir(parents=True, exist_ok=True)
+    args.done_rows, args.profile_now = [], False
     device = torch.device(args.device)
     presets = args.presets.split(",")
     info = {"machine": platform.node(), "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "args": {
-                k: sorted(v) if isinstance(v, set) else v for k, v in vars(args).items()}, "presets": {}}
+                k: sorted(v) if isinstance(v, set) else v for k, v in vars(args).items()
+                if k not in ("out_path", "done_rows", "profile_now")}, "presets": {}}
     rows: list[dict] = []
     for i, preset in enumerate(presets):
         cfg = ModelConfig.preset(preset)
@@ -369,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
             counter = DeepSeekV3(cfg)
         info["presets"][preset] = {"params": counter.num_parameters(include_mtp=True),
                                    "active_params": counter.num_active_parameters()}
-        pargs = SimpleNamespace(**{**vars(args), "batch": args.medium_batch if preset == "medium" else args.batch})
+        pargs = SimpleNamespace(**{**vars(args), "batch": args.medium_batch if preset == "medium" else args.batch,
+                                   "profile_now": args.profile and i == 0})
         rows += rows_sft(preset, cfg, pargs, device)
         if i == 0 and args.loss_steps:
             rows += loss_comparison(preset, cfg, args, device)
@@ -395,8 +456,7 @@ def main(argv: list[str] | None = None) -> int:
             v = r.get(k)
             cells.append(f"{'':>13s}" if v is None else f"{v:13.2%}" if k in pct else f"{v:13.4g}")
         print(f"{r['row']:72s} " + " ".join(cells))
-    out = Path(args.out) if args.out else Path(os.environ.get("OUT", ".")) / "train_gpu.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = args.out_path
     out.write_text(json.dumps({"info": info, "rows": rows}, indent=2))
     print(f"wrote {out}", file=sys.stderr)
     return 0

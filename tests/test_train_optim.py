@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from prover.model import DeepSeekV3, ModelConfig
@@ -93,3 +94,68 @@ def test_bf16_training_with_master_weights_tracks_fp32_training():
             start = float(base(ids, labels=ids).loss)
     assert losses[torch.float32] < start - 0.5  # it did learn
     assert abs(losses[torch.bfloat16] - losses[torch.float32]) < 0.02 * losses[torch.float32]
+
+
+def _compiled_eager(params, **kw) -> MasterWeightAdamW:
+    """The compiled path with its update run eagerly (inductor is the slow test's business)."""
+    from prover.train.optim import master_adamw_
+
+    opt = MasterWeightAdamW(params, compiled=True, **kw)
+    opt._update = master_adamw_
+    return opt
+
+
+def test_compiled_update_is_the_master_weight_update():
+    low, ref = _params(torch.bfloat16), _params(torch.bfloat16)
+    opt = _compiled_eager(low, **HYPER)
+    ref_opt = MasterWeightAdamW(ref, **HYPER)
+    _run(opt, low, range(8))
+    _run(ref_opt, ref, range(8))
+    for p, r in zip(low, ref, strict=True):
+        assert p.dtype == torch.bfloat16 and opt.state[p]["exp_avg"].dtype == torch.float32
+        torch.testing.assert_close(opt.state[p]["master"], ref_opt.state[r]["master"], rtol=1e-6, atol=1e-7)
+        assert torch.equal(p, opt.state[p]["master"].to(torch.bfloat16))  # rounded into the parameter
+        assert float(opt.state[p]["step"]) == 8
+
+
+def test_bf16_moments_stay_bf16_and_track_fp32_moments():
+    low, ref = _params(torch.bfloat16), _params(torch.bfloat16)
+    start = [p.detach().float() for p in low]
+    opt = _compiled_eager(low, moment_dtype=torch.bfloat16, **HYPER)
+    ref_opt = MasterWeightAdamW(ref, **HYPER)
+    _run(opt, low, range(8))
+    _run(ref_opt, ref, range(8))
+    for p, r, p0 in zip(low, ref, start, strict=True):
+        s = opt.state[p]
+        assert s["exp_avg"].dtype == s["exp_avg_sq"].dtype == torch.bfloat16 and s["master"].dtype == torch.float32
+        assert (s["master"] - p0).abs().min() > 1e-3  # every weight moved (lr 1e-2, 8 steps)...
+        torch.testing.assert_close(s["master"], ref_opt.state[r]["master"], rtol=0, atol=2e-3)  # ...as fp32's did
+
+
+def test_compiled_state_dict_round_trip_resumes_exactly_with_bf16_moments():
+    straight = _params(torch.bfloat16)
+    _run(_compiled_eager(straight, moment_dtype=torch.bfloat16, **HYPER), straight, range(6))
+    first = _params(torch.bfloat16)
+    opt = _compiled_eager(first, moment_dtype=torch.bfloat16, **HYPER)
+    _run(opt, first, range(3))
+    saved = copy.deepcopy(opt.state_dict())
+    resumed = [torch.nn.Parameter(p.detach().clone()) for p in first]
+    opt2 = _compiled_eager(resumed, moment_dtype=torch.bfloat16, **HYPER)
+    opt2.load_state_dict(saved)
+    assert all(opt2.state[p]["exp_avg"].dtype == torch.bfloat16 for p in resumed)
+    assert all(opt2.state[p]["master"].dtype == torch.float32 for p in resumed)
+    _run(opt2, resumed, range(3, 6))
+    for a, b in zip(straight, resumed, strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.slow
+def test_torch_compile_of_the_update_matches_its_eager_run():
+    low, ref = _params(torch.bfloat16), _params(torch.bfloat16)
+    compiled = MasterWeightAdamW(low, compiled=True, **HYPER)
+    _run(compiled, low, range(4))
+    eager = _compiled_eager(ref, **HYPER)
+    _run(eager, ref, range(4))
+    assert compiled._update is not None and compiled._update is not eager._update
+    for p, r in zip(low, ref, strict=True):
+        torch.testing.assert_close(compiled.state[p]["master"], eager.state[r]["master"], rtol=1e-6, atol=1e-7)

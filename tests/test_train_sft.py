@@ -151,3 +151,44 @@ def test_bf16_training_keeps_fp32_masters_and_resumes_bit_identically(moe, tmp_p
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+
+
+def test_metrics_read_a_step_late_still_log_every_step_and_checkpoint_whole(moe, tmp_path):
+    """Each step's loss is read after the next step is queued; a checkpoint between steps still holds every
+    step's loss up to it, and the log has one line per step."""
+    data = write_examples(tmp_path / "ex.jsonl")
+    out = tmp_path / "ckpt"
+    res = train_sft(SFTConfig(model=str(moe), data=str(data), out=str(out), lr=1e-3, max_steps=5, save_every=2,
+                              keep_last=5, micro_batch_size=2, device="cpu"), progress=False)
+    logged = _metrics(out)
+    assert [m["step"] for m in logged] == [1, 2, 3, 4, 5]
+    assert [m["loss"] for m in logged] == res.history and all(isinstance(x, float) for x in res.history)
+    state = torch.load(out / "checkpoints" / "step-000004" / "trainer_state.pt", weights_only=False)
+    assert state["extra"]["history"] == res.history[:4]
+
+
+@pytest.mark.gpu
+def test_sft_step_never_waits_for_the_gpu(moe):
+    """On CUDA the whole trainer step (batch upload, loss, clipping, AdamW on masters, bias update) queues work
+    without one host sync: torch raises on any under sync debug mode "error"."""
+    from types import SimpleNamespace
+
+    from prover.model import DeepSeekV3
+    from prover.train.distributed import DistEnv
+    from prover.train.sft import _train_step, make_optimizer, make_scheduler, prepare_model
+
+    env = DistEnv(device=torch.device("cuda"))
+    cfg = SFTConfig(model="", data="", out="", micro_batch_size=2, compile=False, device="cuda")
+    model = prepare_model(DeepSeekV3.from_pretrained(moe).to("cuda", torch.bfloat16), cfg, env)
+    opt = make_optimizer(model, cfg, env)
+    sched = make_scheduler(opt, "cosine", 0, 10, 0.1)
+    examples = [{"input_ids": list(range(3, 40)), "labels": [IGNORE] * 8 + list(range(11, 40))}] * 2
+    tok = SimpleNamespace(pad_token_id=0)
+    _train_step(model, opt, sched, [[0, 1]], examples, tok, cfg, env)  # optimizer state made
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        metrics = _train_step(model, opt, sched, [[0, 1]], examples, tok, cfg, env)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert torch.is_tensor(metrics["loss"]) and float(metrics["loss"]) > 0

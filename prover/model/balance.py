@@ -62,19 +62,20 @@ def update_bias(model: nn.Module, gamma: float, process_group: Any = None,
     return counts
 
 
-def load_summary(counts: torch.Tensor) -> dict[str, float]:
-    """Max violation (max load / mean load - 1), averaged and worst over layers, plus min/max load fractions."""
+def load_stats(counts: torch.Tensor) -> dict[str, torch.Tensor]:
+    """`load_summary` as 0-dim tensors on the counts' device: nothing waits for the GPU until they are read."""
     c = counts.float()
     mean = c.mean(dim=1).clamp(min=1e-9)
     violation = c.max(dim=1).values / mean - 1
     frac = c / c.sum(dim=1, keepdim=True).clamp(min=1)
-    return {
-        "max_violation_mean": float(violation.mean()),
-        "max_violation_worst": float(violation.max()),
-        "min_load_frac": float(frac.min()),
-        "max_load_frac": float(frac.max()),
-        "tokens": float(c.sum(dim=1).max()),
-    }
+    return {"max_violation_mean": violation.mean(), "max_violation_worst": violation.max(), "min_load_frac": frac.min(),
+            "max_load_frac": frac.max(), "tokens": c.sum(dim=1).max()}
+
+
+def load_summary(counts: torch.Tensor) -> dict[str, float]:
+    """Max violation (max load / mean load - 1), averaged and worst over layers, plus min/max load fractions."""
+    stats = load_stats(counts)
+    return dict(zip(stats, torch.stack(list(stats.values())).tolist(), strict=True))  # one read
 
 
 def expert_load(model: nn.Module) -> dict[str, Any]:

@@ -90,10 +90,12 @@ def autocast(device: torch.device, precision: str = "auto"):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def moe_after_step(model: torch.nn.Module, gamma: float, process_group: Any = None) -> dict[str, float]:
+def moe_after_step(model: torch.nn.Module, gamma: float, process_group: Any = None,
+                   read: bool = True) -> dict[str, Any]:
     """After each optimizer step of the MoE: nudge each expert's routing bias toward balance (DeepSeek-V3's
     aux-loss-free balancing) from the expert load counted since the last step, summed over `process_group` so
-    every rank applies the same update; returns that load's summary for the logs. A no-op for other models."""
+    every rank applies the same update; returns that load's summary for the logs (`read=False`: as device
+    scalars, for `read_metrics` later). A no-op for other models."""
     if not is_moe(model):
         return {}
     from prover.model import balance
@@ -110,7 +112,18 @@ def moe_after_step(model: torch.nn.Module, gamma: float, process_group: Any = No
         balance.reset_counts(inner)
     if counts.numel() == 0:
         return {}
-    return {f"expert_load/{k}": v for k, v in balance.load_summary(counts).items()}
+    stats = balance.load_stats(counts) if not read else balance.load_summary(counts)
+    return {f"expert_load/{k}": v for k, v in stats.items()}
+
+
+def read_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A step's metrics with its device scalars read as floats, all in one transfer (one wait for the GPU)."""
+    lazy = [k for k, v in metrics.items() if torch.is_tensor(v)]
+    if not lazy:
+        return metrics
+    device = metrics[lazy[0]].device
+    values = torch.stack([metrics[k].detach().reshape(()).to(device, torch.float64) for k in lazy]).tolist()
+    return {**metrics, **dict(zip(lazy, values, strict=True))}
 
 
 def rng_state() -> dict[str, Any]:

@@ -99,7 +99,9 @@ def wrap_model(model: torch.nn.Module, env: DistEnv, ep: int = 1) -> torch.nn.Mo
 
 
 def all_reduce_sum(value: float | torch.Tensor, env: DistEnv) -> torch.Tensor:
-    t = torch.as_tensor(value, dtype=torch.float64 if not torch.is_tensor(value) else value.dtype, device=env.device)
+    """The sum over ranks, as a tensor on the device; nothing here waits for the GPU (a float becomes a fill, not
+    a host-to-device copy)."""
+    t = value if torch.is_tensor(value) else torch.full((), value, dtype=torch.float64, device=env.device)
     if env.distributed:
         t = t.clone()
         dist.all_reduce(t, op=dist.ReduceOp.SUM)

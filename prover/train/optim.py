@@ -1,9 +1,15 @@
 """AdamW with fp32 master weights for low-precision (bf16) parameters: DeepSeek-V3's recipe (the model computes in
-bf16; the optimizer keeps fp32 master weights and fp32 moments, and writes the rounded update back).
+bf16; the optimizer keeps fp32 master weights and moments, fp32 or bf16 as the paper does, and writes the rounded
+update back).
 
 The rule: an fp32 parameter is its own master, so for an fp32 model this is exactly `torch.optim.AdamW` (same
 functional kernel, same state layout). State lives under the model's parameters (`state[p]["master"]`), so
 `torch.distributed.checkpoint` and the expert-parallel gather see it like any other optimizer state.
+
+`compiled=True` runs the bf16 parameters' update through torch.compile: one fused pass per tensor that reads the
+bf16 gradient, the master and the moments and writes them back with the bf16 parameter. torch's fused AdamW takes
+one dtype for all of them, so without it the step casts every gradient to fp32 and copies every master back, three
+passes over memory where one does (written here because no library fuses a mixed-precision AdamW).
 """
 
 from __future__ import annotations
@@ -18,19 +24,27 @@ class MasterWeightAdamW(torch.optim.AdamW):
     """`torch.optim.AdamW` (no amsgrad) whose update runs on fp32 copies of non-fp32 parameters."""
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, foreach: bool | None = None, fused: bool | None = None):
+                 weight_decay: float = 1e-2, foreach: bool | None = None, fused: bool | None = None,
+                 compiled: bool = False, moment_dtype: torch.dtype = torch.float32):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach,
                          fused=fused)
+        if moment_dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(f"moment_dtype must be float32 or bfloat16, not {moment_dtype}")
+        self.compiled = compiled
+        self.moment_dtype = moment_dtype  # of low-precision parameters' moments; an fp32 parameter's stay fp32
+        self._update = None  # the compiled `master_adamw_` (made on the first step)
+        self._lr: dict[torch.device, torch.Tensor] = {}  # lr on the device: a changing float would recompile
 
     def _state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
         state = self.state[p]
-        if not state:  # as Adam._init_group lays it out, with fp32 tensors
+        if not state:  # as Adam._init_group lays it out; masters fp32, moments fp32 or `moment_dtype`
             master = p if p.dtype == torch.float32 else p.detach().float()
-            on_device = group["fused"] or group["capturable"]
+            on_device = group["fused"] or group["capturable"] or (self.compiled and master is not p)
             state["step"] = (torch.zeros((), dtype=torch.float32, device=p.device) if on_device
                              else torch.tensor(0.0, dtype=torch.float32))
-            state["exp_avg"] = torch.zeros_like(master, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(master, memory_format=torch.preserve_format)
+            moments = torch.float32 if master is p else self.moment_dtype
+            state["exp_avg"] = torch.zeros_like(master, dtype=moments, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(master, dtype=moments, memory_format=torch.preserve_format)
             if master is not p:
                 state["master"] = master
         return state
@@ -45,11 +59,17 @@ class MasterWeightAdamW(torch.optim.AdamW):
             if group["amsgrad"]:
                 raise ValueError("MasterWeightAdamW does not implement amsgrad")
             masters, grads, exp_avgs, exp_avg_sqs, steps, low = [], [], [], [], [], []
+            compiled: list[list[torch.Tensor]] = [[], [], [], [], [], []]  # `master_adamw_`'s lists
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 state = self._state(p, group)
                 master = state.get("master", p)
+                if self.compiled and master is not p:
+                    for lst, t in zip(compiled, (p, p.grad, master, state["exp_avg"], state["exp_avg_sq"],
+                                                  state["step"]), strict=True):
+                        lst.append(t)
+                    continue
                 masters.append(master)
                 grads.append(p.grad if p.grad.dtype == master.dtype else p.grad.to(master.dtype))
                 exp_avgs.append(state["exp_avg"])
@@ -57,9 +77,11 @@ class MasterWeightAdamW(torch.optim.AdamW):
                 steps.append(state["step"])
                 if master is not p:
                     low.append((p, master))
+            beta1, beta2 = group["betas"]
+            if compiled[0]:
+                self._compiled_step(compiled, group)
             if not masters:
                 continue
-            beta1, beta2 = group["betas"]
             adamw(masters, grads, exp_avgs, exp_avg_sqs, [], steps, foreach=group["foreach"],
                   capturable=group["capturable"], differentiable=False, fused=group["fused"],
                   grad_scale=None, found_inf=None, has_complex=False, amsgrad=False, beta1=beta1, beta2=beta2,
@@ -68,8 +90,22 @@ class MasterWeightAdamW(torch.optim.AdamW):
                 torch._foreach_copy_([p for p, _ in low], [m for _, m in low])
         return loss
 
+    def _compiled_step(self, lists: list[list[torch.Tensor]], group: dict[str, Any]) -> None:
+        if self._update is None:
+            self._update = torch.compile(master_adamw_, fullgraph=True, dynamic=False)
+        device = lists[0][0].device
+        lr = self._lr.get(device)
+        if lr is None:
+            lr = self._lr[device] = torch.zeros((), dtype=torch.float32, device=device)
+        lr.fill_(group["lr"])  # a kernel argument: no host-to-device copy, no wait
+        torch._foreach_add_(lists[5], 1.0)
+        beta1, beta2 = group["betas"]
+        # Elementwise, so FSDP2's shards update as plain local tensors.
+        local = [[t.to_local() if hasattr(t, "to_local") else t for t in lst] for lst in lists]
+        self._update(*local, lr, beta1, beta2, group["eps"], group["weight_decay"])
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """torch casts loaded state to each parameter's dtype; master weights and moments must stay fp32."""
+        """torch casts loaded state to each parameter's dtype; master weights stay fp32, moments in their dtype."""
         kept = {pid: {k: v for k, v in s.items() if torch.is_tensor(v) and k != "step" and v.is_floating_point()}
                 for pid, s in state_dict["state"].items()}
         super().load_state_dict(state_dict)
@@ -77,4 +113,25 @@ class MasterWeightAdamW(torch.optim.AdamW):
         params = [p for g in self.param_groups for p in g["params"]]
         for pid, p in zip(ids, params, strict=True):
             for k, v in kept.get(pid, {}).items():
-                self.state[p][k] = v.to(device=p.device, dtype=torch.float32)
+                low_moment = k != "master" and p.dtype != torch.float32
+                self.state[p][k] = v.to(device=p.device, dtype=self.moment_dtype if low_moment else torch.float32)
+            if self.compiled and "step" in self.state[p] and p.dtype != torch.float32:
+                self.state[p]["step"] = self.state[p]["step"].to(p.device)
+
+
+def master_adamw_(params: list[torch.Tensor], grads: list[torch.Tensor], masters: list[torch.Tensor],
+                  exp_avgs: list[torch.Tensor], exp_avg_sqs: list[torch.Tensor], steps: list[torch.Tensor],
+                  lr: torch.Tensor, beta1: float, beta2: float, eps: float, weight_decay: float) -> None:
+    """One AdamW step (torch's formula, `steps` already incremented) on fp32 `masters` from `grads` of any dtype,
+    moments kept in their own dtype, the result rounded into `params`. Plain tensor code: compiled, each tensor's
+    update is one fused kernel."""
+    for i in range(len(params)):  # (dynamo traces an index loop; the lists are equally long)
+        g32 = grads[i].float()
+        m32 = exp_avgs[i].float().lerp(g32, 1 - beta1)
+        v32 = exp_avg_sqs[i].float() * beta2 + (1 - beta2) * g32 * g32
+        denom = v32.sqrt() / (1 - beta2 ** steps[i]).sqrt() + eps
+        w32 = masters[i] * (1 - lr * weight_decay) - (lr / (1 - beta1 ** steps[i])) * (m32 / denom)
+        exp_avgs[i].copy_(m32)
+        exp_avg_sqs[i].copy_(v32)
+        masters[i].copy_(w32)
+        params[i].copy_(w32)

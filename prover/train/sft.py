@@ -30,6 +30,7 @@ from prover.train.common import (
     load_tokenizer,
     moe_after_step,
     param_dtype,
+    read_metrics,
     seed_everything,
 )
 from prover.train.distributed import DistEnv, all_reduce_sum, init_distributed, shutdown, wrap_model
@@ -235,21 +236,36 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
     steps_per_epoch = max(1, math.ceil(len(examples) / order.per_step))
     tokens_total = 0
     bar = _progress(progress and env.is_main, total_steps, step)
+    t_read = time.perf_counter()
+
+    def record(step: int, metrics: dict[str, Any]) -> None:
+        """Read a step's metrics (waiting for its GPU work only), log them and advance the bar."""
+        nonlocal t_read, tokens_total
+        metrics = read_metrics(metrics)
+        now = time.perf_counter()
+        dt, t_read = now - t_read, now  # reads are a step apart: the step's time on the GPU, not its queueing
+        tokens_total += int(metrics.pop("tokens"))
+        history.append(metrics["loss"])
+        metrics.update(tokens_per_s=metrics["step_tokens"] / dt, epoch=step / steps_per_epoch)
+        log.log(step, metrics, echo_keys=("loss", "lr", "tokens_per_s"))
+        if bar is not None:
+            bar[0].update(bar[1], advance=1, description=f"sft loss {metrics['loss']:.4f}")
+
     try:
         end = min(total_steps, cfg.stop_after or total_steps)
+        pending = None  # the last step's metrics: read once the next step is queued behind it
         while step < end:
-            t0 = time.perf_counter()
             metrics = step_fn(model, optimizer, scheduler, order.micro_batches(step), examples, tokenizer, cfg, env)
             step += 1
-            dt = time.perf_counter() - t0
-            tokens_total += int(metrics.pop("tokens"))
-            history.append(metrics["loss"])
-            metrics.update(tokens_per_s=metrics["step_tokens"] / dt, epoch=step / steps_per_epoch)
-            log.log(step, metrics, echo_keys=("loss", "lr", "tokens_per_s"))
-            if bar is not None:
-                bar[0].update(bar[1], advance=1, description=f"sft loss {metrics['loss']:.4f}")
+            if pending is not None:
+                record(*pending)
+            pending = (step, metrics)
             if cfg.save_every and step % cfg.save_every == 0 and step < end:
+                record(*pending)
+                pending = None
                 save_checkpoint(out, step, model, optimizer, scheduler, tokenizer, env, {"history": history}, cfg.keep_last)
+        if pending is not None:
+            record(*pending)
         ckpt = save_checkpoint(out, step, model, optimizer, scheduler, tokenizer, env, {"history": history},
                                cfg.keep_last)
         if step >= total_steps:
@@ -320,23 +336,29 @@ def prepare_pipeline(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv):
 
 
 def make_optimizer(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv) -> torch.optim.Optimizer:
-    """AdamW (betas 0.9/0.95) on fp32 master weights; the fused CUDA kernel on GPU."""
+    """AdamW (betas 0.9/0.95) on fp32 master weights. On GPU the bf16 parameters' update is compiled into one pass
+    over memory per tensor where `cfg.compile` resolves on (fp32 parameters take the fused CUDA kernel)."""
+    cuda = env.device.type == "cuda"
     return MasterWeightAdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95),
-                             fused=True if env.device.type == "cuda" else None)
+                             fused=True if cuda else None, compiled=cfg.compile if cfg.compile is not None else cuda)
 
 
 def _train_step(model, optimizer, scheduler, micro_batches, examples, tokenizer, cfg: SFTConfig, env: DistEnv):
+    """One optimizer step; returns its metrics, the losses and norm as device scalars (`read_metrics` reads them):
+    nothing in the step waits for the GPU, so the next step is queued while this one runs."""
     batches = [collate([examples[i] for i in mb], tokenizer.pad_token_id) for mb in micro_batches]
     # Counted on the CPU batches before they move: no host sync inside the micro-batch loop.
     n_toks = [int((b["labels"] != IGNORE).sum()) for b in batches]
+    local_seq_tokens = float(sum(int(b["attention_mask"].sum()) for b in batches))
     # Completion tokens of the whole step on all ranks: each micro-batch's mean loss is weighted by its share.
-    global_tokens = float(all_reduce_sum(float(sum(n_toks)), env))
+    global_tokens = all_reduce_sum(float(sum(n_toks)), env) if env.distributed else float(sum(n_toks))
+    pin = env.device.type == "cuda"  # a pinned copy is queued; a pageable one waits
     loss_sum = torch.zeros((), device=env.device)
     mtp_sum = None
     for b, n_tok in zip(batches, n_toks, strict=True):
         if n_tok == 0:
             continue
-        b = {k: v.to(env.device, non_blocking=True) for k, v in b.items()}
+        b = {k: (v.pin_memory() if pin else v).to(env.device, non_blocking=True) for k, v in b.items()}
         out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"],
                     right_padded=True)  # `collate` pads on the right: attention stays on the causal kernel
         # FSDP averages gradients over ranks, hence * world_size.
@@ -350,18 +372,17 @@ def _train_step(model, optimizer, scheduler, micro_batches, examples, tokenizer,
     lr = scheduler.get_last_lr()[0]
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    local_seq_tokens = float(sum(int(b["attention_mask"].sum()) for b in batches))
     metrics = {
-        "loss": float(all_reduce_sum(loss_sum, env)) / global_tokens,
+        "loss": all_reduce_sum(loss_sum, env) / global_tokens,
         "lr": lr,
         "tokens": local_seq_tokens,
-        "step_tokens": float(all_reduce_sum(local_seq_tokens, env)),
+        "step_tokens": all_reduce_sum(local_seq_tokens, env) if env.distributed else local_seq_tokens,
     }
     if mtp_sum is not None:
-        metrics["mtp_loss"] = float(all_reduce_sum(mtp_sum, env)) / global_tokens
+        metrics["mtp_loss"] = all_reduce_sum(mtp_sum, env) / global_tokens
     if grad_norm is not None:
-        metrics["grad_norm"] = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
-    metrics.update(moe_after_step(model, cfg.bias_update_gamma, process_group=env.group))
+        metrics["grad_norm"] = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+    metrics.update(moe_after_step(model, cfg.bias_update_gamma, process_group=env.group, read=False))
     return metrics
 
 
