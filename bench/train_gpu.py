@@ -139,13 +139,29 @@ def sft_step_row(name: str, cfg: ModelConfig, args, device: torch.device, fp8: b
     tok = SimpleNamespace(pad_token_id=0)
     batch = [list(range(args.batch))]
 
+    host = {"queue_s": 0.0, "wait_s": 0.0, "optimizer_s": 0.0}  # the host's time: queueing steps (of it the
+    # optimizer's), waiting for their metrics
+    step_of = opt.step
+
+    def timed_step(*a, **k):
+        t = time.perf_counter()
+        out = step_of(*a, **k)
+        host["optimizer_s"] += time.perf_counter() - t
+        return out
+
+    opt.step = timed_step
+
     def steps(n: int) -> dict:
         """As `train_sft`'s loop runs them: each step's metrics read once the next one is queued."""
         pending = None
         for _ in range(n):
+            t = time.perf_counter()
             metrics = _train_step(model, opt, sched, batch, examples, tok, scfg, env)
+            t1 = time.perf_counter()
             if pending is not None:
                 read_metrics(pending)
+            host["queue_s"] += t1 - t
+            host["wait_s"] += time.perf_counter() - t1
             pending = metrics
         return read_metrics(pending) if pending is not None else {}
 
@@ -154,11 +170,14 @@ def sft_step_row(name: str, cfg: ModelConfig, args, device: torch.device, fp8: b
     first = time.perf_counter() - t0
     steps(args.warmup)
     sync(device)
+    host.update(queue_s=0.0, wait_s=0.0, optimizer_s=0.0)
     t = time.perf_counter()
     metrics = steps(args.steps)
     sync(device)
     dt = (time.perf_counter() - t) / args.steps
-    row = {"row": name, **throughput(cfg, model, args, device, dt), "first_step_s": first, "loss": metrics["loss"]}
+    row = {"row": name, **throughput(cfg, model, args, device, dt), "first_step_s": first, "loss": metrics["loss"],
+           "host_queue_ms": host["queue_s"] / args.steps * 1e3, "host_wait_ms": host["wait_s"] / args.steps * 1e3,
+           "host_optimizer_ms": host["optimizer_s"] / args.steps * 1e3}
     if args.profile_now:
         row["profile"] = profile_steps(name, lambda: steps(1), device)
     return row
@@ -178,15 +197,22 @@ def profile_steps(name: str, step: Callable[[], object], device: torch.device, n
         wall = (time.perf_counter() - t) / n
     events = prof.key_averages()
     kernels = sorted((e for e in events if e.device_type == DeviceType.CUDA), key=lambda e: -e.self_device_time_total)
-    busy = sum(e.self_device_time_total for e in kernels) / n / 1e3
     syncs = sum(e.count for e in events if "Synchronize" in e.key or e.key in ("cudaMemcpy", "aten::item")) / n
+    kernels = [e for e in kernels if not e.key.startswith("Optimizer.")]  # a range, not a kernel: counted twice
+    busy = sum(e.self_device_time_total for e in kernels) / n / 1e3
     top = [{"kernel": e.key[:90], "ms_per_step": e.self_device_time_total / n / 1e3, "calls_per_step": e.count / n}
            for e in kernels[:20]]
+    host_ops = sorted((e for e in events if e.device_type == DeviceType.CPU), key=lambda e: -e.self_cpu_time_total)
+    top_host = [{"op": e.key[:90], "ms_per_step": e.self_cpu_time_total / n / 1e3, "calls_per_step": e.count / n}
+                for e in host_ops[:25]]
     print(f"--- profile: {name}: wall {wall * 1e3:.1f} ms/step, GPU busy {busy:.1f} ms ({busy / wall / 1e3:.0%}), "
           f"{syncs:.0f} host syncs/step", file=sys.stderr)
     for k in top:
         print(f"  {k['ms_per_step']:8.2f} ms {k['calls_per_step']:6.0f}x  {k['kernel']}", file=sys.stderr)
-    return {"wall_ms": wall * 1e3, "gpu_busy_ms": busy, "syncs_per_step": syncs, "top": top}
+    print("  host (self CPU time):", file=sys.stderr)
+    for k in top_host:
+        print(f"  {k['ms_per_step']:8.2f} ms {k['calls_per_step']:6.0f}x  {k['op']}", file=sys.stderr)
+    return {"wall_ms": wall * 1e3, "gpu_busy_ms": busy, "syncs_per_step": syncs, "top": top, "top_host": top_host}
 
 
 def throughput(cfg: ModelConfig, model: DeepSeekV3, args, device: torch.device, dt: float) -> dict:

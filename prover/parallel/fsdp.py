@@ -81,12 +81,17 @@ def clip_grad_norm_(parameters: nn.Module | Iterable[torch.Tensor], max_norm: fl
     local = [g.to_local() if hasattr(g, "to_local") else g for g in grads]
     if not local:
         return torch.zeros(())
+    # Foreach kernels per (device, dtype): a list mixing dtypes falls back to one launch per tensor.
+    groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+    for g in local:
+        groups.setdefault((g.device, g.dtype), []).append(g.detach())
     device = local[0].device
-    # One foreach kernel over all gradients (a per-tensor loop is hundreds of launches per step on GPU).
-    sq = torch.stack(torch._foreach_norm([g.detach() for g in local], 2.0, dtype=torch.float32)).pow(2).sum()
+    sq = torch.stack([torch.stack(torch._foreach_norm(gs, 2.0, dtype=torch.float32)).pow(2).sum().to(device)
+                      for gs in groups.values()]).sum()
     if dist.is_initialized() and any(g is not lg for g, lg in zip(grads, local, strict=True)):
         dist.all_reduce(sq)
     norm = sq.sqrt()
     coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
-    torch._foreach_mul_(local, coef.to(device))
+    for (dev, _), gs in groups.items():
+        torch._foreach_mul_(gs, coef.to(dev))
     return norm
