@@ -270,14 +270,15 @@ def _run(spec: EvalSpec, config: Config, recipe: ProveRecipe, problems: list[Pro
         drive_t0 = time.perf_counter()
         try:
             run_async(_drive_with_progress(units, executor, store, run_id, on_result, progress, stats))
+            # the report while the engine may still be closing (it began once the last generation was asked for)
+            run = {**recorded_config, **{k: current[k] for k in ("samples", "k", "problems")}, "name": out.name}
+            attempts = store.attempts(run_id)
+            report = build_report(attempts, run, n_boot=spec.n_boot, seed=spec.seed)
+            report["generation"] = length_cuts(attempts)
+            report["run_wall_s"] = round(time.perf_counter() - drive_t0, 2)  # this invocation's clock
+            path = write_report(report, out)
         finally:
             executor.close()
-        run = {**recorded_config, **{k: current[k] for k in ("samples", "k", "problems")}, "name": out.name}
-        attempts = store.attempts(run_id)
-        report = build_report(attempts, run, n_boot=spec.n_boot, seed=spec.seed)
-        report["generation"] = length_cuts(attempts)
-        report["run_wall_s"] = round(time.perf_counter() - drive_t0, 2)  # this invocation's clock (attempts overlap)
-    path = write_report(report, out)
     return EvalResult(report, path, stats.recorded, stats.skipped, time.perf_counter() - start)
 
 

@@ -109,6 +109,10 @@ class Engine:
         self.model_id = getattr(backend, "model_id", "")
         self.in_flight = 0  # sequences with the backend now
         self._freed = LoopLocal(asyncio.Condition)
+        # Who may still ask for a generation: open `AttemptEngine` handles. Once `seal`ed (no attempt will start)
+        # and none is left, `on_idle` runs once: the runner closes the engine while the last checks finish.
+        self.may_generate = 0
+        self._on_idle: Callable[[], None] | None = None
 
     @property
     def device(self) -> str:
@@ -133,8 +137,70 @@ class Engine:
                 self.in_flight -= want
                 freed.notify_all()
 
+    def attempt(self) -> AttemptEngine:
+        """A handle for one attempt, counted from now until it says it is done generating (or ends)."""
+        self.may_generate += 1
+        return AttemptEngine(self)
+
+    def seal(self, on_idle: Callable[[], None]) -> None:
+        """No further attempt will start: call `on_idle` once no handle may generate any more (now, if none)."""
+        self._on_idle = on_idle
+        self._check_idle()
+
+    def _release(self) -> None:
+        self.may_generate -= 1
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if self._on_idle is not None and self.may_generate == 0:
+            on_idle, self._on_idle = self._on_idle, None
+            on_idle()
+
     def close(self) -> None:
         self.stream.close()
+
+
+class AttemptEngine:
+    """One attempt's view of the shared `Engine`: the same calls, plus `done_generating()`, the attempt's word
+    that it will ask for nothing more (a `sample` attempt once its last request is made; a multi-step strategy
+    only when it ends). The engine counts the attempt until that word is given and its requests have returned.
+    A generation asked for after the word is a bug and raises, rather than reach a closed engine."""
+
+    def __init__(self, engine: Engine):
+        self.engine, self.generating, self.requests = engine, True, 0
+        self.model_id, self.max_in_flight = engine.model_id, engine.max_in_flight
+        self._released = False
+
+    @property
+    def device(self) -> str:
+        return self.engine.device
+
+    def format_chat(self, text: str) -> str:
+        return self.engine.format_chat(text)
+
+    def generate(self, prompt: Prompt, params: SamplingParams, n: int = 1) -> Coroutine[Any, Any, list[Completion]]:
+        """As `Engine.generate`; the request is counted when it is made (so `done_generating` may follow at once).
+        A request cancelled before it ever ran stays counted: the engine then closes only at the run's end."""
+        if not self.generating:
+            raise RuntimeError("a generation was asked for after the attempt said it was done generating")
+        self.requests += 1
+        return self._generate(prompt, params, n)
+
+    async def _generate(self, prompt: Prompt, params: SamplingParams, n: int) -> list[Completion]:
+        try:
+            return await self.engine.generate(prompt, params, n)
+        finally:
+            self.requests -= 1
+            self._release_if_done()
+
+    def done_generating(self) -> None:
+        self.generating = False
+        self._release_if_done()
+
+    def _release_if_done(self) -> None:
+        if not self.generating and not self.requests and not self._released:
+            self._released = True
+            self.engine._release()
 
 
 class AsyncChecker:
@@ -247,11 +313,12 @@ class Recipe(Protocol):
 
 class Executor(Protocol):
     """Runs one unit to its Attempt; `capacity()` is how many attempts it can usefully have live at once (it may
-    build its engine to know)."""
+    build its engine to know). An executor may also have `no_more_units()`, which the driver calls once it has
+    started every attempt of the run (`LocalExecutor` then closes its engine early)."""
 
     def capacity(self) -> int: ...
 
-    async def run(self, unit: WorkUnit) -> Attempt: ...
+    def run(self, unit: WorkUnit) -> Coroutine[Any, Any, Attempt]: ...
 
     def close(self) -> None: ...
 
@@ -266,6 +333,8 @@ class LocalExecutor:
                  max_live: int | None = None):
         self.recipe, self.engine, self.max_live = recipe, engine, max_live
         self._owned: list[Any] = []  # what this executor built, closed in `close()` (last built first)
+        self._early_close: threading.Thread | None = None  # the engine's close, begun before the run's end
+        self._early_close_error: BaseException | None = None
         if checker is not None and not isinstance(checker, AsyncChecker):
             checker = AsyncChecker(checker)
             self._owned.append(checker)  # its threads are ours, the verifier stays its owner's
@@ -285,15 +354,45 @@ class LocalExecutor:
         self.open()
         return self.max_live or self.engine.max_in_flight + self.checker.capacity
 
-    async def run(self, unit: WorkUnit) -> Attempt:
+    def run(self, unit: WorkUnit) -> Coroutine[Any, Any, Attempt]:
         self.open()
-        return await self.recipe.arun(self.engine, self.checker, unit.problem, unit.index)
+        # Counted now, not when the task first runs: the driver may seal the engine before that. (A task cancelled
+        # before it ever ran keeps its count: the engine then closes only in `close()`, never too early.)
+        engine = self.engine.attempt()
+        return self._run(engine, unit)
+
+    async def _run(self, engine: AttemptEngine, unit: WorkUnit) -> Attempt:
+        try:
+            return await self.recipe.arun(engine, self.checker, unit.problem, unit.index)
+        finally:
+            engine.done_generating()
+
+    def no_more_units(self) -> None:
+        """The driver has started every attempt it will: an engine this executor built is closed in the
+        background as soon as no live attempt may generate, while their last checks go on."""
+        if self.engine is not None and self.engine in self._owned:
+            self.engine.seal(self._close_engine_early)
+
+    def _close_engine_early(self) -> None:
+        def close() -> None:
+            try:
+                self.engine.close()
+            except BaseException as e:  # raised once, by `close()`
+                self._early_close_error = e
+
+        self._early_close = threading.Thread(target=close, name="engine-close", daemon=True)
+        self._early_close.start()
 
     def close(self) -> None:
         owned, self._owned = self._owned, []
         for resource in reversed(owned):
             if isinstance(resource, Verifier):  # a Lean call still running belongs to an attempt that is over
                 resource.close(cancel_running=True)
+            elif resource is self.engine and self._early_close is not None:
+                self._early_close.join()  # begun while the last checks ran: its error surfaces here, once
+                error, self._early_close_error = self._early_close_error, None
+                if error is not None:
+                    raise error
             else:
                 close_all(resource)
         close_all(self.recipe)  # what the recipe opened in this process (tree search's sessions)
@@ -326,9 +425,16 @@ async def drive(units: Iterable[WorkUnit], executor: Executor, store: RunStore, 
     scheduled: set[tuple[str, int]] = set()
     pending = _pending(units, done, proved, scheduled, stats)
     limit = 0
+    drawn_all = False
     try:
         while True:
-            while len(live) < max(limit, 1) and (unit := next(pending, None)) is not None:
+            while not drawn_all and len(live) < max(limit, 1):
+                unit = next(pending, None)
+                if unit is None:
+                    drawn_all = True
+                    if limit and (no_more := getattr(executor, "no_more_units", None)) is not None:
+                        no_more()  # its engine may close once the live attempts are past their generations
+                    break
                 limit = limit or max(1, executor.capacity())  # built only once something is left to do
                 stats.submitted += 1
                 scheduled.add(unit.key)

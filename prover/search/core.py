@@ -156,8 +156,10 @@ class Search:
         except TimeoutError:
             raise BudgetExhausted("wall_s") from None
 
-    async def generate(self, prompts: list[str], n: int, kind: str, **overrides: Any) -> list[list[Completion]]:
-        """n samples per prompt (fewer when the budget has fewer left), charged to the budget."""
+    async def generate(self, prompts: list[str], n: int, kind: str, last: bool = False,
+                       **overrides: Any) -> list[list[Completion]]:
+        """n samples per prompt (fewer when the budget has fewer left), charged to the budget. `last`: the
+        strategy will ask for nothing after these (`done_generating` as soon as they are asked for)."""
         self.check_budget()
         left = self.budget.remaining_samples()
         if left is not None:
@@ -173,8 +175,11 @@ class Search:
         planner = self.planner is not None and kind == "sketch"
         model = self.model_for(kind)
         t0 = time.perf_counter()
+        requests = [model.generate(p, params, n) for p in prompts]
+        if last:
+            self.done_generating()
         try:
-            out = await self.wait(asyncio.gather(*(model.generate(p, params, n) for p in prompts)))
+            out = await self.wait(asyncio.gather(*requests))
         except BaseException:  # out of time or cancelled: nothing was drawn
             self.budget.charge(samples=-n * len(prompts))
             raise
@@ -188,6 +193,14 @@ class Search:
         self.event("generate", prompt_kind=kind, n=len(flat), tokens=tokens, seconds=round(dt, 3),
                    model="planner" if planner else "prover")
         return out
+
+    def done_generating(self) -> None:
+        """This attempt will ask for no further generation, so the runner may close the engine while its checks
+        run. A root search's word only: a lemma's siblings may still generate. Engines outside the runner (a
+        plain `Engine`) have no such handle and nothing to do."""
+        done = getattr(self.backend, "done_generating", None)
+        if self.parent is None and done is not None:
+            done()
 
     def params(self, kind: str, **overrides: Any) -> SamplingParams:
         stop = tuple(self.prompts[kind].stop)

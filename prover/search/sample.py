@@ -24,7 +24,10 @@ async def run_sample(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
     best: tuple[float, str, Verdict] | None = None
     try:
         while found is None or not stop_at_first:
-            completions = (await search.generate([prompt], batch, mode))[0]
+            left = search.budget.remaining_samples()  # this round takes every sample left: it is the last
+            completions = (await search.generate([prompt], batch, mode, last=left is not None and left <= batch))[0]
+            if search.budget.exhausted():  # tokens or time spent (they only grow): these were its last completions
+                search.done_generating()
             texts = [search.extract(mode, c.text) for c in completions]
             usable = [t for t in texts if t]
             verdicts = iter(await search.verify_many(usable) if usable else [])
