@@ -420,16 +420,23 @@ class RunStore:
         """Store many attempts in one transaction (all or none); returns how many were new (or retried)."""
         rows = [self._row(run_id, a) for a in attempts]
         with self._tx() as db:
-            retrying = self._retryable(db, run_id)
-            new = 0
+            new, taken = 0, []
             for row in rows:
+                inserted = db.execute(self._INSERT, row).rowcount
+                new += inserted
+                if not inserted:
+                    taken.append(row)
+            # Only a key already there can be a retry: the run's infrastructure failures are looked up for those
+            # alone (a scan of the whole run per transaction made a run's writes quadratic in its attempts).
+            retrying = self._retryable(db, run_id) if taken else set()
+            for row in taken:
                 key = (row[1], row[2])
                 if key in retrying:  # the machine failed this attempt before: the retry takes its place
                     retrying.discard(key)
                     db.execute(f"DELETE FROM attempts WHERE run_id = ? AND problem = ? AND idx = ? AND {_INFRA}",
                                (run_id, *key))
                     self._bump_retries(db, run_id, key)
-                new += db.execute(self._INSERT, row).rowcount
+                    new += db.execute(self._INSERT, row).rowcount
             return new
 
     # ---------------------------------------------------------------------------------------- audits
