@@ -192,7 +192,8 @@ class ReadyClock:
         self.last_answer: float | None = None
         self.built: list[Any] = []
         self.drive_end: float | None = None  # the runner's driver returned (every attempt checked and recorded)
-        self.close: tuple[float, float] | None = None  # the executor's close (engine and Lean pool shut down)
+        self.close: tuple[float, float] | None = None  # the executor's close (waits for the engine's, closes Lean)
+        self.engine_close: tuple[float, float] | None = None  # the backend's own close (begun early, in the background)
         self.in_flight = 0  # agenerate calls in progress
         self.answered = 0
         self.timeline: list[tuple[float, int, int]] = []  # (seconds since ready, in flight, answered), every 0.5 s
@@ -211,7 +212,7 @@ class ReadyClock:
             from prover.generate.vllm_engine import VLLMBackend as cls
         else:
             from prover.generate.hf import TransformersBackend as cls
-        original_init, original_agenerate = cls.__init__, cls.agenerate
+        original_init, original_agenerate, original_backend_close = cls.__init__, cls.agenerate, cls.close
         clock = self
 
         def init(backend: Any, *a: Any, **kw: Any) -> None:
@@ -231,6 +232,14 @@ class ReadyClock:
             clock.answered += 1
             clock.last_answer = time.perf_counter()
             return out
+
+        def backend_close(backend: Any) -> None:
+            t0 = time.perf_counter()
+            try:
+                original_backend_close(backend)
+            finally:
+                if clock.engine_close is None:
+                    clock.engine_close = (t0, time.perf_counter())
 
         import threading
 
@@ -252,7 +261,7 @@ class ReadyClock:
             clock.close = (t0, time.perf_counter())
 
         harness.drive, LocalExecutor.close = drive, close
-        cls.__init__, cls.agenerate = init, agenerate
+        cls.__init__, cls.agenerate, cls.close = init, agenerate, backend_close
         self._sampling = True
         sampler = threading.Thread(target=self._sample, daemon=True)
         sampler.start()
@@ -261,7 +270,7 @@ class ReadyClock:
         finally:
             self._sampling = False
             harness.drive, LocalExecutor.close = original_drive, original_close
-            cls.__init__, cls.agenerate = original_init, original_agenerate
+            cls.__init__, cls.agenerate, cls.close = original_init, original_agenerate, original_backend_close
             for backend in self.built:
                 backend.close()
 
@@ -315,11 +324,14 @@ def through_eval(args: argparse.Namespace, checkpoint: Path, workdir: Path, lean
             # where the window went: ready -> first request (run set-up), first request -> last answer, -> end
             "setup_after_ready_s": phase(ready, clock.first_request),
             "requests_s": phase(clock.first_request, clock.last_answer), "after_last_s": phase(clock.last_answer, end),
-            # ... and after the last answer: its checks and records, then the executor's close, then the report
+            # ... and after the last answer: its checks and records, the report, then the executor's close (which
+            # waits for the engine's close, begun in the background once no attempt could generate), then the rest
             "last_checks_s": phase(clock.last_answer, clock.drive_end),
-            "to_close_s": phase(clock.drive_end, clock.close[0] if clock.close else None),
+            "report_s": phase(clock.drive_end, clock.close[0] if clock.close else None),
             "close_s": phase(*clock.close) if clock.close else None,
-            "report_s": phase(clock.close[1] if clock.close else None, end),
+            "after_close_s": phase(clock.close[1] if clock.close else None, end),
+            "engine_close_begins_s": phase(clock.last_answer, clock.engine_close[0] if clock.engine_close else None),
+            "engine_close_s": phase(*clock.engine_close) if clock.engine_close else None,
             # the checker alone, busy on nothing but the injected latency, over its workers
             "lean_s": round(checked * lean_delay_s / args.lean_workers, 2), "argv": argv,
             "cpu_s": cpu_used, "timeline": clock.timeline}
@@ -507,9 +519,10 @@ def table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:
         if r.get("requests_s") is not None:
             lines.append(f"{r['part']}: {r['setup_after_ready_s']}s set-up after the engine was ready, "
                          f"{r['requests_s']}s from first request to last answer, {r['after_last_s']}s after "
-                         f"({r.get('last_checks_s')}s checking and recording the last answers, {r.get('to_close_s')}s "
-                         f"ending the run's loop, {r.get('close_s')}s "
-                         f"closing the engine and the Lean pool, {r.get('report_s')}s the report)")
+                         f"({r.get('last_checks_s')}s checking and recording the last answers, {r.get('report_s')}s "
+                         f"the report, {r.get('close_s')}s closing (waiting for the engine, the Lean pool), "
+                         f"{r.get('after_close_s')}s after; the engine's own close began {r.get('engine_close_begins_s')}s "
+                         f"after the last answer and took {r.get('engine_close_s')}s)")
     for r in rows:
         if r.get("cpu_s"):
             lines.append(f"{r['part']}: CPU seconds " + ", ".join(f"{k} {v}" for k, v in r["cpu_s"].items()))
