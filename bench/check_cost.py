@@ -16,16 +16,15 @@ has not seen (the lexer's caches are cleared), as CPU time of this thread. Print
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import random
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
+
+from results import write_result  # noqa: E402
 
 from data.registry import load_problems  # noqa: E402
 from lean_env import text  # noqa: E402
@@ -94,13 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     for r in rows:
         print(f"| {r['kind']} | {r['candidates']} | {r['chars']} | {r['extract_ms']} | {r['prepare_ms']} "
               f"| {r['total_ms']} | {r['candidates_per_s']:,} |")
-    result = {"benchmark": "check_cost", "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-              "machine": {"node": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version()},
-              "settings": vars(args) | {"out": str(args.out)}, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.out}", file=sys.stderr)
-    return result
+    return write_result("check_cost", vars(args), rows, args.out)
 
 
 if __name__ == "__main__":

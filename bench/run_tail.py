@@ -18,15 +18,11 @@ and the run done (the engine's close included); and when the close began. Prints
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import random
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +32,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]  # the fake
 from check_cost import TACTICS  # noqa: E402
 from fakes import FAKE_LEAN  # noqa: E402
 from fakes.fake_engine import FakeBurstBackend  # noqa: E402
+from results import write_result  # noqa: E402
 
 from data.config import load_config  # noqa: E402
 from eval import harness  # noqa: E402
@@ -66,11 +63,11 @@ def completion_texts(kind: str, n: int, chars: int, seed: int) -> list[str]:
     return out
 
 
-@dataclass
 class Clock:
-    last_attempt: float = 0.0  # the last attempt's coroutine returned (its verdicts in)
-    last_record: float = 0.0  # the driver recorded the last attempt
-    report: float = 0.0  # report.json written
+    def __init__(self) -> None:
+        self.last_attempt = 0.0  # the last attempt's coroutine returned (its verdicts in)
+        self.last_record = 0.0  # the driver recorded the last attempt
+        self.report = 0.0  # report.json written
 
 
 CLOCK = Clock()
@@ -157,13 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"| {r['to_report_s']} | {r['close_start_s']} | {r['close_end_s']} | {r['to_done_s']} |")
     print("(seconds after the burst's answer; the close takes --close-s "
           f"{args.close_s:g} s; {args.lean_workers} FAKE Lean REPLs)")
-    result = {"benchmark": "run_tail", "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-              "machine": {"node": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version()},
-              "settings": vars(args) | {"out": str(args.out)}, "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.out}", file=sys.stderr)
-    return result
+    return write_result("run_tail", vars(args), rows, args.out)
 
 
 if __name__ == "__main__":

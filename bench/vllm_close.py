@@ -13,7 +13,6 @@ until the GPU memory was back. Prints a table; writes JSON ($OUT/vllm_close.json
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from e2e_gpu import GPU_MEMORY, GpuMemory, build_checkpoint  # noqa: E402
+from results import write_result  # noqa: E402
 
 
 def children(pid: int) -> set[int]:
@@ -92,11 +92,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for i, r in enumerate(rows):
         print(f"| {i} | {r['close_s']} | {r['engine_core_exitcodes']} | {r['children_left'] or '-'} "
               f"| {r['shm_left'] or '-'} | {r['gpu_free_after_close_s']} |")
-    result = {"benchmark": "vllm_close", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.out}", file=sys.stderr)
-    return result
+    return write_result("vllm_close", vars(args), rows, args.out)
 
 
 if __name__ == "__main__":

@@ -66,3 +66,16 @@ def test_e2e_bench_cpu_smoke(tmp_path, monkeypatch):
     assert c["seconds"] >= 0.4
     assert {"b_over_a", "b_requests_over_a", "max_s", "sum_s", "c_wall_s"} <= set(result["summary"])
     assert 0 < b["requests_s"] <= b["seconds"] and b["setup_after_ready_s"] >= 0  # the window's phases
+
+
+def test_run_tail_bench_cpu_smoke(tmp_path):
+    """bench/run_tail.py through `subgoal eval`'s path: every attempt recorded, the FAKE engine's close begun once
+    the burst was answered (before the run's end) and never followed by a request."""
+    result = _load("run_tail").main(["--problems", "2", "--samples", "3", "--close-s", "0.3", "--lean-workers", "1",
+                                     "--out", str(tmp_path / "tail.json")])
+    assert [r["kind"] for r in result["rows"]] == ["random", "proof"]
+    for r in result["rows"]:
+        assert r["attempts"] == 6 and r["requests_after_close"] == 0
+        assert 0 <= r["close_start_s"] < r["to_report_s"] <= r["to_done_s"]
+        assert r["close_end_s"] - r["close_start_s"] >= 0.3
+    assert json.loads((tmp_path / "tail.json").read_text())["rows"] == result["rows"]
