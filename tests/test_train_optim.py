@@ -159,3 +159,34 @@ def test_torch_compile_of_the_update_matches_its_eager_run():
     assert compiled._update is not None and compiled._update is not eager._update
     for p, r in zip(low, ref, strict=True):
         torch.testing.assert_close(compiled.state[p]["master"], eager.state[r]["master"], rtol=1e-6, atol=1e-7)
+
+
+def test_grad_scale_is_clipping_inside_the_update():
+    """step(grad_scale=c) is AdamW on the gradients times c, c taken in fp32 (no bf16 rounding of the scaled
+    gradients), compiled or not; clip_coefficient's norm is clip_grad_norm_'s."""
+    from prover.parallel import clip_coefficient, clip_grad_norm_
+
+    for make in (lambda ps: MasterWeightAdamW(ps, **HYPER), lambda ps: _compiled_eager(ps, **HYPER)):
+        low = _params(torch.bfloat16)
+        ref = [torch.nn.Parameter(p.detach().float()) for p in low]
+        opt, ref_opt = make(low), torch.optim.AdamW(ref, **HYPER)
+        for t in range(3):
+            for p, g in zip(low, _grads(t, low), strict=True):
+                p.grad = (g * 10).to(p.dtype)  # norm well above 1: clipping bites
+            norm, coef = clip_coefficient(low, 1.0)
+            assert float(coef) < 0.2
+            assert torch.equal(clip_grad_norm_([_with_grad(p) for p in low], 1.0), norm)  # (on copies)
+            for r, p in zip(ref, low, strict=True):
+                r.grad = p.grad.float() * coef
+            opt.step(grad_scale=coef)
+            ref_opt.step()
+            for p in low:
+                p.grad = None
+        for p, r in zip(low, ref, strict=True):
+            torch.testing.assert_close(opt.state[p]["master"], r.detach(), rtol=1e-6, atol=1e-7)
+
+
+def _with_grad(p: torch.Tensor) -> torch.nn.Parameter:
+    q = torch.nn.Parameter(p.detach().clone())
+    q.grad = p.grad.clone()
+    return q

@@ -24,12 +24,13 @@ from prover.parallel.expert_parallel import (
     set_comm_timer,
     shard_experts,
 )
-from prover.parallel.fsdp import clip_grad_norm_, parallelize
+from prover.parallel.fsdp import clip_coefficient, clip_grad_norm_, parallelize
 
 __all__ = [
     "CommTimer",
     "ExpertParallelExperts",
     "all_to_all",
+    "clip_coefficient",
     "clip_grad_norm_",
     "full_state_dict",
     "gather_expert_state",

@@ -76,11 +76,26 @@ def clip_grad_norm_(parameters: nn.Module | Iterable[torch.Tensor], max_norm: fl
     global norm is at most `max_norm`; returns the norm before clipping, a plain tensor equal on every rank.
     Takes a module or its parameters. Correct wherever each rank's local shards are disjoint (FSDP2 with or
     without EP) or nothing is sharded (one process); not for replicated DTensors (DDP-style meshes)."""
+    norm, coef, groups = _norm_and_coef(parameters, max_norm)
+    for (dev, _), gs in groups.items():
+        torch._foreach_mul_(gs, coef.to(dev))
+    return norm
+
+
+@torch.no_grad()
+def clip_coefficient(parameters: nn.Module | Iterable[torch.Tensor], max_norm: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """`clip_grad_norm_` without the scaling: (norm, coefficient) for an optimizer that scales the gradients
+    inside its own update (`MasterWeightAdamW.step(grad_scale=...)`), saving a pass over every gradient."""
+    norm, coef, _ = _norm_and_coef(parameters, max_norm)
+    return norm, coef
+
+
+def _norm_and_coef(parameters, max_norm: float):
     params = parameters.parameters() if isinstance(parameters, nn.Module) else parameters
     grads = [p.grad for p in params if p.grad is not None]
     local = [g.to_local() if hasattr(g, "to_local") else g for g in grads]
     if not local:
-        return torch.zeros(())
+        return torch.zeros(()), torch.ones(()), {}
     # Foreach kernels per (device, dtype): a list mixing dtypes falls back to one launch per tensor.
     groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
     for g in local:
@@ -91,7 +106,4 @@ def clip_grad_norm_(parameters: nn.Module | Iterable[torch.Tensor], max_norm: fl
     if dist.is_initialized() and any(g is not lg for g, lg in zip(grads, local, strict=True)):
         dist.all_reduce(sq)
     norm = sq.sqrt()
-    coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
-    for (dev, _), gs in groups.items():
-        torch._foreach_mul_(gs, coef.to(dev))
-    return norm
+    return norm, (max_norm / (norm + 1e-6)).clamp(max=1.0), groups

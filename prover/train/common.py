@@ -116,14 +116,37 @@ def moe_after_step(model: torch.nn.Module, gamma: float, process_group: Any = No
     return {f"expert_load/{k}": v for k, v in stats.items()}
 
 
-def read_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    """A step's metrics with its device scalars read as floats, all in one transfer (one wait for the GPU)."""
-    lazy = [k for k, v in metrics.items() if torch.is_tensor(v)]
-    if not lazy:
-        return metrics
-    device = metrics[lazy[0]].device
-    values = torch.stack([metrics[k].detach().reshape(()).to(device, torch.float64) for k in lazy]).tolist()
-    return {**metrics, **dict(zip(lazy, values, strict=True))}
+class StepMetrics:
+    """A step's metrics, its device scalars copied to pinned host memory as the step's last queued work: reading
+    them waits for that step only. (A `.tolist()` at read time would queue behind, and wait for, every step
+    queued since.)"""
+
+    def __init__(self, metrics: dict[str, Any]):
+        self._lazy = [k for k, v in metrics.items() if torch.is_tensor(v)]
+        self._plain = {k: v for k, v in metrics.items() if k not in self._lazy}
+        self._host: torch.Tensor | None = None
+        self._done = None
+        if self._lazy:
+            device = metrics[self._lazy[0]].device
+            values = torch.stack([metrics[k].detach().reshape(()).to(device, torch.float64) for k in self._lazy])
+            if values.is_cuda:
+                self._host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+                self._host.copy_(values, non_blocking=True)
+                self._done = torch.cuda.Event()
+                self._done.record()
+            else:
+                self._host = values
+
+    def read(self) -> dict[str, Any]:
+        if self._done is not None:
+            self._done.synchronize()
+        values = self._host.tolist() if self._host is not None else []
+        return {**self._plain, **dict(zip(self._lazy, values, strict=True))}
+
+
+def read_metrics(metrics: dict[str, Any] | StepMetrics) -> dict[str, Any]:
+    """A step's metrics as plain numbers (device scalars read in one transfer)."""
+    return (metrics if isinstance(metrics, StepMetrics) else StepMetrics(metrics)).read()
 
 
 def rng_state() -> dict[str, Any]:

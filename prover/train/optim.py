@@ -50,7 +50,9 @@ class MasterWeightAdamW(torch.optim.AdamW):
         return state
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure=None, grad_scale: torch.Tensor | None = None):
+        """One AdamW step; `grad_scale` (a 0-dim tensor, e.g. `clip_coefficient`'s) multiplies every gradient
+        first, inside the compiled update where there is one (the gradients themselves are left as they are)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -71,7 +73,8 @@ class MasterWeightAdamW(torch.optim.AdamW):
                         lst.append(t)
                     continue
                 masters.append(master)
-                grads.append(p.grad if p.grad.dtype == master.dtype else p.grad.to(master.dtype))
+                grad = p.grad if p.grad.dtype == master.dtype else p.grad.to(master.dtype)
+                grads.append(grad if grad_scale is None else grad * grad_scale.to(grad.device, grad.dtype))
                 exp_avgs.append(state["exp_avg"])
                 exp_avg_sqs.append(state["exp_avg_sq"])
                 steps.append(state["step"])
@@ -79,7 +82,7 @@ class MasterWeightAdamW(torch.optim.AdamW):
                     low.append((p, master))
             beta1, beta2 = group["betas"]
             if compiled[0]:
-                self._compiled_step(compiled, group)
+                self._compiled_step(compiled, group, grad_scale)
             if not masters:
                 continue
             adamw(masters, grads, exp_avgs, exp_avg_sqs, [], steps, foreach=group["foreach"],
@@ -90,19 +93,22 @@ class MasterWeightAdamW(torch.optim.AdamW):
                 torch._foreach_copy_([p for p, _ in low], [m for _, m in low])
         return loss
 
-    def _compiled_step(self, lists: list[list[torch.Tensor]], group: dict[str, Any]) -> None:
+    def _compiled_step(self, lists: list[list[torch.Tensor]], group: dict[str, Any],
+                       grad_scale: torch.Tensor | None) -> None:
         if self._update is None:
             self._update = torch.compile(master_adamw_, fullgraph=True, dynamic=False)
         device = lists[0][0].device
-        lr = self._lr.get(device)
-        if lr is None:
-            lr = self._lr[device] = torch.zeros((), dtype=torch.float32, device=device)
+        if device not in self._lr:
+            self._lr[device] = torch.zeros((), dtype=torch.float32, device=device)
+        lr = self._lr[device]
         lr.fill_(group["lr"])  # a kernel argument: no host-to-device copy, no wait
+        scale = (torch.ones((), dtype=torch.float32, device=device) if grad_scale is None
+                 else grad_scale.to(device, torch.float32))
         torch._foreach_add_(lists[5], 1.0)
         beta1, beta2 = group["betas"]
         # Elementwise, so FSDP2's shards update as plain local tensors.
         local = [[t.to_local() if hasattr(t, "to_local") else t for t in lst] for lst in lists]
-        self._update(*local, lr, beta1, beta2, group["eps"], group["weight_decay"])
+        self._update(*local, lr, scale, beta1, beta2, group["eps"], group["weight_decay"])
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch casts loaded state to each parameter's dtype; master weights stay fp32, moments in their dtype."""
@@ -121,12 +127,13 @@ class MasterWeightAdamW(torch.optim.AdamW):
 
 def master_adamw_(params: list[torch.Tensor], grads: list[torch.Tensor], masters: list[torch.Tensor],
                   exp_avgs: list[torch.Tensor], exp_avg_sqs: list[torch.Tensor], steps: list[torch.Tensor],
-                  lr: torch.Tensor, beta1: float, beta2: float, eps: float, weight_decay: float) -> None:
-    """One AdamW step (torch's formula, `steps` already incremented) on fp32 `masters` from `grads` of any dtype,
-    moments kept in their own dtype, the result rounded into `params`. Plain tensor code: compiled, each tensor's
-    update is one fused kernel."""
+                  lr: torch.Tensor, grad_scale: torch.Tensor, beta1: float, beta2: float, eps: float,
+                  weight_decay: float) -> None:
+    """One AdamW step (torch's formula, `steps` already incremented) on fp32 `masters` from `grads` of any dtype
+    times `grad_scale`, moments kept in their own dtype, the result rounded into `params`. Plain tensor code:
+    compiled, each tensor's update is one fused kernel."""
     for i in range(len(params)):  # (dynamo traces an index loop; the lists are equally long)
-        g32 = grads[i].float()
+        g32 = grads[i].float() * grad_scale
         m32 = exp_avgs[i].float().lerp(g32, 1 - beta1)
         v32 = exp_avg_sqs[i].float() * beta2 + (1 - beta2) * g32 * g32
         denom = v32.sqrt() / (1 - beta2 ** steps[i]).sqrt() + eps

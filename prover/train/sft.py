@@ -22,10 +22,11 @@ import torch
 from data.manifest import Manifest, check_resume, content_id, make_manifest
 from prover.errors import ProverError
 from prover.generate.base import derive_seed
-from prover.parallel import clip_grad_norm_
+from prover.parallel import clip_coefficient, clip_grad_norm_
 from prover.train.checkpoint import export_final, latest_checkpoint, load_training_state, save_checkpoint
 from prover.train.common import (
     MetricLog,
+    StepMetrics,
     load_policy,
     load_tokenizer,
     moe_after_step,
@@ -344,8 +345,8 @@ def make_optimizer(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv) -> torc
 
 
 def _train_step(model, optimizer, scheduler, micro_batches, examples, tokenizer, cfg: SFTConfig, env: DistEnv):
-    """One optimizer step; returns its metrics, the losses and norm as device scalars (`read_metrics` reads them):
-    nothing in the step waits for the GPU, so the next step is queued while this one runs."""
+    """One optimizer step; returns its metrics, on their way to the host (`read_metrics` reads them): nothing in
+    the step waits for the GPU, so the next step is queued while this one runs."""
     batches = [collate([examples[i] for i in mb], tokenizer.pad_token_id) for mb in micro_batches]
     # Counted on the CPU batches before they move: no host sync inside the micro-batch loop.
     n_toks = [int((b["labels"] != IGNORE).sum()) for b in batches]
@@ -367,8 +368,13 @@ def _train_step(model, optimizer, scheduler, micro_batches, examples, tokenizer,
         mtp = getattr(out, "mtp_loss", None)
         if mtp is not None:
             mtp_sum = (0 if mtp_sum is None else mtp_sum) + mtp.detach().float() * n_tok
-    grad_norm = clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else None  # EP-aware
-    optimizer.step()
+    grad_norm = None
+    if cfg.grad_clip > 0 and isinstance(optimizer, MasterWeightAdamW):  # clipping inside the update: no extra pass
+        grad_norm, coef = clip_coefficient(model.parameters(), cfg.grad_clip)  # EP-aware, as below
+        optimizer.step(grad_scale=coef)
+    else:
+        grad_norm = clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else None
+        optimizer.step()
     lr = scheduler.get_last_lr()[0]
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
@@ -383,7 +389,7 @@ def _train_step(model, optimizer, scheduler, micro_batches, examples, tokenizer,
     if grad_norm is not None:
         metrics["grad_norm"] = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
     metrics.update(moe_after_step(model, cfg.bias_update_gamma, process_group=env.group, read=False))
-    return metrics
+    return StepMetrics(metrics)
 
 
 def _pipeline_step(pipe, optimizer, scheduler, micro_batches, examples, tokenizer, cfg: SFTConfig, env: DistEnv):
