@@ -29,10 +29,11 @@ from prover.parallel.expert_parallel import moe_layers, shard_experts
 
 
 def units(model: nn.Module) -> list[nn.Module]:
-    """FSDP units of a DeepSeekV3: the decoder blocks, and of each MTP block the attention and the MoE. Not the
-    whole MTP block: `DeepSeekV3._mtp_loss` calls its `enorm`/`hnorm`/`eh_proj`/`shared_head` directly, outside
-    the block's forward, so FSDP would never all-gather them; they stay in the root unit."""
-    out: list[nn.Module] = list(model.model.layers)
+    """FSDP units of a DeepSeekV3 (or of a pipeline stage: the same `layers` / `mtp` attributes): the decoder
+    blocks, and of each MTP block the attention and the MoE. Not the whole MTP block: `DeepSeekV3._mtp_loss` calls
+    its `enorm`/`hnorm`/`eh_proj`/`shared_head` directly, outside the block's forward, so FSDP would never
+    all-gather them; they stay in the root unit."""
+    out: list[nn.Module] = list(model.model.layers if hasattr(model, "model") else model.layers)
     for block in getattr(model, "mtp", []):
         out += [block.self_attn, block.mlp]
     return out
@@ -43,11 +44,7 @@ def parallelize(model: nn.Module, ep: int = 1, device: torch.device | str = "cpu
     """Shard `model` (the same full weights on every rank, already on `device`) in place: experts over groups
     of `ep` ranks, FSDP2 for the rest. `ep=1` is plain FSDP2. Needs an initialized default process group."""
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
 
-    # MoE.forward returns a view (y.view(B, S, H)); Block.forward only uses it out of place (x + y), which is
-    # what this FSDP2 warning asks for.
-    warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module \(FSDPMoE\) returned a view tensor")
     if not dist.is_initialized():
         raise ProverError(f"--ep {ep} needs several processes: launch with torchrun --nproc_per_node N (N a multiple"
                           f" of {ep})")
@@ -56,18 +53,34 @@ def parallelize(model: nn.Module, ep: int = 1, device: torch.device | str = "cpu
         raise ProverError(f"--ep {ep} must divide the number of processes ({world})")
     device_type = torch.device(device).type
     dense_mesh = init_device_mesh(device_type, (world,), mesh_dim_names=("dp",))
-    if ep > 1:
-        mesh = init_device_mesh(device_type, (world // ep, ep), mesh_dim_names=("edp", "ep"))
-        shard_experts(model, mesh["ep"].get_group())
-        for moe in moe_layers(model):
-            fully_shard(moe.experts, mesh=mesh["edp"], reshard_after_forward=reshard_after_forward)
-            moe.experts.set_gradient_divide_factor(float(world))
-            if ep < world:  # SUM then divide (gloo has no PREMUL_SUM); with one edp rank torch 2.13
-                moe.experts.set_force_sum_reduction_for_comms(True)  # would divide twice, so not there
-    for unit in units(model):
+    expert_mesh = (init_device_mesh(device_type, (world // ep, ep), mesh_dim_names=("edp", "ep")) if ep > 1
+                   else None)
+    return shard(model, units(model), dense_mesh, expert_mesh, reshard_after_forward)
+
+
+def shard(root: nn.Module, fsdp_units: list[nn.Module], dense_mesh, expert_mesh=None,
+          reshard_after_forward: bool = True, ignored_params: set[nn.Parameter] | None = None) -> nn.Module:
+    """FSDP2 over the 1-D `dense_mesh` (D ranks): each of `fsdp_units`, then `root`; with `expert_mesh` (dims
+    `edp` x `ep`, the same D ranks) the routed experts under `root` first split over `ep` and FSDP-sharded over
+    `edp`. `ignored_params` stay plain, replicated tensors whose gradients the caller reduces."""
+    from torch.distributed.fsdp import fully_shard
+
+    # MoE.forward returns a view (y.view(B, S, H)); Block.forward only uses it out of place (x + y), which is
+    # what this FSDP2 warning asks for.
+    warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module \(FSDPMoE\) returned a view tensor")
+    dp = dense_mesh.size()
+    if expert_mesh is not None:
+        shard_experts(root, expert_mesh["ep"].get_group())
+        for moe in moe_layers(root):
+            fully_shard(moe.experts, mesh=expert_mesh["edp"], reshard_after_forward=reshard_after_forward)
+            moe.experts.set_gradient_divide_factor(float(dp))
+            if expert_mesh["edp"].size() > 1:  # SUM then divide (gloo has no PREMUL_SUM); with one edp rank torch
+                moe.experts.set_force_sum_reduction_for_comms(True)  # 2.13 would divide twice, so not there
+    for unit in fsdp_units:
         fully_shard(unit, mesh=dense_mesh, reshard_after_forward=reshard_after_forward)
-    fully_shard(model, mesh=dense_mesh, reshard_after_forward=reshard_after_forward)
-    return model
+    kw = {"ignored_params": ignored_params} if ignored_params else {}
+    fully_shard(root, mesh=dense_mesh, reshard_after_forward=reshard_after_forward, **kw)
+    return root
 
 
 @torch.no_grad()
@@ -93,17 +106,42 @@ def clip_coefficient(parameters: nn.Module | Iterable[torch.Tensor], max_norm: f
 def _norm_and_coef(parameters, max_norm: float):
     params = parameters.parameters() if isinstance(parameters, nn.Module) else parameters
     grads = [p.grad for p in params if p.grad is not None]
-    local = [g.to_local() if hasattr(g, "to_local") else g for g in grads]
-    if not local:
+    if not grads:
         return torch.zeros(()), torch.ones(()), {}
-    # Foreach kernels per (device, dtype): a list mixing dtypes falls back to one launch per tensor.
-    groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
-    for g in local:
-        groups.setdefault((g.device, g.dtype), []).append(g.detach())
-    device = local[0].device
-    sq = torch.stack([torch.stack(torch._foreach_norm(gs, 2.0, dtype=torch.float32)).pow(2).sum().to(device)
-                      for gs in groups.values()]).sum()
-    if dist.is_initialized() and any(g is not lg for g, lg in zip(grads, local, strict=True)):
+    groups = _local_groups(grads)
+    sq = _sq_sum(groups)
+    if dist.is_initialized() and any(hasattr(g, "to_local") for g in grads):
         dist.all_reduce(sq)
     norm = sq.sqrt()
     return norm, (max_norm / (norm + 1e-6)).clamp(max=1.0), groups
+
+
+def _local_groups(grads: list[torch.Tensor]) -> dict[tuple[torch.device, torch.dtype], list[torch.Tensor]]:
+    """The local shards of `grads` by (device, dtype): a foreach list mixing dtypes falls back to one launch per
+    tensor."""
+    groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+    for g in grads:
+        g = g.to_local() if hasattr(g, "to_local") else g
+        groups.setdefault((g.device, g.dtype), []).append(g.detach())
+    return groups
+
+
+def _sq_sum(groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]]) -> torch.Tensor:
+    if not groups:
+        return torch.zeros(())
+    device = next(iter(groups))[0]
+    return torch.stack([torch.stack(torch._foreach_norm(gs, 2.0, dtype=torch.float32)).pow(2).sum().to(device)
+                        for gs in groups.values()]).sum()
+
+
+def grad_sq_sum(grads: list[torch.Tensor]) -> torch.Tensor:
+    """Sum of squares of this rank's (local shards of) `grads`, fp32; zero for none. No communication."""
+    return _sq_sum(_local_groups(grads))
+
+
+def scale_grads_(grads: list[torch.Tensor], norm: torch.Tensor, max_norm: float) -> torch.Tensor:
+    """Scale `grads` (their local shards) so that a global norm `norm` becomes at most `max_norm`; returns `norm`."""
+    coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+    for (dev, _), gs in _local_groups(grads).items():
+        torch._foreach_mul_(gs, coef.to(dev))
+    return norm

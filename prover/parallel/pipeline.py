@@ -87,9 +87,10 @@ class Stage(nn.Module):
             loss = loss + model.config.mtp_loss_weight * mtp
         n_tok = int((labels != IGNORE).sum())
         if n_tok == 0:  # nothing to learn here (the trainer skips such micro-batches): a zero, not 0 * NaN
-            return (hidden.sum() * 0.0).reshape(1)
+            return (hidden.sum() * 0.0).reshape(1).clone()
         self.sums.append((loss.detach() * n_tok, None if mtp is None else mtp.detach() * n_tok, n_tok))
-        return (loss * (n_tok * self.token_scale)).reshape(1)  # [1]: the schedule concatenates the outputs
+        # [1]: the schedule concatenates the outputs; a copy, not a view (FSDP2 cannot hook a returned view)
+        return (loss * (n_tok * self.token_scale)).reshape(1).clone()
 
 
 def _schedule_class(name: str):
@@ -107,15 +108,17 @@ def _schedule_class(name: str):
 
 
 class Pipeline:
-    """The local half of a V-shaped pipeline over `group` (default: the world), ready to run training steps.
+    """The local half of a V-shaped pipeline, ready to run training steps. The world of `pp` x `dp` processes is a
+    (pp, dp) mesh (rank = pp_rank * dp + dp_rank): each pipeline rank's two stages are FSDP2-sharded over its `dp`
+    replicas (each replica running its own micro-batches), their routed experts split over `ep` of them.
 
-        pipe = Pipeline(model, n_microbatches=8, microbatch=(2, 2048))   # every rank: the same full model
+        pipe = Pipeline(model, n_microbatches=8, microbatch=(2, 2048), pp=2)   # every rank: the same full model
         metrics = pipe.step(input_ids, attention_mask, labels, global_tokens)   # forward + backward
         optimizer over pipe.parameters(); pipe.full_state_dict() for checkpoints (rank 0 gets it)
     """
 
     def __init__(self, model: nn.Module, n_microbatches: int, microbatch: tuple[int, int],
-                 device: torch.device | str = "cpu", group: dist.ProcessGroup | None = None,
+                 device: torch.device | str = "cpu", pp: int | None = None, ep: int = 1,
                  schedule: str = "dualpipev"):
         from torch.distributed.pipelining import PipelineStage
 
@@ -124,25 +127,72 @@ class Pipeline:
         if model.config.aux_loss_alpha > 0:
             raise ProverError("--pp does not compute the sequence-wise balance loss (aux_loss_alpha > 0); the "
                               "aux-loss-free bias update works")
-        self.group = group or dist.group.WORLD
-        self.pp = dist.get_world_size(self.group)
-        self.rank = dist.get_rank(self.group)
+        self.device = torch.device(device)
+        self._mesh(pp or dist.get_world_size(), ep)
         self.num_stages = 2 * self.pp
         if n_microbatches < self.num_stages:
             raise ProverError(f"--pp {self.pp} runs {self.num_stages} stages and needs at least that many "
                               f"micro-batches per step; got {n_microbatches} (raise --grad-accum)")
-        self.model, self.device, self.n_microbatches = model, torch.device(device), n_microbatches
+        self.model, self.n_microbatches = model, n_microbatches
         layout = stage_layers(model.config.num_hidden_layers, self.num_stages)
         self.stages = [Stage(model, s, self.num_stages, layout[s]) for s in v_stages(self.rank, self.pp)]
         self.local = nn.ModuleList(self.stages)
         self._drop_other_stages()
-        pipe_stages = [PipelineStage(st, st.index, self.num_stages, self.device, group=self.group,
-                                     **self._shapes(st, microbatch)) for st in self.stages]
+        shapes = [self._shapes(st, microbatch) for st in self.stages]
+        # The embedding is in both of rank 0's stages (the first embeds, the last's MTP embeds shifted tokens): FSDP
+        # cannot put one module under two roots, so it stays replicated over dp and `step` averages its gradient.
+        self.replicated = ({id(p) for st in self.stages if st.first or st.last for p in st.embed_tokens.parameters()}
+                           if self.dp > 1 else set())
+        if self.dp > 1:
+            self._shard()
+        pipe_stages = [PipelineStage(st, st.index, self.num_stages, self.device, group=self.group, **shape)
+                       for st, shape in zip(self.stages, shapes, strict=True)]
         cls, self.note = _schedule_class(schedule)
         # scale_grads=False: the last stage already weights each micro-batch by its share of the step's tokens.
         self.schedule = cls(pipe_stages, n_microbatches=n_microbatches, loss_fn=lambda out, _target: out.sum(),
                             scale_grads=False)
         self.schedule_name = cls.__name__
+
+    def _mesh(self, pp: int, ep: int) -> None:
+        """Process groups: `group` (this rank's pipeline: the pp ranks with its dp rank), `dp_group` (the dp
+        replicas of its stages; None without data parallelism) and the device meshes FSDP2 and EP shard over."""
+        world = dist.get_world_size()
+        if pp < 2 or world % pp:
+            raise ProverError(f"--pp {pp} must divide the number of processes ({world}): pp x dp processes")
+        self.pp, self.dp, self.ep = pp, world // pp, ep
+        if ep < 1 or self.dp % ep:
+            raise ProverError(f"--ep {ep} must divide the data-parallel size {self.dp} (processes / --pp): experts "
+                              "split over the replicas of a stage, never over its pipeline")
+        self.dp_mesh = self.expert_mesh = None
+        if self.dp == 1:
+            self.group, self.dp_group = dist.group.WORLD, None
+        else:
+            from torch.distributed.device_mesh import init_device_mesh
+
+            mesh = init_device_mesh(self.device.type, (pp, self.dp), mesh_dim_names=("pp", "dp"))
+            self.group, self.dp_mesh = mesh["pp"].get_group(), mesh["dp"]
+            self.dp_group = self.dp_mesh.get_group()
+            if ep > 1:
+                self.expert_mesh = init_device_mesh(self.device.type, (pp, self.dp // ep, ep),
+                                                    mesh_dim_names=("pp", "edp", "ep"))
+        self.rank = dist.get_rank(self.group)
+        self.dp_rank = dist.get_rank(self.dp_group) if self.dp_group is not None else 0
+
+    def _shard(self) -> None:
+        """FSDP2 over dp for each stage (torchtitan's per-stage `fully_shard`), experts over ep. Parameters stay
+        unsharded from a stage's first forward to its REDUCE_GRAD action (reshard_after_forward=False, torchtitan's
+        choice for PP): no all-gather per micro-batch, and the split backward's weight pass (W) finds the very
+        parameters its input pass (I) saw."""
+        from torch.distributed.pipelining.stage import _PipelineStageBase
+
+        from prover.parallel.fsdp import shard, units
+
+        if not hasattr(_PipelineStageBase, "perform_reduce_grad"):
+            raise ProverError(f"--pp with data parallelism needs torch's FSDP-aware pipeline stages (REDUCE_GRAD, "
+                              f"torch >= 2.9); this torch is {torch.__version__}")
+        for st in self.stages:
+            shard(st, units(st), self.dp_mesh, self.expert_mesh, reshard_after_forward=False,
+                  ignored_params={p for p in st.parameters() if id(p) in self.replicated})
 
     def _shapes(self, stage: Stage, microbatch: tuple[int, int]) -> dict[str, tuple[torch.Tensor, ...]]:
         """Static stage metadata (every step has the same micro-batch shape): no inference forward on the
@@ -176,43 +226,86 @@ class Pipeline:
         mine = {id(p) for p in self.parameters()}
         return {id(p): n for n, p in self.model.named_parameters() if id(p) in mine}
 
+    def _experts(self) -> dict[int, Any]:
+        """id of each routed-expert parameter split over ep -> its `ExpertParallelExperts` module."""
+        from prover.parallel.expert_parallel import EXPERT_PARAMS, expert_modules
+
+        return {id(getattr(m, n)): m for _, m in expert_modules(self.local) for n in EXPERT_PARAMS}
+
+    def _whole(self, t: torch.Tensor, experts: Any = None) -> torch.Tensor:
+        """`t` (a parameter, buffer or optimizer moment of this rank's stages) whole on the CPU: gathered over dp
+        (FSDP) and, for `experts`' tensors, over ep. Collective over this rank's dp group."""
+        from prover.parallel.expert_parallel import gather_rows
+
+        if experts is not None:
+            return gather_rows(experts, t, keep=True)
+        t = t.detach()
+        return (t.full_tensor() if hasattr(t, "full_tensor") else t).cpu()
+
+    def _gather(self, local: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """Every pipeline's dp-rank-0 share (others send nothing: they hold the same) on global rank 0."""
+        gathered: list[dict[str, Any] | None] = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+        dist.gather_object(local if self.dp_rank == 0 else {}, gathered, dst=0)
+        return gathered
+
     def full_optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
         """The optimizer's state of every rank, keyed by parameter name (`torch.distributed.checkpoint`'s full
         layout) on rank 0; None elsewhere. Every rank calls it."""
-        names = self._names()
-        local = {names[id(p)]: {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in st.items()}
-                 for p, st in optimizer.state.items()}
-        gathered: list[dict[str, Any] | None] = [None] * self.pp if self.rank == 0 else None
-        dist.gather_object(local, gathered, dst=dist.get_global_rank(self.group, 0), group=self.group)
-        if self.rank != 0:
+        names, experts = self._names(), self._experts()
+        local = {}
+        for p in (p for g in optimizer.param_groups for p in g["params"]):  # one order on every dp replica
+            st = optimizer.state.get(p, {})
+            local[names[id(p)]] = {k: self._whole(v, experts.get(id(p))) if torch.is_tensor(v) and v.dim() > 0
+                                   else (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in sorted(st.items())}
+        gathered = self._gather(local)
+        if dist.get_rank() != 0:
             return None
-        state = {k: v for part in gathered for k, v in part.items()}
+        state = {k: v for part in gathered for k, v in part.items() if v}
         groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": sorted(state)}
                   for g in optimizer.param_groups]
         return {"state": state, "param_groups": groups}
 
     def load_optimizer_state(self, optimizer: torch.optim.Optimizer, full: dict[str, Any]) -> None:
-        """This rank's share of a `full_optimizer_state` (as saved) into `optimizer`."""
-        names = self._names()
+        """This rank's share of a `full_optimizer_state` (as saved) into `optimizer`: its stages, its experts'
+        rows, its FSDP shard."""
+        names, experts = self._names(), self._experts()
         params = [p for g in optimizer.param_groups for p in g["params"]]
-        state = {i: full["state"][names[id(p)]] for i, p in enumerate(params) if names[id(p)] in full["state"]}
+
+        def local(p: torch.Tensor, v: Any) -> Any:
+            if not torch.is_tensor(v) or v.dim() == 0:
+                return v
+            if (m := experts.get(id(p))) is not None:
+                v = v[m.first_expert:m.first_expert + m.num_local]
+            if hasattr(p, "device_mesh"):
+                from torch.distributed.tensor import distribute_tensor
+
+                return distribute_tensor(v.to(self.device), p.device_mesh, p.placements, src_data_rank=None)
+            return v
+
+        state = {i: {k: local(p, v) for k, v in full["state"][names[id(p)]].items()}
+                 for i, p in enumerate(params) if names[id(p)] in full["state"]}
         groups = [{**{k: v for k, v in g.items() if k != "params"}, "params": list(range(len(params)))}
                   for g in full["param_groups"][:1]]
         optimizer.load_state_dict({"state": state, "param_groups": groups})
 
     def step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
-             global_tokens: float, world_size: int = 1) -> dict[str, float]:
-        """One forward + backward over `n_microbatches` equal chunks of the batch (all ranks call it; only rank 0
-        needs real tensors, the others may pass the same). Returns, on rank 0, the loss sums of the step."""
+             global_tokens: float) -> dict[str, float]:
+        """One forward + backward over `n_microbatches` equal chunks of this replica's batch (all ranks call it;
+        only pp rank 0 needs real tensors, the others may pass the same). `global_tokens`: completion tokens of the
+        step over all dp replicas. Returns, on pp rank 0, this replica's loss sums."""
         last = next((s for s in self.stages if s.last), None)
         for st in self.stages:
-            st.token_scale = world_size / global_tokens
+            st.token_scale = self.dp / global_tokens  # FSDP averages over the dp replicas
             st.sums = []
         inputs = (input_ids.to(self.device), attention_mask.to(self.device), labels.to(self.device))
         if any(s.first for s in self.stages):
             self.schedule.step(*inputs, target=labels.to(self.device), losses=[])
         else:
             self.schedule.step(target=labels.to(self.device), losses=[])
+        replicated = [p.grad for p in self.parameters() if id(p) in self.replicated and p.grad is not None]
+        for g in replicated:  # the dp mean FSDP takes of every other gradient
+            dist.all_reduce(g, group=self.dp_group)
+            g.div_(self.dp)
         if last is None:
             return {}
         out = {"loss_sum": float(sum(float(s[0]) for s in last.sums))}
@@ -222,16 +315,16 @@ class Pipeline:
 
     @torch.no_grad()
     def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
-        """Scale every stage's gradients so that the global norm (over all ranks' disjoint parameters) is at most
-        `max_norm`; returns the norm before clipping, equal on every rank."""
-        grads = [p.grad for p in self.parameters() if p.grad is not None]
-        sq = (torch.stack(torch._foreach_norm(grads, 2.0, dtype=torch.float32)).pow(2).sum() if grads
-              else torch.zeros((), device=self.device))
-        dist.all_reduce(sq, group=self.group)
-        norm = sq.sqrt()
-        if grads:
-            torch._foreach_mul_(grads, (max_norm / (norm + 1e-6)).clamp(max=1.0).to(grads[0].device))
-        return norm
+        """Scale every stage's gradients so that the global norm (over all pp x dp x ep ranks' disjoint shards; the
+        replicated embedding counted once) is at most `max_norm`; returns the norm before clipping, on every rank."""
+        from prover.parallel.fsdp import grad_sq_sum, scale_grads_
+
+        params = [p for p in self.parameters() if p.grad is not None]
+        sq = grad_sq_sum([p.grad for p in params if id(p) not in self.replicated]).to(self.device)
+        if self.dp_rank == 0:
+            sq = sq + grad_sq_sum([p.grad for p in params if id(p) in self.replicated]).to(self.device)
+        dist.all_reduce(sq)
+        return scale_grads_([p.grad for p in params], sq.sqrt(), max_norm)
 
     def bubble(self) -> dict[str, float]:
         """The schedule's bubble: `schedule_bubble` of its own action lists, beside 1F1B's for the same sizes."""
@@ -244,14 +337,22 @@ class Pipeline:
         """The whole model's state dict (HF-layout names of `DeepSeekV3.state_dict`) on rank 0's CPU; {} elsewhere.
         Every rank calls it."""
         mine = {id(t) for t in [*self.local.parameters(), *self.local.buffers()]}
-        local = {k: v.detach().cpu() for k, v in self.model.state_dict(keep_vars=True).items()
+        experts = self._experts()
+        local = {k: self._whole(v, experts.get(id(v))) for k, v in self.model.state_dict(keep_vars=True).items()
                  if id(v) in mine}
-        gathered: list[dict[str, torch.Tensor] | None] = [None] * self.pp if self.rank == 0 else None
-        dist.gather_object(local, gathered, dst=dist.get_global_rank(self.group, 0), group=self.group)
-        if self.rank != 0:
-            return {}
-        full: dict[str, torch.Tensor] = {}
-        for part in gathered:
+        return self._merge(self._gather(local))
+
+    def full_grads(self) -> dict[str, torch.Tensor]:
+        """Every parameter's gradient, whole, by name, on rank 0 ({} elsewhere); for checks. Every rank calls it."""
+        names, experts = self._names(), self._experts()
+        local = {names[id(p)]: self._whole(p.grad, experts.get(id(p))) for p in self.parameters()
+                 if p.grad is not None}
+        return self._merge(self._gather(local))
+
+    @staticmethod
+    def _merge(gathered: list[dict[str, Any]] | None) -> dict[str, Any]:
+        full: dict[str, Any] = {}
+        for part in gathered or []:
             full.update(part)
         return full
 

@@ -223,8 +223,9 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
     model = load_policy(str(resume_from or cfg.model), env.device, dtype=dtype)
     model = prepare_pipeline(model, cfg, env) if cfg.pp > 1 else prepare_model(model, cfg, env)
     optimizer = make_optimizer(model, cfg, env)
-    # A pipeline's ranks all run every micro-batch of the step: one data order, as for one process.
-    order = StepOrder(len(examples), cfg.seed, cfg.micro_batch_size, cfg.grad_accum, env if cfg.pp == 1 else DistEnv())
+    # The ranks of one pipeline all run every micro-batch of their replica: the data order is over dp replicas.
+    order = StepOrder(len(examples), cfg.seed, cfg.micro_batch_size, cfg.grad_accum,
+                      env if cfg.pp == 1 else DistEnv(rank=model.dp_rank, world_size=model.dp))
     step_fn = _pipeline_step if cfg.pp > 1 else _train_step
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(examples) / order.per_step))
     scheduler = make_scheduler(optimizer, cfg.schedule, cfg.warmup_steps, total_steps, cfg.min_lr_ratio)
@@ -312,9 +313,9 @@ def prepare_pipeline(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv):
     if not env.distributed:
         raise ProverError(f"--pp {cfg.pp} needs {cfg.pp} processes: torchrun --nproc_per_node {cfg.pp} "
                           "$(which subgoal) train sft ...")
-    if env.world_size != cfg.pp or cfg.ep != 1:
-        raise ProverError(f"--pp {cfg.pp} runs on exactly {cfg.pp} processes without --ep (got {env.world_size} "
-                          f"processes, --ep {cfg.ep}): pipeline x data/expert parallelism is not implemented yet")
+    if env.world_size % cfg.pp:
+        raise ProverError(f"--pp {cfg.pp} runs on a multiple of {cfg.pp} processes (pp x data-parallel replicas); "
+                          f"got {env.world_size}")
     if not is_moe(model):
         raise ProverError("--pp splits our DeepSeek-V3 model (model_type deepseek_v3) into stages; this is not one")
     if cfg.compile:
@@ -327,10 +328,13 @@ def prepare_pipeline(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv):
         convert_to_fp8(model, cfg.fp8_recipe, env.device)
     from prover.parallel.pipeline import Pipeline
 
-    pipe = Pipeline(model, cfg.grad_accum, (cfg.micro_batch_size, cfg.max_length), env.device)
+    pipe = Pipeline(model, cfg.grad_accum, (cfg.micro_batch_size, cfg.max_length), env.device, pp=cfg.pp,
+                    ep=cfg.ep)
     if env.is_main:
         b = pipe.bubble()
-        print(f"pipeline: {pipe.schedule_name}, {pipe.num_stages} stages on {cfg.pp} processes, {cfg.grad_accum} "
+        replicas = f" x {pipe.dp} data-parallel replicas (FSDP2" + (f", experts over {cfg.ep})" if cfg.ep > 1 else ")")
+        print(f"pipeline: {pipe.schedule_name}, {pipe.num_stages} stages on {cfg.pp} processes"
+              f"{replicas if pipe.dp > 1 else ''}, {cfg.grad_accum} "
               f"micro-batches a step; bubble {b['bubble_fraction']:.1%} of the step (1F1B: "
               f"{b['bubble_1f1b_same_ranks']:.1%})" + (f"; {pipe.note}" if pipe.note else ""), file=sys.stderr)
     return pipe
@@ -400,27 +404,36 @@ def _pipeline_step(pipe, optimizer, scheduler, micro_batches, examples, tokenize
     from prover.model import balance
 
     b = collate([examples[i] for mb in micro_batches for i in mb], tokenizer.pad_token_id, length=cfg.max_length)
-    n_tok = int((b["labels"] != IGNORE).sum())
-    sums = pipe.step(b["input_ids"], b["attention_mask"], b["labels"], global_tokens=float(max(n_tok, 1)))
-    totals = torch.tensor([sums.get("loss_sum", 0.0), sums.get("mtp_sum", float("nan"))], dtype=torch.float64,
-                          device=env.device)
-    dist.broadcast(totals, src=0)  # the last stage (with the loss) lives on rank 0
+    # [completion tokens, sequence tokens] of this replica, then of the step (the ranks of a pipeline hold one replica)
+    tokens = torch.tensor([float((b["labels"] != IGNORE).sum()), float(b["attention_mask"].sum())],
+                          dtype=torch.float64, device=env.device)
+    seq_tokens = float(tokens[1])
+    if pipe.dp_group is not None:
+        dist.all_reduce(tokens, group=pipe.dp_group)
+    n_tok = max(float(tokens[0]), 1.0)
+    sums = pipe.step(b["input_ids"], b["attention_mask"], b["labels"], global_tokens=n_tok)
+    # Each replica's loss lives on its pipeline's rank 0 (the last stage): one sum over the world.
+    totals = torch.tensor([sums.get("loss_sum", 0.0), sums.get("mtp_sum", 0.0), float("mtp_sum" in sums)],
+                          dtype=torch.float64, device=env.device)
+    dist.all_reduce(totals)
     grad_norm = pipe.clip_grad_norm_(cfg.grad_clip) if cfg.grad_clip > 0 else None
     optimizer.step()
     lr = scheduler.get_last_lr()[0]
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    seq_tokens = float(b["attention_mask"].sum())
-    metrics = {"loss": float(totals[0]) / max(n_tok, 1), "lr": lr, "tokens": seq_tokens, "step_tokens": seq_tokens}
-    if not math.isnan(float(totals[1])):
-        metrics["mtp_loss"] = float(totals[1]) / max(n_tok, 1)
+    metrics = {"loss": float(totals[0]) / n_tok, "lr": lr, "tokens": seq_tokens, "step_tokens": float(tokens[1])}
+    if float(totals[2]) > 0:
+        metrics["mtp_loss"] = float(totals[1]) / n_tok
     if grad_norm is not None:
         metrics["grad_norm"] = float(grad_norm)
-    # Each MoE layer lives on one rank, which counted all of its tokens: update there, no reduction. The
-    # logged load is rank 0's layers'.
-    counts = (balance.update_bias(pipe.local, cfg.bias_update_gamma) if cfg.bias_update_gamma > 0
-              else balance.expert_counts(pipe.local))
-    if cfg.bias_update_gamma <= 0:
+    # The ranks holding an MoE layer are its stage's dp replicas: their counts summed, every one applies the same
+    # update. The logged load is rank 0's layers'.
+    if cfg.bias_update_gamma > 0:
+        counts = balance.update_bias(pipe.local, cfg.bias_update_gamma, process_group=pipe.dp_group)
+    else:
+        counts = balance.expert_counts(pipe.local)
+        if pipe.dp_group is not None and counts.numel():
+            dist.all_reduce(counts, group=pipe.dp_group)
         balance.reset_counts(pipe.local)
     if counts.numel():
         metrics.update({f"expert_load/{k}": v for k, v in balance.load_summary(counts).items()})
