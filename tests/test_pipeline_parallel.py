@@ -133,13 +133,13 @@ def test_bubble_is_accounted(run):
 @pytest.mark.slow
 def test_sft_with_pipeline_matches_one_process_and_resumes(tmp_path):
     """`subgoal train sft --pp 2` under torchrun: the losses and final weights of the one-process run with the same
-    micro-batches, and a run stopped and resumed from its checkpoint ends where the straight run ends."""
+    micro-batches, and a run stopped and resumed from its checkpoint ends where the straight run ends."""  # ~25 s
     import json
     import subprocess
     import sys
 
     from helpers.tiny_models import bpe_tokenizer, tiny_moe
-    from helpers.train import weights, write_examples
+    from helpers.train import sft_rank, weights, write_examples
 
     torchrun = [sys.executable, "-m", "torch.distributed.run"]  # torchrun, without relying on PATH
     model, data = tiny_moe(tmp_path / "m", bpe_tokenizer()), write_examples(tmp_path / "ex.jsonl")
@@ -159,8 +159,11 @@ def test_sft_with_pipeline_matches_one_process_and_resumes(tmp_path):
 
     sft("one", 3, pp=False)
     sft("pp", 3, pp=True)
-    sft("pp-resumed", 2, pp=True)
-    sft("pp-resumed", 3, pp=True)  # resumes from step 2
+    # stopped at step 2 and resumed (the CLI has no --stop-after): the trainer under torchrun's environment
+    runs = [dict(out=str(tmp_path / "pp-resumed"), stop_after=2), dict(out=str(tmp_path / "pp-resumed"))]
+    common = dict(model=str(model), data=str(data), lr=1e-3, schedule="constant", micro_batch_size=1, grad_accum=4,
+                  max_length=48, max_steps=3, device="cpu", save_every=1, pp=2)
+    mp.spawn(sft_rank, args=(2, [_free_port() for _ in runs], runs, common), nprocs=2, join=True)
     assert losses("pp") == pytest.approx(losses("one"), rel=1e-4)
     assert losses("pp-resumed") == losses("pp")
     one, pp, resumed = weights(tmp_path / "one"), weights(tmp_path / "pp"), weights(tmp_path / "pp-resumed")

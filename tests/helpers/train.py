@@ -74,3 +74,18 @@ def consistency_scores(tmp_path: Path, problems: Path, texts: list[str], verifie
                       proofs)
     rewards, outcomes = trainer.score(rollout)
     return rewards, [o.proved for o in outcomes]
+
+
+def sft_rank(rank: int, world: int, ports: list[int], runs: list[dict], common: dict) -> None:
+    """One rank of a `train_sft` launch the way torchrun makes it (its environment variables), for `mp.spawn`: the
+    `runs` one after the other, each on a fresh port (re-joining a just-destroyed group's store on the same port can
+    hang)."""
+    import os
+
+    from prover.train.sft import SFTConfig, train_sft
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
+    for port, run in zip(ports, runs, strict=True):
+        os.environ["MASTER_PORT"] = str(port)
+        train_sft(SFTConfig(**run, **common), progress=False)
