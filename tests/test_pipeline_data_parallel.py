@@ -180,6 +180,20 @@ def test_pipeline_with_data_parallelism_resumes_exactly(run):
         assert torch.equal(t, resumed_state[name]), name
 
 
+@pytest.mark.parametrize(("world", "pp", "ep", "says"), [(3, 2, 1, "multiple of 2 processes"),
+                                                        (4, 2, 4, "--ep must divide"),
+                                                        (2, 2, 2, "--ep must divide")])
+def test_layouts_that_cannot_work_are_refused_in_one_line(world, pp, ep, says):
+    from prover.errors import ProverError
+    from prover.train.distributed import DistEnv
+    from prover.train.sft import SFTConfig, prepare_pipeline
+
+    cfg = SFTConfig(model="m", data="d", out="o", pp=pp, ep=ep)
+    with pytest.raises(ProverError, match=says) as e:
+        prepare_pipeline(make_model(), cfg, DistEnv(rank=0, world_size=world))
+    assert "\n" not in str(e.value)
+
+
 @pytest.mark.slow  # ~2 min: three 4-process SFT runs and one single-process run
 @pytest.mark.parametrize("ep", [1, 2], ids=lambda ep: f"ep{ep}")
 def test_sft_pp_by_dp_matches_one_process_and_resumes(tmp_path, ep):

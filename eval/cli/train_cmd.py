@@ -48,9 +48,11 @@ def sft(
     bias_gamma: float = typer.Option(1e-3, "--bias-gamma", help="MoE routing-bias update speed (0: off)."),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from the latest checkpoint in --out."),
-    ep: int = typer.Option(1, "--ep", min=1, help="Expert-parallel degree (1: none)."),
-    pp: int = typer.Option(1, "--pp", min=1, help="Pipeline-parallel degree: DualPipeV over exactly this many "
-                           "processes, --grad-accum (>= 2 x pp) micro-batches a step (1: none)."),
+    ep: int = typer.Option(1, "--ep", min=1, help="Expert-parallel degree (1: none); with --pp it divides the "
+                           "data-parallel size (processes / pp)."),
+    pp: int = typer.Option(1, "--pp", min=1, help="Pipeline-parallel degree: DualPipeV over pp processes, FSDP2 "
+                           "data parallelism over processes / pp replicas of it, --grad-accum (>= 2 x pp) "
+                           "micro-batches per replica and step (1: none)."),
     compile_: bool | None = typer.Option(None, "--compile/--no-compile",
                                          help="torch.compile our MoE's blocks (default: on with CUDA, off on CPU)."),
     fp8: bool = typer.Option(False, "--fp8", help="FP8 GEMMs (torchao, DeepSeek-V3's recipe); CUDA sm89+."),

@@ -8,6 +8,10 @@ gradient flows through them). The last stage returns the trainer's own weighted 
 included, times this micro-batch's share of the step's completion tokens), so the pipeline's gradient is the
 one `prover.train.sft` computes in one process. A rank keeps only its stages' parameters; the rest of the model
 is dropped to the meta device, and `full_state_dict` gathers the whole model on rank 0 for checkpoints.
+
+On pp x dp processes each pipeline's stages are FSDP2-sharded over their dp replicas (experts split over ep of
+them), except the embedding: it sits in two stages of one rank, which FSDP cannot share, so it stays replicated
+and its gradient is averaged by hand.
 """
 
 from __future__ import annotations

@@ -316,6 +316,9 @@ def prepare_pipeline(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv):
     if env.world_size % cfg.pp:
         raise ProverError(f"--pp {cfg.pp} runs on a multiple of {cfg.pp} processes (pp x data-parallel replicas); "
                           f"got {env.world_size}")
+    if (env.world_size // cfg.pp) % cfg.ep:
+        raise ProverError(f"--ep {cfg.ep} with --pp {cfg.pp} splits experts over a stage's data-parallel replicas "
+                          f"({env.world_size} processes / pp = {env.world_size // cfg.pp}): --ep must divide that")
     if not is_moe(model):
         raise ProverError("--pp splits our DeepSeek-V3 model (model_type deepseek_v3) into stages; this is not one")
     if cfg.compile:
