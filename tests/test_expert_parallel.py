@@ -6,7 +6,6 @@ Layouts: W=2, ep=2 (default) and W=4, ep=2 (slow: experts also FSDP-sharded over
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from helpers.train import free_port
 
 from prover.model import DeepSeekV3
 from prover.model.balance import update_bias
@@ -101,12 +101,6 @@ def _owned(model: torch.nn.Module) -> tuple[int, int]:
     return experts.first_expert, experts.num_local
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module", params=LAYOUTS, ids=lambda p: f"world{p[0]}-ep{p[1]}")
 def layout(request) -> tuple[int, int]:
     return request.param
@@ -116,7 +110,7 @@ def layout(request) -> tuple[int, int]:
 def parallel_run(layout, tmp_path_factory) -> tuple[Path, list[dict]]:
     world, ep = layout
     out = tmp_path_factory.mktemp("ep")
-    mp.spawn(_worker, args=(world, ep, _free_port(), str(out)), nprocs=world, join=True)
+    mp.spawn(_worker, args=(world, ep, free_port(), str(out)), nprocs=world, join=True)
     return out, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(world)]
 
 
@@ -269,7 +263,7 @@ def test_sft_with_expert_parallelism_resumes_exactly(tmp_path):
         pytest.skip("the --ep hook is not in prover/train/distributed.py:wrap_model yet (see docs/parallel.md)")
     tiny_moe(tmp_path / "moe", bpe_tokenizer())
     write_examples(tmp_path / "ex.jsonl", n=16)
-    mp.spawn(_sft_worker, args=([_free_port() for _ in range(3)], str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_sft_worker, args=([free_port() for _ in range(3)], str(tmp_path)), nprocs=2, join=True)
     files = [sorted((tmp_path / run).glob("model*.safetensors")) for run in ("straight", "resumed")]
     a, b = ({k: v for f in fs for k, v in load_file(f).items()} for fs in files)
     assert a.keys() == b.keys() and "model.layers.1.mlp.experts.15.down_proj.weight" in a  # all 16 experts

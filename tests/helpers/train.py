@@ -76,6 +76,27 @@ def consistency_scores(tmp_path: Path, problems: Path, texts: list[str], verifie
     return rewards, [o.proved for o in outcomes]
 
 
+def assert_checkpoint_is(directory: Path, model: torch.nn.Module, ids: torch.Tensor, atol: float) -> None:
+    """The DeepSeek-V3 HF checkpoint in `directory` holds `model`'s weights (buffers included: the routing biases)
+    within `atol`, and gives its logits on `ids`."""
+    from prover.model import DeepSeekV3
+
+    loaded = DeepSeekV3.from_pretrained(directory).eval()
+    for (name, a), (_, b) in zip(loaded.state_dict().items(), model.state_dict().items(), strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=atol), name
+    with torch.no_grad():
+        assert torch.allclose(loaded(ids).logits, model.eval()(ids).logits, atol=1e-4)
+
+
+def free_port() -> int:
+    """A TCP port free right now on localhost, for a process group's store."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def sft_rank(rank: int, world: int, ports: list[int], runs: list[dict], common: dict) -> None:
     """One rank of a `train_sft` launch the way torchrun makes it (its environment variables), for `mp.spawn`: the
     `runs` one after the other, each on a fresh port (re-joining a just-destroyed group's store on the same port can
