@@ -275,8 +275,10 @@ class ReadyClock:
                 backend.close()
 
 
-def through_eval(args: argparse.Namespace, checkpoint: Path, workdir: Path, lean_delay_s: float) -> dict[str, Any]:
-    """(b) / (c): `subgoal eval` through the CLI entry function, candidates to the FAKE Lean."""
+def through_eval(args: argparse.Namespace, checkpoint: Path, workdir: Path, lean_delay_s: float,
+                 text_processes: int | None = None) -> dict[str, Any]:
+    """(b) / (c): `subgoal eval` through the CLI entry function, candidates to the FAKE Lean; `text_processes`:
+    SUBGOAL_TEXT_PROCESSES for the run (None: the runner's own choice, 0: the text work in this process)."""
     from data.store import RunStore
     from eval.cli import main as cli
 
@@ -287,6 +289,8 @@ def through_eval(args: argparse.Namespace, checkpoint: Path, workdir: Path, lean
             "--lean-workers", str(args.lean_workers), "--lean-timeout", "600", "--out", str(out)]
     env = {"SUBGOAL_LEAN__REPL_PATH": str(FAKE_LEAN), "FAKE_LEAN_DELAY_S": str(lean_delay_s),
            "SUBGOAL_MODEL__DEVICE": args.device, "SUBGOAL_MODEL__DTYPE": "bfloat16" if args.backend == "vllm" else "auto"}
+    if text_processes is not None:
+        env["SUBGOAL_TEXT_PROCESSES"] = str(text_processes)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     cpu = ProcessCpu()
@@ -317,7 +321,8 @@ def through_eval(args: argparse.Namespace, checkpoint: Path, workdir: Path, lean
     ready = clock.ready if clock.ready is not None else t0
     seconds = end - ready
     tokens = int(cost["completion_tokens"])
-    return {"part": f"{'b' if lean_delay_s == 0 else 'c'}: subgoal eval, fake Lean +{lean_delay_s:g}s/proof",
+    name = "c" if lean_delay_s else "b" if text_processes is None else f"n: (b) with {text_processes} text processes"
+    return {"part": f"{name}: subgoal eval, fake Lean +{lean_delay_s:g}s/proof",
             "sequences": int(cost["attempts"]), "completion_tokens": tokens, "seconds": round(seconds, 3),
             "tokens_per_s": round(tokens / seconds, 1), "startup_s": round(ready - t0, 1),
             "cli_wall_s": round(end - t0, 1), "proofs_checked": checked, "lean_delay_s": lean_delay_s,
@@ -428,8 +433,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--max-tokens", type=int, default=512)
     ap.add_argument("--lean-latency", type=float, default=0.3, help="(c): extra seconds per proof check; 0 skips (c)")
     ap.add_argument("--lean-workers", type=int, default=max(1, (os.cpu_count() or 2) - 4))
-    ap.add_argument("--parts", default="atbc", help="which of a, t (engine tasks, on a's engine), b, c to run, in "
-                    "order; a letter repeated runs that part again (b twice: cold, then warm caches)")
+    ap.add_argument("--parts", default="atbc", help="which of a, t (engine tasks, on a's engine), b, n ((b) with "
+                    "the candidates' text work in-process), c to run, in order; a letter repeated runs that part again "
+                    "(b twice: cold, then warm caches)")
     ap.add_argument("--batch-size", type=int, default=64, help="transformers backend: rows per padded batch")
     ap.add_argument("--gpu-memory-utilization", type=float, default=0.85)
     ap.add_argument("--threads", type=int, help="torch CPU threads (default 1 on --device cpu: on a shared, "
@@ -467,6 +473,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         elif part == "b":
             b = attempt(f"b: subgoal eval{again}", lambda n=n: through_eval(args, checkpoint, workdir / f"b{n}", 0.0),
                         rows, again) or b
+        elif part == "n":  # (b) with the candidates' text work in this process: what the text workers buy
+            attempt(f"n: subgoal eval, text work in-process{again}",
+                    lambda n=n: through_eval(args, checkpoint, workdir / f"n{n}", 0.0, text_processes=0), rows, again)
         elif part == "c" and args.lean_latency > 0:
             c = attempt(f"c: subgoal eval + Lean latency{again}",
                         lambda n=n: through_eval(args, checkpoint, workdir / f"c{n}", args.lean_latency), rows,

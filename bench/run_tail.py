@@ -38,6 +38,7 @@ from data.config import load_config  # noqa: E402
 from eval import harness  # noqa: E402
 from eval.harness import EvalSpec, run_eval  # noqa: E402
 from prover.recipe import ProveRecipe  # noqa: E402
+from prover.textwork import default_processes  # noqa: E402
 
 
 def completion_texts(kind: str, n: int, chars: int, seed: int) -> list[str]:
@@ -141,16 +142,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--close-s", type=float, default=4.5, help="seconds the FAKE engine's close takes")
     ap.add_argument("--lean-workers", type=int, default=max(1, (os.cpu_count() or 2)))
     ap.add_argument("--kinds", default="random,proof")
+    ap.add_argument("--text-processes", help="SUBGOAL_TEXT_PROCESSES for the runs, comma-separated to compare "
+                    "(default: the runner's own choice for this machine)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")) / "run_tail.json")
     args = ap.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="run-tail-") as tmp:
-        rows = [run_kind(kind, args, Path(tmp)) for kind in args.kinds.split(",")]
-    print("| completions | attempts | -> last verdict s | -> last record s | -> report s | close starts s "
-          "| close ends s | -> done s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    rows = []
+    saved = os.environ.get("SUBGOAL_TEXT_PROCESSES")
+    try:
+        with tempfile.TemporaryDirectory(prefix="run-tail-") as tmp:
+            for processes in (args.text_processes.split(",") if args.text_processes else [None]):
+                if processes is not None:
+                    os.environ["SUBGOAL_TEXT_PROCESSES"] = processes
+                rows += [{**run_kind(kind, args, Path(tmp) / f"p{processes}"),
+                          "text_processes": default_processes()} for kind in args.kinds.split(",")]
+    finally:
+        if saved is None:
+            os.environ.pop("SUBGOAL_TEXT_PROCESSES", None)
+        else:
+            os.environ["SUBGOAL_TEXT_PROCESSES"] = saved
+    print("| completions | text processes | attempts | -> last verdict s | -> last record s | -> report s "
+          "| close starts s | close ends s | -> done s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['kind']} | {r['attempts']} | {r['to_last_verdict_s']} | {r['to_last_record_s']} "
+        print(f"| {r['kind']} | {r['text_processes']} | {r['attempts']} | {r['to_last_verdict_s']} | {r['to_last_record_s']} "
               f"| {r['to_report_s']} | {r['close_start_s']} | {r['close_end_s']} | {r['to_done_s']} |")
     print("(seconds after the burst's answer; the close takes --close-s "
           f"{args.close_s:g} s; {args.lean_workers} FAKE Lean REPLs)")

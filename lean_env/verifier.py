@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -140,10 +141,17 @@ class Verifier:
 
     def verify_many(self, items: list[tuple[LeanProblem, str]]) -> list[Verdict]:
         """Verdicts in the order of `items`; all proofs are queued first so every worker stays busy."""
+        return self.check_prepared(self.preparer().stream(self, items))
+
+    def preparer(self) -> Preparer:
+        """This verifier's `prepare`, as a picklable function of (problem, proof) items: the same preparation in
+        another process (`prover.textwork`), whose results `check_prepared` takes."""
+        return Preparer(self.lean_version, self.mathlib_version, self.allowed_axioms, self.check_types, self.lexical)
+
+    def check_prepared(self, prepared: Iterable[tuple[Prepared | Verdict, float]]) -> list[Verdict]:
+        """Verdicts of proofs `prepare`d already (each with the monotonic time its check began), in order."""
         pending: list[tuple[Prepared | Verdict, Future | None, float]] = []
-        for problem, proof_src in items:
-            t0 = time.monotonic()
-            prep = self._prepare_safely(problem, proof_src)
+        for prep, t0 in prepared:
             if isinstance(prep, Verdict) or not prep.run_lean:
                 pending.append((prep, None, t0))
             else:
@@ -374,6 +382,38 @@ class Verifier:
                  cpu: float = 0.0, infra: bool = False) -> Verdict:
         return Verdict(status, list(messages or []), list(sorries or []), list(axioms or []), list(reasons or []),
                        wall, cpu, self.lean_version, self.mathlib_version, infra=infra)
+
+
+@dataclass(frozen=True)
+class Preparer:
+    """`Verifier.prepare` under one verifier's settings, as a picklable function: called on (problem, proof)
+    items it returns what `Verifier.check_prepared` takes. Wherever it runs, the preparation is the very same
+    code (a prepare-only `Verifier`, one per process and settings)."""
+
+    lean_version: str | None
+    mathlib_version: str | None
+    allowed_axioms: frozenset[str]
+    check_types: bool
+    lexical: bool
+
+    def __call__(self, items: list[tuple[LeanProblem, str]]) -> list[tuple[Prepared | Verdict, float]]:
+        verifier = _PREPARING.get(self)
+        if verifier is None:
+            verifier = _PREPARING[self] = Verifier(None, lean_version=self.lean_version,
+                                                   mathlib_version=self.mathlib_version,
+                                                   allowed_axioms=self.allowed_axioms, check_types=self.check_types,
+                                                   lexical=self.lexical)
+        return list(self.stream(verifier, items))
+
+    @staticmethod
+    def stream(verifier: Verifier, items: Iterable[tuple[LeanProblem, str]]) -> Iterator[tuple[Prepared | Verdict,
+                                                                                                float]]:
+        for problem, proof_src in items:
+            t0 = time.monotonic()
+            yield verifier._prepare_safely(problem, proof_src), t0
+
+
+_PREPARING: dict[Preparer, Verifier] = {}  # per process: the prepare-only verifier of each settings
 
 
 def _not_in_the_statements_own(findings: list[Finding], statement: str, body: str) -> list[Finding]:

@@ -29,6 +29,7 @@ from lean_env.problem import LeanProblem
 from lean_env.verdict import Status, Verdict
 from lean_env.verifier import Verifier
 from prover.generate.base import Backend, Completion, Prompt, SamplingParams, StreamingBackend, as_streaming
+from prover.textwork import TextWorkers, default_processes
 
 if TYPE_CHECKING:
     from data.store import Attempt, RunStore
@@ -213,15 +214,21 @@ class AsyncChecker:
     busy with one proof queued behind it, so Lean never waits for the next candidate and the queue never grows
     past the pool."""
 
-    def __init__(self, checker: Checker, capacity: int | None = None):
+    def __init__(self, checker: Checker, capacity: int | None = None, text_processes: int = 0):
         self.checker = checker
         workers = getattr(getattr(checker, "pool", None), "workers", None)
         self.capacity = max(1, int(capacity or (2 * workers if workers else 4)))
         self._slots = LoopLocal(lambda: asyncio.Semaphore(self.capacity))
         self._threads = DaemonThreads()
+        # the candidates' text work (extraction, the verifier's preparation) in processes, off this one's GIL
+        self.text_workers = TextWorkers(text_processes) if text_processes > 0 else None
 
     async def verify_many(self, items: list[tuple[LeanProblem, str]]) -> list[Verdict]:
-        return await self._threaded("verify_many")(items)
+        preparer = getattr(self.checker, "preparer", None)
+        if self.text_workers is None or preparer is None:
+            return await self._threaded("verify_many")(items)
+        prepared = await self.text_workers.run(preparer(), items)
+        return await self._threaded("check_prepared")(prepared)
 
     async def verify(self, problem: LeanProblem, proof_src: str) -> Verdict:
         return await self._threaded("verify")(problem, proof_src)
@@ -240,7 +247,8 @@ class AsyncChecker:
         return call
 
     def close(self) -> None:
-        pass  # nothing of its own: the checker belongs to whoever built it
+        if self.text_workers is not None:  # its own; the checker belongs to whoever built it
+            self.text_workers.close()
 
 
 class SessionPool:
@@ -340,14 +348,14 @@ class LocalExecutor:
         self._early_close: threading.Thread | None = None  # the engine's close, begun before the run's end
         self._early_close_error: BaseException | None = None
         if checker is not None and not isinstance(checker, AsyncChecker):
-            checker = AsyncChecker(checker)
+            checker = AsyncChecker(checker, text_processes=default_processes())
             self._owned.append(checker)  # its threads are ours, the verifier stays its owner's
         self.checker: AsyncChecker | None = checker
 
     def open(self) -> None:
         if self.checker is None:  # Lean first: no toolchain stops the run before a model loads
             raw = self.recipe.make_checker()
-            self.checker = AsyncChecker(raw)
+            self.checker = AsyncChecker(raw, text_processes=default_processes())
             self._owned += [raw, self.checker]
         if self.engine is None:
             self.engine = Engine(self.recipe.make_generator())

@@ -24,6 +24,11 @@ def candidate_proof(completion: str, problem: Any, continues_code: bool) -> str 
     return extract_proof(completion, statement_text(statement), continues_code, theorem_name(statement))
 
 
+def candidate_proofs(completions: list[str], problem: Any, continues_code: bool) -> list[str | None]:
+    """`candidate_proof` of each completion (one call: what `prover.textwork` sends to a worker)."""
+    return [candidate_proof(c, problem, continues_code) for c in completions]
+
+
 def extract_proof(completion: str, statement: str, continues_code: bool, name: str | None = None) -> str | None:
     """The candidate proof (statement + proof text) in `completion`, or None when there is nothing usable.
 

@@ -20,7 +20,7 @@ from data.problem import Problem
 from lean_env.verdict import Status, Verdict
 from prover.generate.base import Completion, SamplingParams, derive_seed
 from prover.prompts import PromptSet, load_prompts
-from prover.prompts.extract import candidate_proof
+from prover.prompts.extract import candidate_proof, candidate_proofs
 from prover.search.budget import Budget
 
 if TYPE_CHECKING:
@@ -216,6 +216,14 @@ class Search:
 
     def extract(self, kind: str, completion: str, problem: Problem | None = None) -> str | None:
         return candidate_proof(completion, problem or self.problem, self.prompts[kind].continues_code)
+
+    async def extract_many(self, kind: str, completions: list[str], problem: Problem | None = None) -> list[str | None]:
+        """`extract` of each completion, on the checker's text workers where it has them (off the GIL)."""
+        problem, continues = problem or self.problem, self.prompts[kind].continues_code
+        workers = getattr(self.verifier, "text_workers", None)
+        if workers is None:
+            return candidate_proofs(completions, problem, continues)
+        return await self.wait(workers.run(candidate_proofs, completions, problem, continues))
 
     # ---- Lean ------------------------------------------------------------------------------------------------
     async def verify(self, text: str, problem: Problem | None = None) -> Verdict:

@@ -28,7 +28,7 @@ async def run_sample(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
             completions = (await search.generate([prompt], batch, mode, last=left is not None and left <= batch))[0]
             if search.budget.exhausted():  # tokens or time spent (they only grow): these were its last completions
                 search.done_generating()
-            texts = [search.extract(mode, c.text) for c in completions]
+            texts = await search.extract_many(mode, [c.text for c in completions])
             usable = [t for t in texts if t]
             verdicts = iter(await search.verify_many(usable) if usable else [])
             for c, text in zip(completions, texts, strict=True):
