@@ -224,10 +224,9 @@ class AsyncChecker:
         self.text_workers = TextWorkers(text_processes) if text_processes > 0 else None
 
     async def verify_many(self, items: list[tuple[LeanProblem, str]]) -> list[Verdict]:
-        preparer = getattr(self.checker, "preparer", None)
-        if self.text_workers is None or preparer is None:
+        if self.text_workers is None or not isinstance(self.checker, Verifier):  # (a server prepares its own)
             return await self._threaded("verify_many")(items)
-        prepared = await self.text_workers.run(preparer(), items)
+        prepared = await self.text_workers.run(self.checker.preparer(), items)
         return await self._threaded("check_prepared")(prepared)
 
     async def verify(self, problem: LeanProblem, proof_src: str) -> Verdict:

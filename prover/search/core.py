@@ -22,6 +22,7 @@ from prover.generate.base import Completion, SamplingParams, derive_seed
 from prover.prompts import PromptSet, load_prompts
 from prover.prompts.extract import candidate_proof, candidate_proofs
 from prover.search.budget import Budget
+from prover.textwork import TextWorkers
 
 if TYPE_CHECKING:
     from data.store import Attempt
@@ -221,7 +222,7 @@ class Search:
         """`extract` of each completion, on the checker's text workers where it has them (off the GIL)."""
         problem, continues = problem or self.problem, self.prompts[kind].continues_code
         workers = getattr(self.verifier, "text_workers", None)
-        if workers is None:
+        if not isinstance(workers, TextWorkers):  # (a Ray actor's checker answers any attribute as a remote call)
             return candidate_proofs(completions, problem, continues)
         return await self.wait(workers.run(candidate_proofs, completions, problem, continues))
 
