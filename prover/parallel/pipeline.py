@@ -58,7 +58,7 @@ class Stage(nn.Module):
         if self.last:
             self.norm, self.lm_head, self.mtp = model.model.norm, model.lm_head, model.mtp
         self._model = [model]  # not a submodule: its other parameters belong to other stages
-        self.token_scale = 1.0  # set per step: world size / completion tokens of the whole step
+        self.token_scale = 1.0  # set per step: dp replicas / completion tokens of the whole step (all replicas)
         self.sums: list[tuple[torch.Tensor, torch.Tensor | None, int]] = []  # (loss, mtp loss, tokens) per mb
 
     def forward(self, *args: torch.Tensor) -> Any:
