@@ -202,12 +202,13 @@ def test_layouts_that_cannot_work_are_refused_in_one_line(world, pp, ep, says):
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.slow  # ~2 min: three 4-process SFT runs and one single-process run
-@pytest.mark.parametrize("ep", [1, 2], ids=lambda ep: f"ep{ep}")
-def test_sft_pp_by_dp_matches_one_process_and_resumes(tmp_path, ep):
+@pytest.mark.slow  # ~1 min each: three 4-process SFT runs and one single-process run
+@pytest.mark.parametrize(("ep", "precision"), [(1, "fp32"), (2, "fp32"), (2, "bf16")], ids=str)
+def test_sft_pp_by_dp_matches_one_process_and_resumes(tmp_path, ep, precision):
     """`train_sft(pp=2)` on 4 processes (2 replicas of 4 micro-batches each; with ep 2 the experts split over the
-    replicas): the one-process run's losses on the same 8 micro-batches a step and its final weights, and a run
-    stopped at step 2 and resumed from its checkpoint ends bit-identical to the straight run."""
+    replicas): the one-process run's losses on the same 8 micro-batches a step and (fp32) its final weights, and a
+    run stopped at step 2 and resumed from its checkpoint ends bit-identical to the straight run. bf16: bf16
+    parameters with fp32 masters (FSDP2 shards through `MasterWeightAdamW`), losses within bf16's rounding."""
     import json
 
     from helpers.tiny_models import bpe_tokenizer, tiny_moe
@@ -218,7 +219,7 @@ def test_sft_pp_by_dp_matches_one_process_and_resumes(tmp_path, ep):
     tiny_moe(tmp_path / "m", bpe_tokenizer())
     write_examples(tmp_path / "ex.jsonl", n=12)
     common = dict(model=str(tmp_path / "m"), data=str(tmp_path / "ex.jsonl"), lr=1e-3, schedule="constant",
-                  micro_batch_size=1, max_length=48, max_steps=3, device="cpu", save_every=1)
+                  micro_batch_size=1, max_length=48, max_steps=3, device="cpu", save_every=1, precision=precision)
     train_sft(SFTConfig(out=str(tmp_path / "one"), grad_accum=8, **common), progress=False)
     runs = [dict(out=str(tmp_path / "ppdp")), dict(out=str(tmp_path / "resumed"), stop_after=2),
             dict(out=str(tmp_path / "resumed"))]
@@ -228,11 +229,12 @@ def test_sft_pp_by_dp_matches_one_process_and_resumes(tmp_path, ep):
     def losses(d: str) -> list[float]:
         return [json.loads(line)["loss"] for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
 
-    assert len(losses("one")) == 3 and losses("ppdp") == pytest.approx(losses("one"), rel=1e-4)
+    rel = 1e-4 if precision == "fp32" else 2e-2
+    assert len(losses("one")) == 3 and losses("ppdp") == pytest.approx(losses("one"), rel=rel)
     assert losses("resumed") == losses("ppdp")
     one, ppdp, resumed = weights(tmp_path / "one"), weights(tmp_path / "ppdp"), weights(tmp_path / "resumed")
     assert set(one) == set(ppdp) == set(resumed)
     for name, t in one.items():
         assert torch.equal(ppdp[name], resumed[name]), name
-        if not name.endswith("e_score_correction_bias"):  # the bias: a knife edge at equal loads (see FSDP test)
-            assert torch.allclose(t, ppdp[name], atol=1e-5), name
+        if precision == "fp32" and not name.endswith("e_score_correction_bias"):  # the bias: a knife edge at
+            assert torch.allclose(t, ppdp[name], atol=1e-5), name  # equal loads (see the FSDP test)

@@ -89,8 +89,10 @@ class MasterWeightAdamW(torch.optim.AdamW):
                   capturable=group["capturable"], differentiable=False, fused=group["fused"],
                   grad_scale=None, found_inf=None, has_complex=False, amsgrad=False, beta1=beta1, beta2=beta2,
                   lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"], maximize=group["maximize"])
-            if low:  # round the fp32 result into the bf16 parameters the model computes with
-                torch._foreach_copy_([p for p, _ in low], [m for _, m in low])
+            if low:  # round the fp32 result into the bf16 parameters the model computes with (FSDP2 shards: their
+                # local tensors; DTensor has no foreach copy)
+                local = [tuple(t.to_local() if hasattr(t, "to_local") else t for t in pm) for pm in low]
+                torch._foreach_copy_([p for p, _ in local], [m for _, m in local])
         return loss
 
     def _compiled_step(self, lists: list[list[torch.Tensor]], group: dict[str, Any],
