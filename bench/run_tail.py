@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import sys
 import tempfile
 import time
@@ -114,12 +115,18 @@ def run_kind(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str, An
         return path
 
     harness.write_report = write_report
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     t0 = time.perf_counter()
     try:
         result = run_eval(spec, config, recipe_type=BurstRecipe, on_result=on_result, progress=False)
     finally:
         harness.write_report = original_write
     done = time.perf_counter()
+    # CPU of the whole run: this process (runner, extraction, preparation, store) and its ended children (the
+    # FAKE Lean REPLs, text workers): on a small box they share the same cores
+    cpu = [round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2) for before, after in
+           zip(usage, (resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)),
+               strict=True)]
     answer = backend.last_answer
     assert answer is not None and backend.closed is not None, "the burst never came or the engine was not closed"
 
@@ -130,7 +137,7 @@ def run_kind(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str, An
             "to_last_verdict_s": since(CLOCK.last_attempt), "to_last_record_s": since(CLOCK.last_record),
             "to_report_s": since(CLOCK.report), "close_start_s": since(backend.closed[0]),
             "close_end_s": since(backend.closed[1]), "to_done_s": since(done),
-            "requests_after_close": backend.requests_after_close}
+            "requests_after_close": backend.requests_after_close, "cpu_run_s": cpu[0], "cpu_children_s": cpu[1]}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -210,3 +210,17 @@ def test_the_statements_own_declarations_are_not_the_proofs_findings():
     glued = Verifier(None).prepare(problem, "inductive Win : ℕ → Prop where\n  | base : Win 0\n"
                                    "theorem has_win : Win 0 := by\n  sorry\n")
     assert any("sorry" in r for r in glued.reasons)
+
+
+def test_verdict_to_dict_is_asdict_with_the_status_as_text():
+    """`Verdict.to_dict` is written by hand (speed): the same dict, in the same key order, as `dataclasses.asdict`."""
+    from dataclasses import asdict
+
+    from lean_env.verdict import Message, Pos, Sorry, Status, Verdict
+
+    verdict = Verdict(Status.UNSOUND, [Message("error", "bad", Pos(2, 3), None), Message("info", "x")],
+                      [Sorry("⊢ True", Pos(1, 0), Pos(1, 5), 7)], ["sorryAx"], ["uses `sorry`"], 0.5, 0.25, "v4.19.0",
+                      None, {"ans": "3"}, False, True)
+    expected = asdict(verdict) | {"status": "unsound"}
+    assert list(verdict.to_dict().items()) == list(expected.items())
+    assert Verdict.from_dict(verdict.to_dict()) == verdict
