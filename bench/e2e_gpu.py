@@ -15,6 +15,8 @@ of `--set`, `--samples` samples each, at most `--max-tokens` new tokens, tempera
       process, candidates checked by the FAKE Lean REPL (tests/fakes/fake_lean.py; no Lean exists on the GPU host):
       completion tokens/s from the moment its engine is ready to the end of the run (engine start-up is the
       same fixed cost for both and is reported apart); the target is (b)/(a) >= 0.9;
+  (n) as (b), with the candidates' text work (extraction, the verifier's preparation) in this process
+      (SUBGOAL_TEXT_PROCESSES=0) instead of the runner's text worker processes: what those buy;
   (c) as (b), but every proof check takes `--lean-latency` seconds more (FAKE_LEAN_DELAY_S) on `--lean-workers`
       REPL processes: wall time against max(generation, Lean) and against their sum, where generation is (b)'s
       time and Lean is the checker alone: proofs checked x latency / workers.
