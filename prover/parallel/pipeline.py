@@ -161,7 +161,9 @@ class Pipeline:
         """Process groups: `group` (this rank's pipeline: the pp ranks with its dp rank), `dp_group` (the dp
         replicas of its stages; None without data parallelism) and the device meshes FSDP2 and EP shard over."""
         world = dist.get_world_size()
-        if pp < 2 or world % pp:
+        if pp < 2:
+            raise ProverError(f"--pp {pp}: a pipeline needs at least 2 ranks")
+        if world % pp:
             raise ProverError(f"--pp {pp} must divide the number of processes ({world}): pp x dp processes")
         self.pp, self.dp, self.ep = pp, world // pp, ep
         if ep < 1 or self.dp % ep:
