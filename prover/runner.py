@@ -338,12 +338,15 @@ class LocalExecutor:
     """Attempts in this process, all through one `Engine` and one `AsyncChecker`.
 
     Given a `recipe`, it builds the generator and checker on first use and closes them in `close()`; given an
-    `engine`/`checker` already built, it uses them and leaves closing them to their owner."""
+    `engine`/`checker` already built, it uses them and leaves closing them to their owner (`own_engine`: the given
+    engine is this executor's to close, early, as one it built)."""
 
     def __init__(self, recipe: Recipe, *, engine: Engine | None = None, checker: Checker | AsyncChecker | None = None,
-                 max_live: int | None = None):
+                 max_live: int | None = None, own_engine: bool = False):
         self.recipe, self.engine, self.max_live = recipe, engine, max_live
         self._owned: list[Any] = []  # what this executor built, closed in `close()` (last built first)
+        if engine is not None and own_engine:
+            self._owned.append(engine)
         self._early_close: threading.Thread | None = None  # the engine's close, begun before the run's end
         self._early_close_error: BaseException | None = None
         if checker is not None and not isinstance(checker, AsyncChecker):

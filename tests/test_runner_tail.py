@@ -81,15 +81,19 @@ def test_repair_keeps_the_engine_until_its_last_round(tmp_path):
     assert close_start >= max(checker.verdict_times)  # a repair attempt may generate until it ends
 
 
-def test_an_engine_given_to_the_executor_is_left_to_its_owner(tmp_path):
+@pytest.mark.parametrize("own_engine", [False, True])
+def test_an_engine_given_to_the_executor_is_left_to_its_owner_unless_given_away(tmp_path, own_engine):
     backend = FakeBurstBackend(["  simp\n```"], burst=1)
     with RunStore(tmp_path / "run") as store:
         run_id = store.start_run("run", {})
         executor = LocalExecutor(ProveRecipe("sample", {"samples": 1}), engine=Engine(backend),
-                                 checker=FakeLatencyChecker(0.0))
+                                 checker=FakeLatencyChecker(0.0), own_engine=own_engine)
         run_units([WorkUnit(Problem("p", "theorem p : 1 = 1 := by"), i) for i in range(3)], executor, store, run_id)
+        closed_by_the_run = executor._early_close is not None  # the run began the close (its thread may still run)
         executor.close()
-    assert backend.closed is None and backend.requests == 3
+    assert backend.requests == 3 and backend.requests_after_close == 0
+    assert closed_by_the_run == own_engine  # given away (`subgoal prove`'s): closed early, before `close()`
+    assert (backend.closed is not None) == own_engine
 
 
 def test_an_error_in_the_early_close_surfaces_once(tmp_path):

@@ -234,7 +234,9 @@ def _run_batch(target: str, problems: list[Problem], cfg: Config, recipe: ProveR
     done = store.done(run_id)
     todo = sum(1 for p in problems for i in range(n) if (p.name, i) not in done)
     proved: set[str] = {a.problem for a in store.iter_attempts(run_id, status="proved")}
-    executor = LocalExecutor(recipe, engine=Engine(gen), checker=verifier, max_live=max_in_flight)
+    # the executor closes the engine as soon as no attempt can generate (vLLM's shutdown overlaps the last
+    # checks); the caller's own close of `gen` afterwards finds it closed
+    executor = LocalExecutor(recipe, engine=Engine(gen), checker=verifier, max_live=max_in_flight, own_engine=True)
     units = (WorkUnit(p, i) for i in range(n) for p in problems)  # index-major: every problem early
     interrupted = False
     with AttemptProgress("prove", todo, err_console, f"{len(proved)}/{len(problems)} proved") as bar:
@@ -249,7 +251,7 @@ def _run_batch(target: str, problems: list[Problem], cfg: Config, recipe: ProveR
         except KeyboardInterrupt:
             interrupted = True
         finally:
-            executor.close()  # its checker threads; the backend and verifier are closed by the caller
+            executor.close()  # the engine (begun early), its checker threads; the verifier is closed by the caller
     attempts = store.attempts(run_id)
     _export_proofs(attempts, problems, out / "proofs.jsonl")
     return attempts, interrupted
