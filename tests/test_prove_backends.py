@@ -374,3 +374,14 @@ def test_make_backend_errors():
         make_backend(ModelSettings(model=None))
     with pytest.raises(ProverError, match="cannot load model"):
         make_backend(ModelSettings(model="/nonexistent/checkpoint", backend="transformers", device="cpu"))
+
+
+def test_vllm_close_asks_for_a_short_shutdown_grace(fake_vllm):
+    """vLLM's default 5 s SIGTERM grace ended in a kill on every H200 close; the backend asks for its own."""
+    from prover.generate.vllm_engine import ENGINE_SHUTDOWN_GRACE_S
+
+    backend = make_backend(ModelSettings(model="ckpt", backend="vllm"))
+    [engine] = fake_vllm.made
+    backend.close()
+    assert engine.shut_down and engine.shutdown_timeout == ENGINE_SHUTDOWN_GRACE_S < 5
+    backend.close()  # a second close is a no-op

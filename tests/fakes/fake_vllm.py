@@ -146,8 +146,9 @@ class FakeEngine:
         self.prefix_resets += 1
         return True
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout: float | None = None) -> None:  # vLLM 0.25's signature (None: its 5 s grace)
         self.shut_down = True
+        self.shutdown_timeout = timeout
 
 
 class AsyncLLMEngine:
