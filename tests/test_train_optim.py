@@ -56,19 +56,24 @@ def test_bf16_parameters_follow_fp32_adamw_through_their_masters():
         assert not torch.equal(p.float(), r)  # (and bf16 alone would have lost precision)
 
 
-def test_state_dict_round_trip_keeps_fp32_state_and_resumes_exactly():
+@pytest.mark.parametrize("moments", [torch.float32, torch.bfloat16], ids=["fp32 moments", "bf16 moments, compiled"])
+def test_state_dict_round_trip_keeps_the_state_dtypes_and_resumes_exactly(moments):
+    def make(params):
+        return (MasterWeightAdamW(params, **HYPER) if moments == torch.float32
+                else _compiled_eager(params, moment_dtype=moments, **HYPER))
+
     straight = _params(torch.bfloat16)
-    _run(MasterWeightAdamW(straight, **HYPER), straight, range(6))
+    _run(make(straight), straight, range(6))
 
     first = _params(torch.bfloat16)
-    opt = MasterWeightAdamW(first, **HYPER)
+    opt = make(first)
     _run(opt, first, range(3))
     saved = copy.deepcopy(opt.state_dict())
     resumed = [torch.nn.Parameter(p.detach().clone()) for p in first]
-    opt2 = MasterWeightAdamW(resumed, **HYPER)
+    opt2 = make(resumed)
     opt2.load_state_dict(saved)
     assert all(opt2.state[p]["master"].dtype == torch.float32 for p in resumed)
-    assert all(opt2.state[p]["exp_avg_sq"].dtype == torch.float32 for p in resumed)
+    assert all(opt2.state[p]["exp_avg"].dtype == opt2.state[p]["exp_avg_sq"].dtype == moments for p in resumed)
     _run(opt2, resumed, range(3, 6))
     for a, b in zip(straight, resumed, strict=True):
         assert torch.equal(a, b)
@@ -130,23 +135,6 @@ def test_bf16_moments_stay_bf16_and_track_fp32_moments():
         assert s["exp_avg"].dtype == s["exp_avg_sq"].dtype == torch.bfloat16 and s["master"].dtype == torch.float32
         assert (s["master"] - p0).abs().min() > 1e-3  # every weight moved (lr 1e-2, 8 steps)...
         torch.testing.assert_close(s["master"], ref_opt.state[r]["master"], rtol=0, atol=2e-3)  # ...as fp32's did
-
-
-def test_compiled_state_dict_round_trip_resumes_exactly_with_bf16_moments():
-    straight = _params(torch.bfloat16)
-    _run(_compiled_eager(straight, moment_dtype=torch.bfloat16, **HYPER), straight, range(6))
-    first = _params(torch.bfloat16)
-    opt = _compiled_eager(first, moment_dtype=torch.bfloat16, **HYPER)
-    _run(opt, first, range(3))
-    saved = copy.deepcopy(opt.state_dict())
-    resumed = [torch.nn.Parameter(p.detach().clone()) for p in first]
-    opt2 = _compiled_eager(resumed, moment_dtype=torch.bfloat16, **HYPER)
-    opt2.load_state_dict(saved)
-    assert all(opt2.state[p]["exp_avg"].dtype == torch.bfloat16 for p in resumed)
-    assert all(opt2.state[p]["master"].dtype == torch.float32 for p in resumed)
-    _run(opt2, resumed, range(3, 6))
-    for a, b in zip(straight, resumed, strict=True):
-        assert torch.equal(a, b)
 
 
 @pytest.mark.slow
