@@ -240,7 +240,7 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
     bar = _progress(progress and env.is_main, total_steps, step)
     t_read = time.perf_counter()
 
-    def record(step: int, metrics: dict[str, Any]) -> None:
+    def record(step: int, metrics: dict[str, Any] | StepMetrics) -> None:
         """Read a step's metrics (waiting for its GPU work only), log them and advance the bar."""
         nonlocal t_read, tokens_total
         metrics = read_metrics(metrics)
@@ -375,9 +375,8 @@ def _train_step(model, optimizer, scheduler, micro_batches, examples, tokenizer,
         mtp = getattr(out, "mtp_loss", None)
         if mtp is not None:
             mtp_sum = (0 if mtp_sum is None else mtp_sum) + mtp.detach().float() * n_tok
-    grad_norm = None
     if cfg.grad_clip > 0 and isinstance(optimizer, MasterWeightAdamW):  # clipping inside the update: no extra pass
-        grad_norm, coef = clip_coefficient(model.parameters(), cfg.grad_clip)  # EP-aware, as below
+        grad_norm, coef = clip_coefficient(model.parameters(), cfg.grad_clip)  # (both EP-aware)
         optimizer.step(grad_scale=coef)
     else:
         grad_norm = clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else None
