@@ -159,22 +159,3 @@ def test_blockwise_rows_padded_to_the_tile_give_the_same_linear(shape):
     g = torch.randn_like(want)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(torch.autograd.grad(got, (x, w), g),
                                                                 torch.autograd.grad(want, (x, w), g), strict=True))
-
-
-def test_fp8_conversion_allows_a_compiled_frame_per_linear_shape():
-    """torchao's blockwise linear is compiled once per weight shape: the recompile limit grows with the shapes,
-    and is never lowered (another setting, or a second model, may need more)."""
-    import torch._dynamo
-
-    from prover.model.fp8 import allow_a_compile_per_linear_shape
-
-    config = torch._dynamo.config
-    saved = config.recompile_limit
-    try:
-        config.recompile_limit = 8
-        allow_a_compile_per_linear_shape(12)
-        assert config.recompile_limit == 56
-        allow_a_compile_per_linear_shape(2)
-        assert config.recompile_limit == 56
-    finally:
-        config.recompile_limit = saved
