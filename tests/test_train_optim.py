@@ -178,3 +178,8 @@ def _with_grad(p: torch.Tensor) -> torch.nn.Parameter:
     q = torch.nn.Parameter(p.detach().clone())
     q.grad = p.grad.clone()
     return q
+
+
+def test_bf16_moments_without_the_compiled_update_are_refused():
+    with pytest.raises(ValueError, match="compiled=True"):
+        MasterWeightAdamW(_params(torch.bfloat16), moment_dtype=torch.bfloat16)

@@ -1,6 +1,6 @@
 """AdamW with fp32 master weights for low-precision (bf16) parameters: DeepSeek-V3's recipe (the model computes in
-bf16; the optimizer keeps fp32 master weights and moments, fp32 or bf16 as the paper does, and writes the rounded
-update back).
+bf16; the optimizer keeps fp32 master weights, moments in fp32 (the default) or in bf16 as the paper does, and
+writes the rounded update back).
 
 The rule: an fp32 parameter is its own master, so for an fp32 model this is exactly `torch.optim.AdamW` (same
 functional kernel, same state layout). State lives under the model's parameters (`state[p]["master"]`), so
@@ -30,6 +30,8 @@ class MasterWeightAdamW(torch.optim.AdamW):
                          fused=fused)
         if moment_dtype not in (torch.float32, torch.bfloat16):
             raise ValueError(f"moment_dtype must be float32 or bfloat16, not {moment_dtype}")
+        if moment_dtype != torch.float32 and not compiled:  # torch's AdamW kernels take one dtype for all states
+            raise ValueError("bf16 moments need compiled=True (the mixed-precision update)")
         self.compiled = compiled
         self.moment_dtype = moment_dtype  # of low-precision parameters' moments; an fp32 parameter's stay fp32
         self._update = None  # the compiled `master_adamw_` (made on the first step)
