@@ -12,7 +12,12 @@ prompt), `--batch` sequences per step, random-weight DeepSeek-V3, compiled block
 - `bf16`: the trainer's own step (`prover.train.sft`: prepare_model, make_optimizer, _train_step: masked token
   loss + MTP, grad clipping, fp32 master weights and moments, cosine schedule, bias update); `vs_model` = its
   tokens/s over the `model` row's;
+- `bf16-fused`, `bf16-m16` (ask for them in `--sft-rows`): the trainer's step with torch's fused AdamW on fp32
+  copies of the gradients (the update before the compiled one), or with the compiled update on bf16 moments;
 - `fp8`: the same with `--fp8` (`--fp8-recipe`); skipped with a reason where FP8 cannot run.
+Each SFT row also gives the host's time per step: queueing the step (of it the optimizer's) and waiting for the
+previous step's metrics. `--profile` adds, for the first preset, torch.profiler over 3 steps: GPU-busy time,
+host syncs and the top kernels and host ops per step.
 MFU = 6 x active parameters (input embedding and MTP excluded) x tokens/s over the bf16 dense peak (989 TFLOP/s on
 H100/H200; FP8 rows too, so MFU compares time), `mfu_with_attn` adds causal attention; peak memory per row.
 
