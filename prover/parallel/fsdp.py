@@ -90,8 +90,7 @@ def clip_grad_norm_(parameters: nn.Module | Iterable[torch.Tensor], max_norm: fl
     Takes a module or its parameters. Correct wherever each rank's local shards are disjoint (FSDP2 with or
     without EP) or nothing is sharded (one process); not for replicated DTensors (DDP-style meshes)."""
     norm, coef, groups = _norm_and_coef(parameters, max_norm)
-    for (dev, _), gs in groups.items():
-        torch._foreach_mul_(gs, coef.to(dev))
+    _scale(groups, coef)
     return norm
 
 
@@ -113,7 +112,16 @@ def _norm_and_coef(parameters, max_norm: float):
     if dist.is_initialized() and any(hasattr(g, "to_local") for g in grads):
         dist.all_reduce(sq)
     norm = sq.sqrt()
-    return norm, (max_norm / (norm + 1e-6)).clamp(max=1.0), groups
+    return norm, _coefficient(norm, max_norm), groups
+
+
+def _coefficient(norm: torch.Tensor, max_norm: float) -> torch.Tensor:
+    return (max_norm / (norm + 1e-6)).clamp(max=1.0)
+
+
+def _scale(groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]], coef: torch.Tensor) -> None:
+    for (dev, _), gs in groups.items():
+        torch._foreach_mul_(gs, coef.to(dev))
 
 
 def _local_groups(grads: list[torch.Tensor]) -> dict[tuple[torch.device, torch.dtype], list[torch.Tensor]]:
@@ -141,7 +149,5 @@ def grad_sq_sum(grads: list[torch.Tensor]) -> torch.Tensor:
 
 def scale_grads_(grads: list[torch.Tensor], norm: torch.Tensor, max_norm: float) -> torch.Tensor:
     """Scale `grads` (their local shards) so that a global norm `norm` becomes at most `max_norm`; returns `norm`."""
-    coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
-    for (dev, _), gs in _local_groups(grads).items():
-        torch._foreach_mul_(gs, coef.to(dev))
+    _scale(_local_groups(grads), _coefficient(norm, max_norm))
     return norm

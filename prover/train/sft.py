@@ -22,7 +22,7 @@ import torch
 from data.manifest import Manifest, check_resume, content_id, make_manifest
 from prover.errors import ProverError
 from prover.generate.base import derive_seed
-from prover.parallel import clip_coefficient, clip_grad_norm_
+from prover.parallel import clip_coefficient
 from prover.train.checkpoint import export_final, latest_checkpoint, load_training_state, save_checkpoint
 from prover.train.common import (
     MetricLog,
@@ -375,12 +375,9 @@ def _train_step(model, optimizer, scheduler, micro_batches, examples, tokenizer,
         mtp = getattr(out, "mtp_loss", None)
         if mtp is not None:
             mtp_sum = (0 if mtp_sum is None else mtp_sum) + mtp.detach().float() * n_tok
-    if cfg.grad_clip > 0 and isinstance(optimizer, MasterWeightAdamW):  # clipping inside the update: no extra pass
-        grad_norm, coef = clip_coefficient(model.parameters(), cfg.grad_clip)  # (both EP-aware)
-        optimizer.step(grad_scale=coef)
-    else:
-        grad_norm = clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else None
-        optimizer.step()
+    # Clipping inside the optimizer's update (`make_optimizer`'s MasterWeightAdamW): no extra pass; EP-aware.
+    grad_norm, coef = clip_coefficient(model.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else (None, None)
+    optimizer.step(grad_scale=coef)
     lr = scheduler.get_last_lr()[0]
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
