@@ -482,6 +482,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             c = attempt(f"c: subgoal eval + Lean latency{again}",
                         lambda n=n: through_eval(args, checkpoint, workdir / f"c{n}", args.lean_latency), rows,
                         again) or c
+        write_json(args, summarize(args, problems, checkpoint, vocab, rows, a, b, c))  # a timed-out run keeps its parts
+    result = summarize(args, problems, checkpoint, vocab, rows, a, b, c)
+    print(table(rows, result["summary"]))
+    write_json(args, result, final=True)
+    return result
+
+
+def summarize(args: argparse.Namespace, problems: list, checkpoint: Path, vocab: int, rows: list[dict[str, Any]],
+              a: dict | None, b: dict | None, c: dict | None) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     if a and b:
         summary["b_over_a"] = round(b["tokens_per_s"] / a["tokens_per_s"], 3)
@@ -505,12 +514,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                            "backend": args.backend, "lean_workers": args.lean_workers,
                            "lean_latency_s": args.lean_latency},
               "rows": rows, "summary": summary}
-    print(table(rows, summary))
+    return result
+
+
+def write_json(args: argparse.Namespace, result: dict[str, Any], final: bool = False) -> None:
     out = args.out or Path(os.environ.get("OUT", ".")) / "e2e_gpu.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
-    print(f"wrote {out}", file=sys.stderr)
-    return result
+    if final:
+        print(f"wrote {out}", file=sys.stderr)
 
 
 def table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:

@@ -250,6 +250,10 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
         "fp8-eager": ("train: ours (eager, fp8 blockwise)", "eager", False, True, "blockwise"),
         "flex": ("train: ours (compiled blocks, FlexAttention)", "blocks", False, True, None, "flex"),
         "fused": ("train: ours (compiled blocks, fused q_a/kv_a + gate/up)", "blocks", False, True, None, "sdpa", True),
+        "fused-nopad": ("train: ours (compiled blocks, fused q_a/kv_a + gate/up, v not padded)", "blocks", False,
+                        False, None, "sdpa", True),
+        "flex-fused": ("train: ours (compiled blocks, FlexAttention + fusions, bf16)", "blocks", False, True, None,
+                       "flex", True),
         "cudnn": ("train: ours (compiled blocks, SDPA cuDNN only)", "blocks", False, False, None, "sdpa", False, "cudnn"),
         "flash": ("train: ours (compiled blocks, SDPA flash only, v padded)", "blocks", False, True, None, "sdpa", False,
                   "flash"),
@@ -400,7 +404,7 @@ def main() -> int:
     ap.add_argument("--rows", default="ceilings,hf,eager,compiled,nopad,mtp,fp8,fp8-rowwise,flex,fused,cudnn,flash,"
                     "efficient,best,moe,decode",
                     help="of ceilings, profile, hf, eager, compiled, nopad, full, mtp, fp8, fp8-rowwise, fp8-eager, "
-                         "flex, fused, cudnn, flash, efficient, best, moe, decode")
+                         "flex, fused, fused-nopad, flex-fused, cudnn, flash, efficient, best, moe, decode")
     ap.add_argument("--decode-batches", default="32,256")
     ap.add_argument("--decode-prompt", type=int, default=128)
     ap.add_argument("--decode-new", type=int, default=128)

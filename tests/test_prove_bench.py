@@ -57,7 +57,7 @@ def test_e2e_bench_cpu_smoke(tmp_path, monkeypatch):
     monkeypatch.setenv("SUBGOAL_LEAN__WORKERS", "1")
     result = _load("e2e_gpu").main(["--device", "cpu", "--preset", "tiny", "--problems", "1", "--samples", "2",
                                     "--max-tokens", "4", "--lean-latency", "0.2", "--lean-workers", "1",
-                                    "--workdir", str(tmp_path), "--out", str(tmp_path / "e2e.json")])
+                                    "--parts", "abc", "--workdir", str(tmp_path), "--out", str(tmp_path / "e2e.json")])
     a, b, c = result["rows"]
     assert not any("error" in r for r in (a, b, c)), result["rows"]
     assert a["sequences"] == b["sequences"] == c["sequences"] == 2
