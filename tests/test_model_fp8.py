@@ -159,3 +159,24 @@ def test_blockwise_rows_padded_to_the_tile_give_the_same_linear(shape):
     g = torch.randn_like(want)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(torch.autograd.grad(got, (x, w), g),
                                                                 torch.autograd.grad(want, (x, w), g), strict=True))
+
+
+def test_quant_autotuning_is_narrowed_to_two_stages_and_four_or_eight_warps():
+    """torchao's blockwise quantization kernels tune 45 configs each (compiled one by one: minutes of first step);
+    the pruning keeps each rows-per-program choice at 2 stages, 4 or 8 warps, and leaves other autotuners alone.
+    (No triton on CPU: the autotuners are stand-ins with torchao 0.18's own config grid.)"""
+    from types import SimpleNamespace as Config
+
+    from prover.model.fp8 import narrow_quant_autotuning
+
+    grid = [Config(kwargs={"NUM_GROUPS": g}, num_warps=w, num_stages=s)
+            for g in [2, 16, 32, 64, 128] for w in [2, 4, 8] for s in [2, 4, 6]]
+    quant = Config(configs=list(grid))
+    gemm = Config(configs=[Config(kwargs={"BLOCK_SIZE_M": b}, num_warps=4, num_stages=2) for b in (64, 128)])
+    others = [gemm, "not an autotuner", Config(configs=[])]
+    assert narrow_quant_autotuning([quant, *others]) == 1
+    assert len(quant.configs) == 10
+    assert {c.kwargs["NUM_GROUPS"] for c in quant.configs} == {2, 16, 32, 64, 128}
+    assert {(c.num_warps, c.num_stages) for c in quant.configs} == {(4, 2), (8, 2)}
+    assert len(gemm.configs) == 2
+    assert narrow_quant_autotuning([quant]) == 0  # idempotent

@@ -141,11 +141,14 @@ def row_padded_blockwise_linear() -> type[nn.Module]:
     """torchao's `Float8BlockwiseLinear` taking any number of tokens (`rows_padded`); same parameter names.
 
     Its forward runs outside torch.compile: the recipe is torchao's own Triton quantization kernels and cuBLAS's
-XX
-    on the H200 (torch 2.11: "Dynamo does not know how to trace the builtin `torch._scaled_mm_v2`"), recompiling
-    a frame per weight shape until the limit and never finishing the benchmark row. Disabled, it is one clean
-    break in each block's graph. (Not yet run on a GPU: no triton here.)"""
+    blockwise GEMM, nothing inductor would fuse, and compiled it broke the graph at every linear on the H200
+    (torch 2.11: "Dynamo does not know how to trace the builtin `torch._scaled_mm_v2`"), recompiling a frame per
+    weight shape until the limit and never finishing the benchmark row. Disabled, it is one clean break in each
+    block's graph."""
+    from torchao.prototype.blockwise_fp8_training import kernels
     from torchao.prototype.blockwise_fp8_training.linear import Float8BlockwiseLinear
+
+    narrow_quant_autotuning(vars(kernels).values())
 
     class RowPaddedBlockwiseLinear(Float8BlockwiseLinear):
         @torch.compiler.disable
@@ -153,6 +156,31 @@ XX
             return rows_padded(super().forward, x, self.block_size)
 
     return RowPaddedBlockwiseLinear
+
+
+# torchao's blockwise quantization kernels autotune 45 Triton configs (rows per program x warps x stages) per
+# distinct K, compiling each one. This model has about a dozen (kernel, K) pairs forward and backward, and the
+# first FP8 step on the H200 was still tuning after 190 s (torch 2.11, torchao 0.18: stack dumps in
+# docs/BENCHMARKS.md). The kernels are memory-bound casts, where pipeline stages and 2 warps buy nothing: keep
+# every rows-per-program choice at 2 stages and 4 or 8 warps, 10 of the 45.
+QUANT_KERNEL_STAGES = 2
+QUANT_KERNEL_WARPS = (4, 8)
+
+
+def narrow_quant_autotuning(objects) -> int:
+    """Prune the configs of the Triton autotuners among `objects` that tune rows per program (`NUM_GROUPS`) to
+    QUANT_KERNEL_STAGES x QUANT_KERNEL_WARPS; returns how many autotuners changed. Only speed depends on the
+    config, never values; idempotent."""
+    changed = 0
+    for obj in objects:
+        configs = getattr(obj, "configs", None)
+        if not isinstance(configs, list) or not all("NUM_GROUPS" in getattr(c, "kwargs", {}) for c in configs):
+            continue
+        keep = [c for c in configs if c.num_stages == QUANT_KERNEL_STAGES and c.num_warps in QUANT_KERNEL_WARPS]
+        if keep and len(keep) < len(configs):
+            obj.configs = keep
+            changed += 1
+    return changed
 
 
 def fp8_grouped_mm(x: torch.Tensor, w_t: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
