@@ -161,22 +161,23 @@ def test_blockwise_rows_padded_to_the_tile_give_the_same_linear(shape):
                                                                 torch.autograd.grad(want, (x, w), g), strict=True))
 
 
-def test_quant_autotuning_is_narrowed_to_two_stages_and_four_or_eight_warps():
-    """torchao's blockwise quantization kernels tune 45 configs each (compiled one by one: minutes of first step);
-    the pruning keeps each rows-per-program choice at 2 stages, 4 or 8 warps, and leaves other autotuners alone.
-    (No triton on CPU: the autotuners are stand-ins with torchao 0.18's own config grid.)"""
+def test_quant_autotuning_keeps_the_fewest_stages_at_four_or_eight_warps():
+    """torchao's FP8 quantization kernels tune 45 (blockwise casts) and 36 (grouped scales) configs, compiled one by
+    one: minutes of first step. Grids above 8 keep their fewest stages at 4 or 8 warps; small grids (the GEMMs')
+    stay. (No triton on CPU: the autotuners are stand-ins carrying torchao 0.18's own config grids.)"""
     from types import SimpleNamespace as Config
 
     from prover.model.fp8 import narrow_quant_autotuning
 
-    grid = [Config(kwargs={"NUM_GROUPS": g}, num_warps=w, num_stages=s)
-            for g in [2, 16, 32, 64, 128] for w in [2, 4, 8] for s in [2, 4, 6]]
-    quant = Config(configs=list(grid))
-    gemm = Config(configs=[Config(kwargs={"BLOCK_SIZE_M": b}, num_warps=4, num_stages=2) for b in (64, 128)])
-    others = [gemm, "not an autotuner", Config(configs=[])]
-    assert narrow_quant_autotuning([quant, *others]) == 1
-    assert len(quant.configs) == 10
-    assert {c.kwargs["NUM_GROUPS"] for c in quant.configs} == {2, 16, 32, 64, 128}
-    assert {(c.num_warps, c.num_stages) for c in quant.configs} == {(4, 2), (8, 2)}
-    assert len(gemm.configs) == 2
-    assert narrow_quant_autotuning([quant]) == 0  # idempotent
+    blockwise = Config(configs=[Config(kwargs={"NUM_GROUPS": g}, num_warps=w, num_stages=s)
+                                for g in [2, 16, 32, 64, 128] for w in [2, 4, 8] for s in [2, 4, 6]])
+    scales = Config(configs=[Config(kwargs={"BLOCK_SIZE": b, "BLOCK_SIZE_ITER": i}, num_warps=w, num_stages=s)
+                             for b in [32, 64, 128] for i in [64, 128, 256] for w in [4, 8] for s in [2, 3]])
+    gemm = Config(configs=[Config(kwargs={"BLOCK_SIZE_M": b}, num_warps=w, num_stages=2)
+                           for b in (64, 128, 256) for w in (4, 8)])
+    assert narrow_quant_autotuning([blockwise, scales, gemm, "not an autotuner", Config(configs=[])]) == 2
+    assert len(blockwise.configs) == 10 and len(scales.configs) == 18 and len(gemm.configs) == 6
+    assert {c.kwargs["NUM_GROUPS"] for c in blockwise.configs} == {2, 16, 32, 64, 128}
+    assert {(c.num_warps, c.num_stages) for c in blockwise.configs} == {(4, 2), (8, 2)}
+    assert {c.num_stages for c in scales.configs} == {2}
+    assert narrow_quant_autotuning([blockwise, scales]) == 0  # idempotent

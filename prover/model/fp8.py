@@ -119,6 +119,7 @@ def convert_to_fp8(model: nn.Module, recipe: str = "blockwise", device: torch.de
             parent, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent), child, blockwise.from_float(model.get_submodule(name)))
     if not emulate:
+        narrow_torchao_autotuning()
         for name, how in plan.convert.items():
             if how.endswith("grouped GEMM"):
                 model.get_submodule(name).fp8 = True
@@ -145,10 +146,7 @@ def row_padded_blockwise_linear() -> type[nn.Module]:
     (torch 2.11: "Dynamo does not know how to trace the builtin `torch._scaled_mm_v2`"), recompiling a frame per
     weight shape until the limit and never finishing the benchmark row. Disabled, it is one clean break in each
     block's graph."""
-    from torchao.prototype.blockwise_fp8_training import kernels
     from torchao.prototype.blockwise_fp8_training.linear import Float8BlockwiseLinear
-
-    narrow_quant_autotuning(vars(kernels).values())
 
     class RowPaddedBlockwiseLinear(Float8BlockwiseLinear):
         @torch.compiler.disable
@@ -158,28 +156,47 @@ def row_padded_blockwise_linear() -> type[nn.Module]:
     return RowPaddedBlockwiseLinear
 
 
-# torchao's blockwise quantization kernels autotune 45 Triton configs (rows per program x warps x stages) per
-# distinct K, compiling each one. This model has about a dozen (kernel, K) pairs forward and backward, and the
-# first FP8 step on the H200 was still tuning after 190 s (torch 2.11, torchao 0.18: stack dumps in
-# docs/BENCHMARKS.md). The kernels are memory-bound casts, where pipeline stages and 2 warps buy nothing: keep
-# every rows-per-program choice at 2 stages and 4 or 8 warps, 10 of the 45.
-QUANT_KERNEL_STAGES = 2
+# torchao's FP8 quantization kernels autotune large Triton config grids, compiling every config: the blockwise casts
+# 45 per distinct K, the grouped experts' per-group scales 36. On a fresh H200 (torch 2.11, torchao 0.18) the first
+# FP8 step was still tuning after 190 s, one grouped-scales tune alone took 57 s (stack dumps and Triton's own
+# timings in docs/BENCHMARKS.md). They are memory-bound casts, where extra pipeline stages and 2 warps buy
+# nothing: grids larger than MAX_QUANT_CONFIGS keep their fewest stages at 4 or 8 warps (45 -> 10, 36 -> 18).
+# torchao narrows an autotuner's `.configs` the same way itself (its fused per-group scales kernel).
+MAX_QUANT_CONFIGS = 8
 QUANT_KERNEL_WARPS = (4, 8)
+TORCHAO_QUANT_KERNELS = ("torchao.prototype.blockwise_fp8_training.kernels",
+                         "torchao.prototype.moe_training.kernels.jagged_float8_scales")
 
 
 def narrow_quant_autotuning(objects) -> int:
-    """Prune the configs of the Triton autotuners among `objects` that tune rows per program (`NUM_GROUPS`) to
-    QUANT_KERNEL_STAGES x QUANT_KERNEL_WARPS; returns how many autotuners changed. Only speed depends on the
+    """Prune the config grids of the Triton autotuners among `objects` that hold more than MAX_QUANT_CONFIGS to
+    their fewest pipeline stages at QUANT_KERNEL_WARPS; returns how many changed. Only speed depends on the
     config, never values; idempotent."""
     changed = 0
     for obj in objects:
         configs = getattr(obj, "configs", None)
-        if not isinstance(configs, list) or not all("NUM_GROUPS" in getattr(c, "kwargs", {}) for c in configs):
+        if not isinstance(configs, list) or len(configs) <= MAX_QUANT_CONFIGS:
             continue
-        keep = [c for c in configs if c.num_stages == QUANT_KERNEL_STAGES and c.num_warps in QUANT_KERNEL_WARPS]
+        if not all(hasattr(c, "num_stages") and hasattr(c, "num_warps") for c in configs):
+            continue
+        fewest = min(c.num_stages for c in configs)
+        keep = [c for c in configs if c.num_stages == fewest and c.num_warps in QUANT_KERNEL_WARPS]
         if keep and len(keep) < len(configs):
             obj.configs = keep
             changed += 1
+    return changed
+
+
+def narrow_torchao_autotuning() -> int:
+    """`narrow_quant_autotuning` over torchao's FP8 quantization kernel modules (those this torchao has)."""
+    import importlib
+
+    changed = 0
+    for name in TORCHAO_QUANT_KERNELS:
+        try:
+            changed += narrow_quant_autotuning(vars(importlib.import_module(name)).values())
+        except ImportError:  # another torchao layout: its own grids stay
+            continue
     return changed
 
 
