@@ -428,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
                     "blocks on CUDA, as `subgoal train sft`)")
     ap.add_argument("--loss-steps", type=int, default=200, help="FP8-vs-bf16 loss comparison steps (0: skip)")
     ap.add_argument("--loss-batch", type=int, default=8)
-    ap.add_argument("--loss-seq", type=int, default=1024)
+    ap.add_argument("--loss-seq", type=int, default=None, help="default --seq: the timed rows' shapes, so the curves "
+                    "reuse their compiled graphs and FP8 kernel tunings (minutes on a fresh GPU machine)")
     ap.add_argument("--loss-lr", type=float, default=3e-4)
     ap.add_argument("--no-grpo", dest="grpo", action="store_false", help="skip the GRPO iteration")
     ap.add_argument("--grpo-problems", type=int, default=16)
@@ -444,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verbose", action="store_true", help="print tracebacks of failed rows")
     args = ap.parse_args(argv)
     args.sft_rows = set(args.sft_rows.split(","))
+    args.loss_seq = args.loss_seq or args.seq
     args.out_path = Path(args.out) if args.out else Path(os.environ.get("OUT", ".")) / "train_gpu.json"
     args.out_path.parent.mkdir(parents=True, exist_ok=True)
     args.done_rows, args.profile_now = [], False
