@@ -44,3 +44,15 @@ def test_grpo_rollout_bench_smoke(tmp_path, monkeypatch):
     for row in rows:
         assert row["candidates"] == 4 and row["infra"] == 0
         assert row["lean_s"] >= 4 * 0.05 and row["sum_s"] >= row["max_s"] > 0 and row["pipelined_s"] > 0
+
+
+def test_profile_sorts_kernels_by_kind():
+    """The profile's GPU time by kind: attention before GEMM (cuDNN's and flash's kernels name both), grouped
+    expert GEMMs apart from dense ones, inductor's fused kernels, the rest."""
+    kind = runpy.run_path(str(REPO / "bench" / "train_gpu.py"))["kernel_kind"]
+    assert kind("cudnn_generated_fort_native_sdpa_sm90_knob_7_64x128x128_4x1x1_kernel0_0") == "attention"
+    assert kind("void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<128>>") == "attention"
+    assert kind("void cutlass::Kernel2<cutlass_80_wmma_grouped_gemm_bf16>") == "grouped GEMM"
+    assert kind("nvjet_tst_192x192_64x4_2x1_v_bz_coopB_NNT") == "dense GEMM"
+    assert kind("triton_per_fused__to_copy_add_mean_mul_pow_rsqrt_0") == "fused (inductor / triton)"
+    assert kind("Memcpy DtoD (Device -> Device)") == "other"
