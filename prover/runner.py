@@ -458,15 +458,20 @@ async def drive(units: Iterable[WorkUnit], executor: Executor, store: RunStore, 
             if not live and writer.idle:
                 return stats
             finished, _ = await asyncio.wait([*live, *writer.busy], return_when=asyncio.FIRST_COMPLETED)
-            results = []
+            results, error = [], None
             for task in finished:
                 if task not in live:
                     continue  # the transaction in progress: collected below
                 unit = live.pop(task)
                 if task.cancelled():
                     stats.cancelled += 1
-                    continue
-                results.append((unit, task.result()))  # an attempt's own error ends the run (after the finally)
+                elif task.exception() is not None:
+                    error = error or task.exception()
+                else:
+                    results.append((unit, task.result()))
+            if error is not None:  # an attempt's own error ends the run, after what finished with it is written
+                writer.add(results)
+                raise error
             for unit, attempt in results:
                 if stop_at_first and attempt.status == Status.PROVED.value and unit.problem.name not in proved:
                     proved.add(unit.problem.name)

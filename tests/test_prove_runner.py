@@ -150,3 +150,27 @@ def test_resume_check_names_every_changed_setting():
     with pytest.raises(SettingsChanged) as e:
         check_resume(recorded, {**recorded, "seed": 1, "strategy": "repair"}, "runs/x")
     assert "strategy='sample', not 'repair'" in str(e.value) and "seed=0, not 1" in str(e.value)
+
+
+def test_an_attempts_error_ends_the_run_after_what_finished_with_it_is_recorded(tmp_path):
+    """An attempt that raises ends the run with its error; the attempts that finished in the same moment are in
+    the store all the same (a resume does not redo them)."""
+    import asyncio
+
+    from data.store import Attempt
+
+    class Executor:  # a TEST executor: attempt 0 of each problem answers, attempt 1 raises, both at once
+        def capacity(self) -> int:
+            return 4
+
+        async def run(self, unit: WorkUnit) -> Attempt:
+            await asyncio.sleep(0)
+            if unit.index == 1:
+                raise RuntimeError(f"backend broke on {unit.problem.name}")
+            return Attempt(problem=unit.problem.name, index=unit.index, text="t", status="failed", verdict={})
+
+    with RunStore(tmp_path / "run") as store:
+        run_id = store.start_run("run", {})
+        with pytest.raises(RuntimeError, match="backend broke"):
+            run_units([WorkUnit(p, i) for p in problems(2) for i in range(2)], Executor(), store, run_id)
+        assert set(store.done(run_id)) == {("q0", 0), ("q1", 0)}
