@@ -482,7 +482,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             c = attempt(f"c: subgoal eval + Lean latency{again}",
                         lambda n=n: through_eval(args, checkpoint, workdir / f"c{n}", args.lean_latency), rows,
                         again) or c
-        write_json(args, summarize(args, problems, checkpoint, vocab, rows, a, b, c))  # a timed-out run keeps its parts
+        # a timed-out run keeps the parts it finished
+        write_json(args, {**summarize(args, problems, checkpoint, vocab, rows, a, b, c), "partial": True})
     result = summarize(args, problems, checkpoint, vocab, rows, a, b, c)
     print(table(rows, result["summary"]))
     write_json(args, result, final=True)
