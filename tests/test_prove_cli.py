@@ -13,11 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-import pexpect
 import pytest
 from fakes.scripted import ScriptedServer
 from helpers.cli import STATEMENT, SUBGOAL, env_for, run, served, store_rows, write_problems
 from helpers.prove import HEADER
+
+pexpect = pytest.importorskip("pexpect", reason="pexpect is not installed (pip install -e '.[dev]')")
 
 
 def test_prove_a_statement(tmp_path):
