@@ -194,3 +194,20 @@ def test_sft_step_never_waits_for_the_gpu(moe):
     from prover.train.common import read_metrics
 
     assert read_metrics(metrics)["loss"] > 0
+
+
+@pytest.mark.parametrize(("device", "compile_", "fp8", "note"), [
+    ("cpu", None, False, "sft"),
+    ("cpu", True, False, "sft (first step: compiling, minutes)"),
+    ("cuda", None, False, "sft (first step: compiling, minutes)"),
+    ("cuda", False, True, "sft (first step: tuning FP8 kernels, minutes)"),
+    ("cuda", None, True, "sft (first step: compiling and tuning FP8 kernels, minutes)"),
+])
+def test_the_progress_bar_says_why_the_first_step_is_slow(device, compile_, fp8, note):
+    """Compiling (on by default on CUDA) and FP8's kernel tuning take minutes before the first step's bar moves:
+    the bar says so, so the run does not look hung."""
+    from prover.train.distributed import DistEnv
+    from prover.train.sft import first_step_note
+
+    cfg = SFTConfig(model="", data="", out="", compile=compile_, fp8=fp8)
+    assert first_step_note(cfg, DistEnv(device=torch.device(device))) == note

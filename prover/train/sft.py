@@ -237,7 +237,7 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
     log = MetricLog(cfg.log_dir or out, enabled=env.is_main, echo_every=cfg.log_every)
     steps_per_epoch = max(1, math.ceil(len(examples) / order.per_step))
     tokens_total = 0
-    bar = _progress(progress and env.is_main, total_steps, step)
+    bar = _progress(progress and env.is_main, total_steps, step, first_step_note(cfg, env))
     t_read = time.perf_counter()
 
     def record(step: int, metrics: dict[str, Any] | StepMetrics) -> None:
@@ -300,8 +300,7 @@ def prepare_model(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv) -> torch
         plan = convert_to_fp8(model, cfg.fp8_recipe, env.device)
         if env.is_main:
             print(plan.summary(), file=sys.stderr, flush=True)
-    compile_on = cfg.compile if cfg.compile is not None else env.device.type == "cuda"
-    if compile_on and hasattr(model, "compile_blocks"):
+    if compiles(cfg, env) and hasattr(model, "compile_blocks"):
         model.compile_blocks()
     return wrap_model(model, env, ep=cfg.ep)
 
@@ -346,9 +345,13 @@ def prepare_pipeline(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv):
 def make_optimizer(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv) -> torch.optim.Optimizer:
     """AdamW (betas 0.9/0.95) on fp32 master weights. On GPU the bf16 parameters' update is compiled into one pass
     over memory per tensor where `cfg.compile` resolves on (fp32 parameters take the fused CUDA kernel)."""
-    cuda = env.device.type == "cuda"
     return MasterWeightAdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95),
-                             fused=True if cuda else None, compiled=cfg.compile if cfg.compile is not None else cuda)
+                             fused=True if env.device.type == "cuda" else None, compiled=compiles(cfg, env))
+
+
+def compiles(cfg: SFTConfig, env: DistEnv) -> bool:
+    """Whether `cfg.compile` resolves on: None means on CUDA."""
+    return cfg.compile if cfg.compile is not None else env.device.type == "cuda"
 
 
 def _train_step(model, optimizer, scheduler, micro_batches, examples, tokenizer, cfg: SFTConfig, env: DistEnv):
@@ -439,7 +442,14 @@ def _pipeline_step(pipe, optimizer, scheduler, micro_batches, examples, tokenize
     return metrics
 
 
-def _progress(enabled: bool, total: int, done: int):
+def first_step_note(cfg: SFTConfig, env: DistEnv) -> str:
+    """What the first step does besides training, where it takes long enough to look like a hang: compiling the
+    blocks and the optimizer's update (a minute or two on an H200), tuning torchao's FP8 kernels (minutes)."""
+    work = [w for w, on in (("compiling", compiles(cfg, env)), ("tuning FP8 kernels", cfg.fp8)) if on]
+    return f"sft (first step: {' and '.join(work)}, minutes)" if work else "sft"
+
+
+def _progress(enabled: bool, total: int, done: int, description: str = "sft"):
     if not enabled:
         return None
     from rich.console import Console
@@ -450,4 +460,4 @@ def _progress(enabled: bool, total: int, done: int):
         console=Console(stderr=True), transient=True,
     )
     p.start()
-    return p, p.add_task("sft", total=total, completed=done)
+    return p, p.add_task(description, total=total, completed=done)
