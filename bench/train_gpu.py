@@ -313,12 +313,15 @@ def failure(name: str, e: Exception, args) -> dict:
 def guarded(name: str, fn: Callable[[], dict], args, device: torch.device) -> dict:
     """One row: its numbers, `skipped` with the reason where FP8 cannot run, or its error; the run goes on."""
     free(device)
+    print(f"{name} ...", file=sys.stderr, flush=True)  # a row cut by a device call's limit shows where it stopped
+    t = time.perf_counter()
     try:
         row = fn()
     except (ProverError, ImportError) as e:
         row = {"row": name, "skipped": str(e)}
     except Exception as e:  # OOM or anything else
         row = failure(name, e, args)
+    row.setdefault("row_wall_s", time.perf_counter() - t)
     print(json.dumps({k: v for k, v in row.items() if k != "profile"}), file=sys.stderr, flush=True)
     args.done_rows.append(row)
     args.out_path.write_text(json.dumps({"rows": args.done_rows, "partial": True}, indent=2))  # kept on a timeout
