@@ -488,6 +488,9 @@ async def drive(units: Iterable[WorkUnit], executor: Executor, store: RunStore, 
             task.cancel()
         if live:
             await asyncio.gather(*live, return_exceptions=True)
+            # finished before the cancel reached it (the interrupt and its answer in one moment): it is a result
+            writer.add([(unit, task.result()) for task, unit in live.items()
+                        if not task.cancelled() and task.exception() is None])
         await writer.flush()
 
 

@@ -174,3 +174,36 @@ def test_an_attempts_error_ends_the_run_after_what_finished_with_it_is_recorded(
         with pytest.raises(RuntimeError, match="backend broke"):
             run_units([WorkUnit(p, i) for p in problems(2) for i in range(2)], Executor(), store, run_id)
         assert set(store.done(run_id)) == {("q0", 0), ("q1", 0)}
+
+
+def test_an_attempt_finished_as_the_run_is_interrupted_is_recorded(tmp_path):
+    """Ctrl-C (the drive task cancelled) in the same moment as an attempt finishes: that attempt is in the store
+    (it finished; only the ones in flight may be lost), and the run still ends cancelled."""
+    import asyncio
+
+    from data.store import Attempt
+    from prover.runner import drive
+
+    answer = asyncio.Event()
+
+    class Executor:  # a TEST executor: q0 answers once `answer` is set, q1 never does
+        def capacity(self) -> int:
+            return 2
+
+        async def run(self, unit: WorkUnit) -> Attempt:
+            await (answer.wait() if unit.problem.name == "q0" else asyncio.Event().wait())
+            return Attempt(problem=unit.problem.name, index=unit.index, text="t", status="proved", verdict={})
+
+    async def main(store: RunStore, run_id: int) -> None:
+        run = asyncio.create_task(drive([WorkUnit(p, 0) for p in problems(2)], Executor(), store, run_id))
+        for _ in range(5):
+            await asyncio.sleep(0)  # both attempts are waiting
+        answer.set()
+        run.cancel()  # the interrupt lands before the driver has seen the answer
+        with pytest.raises(asyncio.CancelledError):
+            await run
+
+    with RunStore(tmp_path / "run") as store:
+        run_id = store.start_run("run", {})
+        run_async(main(store, run_id))
+        assert set(store.done(run_id)) == {("q0", 0)}
