@@ -486,12 +486,14 @@ async def drive(units: Iterable[WorkUnit], executor: Executor, store: RunStore, 
     finally:
         for task in live:
             task.cancel()
-        if live:
-            await asyncio.gather(*live, return_exceptions=True)
+        try:
+            if live:
+                await asyncio.gather(*live, return_exceptions=True)
+        finally:  # (a second Ctrl-C may cut the wait short: what finished is still written)
             # finished before the cancel reached it (the interrupt and its answer in one moment): it is a result
             writer.add([(unit, task.result()) for task, unit in live.items()
-                        if not task.cancelled() and task.exception() is None])
-        await writer.flush()
+                        if task.done() and not task.cancelled() and task.exception() is None])
+            await writer.flush()
 
 
 def _pending(units: Iterable[WorkUnit], done: set, proved: set, scheduled: set, stats: DriveStats) -> Iterator[

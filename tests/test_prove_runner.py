@@ -207,3 +207,45 @@ def test_an_attempt_finished_as_the_run_is_interrupted_is_recorded(tmp_path):
         run_id = store.start_run("run", {})
         run_async(main(store, run_id))
         assert set(store.done(run_id)) == {("q0", 0)}
+
+
+def test_a_second_interrupt_while_attempts_wind_down_still_records_what_finished(tmp_path):
+    """Ctrl-C twice: the first cancels the attempts, one of which takes its time to stop (a tree search's tactic
+    still running in its REPL); the second must not drop the attempt that had already finished."""
+    import asyncio
+
+    from data.store import Attempt
+    from prover.runner import drive
+
+    answer = asyncio.Event()
+
+    class Executor:  # a TEST executor: q0 answers once `answer` is set; q1, cancelled, waits before it stops
+        def capacity(self) -> int:
+            return 2
+
+        async def run(self, unit: WorkUnit) -> Attempt:
+            if unit.problem.name == "q1":
+                try:
+                    await asyncio.Event().wait()
+                except asyncio.CancelledError:
+                    await asyncio.sleep(60)  # cancelled again (the second Ctrl-C), it stops here
+                    raise
+            await answer.wait()
+            return Attempt(problem=unit.problem.name, index=unit.index, text="t", status="proved", verdict={})
+
+    async def main(store: RunStore, run_id: int) -> None:
+        run = asyncio.create_task(drive([WorkUnit(p, 0) for p in problems(2)], Executor(), store, run_id))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        answer.set()
+        run.cancel()  # the first Ctrl-C, as q0 answers
+        for _ in range(5):
+            await asyncio.sleep(0)  # the driver now waits for q1 to stop
+        run.cancel()  # the second
+        with pytest.raises(asyncio.CancelledError):
+            await run
+
+    with RunStore(tmp_path / "run") as store:
+        run_id = store.start_run("run", {})
+        run_async(main(store, run_id))
+        assert set(store.done(run_id)) == {("q0", 0)}
