@@ -267,14 +267,29 @@ class SessionPool:
             with self._lock:
                 session = self._idle.pop() if self._idle else None
             if session is None:
-                session = await asyncio.to_thread(self.open_session)
-                with self._lock:
-                    self._all.append(session)
+                session = await self._open()
             try:
                 yield session
             finally:
                 with self._lock:
                     self._idle.append(session)
+
+    async def _open(self) -> ProofSession:
+        """A new session of the pool. Cancelled while it opens (Mathlib's import takes seconds), it waits for it: the
+        REPL opens all the same, and it must be the pool's to reuse and close, not a process nobody holds."""
+        opening = asyncio.ensure_future(asyncio.to_thread(self.open_session))
+        try:
+            session = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            await asyncio.wait([opening])
+            if opening.exception() is None:
+                with self._lock:
+                    self._all.append(opening.result())
+                    self._idle.append(opening.result())
+            raise
+        with self._lock:
+            self._all.append(session)
+        return session
 
     @property
     def opened(self) -> list[ProofSession]:

@@ -249,3 +249,48 @@ def test_a_second_interrupt_while_attempts_wind_down_still_records_what_finished
         run_id = store.start_run("run", {})
         run_async(main(store, run_id))
         assert set(store.done(run_id)) == {("q0", 0)}
+
+
+def test_a_session_still_opening_when_its_tree_attempt_is_cancelled_is_kept_and_closed():
+    """A tree attempt cancelled (stop-at-first, Ctrl-C) while its REPL session is still opening (Mathlib's import
+    takes seconds): the session that then opens is the pool's, reused and closed with it, not a REPL process
+    nobody holds."""
+    import asyncio
+    import threading
+
+    from prover.runner import SessionPool
+
+    opening = threading.Event()
+
+    class Session:  # a TEST session: records whether it was closed
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    made: list[Session] = []
+
+    def open_session() -> Session:
+        opening.wait(5)  # the REPL still importing when the cancel comes
+        made.append(Session())
+        return made[-1]
+
+    pool = SessionPool(open_session, size=1)
+
+    async def search() -> None:
+        async with pool.session():
+            pass
+
+    async def main() -> None:
+        task = asyncio.create_task(search())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        opening.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await search()  # the next attempt gets the session that opened, not a second one
+
+    run_async(main())
+    assert len(made) == 1 and pool.opened == made
+    pool.close()
+    assert made[0].closed
