@@ -176,79 +176,70 @@ def test_an_attempts_error_ends_the_run_after_what_finished_with_it_is_recorded(
         assert set(store.done(run_id)) == {("q0", 0), ("q1", 0)}
 
 
-def test_an_attempt_finished_as_the_run_is_interrupted_is_recorded(tmp_path):
-    """Ctrl-C (the drive task cancelled) in the same moment as an attempt finishes: that attempt is in the store
-    (it finished; only the ones in flight may be lost), and the run still ends cancelled."""
+class AnswerOnCue:
+    """A TEST executor: q0's attempt answers (proved) once `answer` is set, q1's never does; with `slow_to_stop`,
+    q1, cancelled, takes its time to stop (a tree search's tactic still running in its REPL) until cancelled
+    again."""
+
+    def __init__(self, slow_to_stop: bool = False):
+        import asyncio
+
+        self.answer, self.slow_to_stop = asyncio.Event(), slow_to_stop
+
+    def capacity(self) -> int:
+        return 2
+
+    async def run(self, unit: WorkUnit):
+        import asyncio
+
+        from data.store import Attempt
+
+        if unit.problem.name == "q1":
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                if self.slow_to_stop:
+                    await asyncio.sleep(60)
+                raise
+        await self.answer.wait()
+        return Attempt(problem=unit.problem.name, index=unit.index, text="t", status="proved", verdict={})
+
+
+def recorded_after_interrupts(tmp_path, executor: AnswerOnCue, interrupts: int) -> set[tuple[str, int]]:
+    """Drive q0 and q1 with `executor`, interrupt (cancel the driver) in the moment q0 answers, and again
+    `interrupts - 1` times while the driver waits for q1 to stop; the keys in the store afterwards."""
     import asyncio
 
-    from data.store import Attempt
     from prover.runner import drive
 
-    answer = asyncio.Event()
-
-    class Executor:  # a TEST executor: q0 answers once `answer` is set, q1 never does
-        def capacity(self) -> int:
-            return 2
-
-        async def run(self, unit: WorkUnit) -> Attempt:
-            await (answer.wait() if unit.problem.name == "q0" else asyncio.Event().wait())
-            return Attempt(problem=unit.problem.name, index=unit.index, text="t", status="proved", verdict={})
-
     async def main(store: RunStore, run_id: int) -> None:
-        run = asyncio.create_task(drive([WorkUnit(p, 0) for p in problems(2)], Executor(), store, run_id))
+        run = asyncio.create_task(drive([WorkUnit(p, 0) for p in problems(2)], executor, store, run_id))
         for _ in range(5):
             await asyncio.sleep(0)  # both attempts are waiting
-        answer.set()
-        run.cancel()  # the interrupt lands before the driver has seen the answer
+        executor.answer.set()
+        for _ in range(interrupts):
+            run.cancel()  # the first lands before the driver has seen the answer
+            for _ in range(5):
+                await asyncio.sleep(0)
         with pytest.raises(asyncio.CancelledError):
             await run
 
     with RunStore(tmp_path / "run") as store:
         run_id = store.start_run("run", {})
         run_async(main(store, run_id))
-        assert set(store.done(run_id)) == {("q0", 0)}
+        return set(store.done(run_id))
+
+
+def test_an_attempt_finished_as_the_run_is_interrupted_is_recorded(tmp_path):
+    """Ctrl-C (the driver cancelled) in the same moment as an attempt finishes: that attempt is in the store (it
+    finished; only the ones in flight may be lost), and the run still ends cancelled."""
+    assert recorded_after_interrupts(tmp_path, AnswerOnCue(), interrupts=1) == {("q0", 0)}
 
 
 def test_a_second_interrupt_while_attempts_wind_down_still_records_what_finished(tmp_path):
-    """Ctrl-C twice: the first cancels the attempts, one of which takes its time to stop (a tree search's tactic
-    still running in its REPL); the second must not drop the attempt that had already finished."""
-    import asyncio
-
-    from data.store import Attempt
-    from prover.runner import drive
-
-    answer = asyncio.Event()
-
-    class Executor:  # a TEST executor: q0 answers once `answer` is set; q1, cancelled, waits before it stops
-        def capacity(self) -> int:
-            return 2
-
-        async def run(self, unit: WorkUnit) -> Attempt:
-            if unit.problem.name == "q1":
-                try:
-                    await asyncio.Event().wait()
-                except asyncio.CancelledError:
-                    await asyncio.sleep(60)  # cancelled again (the second Ctrl-C), it stops here
-                    raise
-            await answer.wait()
-            return Attempt(problem=unit.problem.name, index=unit.index, text="t", status="proved", verdict={})
-
-    async def main(store: RunStore, run_id: int) -> None:
-        run = asyncio.create_task(drive([WorkUnit(p, 0) for p in problems(2)], Executor(), store, run_id))
-        for _ in range(5):
-            await asyncio.sleep(0)
-        answer.set()
-        run.cancel()  # the first Ctrl-C, as q0 answers
-        for _ in range(5):
-            await asyncio.sleep(0)  # the driver now waits for q1 to stop
-        run.cancel()  # the second
-        with pytest.raises(asyncio.CancelledError):
-            await run
-
-    with RunStore(tmp_path / "run") as store:
-        run_id = store.start_run("run", {})
-        run_async(main(store, run_id))
-        assert set(store.done(run_id)) == {("q0", 0)}
+    """Ctrl-C twice: the first cancels the attempts, one of which takes its time to stop; the second must not
+    drop the attempt that had already finished."""
+    assert recorded_after_interrupts(tmp_path, AnswerOnCue(slow_to_stop=True), interrupts=2) == {("q0", 0)}
 
 
 def test_a_session_still_opening_when_its_tree_attempt_is_cancelled_is_kept_and_closed():
