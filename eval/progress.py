@@ -65,6 +65,13 @@ class AttemptProgress:
         if self._bar is not None:
             self._bar.update(self._task, advance=1, info=self.info)
 
+    def shrink_to(self, total: int) -> None:
+        """Fewer attempts will run than were counted at the start (stop-at-first skips a proved problem's others)."""
+        if total < self.total:
+            self.total = total
+            if self._bar is not None:
+                self._bar.update(self._task, total=total)
+
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc)

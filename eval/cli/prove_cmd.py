@@ -232,8 +232,10 @@ def _run_batch(target: str, problems: list[Problem], cfg: Config, recipe: ProveR
                 "backend": cfg.model.backend, "model": cfg.model.model or "", "problems": [p.name for p in problems]}
     run_id, _ = open_run(store, out.name, settings, out)
     done = store.done(run_id)
-    todo = sum(1 for p in problems for i in range(n) if (p.name, i) not in done)
     proved: set[str] = {a.problem for a in store.iter_attempts(run_id, status="proved")}
+    missing = [p.name for p in problems for i in range(n) if (p.name, i) not in done]
+    # what will run: stop-at-first runs no further attempt of a proved problem (counted out as the driver skips them)
+    todo = sum(1 for name in missing if not (stop_at_first and name in proved))
     # the executor closes the engine as soon as no attempt can generate (vLLM's shutdown overlaps the last
     # checks); the caller's own close of `gen` afterwards finds it closed
     executor = LocalExecutor(recipe, engine=Engine(gen), checker=verifier, max_live=max_in_flight, own_engine=True)
@@ -241,13 +243,18 @@ def _run_batch(target: str, problems: list[Problem], cfg: Config, recipe: ProveR
     interrupted = False
     with AttemptProgress("prove", todo, err_console, f"{len(proved)}/{len(problems)} proved") as bar:
 
+        def count_out_skipped() -> None:
+            bar.shrink_to(len(missing) - stats.skipped_proved - stats.cancelled)
+
         def tick(unit: WorkUnit, attempt: Attempt) -> None:
             if attempt.proved:
                 proved.add(unit.problem.name)
+            count_out_skipped()
             bar.advance(f"{len(proved)}/{len(problems)} proved")
 
         try:
             run_units(units, executor, store, run_id, on_result=tick, stop_at_first=stop_at_first, stats=stats)
+            count_out_skipped()  # the attempts skipped after the last one that ran
         except KeyboardInterrupt:
             interrupted = True
         finally:
