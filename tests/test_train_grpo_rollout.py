@@ -250,3 +250,16 @@ def test_moe_rows_end_at_their_stop_and_groups_are_answered_as_they_end(tmp_path
             assert (c.token_ids, c.text) == _cut_at_stop(row, params.stop, tok, tok.eos_token_id)
     assert any(c.finish_reason == "stop" and len(c.token_ids) < 24 for g in groups for c in g)
     assert answered[0][0] < steps[0]  # the first group was answered before the batch's last step
+
+
+def test_a_generation_error_in_a_rollout_is_raised_as_itself(tmp_path, toy, fake_lean_verifier):
+    """A group's generation failing (a server rejecting a request, a closed engine) stops the run with that
+    error, one line at the CLI, not wrapped in an ExceptionGroup that no handler knows (a traceback)."""
+
+    class RejectingBackend(FakeRolloutBackend):  # a TEST backend: the server rejects every request
+        async def agenerate(self, prompt, params, n=1):
+            raise ProverError("http://server/v1/completions rejected the request: HTTP 400: prompt too long")
+
+    trainer = make_trainer(tmp_path, "rejected", fake_lean_verifier, RejectingBackend(toy, TACTICS))
+    with pytest.raises(ProverError, match="rejected the request"):
+        trainer.train(progress=False)

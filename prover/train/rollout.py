@@ -255,8 +255,11 @@ async def stream_rollout(engine: Engine, rewards: RewardChecker, step: int, prob
         proofs = [extract(c.text, problem) for c in completions]
         return completions, proofs, [asyncio.ensure_future(timed(problem, p)) for p in proofs]  # checks start now
 
-    async with asyncio.TaskGroup() as tg:  # a failed generation cancels the other groups' requests
-        groups = [tg.create_task(one_group(p, prompt)) for p, prompt in zip(problems, prompts, strict=True)]
+    try:
+        async with asyncio.TaskGroup() as tg:  # a failed generation cancels the other groups' requests
+            groups = [tg.create_task(one_group(p, prompt)) for p, prompt in zip(problems, prompts, strict=True)]
+    except ExceptionGroup as failed:  # the error itself (a user error stays one line), not its group
+        raise failed.exceptions[0] from None
     r = Rollout(step, problems, [], [], [], [], [])
     checks: list[asyncio.Task] = []
     for i, (prompt, task) in enumerate(zip(prompts, groups, strict=True)):
