@@ -117,6 +117,19 @@ def list_checkpoints(out_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found) if (p / STATE_FILE).is_file()]
 
 
+def clear_checkpoints(out_dir: str | Path, env: DistEnv) -> int:
+    """A run starting over in `out_dir` (`--no-resume`) removes the earlier run's checkpoints: left there, they
+    would outrank this run's under `keep_last` (which deletes by step) and be what the next rerun resumes from.
+    Returns how many went."""
+    root = Path(out_dir) / "checkpoints"
+    old = [p for p in root.iterdir() if _STEP_DIR.search(p.name)] if root.is_dir() else []
+    if env.is_main:
+        for p in old:
+            shutil.rmtree(p)
+    barrier(env)
+    return len(old)
+
+
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
     ckpts = list_checkpoints(out_dir)
     return ckpts[-1] if ckpts else None

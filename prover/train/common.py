@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import random
 import sys
 from pathlib import Path
@@ -185,9 +186,12 @@ def seed_everything(seed: int) -> None:
 
 
 class MetricLog:
-    """TensorBoard scalars (under `<dir>/tb`) plus a JSONL copy and a one-line summary on stderr."""
+    """TensorBoard scalars (under `<dir>/tb`) plus a JSONL copy and a one-line summary on stderr.
 
-    def __init__(self, out_dir: str | Path, enabled: bool = True, echo_every: int = 1):
+    A run continuing from step `from_step` (0: a new run) first drops what was logged after it: steps a crash
+    lost since the last checkpoint, or all of an earlier run started over, so each step is logged once."""
+
+    def __init__(self, out_dir: str | Path, enabled: bool = True, echo_every: int = 1, from_step: int = 0):
         self.enabled = enabled
         self.echo_every = max(1, echo_every)
         self._tb = None
@@ -196,8 +200,13 @@ class MetricLog:
             from torch.utils.tensorboard import SummaryWriter
 
             Path(out_dir).mkdir(parents=True, exist_ok=True)
-            self._tb = SummaryWriter(str(Path(out_dir) / "tb"))
-            self._jsonl = open(Path(out_dir) / "metrics.jsonl", "a", encoding="utf-8")
+            self._tb = SummaryWriter(str(Path(out_dir) / "tb"), purge_step=from_step + 1)
+            path = Path(out_dir) / "metrics.jsonl"
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+                    if _logged_step(line) <= from_step] if path.is_file() else []
+            self._jsonl = open(path, "w", encoding="utf-8")
+            self._jsonl.writelines(kept)
+            self._jsonl.flush()
 
     def log(self, step: int, metrics: dict[str, float], echo_keys: tuple[str, ...] = ()) -> None:
         if not self.enabled:
@@ -214,3 +223,11 @@ class MetricLog:
         if self._tb is not None:
             self._tb.close()
             self._jsonl.close()
+
+
+def _logged_step(line: str) -> float:
+    """A metrics.jsonl line's step; a line cut short by a crash counts as after every step (it goes)."""
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return math.inf

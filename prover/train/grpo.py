@@ -25,7 +25,13 @@ from data.manifest import Manifest, check_resume, content_id, json_sha256, make_
 from prover.errors import ProverError
 from prover.generate.base import SamplingParams, derive_seed
 from prover.runner import AsyncChecker, Engine, run_async
-from prover.train.checkpoint import export_final, latest_checkpoint, load_training_state, save_checkpoint
+from prover.train.checkpoint import (
+    clear_checkpoints,
+    export_final,
+    latest_checkpoint,
+    load_training_state,
+    save_checkpoint,
+)
 from prover.train.common import (
     MetricLog,
     autocast,
@@ -223,6 +229,8 @@ class GRPOTrainer:
         self.out = Path(cfg.out)
         self.resume_from = latest_checkpoint(self.out) if cfg.resume else None
         check_resume(self.out, grpo_manifest(cfg, self.problems, self.template), self.resume_from is not None)
+        if not cfg.resume:
+            clear_checkpoints(self.out, env)  # the earlier run's, started over
         self.tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
         self.policy = load_policy(str(self.resume_from or cfg.model), env.device)
         self.policy.train()
@@ -242,7 +250,7 @@ class GRPOTrainer:
             self.step = state["step"]
             self.rewards = list(state["extra"].get("rewards", []))
             self.passes = list(state["extra"].get("passes", []))
-        self.log = MetricLog(self.out, enabled=env.is_main)
+        self.log = MetricLog(self.out, enabled=env.is_main, from_step=self.step)
         self._infra_steps = 0  # steps in a row in which every check failed for the machine's reasons
         self.timings = {"generate_s": 0.0, "verify_wait_s": 0.0, "verify_s": 0.0, "update_s": 0.0}
 

@@ -23,7 +23,13 @@ from data.manifest import Manifest, check_resume, content_id, make_manifest
 from prover.errors import ProverError
 from prover.generate.base import derive_seed
 from prover.parallel import clip_coefficient
-from prover.train.checkpoint import export_final, latest_checkpoint, load_training_state, save_checkpoint
+from prover.train.checkpoint import (
+    clear_checkpoints,
+    export_final,
+    latest_checkpoint,
+    load_training_state,
+    save_checkpoint,
+)
 from prover.train.common import (
     MetricLog,
     StepMetrics,
@@ -217,6 +223,8 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
 
     ds = load_sft_dataset(cfg.data)  # before any model download: a bad path fails fast
     check_resume(out, sft_manifest(cfg), resuming=resume_from is not None, write=env.is_main)
+    if not cfg.resume and (removed := clear_checkpoints(out, env)) and env.is_main:
+        print(f"starting over in {out}: removed the earlier run's {removed} checkpoint(s)", file=sys.stderr)
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
     examples = _load_examples(cfg, tokenizer, ds)
 
@@ -234,7 +242,7 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
         state = load_training_state(resume_from, model, optimizer, scheduler, env)
         step, history = state["step"], list(state["extra"].get("history", []))
 
-    log = MetricLog(cfg.log_dir or out, enabled=env.is_main, echo_every=cfg.log_every)
+    log = MetricLog(cfg.log_dir or out, enabled=env.is_main, echo_every=cfg.log_every, from_step=step)
     steps_per_epoch = max(1, math.ceil(len(examples) / order.per_step))
     tokens_total = 0
     bar = _progress(progress and env.is_main, total_steps, step, first_step_note(cfg, env))

@@ -1,0 +1,78 @@
+"""SFT resume edge cases: a restart (`resume=False`) over an earlier run's output, crashes between checkpoints,
+and the per-step log and numbers around checkpoint and resume boundaries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from helpers.tiny_models import bpe_tokenizer, tiny_llama
+from helpers.train import weights, write_examples
+
+from prover.train.checkpoint import list_checkpoints
+from prover.train.sft import SFTConfig, train_sft
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory) -> Path:
+    return tiny_llama(tmp_path_factory.mktemp("llama") / "m", bpe_tokenizer())
+
+
+def _common(llama: Path, data: Path, **kw) -> dict:
+    return dict(model=str(llama), data=str(data), micro_batch_size=2, device="cpu", seed=3, **kw)
+
+
+def _logged(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_restart_over_an_earlier_run_never_resumes_or_keeps_its_checkpoints(llama, tmp_path):
+    """`--no-resume` starts over in `--out`: the earlier run's checkpoints must not outrank the new run's (keep_last
+    would delete the new ones) nor be what the next rerun resumes from."""
+    data = write_examples(tmp_path / "ex.jsonl")
+    out = tmp_path / "out"
+    train_sft(SFTConfig(out=str(out), lr=1e-2, max_steps=6, save_every=2, **_common(llama, data)), progress=False)
+    # Started over with another lr: stopped after 2 steps, then resumed to the end.
+    restart = dict(lr=1e-3, max_steps=6, save_every=2, keep_last=2, **_common(llama, data))
+    train_sft(SFTConfig(out=str(out), resume=False, stop_after=2, **restart), progress=False)
+    assert [p.name for p in list_checkpoints(out)] == ["step-000002"]
+    resumed = train_sft(SFTConfig(out=str(out), **restart), progress=False)
+    assert resumed.resumed_from and resumed.resumed_from.endswith("step-000002")
+    straight = train_sft(SFTConfig(out=str(tmp_path / "straight"), **restart), progress=False)
+    assert resumed.history == straight.history
+    wa, wb = weights(out), weights(tmp_path / "straight")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert [m["step"] for m in _logged(out)] == [1, 2, 3, 4, 5, 6]  # the earlier run's lines are gone
+
+
+def test_a_resume_after_a_crash_logs_each_step_once(llama, tmp_path, monkeypatch):
+    """Steps logged after the last checkpoint and lost in a crash are trained again on resume: the log keeps
+    one line per step, the resumed run's."""
+    import prover.train.sft as sft
+
+    data = write_examples(tmp_path / "ex.jsonl")
+    out = tmp_path / "out"
+    cfg = SFTConfig(out=str(out), lr=1e-3, max_steps=6, save_every=3, **_common(llama, data))
+    real_step, calls = sft._train_step, []
+
+    def crash_at_step_6(*a, **kw):
+        calls.append(1)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return real_step(*a, **kw)
+
+    monkeypatch.setattr(sft, "_train_step", crash_at_step_6)
+    with pytest.raises(KeyboardInterrupt):
+        train_sft(cfg, progress=False)
+    monkeypatch.setattr(sft, "_train_step", real_step)
+    assert [m["step"] for m in _logged(out)] == [1, 2, 3, 4]  # step 4 logged, its checkpoint not yet written
+    assert [p.name for p in list_checkpoints(out)][-1] == "step-000003"
+    resumed = train_sft(cfg, progress=False)
+    assert resumed.resumed_from.endswith("step-000003")
+    logged = _logged(out)
+    assert [m["step"] for m in logged] == [1, 2, 3, 4, 5, 6]
+    assert [m["loss"] for m in logged] == resumed.history
