@@ -76,3 +76,36 @@ def test_a_resume_after_a_crash_logs_each_step_once(llama, tmp_path, monkeypatch
     logged = _logged(out)
     assert [m["step"] for m in logged] == [1, 2, 3, 4, 5, 6]
     assert [m["loss"] for m in logged] == resumed.history
+
+
+def _step_seconds(out: Path) -> dict[int, float]:
+    return {m["step"]: m["step_tokens"] / m["tokens_per_s"] for m in _logged(out)}
+
+
+def test_tokens_per_s_times_each_step_alone(llama, tmp_path, monkeypatch):
+    """A step's tokens/s is its own tokens over its own time: not the next step's time (metrics are read a step
+    late), not a checkpoint's write."""
+    import time
+
+    import prover.train.sft as sft
+
+    data = write_examples(tmp_path / "ex.jsonl")
+    real_step, real_save, calls = sft._train_step, sft.save_checkpoint, []
+
+    def step_3_is_slow(*a, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            time.sleep(1.0)
+        return real_step(*a, **kw)
+
+    def slow_save(*a, **kw):
+        time.sleep(1.0)
+        return real_save(*a, **kw)
+
+    monkeypatch.setattr(sft, "_train_step", step_3_is_slow)
+    monkeypatch.setattr(sft, "save_checkpoint", slow_save)
+    out = tmp_path / "out"
+    train_sft(SFTConfig(out=str(out), lr=1e-3, max_steps=6, save_every=4, **_common(llama, data)), progress=False)
+    seconds = _step_seconds(out)
+    assert seconds[3] >= 1.0
+    assert all(s < 0.5 for k, s in seconds.items() if k != 3), seconds

@@ -8,6 +8,7 @@ import json
 import math
 import random
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,7 @@ class StepMetrics:
         self._plain = {k: v for k, v in metrics.items() if k not in self._lazy}
         self._host: torch.Tensor | None = None
         self._done = None
+        self.ready_at = time.perf_counter()  # when the step's work was done: now, unless it is queued on a GPU
         if self._lazy:
             device = metrics[self._lazy[0]].device
             values = torch.stack([metrics[k].detach().reshape(()).to(device, torch.float64) for k in self._lazy])
@@ -141,6 +143,8 @@ class StepMetrics:
     def read(self) -> dict[str, Any]:
         if self._done is not None:
             self._done.synchronize()
+            self.ready_at = time.perf_counter()
+            self._done = None
         values = self._host.tolist() if self._host is not None else []
         return {**self._plain, **dict(zip(self._lazy, values, strict=True))}
 

@@ -246,14 +246,15 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
     steps_per_epoch = max(1, math.ceil(len(examples) / order.per_step))
     tokens_total = 0
     bar = _progress(progress and env.is_main, total_steps, step, first_step_note(cfg, env))
-    t_read = time.perf_counter()
+    last_ready = 0.0
 
-    def record(step: int, metrics: dict[str, Any] | StepMetrics) -> None:
+    def record(step: int, step_metrics: StepMetrics, started: float) -> None:
         """Read a step's metrics (waiting for its GPU work only), log them and advance the bar."""
-        nonlocal t_read, tokens_total
-        metrics = read_metrics(metrics)
-        now = time.perf_counter()
-        dt, t_read = now - t_read, now  # reads are a step apart: the step's time on the GPU, not its queueing
+        nonlocal last_ready, tokens_total
+        metrics = read_metrics(step_metrics)
+        # The step's time: from its start, or from the end of the step queued before it on the GPU.
+        dt = step_metrics.ready_at - max(started, last_ready)
+        last_ready = step_metrics.ready_at
         tokens_total += int(metrics.pop("tokens"))
         history.append(metrics["loss"])
         metrics.update(tokens_per_s=metrics["step_tokens"] / dt, epoch=step / steps_per_epoch)
@@ -265,11 +266,12 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
         end = min(total_steps, cfg.stop_after or total_steps)
         pending = None  # the last step's metrics: read once the next step is queued behind it
         while step < end:
+            started = time.perf_counter()
             metrics = step_fn(model, optimizer, scheduler, order.micro_batches(step), examples, tokenizer, cfg, env)
             step += 1
             if pending is not None:
                 record(*pending)
-            pending = (step, metrics)
+            pending = (step, metrics, started)
             if cfg.save_every and step % cfg.save_every == 0 and step < end:
                 record(*pending)
                 pending = None
@@ -447,7 +449,7 @@ def _pipeline_step(pipe, optimizer, scheduler, micro_batches, examples, tokenize
         balance.reset_counts(pipe.local)
     if counts.numel():
         metrics.update({f"expert_load/{k}": v for k, v in balance.load_summary(counts).items()})
-    return metrics
+    return StepMetrics(metrics)
 
 
 def first_step_note(cfg: SFTConfig, env: DistEnv) -> str:
