@@ -414,17 +414,18 @@ class LocalExecutor:
 
     def close(self) -> None:
         owned, self._owned = self._owned, []
+        error: BaseException | None = None
         for resource in reversed(owned):
             if isinstance(resource, Verifier):  # a Lean call still running belongs to an attempt that is over
                 resource.close(cancel_running=True)
             elif resource is self.engine and self._early_close is not None:
                 self._early_close.join()  # begun while the last checks ran: its error surfaces here, once
                 error, self._early_close_error = self._early_close_error, None
-                if error is not None:
-                    raise error
             else:
                 close_all(resource)
         close_all(self.recipe)  # what the recipe opened in this process (tree search's sessions)
+        if error is not None:  # raised once the rest is closed (the verifier's REPLs are not left running)
+            raise error
 
 
 # ---------------------------------------------------------------- the driver: the only writer of the store

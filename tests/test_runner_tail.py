@@ -20,11 +20,15 @@ from prover.runner import Engine, LocalExecutor, WorkUnit, run_async, run_units
 
 
 class TimedChecker(FakeLatencyChecker):
-    """The FAKE checker, noting when each verdict was given."""
+    """The FAKE checker, noting when each verdict was given, and whether it was closed."""
 
     def __init__(self, latency_s: float):
         super().__init__(latency_s, workers=2)
         self.verdict_times: list[float] = []
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
 
     def verify_many(self, items):
         out = super().verify_many(items)
@@ -113,6 +117,7 @@ def test_an_error_in_the_early_close_surfaces_once(tmp_path):
             executor.close()
         executor.close()  # once: the second close has nothing left to raise
     assert stats.recorded == 2
+    assert TailRecipe.checker.closed  # the rest is closed all the same (a verifier's REPLs are not left running)
 
 
 def test_a_generation_after_the_last_word_raises_and_seal_waits_for_open_handles():
