@@ -241,6 +241,7 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
     if resume_from is not None:
         state = load_training_state(resume_from, model, optimizer, scheduler, env)
         step, history = state["step"], list(state["extra"].get("history", []))
+    start_step = step
 
     log = MetricLog(cfg.log_dir or out, enabled=env.is_main, echo_every=cfg.log_every, from_step=step)
     steps_per_epoch = max(1, math.ceil(len(examples) / order.per_step))
@@ -278,8 +279,11 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
                 save_checkpoint(out, step, model, optimizer, scheduler, tokenizer, env, {"history": history}, cfg.keep_last)
         if pending is not None:
             record(*pending)
-        ckpt = save_checkpoint(out, step, model, optimizer, scheduler, tokenizer, env, {"history": history},
-                               cfg.keep_last)
+        if step > start_step:
+            ckpt = save_checkpoint(out, step, model, optimizer, scheduler, tokenizer, env, {"history": history},
+                                   cfg.keep_last)
+        else:  # nothing trained: the checkpoint resumed from stands (rewriting it in place could tear it)
+            ckpt = resume_from
         if step >= total_steps:
             export_final(ckpt, out, env)
     finally:
