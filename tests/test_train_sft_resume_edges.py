@@ -109,3 +109,48 @@ def test_tokens_per_s_times_each_step_alone(llama, tmp_path, monkeypatch):
     seconds = _step_seconds(out)
     assert seconds[3] >= 1.0
     assert all(s < 0.5 for k, s in seconds.items() if k != 3), seconds
+
+
+def test_a_rerun_with_nothing_left_to_train_leaves_its_checkpoint_whole(llama, tmp_path, monkeypatch):
+    """Rerunning a run that already stopped there (`--stop-after`, or finished) trains nothing: it must not
+    rewrite the checkpoint it resumed from in place, where a Ctrl-C mid-write leaves a complete-looking
+    checkpoint with a torn model file. A finished run's rerun still (re)exports the final model."""
+    import prover.train.checkpoint as checkpoint
+
+    data = write_examples(tmp_path / "ex.jsonl")
+    out = tmp_path / "out"
+    common = dict(lr=1e-3, max_steps=4, **_common(llama, data))
+    train_sft(SFTConfig(out=str(out), stop_after=2, **common), progress=False)
+
+    def torn_write(model, tokenizer, out_dir, env, optimizer=None):
+        (Path(out_dir) / "model.safetensors").write_bytes(b"torn")
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(checkpoint, "save_model", torn_write)
+        try:
+            train_sft(SFTConfig(out=str(out), stop_after=2, **common), progress=False)
+        except KeyboardInterrupt:
+            pass
+    resumed = train_sft(SFTConfig(out=str(out), **common), progress=False)
+    straight = train_sft(SFTConfig(out=str(tmp_path / "straight"), **common), progress=False)
+    assert resumed.history == straight.history
+    (out / "model.safetensors").unlink()  # as if the final export was cut short
+    again = train_sft(SFTConfig(out=str(out), **common), progress=False)
+    assert again.steps == 4 and again.history == straight.history
+    wa, wb = weights(out), weights(tmp_path / "straight")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_torn_checkpoint_is_one_clear_error(llama, tmp_path):
+    """A checkpoint whose weights file was cut short (disk full, a copy interrupted) stops the resume with one
+    message naming it, not a safetensors traceback."""
+    from prover.errors import ProverError
+
+    data = write_examples(tmp_path / "ex.jsonl")
+    out = tmp_path / "out"
+    common = dict(lr=1e-3, max_steps=4, **_common(llama, data))
+    train_sft(SFTConfig(out=str(out), stop_after=2, **common), progress=False)
+    (out / "checkpoints" / "step-000002" / "model.safetensors").write_bytes(b"torn")
+    with pytest.raises(ProverError, match="step-000002"):
+        train_sft(SFTConfig(out=str(out), **common), progress=False)

@@ -45,6 +45,8 @@ def load_policy(name_or_path: str, device: torch.device | str = "cpu",
     """A DeepSeek-V3 checkpoint loads as `prover.model.DeepSeekV3` (so MTP and bias balancing train); any
     other checkpoint through `transformers.AutoModelForCausalLM`. Parameters in `dtype` (`param_dtype`); the
     MoE's routing bias stays fp32 whatever `dtype` is."""
+    from safetensors import SafetensorError
+
     path = Path(name_or_path)
     try:
         if path.is_dir() and _model_type(path) == "deepseek_v3":
@@ -55,7 +57,7 @@ def load_policy(name_or_path: str, device: torch.device | str = "cpu",
             from transformers import AutoModelForCausalLM
 
             model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, SafetensorError) as e:  # (the last: a weights file cut short)
         raise ProverError(f"cannot load model {name_or_path}: {str(e).splitlines()[0]}") from None
     return model.to(device=device, dtype=dtype)
 
