@@ -154,3 +154,21 @@ def test_a_torn_checkpoint_is_one_clear_error(llama, tmp_path):
     (out / "checkpoints" / "step-000002" / "model.safetensors").write_bytes(b"torn")
     with pytest.raises(ProverError, match="step-000002"):
         train_sft(SFTConfig(out=str(out), **common), progress=False)
+
+
+def test_accumulated_micro_batches_are_one_big_batch_for_completion_only_examples(llama, tmp_path):
+    """Token weighting counts the tokens the loss has: labels after the first position (a sequence's first token
+    is never predicted). With completion-only examples under a tokenizer that adds no BOS (Qwen's), the first
+    label is a completion token; counting it weighted the micro-batches off one big batch."""
+    rows = [{"prompt": "" if i % 2 else f"prove t{i} " * (1 + i % 3), "completion": "omega " * (1 + i),
+             "kind": "whole_proof"} for i in range(8)]
+    data = tmp_path / "ex.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    common = dict(model=str(llama), data=str(data), lr=1e-2, max_steps=2, device="cpu", grad_clip=0.0)
+    big = train_sft(SFTConfig(out=str(tmp_path / "big"), micro_batch_size=4, **common), progress=False)
+    accum = train_sft(SFTConfig(out=str(tmp_path / "accum"), micro_batch_size=1, grad_accum=4, **common),
+                      progress=False)
+    assert accum.history == pytest.approx(big.history, rel=1e-6)
+    wa, wb = weights(tmp_path / "big"), weights(tmp_path / "accum")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-5)

@@ -89,7 +89,7 @@ class Stage(nn.Module):
         if len(self.mtp) and model.config.mtp_loss_weight > 0:
             mtp, _ = model._mtp_loss(hidden, input_ids, labels, attention_mask, position_ids, right_padded=True)
             loss = loss + model.config.mtp_loss_weight * mtp
-        n_tok = int((labels != IGNORE).sum())
+        n_tok = int((labels[:, 1:] != IGNORE).sum())  # the loss's tokens: the first label is never predicted
         if n_tok == 0:  # nothing to learn here (the trainer skips such micro-batches): a zero, not 0 * NaN
             return (hidden.sum() * 0.0).reshape(1).clone()
         self.sums.append((loss.detach() * n_tok, None if mtp is None else mtp.detach() * n_tok, n_tok))

@@ -102,9 +102,15 @@ def tokenize_example(tokenizer, prompt: str, completion: str, max_length: int) -
     c = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     ids = (p + c)[:max_length]
     labels = ([IGNORE] * len(p) + c)[:max_length]
-    if all(label == IGNORE for label in labels):
+    if all(label == IGNORE for label in labels[1:]):  # (the first token is never predicted)
         return None
     return {"input_ids": ids, "labels": labels}
+
+
+def loss_tokens(labels: torch.Tensor) -> int:
+    """The tokens a causal LM's loss averages over: labels after the first position (the model shifts them; with
+    no BOS and no prompt the first label is a completion token, never predicted)."""
+    return int((labels[:, 1:] != IGNORE).sum())
 
 
 def collate(batch: list[dict[str, list[int]]], pad_id: int, length: int | None = None) -> dict[str, torch.Tensor]:
@@ -373,7 +379,7 @@ def _train_step(model, optimizer, scheduler, micro_batches, examples, tokenizer,
     the step waits for the GPU, so the next step is queued while this one runs."""
     batches = [collate([examples[i] for i in mb], tokenizer.pad_token_id) for mb in micro_batches]
     # Counted on the CPU batches before they move: no host sync inside the micro-batch loop.
-    n_toks = [int((b["labels"] != IGNORE).sum()) for b in batches]
+    n_toks = [loss_tokens(b["labels"]) for b in batches]
     local_seq_tokens = float(sum(int(b["attention_mask"].sum()) for b in batches))
     # Completion tokens of the whole step on all ranks: each micro-batch's mean loss is weighted by its share.
     global_tokens = all_reduce_sum(float(sum(n_toks)), env) if env.distributed else float(sum(n_toks))
@@ -421,7 +427,7 @@ def _pipeline_step(pipe, optimizer, scheduler, micro_batches, examples, tokenize
 
     b = collate([examples[i] for mb in micro_batches for i in mb], tokenizer.pad_token_id, length=cfg.max_length)
     # [completion tokens, sequence tokens] of this replica, then of the step (the ranks of a pipeline hold one replica)
-    tokens = torch.tensor([float((b["labels"] != IGNORE).sum()), float(b["attention_mask"].sum())],
+    tokens = torch.tensor([float(loss_tokens(b["labels"])), float(b["attention_mask"].sum())],
                           dtype=torch.float64, device=env.device)
     seq_tokens = float(tokens[1])
     if pipe.dp_group is not None:
