@@ -250,6 +250,7 @@ class GRPOTrainer:
             self.step = state["step"]
             self.rewards = list(state["extra"].get("rewards", []))
             self.passes = list(state["extra"].get("passes", []))
+        self.start_step = self.step
         self.log = MetricLog(self.out, enabled=env.is_main, from_step=self.step)
         self._infra_steps = 0  # steps in a row in which every check failed for the machine's reasons
         self.timings = {"generate_s": 0.0, "verify_wait_s": 0.0, "verify_s": 0.0, "update_s": 0.0}
@@ -373,7 +374,9 @@ class GRPOTrainer:
         bar = _progress(progress, self.cfg.steps, self.step)
         try:
             run_async(self._train(bar))
-            export_final(self._checkpoint(), self.out, self.env)
+            # Nothing trained: the checkpoint resumed from stands (rewriting it in place could tear it).
+            ckpt = self._checkpoint() if self.step > self.start_step else self.resume_from
+            export_final(ckpt, self.out, self.env)
         finally:
             if bar is not None:
                 bar[0].stop()
