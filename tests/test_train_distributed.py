@@ -55,3 +55,19 @@ def test_fsdp_two_ranks_match_one_process(tmp_path, kind):
             assert (t - two[name]).abs().max() <= 2 * 1e-3 * 3 + 1e-6, name
         else:
             assert torch.allclose(t, two[name], atol=1e-5), name
+
+
+@pytest.mark.slow
+def test_the_result_counts_the_tokens_of_every_rank(tmp_path):
+    """Under torchrun the result (the table the CLI prints) counts the tokens all ranks trained on, as
+    tokens/s does: not rank 0's share."""
+    import torch.multiprocessing as mp
+    from helpers.train import free_port, sft_rank
+
+    model, data = tiny_llama(tmp_path / "m", bpe_tokenizer()), write_examples(tmp_path / "ex.jsonl")
+    out = tmp_path / "two"
+    common = dict(model=str(model), data=str(data), lr=1e-3, micro_batch_size=2, max_steps=2, device="cpu")
+    mp.spawn(sft_rank, args=(2, [free_port()], [dict(out=str(out))], common), nprocs=2, join=True)
+    result = json.loads((out / "result.json").read_text())
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert result["tokens"] == sum(m["step_tokens"] for m in logged)

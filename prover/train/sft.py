@@ -262,7 +262,7 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
         # The step's time: from its start, or from the end of the step queued before it on the GPU.
         dt = step_metrics.ready_at - max(started, last_ready)
         last_ready = step_metrics.ready_at
-        tokens_total += int(metrics.pop("tokens"))
+        tokens_total += int(metrics["step_tokens"])  # all ranks'
         history.append(metrics["loss"])
         metrics.update(tokens_per_s=metrics["step_tokens"] / dt, epoch=step / steps_per_epoch)
         log.log(step, metrics, echo_keys=("loss", "lr", "tokens_per_s"))
@@ -407,7 +407,6 @@ def _train_step(model, optimizer, scheduler, micro_batches, examples, tokenizer,
     metrics = {
         "loss": all_reduce_sum(loss_sum, env) / global_tokens,
         "lr": lr,
-        "tokens": local_seq_tokens,
         "step_tokens": all_reduce_sum(local_seq_tokens, env) if env.distributed else local_seq_tokens,
     }
     if mtp_sum is not None:
@@ -429,7 +428,6 @@ def _pipeline_step(pipe, optimizer, scheduler, micro_batches, examples, tokenize
     # [completion tokens, sequence tokens] of this replica, then of the step (the ranks of a pipeline hold one replica)
     tokens = torch.tensor([float(loss_tokens(b["labels"])), float(b["attention_mask"].sum())],
                           dtype=torch.float64, device=env.device)
-    seq_tokens = float(tokens[1])
     if pipe.dp_group is not None:
         dist.all_reduce(tokens, group=pipe.dp_group)
     n_tok = max(float(tokens[0]), 1.0)
@@ -443,7 +441,7 @@ def _pipeline_step(pipe, optimizer, scheduler, micro_batches, examples, tokenize
     lr = scheduler.get_last_lr()[0]
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    metrics = {"loss": float(totals[0]) / n_tok, "lr": lr, "tokens": seq_tokens, "step_tokens": float(tokens[1])}
+    metrics = {"loss": float(totals[0]) / n_tok, "lr": lr, "step_tokens": float(tokens[1])}
     if float(totals[2]) > 0:
         metrics["mtp_loss"] = float(totals[1]) / n_tok
     if grad_norm is not None:

@@ -109,4 +109,6 @@ def sft_rank(rank: int, world: int, ports: list[int], runs: list[dict], common: 
     os.environ.update(MASTER_ADDR="127.0.0.1", WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
     for port, run in zip(ports, runs, strict=True):
         os.environ["MASTER_PORT"] = str(port)
-        train_sft(SFTConfig(**run, **common), progress=False)
+        result = train_sft(SFTConfig(**run, **common), progress=False)
+        if rank == 0:  # what the CLI prints, for the test to read
+            (Path(run["out"]) / "result.json").write_text(json.dumps(result.to_dict()))
