@@ -10,7 +10,7 @@ import pytest
 import torch
 from fakes import FAKE_LEAN
 from helpers.tiny_models import tiny_llama, word_tokenizer
-from helpers.train import TACTICS, write_toy_problems
+from helpers.train import TACTICS, run_with_torn_checkpoint_writes, write_toy_problems
 
 from data.config import LeanSettings, load_config
 from prover.train.grpo import GRPOConfig, group_advantages, grpo_token_loss, train_grpo
@@ -91,24 +91,11 @@ def test_grpo_resumes_from_its_checkpoint(tmp_path, verifier):
 def test_a_rerun_with_nothing_left_to_train_leaves_its_checkpoint_whole(tmp_path, verifier, monkeypatch):
     """Rerunning a finished GRPO run trains nothing: it must not rewrite its checkpoint in place (a Ctrl-C
     mid-write left a complete-looking checkpoint with a torn model file, and the run could not be extended)."""
-    from pathlib import Path
-
-    import prover.train.checkpoint as checkpoint
-
     model = tiny_llama(tmp_path / "m", word_tokenizer(TACTICS), hidden=16, layers=1)
     common = dict(model=str(model), problems=str(write_toy_problems(tmp_path / "toy.jsonl", n=2)),
                   out=str(tmp_path / "grpo"), problems_per_step=2, group_size=2, max_new_tokens=2, device="cpu")
     first = train_grpo(GRPOConfig(steps=2, **common), load_config(environ={}), verifier=verifier, progress=False)
-
-    def torn_write(model, tokenizer, out_dir, env, optimizer=None):
-        (Path(out_dir) / "model.safetensors").write_bytes(b"torn")
-        raise KeyboardInterrupt
-
-    with monkeypatch.context() as m:
-        m.setattr(checkpoint, "save_model", torn_write)
-        try:
-            train_grpo(GRPOConfig(steps=2, **common), load_config(environ={}), verifier=verifier, progress=False)
-        except KeyboardInterrupt:
-            pass
+    run_with_torn_checkpoint_writes(monkeypatch, lambda: train_grpo(
+        GRPOConfig(steps=2, **common), load_config(environ={}), verifier=verifier, progress=False))
     again = train_grpo(GRPOConfig(steps=3, **common), load_config(environ={}), verifier=verifier, progress=False)
     assert again.steps == 3 and again.reward_history[:2] == first.reward_history

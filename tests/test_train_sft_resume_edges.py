@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.tiny_models import bpe_tokenizer, tiny_llama
-from helpers.train import weights, write_examples
+from helpers.train import run_with_torn_checkpoint_writes, weights, write_examples
 
 from prover.train.checkpoint import list_checkpoints
 from prover.train.sft import SFTConfig, train_sft
@@ -115,23 +115,12 @@ def test_a_rerun_with_nothing_left_to_train_leaves_its_checkpoint_whole(llama, t
     """Rerunning a run that already stopped there (`--stop-after`, or finished) trains nothing: it must not
     rewrite the checkpoint it resumed from in place, where a Ctrl-C mid-write leaves a complete-looking
     checkpoint with a torn model file. A finished run's rerun still (re)exports the final model."""
-    import prover.train.checkpoint as checkpoint
-
     data = write_examples(tmp_path / "ex.jsonl")
     out = tmp_path / "out"
     common = dict(lr=1e-3, max_steps=4, **_common(llama, data))
     train_sft(SFTConfig(out=str(out), stop_after=2, **common), progress=False)
-
-    def torn_write(model, tokenizer, out_dir, env, optimizer=None):
-        (Path(out_dir) / "model.safetensors").write_bytes(b"torn")
-        raise KeyboardInterrupt
-
-    with monkeypatch.context() as m:
-        m.setattr(checkpoint, "save_model", torn_write)
-        try:
-            train_sft(SFTConfig(out=str(out), stop_after=2, **common), progress=False)
-        except KeyboardInterrupt:
-            pass
+    run_with_torn_checkpoint_writes(
+        monkeypatch, lambda: train_sft(SFTConfig(out=str(out), stop_after=2, **common), progress=False))
     resumed = train_sft(SFTConfig(out=str(out), **common), progress=False)
     straight = train_sft(SFTConfig(out=str(tmp_path / "straight"), **common), progress=False)
     assert resumed.history == straight.history

@@ -112,3 +112,19 @@ def sft_rank(rank: int, world: int, ports: list[int], runs: list[dict], common: 
         result = train_sft(SFTConfig(**run, **common), progress=False)
         if rank == 0:  # what the CLI prints, for the test to read
             (Path(run["out"]) / "result.json").write_text(json.dumps(result.to_dict()))
+
+
+def run_with_torn_checkpoint_writes(monkeypatch, run) -> None:
+    """`run()` with every checkpoint's model write cut short by a Ctrl-C, leaving a torn model file behind."""
+    import prover.train.checkpoint as checkpoint
+
+    def torn_write(model, tokenizer, out_dir, env, optimizer=None):
+        (Path(out_dir) / "model.safetensors").write_bytes(b"torn")
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(checkpoint, "save_model", torn_write)
+        try:
+            run()
+        except KeyboardInterrupt:
+            pass
