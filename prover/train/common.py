@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -208,11 +209,14 @@ class MetricLog:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             self._tb = SummaryWriter(str(Path(out_dir) / "tb"), purge_step=from_step + 1)
             path = Path(out_dir) / "metrics.jsonl"
-            kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
-                    if _logged_step(line) <= from_step] if path.is_file() else []
-            self._jsonl = open(path, "w", encoding="utf-8")
-            self._jsonl.writelines(kept)
-            self._jsonl.flush()
+            if path.is_file():  # the kept lines replace the file in one rename: a crash here loses no log
+                lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+                kept = [line for line in lines if _logged_step(line) <= from_step]
+                if len(kept) < len(lines):
+                    tmp = path.with_suffix(".jsonl.tmp")
+                    tmp.write_text("".join(kept), encoding="utf-8")
+                    os.replace(tmp, path)
+            self._jsonl = open(path, "a", encoding="utf-8")
 
     def log(self, step: int, metrics: dict[str, float], echo_keys: tuple[str, ...] = ()) -> None:
         if not self.enabled:
