@@ -37,15 +37,18 @@ def test_progress_lines_in_a_non_tty_log(tmp_path):
 
 def test_the_count_shrinks_by_the_attempts_stop_at_first_will_not_run(tmp_path):
     """Stop-at-first (the default) skips a proved problem's other attempts: the progress count is of the attempts
-    that run, so the last line says the run is done (4/4), not 4/16, and a resumed run that has nothing left to do
-    says 0/0, not 0/12."""
+    that run, so the last line says the run is done (4/4), not 4/16. The same command again has nothing left to
+    do: it loads no model and runs nothing (it counted 0/12 once), and the run's result is the same."""
     problems = tmp_path / "set.jsonl"
     write_problems(problems, 4)
     args = ["prove", str(problems), "-k", "4", "--max-in-flight", "1", "--out", str(tmp_path / "runs" / "skip")]
     with ScriptedServer([("theorem p", "  norm_num\n```")], delay_s=0.0) as server:
-        for expected in [(4, 4), (0, 0)]:  # the run, then the same command again (a resume)
-            proc = subprocess.run(SUBGOAL + args + served(server), env=env_for(tmp_path), stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True, timeout=120)
-            assert proc.returncode == 0, proc.stderr
-            lines = [m for line in proc.stderr.splitlines() if (m := LINE.match(line))]
-            assert (int(lines[-1].group(1)), int(lines[-1].group(2))) == expected, proc.stderr
+        runs = [subprocess.run(SUBGOAL + args + served(server), env=env_for(tmp_path), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, timeout=120) for _ in range(2)]
+    first, again = runs
+    assert first.returncode == again.returncode == 0, (first.stderr, again.stderr)
+    lines = [m for line in first.stderr.splitlines() if (m := LINE.match(line))]
+    assert (int(lines[-1].group(1)), int(lines[-1].group(2))) == (4, 4), first.stderr
+    assert "loading " in first.stderr and "loading " not in again.stderr, again.stderr
+    assert not any(LINE.match(line) for line in again.stderr.splitlines()), again.stderr
+    assert (tmp_path / "runs" / "skip" / "proofs.jsonl").read_text().count("\n") == 4

@@ -123,7 +123,7 @@ def test_batch_run_summary_and_exported_proofs(tmp_path):
     assert [(x["problem"], x["index"]) for x in proofs] == [("p0", 0), ("p2", 0)]
     assert proofs[0]["proof"].endswith("norm_num\n")
     assert again.returncode == 2 and "Traceback" not in again.stderr
-    assert asked_again == 0  # the refused run generated nothing
+    assert asked_again == 0 and "loading " not in again.stderr  # the refused run loaded no model, generated nothing
     message = " ".join(again.stderr.split())
     assert "strategy='sample', not 'repair'" in message and "seed=0, not 1" in message
     assert len(store_rows(out)) == 6  # nothing added

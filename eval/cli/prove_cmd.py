@@ -200,12 +200,8 @@ def _batch(target: str, problems: list[Problem], cfg: Config, recipe: ProveRecip
     t0 = time.perf_counter()
     try:
         with RunStore(run_directory(out)) as store:
-            gen = _load_generator(recipe, cfg)
-            try:
-                attempts, interrupted = _run_batch(target, problems, cfg, recipe, gen, verifier, n, stop_at_first,
-                                                   out, max_in_flight, store, stats)
-            finally:
-                gen.close()
+            attempts, interrupted = _run_batch(target, problems, cfg, recipe, verifier, n, stop_at_first, out,
+                                               max_in_flight, store, stats)
     except BaseException:
         if fresh:
             remove_if_empty(out)  # a start that failed before any attempt leaves no empty run directory behind
@@ -220,10 +216,12 @@ def _batch(target: str, problems: list[Problem], cfg: Config, recipe: ProveRecip
     return 0
 
 
-def _run_batch(target: str, problems: list[Problem], cfg: Config, recipe: ProveRecipe, gen: Backend | StreamingBackend,
-               verifier: Checker, n: int, stop_at_first: bool, out: Path, max_in_flight: int | None, store: RunStore,
+def _run_batch(target: str, problems: list[Problem], cfg: Config, recipe: ProveRecipe, verifier: Checker, n: int,
+               stop_at_first: bool, out: Path, max_in_flight: int | None, store: RunStore,
                stats: DriveStats) -> tuple[list[Attempt], bool]:
-    """The attempts still missing from `store`, run; (every attempt of the run, whether Ctrl-C stopped it)."""
+    """The attempts still missing from `store`, run; (every attempt of the run, whether Ctrl-C stopped it). The
+    model loads only once the run's settings are checked and something is left to do: a refused resume, or one
+    of a finished run, costs no model load."""
     from eval.progress import AttemptProgress
     from prover.recipe import open_run
     from prover.runner import Engine, LocalExecutor, WorkUnit, run_units
@@ -236,29 +234,34 @@ def _run_batch(target: str, problems: list[Problem], cfg: Config, recipe: ProveR
     missing = [p.name for p in problems for i in range(n) if (p.name, i) not in done]
     # what will run: stop-at-first runs no further attempt of a proved problem (counted out as the driver skips them)
     todo = sum(1 for name in missing if not (stop_at_first and name in proved))
-    # the executor closes the engine as soon as no attempt can generate (vLLM's shutdown overlaps the last
-    # checks); the caller's own close of `gen` afterwards finds it closed
-    executor = LocalExecutor(recipe, engine=Engine(gen), checker=verifier, max_live=max_in_flight, own_engine=True)
-    units = (WorkUnit(p, i) for i in range(n) for p in problems)  # index-major: every problem early
     interrupted = False
-    with AttemptProgress("prove", todo, err_console, f"{len(proved)}/{len(problems)} proved") as bar:
+    if todo:
+        gen = _load_generator(recipe, cfg)
+        # the executor closes the engine as soon as no attempt can generate (vLLM's shutdown overlaps the last
+        # checks); the close of `gen` below then finds it closed
+        executor = LocalExecutor(recipe, engine=Engine(gen), checker=verifier, max_live=max_in_flight, own_engine=True)
+        units = (WorkUnit(p, i) for i in range(n) for p in problems)  # index-major: every problem early
+        with AttemptProgress("prove", todo, err_console, f"{len(proved)}/{len(problems)} proved") as bar:
 
-        def count_out_skipped() -> None:
-            bar.shrink_to(len(missing) - stats.skipped_proved - stats.cancelled)
+            def count_out_skipped() -> None:
+                bar.shrink_to(len(missing) - stats.skipped_proved - stats.cancelled)
 
-        def tick(unit: WorkUnit, attempt: Attempt) -> None:
-            if attempt.proved:
-                proved.add(unit.problem.name)
-            count_out_skipped()
-            bar.advance(f"{len(proved)}/{len(problems)} proved")
+            def tick(unit: WorkUnit, attempt: Attempt) -> None:
+                if attempt.proved:
+                    proved.add(unit.problem.name)
+                count_out_skipped()
+                bar.advance(f"{len(proved)}/{len(problems)} proved")
 
-        try:
-            run_units(units, executor, store, run_id, on_result=tick, stop_at_first=stop_at_first, stats=stats)
-            count_out_skipped()  # the attempts skipped after the last one that ran
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            executor.close()  # the engine (begun early), its checker threads; the verifier is closed by the caller
+            try:
+                run_units(units, executor, store, run_id, on_result=tick, stop_at_first=stop_at_first, stats=stats)
+                count_out_skipped()  # the attempts skipped after the last one that ran
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                try:
+                    executor.close()  # the engine (begun early), its checker threads; the caller closes the verifier
+                finally:
+                    gen.close()
     attempts = store.attempts(run_id)
     _export_proofs(attempts, problems, out / "proofs.jsonl")
     return attempts, interrupted
