@@ -42,6 +42,9 @@ from typing import Any
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+from results import write_result  # noqa: E402
+
 FAKE_LEAN = REPO / "tests" / "fakes" / "fake_lean.py"
 TEMPERATURE, TOP_P = 1.0, 0.95
 
@@ -464,6 +467,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     rows: list[dict[str, Any]] = []
     a = b = c = None
+    env = environment(args, checkpoint, vocab)
+    settings = {"set": args.set, "problems": len(problems), "samples": args.samples, "max_tokens": args.max_tokens,
+                "temperature": TEMPERATURE, "top_p": TOP_P, "backend": args.backend,
+                "lean_workers": args.lean_workers, "lean_latency_s": args.lean_latency}
+    out = args.out or Path(os.environ.get("OUT", ".")) / "e2e_gpu.json"
+    result: dict[str, Any] = {}
     for n, part in enumerate(args.parts):
         again = f" (run {args.parts[:n + 1].count(part)})" if args.parts.count(part) > 1 else ""
         if part == "a":
@@ -482,16 +491,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             c = attempt(f"c: subgoal eval + Lean latency{again}",
                         lambda n=n: through_eval(args, checkpoint, workdir / f"c{n}", args.lean_latency), rows,
                         again) or c
-        # a timed-out run keeps the parts it finished
-        write_json(args, {**summarize(args, problems, checkpoint, vocab, rows, a, b, c), "partial": True})
-    result = summarize(args, problems, checkpoint, vocab, rows, a, b, c)
+        # after every part: a timed-out run keeps the parts it finished
+        result = write_result("e2e_gpu", settings, rows, out, environment=env, summary=summarize(a, b, c),
+                              partial=n + 1 < len(args.parts))
     print(table(rows, result["summary"]))
-    write_json(args, result, final=True)
     return result
 
 
-def summarize(args: argparse.Namespace, problems: list, checkpoint: Path, vocab: int, rows: list[dict[str, Any]],
-              a: dict | None, b: dict | None, c: dict | None) -> dict[str, Any]:
+def summarize(a: dict | None, b: dict | None, c: dict | None) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     if a and b:
         summary["b_over_a"] = round(b["tokens_per_s"] / a["tokens_per_s"], 3)
@@ -508,22 +515,7 @@ def summarize(args: argparse.Namespace, problems: list, checkpoint: Path, vocab:
         summary.update(generation_s=gen, lean_s=round(lean, 1), max_s=round(max(gen, lean), 1),
                        sum_s=round(gen + lean, 1), c_wall_s=c["seconds"],
                        c_over_max=round(c["seconds"] / max(gen, lean), 3))
-    result = {"benchmark": "e2e_gpu", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "environment": environment(args, checkpoint, vocab),
-              "settings": {"set": args.set, "problems": len(problems), "samples": args.samples,
-                           "max_tokens": args.max_tokens, "temperature": TEMPERATURE, "top_p": TOP_P,
-                           "backend": args.backend, "lean_workers": args.lean_workers,
-                           "lean_latency_s": args.lean_latency},
-              "rows": rows, "summary": summary}
-    return result
-
-
-def write_json(args: argparse.Namespace, result: dict[str, Any], final: bool = False) -> None:
-    out = args.out or Path(os.environ.get("OUT", ".")) / "e2e_gpu.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    if final:
-        print(f"wrote {out}", file=sys.stderr)
+    return summary
 
 
 def table(rows: list[dict[str, Any]], summary: dict[str, Any]) -> str:
