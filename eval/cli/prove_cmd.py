@@ -234,37 +234,43 @@ def _run_batch(target: str, problems: list[Problem], cfg: Config, recipe: ProveR
     missing = [p.name for p in problems for i in range(n) if (p.name, i) not in done]
     # what will run: stop-at-first runs no further attempt of a proved problem (counted out as the driver skips them)
     todo = sum(1 for name in missing if not (stop_at_first and name in proved))
+    if not todo:  # a finished run again: nothing to generate, no model to load
+        return _recorded(store, run_id, problems, out), False
+    gen = _load_generator(recipe, cfg)
+    # the executor closes the engine as soon as no attempt can generate (vLLM's shutdown overlaps the last checks);
+    # the close of `gen` below then finds it closed
+    executor = LocalExecutor(recipe, engine=Engine(gen), checker=verifier, max_live=max_in_flight, own_engine=True)
+    units = (WorkUnit(p, i) for i in range(n) for p in problems)  # index-major: every problem early
     interrupted = False
-    if todo:
-        gen = _load_generator(recipe, cfg)
-        # the executor closes the engine as soon as no attempt can generate (vLLM's shutdown overlaps the last
-        # checks); the close of `gen` below then finds it closed
-        executor = LocalExecutor(recipe, engine=Engine(gen), checker=verifier, max_live=max_in_flight, own_engine=True)
-        units = (WorkUnit(p, i) for i in range(n) for p in problems)  # index-major: every problem early
-        with AttemptProgress("prove", todo, err_console, f"{len(proved)}/{len(problems)} proved") as bar:
+    with AttemptProgress("prove", todo, err_console, f"{len(proved)}/{len(problems)} proved") as bar:
 
-            def count_out_skipped() -> None:
-                bar.shrink_to(len(missing) - stats.skipped_proved - stats.cancelled)
+        def count_out_skipped() -> None:
+            bar.shrink_to(len(missing) - stats.skipped_proved - stats.cancelled)
 
-            def tick(unit: WorkUnit, attempt: Attempt) -> None:
-                if attempt.proved:
-                    proved.add(unit.problem.name)
-                count_out_skipped()
-                bar.advance(f"{len(proved)}/{len(problems)} proved")
+        def tick(unit: WorkUnit, attempt: Attempt) -> None:
+            if attempt.proved:
+                proved.add(unit.problem.name)
+            count_out_skipped()
+            bar.advance(f"{len(proved)}/{len(problems)} proved")
 
+        try:
+            run_units(units, executor, store, run_id, on_result=tick, stop_at_first=stop_at_first, stats=stats)
+            count_out_skipped()  # the attempts skipped after the last one that ran
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
             try:
-                run_units(units, executor, store, run_id, on_result=tick, stop_at_first=stop_at_first, stats=stats)
-                count_out_skipped()  # the attempts skipped after the last one that ran
-            except KeyboardInterrupt:
-                interrupted = True
+                executor.close()  # the engine (begun early), its checker threads; the caller closes the verifier
             finally:
-                try:
-                    executor.close()  # the engine (begun early), its checker threads; the caller closes the verifier
-                finally:
-                    gen.close()
+                gen.close()
+    return _recorded(store, run_id, problems, out), interrupted
+
+
+def _recorded(store: RunStore, run_id: int, problems: list[Problem], out: Path) -> list[Attempt]:
+    """Every attempt of the run, its proofs exported to `out`/proofs.jsonl."""
     attempts = store.attempts(run_id)
     _export_proofs(attempts, problems, out / "proofs.jsonl")
-    return attempts, interrupted
+    return attempts
 
 
 def _export_proofs(attempts: list[Attempt], problems: list[Problem], path: Path) -> None:
