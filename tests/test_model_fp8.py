@@ -104,11 +104,22 @@ def test_sft_fp8_on_cpu_stops_before_loading_anything(tmp_path, capsys):
     assert "--fp8 needs a CUDA GPU" in err and "Traceback" not in err
 
 
-def test_rowwise_conversion_wiring_under_cpu_emulation():
+def test_rowwise_conversion_wiring_under_cpu_emulation(monkeypatch):
     """torchao's emulated FP8 linears on CPU: the planned linears are swapped, the state dict keeps its names and
-    dtypes (checkpoints are unchanged), the loss stays close to bf16's and gradients reach the weights."""
+    dtypes (checkpoints are unchanged), the loss stays close to bf16's and gradients reach the weights. Every FP8
+    linear sees a multiple of 16 rows: 2 x 31 tokens (and the MTP module's 2 x 30) are padded, as the real FP8
+    GEMM's backward needs (emulation does not check it, hence the spy)."""
     pytest.importorskip("torchao")
     from torchao.float8.float8_linear import Float8Linear
+
+    rows_seen = []
+    forward = Float8Linear.forward
+
+    def spy(self, x):
+        rows_seen.append(x.numel() // x.shape[-1])
+        return forward(self, x)
+
+    monkeypatch.setattr(Float8Linear, "forward", spy)
 
     torch.manual_seed(0)
     model = DeepSeekV3(ModelConfig.preset("tiny")).to(torch.bfloat16)
@@ -118,8 +129,9 @@ def test_rowwise_conversion_wiring_under_cpu_emulation():
     assert converted == {n for n, how in plan.convert.items() if how.endswith("linear")}
     assert not isinstance(model.lm_head, Float8Linear)
     assert {k: v.dtype for k, v in model.state_dict().items()} == {k: v.dtype for k, v in ref.state_dict().items()}
-    ids = torch.randint(0, model.config.vocab_size, (2, 32), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(0, model.config.vocab_size, (2, 31), generator=torch.Generator().manual_seed(0))
     loss, ref_loss = model(ids, labels=ids).loss, float(ref(ids, labels=ids).loss.detach())
+    assert rows_seen and all(r % 16 == 0 for r in rows_seen), sorted(set(rows_seen))
     assert abs(float(loss.detach()) - ref_loss) < 0.01 * ref_loss
     assert float(loss.detach()) != ref_loss  # the casts did happen
     loss.backward()

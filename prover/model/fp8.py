@@ -103,21 +103,21 @@ def convert_to_fp8(model: nn.Module, recipe: str = "blockwise", device: torch.de
     else:
         check_fp8(device, recipe)
     plan = fp8_plan(model, recipe)
-    linears = {n for n, how in plan.convert.items() if how.endswith("linear")}
     if recipe == "rowwise":
-        from torchao.float8 import Float8LinearConfig, convert_to_float8_training
+        from torchao.float8 import Float8LinearConfig
 
         config = Float8LinearConfig.from_recipe_name("rowwise")
         if emulate:
             import dataclasses
 
             config = dataclasses.replace(config, emulate=True)
-        convert_to_float8_training(model, config=config, module_filter_fn=lambda _m, fqn: fqn in linears)
+        swap = functools.partial(row_padded_float8_linear().from_float, config=config)
     else:
-        blockwise = row_padded_blockwise_linear()
-        for name in linears:
+        swap = row_padded_blockwise_linear().from_float
+    for name, how in plan.convert.items():
+        if how.endswith("linear"):  # what torchao's convert_to_float8_training does, with our row-padded class
             parent, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent), child, blockwise.from_float(model.get_submodule(name)))
+            setattr(model.get_submodule(parent), child, swap(model.get_submodule(name)))
     if not emulate:
         narrow_torchao_autotuning()
         for name, how in plan.convert.items():
@@ -129,7 +129,8 @@ def convert_to_fp8(model: nn.Module, recipe: str = "blockwise", device: torch.de
 def rows_padded(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, multiple: int) -> torch.Tensor:
     """`fn` over the rows of `x` flattened to 2-D and zero-padded to a multiple of `multiple` rows, the pad rows'
     outputs dropped: torchao's blockwise FP8 linear quantizes activations in 128-row tiles (its backward asserts
-    on any other row count), and a step's token count is often not one (the MTP module sees S - 1 per sequence)."""
+    on any other row count), FP8 GEMMs contract over multiples of 16 (the rowwise weight gradient's contraction is
+    the rows), and a step's token count is often neither (the MTP module sees S - 1 per sequence)."""
     rows = x.numel() // x.shape[-1]
     flat = x.reshape(rows, x.shape[-1])
     pad = -rows % multiple
@@ -154,6 +155,25 @@ def row_padded_blockwise_linear() -> type[nn.Module]:
             return rows_padded(super().forward, x, self.block_size)
 
     return RowPaddedBlockwiseLinear
+
+
+ROWWISE_ROW_MULTIPLE = 16  # FP8 tensor-core GEMMs contract over multiples of 16: the weight gradient's is the rows
+
+
+@functools.cache
+def row_padded_float8_linear() -> type[nn.Module]:
+    """torchao's rowwise `Float8Linear` taking any number of tokens (`rows_padded` to 16 rows); same parameter
+    names. Its backward's weight-gradient GEMM contracts over the rows, and `torch._scaled_mm` refuses a
+    contraction that is not a multiple of 16: the MTP module's B x (S - 1) rows failed on the H200 (torch 2.11,
+    "Expected self.size(1) to be divisible by 16"). Unlike the blockwise linear it stays inside torch.compile,
+    whose fusion of the casts is what makes the rowwise recipe pay."""
+    from torchao.float8.float8_linear import Float8Linear
+
+    class RowPaddedFloat8Linear(Float8Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return rows_padded(super().forward, x, ROWWISE_ROW_MULTIPLE)
+
+    return RowPaddedFloat8Linear
 
 
 # torchao's FP8 quantization kernels autotune large Triton config grids, compiling every config: the blockwise casts
