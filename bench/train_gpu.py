@@ -190,7 +190,7 @@ def sft_step_row(name: str, cfg: ModelConfig, args, device: torch.device, fp8: b
 
 KERNEL_KINDS = (  # first match wins: where a step's GPU time goes, by kernel name
     ("attention", ("fmha", "flash", "cudnn", "attention", "sdpa")),
-    ("grouped GEMM", ("grouped",)),
+    ("grouped GEMM", ("grouped", "groupproblemshape")),  # CUTLASS's grouped GEMMs (torch._grouped_mm, FP8 too)
     ("dense GEMM", ("gemm", "nvjet", "cutlass", "xmma", "cublas", "matmul")),
     ("fused (inductor / triton)", ("triton",)),
 )

@@ -53,6 +53,9 @@ def test_profile_sorts_kernels_by_kind():
     assert kind("cudnn_generated_fort_native_sdpa_sm90_knob_7_64x128x128_4x1x1_kernel0_0") == "attention"
     assert kind("void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<128>>") == "attention"
     assert kind("void cutlass::Kernel2<cutlass_80_wmma_grouped_gemm_bf16>") == "grouped GEMM"
+    # torch._grouped_mm's CUTLASS kernel (mangled; the H200 profile of 2026-12-02 counted it as dense)
+    assert kind("_ZN7cutlass13device_kernelINS_4gemm6kernel13GemmUniversalINS1_17GroupProblemShapeIN4cute5tupleIJiiiEEEEE"
+                ) == "grouped GEMM"
     assert kind("nvjet_tst_192x192_64x4_2x1_v_bz_coopB_NNT") == "dense GEMM"
     assert kind("triton_per_fused__to_copy_add_mean_mul_pow_rsqrt_0") == "fused (inductor / triton)"
     assert kind("Memcpy DtoD (Device -> Device)") == "other"
