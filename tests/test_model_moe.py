@@ -285,7 +285,7 @@ def test_padded_groups_move_rows_by_gathers_only():
     grouped GEMM write rows by gathers; only row numbers (1-D) are scattered."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from prover.model.moe import padded_grouped
+    from prover.model.moe import pad_groups, padded_grouped
 
     class Scatters(TorchDispatchMode):
         def __init__(self):
@@ -319,8 +319,6 @@ def test_padded_groups_move_rows_by_gathers_only():
     wx, ww = torch.autograd.grad(want, (x, w), torch.ones_like(want))
     assert torch.allclose(gx, wx, atol=1e-4) and torch.allclose(gw, ww, atol=1e-4)
     real = torch.zeros(seen[0].shape[0], dtype=torch.bool)
-    from prover.model.moe import pad_groups
-
     real[pad_groups(seg, 39)[0]] = True
     assert seen[0][~real].abs().sum() == 0  # the pad rows the GEMM sees are zeros
 
