@@ -22,8 +22,8 @@ MFU = 6 x active parameters (input embedding and MTP excluded) x tokens/s over t
 H100/H200; FP8 rows too, so MFU compares time), `mfu_with_attn` adds causal attention; peak memory per row.
 
 Loss comparison (`--loss-steps`, on the first preset): bf16 and FP8 trainers from the same initialization on the
-same learnable data (each token followed by one of 4 fixed successors: the loss floor is ln 4), the loss every 10
-steps and the relative gap of the last 10 steps' mean.
+same learnable data (a chain over `--loss-states` tokens, each followed by one of 4 fixed successors: the loss floor
+is ln 4), the loss every 10 steps and the relative gap of the last 10 steps' mean.
 
 GRPO (first preset; `--no-grpo` skips): one iteration on `--grpo-problems` x `--group-size` samples: generation
 (latent-cache `generate`), scoring (old log-probabilities), verification, update (log-probs with grad, clipped
@@ -83,9 +83,10 @@ def train_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
-def sft_config(args, device: torch.device, fp8: bool) -> SFTConfig:
+def sft_config(args, device: torch.device, fp8: bool, lr: float | None = None) -> SFTConfig:
     return SFTConfig(model="", data="", out="", micro_batch_size=args.batch, device=str(device),
-                     compile=args.compile if device.type == "cuda" else False, fp8=fp8, fp8_recipe=args.fp8_recipe)
+                     compile=args.compile if device.type == "cuda" else False, fp8=fp8, fp8_recipe=args.fp8_recipe,
+                     **({} if lr is None else {"lr": lr}))
 
 
 def random_examples(cfg: ModelConfig, n: int, seq: int, seed: int = 0) -> list[dict[str, list[int]]]:
@@ -97,13 +98,16 @@ def random_examples(cfg: ModelConfig, n: int, seq: int, seed: int = 0) -> list[d
     return out
 
 
-def markov_examples(cfg: ModelConfig, n: int, seq: int, seed: int = 0) -> list[dict[str, list[int]]]:
-    """Learnable data: each token is followed by one of 4 fixed successors, uniformly (loss floor ln 4)."""
+def markov_examples(cfg: ModelConfig, n: int, seq: int, seed: int = 0, states: int = 256) -> list[dict[str, list[int]]]:
+    """Learnable data: a chain over `states` tokens, each followed by one of 4 fixed successors, uniformly (loss
+    floor ln 4). A small chain can be learnt within the curve's 200 steps, so the curves compare FP8 and bf16 near
+    convergence, not only on the way down."""
+    states = min(states, cfg.vocab_size - 2)
     g = torch.Generator().manual_seed(seed)
-    succ = torch.randint(2, cfg.vocab_size, (cfg.vocab_size, 4), generator=g).tolist()
+    succ = torch.randint(2, 2 + states, (2 + states, 4), generator=g).tolist()
     out = []
     for _ in range(n):
-        ids = [int(torch.randint(2, cfg.vocab_size, (1,), generator=g))]
+        ids = [int(torch.randint(2, 2 + states, (1,), generator=g))]
         picks = torch.randint(0, 4, (seq,), generator=g).tolist()
         for k in picks[1:]:
             ids.append(succ[ids[-1]][k])
@@ -118,10 +122,11 @@ OPTIMIZERS = {  # SFT row variants: the trainer's step with another optimizer (N
 }
 
 
-def trainer(cfg: ModelConfig, args, device: torch.device, fp8: bool, optimizer: dict | None = None):
+def trainer(cfg: ModelConfig, args, device: torch.device, fp8: bool, optimizer: dict | None = None,
+            lr: float | None = None):
     """The SFT trainer's model and optimizer exactly as `train_sft` makes them (random weights, seed 0);
-    `optimizer`: MasterWeightAdamW's settings instead of `make_optimizer`'s."""
-    scfg = sft_config(args, device, fp8)
+    `optimizer`: MasterWeightAdamW's settings instead of `make_optimizer`'s; `lr`: instead of SFTConfig's."""
+    scfg = sft_config(args, device, fp8, lr)
     if fp8:
         from prover.model.fp8 import check_fp8
 
@@ -271,15 +276,15 @@ def model_row(name: str, cfg: ModelConfig, args, device: torch.device) -> dict:
 
 def loss_comparison(preset: str, cfg: ModelConfig, args, device: torch.device) -> list[dict]:
     """bf16 and FP8 trainers, same initialization, same batches (constant lr): loss curves and the final gap."""
-    examples = markov_examples(cfg, args.loss_batch * args.loss_steps, args.loss_seq, seed=1)
+    examples = markov_examples(cfg, args.loss_batch * args.loss_steps, args.loss_seq, seed=1, states=args.loss_states)
     tok = SimpleNamespace(pad_token_id=0)
     largs = SimpleNamespace(**{**vars(args), "batch": args.loss_batch})
 
     def curve(name: str, fp8: bool) -> dict:
-        model, opt, _, scfg, env = trainer(cfg, largs, device, fp8)
+        # The lr goes in through the config: set on the param groups after a scheduler exists, the scheduler's
+        # first step put SFTConfig's 1e-5 back (the curves of 2026-12-02 ran at it, not at --loss-lr).
+        model, opt, _, scfg, env = trainer(cfg, largs, device, fp8, lr=args.loss_lr)
         sched = make_scheduler(opt, "constant", 0, args.loss_steps, 1.0)
-        for g in opt.param_groups:
-            g["lr"] = args.loss_lr
         losses = []
         t = time.perf_counter()
         for step in range(args.loss_steps):
@@ -288,7 +293,7 @@ def loss_comparison(preset: str, cfg: ModelConfig, args, device: torch.device) -
         return {"row": name, "loss_first": losses[0], "loss_last10": mean(losses[-10:]), "every_10": losses[::10],
                 "wall_s": time.perf_counter() - t}
 
-    what = f"{args.loss_steps} steps of {args.loss_batch} x {args.loss_seq}, lr {args.loss_lr}"
+    what = f"{args.loss_steps} steps of {args.loss_batch} x {args.loss_seq}, lr {args.loss_lr}, {args.loss_states} states"
     prec = "bf16" if device.type == "cuda" else "fp32"
     rows = [guarded(name, lambda name=name, fp8=fp8: curve(name, fp8), args, device)
             for name, fp8 in ((f"loss curve {preset} {prec} ({what})", False),
@@ -454,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loss-seq", type=int, default=None, help="default --seq: the timed rows' shapes, so the curves "
                     "reuse their compiled graphs and FP8 kernel tunings (minutes on a fresh GPU machine)")
     ap.add_argument("--loss-lr", type=float, default=3e-4)
+    ap.add_argument("--loss-states", type=int, default=256, help="tokens of the loss curves' Markov chain")
     ap.add_argument("--no-grpo", dest="grpo", action="store_false", help="skip the GRPO iteration")
     ap.add_argument("--grpo-problems", type=int, default=16)
     ap.add_argument("--group-size", type=int, default=8)

@@ -13,10 +13,19 @@ REPO = Path(__file__).resolve().parent.parent
 def test_train_gpu_bench_smoke(tmp_path, monkeypatch):
     out = tmp_path / "train_gpu.json"
     argv = ["train_gpu.py", "--presets", "tiny", "--device", "cpu", "--batch", "2", "--seq", "32", "--steps", "1",
-            "--warmup", "0", "--loss-steps", "2", "--loss-batch", "2", "--loss-seq", "32", "--grpo-problems", "2",
-            "--group-size", "2", "--new-tokens", "4", "--out", str(out)]
+            "--warmup", "0", "--loss-steps", "3", "--loss-batch", "2", "--loss-seq", "32", "--loss-lr", "0.003",
+            "--grpo-problems", "2", "--group-size", "2", "--new-tokens", "4", "--out", str(out)]
     monkeypatch.setattr(sys, "argv", argv)
     monkeypatch.syspath_prepend(str(REPO))
+    import prover.train.sft as sft
+
+    lrs, step = [], sft._train_step
+
+    def train_step(model, opt, *a, **k):  # the lr each step runs at
+        lrs.append(opt.param_groups[0]["lr"])
+        return step(model, opt, *a, **k)
+
+    monkeypatch.setattr(sft, "_train_step", train_step)  # the bench imports it by name when it runs
     try:
         runpy.run_path(str(REPO / "bench" / "train_gpu.py"), run_name="__main__")
     except SystemExit as e:
@@ -26,6 +35,7 @@ def test_train_gpu_bench_smoke(tmp_path, monkeypatch):
     assert rows["SFT step fp32"]["vs_model"] > 0
     assert "needs a CUDA GPU" in rows["SFT step fp8 blockwise"]["skipped"]  # no FP8 on a CPU: a reason, no numbers
     assert len(rows["loss curve tiny fp32"]["every_10"]) == 1
+    assert lrs.count(0.003) == 3  # every step of the curve at --loss-lr (the scheduler had put 1e-5 back after one)
     assert {"GRPO generate", "GRPO score", "verify", "GRPO update", "GRPO iteration"} <= set(rows)
     assert "FAKE Lean" in next(r for r in json.loads(out.read_text())["rows"] if r["row"].startswith("verify"))["row"]
 
