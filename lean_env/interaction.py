@@ -8,15 +8,19 @@
 
 A finished session proof is a claim, not a verdict: callers re-check `proof_text(problem, state)` with the
 `Verifier` before anything counts as proved (the REPL's tactic mode does not look for new axioms etc.).
+A session may also have `interrupt()`: called from another thread, it ends the call in progress at once (a search
+cancelled mid-tactic, Ctrl-C) instead of at the REPL's timeout.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from lean_env.errors import LeanError, ReplFailure
+from lean_env.errors import LeanError, ReplCrashed, ReplFailure
 from lean_env.problem import LeanProblem
 from lean_env.text import open_statement
 
@@ -92,13 +96,49 @@ class ReplSession:
         self.calls = 0  # REPL calls made (budget accounting)
         self._envs: dict[str, tuple[int, int]] = {}  # header -> (env id, generation)
         self._problems: dict[str, Any] = {}
+        self._lock = threading.Lock()  # `interrupt` comes from another thread than the call's
+        self._depth = 0  # nesting of the call in progress (a replay calls `start` and `run_tactic` inside one)
+        self._interrupted = False  # set by `interrupt`, cleared when the call in progress returns
+
+    def interrupt(self) -> None:
+        """End the call in progress now (from another thread): the REPL is killed, so the call's wait on it fails at
+        once, and its further REPL requests (a replay's steps) fail without starting Lean again. The next call
+        restarts the REPL and replays the state it is given. Without a call in progress, nothing happens."""
+        with self._lock:
+            if not self._depth:
+                return
+            self._interrupted = True
+        self.repl.kill()
+
+    @contextlib.contextmanager
+    def _call(self) -> Iterator[None]:
+        with self._lock:
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if not self._depth:
+                    self._interrupted = False
+
+    def _live_repl(self) -> Repl:
+        """The REPL for the next request of the call in progress; after `interrupt`, its failure instead."""
+        if self._interrupted:
+            raise ReplCrashed("the call was interrupted (the REPL was killed)")
+        return self.repl
 
     def start(self, problem: LeanProblem) -> ReplState:
+        with self._call():
+            return self._start(problem)
+
+    def _start(self, problem: LeanProblem) -> ReplState:
         self._problems[problem.name] = problem
         env = self._header_env(problem.header or "")
         self.calls += 1
         try:
-            res = self.repl.run_cmd(statement_with_sorry(problem.formal_statement), env=env, timeout_s=self.timeout_s)
+            res = self._live_repl().run_cmd(statement_with_sorry(problem.formal_statement), env=env,
+                                            timeout_s=self.timeout_s)
         except ReplFailure as e:
             raise LeanError(f"{problem.name}: the REPL failed on the statement ({type(e).__name__}: {e})") from None
         if res.error or res.errors or not res.sorries:
@@ -108,8 +148,14 @@ class ReplSession:
         return ReplState(problem.name, int(root.proof_state), (root.goal,), (), self.repl.generation)
 
     def run_tactic(self, state: ReplState, tactic: str) -> TacticResult:
+        with self._call():
+            return self._run_tactic(state, tactic)
+
+    def _run_tactic(self, state: ReplState, tactic: str) -> TacticResult:
         if state.finished:
             return TacticResult(None, [], False, "the proof is already finished")
+        if self._interrupted:
+            return TacticResult(None, [], False, "the call was interrupted (the REPL was killed)")
         self.repl.start()  # no-op while alive; after a crash or kill, the restart bumps `generation`
         if state.generation != self.repl.generation:  # the REPL restarted since: rebuild the state
             state = self._replay(state)
@@ -117,7 +163,7 @@ class ReplSession:
                 return TacticResult(None, [], False, "Lean restarted and the proof so far could not be replayed")
         self.calls += 1
         try:
-            res = self.repl.run_tactic(tactic, state.proof_state, timeout_s=self.timeout_s)
+            res = self._live_repl().run_tactic(tactic, state.proof_state, timeout_s=self.timeout_s)
         except ReplFailure as e:
             return TacticResult(None, [], False, f"{type(e).__name__}: {e}")
         if res.error is not None:
@@ -149,11 +195,11 @@ class ReplSession:
         if not header.strip():
             return None
         cached = self._envs.get(header)
-        if cached and cached[1] == self.repl.generation:
+        if cached and cached[1] == self.repl.generation and self.repl.alive:  # (killed since: its envs are gone)
             return cached[0]
         self.calls += 1
         try:
-            res = self.repl.run_cmd(header, timeout_s=self.timeout_s)
+            res = self._live_repl().run_cmd(header, timeout_s=self.timeout_s)
         except ReplFailure as e:
             raise LeanError(f"the REPL failed on the header ({type(e).__name__}: {e})") from None
         if res.error or res.errors:

@@ -210,6 +210,71 @@ def test_repl_session_replays_a_state_after_a_restart():
         session.close()
 
 
+def test_a_cancelled_tree_search_kills_its_hanging_tactic_and_the_session_stays_usable(verifier):
+    """Ctrl-C (or another attempt's proof) cancels a tree search while a tactic hangs in its REPL: the cancel ends
+    within about a second, not at the REPL's timeout, and the session's next search restarts Lean and works."""
+    import asyncio
+    import time
+
+    from prover.runner import AsyncChecker, Engine
+    from prover.search import arun_attempt
+
+    backend = ScriptedBackend([("current goals", "fake_hang")])
+    session = open_session("repl", settings=fake_lean_settings(timeout_s=30))
+    in_lean: list[float] = []
+
+    def on_event(e: dict) -> None:
+        if e["kind"] == "expand":  # the next thing the search does is the hanging tactic
+            in_lean.append(time.monotonic())
+
+    async def main() -> float:
+        task = asyncio.create_task(arun_attempt(P, "tree", Engine(backend), AsyncChecker(verifier), Budget(samples=4),
+                                                0, on_event=on_event, session=session, width=1))
+        while not in_lean:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # the tactic is inside the fake REPL now, which sleeps forever
+        t0 = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic() - t0
+
+    try:
+        took = run_async(main())
+        assert took < 3.0, f"the cancel waited {took:.1f}s for the hanging tactic (the REPL timeout is 30 s)"
+        state = session.start(P)  # the killed REPL restarts for the next search
+        assert session.run_tactic(state, "constructor").error is None
+    finally:
+        session.close()
+
+
+def test_an_interrupted_call_does_not_start_lean_again():
+    """`interrupt` ends the whole call in progress, not only its current request: landing between two requests of
+    one call (here: after the header's answer, before the statement's), the next request fails instead of starting
+    a fresh REPL (which would then run the rest of the call, a hanging tactic included, to the timeout)."""
+    from lean_env.errors import LeanError
+
+    class InterruptedAfterTheHeader(Repl):  # a TEST REPL over the fake Lean: the interrupt comes at that moment
+        def run_cmd(self, cmd: str, *args, **kwargs):
+            answer = super().run_cmd(cmd, *args, **kwargs)
+            if cmd == P.header:
+                session.interrupt()
+            return answer
+
+    repl = InterruptedAfterTheHeader([str(FAKE_LEAN)], timeout_s=30, isolate_network=False)
+    session = ReplSession(repl, own_repl=True)
+    try:
+        with pytest.raises(LeanError, match="interrupted"):
+            session.start(P)
+        assert not repl.alive and repl.generation == 1  # killed, and not started again
+        session.interrupt()  # no call in progress: nothing happens, and the next call is not refused
+        assert not repl.alive
+        assert Repl.run_cmd(repl, "example : 1 = 1 := rfl").env is not None  # (a plain call: the REPL restarts)
+        assert repl.generation == 2
+    finally:
+        session.close()
+
+
 def test_unknown_strategy_is_a_user_error(verifier):
     with pytest.raises(ProverError, match="unknown strategy"):
         run_attempt(P, "magic", ScriptedBackend([]), verifier, Budget(), seed=0)

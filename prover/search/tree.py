@@ -26,6 +26,10 @@ from prover.search.options import TreeOptions
 if TYPE_CHECKING:
     from prover.runner import AsyncChecker
 
+# How long a cancelled search waits for its session call before killing the REPL: a tactic usually answers in
+# milliseconds, and a REPL left alive keeps its imported header for the pool's next search (a restart re-imports).
+CANCEL_GRACE_S = 0.5
+
 
 async def run_tree(search: Search) -> tuple[str, Verdict, dict[str, Any]]:
     sessions = search.options.get("sessions")
@@ -63,7 +67,7 @@ async def _search(search: Search, session: ProofSession) -> tuple[str, Verdict, 
     trace: dict[str, Any] = {"width": width, "nodes": nodes}
     best_failed: tuple[str, Verdict] | None = None
     t0 = time.perf_counter()
-    root = await _in_thread(session.start, problem)
+    root = await _in_thread(session, session.start, problem)
     search.charge_lean(1, time.perf_counter() - t0)
     nodes.append({"parent": None, "tactic": None, "logprob": 0.0, "goals": list(root.goals)})
     counter = itertools.count()
@@ -87,7 +91,7 @@ async def _search(search: Search, session: ProofSession) -> tuple[str, Verdict, 
             for tac, logprob in sorted(candidates.items(), key=lambda kv: -kv[1]):
                 search.check_budget(("lean_calls", "wall_s"))
                 t1 = time.perf_counter()
-                res = await _in_thread(session.run_tactic, state, tac)
+                res = await _in_thread(session, session.run_tactic, state, tac)
                 search.charge_lean(1, time.perf_counter() - t1)
                 if res.error is not None:
                     search.event("tactic", node=node_id, tactic=tac, ok=False, error=res.error.splitlines()[0][:200])
@@ -120,13 +124,19 @@ async def _search(search: Search, session: ProofSession) -> tuple[str, Verdict, 
     return "", no_candidate(f"no proof found in {expansions} expansions"), trace
 
 
-async def _in_thread(fn: Any, *args: Any) -> Any:
-    """A blocking session call on a thread. Cancelled meanwhile, it still waits for the call to return: the
-    session goes back to its pool only once no thread uses it (the REPL's own timeout bounds the wait)."""
+async def _in_thread(session: ProofSession, fn: Any, *args: Any) -> Any:
+    """A blocking call of `session` on a thread. Cancelled meanwhile (Ctrl-C, another attempt's proof), it still
+    waits for the call to return, since the session goes back to its pool only once no thread uses it; but past
+    `CANCEL_GRACE_S` it interrupts the session (kills its REPL), so a hanging tactic does not hold the cancel until
+    the REPL's timeout. Again every grace period: a restart racing the kill is killed too."""
     call = asyncio.ensure_future(asyncio.to_thread(fn, *args))
     try:
         return await asyncio.shield(call)
     except asyncio.CancelledError:
+        interrupt = getattr(session, "interrupt", None)  # a session without it is waited for
+        if interrupt is not None:
+            while not (await asyncio.wait([call], timeout=CANCEL_GRACE_S))[0]:
+                interrupt()
         await asyncio.wait([call])
         raise
 
