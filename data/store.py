@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from data.errors import DataError
+from data.files import atomic_path
 from data.run_lock import LOCK_FILENAME, RunLock
 
 FORMAT = "subgoal-run-store"
@@ -535,7 +536,7 @@ class RunStore:
     def export_jsonl(self, run_id: int, path: str | Path) -> int:
         """One `Attempt.to_dict()` per line; written to a temporary file and renamed (never half a file)."""
         n = 0
-        with _atomic(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
+        with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
             for a in self.iter_attempts(run_id):
                 fh.write(json.dumps(a.to_dict(), ensure_ascii=False) + "\n")
                 n += 1
@@ -563,7 +564,7 @@ class RunStore:
         import pyarrow.parquet as pq
 
         table = self._arrow_table(run_id)
-        with _atomic(path) as tmp:
+        with atomic_path(path) as tmp:
             pq.write_table(table, tmp)
         return table.num_rows
 
@@ -581,29 +582,3 @@ def _attempt(row: tuple) -> Attempt:
         model=model, sampling=json.loads(sampling), seed=seed, prompt_tokens=pt, completion_tokens=ct,
         timings=json.loads(timings), trace=None if trace is None else json.loads(trace), split=split,
     )  # fmt: skip
-
-
-class _atomic:
-    """Context manager yielding a temporary path beside `path`, renamed onto it on success."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
-
-    def __enter__(self) -> Path:
-        if self.path.is_dir():
-            raise DataError(f"{self.path} is a directory; give a file name to export to")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise DataError(f"cannot create {self.path.parent}: {e.strerror}") from None
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is None:
-                os.replace(self.tmp, self.path)
-        except OSError as e:
-            raise DataError(f"cannot write {self.path}: {e.strerror}") from None
-        finally:
-            self.tmp.unlink(missing_ok=True)  # never left behind, whatever happened

@@ -101,6 +101,48 @@ def test_fill_the_sorries_of_a_lean_file(tmp_path):
 
 
 
+# `subgoal` with a Ctrl-C at one exact moment: right after the first result is printed (a user's Ctrl-C as the
+# answer appears). The console is wrapped to send it; the signal, its handler and everything after are the real ones.
+CTRL_C_AFTER_THE_FIRST_PRINT = """
+import signal, sys
+from eval.cli import main, prove_cmd
+
+class CtrlCAfterThePrint:
+    def __init__(self, console):
+        self.console, self.sent = console, False
+    def print(self, *args, **kwargs):
+        self.console.print(*args, **kwargs)
+        if not self.sent:
+            self.sent = True
+            signal.raise_signal(signal.SIGINT)
+    def __getattr__(self, name):
+        return getattr(self.console, name)
+
+prove_cmd.console = CtrlCAfterThePrint(prove_cmd.console)
+main(sys.argv[1:])
+"""
+
+
+def test_a_ctrl_c_as_the_result_is_printed_still_writes_the_completed_file(tmp_path):
+    """The race of the interactive prover: the proof was printed, the Ctrl-C came before the .lean file was written.
+    What is printed is on disk (written first, atomically), the rest is printed, then the Ctrl-C stops it: 130."""
+    src = tmp_path / "Work.lean"
+    src.write_text(LEAN_FILE)
+    rules = [("theorem easy", "  norm_num\n```"), ("theorem hard", "  nlinarith\n```"),
+             ("theorem sketched_sub1", "  decide\n```")]
+    with ScriptedServer(rules) as server:
+        p = subprocess.run([sys.executable, "-c", CTRL_C_AFTER_THE_FIRST_PRINT, "prove", str(src), "--in-place",
+                            "--no-live", *served(server)], env=env_for(tmp_path), capture_output=True, text=True,
+                           timeout=120)
+    done = src.read_text()
+    assert "sorry" not in done and "theorem easy (h₀ : 2 + 2 = 4) : 2 + 3 = 5 := by\n  norm_num" in done
+    assert p.returncode == 130, p.stderr
+    assert "Traceback" not in p.stderr and "interrupted" in p.stderr
+    assert "  norm_num" in p.stdout and "nlinarith" in p.stdout  # printed in full, after the Ctrl-C too
+    assert "3/3 sorry theorems proved; wrote" in p.stderr
+    assert sorted(f.name for f in tmp_path.iterdir() if f.is_file()) == ["Work.lean"]  # no temporary file left
+
+
 def test_batch_run_summary_and_exported_proofs(tmp_path):
     problems = tmp_path / "set.jsonl"
     write_problems(problems, 3)

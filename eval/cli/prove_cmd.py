@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # the CLI starts without the library: these names are for the
     from data.config import Config
     from data.problem import Problem
     from data.store import Attempt, RunStore
+    from eval.cli.live_view import Outcome
     from lean_env.checker import Checker
     from prover.generate.base import Backend, StreamingBackend
     from prover.recipe import ProveRecipe
@@ -160,30 +161,47 @@ def _read_target(target: str, kind: str, cfg: Config, split: str | None, limit: 
 
 def _interactive(problems: list[Problem], text: str | None, dest: Path | None, recipe: ProveRecipe,
                  gen: Backend | StreamingBackend, verifier: Checker, k: int, no_live: bool) -> int:
-    from data.lean_file import fill_sorries
+    """Prove each problem with the live view, then write the completed .lean file and print the outcomes."""
     from eval.cli.live_view import prove_interactive
 
     outcomes = prove_interactive(problems, recipe, gen, verifier, k, err_console, live=not no_live)
     proofs = {o.problem.name: o.result.text for o in outcomes if o.proved}
-    for o in outcomes:
-        if o.proved:
-            err_console.print(f"[bold green]proved[/] {o.problem.name}", highlight=False)
-            console.print(o.result.text.rstrip(), markup=False, highlight=False)
-        else:
-            why = "interrupted" if o.interrupted else "not proved"
-            err_console.print(f"[bold red]{why}[/] {o.problem.name}; best so far: {o.best.what or 'nothing'} "
-                              f"({o.best.status})", highlight=False)
-            if o.best.text:
-                console.print(o.best.text.rstrip(), markup=False, highlight=False)
-    if text is not None and dest is not None:  # a .lean file
-        if proofs:
-            dest.write_text(fill_sorries(text, problems, proofs), encoding="utf-8")
-            err_console.print(f"{len(proofs)}/{len(problems)} sorry theorems proved; wrote {dest}", highlight=False)
-        else:
-            err_console.print(f"0/{len(problems)} sorry theorems proved; nothing written", highlight=False)
+    try:
+        _write_and_print(outcomes, proofs, problems, text, dest)
+    except KeyboardInterrupt:  # held until the results were out (stops_held); typer would exit 130 silently
+        err_console.print("interrupted", highlight=False)
+        raise
     if any(o.interrupted for o in outcomes):
         return 130
     return 0 if len(proofs) == len(problems) else 1
+
+
+def _write_and_print(outcomes: list[Outcome], proofs: dict[str, str], problems: list[Problem], text: str | None,
+                     dest: Path | None) -> None:
+    """The .lean file first, whole or not at all, then the outcomes, with a stop signal held until both are done:
+    what is printed is on disk, and an interrupted write leaves the old file as it was."""
+    from data.files import write_text_atomically
+    from data.lean_file import fill_sorries
+    from eval.cli.signals import stops_held
+
+    with stops_held():
+        written = text is not None and dest is not None and bool(proofs)  # a .lean file
+        if written:
+            write_text_atomically(dest, fill_sorries(text, problems, proofs))
+        for o in outcomes:
+            if o.proved:
+                err_console.print(f"[bold green]proved[/] {o.problem.name}", highlight=False)
+                console.print(o.result.text.rstrip(), markup=False, highlight=False)
+            else:
+                why = "interrupted" if o.interrupted else "not proved"
+                err_console.print(f"[bold red]{why}[/] {o.problem.name}; best so far: {o.best.what or 'nothing'} "
+                                  f"({o.best.status})", highlight=False)
+                if o.best.text:
+                    console.print(o.best.text.rstrip(), markup=False, highlight=False)
+        if written:
+            err_console.print(f"{len(proofs)}/{len(problems)} sorry theorems proved; wrote {dest}", highlight=False)
+        elif text is not None and dest is not None:
+            err_console.print(f"0/{len(problems)} sorry theorems proved; nothing written", highlight=False)
 
 
 def _batch(target: str, problems: list[Problem], cfg: Config, recipe: ProveRecipe, verifier: Checker, n: int,
@@ -275,17 +293,17 @@ def _recorded(store: RunStore, run_id: int, problems: list[Problem], out: Path) 
 
 def _export_proofs(attempts: list[Attempt], problems: list[Problem], path: Path) -> None:
     """One line per proved problem (its first verified attempt), written atomically."""
+    from data.files import atomic_path
+
     names = {p.name for p in problems}
     first: dict[str, Any] = {}
     for a in sorted(attempts, key=lambda a: (a.problem, a.index)):
         if a.proved and a.problem in names and a.problem not in first:
             first[a.problem] = a
-    tmp = path.with_suffix(".jsonl.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
         for name, a in first.items():
             fh.write(json.dumps({"problem": name, "index": a.index, "proof": a.text, "strategy": a.strategy,
                                  "model": a.model, "seed": a.seed}, ensure_ascii=False) + "\n")
-    tmp.replace(path)
 
 
 def _summary(attempts: list[Attempt], problems: list[Problem], wall_s: float, stats: DriveStats) -> None:
