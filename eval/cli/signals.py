@@ -2,6 +2,8 @@
 ends at once instead of at its timeout, then unwind the command as an exception (stores closed, partial results
 kept). SIGTERM and SIGHUP (a batch scheduler, a closed terminal) unwind like Ctrl-C: commands that catch
 `KeyboardInterrupt` to stop cleanly catch them too; the exit code still says which signal it was (128 + n).
+While the runner's loop runs, a first Ctrl-C goes to `prover.runner.run_async` instead, which cancels the attempts
+(a tree search's hanging tactic is interrupted, not waited for) and raises KeyboardInterrupt once they are done.
 `stops_held` makes one signal wait for the end of a short step that must not be cut (writing and printing a result)."""
 
 from __future__ import annotations
