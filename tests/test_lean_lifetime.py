@@ -104,7 +104,7 @@ def _proved(out: Path, problem: str, wait_s: float = 0.0) -> bool:
 
 
 @pytest.mark.parametrize("command,workers", [("statement", 1), ("tree", 1), ("batch", 1), ("eval", 1), ("batch", 4),
-                                             ("eval", 4)])
+                                             ("eval", 4), ("tree-batch", 4)])
 def test_ctrl_c_mid_lean_call_exits_within_2_s(tmp_path, command, workers):
     """Batch runs with 4 workers: every REPL hangs in a proof while more candidates wait in the pool's queue; the
     close after Ctrl-C must neither wait for a hanging call nor let a freed worker start a queued one in a fresh
@@ -116,7 +116,9 @@ def test_ctrl_c_mid_lean_call_exits_within_2_s(tmp_path, command, workers):
     args = {"statement": ["prove", STATEMENT, "-k", "4", "--no-live"],
             "tree": ["prove", STATEMENT, "-k", "1", "--no-live", "--strategy", "tree"],
             "batch": ["prove", str(problems), "-k", "4", "--out", str(tmp_path / "runs" / "b")],
-            "eval": ["eval", str(problems), "-k", "4", "--out", str(tmp_path / "runs" / "e")]}[command]
+            "eval": ["eval", str(problems), "-k", "4", "--out", str(tmp_path / "runs" / "e")],
+            "tree-batch": ["prove", str(problems), "-k", "4", "--strategy", "tree", "--out",
+                           str(tmp_path / "runs" / "t")]}[command]
     env = env_for(tmp_path, SUBGOAL_LEAN__TIMEOUT_S="120", SUBGOAL_LEAN__WORKERS=str(workers))
     out = Path(args[args.index("--out") + 1]) if "--out" in args else None
     # t0 is proved and recorded first (the other completions are held back until then), every other proof hangs
