@@ -105,7 +105,7 @@ def _proved(out: Path, problem: str, wait_s: float = 0.0) -> bool:
 
 @pytest.mark.parametrize("command,workers", [("statement", 1), ("tree", 1), ("batch", 1), ("eval", 1), ("batch", 4),
                                              ("eval", 4), ("tree-batch", 4)])
-def test_ctrl_c_mid_lean_call_exits_within_2_s(tmp_path, command, workers):
+def test_ctrl_c_mid_lean_call_exits_within_5_s(tmp_path, command, workers):
     """Batch runs with 4 workers: every REPL hangs in a proof while more candidates wait in the pool's queue; the
     close after Ctrl-C must neither wait for a hanging call nor let a freed worker start a queued one in a fresh
     REPL. (A single statement's attempts run one at a time: one REPL.) Tree search: the first Ctrl-C reaches a
@@ -142,7 +142,9 @@ def test_ctrl_c_mid_lean_call_exits_within_2_s(tmp_path, command, workers):
             proc.communicate()
             pytest.fail("the driver did not stop within 30 s of Ctrl-C")
         took = time.monotonic() - t0
-    assert took < 2.0, f"Ctrl-C took {took:.1f}s (the Lean timeout is 120 s)"
+    # About 1 s on an idle machine; the bound leaves room for a loaded 2-core CI box, far below the 120 s timeout
+    # that the bugs this catches waited for.
+    assert took < 5.0, f"Ctrl-C took {took:.1f}s (the Lean timeout is 120 s)"
     assert lean and not [p for p in lean if _alive(p)], "a REPL outlived the interrupted driver"
     assert proc.returncode == 130 and "Traceback" not in err
     assert "interrupted" in err
