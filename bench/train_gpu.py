@@ -12,8 +12,9 @@ prompt), `--batch` sequences per step, random-weight DeepSeek-V3, compiled block
 - `bf16`: the trainer's own step (`prover.train.sft`: prepare_model, make_optimizer, _train_step: masked token
   loss + MTP, grad clipping, fp32 master weights and moments, cosine schedule, bias update); `vs_model` = its
   tokens/s over the `model` row's;
-- `bf16-fused`, `bf16-m16` (ask for them in `--sft-rows`): the trainer's step with torch's fused AdamW on fp32
-  copies of the gradients (the update before the compiled one), or with the compiled update on bf16 moments;
+- `bf16-fused`, `bf16-m16`, `bf16-pt` (ask for them in `--sft-rows`): the trainer's step with torch's fused AdamW
+  on fp32 copies of the gradients (the update before the compiled one), with the compiled update on bf16 moments,
+  or with the update compiled once for every size and called per tensor (a shorter first step; more host work);
 - `fp8`: the same with `--fp8` (`--fp8-recipe`); skipped with a reason where FP8 cannot run.
 Each SFT row also gives the host's time per step: queueing the step (of it the optimizer's) and waiting for the
 previous step's metrics. `--profile` adds, for the first preset, torch.profiler over 3 steps: GPU-busy time,
@@ -119,6 +120,7 @@ OPTIMIZERS = {  # SFT row variants: the trainer's step with another optimizer (N
     "bf16": None,
     "bf16-fused": dict(fused=True),  # before: torch's fused kernel on fp32 copies of the gradients
     "bf16-m16": dict(fused=True, compiled=True, moment_dtype=torch.bfloat16),  # DeepSeek-V3's bf16 moments
+    "bf16-pt": dict(fused=True, compiled=True, per_tensor=True),  # the update compiled once, called per tensor
 }
 
 

@@ -123,6 +123,21 @@ def test_compiled_update_is_the_master_weight_update():
         assert float(opt.state[p]["step"]) == 8
 
 
+def test_per_tensor_update_is_the_same_update():
+    """`per_tensor` calls the update once per tensor, on flat views (one compiled graph for every shape): the same
+    masters, moments and parameters as the update over all tensors at once."""
+    low, ref = _params(torch.bfloat16), _params(torch.bfloat16)
+    opt, whole = _compiled_eager(low, per_tensor=True, **HYPER), _compiled_eager(ref, **HYPER)
+    _run(opt, low, range(5))
+    _run(whole, ref, range(5))
+    for p, r in zip(low, ref, strict=True):
+        for k in ("master", "exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(opt.state[p][k], whole.state[r][k]), k
+        assert torch.equal(p, r) and p.shape == r.shape
+    with pytest.raises(ValueError, match="compiled=True"):
+        MasterWeightAdamW(_params(torch.bfloat16), per_tensor=True, **HYPER)
+
+
 def test_bf16_moments_stay_bf16_and_track_fp32_moments():
     low, ref = _params(torch.bfloat16), _params(torch.bfloat16)
     start = [p.detach().float() for p in low]
@@ -135,6 +150,22 @@ def test_bf16_moments_stay_bf16_and_track_fp32_moments():
         assert s["exp_avg"].dtype == s["exp_avg_sq"].dtype == torch.bfloat16 and s["master"].dtype == torch.float32
         assert (s["master"] - p0).abs().min() > 1e-3  # every weight moved (lr 1e-2, 8 steps)...
         torch.testing.assert_close(s["master"], ref_opt.state[r]["master"], rtol=0, atol=2e-3)  # ...as fp32's did
+
+
+@pytest.mark.slow
+def test_per_tensor_update_compiles_one_graph_for_every_shape():
+    from torch._dynamo.utils import counters
+
+    low, ref = _params(torch.bfloat16), _params(torch.bfloat16)
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = MasterWeightAdamW(low, compiled=True, per_tensor=True, **HYPER)
+    _run(compiled, low, range(3))
+    eager = _compiled_eager(ref, **HYPER)
+    _run(eager, ref, range(3))
+    assert counters["stats"]["unique_graphs"] <= 2  # (a first static compile, then the dynamic one)
+    for p, r in zip(low, ref, strict=True):
+        torch.testing.assert_close(compiled.state[p]["master"], eager.state[r]["master"], rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.slow

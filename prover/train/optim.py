@@ -9,7 +9,10 @@ functional kernel, same state layout). State lives under the model's parameters 
 `compiled=True` runs the bf16 parameters' update through torch.compile: one fused pass per tensor that reads the
 bf16 gradient, the master and the moments and writes them back with the bf16 parameter. torch's fused AdamW takes
 one dtype for all of them, so without it the step casts every gradient to fp32 and copies every master back, three
-passes over memory where one does (written here because no library fuses a mixed-precision AdamW).
+passes over memory where one does (written here because no library fuses a mixed-precision AdamW). Compiling that
+one graph over every tensor takes about 0.5 s per tensor (minutes for a model); `per_tensor=True` compiles the
+update once for any size and calls it per tensor (seconds to compile, a compiled call per tensor on the host each
+step; which is faster on a GPU is `bench/train_gpu.py`'s `bf16-pt` row).
 """
 
 from __future__ import annotations
@@ -25,14 +28,17 @@ class MasterWeightAdamW(torch.optim.AdamW):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, foreach: bool | None = None, fused: bool | None = None,
-                 compiled: bool = False, moment_dtype: torch.dtype = torch.float32):
+                 compiled: bool = False, moment_dtype: torch.dtype = torch.float32, per_tensor: bool = False):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach,
                          fused=fused)
         if moment_dtype not in (torch.float32, torch.bfloat16):
             raise ValueError(f"moment_dtype must be float32 or bfloat16, not {moment_dtype}")
         if moment_dtype != torch.float32 and not compiled:  # torch's AdamW kernels take one dtype for all states
             raise ValueError("bf16 moments need compiled=True (the mixed-precision update)")
+        if per_tensor and not compiled:
+            raise ValueError("per_tensor is a way of compiling the update: it needs compiled=True")
         self.compiled = compiled
+        self.per_tensor = per_tensor  # one compiled update for every size, called per tensor
         self.moment_dtype = moment_dtype  # of low-precision parameters' moments; an fp32 parameter's stay fp32
         self._update = None  # the compiled `master_adamw_` (made on the first step)
         self._lr: dict[torch.device, torch.Tensor] = {}  # lr on the device: a changing float would recompile
@@ -100,7 +106,7 @@ class MasterWeightAdamW(torch.optim.AdamW):
     def _compiled_step(self, lists: list[list[torch.Tensor]], group: dict[str, Any],
                        grad_scale: torch.Tensor | None) -> None:
         if self._update is None:
-            self._update = torch.compile(master_adamw_, fullgraph=True, dynamic=False)
+            self._update = torch.compile(master_adamw_, fullgraph=True, dynamic=self.per_tensor)
         device = lists[0][0].device
         if device not in self._lr:
             self._lr[device] = torch.zeros((), dtype=torch.float32, device=device)
@@ -112,7 +118,12 @@ class MasterWeightAdamW(torch.optim.AdamW):
         beta1, beta2 = group["betas"]
         # Elementwise, so FSDP2's shards update as plain local tensors.
         local = [[t.to_local() if hasattr(t, "to_local") else t for t in lst] for lst in lists]
-        self._update(*local, lr, scale, beta1, beta2, group["eps"], group["weight_decay"])
+        if not self.per_tensor:
+            self._update(*local, lr, scale, beta1, beta2, group["eps"], group["weight_decay"])
+            return
+        for p, g, master, m, v, step in zip(*local, strict=True):  # flat views: one graph whatever the shape
+            self._update([p.view(-1)], [g.reshape(-1)], [master.view(-1)], [m.view(-1)], [v.view(-1)], [step], lr,
+                         scale, beta1, beta2, group["eps"], group["weight_decay"])
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """torch casts loaded state to each parameter's dtype; master weights stay fp32, moments in their dtype."""
