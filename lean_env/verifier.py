@@ -35,15 +35,20 @@ def _ident(name: str) -> str:
     return ".".join(p if re.fullmatch(r"[^\W\d][\w'!?]*", p) else f"«{p}»" for p in name.split("."))
 
 
+# `pp.maxSteps` (default 5000) elides what lies past it as `⋯`: two statements differing only there would print
+# alike, so both types are printed whole (and a type with `⋯` left in it is never taken as the problem's)
+PRINT_WHOLE = "set_option pp.maxSteps 100000000 in\nset_option pp.all true in\n"
+
+
 def check_command(name: str) -> str:
     """The command the verifier sends, in the proof's environment, after the proof compiled. `_root_.` pins the
     very constant whatever `open`/`namespace` the proof left behind."""
-    return f"#print axioms _root_.{_ident(name)}\nset_option pp.all true in\n#check @_root_.{_ident(name)}"
+    return f"#print axioms _root_.{_ident(name)}\n{PRINT_WHOLE}#check @_root_.{_ident(name)}"
 
 
 def reference_command(statement: str, name: str) -> str:
     """The command the verifier sends, in the clean header environment, to elaborate the problem's statement."""
-    return text.with_proof(statement, "sorry") + "\n" + f"set_option pp.all true in\n#check @_root_.{_ident(name)}"
+    return text.with_proof(statement, "sorry") + "\n" + f"{PRINT_WHOLE}#check @_root_.{_ident(name)}"
 
 
 def parse_axioms_answer(data: str) -> tuple[str, list[str]] | None:
@@ -117,11 +122,11 @@ class Verifier:
     b. the proof: `{"cmd": <body>, "env": H}` -> env P, where body = the submitted text without its import
        lines and without a leading copy of the rest of the header (a completion that repeats the prompt), plus
        the problem's preamble (e.g. answer abbrevs) in front when the proof does not declare it;
-    c. only when (b) has no error: `{"cmd": "#print axioms _root_.NAME\\nset_option pp.all true in\\n#check
-       @_root_.NAME", "env": P}` -> an info message "'NAME' depends on axioms: [a, b]" (or "'NAME' does not depend on any
+    c. only when (b) has no error: `{"cmd": "#print axioms _root_.NAME\\nset_option pp.maxSteps 100000000 in
+       \\nset_option pp.all true in\\n#check @_root_.NAME", "env": P}` -> an info message "'NAME' depends on axioms: [a, b]" (or "'NAME' does not depend on any
        axioms") and an info message with the elaborated type;
     d. once per (header, statement) per Verifier (cached): `{"cmd": <statement + " sorry">
-       "\\nset_option pp.all true in\\n#check @_root_.NAME", "env": H}` -> the reference type (the last info message).
+       "\\nset_option pp.maxSteps 100000000 in\\nset_option pp.all true in\\n#check @_root_.NAME", "env": H}` -> the reference type (the last info message).
     """
 
     def __init__(self, pool: ReplPool | None, *, lean_version: str | None = None, mathlib_version: str | None = None,
@@ -214,17 +219,23 @@ class Verifier:
                 return self._verdict(Status.FAILED, reasons=[
                     f"the proof imports {', '.join(sorted(extra))}, which the problem's header does not"])
         rest = _drop_repeated_header(rest, text.split_imports(header)[1])
+        lines_before = src[:len(src) - len(rest)].count("\n")  # the header's lines, in the submitted text
         given = (problem.extra or {}).get(text.ANSWER_MODE) == "given"
         reasons: list[str] = []
-        if given:  # the verifier places the recorded answers; a proof may repeat them, never give its own
-            rest, reasons = _place_given_answers(statement, rest)
+        # Answers go first, where the reference elaborates them (the clean header environment): in place, an
+        # `instance`, `notation` or `open` of the proof before them would change what their text means.
         prefix = ""
-        for d in text.declarations(text.preamble(statement)):
-            if d.full_name and text.find_decl(rest, d.full_name) is None:
-                prefix = text.preamble(statement)  # the proof left out the problem's abbrevs: supply them
-                break
+        if given:  # the verifier places the recorded answers; a proof may repeat them, never give its own
+            rest, reasons = _remove_given_answers(statement, rest)
+        elif _produced_answers(problem, rest)[1]:  # the recorded answers as text: they must mean them too
+            rest, prefix = _lift_declarations(rest, text.answer_names(problem))
+        if not prefix:
+            for d in text.declarations(text.preamble(statement)):
+                if d.full_name and text.find_decl(rest, d.full_name) is None:
+                    prefix = text.preamble(statement)  # the proof left out the problem's abbrevs: supply them
+                    break
         body = prefix + rest
-        line_shift = src[:len(src) - len(rest)].count("\n") - prefix.count("\n")
+        line_shift = lines_before - prefix.count("\n")
         findings = soundness.scan(body) + soundness.redefinitions(statement, rest) if self.lexical else []
         findings = _not_in_the_statements_own(findings, statement, body)
         reasons += [_where(f, line_shift) + f.reason for f in findings]
@@ -372,9 +383,9 @@ class Verifier:
                 reasons.append(f"the statement of `{prep.name}` was changed (and its elaborated type differs)")
             elif not same:
                 reasons.append("the statement was changed: its elaborated type differs from the problem's")
-            elif prep.statement_text_changed and "⋯" in type_msgs[0]:  # pp elided part of it: not a proof of equality
-                reasons.append(f"the statement of `{prep.name}` was changed (its elaborated type is too long to "
-                               "compare)")
+            elif "⋯" in type_msgs[0] or "⋯" in out.reference:  # pp elided part of it: not a proof of equality
+                reasons.append(f"the elaborated statement of `{prep.name}` was printed in part (`⋯`): too long to "
+                               "compare with the problem's")
         return reasons, axioms
 
     def _verdict(self, status: Status, messages: list[Message] | None = None, sorries: list[Sorry] | None = None,
@@ -515,9 +526,9 @@ def _binder_names(s: str, i: int) -> list[str]:
                 return out
 
 
-def _place_given_answers(statement: str, rest: str) -> tuple[str, list[str]]:
-    """Answer given: `rest` with each answer abbrev it repeats replaced by the statement's own (recorded) one;
-    a proof that gives an answer of its own is rejected (it would prove something else)."""
+def _remove_given_answers(statement: str, rest: str) -> tuple[str, list[str]]:
+    """Answer given: `rest` without the answer abbrevs it repeats exactly (the verifier puts the statement's own,
+    recorded, ones first); a proof that gives an answer of its own is rejected (it would prove something else)."""
     reasons: list[str] = []
     for want in text.declarations(text.preamble(statement)):
         got = text.find_decl(rest, want.full_name) if want.full_name else None
@@ -527,8 +538,26 @@ def _place_given_answers(statement: str, rest: str) -> tuple[str, list[str]]:
             reasons.append(f"declares its own `{want.full_name}`: with the answer given, the verifier places the "
                            "recorded answer and a proof may only repeat it")
             continue
-        rest = rest[:got.start] + statement[want.start:want.end].rstrip() + "\n" + rest[got.end:].lstrip(" ")
+        rest = _lift_declarations(rest, [want.full_name])[0]
     return rest, reasons
+
+
+def _lift_declarations(rest: str, names: list[str]) -> tuple[str, str]:
+    """(`rest` with the declarations `names` blanked out, their text in that order): each with its attributes,
+    modifiers and doc comment; blank lines keep the line numbers of what follows."""
+    lifted = ""
+    for name in names:
+        d = text.find_decl(rest, name)
+        if d is None:
+            continue
+        start = d.start
+        doc = [t for t in text.tokens(rest[:d.start]) if t.kind in text.COMMENT_KINDS]
+        if doc and doc[-1].kind == "doc" and not rest[doc[-1].end:d.start].strip():
+            start = doc[-1].start
+        piece = rest[start:d.end]
+        lifted += piece.rstrip() + "\n"
+        rest = rest[:start] + "\n" * piece.count("\n") + rest[d.end:]
+    return rest, lifted
 
 
 def _produced_answers(problem: LeanProblem, body: str) -> tuple[dict[str, str], bool | None]:

@@ -102,6 +102,7 @@ def test_verdict(case: Case, harness):
     problem = PROBLEMS[case.problem]
     name = problem.name
     rules.write_text(json.dumps(lean_rules(name, case.lean or {}), ensure_ascii=False))
+    verifier._references.clear()  # each case's rules give the problem's reference type too
     before = log.read_text().count("\n") if log.exists() else 0
     verdict = verifier.verify(problem, case.src)
     sent = [json.loads(x)["request"] for x in log.read_text().splitlines()[before:]] if log.exists() else []
@@ -190,3 +191,36 @@ def test_scan_flags(src, kind):
     from lean_env.verifier import as_sent
 
     assert kind in {f.kind for f in scan(as_sent(src))}
+
+
+# ---- PutnamBench answers: elaborated where the problem's statement is ------------------------------------------
+THEOREM_1999_B2 = "theorem putnam_1999_b2 : putnam_1999_b2_solution = 3 * 2 := by\n  rfl\n"
+
+
+@pytest.mark.parametrize("tamper", [
+    "instance : OfNat ℕ 6 := ⟨0⟩\n",  # `6` in the answer's text would mean 0
+    "namespace Cheat\nscoped instance : OfNat ℕ 6 := ⟨0⟩\nend Cheat\nopen Cheat in\n",
+])
+@pytest.mark.parametrize("problem", ["putnam_given", "putnam"])
+def test_answer_text_is_elaborated_before_the_proofs_declarations(problem, tamper):
+    """A hole of the answer given track (and of `answer_correct` when produced): the recorded answer was placed where
+    the proof wrote it, after the proof's own instances/notations/opens, which could make its text mean another
+    value (the theorem then proved about that one). Both now go first, as in the reference environment."""
+    from lean_env.verifier import Verifier
+
+    answer = "abbrev putnam_1999_b2_solution : ℕ := 6\n"
+    prep = Verifier(None).prepare(PROBLEMS[problem], tamper + answer + THEOREM_1999_B2)
+    assert prep.body.startswith(answer) and prep.body.count("abbrev putnam_1999_b2_solution") == 1, prep.body
+    assert prep.body.index(THEOREM_1999_B2) > prep.body.index(tamper.splitlines()[0])
+    assert prep.reasons == [] and prep.answer_correct is (True if problem == "putnam" else None)
+    # the lines Lean reports are still those of the submitted text
+    submitted_line = tamper.count("\n") + 2
+    assert prep.body.splitlines()[submitted_line - prep.line_shift - 1] == THEOREM_1999_B2.splitlines()[0]
+
+
+def test_a_wrong_produced_answer_stays_where_the_proof_wrote_it():
+    from lean_env.verifier import Verifier
+
+    src = "open Nat\nabbrev putnam_1999_b2_solution : ℕ := 3 * 2\n" + THEOREM_1999_B2
+    prep = Verifier(None).prepare(PROBLEMS["putnam"], src)
+    assert prep.body == src and prep.answer_correct is False

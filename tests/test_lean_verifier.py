@@ -41,8 +41,8 @@ def test_exact_commands_sent(lean):
     assert sent[1] == {"cmd": "set_option maxHeartbeats 400000\n\nopen BigOperators Real Nat Topology Rat\n\n", "env": 0}
     assert sent[2] == {"cmd": HONEST, "env": 1}  # the repeated header already ran in env 1
     assert sent[3] == {"cmd": check_command(MINI.name), "env": 2}
-    assert check_command(MINI.name) == ("#print axioms _root_.mathd_algebra_10\nset_option pp.all true in\n"
-                                        "#check @_root_.mathd_algebra_10")
+    assert check_command(MINI.name) == ("#print axioms _root_.mathd_algebra_10\nset_option pp.maxSteps 100000000 in"
+                                        "\nset_option pp.all true in\n#check @_root_.mathd_algebra_10")
     assert sent[4] == {"cmd": reference_command(MINI.formal_statement, MINI.name), "env": 1}
     assert sent[4]["cmd"].startswith(MINI.formal_statement.rstrip() + " sorry\n")
     assert sent[5:] == [{"cmd": HONEST, "env": 1}, {"cmd": check_command(MINI.name), "env": 5}]

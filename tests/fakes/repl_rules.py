@@ -60,6 +60,9 @@ def lean_rules(name: str, spec: dict[str, str]) -> list:
     typ = TYPES[name] + (" → False" if spec.get("type") == "changed" else "")
     if spec.get("type") == "renamed":  # the same type with other bound-variable names
         typ = typ.replace("(x : Real)", "(y : Real)").replace(" x ", " y ").replace(" x)", " y)")
+    reference_type = TYPES[name]
+    if spec.get("type") == "elided":  # pp.maxSteps reached in both: the same head, the rest printed as `⋯`
+        typ = reference_type = TYPES[name].rsplit(" ", 4)[0] + " ⋯"
     if spec.get("check") == "unknown":
         check = {"messages": [_msg("error", f"Unknown constant `{name}`", 1, 15, 15 + len(name)),
                               _msg("error", f"Unknown identifier `{name}`", 3, 8, 9 + len(name))], "env": "$ENV"}
@@ -67,7 +70,7 @@ def lean_rules(name: str, spec: dict[str, str]) -> list:
         check = {"messages": [_msg("info", axioms_data, 1, 0, 6)] * int(spec.get("answers", "1"))
                  + [_msg("info", typ, 3, 0, 6)], "env": "$ENV"}
     reference = {"messages": [_msg("warning", "declaration uses `sorry`", 1, 8, 8 + len(name)),
-                              _msg("info", TYPES[name], 3, 0, 6)], "env": "$ENV"}
+                              _msg("info", reference_type, 3, 0, 6)], "env": "$ENV"}
     return [
         [r"^#print axioms ", check],
         [r"set_option pp\.all true in\n#check @", reference],
