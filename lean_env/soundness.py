@@ -61,6 +61,8 @@ WORDS: dict[str, tuple[str, str]] = {
     "apply?": ("sorry", "uses `apply?`, which closes a goal it cannot solve with sorry"),
     "axiom": ("axiom", "declares a new `axiom`"),
     "native_decide": ("native", "uses `native_decide` (trusts the compiler: Lean.ofReduceBool)"),
+    **dict.fromkeys(("bv_decide", "bv_check"), ("native", "uses `bv_decide`/`bv_check`, which trust the compiler "
+                                                   "(Lean.ofReduceBool)")),
     "implemented_by": ("implemented_by", "uses `@[implemented_by]` (unchecked implementation)"),
     **dict.fromkeys(("run_cmd", "run_elab", "run_meta", "run_tac", "run_conv", "by_elab"), ("metaprogram", _META)),
     **dict.fromkeys(("macro", "macro_rules", "syntax", "elab", "elab_rules", "declare_syntax_cat", "initialize",
@@ -85,6 +87,11 @@ QUALIFIED: dict[str, tuple[str, str]] = {
     **dict.fromkeys(("IO", "EIO", "BaseIO", "MetaM", "CoreM", "TermElabM", "TacticM", "CommandElabM"),
                     ("metaprogram", "runs IO or meta code (IO / MetaM / TermElabM / TacticM / CommandElabM)")),
 }
+# attributes that register meta code (elaborators, macros, delaborators, extensions): flagged at any bracket depth of
+# an attribute list (`@[simp [x], command_elab …]` too); `delab`/`app_unexpander` run while `#check` prints the type
+META_ATTRIBUTES = frozenset({"command_elab", "term_elab", "tactic", "macro", "init", "env_linter", "command_parser",
+                             "term_parser", "tactic_parser", "delab", "app_delab", "app_unexpander", "simproc",
+                             "norm_num", "positivity", "aesop"})
 # Lean's metaprogramming namespaces, reached as `Lean.X…` (or through `open Lean`, which is flagged itself)
 LEAN_META = frozenset({"Meta", "Elab", "Core", "Environment", "Kernel", "Compiler", "IR", "Parser",
                        "PrettyPrinter", "Server", "Language"})
@@ -101,8 +108,10 @@ HASH_COMMANDS: tuple[tuple[str, str, str], ...] = (
 
 _RULES: list[tuple[str, str, str]] = [
     # (kind, regex on the masked text, reason): what is more than one identifier
-    ("native", r"\bdecide\s*\+\s*native\b|\bnative\s*:=\s*true\b",
+    # `+native` wherever it stands in a configuration (`decide -kernel +native` too)
+    ("native", r"(?<![\w'.!?])\+\s*native\b|\bnative\s*:=\s*true\b",
      "uses `decide +native` (trusts the compiler: Lean.ofReduceBool)"),
+    ("metaprogram", r"(?<![\w'.!?])eval\s*%", "runs code with `eval%` (evaluated by the compiler at elaboration)"),
     ("implemented_by", r"(?:@|\battribute\s*)\[[^\]]*(?<![\w'.!?])extern(?![\w'!?])",
      "uses `@[extern]` (unchecked implementation)"),
     # delab / app_unexpander run while `#check` prints the type, so they could forge what the verifier compares
@@ -160,6 +169,7 @@ def _scan_tokens(src: str, toks: list[text.Token], imports_end: int) -> list[Fin
     out: list[Finding] = []
     words = [src[t.start:t.end] for t in toks]
     stack: list[list[int]] = [[]]  # per open scope: the lines of the `variable`s declared in it
+    attr_depth = 0  # inside `@[…]` / `attribute […]`
     scope_lines: list[tuple[str, int]] = []
     for k, (t, w) in enumerate(zip(toks, words, strict=True)):
 
@@ -172,9 +182,19 @@ def _scan_tokens(src: str, toks: list[text.Token], imports_end: int) -> list[Fin
             kind, reason = next((kd, r) for prefix, kd, r in HASH_COMMANDS if w.startswith(prefix))
             if kind:
                 add(kind, reason)
+        if w == "[" and t.kind == "symbol" and (attr_depth or (k and words[k - 1] in ("@", "attribute"))):
+            attr_depth += 1
+        elif w == "]" and attr_depth:
+            attr_depth -= 1
         if t.kind != "ident":
             continue
         parts = text.ident_parts(w)
+        if attr_depth and len(parts) == 1 and (parts[0] in META_ATTRIBUTES or parts[0].startswith("builtin_")):
+            add("metaprogram", "registers meta code through an attribute")
+        elif attr_depth and parts == ["extern"]:
+            add("implemented_by", "uses `@[extern]` (unchecked implementation)")
+        if [p for p in parts if p != "_root_"] == ["Lean"]:  # `open Nat Lean`, `export Lean (…)`
+            add("metaprogram", "names the `Lean` namespace (its metaprogramming API)")
         after_dot = k > 0 and words[k - 1] == "." and toks[k - 1].end == t.start
         if not after_dot and len(parts) == 1 and parts[0] in WORDS:
             add(*WORDS[parts[0]])

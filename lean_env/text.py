@@ -317,6 +317,8 @@ def strip_comments(src: str) -> str:
 
 # ---- header / body -----------------------------------------------------------------------------------
 _HEADER_LINE = re.compile(r"(import|open|set_option|universe|universes)\b")
+# a whole line of imports: Lean runs whatever follows a module name on its line (`import Mathlib #eval …`) as a command
+_IMPORTS_ONLY = re.compile(r"(?:import\s+(?:[\w.'!?]|«[^»\n]*»)+\s*)+")
 _IN = re.compile(r"(?<![\w.'!?])in(?![\w'!?])")
 
 
@@ -335,6 +337,8 @@ def _header_end(src: str, keywords: tuple[str, ...]) -> int:
             continue
         m = _HEADER_LINE.match(stripped)
         is_header = bool(m) and m.group(1) in keywords and line[0] not in " \t"
+        if is_header and m.group(1) == "import" and not _IMPORTS_ONLY.fullmatch(stripped):
+            is_header = False  # more than imports on the line: it is code, and the body starts there
         if is_header and _IN.search(stripped) and m.group(1) in ("open", "set_option"):
             is_header = False  # `open Foo in` / `set_option x y in` scope the next command (on that line too): body
         if not is_header:
@@ -371,7 +375,7 @@ def split_imports(src: str) -> tuple[str, str]:
 
 def imported_modules(src: str) -> list[str]:
     imports, _ = split_imports(src)
-    return re.findall(r"^import\s+([\w.«»']+)", mask(imports), flags=re.M)
+    return re.findall(r"(?<![\w.'!?])import\s+([\w.«»'!?]+)", mask(imports))
 
 
 # ---- declarations -------------------------------------------------------------------------------------

@@ -242,7 +242,7 @@ class Verifier:
         # the header is sent too: trusted for a benchmark, but `lean check`/`prove File.lean` take it from the file
         # (with the file's other, maybe sorry'd, declarations): what runs code or turns checks off is refused
         # there; a sorry or axiom the theorem uses from it shows in `#print axioms`
-        header_findings = [f for f in soundness.scan(text.split_imports(header)[1]) if f.dangerous
+        header_findings = [f for f in soundness.scan(header) if f.dangerous
                            ] if self.lexical else []
         reasons += [f"in the header: {f.reason}" for f in header_findings]
         findings += header_findings

@@ -90,3 +90,25 @@ def test_real_repl_readme_session(settings):
         assert repl.run_tactic("apply Int.natAbs", 0).goals == ["x : Unit\n⊢ Int"]
         assert repl.run_tactic("exact -37", 1).completed
         assert repl.run_cmd("def g := 1", 99).error == "Unknown environment."
+
+
+def test_recorded_answer_keeps_its_meaning(verifier):
+    """Answer given: an instance the proof declares before its copy of the answer abbrev would make `6` mean 0 there;
+    the verifier puts the recorded answer first, so the theorem is about 6 (and `6 = 0` does not compile)."""
+    from lean_env.text import fill_answers
+
+    problem = P("p_ans", "abbrev p_ans_sol : ℕ := sorry\ntheorem p_ans : p_ans_sol = 0 := by\n")
+    problem.extra = {"answers": {"p_ans_sol": {"answer": "6"}}}
+    proof = "instance : OfNat ℕ 6 := ⟨0⟩\nabbrev p_ans_sol : ℕ := 6\ntheorem p_ans : p_ans_sol = 0 := rfl\n"
+    v = verifier.verify(fill_answers(problem), proof)
+    assert v.status is Status.FAILED, v.reasons
+
+
+def test_code_after_an_import_is_not_the_header(verifier):
+    """A header-less problem takes the proof's import lines as its header; what follows a module name on its line
+    is a command Lean runs (here an instance that made the problem's own statement mean `2 + 2 = 4` in the reference
+    environment too). Only whole import lines are the header now: the rest is the body, where `import` is an error."""
+    problem = P("t_hdr", "theorem t_hdr : (2 : ℕ) + 2 = 5 := by\n", header="")
+    proof = "import Mathlib instance : OfNat ℕ 5 := ⟨4⟩\ntheorem t_hdr : (2 : ℕ) + 2 = 5 := rfl\n"
+    v = verifier.verify(problem, proof)
+    assert v.status is not Status.PROVED, v.reasons

@@ -146,6 +146,10 @@ def test_verdict(case: Case, harness):
     "/--/ a degenerate doc comment: sorry here is prose -/\ntheorem t : True := trivial",
     'theorem t : s!"{1 + 1}".length = 1 := by decide',
     "theorem t : True := by\n  #check Nat\n  trivial",
+    "attribute [local instance] Classical.propDecidable in\ntheorem t : True := trivial",
+    "@[simp] lemma l (n : ℕ) : n + 0 = n := rfl\ntheorem t : True := trivial",
+    "theorem t (n : ℕ) (h : n < 3) : n + 1 ≤ 3 := by\n  simp +arith [Nat.succ_le_of_lt h]",
+    "-- Lean's own tactics: omega, decide\ntheorem t : 2 + 2 = 4 := by decide",
 ])
 def test_scan_accepts_honest_idioms(src):
     assert scan(src) == []
@@ -186,6 +190,15 @@ def test_scan_accepts_honest_idioms(src):
     ("/-/- x -/ set_option debug.skipKernelTC true -- -/\ntheorem t : True := trivial", "kernel_option"),
     ("-- a bidi control \u202e in a comment\ntheorem t : True := trivial", "hidden_text"),
     ("theorem t : True := by\n  exact apply\ud800", "sorry"),  # a lone surrogate reaches Lean as "?"
+    # red team of 2026-12-02: Lean's API opened after another namespace, attribute lists holding brackets, the
+    # compiler through another configuration or tactic, `eval%`
+    ("open Nat Lean Elab Command\ntheorem t : True := trivial", "metaprogram"),
+    ("open _root_.Lean in\ntheorem t : True := trivial", "metaprogram"),
+    ("@[simp [Nat.add_comm], command_elab Parser.Command.printAxioms] def f := 1", "metaprogram"),
+    ("@[inline [x], extern \"lean_cheat\"] def f : Nat := 1", "implemented_by"),
+    ("theorem t : 2 ^ 10 = 1024 := by decide -kernel +native", "native"),
+    ("theorem t (x : BitVec 8) : x + 0 = x := by bv_decide", "native"),
+    ("theorem t : eval% (2 + 2) = 4 := rfl", "metaprogram"),
 ])
 def test_scan_flags(src, kind):
     from lean_env.verifier import as_sent
@@ -224,3 +237,28 @@ def test_a_wrong_produced_answer_stays_where_the_proof_wrote_it():
     src = "open Nat\nabbrev putnam_1999_b2_solution : ℕ := 3 * 2\n" + THEOREM_1999_B2
     prep = Verifier(None).prepare(PROBLEMS["putnam"], src)
     assert prep.body == src and prep.answer_correct is False
+
+
+
+@pytest.mark.parametrize("line", ["import Mathlib #eval IO.println \"x\"", "import Mathlib instance : OfNat ℕ 5 := ⟨4⟩",
+                                  "import Mathlib set_option debug.skipKernelTC true"])
+def test_code_on_an_import_line_is_not_the_header(line):
+    """A hole for header-less problems (a bare file: its own imports are the header): what follows a module name on
+    its line is a command Lean runs, and it was sent unscanned as the header, where the reference statement
+    elaborates too. The body now starts at that line, so the scan sees it (an import there is refused)."""
+    from fakes.repl_rules import P
+
+    from lean_env.verifier import Verifier
+
+    problem = P("t", "theorem t : (2 : ℕ) + 2 = 5 := by\n", "")
+    prep = Verifier(None).prepare(problem, line + "\ntheorem t : (2 : ℕ) + 2 = 5 := rfl\n")
+    assert prep.header == "" and not prep.run_lean, (prep.header, prep.reasons)
+    assert any("imports after the header" in r for r in prep.reasons), prep.reasons
+
+
+def test_whole_import_lines_are_still_the_header():
+    from lean_env.text import imported_modules, split_imports
+
+    src = "import Mathlib -- all of it\nimport Aesop /- and\n aesop -/\nimport Mathlib.Tactic\n\ntheorem t : True := trivial\n"
+    imports, rest = split_imports(src)
+    assert rest == "theorem t : True := trivial\n" and imported_modules(imports) == ["Mathlib", "Aesop", "Mathlib.Tactic"]
