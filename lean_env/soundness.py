@@ -109,7 +109,7 @@ HASH_COMMANDS: tuple[tuple[str, str, str], ...] = (
 _RULES: list[tuple[str, str, str]] = [
     # (kind, regex on the masked text, reason): what is more than one identifier
     # `+native` wherever it stands in a configuration (`decide -kernel +native` too)
-    ("native", r"(?<![\w'.!?])\+\s*native\b|\bnative\s*:=\s*true\b",
+    ("native", r"\+\s*native\b|\bnative\s*:=\s*true\b",
      "uses `decide +native` (trusts the compiler: Lean.ofReduceBool)"),
     ("metaprogram", r"(?<![\w'.!?])eval\s*%", "runs code with `eval%` (evaluated by the compiler at elaboration)"),
     ("implemented_by", r"(?:@|\battribute\s*)\[[^\]]*(?<![\w'.!?])extern(?![\w'!?])",

@@ -227,8 +227,8 @@ class Verifier:
         prefix = ""
         if given:  # the verifier places the recorded answers; a proof may repeat them, never give its own
             rest, reasons = _remove_given_answers(statement, rest)
-        elif _produced_answers(problem, rest)[1]:  # the recorded answers as text: they must mean them too
-            rest, prefix = _lift_declarations(rest, text.answer_names(problem))
+        else:  # what the proof declares as the problem does (fixed defs, a recorded answer) must mean it too
+            rest, prefix = _lift_declarations(rest, _as_the_problem_declares(problem, rest))
         if not prefix:
             for d in text.declarations(text.preamble(statement)):
                 if d.full_name and text.find_decl(rest, d.full_name) is None:
@@ -540,6 +540,25 @@ def _remove_given_answers(statement: str, rest: str) -> tuple[str, list[str]]:
             continue
         rest = _lift_declarations(rest, [want.full_name])[0]
     return rest, reasons
+
+
+def _as_the_problem_declares(problem: LeanProblem, rest: str) -> list[str]:
+    """Answer produced: the preamble declarations (in the problem's order) that `rest` declares as the problem does:
+    each one whose value the problem fixes (a changed one is a statement difference), and each answer abbrev whose
+    value is the recorded answer."""
+    statement = problem.formal_statement
+    recorded = (problem.extra or {}).get("answers") or {}
+    names = []
+    for d in text.declarations(text.preamble(statement)):
+        if not d.full_name:
+            continue
+        if text.normalize(text.decl_value(statement, d)) == "sorry":  # an answer: lifted when it is the recorded one
+            got, rec = text.find_decl(rest, d.full_name), recorded.get(d.full_name)
+            if got is None or rec is None or text.normalize(text.decl_value(rest, got)) != text.normalize(
+                    rec["answer"] if isinstance(rec, dict) else str(rec)):
+                continue
+        names.append(d.full_name)
+    return names
 
 
 def _lift_declarations(rest: str, names: list[str]) -> tuple[str, str]:

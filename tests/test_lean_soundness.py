@@ -197,6 +197,7 @@ def test_scan_accepts_honest_idioms(src):
     ("@[simp [Nat.add_comm], command_elab Parser.Command.printAxioms] def f := 1", "metaprogram"),
     ("@[inline [x], extern \"lean_cheat\"] def f : Nat := 1", "implemented_by"),
     ("theorem t : 2 ^ 10 = 1024 := by decide -kernel +native", "native"),
+    ("theorem t : 2 ^ 10 = 1024 := by decide+native", "native"),
     ("theorem t (x : BitVec 8) : x + 0 = x := by bv_decide", "native"),
     ("theorem t : eval% (2 + 2) = 4 := rfl", "metaprogram"),
 ])
@@ -262,3 +263,17 @@ def test_whole_import_lines_are_still_the_header():
     src = "import Mathlib -- all of it\nimport Aesop /- and\n aesop -/\nimport Mathlib.Tactic\n\ntheorem t : True := trivial\n"
     imports, rest = split_imports(src)
     assert rest == "theorem t : True := trivial\n" and imported_modules(imports) == ["Mathlib", "Aesop", "Mathlib.Tactic"]
+
+
+
+def test_a_fixed_definition_of_the_problem_is_elaborated_first():
+    """The same hole for a definition the problem fixes (not an answer): the theorem's type names it, so what an
+    instance before the proof's copy made it mean was never compared."""
+    from fakes.repl_rules import P
+
+    from lean_env.verifier import Verifier
+
+    fixed = "def p_aux : ℕ := 6\n"
+    problem = P("p", fixed + "theorem p : p_aux = 6 := by\n", "import Mathlib\n\n")
+    prep = Verifier(None).prepare(problem, "instance : OfNat ℕ 6 := ⟨0⟩\n" + fixed + "theorem p : p_aux = 6 := rfl\n")
+    assert prep.body.startswith(fixed) and prep.body.count("def p_aux") == 1 and prep.reasons == [], prep.body
