@@ -112,3 +112,12 @@ def test_code_after_an_import_is_not_the_header(verifier):
     proof = "import Mathlib instance : OfNat ℕ 5 := ⟨4⟩\ntheorem t_hdr : (2 : ℕ) + 2 = 5 := rfl\n"
     v = verifier.verify(problem, proof)
     assert v.status is not Status.PROVED, v.reasons
+
+
+def test_long_statement_is_printed_whole(verifier):
+    """`pp.maxSteps` (5000 by default) would print this statement's type in part (`⋯`), which the verifier never
+    takes as the problem's: the check raises it, so an honest proof of a long statement is still proved."""
+    n = 1500
+    statement = "theorem t_long : " + " + ".join(["(1 : ℕ)"] * n) + f" = {n} := by\n"
+    v = verifier.verify(P("t_long", statement), statement + "  rfl\n")
+    assert v.status is Status.PROVED, v.reasons
