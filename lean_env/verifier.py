@@ -478,21 +478,47 @@ def _is_type_of(data: str, name: str) -> bool:
     return head == _unquote(name)
 
 
-_BINDER_OPEN = re.compile(r"(?:∀|fun|λ|∃|∃!|let|Π|Σ)\s")
+# a binder keyword, not the end of a name (`Foo.myfun x` binds nothing)
+_BINDER_OPEN = re.compile(r"(?<![\w'.!?])(?:∀|fun|λ|∃|∃!|let|Π|Σ)\s")
 _BINDER_NAME = re.compile(r"[^\s(){}\[\]⦃⦄,:=]+")
+_BRACKET = re.compile(r"[(\[{⦃⟨)\]}⦄⟩]")
 
 
 def _type_text(data: str) -> str:
     """A `pp.all` type as compared: whitespace collapsed, bound variables renamed in order of binding, so the
-    same type with other hypothesis or variable names compares equal (alpha-equivalence, as the kernel sees it)."""
+    same type with other hypothesis or variable names compares equal (alpha-equivalence, as the kernel sees it).
+    Where a bound name also stands free (a constant outside every binder of that name), renaming would make the
+    two one: such a type is compared as printed."""
     flat = re.sub(r"\s+", " ", data).strip()
-    names: dict[str, str] = {}
-    for m in _BINDER_OPEN.finditer(flat):
-        for name in _binder_names(flat, m.end()):
-            names.setdefault(name, f"⟪{len(names)}⟫")
-    if not names:
+    binders = [(name, m.start()) for m in _BINDER_OPEN.finditer(flat) for name in _binder_names(flat, m.end())]
+    if not binders or _bound_name_stands_free(flat, binders):
         return flat
+    names: dict[str, str] = {}
+    for name, _ in binders:
+        names.setdefault(name, f"⟪{len(names)}⟫")
     return _BINDER_NAME.sub(lambda m: names.get(m.group(), m.group()), flat)
+
+
+def _bound_name_stands_free(s: str, binders: list[tuple[str, int]]) -> bool:
+    """Whether a token named like one of `binders` ((name, offset of its binder keyword)) lies outside the scope of
+    every binder of that name. A binder's scope is taken to run to the end of the bracket group it stands in."""
+    marks = sorted([(m.start(), m.group()) for m in _BRACKET.finditer(s)] + [(at, "") for _, at in binders])
+    stack: list[int] = []
+    enclosing: dict[int, int | None] = {}  # binder offset -> offset of the bracket it stands in
+    closes: dict[int, int] = {}
+    for at, c in marks:
+        if not c:
+            enclosing[at] = stack[-1] if stack else None
+        elif c in "([{⦃⟨":
+            stack.append(at)
+        elif stack:
+            closes[stack.pop()] = at
+    scopes: dict[str, list[tuple[int, int]]] = {}
+    for name, at in binders:
+        group = enclosing[at]
+        scopes.setdefault(name, []).append((at, closes.get(group, len(s)) if group is not None else len(s)))
+    return any(m.group() in scopes and not any(a <= m.start() < b for a, b in scopes[m.group()])
+               for m in _BINDER_NAME.finditer(s))
 
 
 def _binder_names(s: str, i: int) -> list[str]:

@@ -12,6 +12,7 @@ from fakes import FAKE_REPL
 from fakes.repl_rules import MINIF2F_HEADER, PROBLEMS, lean_rules
 
 from lean_env import ReplPool, Status, Verifier, make_verifier
+from lean_env.text import fill_answers
 from lean_env.verifier import check_command, reference_command
 
 FAKE_PATH = FAKE_REPL
@@ -134,12 +135,31 @@ def test_type_comparison_is_up_to_bound_variable_names():
     assert _type_text("@t : ∀ (x : Real), @Eq Real x x") != _type_text("@t : ∀ (x : Real), @Eq Real x c")
 
 
+
+def test_a_bound_name_that_also_stands_free_is_not_renamed():
+    """A hole of the renaming: every token named like a binder was renamed, also a constant of that name outside
+    the binder's scope. A statement binding `c` in one part and naming the constant `c` in another then compared
+    equal to one naming ANY constant there (the proof's own `y`, say), bound under the same renaming."""
+    from lean_env.verifier import _type_text
+
+    problem = "@t : And (∀ (c : Nat), @Eq.{1} Nat c c) (@Eq.{1} Nat c 0)"  # the constant `c` after the ∀
+    forged = "@t : And (∀ (y : Nat), @Eq.{1} Nat y y) (@Eq.{1} Nat y 0)"  # the proof's constant `y` instead
+    assert _type_text(problem) != _type_text(forged)
+    assert _type_text(problem) == _type_text(problem.replace("  ", " "))  # the very type still compares equal
+    # a name ending in a binder keyword binds nothing
+    assert _type_text("@t : @Eq Nat (Foo.myfun x) x") == "@t : @Eq Nat (Foo.myfun x) x"
+    # scopes: a lambda as the last argument reaches to the end of its group; bound names in sibling scopes rename
+    a = "@t : And (@Exists.{1} Nat fun (k : Nat) => @Eq.{1} Nat k 0) (∀ (k : Nat), @LE.le.{0} Nat instLENat k k)"
+    b = "@t : And (@Exists.{1} Nat fun (j : Nat) => @Eq.{1} Nat j 0) (∀ (j : Nat), @LE.le.{0} Nat instLENat j j)"
+    assert _type_text(a) == _type_text(b)
+
+
 def test_putnam_answers_given_and_produced(lean):
     from fakes.repl_rules import TYPES
 
     rules = lean_rules("putnam_1999_b2", STANDARD)
     lean.rules.write_text(json.dumps(rules, ensure_ascii=False))
-    given, produced = PROBLEMS["putnam_given"], PROBLEMS["putnam"]
+    given, produced = fill_answers(PROBLEMS["putnam"]), PROBLEMS["putnam"]
     theorem = "theorem putnam_1999_b2 : putnam_1999_b2_solution = 3 * 2 := by\n  rfl\n"
     assert TYPES["putnam_1999_b2"]
     with Verifier(ReplPool(FAKE, workers=1, timeout_s=5)) as v:
