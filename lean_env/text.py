@@ -322,13 +322,19 @@ _IMPORTS_ONLY = re.compile(r"(?:import\s+(?:[\w.'!?]|«[^»\n]*»)+\s*)+")
 _IN = re.compile(r"(?<![\w.'!?])in(?![\w'!?])")
 
 
+def lean_lines(src: str) -> list[str]:
+    """`src`'s lines, each with its "\n", split where Lean splits them: on "\n" only (`str.splitlines` also splits
+    on U+2028, form feeds and the like, which a comment may hold; the masked and the raw text would then part)."""
+    return re.findall(r"[^\n]*\n|[^\n]+\Z", src)
+
+
 def _header_end(src: str, keywords: tuple[str, ...]) -> int:
     """Offset where the body starts: after the last leading header command and the blank lines after it.
     Comment-only lines between header commands belong to the header; those after the last one (a theorem's
     docstring) to the body."""
     masked = mask(src)
     offset, end = 0, 0
-    for line, raw in zip(masked.splitlines(keepends=True), src.splitlines(keepends=True), strict=True):
+    for line, raw in zip(lean_lines(masked), lean_lines(src), strict=True):
         stripped = line.strip()
         if not stripped:  # blank, or only comments
             offset += len(line)

@@ -444,12 +444,12 @@ def _not_in_the_statements_own(findings: list[Finding], statement: str, body: st
 def _drop_repeated_header(rest: str, header_rest: str) -> str:
     """`rest` without a leading copy of the header's options/opens/defs (a completion that repeats the whole
     prompt): they already ran in the header environment, and running a header `def` twice is an error."""
-    want = [ln.strip() for ln in text.strip_comments(header_rest).splitlines() if ln.strip()]
+    want = [ln.strip() for ln in text.lean_lines(text.strip_comments(header_rest)) if ln.strip()]
     if not want:
         return rest
     masked = text.strip_comments(rest)
     offset, i = 0, 0
-    for line, raw in zip(masked.splitlines(keepends=True), rest.splitlines(keepends=True), strict=True):
+    for line, raw in zip(text.lean_lines(masked), text.lean_lines(rest), strict=True):
         if line.strip():
             if line.strip() != want[i]:
                 return rest

@@ -244,3 +244,17 @@ def test_verdict_to_dict_is_asdict_with_the_status_as_text():
     expected = asdict(verdict) | {"status": "unsound"}
     assert list(verdict.to_dict().items()) == list(expected.items())
     assert Verdict.from_dict(verdict.to_dict()) == verdict
+
+
+def test_a_line_separator_in_a_header_comment_is_not_a_new_line():
+    """Lean ends lines at "\\n" only; Python's `splitlines` also at U+2028 and the like, which a comment may hold.
+    A proof repeating the header with one in a comment is still the honest proof: the comment's tail is not
+    taken for code, and `prepare` does not crash."""
+    from lean_env.verifier import Prepared
+
+    header_lines = MINIF2F_HEADER.rstrip("\n").split("\n")
+    header_lines[-1] += "  -- from the prompt \u2028 repeated"
+    for src in ("\n".join(header_lines) + "\n\n" + HONEST, HONEST.replace(":= by", ":= by -- \u2028 ok", 1)):
+        prep = Verifier(None).prepare(MINI, src)
+        assert isinstance(prep, Prepared) and prep.run_lean and prep.reasons == [], src
+        assert "repeated" not in prep.body.split("theorem")[0]
