@@ -142,19 +142,33 @@ def rows_padded(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mul
 def row_padded_blockwise_linear() -> type[nn.Module]:
     """torchao's `Float8BlockwiseLinear` taking any number of tokens (`rows_padded`); same parameter names.
 
-    Its forward runs outside torch.compile: the recipe is torchao's own Triton quantization kernels and cuBLAS's
-    blockwise GEMM, nothing inductor would fuse, and compiled it broke the graph at every linear on the H200
-    (torch 2.11: "Dynamo does not know how to trace the builtin `torch._scaled_mm_v2`"), recompiling a frame per
-    weight shape until the limit and never finishing the benchmark row. Disabled, it is one clean break in each
-    block's graph."""
+    It runs inside torch.compile, so that inductor launches its quantization kernels (torchao `triton_op`s) from
+    the compiled graph instead of Python: run eagerly they cost ~0.2 ms of host time each, and the H200 step was
+    host-bound (361 ms of host work for 152 ms of GPU work, docs/BENCHMARKS.md). What kept it out is one call:
+    for plain tensors torchao's `_scaled_mm` goes through `F.scaled_mm`, which torch 2.11's dynamo cannot trace
+    ("does not know how to trace the builtin `torch._scaled_mm_v2`"); `traceable_blockwise_scaled_mm` sends it
+    through torchao's own custom op instead."""
+    from torchao.prototype.blockwise_fp8_training import linear as blockwise
     from torchao.prototype.blockwise_fp8_training.linear import Float8BlockwiseLinear
 
+    blockwise._scaled_mm = traceable_blockwise_scaled_mm  # read at call time by its `_run_blockwise_mm`
+
     class RowPaddedBlockwiseLinear(Float8BlockwiseLinear):
-        @torch.compiler.disable
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return rows_padded(super().forward, x, self.block_size)
 
     return RowPaddedBlockwiseLinear
+
+
+def traceable_blockwise_scaled_mm(mat_a: torch.Tensor, mat_b: torch.Tensor, scale_a: torch.Tensor, scale_recipe_a,
+                                  scale_b: torch.Tensor, scale_recipe_b, out_dtype: torch.dtype) -> torch.Tensor:
+    """torchao 0.18's blockwise `_scaled_mm`, always by the path it takes for DTensors: its custom op
+    `torchao::blockwise_scaled_mm`, the same cuBLAS `_scaled_mm_v2` call with the same layouts and scale padding,
+    but opaque to dynamo, so the compiled graph holds it without a break."""
+    from torchao.prototype.blockwise_fp8_training.kernels import _scaling_type_value, blockwise_scaled_mm
+
+    return blockwise_scaled_mm(mat_a, mat_b, scale_a, _scaling_type_value(scale_recipe_a), scale_b,
+                               _scaling_type_value(scale_recipe_b), out_dtype)
 
 
 ROWWISE_ROW_MULTIPLE = 16  # FP8 tensor-core GEMMs contract over multiples of 16: the weight gradient's is the rows
