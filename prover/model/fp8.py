@@ -179,8 +179,7 @@ def row_padded_float8_linear() -> type[nn.Module]:
     """torchao's rowwise `Float8Linear` taking any number of tokens (`rows_padded` to 16 rows); same parameter
     names. Its backward's weight-gradient GEMM contracts over the rows, and `torch._scaled_mm` refuses a
     contraction that is not a multiple of 16: the MTP module's B x (S - 1) rows failed on the H200 (torch 2.11,
-    "Expected self.size(1) to be divisible by 16"). Unlike the blockwise linear it stays inside torch.compile,
-    whose fusion of the casts is what makes the rowwise recipe pay."""
+    "Expected self.size(1) to be divisible by 16"). Under torch.compile inductor fuses its casts and scales."""
     from torchao.float8.float8_linear import Float8Linear
 
     class RowPaddedFloat8Linear(Float8Linear):
