@@ -11,7 +11,7 @@ bf16 gradient, the master and the moments and writes them back with the bf16 par
 one dtype for all of them, so without it the step casts every gradient to fp32 and copies every master back, three
 passes over memory where one does (written here because no library fuses a mixed-precision AdamW). Compiling that
 one graph over every tensor takes about 0.5 s per tensor (minutes for a model); `per_tensor=True` compiles the
-update once for any size and calls it per tensor (seconds to compile, a compiled call per tensor on the host each
+update for every size at once (a static graph, then one with dynamic sizes) and calls it per tensor (seconds to compile, a compiled call per tensor on the host each
 step; which is faster on a GPU is `bench/train_gpu.py`'s `bf16-pt` row).
 """
 
@@ -106,7 +106,10 @@ class MasterWeightAdamW(torch.optim.AdamW):
     def _compiled_step(self, lists: list[list[torch.Tensor]], group: dict[str, Any],
                        grad_scale: torch.Tensor | None) -> None:
         if self._update is None:
-            self._update = torch.compile(master_adamw_, fullgraph=True, dynamic=self.per_tensor)
+            # per_tensor: sizes go dynamic on the second shape (automatic dynamic shapes), while the float
+            # hyperparameters stay constants; `dynamic=True` made them graph inputs, copied to the GPU per tensor
+            # and step (1,397 host syncs a step on the H200, docs/BENCHMARKS.md)
+            self._update = torch.compile(master_adamw_, fullgraph=True, dynamic=None if self.per_tensor else False)
         device = lists[0][0].device
         if device not in self._lr:
             self._lr[device] = torch.zeros((), dtype=torch.float32, device=device)
