@@ -11,8 +11,8 @@ bf16 gradient, the master and the moments and writes them back with the bf16 par
 one dtype for all of them, so without it the step casts every gradient to fp32 and copies every master back, three
 passes over memory where one does (written here because no library fuses a mixed-precision AdamW). Compiling that
 one graph over every tensor takes about 0.5 s per tensor (minutes for a model); `per_tensor=True` compiles the
-update for every size at once (a static graph, then one with dynamic sizes) and calls it per tensor (seconds to compile, a compiled call per tensor on the host each
-step; which is faster on a GPU is `bench/train_gpu.py`'s `bf16-pt` row).
+update for all sizes (a static graph, then one with dynamic sizes) and calls it per tensor (seconds to compile, a
+compiled call per tensor on the host each step; which is faster on a GPU is `bench/train_gpu.py`'s `bf16-pt` row).
 """
 
 from __future__ import annotations
