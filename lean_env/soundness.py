@@ -23,7 +23,7 @@ KINDS = (
     "axiom",  # a new axiom
     "native",  # native_decide, decide +native, Lean.ofReduceBool / ofReduceNat / trustCompiler
     "implemented_by",  # @[implemented_by] / @[extern]: replace a definition's code with unchecked code
-    "kernel_option",  # set_option debug.skipKernelTC and other checking-off options; pp.* (see _PP_OPTION)
+    "kernel_option",  # set_option debug.skipKernelTC and other checking-off options; pp.*; options writing files
     "unsafe",  # unsafe declarations / unsafeCast & co
     "metaprogram",  # #eval, run_cmd, macro, elab, syntax, initialize, Lean.Meta/Elab/IO APIs: code run at elaboration
     "exit",  # #exit: the rest of the file is silently ignored
@@ -127,6 +127,8 @@ _BAD_OPTION = re.compile(r"^(debug\.|bootstrap\.|interpreter\.|allowUnsafeReduci
 # pp.* set in the proof outlives the verifier's `set_option pp.all true in #check`: an explicit pp.notation /
 # pp.explicit / pp.maxSteps ... wins over pp.all and could make a changed statement print like the problem's
 _PP_OPTION = re.compile(r"^pp\.")
+# options that make Lean write files where the proof says: model output must not reach the verifying machine's disk
+_FILE_OPTION = re.compile(r"^trace\.profiler\.output")
 # Trojan-source controls: they reorder how text displays, so they are refused even inside comments and strings
 _BIDI = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
 
@@ -214,6 +216,7 @@ def _scan_tokens(src: str, toks: list[text.Token], imports_end: int) -> list[Fin
             name = ".".join(text.ident_parts(nxt))
             why = ("weakens checking" if _BAD_OPTION.match(name)
                    else "changes how the verifier prints the statement it compares" if _PP_OPTION.match(name)
+                   else "writes a file on the verifying machine" if _FILE_OPTION.match(name)
                    else None)
             if why:
                 add("kernel_option", f"sets `{name}`, which {why}")

@@ -200,6 +200,9 @@ def test_scan_accepts_honest_idioms(src):
     ("theorem t : 2 ^ 10 = 1024 := by decide+native", "native"),
     ("theorem t (x : BitVec 8) : x + 0 = x := by bv_decide", "native"),
     ("theorem t : eval% (2 + 2) = 4 := rfl", "metaprogram"),
+    # options that write files where the proof says (Lean's profiler output)
+    ('set_option trace.profiler.output "/tmp/x.json" in\ntheorem t : True := trivial', "kernel_option"),
+    ('theorem t : True := by\n  set_option trace.profiler.output.pp true in trivial', "kernel_option"),
 ])
 def test_scan_flags(src, kind):
     from lean_env.verifier import as_sent
