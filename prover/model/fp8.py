@@ -151,6 +151,8 @@ def row_padded_blockwise_linear() -> type[nn.Module]:
     from torchao.prototype.blockwise_fp8_training import linear as blockwise
     from torchao.prototype.blockwise_fp8_training.linear import Float8BlockwiseLinear
 
+    if not hasattr(blockwise, "_scaled_mm"):  # another torchao layout: the patch below would change nothing
+        raise ProverError(f"--fp8-recipe blockwise is written against {TORCHAO}: pip install '{TORCHAO}'")
     blockwise._scaled_mm = traceable_blockwise_scaled_mm  # read at call time by its `_run_blockwise_mm`
 
     class RowPaddedBlockwiseLinear(Float8BlockwiseLinear):
