@@ -170,8 +170,8 @@ def test_per_tensor_update_compiles_one_graph_for_every_shape():
 
 def test_per_tensor_update_keeps_the_hyperparameters_constants():
     """Compiled with `dynamic=True`, the update took betas, eps and weight decay as graph inputs: tensors made
-    from the floats on every call, per tensor and step, each a host-to-device copy on a GPU (the H200 profile
-    counted 1,397 host syncs a step). Only the sizes may be dynamic."""
+    from the floats on every call, per tensor and step, each a host-to-device copy on a GPU (likely the H200
+    profile's 1,397 host syncs a step). Only the sizes may be dynamic."""
     from torch.profiler import profile
 
     low = _params(torch.bfloat16)

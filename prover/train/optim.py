@@ -108,7 +108,7 @@ class MasterWeightAdamW(torch.optim.AdamW):
         if self._update is None:
             # per_tensor: sizes go dynamic on the second shape (automatic dynamic shapes), while the float
             # hyperparameters stay constants; `dynamic=True` made them graph inputs, copied to the GPU per tensor
-            # and step (1,397 host syncs a step on the H200, docs/BENCHMARKS.md)
+            # and step (the likely source of the 1,397 host syncs a step on the H200, docs/BENCHMARKS.md)
             self._update = torch.compile(master_adamw_, fullgraph=True, dynamic=None if self.per_tensor else False)
         device = lists[0][0].device
         if device not in self._lr:
