@@ -9,7 +9,8 @@ Rows: the device's two ceilings (bf16 matmul, device-to-device copy); bf16 train
 skipped with the reason where FP8 cannot run); the MoE layer alone (grouped GEMM bf16 / FP8 / batched fallback /
 reference loop, forward + backward, with the error against the reference); decoding tokens/s with the latent
 KV cache. Speed variants (item 4 of issue 21): FlexAttention, fused q_a/kv_a and gate/up GEMMs, one forced SDPA
-kernel each (cuDNN / flash with v padded / mem-efficient), and all of them with FP8 ("best").
+kernel each (cuDNN / flash with v padded / mem-efficient), the fused blocks as CUDA graphs, and FlexAttention,
+fusions and FP8 together ("best").
 `--preset medium --batch 4` for DeepSeek-V3's widths.
 Every row catches its own failure (OOM included) and the run goes on. Prints a table; writes JSON to
 $OUT/model_gpu.json (or --out).
@@ -170,7 +171,9 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
 
     def ours_row(name: str, mode: str, mtp: bool, pad_v: bool = True, fp8: str | None = None,
                  attention: str = "sdpa", fused: bool = False, sdpa_backend: str | None = None) -> Callable[[], dict]:
-        """mode: "eager" | "blocks" (each block + the loss compiled) | "full" (the whole forward compiled);
+        """mode: "eager" | "blocks" (each block + the loss compiled) | "blocks-cg" (the same as CUDA graphs,
+        torch.compile's "reduce-overhead": the host launches each block's kernels as one replay) | "full" (the whole
+        forward compiled);
         fp8: a `prover.model.fp8` recipe (FP8 GEMMs, before compiling) or None; attention: "sdpa" | "flex";
         fused: q_a/kv_a and gate/up GEMMs fused; sdpa_backend: force one SDPA kernel (cudnn, flash, efficient)."""
         def run() -> dict:
@@ -201,11 +204,17 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
             fwd = m
             if mode == "blocks":
                 m.compile_blocks(dynamic=False)
+            elif mode == "blocks-cg":
+                m.compile_blocks(dynamic=False, mode="reduce-overhead")
             elif mode == "full":
                 fwd = torch.compile(m, dynamic=False)
-            r = train_row(name, m, lambda ids: fwd(ids, labels=ids).loss, c, counter, args,
-                          after_step=lambda: update_bias(m, 1e-3))
-            return r
+
+            def loss(ids: torch.Tensor) -> torch.Tensor:
+                if mode == "blocks-cg":  # a new step: the previous step's graph outputs may be overwritten
+                    torch.compiler.cudagraph_mark_step_begin()
+                return fwd(ids, labels=ids).loss
+
+            return train_row(name, m, loss, c, counter, args, after_step=lambda: update_bias(m, 1e-3))
         return run
 
     def profile_row() -> dict:
@@ -259,6 +268,8 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
                   "flash"),
         "efficient": ("train: ours (compiled blocks, SDPA mem-efficient only)", "blocks", False, False, None, "sdpa",
                       False, "efficient"),
+        "cudagraphs": ("train: ours (CUDA-graphed compiled blocks, fused q_a/kv_a + gate/up, v not padded)",
+                       "blocks-cg", False, False, None, "sdpa", True),
         "best": ("train: ours (compiled blocks, FlexAttention + fusions + fp8 blockwise)", "blocks", False, True,
                  "blockwise", "flex", True),
     }
@@ -404,7 +415,7 @@ def main() -> int:
     ap.add_argument("--rows", default="ceilings,hf,eager,compiled,nopad,mtp,fp8,fp8-rowwise,flex,fused,cudnn,flash,"
                     "efficient,best,moe,decode",
                     help="of ceilings, profile, hf, eager, compiled, nopad, full, mtp, fp8, fp8-rowwise, fp8-eager, "
-                         "flex, fused, fused-nopad, flex-fused, cudnn, flash, efficient, best, moe, decode")
+                         "flex, fused, fused-nopad, flex-fused, cudnn, flash, efficient, cudagraphs, best, moe, decode")
     ap.add_argument("--decode-batches", default="32,256")
     ap.add_argument("--decode-prompt", type=int, default=128)
     ap.add_argument("--decode-new", type=int, default=128)
