@@ -15,7 +15,8 @@ prompt), `--batch` sequences per step, random-weight DeepSeek-V3, compiled block
 - `bf16-fused`, `bf16-m16`, `bf16-pt` (ask for them in `--sft-rows`): the trainer's step with torch's fused AdamW
   on fp32 copies of the gradients (the update before the compiled one), with the compiled update on bf16 moments,
   or with the update compiled once for every size and called per tensor (a shorter first step; more host work);
-- `fp8`: the same with `--fp8` (`--fp8-recipe`); skipped with a reason where FP8 cannot run.
+- `fp8`: the same with `--fp8` (`--fp8-recipe`); `fp8-dense`: FP8 dense linears, the routed experts' grouped
+  GEMM in bf16 (`SFTConfig.fp8_experts=False`); both skipped with a reason where FP8 cannot run.
 Each SFT row also gives the host's time per step: queueing the step (of it the optimizer's) and waiting for the
 previous step's metrics. `--profile` adds, for the first preset, torch.profiler over 3 steps: GPU-busy time,
 host syncs and the top kernels and host ops per step.
@@ -84,10 +85,10 @@ def train_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
-def sft_config(args, device: torch.device, fp8: bool, lr: float | None = None) -> SFTConfig:
+def sft_config(args, device: torch.device, fp8: bool, lr: float | None = None, fp8_experts: bool = True) -> SFTConfig:
     return SFTConfig(model="", data="", out="", micro_batch_size=args.batch, device=str(device),
                      compile=args.compile if device.type == "cuda" else False, fp8=fp8, fp8_recipe=args.fp8_recipe,
-                     **({} if lr is None else {"lr": lr}))
+                     fp8_experts=fp8_experts, **({} if lr is None else {"lr": lr}))
 
 
 def random_examples(cfg: ModelConfig, n: int, seq: int, seed: int = 0) -> list[dict[str, list[int]]]:
@@ -125,10 +126,10 @@ OPTIMIZERS = {  # SFT row variants: the trainer's step with another optimizer (N
 
 
 def trainer(cfg: ModelConfig, args, device: torch.device, fp8: bool, optimizer: dict | None = None,
-            lr: float | None = None):
+            lr: float | None = None, fp8_experts: bool = True):
     """The SFT trainer's model and optimizer exactly as `train_sft` makes them (random weights, seed 0);
     `optimizer`: MasterWeightAdamW's settings instead of `make_optimizer`'s; `lr`: instead of SFTConfig's."""
-    scfg = sft_config(args, device, fp8, lr)
+    scfg = sft_config(args, device, fp8, lr, fp8_experts)
     if fp8:
         from prover.model.fp8 import check_fp8
 
@@ -145,8 +146,10 @@ def trainer(cfg: ModelConfig, args, device: torch.device, fp8: bool, optimizer: 
 
 
 def sft_step_row(name: str, cfg: ModelConfig, args, device: torch.device, fp8: bool,
-                 optimizer: dict | None = None) -> dict:
-    model, opt, sched, scfg, env = trainer(cfg, args, device, fp8, optimizer)
+                 optimizer: dict | None = None, fp8_experts: bool = True) -> dict:
+    model, opt, sched, scfg, env = trainer(cfg, args, device, fp8, optimizer, fp8_experts=fp8_experts)
+    if args.cudagraphs:  # the compiled blocks and loss again, as CUDA graphs: one replay per block, little host work
+        model.compile_blocks(mode="reduce-overhead")
     examples = random_examples(cfg, args.batch, args.seq)
     tok = SimpleNamespace(pad_token_id=0)
     batch = [list(range(args.batch))]
@@ -168,6 +171,8 @@ def sft_step_row(name: str, cfg: ModelConfig, args, device: torch.device, fp8: b
         pending = None
         for _ in range(n):
             t = time.perf_counter()
+            if args.cudagraphs:
+                torch.compiler.cudagraph_mark_step_begin()
             metrics = _train_step(model, opt, sched, batch, examples, tok, scfg, env)
             t1 = time.perf_counter()
             if pending is not None:
@@ -337,7 +342,7 @@ def guarded(name: str, fn: Callable[[], dict], args, device: torch.device) -> di
 
 
 def rows_sft(preset: str, cfg: ModelConfig, args, device: torch.device) -> list[dict]:
-    shape = f"{preset}, {args.batch} x {args.seq}"
+    shape = f"{preset}, {args.batch} x {args.seq}{', CUDA graphs' if args.cudagraphs else ''}"
     prec = "bf16" if device.type == "cuda" else "fp32"  # the trainer's choice for the device (`param_dtype`)
     makers = {
         "model": (f"model step ({shape}; bench/model_gpu.py)", lambda n: model_row(n, cfg, args, device)),
@@ -345,15 +350,17 @@ def rows_sft(preset: str, cfg: ModelConfig, args, device: torch.device) -> list[
                  lambda n, opt=opt: sft_step_row(n, cfg, args, device, fp8=False, optimizer=opt))
            for key, opt in OPTIMIZERS.items()},
         "fp8": (f"SFT step fp8 {args.fp8_recipe} ({shape})", lambda n: sft_step_row(n, cfg, args, device, fp8=True)),
+        "fp8-dense": (f"SFT step fp8 {args.fp8_recipe}, experts bf16 ({shape})",
+                      lambda n: sft_step_row(n, cfg, args, device, fp8=True, fp8_experts=False)),
     }
     rows = {key: guarded(name, lambda name=name, make=make: make(name), args, device)
             for key, (name, make) in makers.items() if key in args.sft_rows}
     ok = {k: r for k, r in rows.items() if "tokens_per_s" in r}
-    for key in (*OPTIMIZERS, "fp8"):
+    for key in (*OPTIMIZERS, "fp8", "fp8-dense"):
         if key in ok and "model" in ok:
             ok[key]["vs_model"] = ok[key]["tokens_per_s"] / ok["model"]["tokens_per_s"]
-    if "fp8" in ok and "bf16" in ok:
-        ok["fp8"]["vs_bf16"] = ok["fp8"]["tokens_per_s"] / ok["bf16"]["tokens_per_s"]
+        if key.startswith("fp8") and key in ok and "bf16" in ok:
+            ok[key]["vs_bf16"] = ok[key]["tokens_per_s"] / ok["bf16"]["tokens_per_s"]
     return list(rows.values())
 
 
@@ -452,7 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seq", type=int, default=2048, help="SFT sequence length")
     ap.add_argument("--steps", type=int, default=10, help="timed SFT steps")
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--sft-rows", default="model,bf16,fp8", help="of model, bf16, fp8")
+    ap.add_argument("--sft-rows", default="model,bf16,fp8", help="of model, bf16, bf16-fused, bf16-m16, bf16-pt, fp8, fp8-dense (experts bf16)")
+    ap.add_argument("--cudagraphs", action="store_true",
+                    help="SFT rows: the compiled blocks and loss as CUDA graphs (torch.compile's reduce-overhead)")
     ap.add_argument("--fp8-recipe", default="blockwise", choices=("blockwise", "rowwise"))
     ap.add_argument("--no-compile", dest="compile", action="store_false", help="eager SFT rows (default: compiled "
                     "blocks on CUDA, as `subgoal train sft`)")

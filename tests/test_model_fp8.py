@@ -38,6 +38,14 @@ def test_projections_and_experts_are_converted(small, recipe):
     assert plan.convert["mtp.0.mlp.experts"] == "rowwise FP8 grouped GEMM"
 
 
+def test_experts_can_stay_bf16_while_the_dense_linears_go_fp8(small):
+    """`--no-fp8-experts`: every routed-expert module is kept, and every linear is converted as before."""
+    full, dense = fp8_plan(small), fp8_plan(small, experts=False)
+    experts = [n for n, m in small.named_modules() if isinstance(m, RoutedExperts)]
+    assert experts and all("as asked" in dense.keep[n] for n in experts) and not set(experts) & set(dense.convert)
+    assert {n: h for n, h in full.convert.items() if n not in experts} == dense.convert
+
+
 @pytest.mark.parametrize("kind,reason", [(nn.Embedding, "embedding"), (Router, "router"), (RMSNorm, "normalization"),
                                          (MLA, "attention core")])
 def test_paper_keeps_these_in_high_precision(small, kind, reason):
@@ -126,6 +134,7 @@ def test_rowwise_conversion_wiring_under_cpu_emulation(monkeypatch):
     ref = copy.deepcopy(model)
     plan = convert_to_fp8(model, "rowwise", emulate=True)
     converted = {n for n, m in model.named_modules() if isinstance(m, Float8Linear)}
+    assert not any(m.fp8 for m in model.modules() if isinstance(m, RoutedExperts))  # emulation: experts unchanged
     assert converted == {n for n, how in plan.convert.items() if how.endswith("linear")}
     assert not isinstance(model.lm_head, Float8Linear)
     assert {k: v.dtype for k, v in model.state_dict().items()} == {k: v.dtype for k, v in ref.state_dict().items()}
@@ -193,3 +202,16 @@ def test_quant_autotuning_keeps_the_fewest_stages_at_four_or_eight_warps():
     assert {(c.num_warps, c.num_stages) for c in blockwise.configs} == {(4, 2), (8, 2)}
     assert {c.num_stages for c in scales.configs} == {2}
     assert narrow_quant_autotuning([blockwise, scales]) == 0  # idempotent
+
+
+def test_sft_cli_passes_no_fp8_experts_to_the_trainer(tmp_path, monkeypatch):
+    import prover.train.sft as sft
+    from eval.cli import main
+
+    seen = []
+    monkeypatch.setattr(sft, "train_sft", lambda cfg: seen.append(cfg) or sys.exit(0))
+    for flags, want in (([], True), (["--no-fp8-experts"], False)):
+        with pytest.raises(SystemExit):
+            main(["train", "sft", "--model", "m", "--data", str(tmp_path / "d.jsonl"), "--out", str(tmp_path / "o"),
+                  "--fp8", *flags])
+        assert seen[-1].fp8 and seen[-1].fp8_experts is want

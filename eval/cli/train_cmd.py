@@ -58,6 +58,8 @@ def sft(
     fp8: bool = typer.Option(False, "--fp8", help="FP8 GEMMs (torchao, DeepSeek-V3's recipe); CUDA sm89+."),
     fp8_recipe: str = typer.Option("blockwise", "--fp8-recipe", help="blockwise (1x128 / 128x128 tiles, sm90+) | "
                                    "rowwise: the dense linears' scaling; routed experts are rowwise either way."),
+    fp8_experts: bool = typer.Option(True, "--fp8-experts/--no-fp8-experts", help="With --fp8: the routed experts' "
+                                     "grouped GEMM in FP8 too (--no-fp8-experts: bf16, the dense linears FP8)."),
 ) -> None:
     """Supervised fine-tuning (prompt tokens masked). Under `torchrun` it trains data-parallel with FSDP2."""
     from prover.train.sft import SFTConfig, train_sft
@@ -66,7 +68,8 @@ def sft(
                     warmup_steps=warmup, epochs=epochs, max_steps=max_steps, micro_batch_size=batch_size,
                     grad_accum=grad_accum, max_length=max_length, save_every=save_every, precision=precision,
                     device=device, bias_update_gamma=bias_gamma, seed=seed, resume=resume, ep=ep,
-                    pp=pp, compile=compile_, fp8=fp8, fp8_recipe=fp8_recipe)
+                    pp=pp, compile=compile_, fp8=fp8, fp8_recipe=fp8_recipe,
+                    fp8_experts=fp8_experts)
     result = train_sft(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one table
         _print_result(f"sft -> {out}", result.to_dict())

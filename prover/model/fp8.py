@@ -34,8 +34,10 @@ class FP8Plan:
         return f"FP8: {len(self.convert)} modules converted, {len(self.keep)} kept in bf16/fp32"
 
 
-def fp8_plan(model: nn.Module, recipe: str = "blockwise") -> FP8Plan:
-    """Decide per module, without touching the model (so it runs anywhere, a meta-device model included)."""
+def fp8_plan(model: nn.Module, recipe: str = "blockwise", experts: bool = True) -> FP8Plan:
+    """Decide per module, without touching the model (so it runs anywhere, a meta-device model included);
+    `experts=False` keeps the routed experts' grouped GEMM in bf16 (their FP8 casts can cost more than the GEMM
+    saves at narrow expert widths)."""
     from prover.model.attention import MLA, RMSNorm
     from prover.model.moe import RoutedExperts, Router
 
@@ -56,7 +58,9 @@ def fp8_plan(model: nn.Module, recipe: str = "blockwise") -> FP8Plan:
             plan.keep[name] = "attention core (SDPA softmax): kept in BF16; its projections are listed apart"
         elif isinstance(mod, RoutedExperts):
             E, two_i, H = mod.gate_up_proj.shape
-            if H % 16 or two_i % 32:
+            if not experts:
+                plan.keep[name] = "routed experts: kept (bf16 grouped GEMM, as asked)"
+            elif H % 16 or two_i % 32:
                 plan.keep[name] = f"routed experts: kept (widths {H}, {two_i // 2} not multiples of 16)"
             else:  # torchao's blockwise grouped GEMM needs DeepGEMM kernels; its rowwise one is cuBLAS/CUTLASS
                 plan.convert[name] = "rowwise FP8 grouped GEMM"
@@ -92,7 +96,7 @@ def check_fp8(device: torch.device, recipe: str = "blockwise") -> None:
 
 
 def convert_to_fp8(model: nn.Module, recipe: str = "blockwise", device: torch.device | None = None,
-                   emulate: bool = False) -> FP8Plan:
+                   emulate: bool = False, experts: bool = True) -> FP8Plan:
     """Swap the planned modules in place (after the model is on its device, in bf16; before compiling and
     distributed wrapping); returns the plan. `emulate` (tests on CPU): rowwise linears in torchao's emulation
     mode, experts unchanged; no speed, only the wiring."""
@@ -102,7 +106,7 @@ def convert_to_fp8(model: nn.Module, recipe: str = "blockwise", device: torch.de
             raise ProverError("FP8 emulation exists for the rowwise recipe only")
     else:
         check_fp8(device, recipe)
-    plan = fp8_plan(model, recipe)
+    plan = fp8_plan(model, recipe, experts)
     if recipe == "rowwise":
         from torchao.float8 import Float8LinearConfig
 

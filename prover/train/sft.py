@@ -77,6 +77,7 @@ class SFTConfig:
     compile: bool | None = None  # torch.compile each decoder block of our MoE; None: on CUDA yes, else no
     fp8: bool = False  # FP8 GEMMs (torchao; DeepSeek-V3's recipe, `prover.model.fp8`); needs CUDA sm89+
     fp8_recipe: Literal["blockwise", "rowwise"] = "blockwise"  # dense linears' scaling (experts: rowwise)
+    fp8_experts: bool = True  # the routed experts' grouped GEMM in FP8 too (False: bf16, the dense linears FP8)
     log_dir: str | None = None  # TensorBoard + metrics.jsonl; default <out>
 
 
@@ -317,7 +318,7 @@ def prepare_model(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv) -> torch
     if cfg.fp8:
         from prover.model.fp8 import convert_to_fp8
 
-        plan = convert_to_fp8(model, cfg.fp8_recipe, env.device)
+        plan = convert_to_fp8(model, cfg.fp8_recipe, env.device, experts=cfg.fp8_experts)
         if env.is_main:
             print(plan.summary(), file=sys.stderr, flush=True)
     if compiles(cfg, env) and hasattr(model, "compile_blocks"):
@@ -347,7 +348,7 @@ def prepare_pipeline(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv):
     if cfg.fp8:
         from prover.model.fp8 import convert_to_fp8
 
-        convert_to_fp8(model, cfg.fp8_recipe, env.device)
+        convert_to_fp8(model, cfg.fp8_recipe, env.device, experts=cfg.fp8_experts)
     from prover.parallel.pipeline import Pipeline
 
     pipe = Pipeline(model, cfg.grad_accum, (cfg.micro_batch_size, cfg.max_length), env.device, pp=cfg.pp,
