@@ -85,7 +85,8 @@ def train_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
-def sft_config(args, device: torch.device, fp8: bool, lr: float | None = None, fp8_experts: bool = True) -> SFTConfig:
+def sft_config(args, device: torch.device, fp8: bool, lr: float | None = None,
+               fp8_experts: bool = True) -> SFTConfig:
     return SFTConfig(model="", data="", out="", micro_batch_size=args.batch, device=str(device),
                      compile=args.compile if device.type == "cuda" else False, fp8=fp8, fp8_recipe=args.fp8_recipe,
                      fp8_experts=fp8_experts, **({} if lr is None else {"lr": lr}))
@@ -459,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seq", type=int, default=2048, help="SFT sequence length")
     ap.add_argument("--steps", type=int, default=10, help="timed SFT steps")
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--sft-rows", default="model,bf16,fp8", help="of model, bf16, bf16-fused, bf16-m16, bf16-pt, fp8, fp8-dense (experts bf16)")
+    ap.add_argument("--sft-rows", default="model,bf16,fp8",
+                    help="of model, bf16, bf16-fused, bf16-m16, bf16-pt, fp8, fp8-dense (experts bf16)")
     ap.add_argument("--cudagraphs", action="store_true",
                     help="SFT rows: the compiled blocks and loss as CUDA graphs (torch.compile's reduce-overhead)")
     ap.add_argument("--fp8-recipe", default="blockwise", choices=("blockwise", "rowwise"))
