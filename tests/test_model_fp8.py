@@ -215,3 +215,14 @@ def test_sft_cli_passes_no_fp8_experts_to_the_trainer(tmp_path, monkeypatch):
             main(["train", "sft", "--model", "m", "--data", str(tmp_path / "d.jsonl"), "--out", str(tmp_path / "o"),
                   "--fp8", *flags])
         assert seen[-1].fp8 and seen[-1].fp8_experts is want
+
+
+def test_no_fp8_experts_without_fp8_is_one_clear_error(tmp_path, capsys):
+    from eval.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["train", "sft", "--model", str(tmp_path / "no-such-model"), "--data", str(tmp_path / "none.jsonl"),
+              "--out", str(tmp_path / "out"), "--no-fp8-experts", "--device", "cpu"])
+    assert e.value.code != 0
+    err = capsys.readouterr().err
+    assert "add --fp8" in err and "Traceback" not in err and not (tmp_path / "out").exists()

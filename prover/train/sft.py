@@ -226,6 +226,8 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
         check_fp8(env.device, cfg.fp8_recipe)
         if dtype != torch.bfloat16:
             raise ProverError("--fp8 trains bf16 parameters (FP8 GEMMs, fp32 master weights): drop --precision fp32")
+    elif not cfg.fp8_experts:
+        raise ProverError("--no-fp8-experts says which GEMMs --fp8 leaves in bf16: add --fp8, or drop it")
     from data.sft_dataset import load_sft_dataset
 
     ds = load_sft_dataset(cfg.data)  # before any model download: a bad path fails fast
