@@ -9,8 +9,8 @@ Rows: the device's two ceilings (bf16 matmul, device-to-device copy); bf16 train
 skipped with the reason where FP8 cannot run); the MoE layer alone (grouped GEMM bf16 / FP8 / batched fallback /
 reference loop, forward + backward, with the error against the reference); decoding tokens/s with the latent
 KV cache. Speed variants (item 4 of issue 21): FlexAttention, fused q_a/kv_a and gate/up GEMMs, one forced SDPA
-kernel each (cuDNN / flash with v padded / mem-efficient), the fused blocks as CUDA graphs, and FlexAttention,
-fusions and FP8 together ("best").
+kernel each (cuDNN / flash with v padded / mem-efficient), the fused blocks as CUDA graphs or with inductor's
+GEMM autotuning, and FlexAttention, fusions and FP8 together ("best").
 `--preset medium --batch 4` for DeepSeek-V3's widths.
 Every row catches its own failure (OOM included) and the run goes on. Prints a table; writes JSON to
 $OUT/model_gpu.json (or --out).
@@ -172,8 +172,9 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
     def ours_row(name: str, mode: str, mtp: bool, pad_v: bool = True, fp8: str | None = None,
                  attention: str = "sdpa", fused: bool = False, sdpa_backend: str | None = None) -> Callable[[], dict]:
         """mode: "eager" | "blocks" (each block + the loss compiled) | "blocks-cg" (the same as CUDA graphs,
-        torch.compile's "reduce-overhead": the host launches each block's kernels as one replay) | "full" (the whole
-        forward compiled);
+        torch.compile's "reduce-overhead": the host launches each block's kernels as one replay) | "blocks-at" (the
+        same with inductor's GEMM autotuning, "max-autotune-no-cudagraphs": Triton templates against cuBLAS, the
+        grouped GEMM's included) | "full" (the whole forward compiled);
         fp8: a `prover.model.fp8` recipe (FP8 GEMMs, before compiling) or None; attention: "sdpa" | "flex";
         fused: q_a/kv_a and gate/up GEMMs fused; sdpa_backend: force one SDPA kernel (cudnn, flash, efficient)."""
         def run() -> dict:
@@ -206,6 +207,8 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
                 m.compile_blocks(dynamic=False)
             elif mode == "blocks-cg":
                 m.compile_blocks(dynamic=False, mode="reduce-overhead")
+            elif mode == "blocks-at":
+                m.compile_blocks(dynamic=False, mode="max-autotune-no-cudagraphs")
             elif mode == "full":
                 fwd = torch.compile(m, dynamic=False)
 
@@ -270,6 +273,8 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
                       False, "efficient"),
         "cudagraphs": ("train: ours (CUDA-graphed compiled blocks, fused q_a/kv_a + gate/up, v not padded)",
                        "blocks-cg", False, False, None, "sdpa", True),
+        "autotune": ("train: ours (compiled blocks with GEMM autotuning, fused q_a/kv_a + gate/up, v not padded)",
+                     "blocks-at", False, False, None, "sdpa", True),
         "best": ("train: ours (compiled blocks, FlexAttention + fusions + fp8 blockwise)", "blocks", False, True,
                  "blockwise", "flex", True),
     }
@@ -415,7 +420,8 @@ def main() -> int:
     ap.add_argument("--rows", default="ceilings,hf,eager,compiled,nopad,mtp,fp8,fp8-rowwise,flex,fused,cudnn,flash,"
                     "efficient,best,moe,decode",
                     help="of ceilings, profile, hf, eager, compiled, nopad, full, mtp, fp8, fp8-rowwise, fp8-eager, "
-                         "flex, fused, fused-nopad, flex-fused, cudnn, flash, efficient, cudagraphs, best, moe, decode")
+                         "flex, fused, fused-nopad, flex-fused, cudnn, flash, efficient, cudagraphs, autotune, best, moe, "
+                         "decode")
     ap.add_argument("--decode-batches", default="32,256")
     ap.add_argument("--decode-prompt", type=int, default=128)
     ap.add_argument("--decode-new", type=int, default=128)
