@@ -13,7 +13,8 @@ step runs) and the routed experts' two grouped GEMMs at the step's token count, 
 - `te-blockwise`: Transformer Engine's te.Linear / te.GroupedLinear under `te.autocast` with `Float8BlockScaling`
   (the same 1x128 / 128x128 tiles); `te-current`: with `Float8CurrentScaling` (one scale per tensor).
 Each cell: ms per forward + backward (mean after warm-up, the first call's compile and autotuning excluded), and
-the relative error of the output and the input gradient against fp32. The "per step" rows sum each library's
+the relative error of the output and the input gradient against fp32. Each TE call enters its own `te.autocast`
+(a model enters one a step): a little more host time per call, which shows only where a shape is host-bound. The "per step" rows sum each library's
 shapes weighted by their count. Every cell catches its own failure and the run goes on. Prints a table; writes
 JSON to $OUT/fp8_libs_gpu.json (or --out).
 """
