@@ -96,7 +96,11 @@ def make_linear(lib: str, weight: torch.Tensor, device: str) -> Callable[[torch.
     if lib == "bf16":
         return lambda x: F.linear(x, weight)
     if lib.startswith("torchao"):
-        from prover.model.fp8 import narrow_torchao_autotuning, row_padded_blockwise_linear, row_padded_float8_linear
+        from prover.model.fp8 import (
+            narrow_torchao_autotuning,
+            row_padded_blockwise_linear,
+            row_padded_float8_linear,
+        )
 
         check_fp8(torch.device(device), lib.split("-")[1])
         lin = nn.Linear(in_f, out_f, bias=False, device=device, dtype=torch.bfloat16)
@@ -185,7 +189,8 @@ def rows_linear(cfg: ModelConfig, args) -> list[dict]:
         row = {"row": f"linear {in_f} -> {out_f}", "tokens": M, "count": count, "libs": {}}
         for lib in args.libs:
             if lib in LINEAR_LIBS:
-                row["libs"][lib] = cell(lambda lib=lib: make_linear(lib, weight, args.device), x0, grad, ref, args)
+                row["libs"][lib] = cell(lambda lib=lib, weight=weight: make_linear(lib, weight, args.device), x0, grad,
+                                        ref, args)
                 print(json.dumps({"row": row["row"], lib: row["libs"][lib]}), file=sys.stderr, flush=True)
         rows.append(row)
         torch._dynamo.reset()  # each shape's compiled modules go; the autotuned kernels stay cached
@@ -212,7 +217,7 @@ def rows_grouped(cfg: ModelConfig, args) -> list[dict]:
         row = {"row": f"{name} {E} x {in_f} -> {out_f}", "tokens": rows_total, "count": n_moe, "libs": {}}
         for lib in args.libs:
             if lib in GROUPED_LIBS:
-                row["libs"][lib] = cell(lambda lib=lib: make_grouped(lib, w, splits, args.device), x0, grad, ref,
+                row["libs"][lib] = cell(lambda lib=lib, w=w: make_grouped(lib, w, splits, args.device), x0, grad, ref,
                                         args)
                 print(json.dumps({"row": row["row"], lib: row["libs"][lib]}), file=sys.stderr, flush=True)
         out.append(row)

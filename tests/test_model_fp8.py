@@ -101,15 +101,17 @@ def test_missing_torchao_says_what_to_install(monkeypatch):
         check_fp8(torch.device("cuda"))
 
 
-def test_sft_fp8_on_cpu_stops_before_loading_anything(tmp_path, capsys):
+@pytest.mark.parametrize("flag,says", [("--fp8", "--fp8 needs a CUDA GPU"),  # FP8 on a CPU
+                                       ("--no-fp8-experts", "add --fp8")])  # a choice within --fp8, without it
+def test_sft_fp8_flags_on_cpu_stop_before_loading_anything(tmp_path, capsys, flag, says):
     from eval.cli import main
 
     with pytest.raises(SystemExit) as e:
         main(["train", "sft", "--model", str(tmp_path / "no-such-model"), "--data", str(tmp_path / "none.jsonl"),
-              "--out", str(tmp_path / "out"), "--fp8", "--device", "cpu"])
+              "--out", str(tmp_path / "out"), flag, "--device", "cpu"])
     assert e.value.code != 0
     err = capsys.readouterr().err
-    assert "--fp8 needs a CUDA GPU" in err and "Traceback" not in err
+    assert says in err and "Traceback" not in err and not (tmp_path / "out").exists()
 
 
 def test_rowwise_conversion_wiring_under_cpu_emulation(monkeypatch):
@@ -216,13 +218,3 @@ def test_sft_cli_passes_no_fp8_experts_to_the_trainer(tmp_path, monkeypatch):
                   "--fp8", *flags])
         assert seen[-1].fp8 and seen[-1].fp8_experts is want
 
-
-def test_no_fp8_experts_without_fp8_is_one_clear_error(tmp_path, capsys):
-    from eval.cli import main
-
-    with pytest.raises(SystemExit) as e:
-        main(["train", "sft", "--model", str(tmp_path / "no-such-model"), "--data", str(tmp_path / "none.jsonl"),
-              "--out", str(tmp_path / "out"), "--no-fp8-experts", "--device", "cpu"])
-    assert e.value.code != 0
-    err = capsys.readouterr().err
-    assert "add --fp8" in err and "Traceback" not in err and not (tmp_path / "out").exists()
