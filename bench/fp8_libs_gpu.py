@@ -91,10 +91,11 @@ def te_recipe(lib: str):
 
 
 def make_linear(lib: str, weight: torch.Tensor, device: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A forward for `lib` with this bf16 weight [out, in]."""
+    """A forward for `lib` with this bf16 weight [out, in], trained (its gradient computed) like the model's."""
     out_f, in_f = weight.shape
-    if lib == "bf16":
-        return lambda x: F.linear(x, weight)
+    if lib == "bf16":  # a weight that takes a gradient, as the FP8 modules' do: three GEMMs each way
+        w = weight.detach().clone().requires_grad_(True)
+        return lambda x: F.linear(x, w)
     if lib.startswith("torchao"):
         from prover.model.fp8 import (
             narrow_torchao_autotuning,
@@ -128,6 +129,7 @@ def make_grouped(lib: str, w: torch.Tensor, splits: list[int], device: str) -> C
     """A forward for `lib` over expert-sorted rows, expert e's weight w[e] [out, in], `splits` rows each."""
     E, out_f, in_f = w.shape
     offs = torch.tensor(splits, device=device).cumsum(0).to(torch.int32)
+    w = w.detach().clone().requires_grad_(True)  # the weight gradient's GEMM is timed too
     if lib == "bf16":
         return lambda x: torch._grouped_mm(x, w.transpose(-2, -1), offs=offs)
     if lib == "torchao-rowwise":
