@@ -23,17 +23,19 @@ import sys
 from pathlib import Path
 
 INSTALL = """#!/bin/bash
-# Joins the cut files in FOLDER, installs its wheels into /tmp/site, then builds its source packages there.
+# Joins the cut files in FOLDER, installs its wheels into $SITE (/tmp/site), then builds its source packages there.
 set -euo pipefail
 cd "$1"
 {joins}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site ./*.whl
-echo "installed $(ls ./*.whl | wc -l) wheels into /tmp/site"
-export PYTHONPATH=/tmp/site${{PYTHONPATH:+:$PYTHONPATH}}
+SITE=${{SITE:-/tmp/site}}
+PYTHON=${{PYTHON:-python3}}
+"$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" ./*.whl
+echo "installed $(ls ./*.whl | wc -l) wheels into $SITE"
+export PYTHONPATH=$SITE${{PYTHONPATH:+:$PYTHONPATH}}
 for sdist in ./*.tar.gz; do
     [ -e "$sdist" ] || continue
     echo "building $sdist"
-    python3 -m pip install --no-index --no-deps --no-build-isolation --no-cache-dir --target /tmp/site "$sdist"
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-build-isolation --no-cache-dir --target "$SITE" "$sdist"
 done
 """
 

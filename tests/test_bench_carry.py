@@ -47,3 +47,59 @@ def test_refuses_a_folder_with_something_in_it_and_files_it_cannot_install(tmp_p
     assert "not empty" in capsys.readouterr().err and (out / "keep.txt").read_text() == "mine"
     assert carry["main"]([str(tmp_path / "new"), str(tmp_path / "notes.txt")]) == 2
     assert "not a wheel" in capsys.readouterr().err
+
+
+def _wheel(path: Path, name: str) -> None:
+    """A pure-Python wheel of one module `name` (what pip needs of one: the module and its dist-info)."""
+    import zipfile
+
+    info = f"{name}-1.0.dist-info"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{name}.py", "WHAT = 'wheel'\n")
+        z.writestr(f"{name}_data.bin", os.urandom(1_500_000))  # incompressible: the wheel is cut at 1 MiB parts
+        z.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+        z.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr(f"{info}/RECORD", f"{name}.py,,\n{name}_data.bin,,\n{info}/METADATA,,\n{info}/WHEEL,,\n{info}/RECORD,,\n")
+
+
+def _sdist(path: Path, name: str) -> None:
+    """A setuptools source package of one module `name`, built on install as TE's torch binding is."""
+    import io
+    import tarfile
+
+    files = {"setup.py": f"from setuptools import setup\nsetup(name='{name}', version='1.0', py_modules=['{name}'])\n",
+             f"{name}.py": "WHAT = 'built'\n",
+             "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n"}
+    with tarfile.open(path, "w:gz") as t:
+        for rel, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{name}-1.0/{rel}")
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+
+
+def test_install_sh_installs_the_wheels_and_builds_the_sources_offline(tmp_path):
+    """install.sh end to end with the Python running the tests: a wheel cut in pieces is joined and installed, and a
+    source package is built with no index and no build isolation, as on the GPU machine."""
+    import sys
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _wheel(src / "carried_wheel-1.0-py3-none-any.whl", "carried_wheel")
+    _sdist(src / "carried_src-1.0.tar.gz", "carried_src")
+    out = tmp_path / "parts"
+    assert carry["main"]([str(out), *map(str, src.iterdir()), "--part-mib", "1"]) == 0
+    assert len(list(out.glob("part*/carried_wheel-*.piece*"))) == 2
+    there = tmp_path / "there"
+    there.mkdir()
+    for p in out.iterdir():
+        for f in p.iterdir():
+            shutil.copy(f, there / f.name)
+    site = tmp_path / "site"
+    env = {**os.environ, "SITE": str(site), "PYTHON": sys.executable}
+    run = subprocess.run(["bash", str(there / "install.sh"), str(there)], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    check = subprocess.run([sys.executable, "-c", "import carried_wheel, carried_src; "
+                            "print(carried_wheel.WHAT, carried_src.WHAT)"],
+                           env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True)
+    assert check.stdout.split() == ["wheel", "built"], check.stderr
