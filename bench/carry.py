@@ -9,12 +9,12 @@ The last part also holds install.sh. On the machine, once every part's files are
 
     bash install.sh FOLDER && export PYTHONPATH=/tmp/site:.
 
-joins the pieces, installs the wheels into $SITE (default /tmp/site; $PYTHON, default python3, runs pip)
-(no dependencies resolved: name every one that the machine's
-image lacks) and then builds each source package there against the machine's own torch and CUDA (no build
-isolation, nothing downloaded); a build reads its settings from the caller's environment (Transformer Engine's
-binding: docs/BENCHMARKS.md, "FP8 libraries"). Written here because the carry limit is this workplace's
-own; vLLM's wheels have their own script in ../shared/tools.
+joins the pieces, installs the wheels into $SITE (default /tmp/site; pip runs under $PYTHON, default python3;
+no dependencies resolved: name every one that the machine's image lacks) and then builds each source package
+there against the machine's own torch and CUDA (no build isolation, nothing downloaded); a build reads its
+settings from the caller's environment (Transformer Engine's binding: docs/BENCHMARKS.md, "FP8 libraries").
+Written here because the carry limit is this workplace's own; vLLM's wheels have their own script in
+../shared/tools.
 """
 
 from __future__ import annotations
