@@ -35,9 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prover.errors import ProverError
-from prover.model import DeepSeekV3, ModelConfig
-from prover.model.fp8 import check_fp8, fp8_plan
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.model_gpu import sync, timed  # noqa: E402
+from prover.errors import ProverError  # noqa: E402
+from prover.model import DeepSeekV3, ModelConfig  # noqa: E402
+from prover.model.fp8 import check_fp8, fp8_plan  # noqa: E402
 
 LINEAR_LIBS = ("bf16", "torchao-blockwise", "torchao-rowwise", "te-blockwise", "te-current")
 GROUPED_LIBS = ("bf16", "torchao-rowwise", "te-blockwise", "te-current")
@@ -50,22 +54,6 @@ def linear_shapes(cfg: ModelConfig) -> collections.Counter:
     plan = fp8_plan(model, "blockwise")
     return collections.Counter((model.get_submodule(n).in_features, model.get_submodule(n).out_features)
                                for n, how in plan.convert.items() if how.endswith("linear"))
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def timed_ms(fn: Callable[[], object], device: str, warmup: int, iters: int) -> float:
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    t = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    sync(device)
-    return (time.perf_counter() - t) / iters * 1e3
 
 
 def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -166,7 +154,7 @@ def cell(fwd_of: Callable[[], Callable[[torch.Tensor], torch.Tensor]], x0: torch
         sync(args.device)
         first = time.perf_counter() - t
         err = {"rel_err_out": rel_err(out.detach(), ref[0]), "rel_err_grad": rel_err(x.grad, ref[1])}
-        return {"ms": timed_ms(step, args.device, args.warmup, args.iters), "first_s": first, **err}
+        return {"ms": timed(step, args.device, args.warmup, args.iters) * 1e3, "first_s": first, **err}
     except ProverError as e:
         return {"skipped": str(e)}
     except Exception as e:  # a library that fails on a shape: recorded, the run goes on
