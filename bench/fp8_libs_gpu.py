@@ -12,11 +12,13 @@ step runs) and the routed experts' two grouped GEMMs at the step's token count, 
   (what `--fp8` runs);
 - `te-blockwise`: Transformer Engine's te.Linear / te.GroupedLinear under `te.autocast` with `Float8BlockScaling`
   (the same 1x128 / 128x128 tiles); `te-current`: with `Float8CurrentScaling` (one scale per tensor).
-Each cell: ms per forward + backward (mean after warm-up, the first call's compile and autotuning excluded), and
-the relative error of the output and the input gradient against fp32. Each TE call enters its own `te.autocast`
-(a model enters one a step): a little more host time per call, which shows only where a shape is host-bound. The "per step" rows sum each library's
-shapes weighted by their count. Every cell catches its own failure and the run goes on. Prints a table; writes
-JSON to $OUT/fp8_libs_gpu.json (or --out).
+Each cell: ms per forward + backward (wall, mean after warm-up, the first call's compile and autotuning excluded),
+on a GPU also its GPU busy time from torch.profiler (`gpu_ms`: what the op costs inside a step whose host work runs
+ahead of the GPU, where wall time alone charges a small shape its launch overhead), and the relative error of the
+output and the input gradient against fp32. Each TE call enters its own `te.autocast` (a model enters one a step):
+a little more host time per call, which shows only where a shape is host-bound. The "per step" rows sum each
+library's shapes weighted by their count, by wall and by GPU time. Every cell catches its own failure and the run
+goes on. Prints a table; writes JSON to $OUT/fp8_libs_gpu.json (or --out).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.model_gpu import sync, timed  # noqa: E402
+from bench.train_gpu import profile_steps  # noqa: E402
 from prover.errors import ProverError  # noqa: E402
 from prover.model import DeepSeekV3, ModelConfig  # noqa: E402
 from prover.model.fp8 import check_fp8, fp8_plan  # noqa: E402
@@ -154,7 +157,11 @@ def cell(fwd_of: Callable[[], Callable[[torch.Tensor], torch.Tensor]], x0: torch
         sync(args.device)
         first = time.perf_counter() - t
         err = {"rel_err_out": rel_err(out.detach(), ref[0]), "rel_err_grad": rel_err(x.grad, ref[1])}
-        return {"ms": timed(step, args.device, args.warmup, args.iters) * 1e3, "first_s": first, **err}
+        result = {"ms": timed(step, args.device, args.warmup, args.iters) * 1e3, "first_s": first, **err}
+        if args.device.startswith("cuda"):
+            prof = profile_steps("cell", step, torch.device(args.device), n=args.iters)
+            result |= {"gpu_ms": prof["gpu_busy_ms"], "gpu_by_kind_ms": prof["by_kind_ms"]}
+        return result
     except ProverError as e:
         return {"skipped": str(e)}
     except Exception as e:  # a library that fails on a shape: recorded, the run goes on
@@ -214,26 +221,29 @@ def rows_grouped(cfg: ModelConfig, args) -> list[dict]:
     return out
 
 
-def per_step(rows: list[dict], libs: list[str], label: str) -> dict:
-    """Each library's ms for the rows' shapes weighted by their count; None where any shape has no time."""
+def per_step(rows: list[dict], libs: list[str], label: str, key: str = "ms") -> dict:
+    """Each library's `key` (ms or gpu_ms) for the rows' shapes weighted by their count; None where any shape has
+    none."""
     total = {}
     for lib in libs:
-        cells = [(r["count"], r["libs"].get(lib, {}).get("ms")) for r in rows]
+        cells = [(r["count"], r["libs"].get(lib, {}).get(key)) for r in rows]
         total[lib] = None if not cells or any(ms is None for _, ms in cells) else sum(c * ms for c, ms in cells)
-    return {"row": f"per step: {label}", "ms": total}
+    return {"row": f"per step: {label}" + (", GPU busy" if key == "gpu_ms" else ""), "ms": total}
 
 
 def fmt_table(rows: list[dict], totals: list[dict], libs: list[str]) -> str:
     head = "| shape | x | " + " | ".join(libs) + " |\n|---|---:|" + "---:|" * len(libs)
     lines = [head]
     for r in rows:
-        base = r["libs"].get("bf16", {}).get("ms")
+        key = "gpu_ms" if "gpu_ms" in r["libs"].get("bf16", {}) else "ms"  # speed-ups by GPU time where measured
+        base = r["libs"].get("bf16", {}).get(key)
         cells = []
         for lib in libs:
             c = r["libs"].get(lib, {})
             if "ms" in c:
-                speed = f" ({base / c['ms']:.2f}x)" if base and lib != "bf16" else ""
-                cells.append(f"{c['ms']:.3f} ms{speed}, err {c['rel_err_out']:.1e}")
+                speed = f" ({base / c[key]:.2f}x)" if base and lib != "bf16" and key in c else ""
+                gpu = f" (GPU {c['gpu_ms']:.3f})" if "gpu_ms" in c else ""
+                cells.append(f"{c['ms']:.3f} ms{gpu}{speed}, err {c['rel_err_out']:.1e}")
             else:
                 cells.append(("skipped: " + c["skipped"][:40]) if "skipped" in c else
                              ("FAILED: " + c["error"][:60]) if "error" in c else "")
@@ -268,9 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = ModelConfig.preset(args.preset)
     linear = rows_linear(cfg, args)
     grouped = [] if args.no_grouped else rows_grouped(cfg, args)
-    totals = [per_step(linear, args.libs, "dense linears")]
+    keys = ("ms", "gpu_ms") if args.device.startswith("cuda") else ("ms",)
+    totals = [per_step(linear, args.libs, "dense linears", k) for k in keys]
     if grouped:
-        totals.append(per_step(grouped, args.libs, "routed experts"))
+        totals += [per_step(grouped, args.libs, "routed experts", k) for k in keys]
     meta = {"preset": args.preset, "batch": args.batch, "seq": args.seq, "iters": args.iters, "device": args.device,
             "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
