@@ -174,7 +174,9 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
         """mode: "eager" | "blocks" (each block + the loss compiled) | "blocks-cg" (the same as CUDA graphs,
         torch.compile's "reduce-overhead": the host launches each block's kernels as one replay) | "blocks-at" (the
         same with inductor's GEMM autotuning, "max-autotune-no-cudagraphs": Triton templates against cuBLAS, the
-        grouped GEMM's included) | "full" (the whole forward compiled);
+        grouped GEMM's included) | "blocks-gemm" (GEMM autotuning alone, no tuning of inductor's own kernels) |
+        "blocks-cd" (coordinate-descent tuning of inductor's fused Triton kernels alone: norms, routing, casts,
+        the loss; GEMMs stay cuBLAS's) | "full" (the whole forward compiled);
         fp8: a `prover.model.fp8` recipe (FP8 GEMMs, before compiling) or None; attention: "sdpa" | "flex";
         fused: q_a/kv_a and gate/up GEMMs fused; sdpa_backend: force one SDPA kernel (cudnn, flash, efficient)."""
         def run() -> dict:
@@ -209,6 +211,10 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
                 m.compile_blocks(dynamic=False, mode="reduce-overhead")
             elif mode == "blocks-at":
                 m.compile_blocks(dynamic=False, mode="max-autotune-no-cudagraphs")
+            elif mode == "blocks-gemm":
+                m.compile_blocks(dynamic=False, options={"max_autotune_gemm": True})
+            elif mode == "blocks-cd":
+                m.compile_blocks(dynamic=False, options={"coordinate_descent_tuning": True})
             elif mode == "full":
                 fwd = torch.compile(m, dynamic=False)
 
@@ -275,6 +281,10 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
                        "blocks-cg", False, False, None, "sdpa", True),
         "autotune": ("train: ours (compiled blocks with GEMM autotuning, fused q_a/kv_a + gate/up, v not padded)",
                      "blocks-at", False, False, None, "sdpa", True),
+        "autotune-gemm": ("train: ours (compiled blocks, GEMM autotuning alone, fused q_a/kv_a + gate/up, v not padded)",
+                          "blocks-gemm", False, False, None, "sdpa", True),
+        "cdtune": ("train: ours (compiled blocks, inductor kernels coordinate-descent tuned, fused q_a/kv_a + gate/up, "
+                   "v not padded)", "blocks-cd", False, False, None, "sdpa", True),
         "best": ("train: ours (compiled blocks, FlexAttention + fusions + fp8 blockwise)", "blocks", False, True,
                  "blockwise", "flex", True),
     }
@@ -420,7 +430,8 @@ def main() -> int:
     ap.add_argument("--rows", default="ceilings,hf,eager,compiled,nopad,mtp,fp8,fp8-rowwise,flex,fused,cudnn,flash,"
                     "efficient,best,moe,decode",
                     help="of ceilings, profile, hf, eager, compiled, nopad, full, mtp, fp8, fp8-rowwise, fp8-eager, "
-                         "flex, fused, fused-nopad, flex-fused, cudnn, flash, efficient, cudagraphs, autotune, best, moe, "
+                         "flex, fused, fused-nopad, flex-fused, cudnn, flash, efficient, cudagraphs, autotune, autotune-gemm, "
+                         "cdtune, best, moe, "
                          "decode")
     ap.add_argument("--decode-batches", default="32,256")
     ap.add_argument("--decode-prompt", type=int, default=128)
