@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.model_gpu import sync, timed  # noqa: E402
-from bench.train_gpu import profile_steps  # noqa: E402
+from bench.profiling import profile_steps  # noqa: E402
 from prover.errors import ProverError  # noqa: E402
 from prover.model import DeepSeekV3, ModelConfig  # noqa: E402
 from prover.model.fp8 import check_fp8, fp8_plan  # noqa: E402

@@ -223,7 +223,12 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
                     torch.compiler.cudagraph_mark_step_begin()
                 return fwd(ids, labels=ids).loss
 
-            return train_row(name, m, loss, c, counter, args, after_step=lambda: update_bias(m, 1e-3))
+            prof = None
+            if args.profile_rows:
+                from bench.profiling import profile_steps
+
+                prof = lambda step: profile_steps(name, step, torch.device(args.device))  # noqa: E731
+            return train_row(name, m, loss, c, counter, args, after_step=lambda: update_bias(m, 1e-3), profile=prof)
         return run
 
     def profile_row() -> dict:
@@ -439,6 +444,8 @@ def main() -> int:
     ap.add_argument("--decode-hf", action="store_true", help="also time transformers generate (first batch size)")
     ap.add_argument("--out", default=os.environ.get("OUT", "bench_out"))
     ap.add_argument("--profile-compiled", action="store_true", help="profile row: compiled blocks, not eager")
+    ap.add_argument("--profile-rows", action="store_true",
+                    help="each of our training rows also profiled over 3 more steps: GPU time by kernel kind, top kernels")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     args.rows = set(args.rows.split(","))

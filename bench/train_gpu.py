@@ -58,6 +58,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.model_gpu import peak_flops, train_flops_per_token, train_row  # noqa: E402
+from bench.profiling import profile_steps  # noqa: E402
 from prover.errors import ProverError  # noqa: E402
 from prover.model import DeepSeekV3, ModelConfig  # noqa: E402
 from prover.model.balance import update_bias  # noqa: E402
@@ -199,58 +200,6 @@ def sft_step_row(name: str, cfg: ModelConfig, args, device: torch.device, fp8: b
     if args.profile_now:
         row["profile"] = profile_steps(name, lambda: steps(1), device)
     return row
-
-
-KERNEL_KINDS = (  # first match wins: where a step's GPU time goes, by kernel name
-    ("attention", ("fmha", "flash", "cudnn", "attention", "sdpa")),
-    ("grouped GEMM", ("grouped", "groupproblemshape")),  # CUTLASS's grouped GEMMs (torch._grouped_mm, FP8 too)
-    ("dense GEMM", ("gemm", "nvjet", "cutlass", "xmma", "cublas", "matmul")),
-    ("fused (inductor / triton)", ("triton",)),
-)
-
-
-def kernel_kind(name: str) -> str:
-    low = name.lower()
-    return next((kind for kind, marks in KERNEL_KINDS if any(m in low for m in marks)), "other")
-
-
-def profile_steps(name: str, step: Callable[[], object], device: torch.device, n: int = 3) -> dict:
-    """torch.profiler over `n` steps: wall and GPU-busy time per step, host syncs per step, GPU time by kernel kind,
-    the top kernels."""
-    from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile
-
-    sync(device)
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        t = time.perf_counter()
-        for _ in range(n):
-            step()
-        sync(device)
-        wall = (time.perf_counter() - t) / n
-    events = prof.key_averages()
-    kernels = sorted((e for e in events if e.device_type == DeviceType.CUDA), key=lambda e: -e.self_device_time_total)
-    syncs = sum(e.count for e in events if "Synchronize" in e.key or e.key in ("cudaMemcpy", "aten::item")) / n
-    kernels = [e for e in kernels if not e.key.startswith("Optimizer.")]  # a range, not a kernel: counted twice
-    busy = sum(e.self_device_time_total for e in kernels) / n / 1e3
-    top = [{"kernel": e.key[:90], "ms_per_step": e.self_device_time_total / n / 1e3, "calls_per_step": e.count / n}
-           for e in kernels[:20]]
-    by_kind: dict[str, float] = {}
-    for e in kernels:
-        by_kind[kernel_kind(e.key)] = by_kind.get(kernel_kind(e.key), 0.0) + e.self_device_time_total / n / 1e3
-    host_ops = sorted((e for e in events if e.device_type == DeviceType.CPU), key=lambda e: -e.self_cpu_time_total)
-    top_host = [{"op": e.key[:90], "ms_per_step": e.self_cpu_time_total / n / 1e3, "calls_per_step": e.count / n}
-                for e in host_ops[:25]]
-    print(f"--- profile: {name}: wall {wall * 1e3:.1f} ms/step, GPU busy {busy:.1f} ms ({busy / wall / 1e3:.0%}), "
-          f"{syncs:.0f} host syncs/step", file=sys.stderr)
-    kinds = sorted(by_kind.items(), key=lambda kv: -kv[1])
-    print("  GPU time by kind: " + ", ".join(f"{k} {v:.1f} ms" for k, v in kinds), file=sys.stderr)
-    for k in top:
-        print(f"  {k['ms_per_step']:8.2f} ms {k['calls_per_step']:6.0f}x  {k['kernel']}", file=sys.stderr)
-    print("  host (self CPU time):", file=sys.stderr)
-    for k in top_host:
-        print(f"  {k['ms_per_step']:8.2f} ms {k['calls_per_step']:6.0f}x  {k['op']}", file=sys.stderr)
-    return {"wall_ms": wall * 1e3, "gpu_busy_ms": busy, "syncs_per_step": syncs, "by_kind_ms": by_kind, "top": top,
-            "top_host": top_host}
 
 
 def throughput(cfg: ModelConfig, model: DeepSeekV3, args, device: torch.device, dt: float) -> dict:

@@ -59,7 +59,7 @@ def test_grpo_rollout_bench_smoke(tmp_path, monkeypatch):
 def test_profile_sorts_kernels_by_kind():
     """The profile's GPU time by kind: attention before GEMM (cuDNN's and flash's kernels name both), grouped
     expert GEMMs apart from dense ones, inductor's fused kernels, the rest."""
-    kind = runpy.run_path(str(REPO / "bench" / "train_gpu.py"))["kernel_kind"]
+    kind = runpy.run_path(str(REPO / "bench" / "profiling.py"))["kernel_kind"]
     assert kind("cudnn_generated_fort_native_sdpa_sm90_knob_7_64x128x128_4x1x1_kernel0_0") == "attention"
     assert kind("void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<128>>") == "attention"
     assert kind("void cutlass::Kernel2<cutlass_80_wmma_grouped_gemm_bf16>") == "grouped GEMM"
@@ -69,3 +69,20 @@ def test_profile_sorts_kernels_by_kind():
     assert kind("nvjet_tst_192x192_64x4_2x1_v_bz_coopB_NNT") == "dense GEMM"
     assert kind("triton_per_fused__to_copy_add_mean_mul_pow_rsqrt_0") == "fused (inductor / triton)"
     assert kind("Memcpy DtoD (Device -> Device)") == "other"
+
+
+def test_model_gpu_bench_smoke(tmp_path, monkeypatch):
+    """bench/model_gpu.py on CPU: transformers' row and ours, the speedup against it, `--profile-rows`' profile."""
+    argv = ["model_gpu.py", "--preset", "tiny", "--device", "cpu", "--batch", "2", "--seq", "32", "--steps", "1",
+            "--warmup", "0", "--rows", "hf,eager", "--profile-rows", "--out", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.syspath_prepend(str(REPO))
+    try:
+        runpy.run_path(str(REPO / "bench" / "model_gpu.py"), run_name="__main__")
+    except SystemExit as e:
+        assert e.code == 0
+    rows = {r["row"].split(" (")[0]: r for r in json.loads((tmp_path / "model_gpu.json").read_text())["rows"]}
+    hf, ours = rows["train: transformers DeepseekV3ForCausalLM"], rows["train: ours"]
+    assert hf["tokens_per_s"] > 0 and ours["speedup_vs_transformers"] == ours["tokens_per_s"] / hf["tokens_per_s"]
+    assert "profile" not in hf and ours["profile"]["wall_ms"] > 0
+    assert any(op["op"].startswith("aten::") for op in ours["profile"]["top_host"])  # the step's own ops, profiled
