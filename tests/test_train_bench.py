@@ -68,6 +68,9 @@ def test_profile_sorts_kernels_by_kind():
                 ) == "grouped GEMM"
     assert kind("nvjet_tst_192x192_64x4_2x1_v_bz_coopB_NNT") == "dense GEMM"
     assert kind("triton_per_fused__to_copy_add_mean_mul_pow_rsqrt_0") == "fused (inductor / triton)"
+    # inductor's autotuned GEMM templates (H200 profile of 2026-12-03: counted as fused kernels before)
+    assert kind("triton_tem_fused_mm_t_transpose_view_9") == "dense GEMM"
+    assert kind("triton_tem_fused__grouped_mm_transpose_7") == "grouped GEMM"
     assert kind("Memcpy DtoD (Device -> Device)") == "other"
 
 
