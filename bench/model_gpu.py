@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from bench.profiling import profile_steps
 from prover.errors import ProverError
 from prover.model import DeepSeekV3, ModelConfig
 from prover.model.balance import update_bias
@@ -136,6 +137,15 @@ def train_row(name: str, model: torch.nn.Module, step_loss: Callable[[torch.Tens
     return r
 
 
+BLOCK_COMPILE = {  # ours_row's compiled-blocks modes: torch.compile's arguments for each block and the loss
+    "blocks": {},
+    "blocks-cg": {"mode": "reduce-overhead"},
+    "blocks-at": {"mode": "max-autotune-no-cudagraphs"},
+    "blocks-gemm": {"options": {"max_autotune_gemm": True}},
+    "blocks-cd": {"options": {"coordinate_descent_tuning": True}},
+}
+
+
 def rows_train(args, cfg: ModelConfig) -> list[dict]:
     out: list[dict] = []
     dtype = bench_dtype(args)
@@ -205,16 +215,8 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
             m.set_attention(attention)
             m.set_fusions(fused)
             fwd = m
-            if mode == "blocks":
-                m.compile_blocks(dynamic=False)
-            elif mode == "blocks-cg":
-                m.compile_blocks(dynamic=False, mode="reduce-overhead")
-            elif mode == "blocks-at":
-                m.compile_blocks(dynamic=False, mode="max-autotune-no-cudagraphs")
-            elif mode == "blocks-gemm":
-                m.compile_blocks(dynamic=False, options={"max_autotune_gemm": True})
-            elif mode == "blocks-cd":
-                m.compile_blocks(dynamic=False, options={"coordinate_descent_tuning": True})
+            if mode in BLOCK_COMPILE:
+                m.compile_blocks(dynamic=False, **BLOCK_COMPILE[mode])
             elif mode == "full":
                 fwd = torch.compile(m, dynamic=False)
 
@@ -225,8 +227,6 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
 
             prof = None
             if args.profile_rows:
-                from bench.profiling import profile_steps
-
                 prof = lambda step: profile_steps(name, step, torch.device(args.device))  # noqa: E731
             return train_row(name, m, loss, c, counter, args, after_step=lambda: update_bias(m, 1e-3), profile=prof)
         return run
