@@ -7,10 +7,12 @@ Rows: the device's two ceilings (bf16 matmul, device-to-device copy); bf16 train
 (tokens/s, MFU from active-parameter FLOPs over the bf16 peak, peak memory) of transformers and of this model
 (eager, torch.compile'd blocks, with the MTP loss, with FP8 GEMMs: `prover.model.fp8`, blockwise / rowwise;
 skipped with the reason where FP8 cannot run); the MoE layer alone (grouped GEMM bf16 / FP8 / batched fallback /
-reference loop, forward + backward, with the error against the reference); decoding tokens/s with the latent
+reference loop, QuACK's fused grouped GEMMs; eager and compiled; forward + backward, with the errors of the output
+and of every gradient against the reference); decoding tokens/s with the latent
 KV cache. Speed variants (item 4 of issue 21): FlexAttention, fused q_a/kv_a and gate/up GEMMs, one forced SDPA
 kernel each (cuDNN / flash with v padded / mem-efficient), the fused blocks as CUDA graphs or with inductor's
-GEMM autotuning, and FlexAttention, fusions and FP8 together ("best").
+GEMM autotuning, the routed experts on QuACK's fused GEMMs (`quack`), and FlexAttention, fusions and FP8 together
+("best").
 `--preset medium --batch 4` for DeepSeek-V3's widths.
 Every row catches its own failure (OOM included) and the run goes on. Prints a table; writes JSON to
 $OUT/model_gpu.json (or --out).
@@ -180,7 +182,8 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
         return r
 
     def ours_row(name: str, mode: str, mtp: bool, pad_v: bool = True, fp8: str | None = None,
-                 attention: str = "sdpa", fused: bool = False, sdpa_backend: str | None = None) -> Callable[[], dict]:
+                 attention: str = "sdpa", fused: bool = False, sdpa_backend: str | None = None,
+                 moe_impl: str = "auto") -> Callable[[], dict]:
         """mode: "eager" | "blocks" (each block + the loss compiled) | "blocks-cg" (the same as CUDA graphs,
         torch.compile's "reduce-overhead": the host launches each block's kernels as one replay) | "blocks-at" (the
         same with inductor's GEMM autotuning, "max-autotune-no-cudagraphs": Triton templates against cuBLAS, the
@@ -188,7 +191,8 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
         "blocks-cd" (coordinate-descent tuning of inductor's fused Triton kernels alone: norms, routing, casts,
         the loss; GEMMs stay cuBLAS's) | "full" (the whole forward compiled);
         fp8: a `prover.model.fp8` recipe (FP8 GEMMs, before compiling) or None; attention: "sdpa" | "flex";
-        fused: q_a/kv_a and gate/up GEMMs fused; sdpa_backend: force one SDPA kernel (cudnn, flash, efficient)."""
+        fused: q_a/kv_a and gate/up GEMMs fused; sdpa_backend: force one SDPA kernel (cudnn, flash, efficient);
+        moe_impl: the routed experts' path (`ModelConfig.moe_impl`)."""
         def run() -> dict:
             if sdpa_backend is None:
                 return build_and_time()
@@ -200,7 +204,7 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
                 return build_and_time()
 
         def build_and_time() -> dict:
-            c = cfg.replace(mtp_loss_weight=0.3 if mtp else 0.0)
+            c = cfg.replace(mtp_loss_weight=0.3 if mtp else 0.0, moe_impl=moe_impl)
             if fp8:
                 check_fp8(torch.device(args.device), fp8)
             torch.manual_seed(0)
@@ -290,6 +294,8 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
                           "blocks-gemm", False, False, None, "sdpa", True),
         "cdtune": ("train: ours (compiled blocks, inductor kernels coordinate-descent tuned, fused q_a/kv_a + gate/up, "
                    "v not padded)", "blocks-cd", False, False, None, "sdpa", True),
+        "quack": ("train: ours (compiled blocks, fused q_a/kv_a + gate/up, v not padded, QuACK fused MoE GEMMs)",
+                  "blocks", False, False, None, "sdpa", True, None, "quack"),
         "best": ("train: ours (compiled blocks, FlexAttention + fusions + fp8 blockwise)", "blocks", False, True,
                  "blockwise", "flex", True),
     }
@@ -321,21 +327,27 @@ def rows_moe(args, cfg: ModelConfig) -> list[dict]:
     x0 = torch.randn(1, T, cfg.hidden_size, device=args.device, dtype=dtype)
     ref_out = None
     cuda = args.device.startswith("cuda")
-    impls = ["grouped", "grouped_fp8", "batched", "reference"] if cuda else ["batched", "reference"]
+    # "+compile": the layer under torch.compile, as the model's compiled blocks run it
+    impls = (["grouped", "grouped+compile", "quack", "quack+compile", "grouped_fp8", "batched", "reference"] if cuda
+             else ["batched", "reference"])
     results = {}
     for impl in impls:
         free(args.device)
         try:
-            layer.impl = impl
+            layer.impl = impl.removesuffix("+compile")
+            fwd = torch.compile(layer, dynamic=False) if impl.endswith("+compile") else layer
             x = x0.clone().requires_grad_(True)
 
-            def fwd_bwd(x: torch.Tensor = x) -> torch.Tensor:
-                y, _ = layer(x)
+            def fwd_bwd(x: torch.Tensor = x, fwd=fwd) -> torch.Tensor:
+                y, _ = fwd(x)
                 y.float().pow(2).mean().backward()
                 return y
 
+            layer.zero_grad(set_to_none=True)  # the previous impl's timed steps accumulated into .grad
             y = fwd_bwd()
-            results[impl] = (y.detach().float(), x.grad.detach().float().clone())
+            results[impl] = (y.detach().float(), x.grad.detach().float().clone(),
+                             {n: p.grad.detach().float().clone() for n, p in layer.named_parameters()
+                              if p.grad is not None})
             x.grad = None
             layer.zero_grad(set_to_none=True)
             dt = timed(fwd_bwd, args.device, 2, max(3, args.steps))
@@ -347,13 +359,16 @@ def rows_moe(args, cfg: ModelConfig) -> list[dict]:
             out.append({"row": f"moe layer fwd+bwd: {impl}", "error": f"{type(e).__name__}: {str(e)[:200]}"})
         print(json.dumps(out[-1]), file=sys.stderr, flush=True)
     if "reference" in results:
-        ref_out, ref_grad = results["reference"]
+        ref_out, ref_grad, ref_params = results["reference"]
         for r in out:
             impl = r["row"].split(": ")[1]
             if impl in results and impl != "reference" and "error" not in r:
-                y, g = results[impl]
+                y, g, params = results[impl]
                 r["rel_err_out"] = float((y - ref_out).norm() / ref_out.norm())
                 r["rel_err_grad"] = float((g - ref_grad).norm() / ref_grad.norm())
+                # the parameters' gradients too: the weight-gradient GEMMs and the routing weights' gradient
+                r["rel_err_param_grad"] = max(float((params[n] - ref_params[n]).norm() / ref_params[n].norm())
+                                              for n in ref_params)
                 r["speedup_vs_reference"] = next(
                     (q["ms"] for q in out if q["row"].endswith("reference") and "ms" in q), float("nan")) / r["ms"]
     return out
@@ -413,7 +428,7 @@ def fmt(r: dict) -> str:
     if "skipped" in r:
         return f"| {r['row']} | skipped: {r['skipped']} |"
     keys = [k for k in ("tokens_per_s", "mfu", "mfu_with_attn", "step_s", "ms", "tflops", "gbps", "peak_mem_gib",
-                        "speedup_vs_reference", "rel_err_out", "rel_err_grad", "first_step_s") if r.get(k) is not None]
+                        "speedup_vs_reference", "rel_err_out", "rel_err_grad", "rel_err_param_grad", "first_step_s") if r.get(k) is not None]
     def v(k: str) -> str:
         x = r[k]
         if k.startswith("mfu"):
@@ -436,7 +451,7 @@ def main() -> int:
                     "efficient,best,moe,decode",
                     help="of ceilings, profile, hf, eager, compiled, nopad, full, mtp, fp8, fp8-rowwise, fp8-eager, "
                          "flex, fused, fused-nopad, flex-fused, cudnn, flash, efficient, cudagraphs, autotune, autotune-gemm, "
-                         "cdtune, best, moe, "
+                         "cdtune, quack, best, moe, "
                          "decode")
     ap.add_argument("--decode-batches", default="32,256")
     ap.add_argument("--decode-prompt", type=int, default=128)

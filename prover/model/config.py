@@ -71,7 +71,7 @@ class ModelConfig:
     # --- training knobs, not in config.json ---
     mtp_loss_weight: float = 0.3  # lambda of the MTP loss (DeepSeek-V3: 0.3, then 0.1)
     aux_loss_alpha: float = 0.0  # sequence-wise balance loss weight (DeepSeek-V3: 1e-4); 0 = off
-    moe_impl: str = "auto"  # "auto" (grouped GEMM where available) | "grouped" | "batched" | "reference"
+    moe_impl: str = "auto"  # "auto" (grouped GEMM where available) | "grouped" | "batched" | "quack" | "reference"
     extra: dict[str, Any] = field(default_factory=dict, repr=False)  # unknown keys read from a file (not written)
 
     def __post_init__(self) -> None:
@@ -113,7 +113,7 @@ class ModelConfig:
         need(self.num_experts_per_tok <= self.topk_group * per_group, "num_experts_per_tok > experts in topk_group groups")
         need(self.moe_layer_freq >= 1, "moe_layer_freq must be >= 1")
         need(self.qk_rope_head_dim % 2 == 0, "qk_rope_head_dim must be even")
-        need(self.moe_impl in ("auto", "grouped", "batched", "reference"), f"unknown moe_impl {self.moe_impl!r}")
+        need(self.moe_impl in ("auto", "grouped", "batched", "quack", "reference"), f"unknown moe_impl {self.moe_impl!r}")
         if self.rope_scaling is not None:
             kind = _rope_type(self.rope_scaling)
             need(kind in ("yarn", "default"), f"rope_scaling type {kind!r} unsupported (yarn only)")

@@ -4,7 +4,8 @@ routed experts computed two ways:
 - `reference`: a plain loop over experts (what the tests compare against);
 - fast: token copies sorted by expert, then one grouped GEMM per projection. `grouped` uses
   `torch._grouped_mm` (bf16 on sm90+; CPU kernels in recent torch); `batched` pads each expert's tokens
-  to the largest count and runs `torch.bmm` (works anywhere, any dtype).
+  to the largest count and runs `torch.bmm` (works anywhere, any dtype);
+- `quack`: QuACK's grouped GEMMs with the gathers and SwiGLU fused into them (`moe_quack.py`; CUDA sm90+).
 
 Routed expert weights are stacked (`gate_up_proj` [E, 2I, H], `down_proj` [E, H, I], nn.Linear layout) so that
 the fast path needs no per-expert Python; checkpoints split them per expert (`checkpoint.py`).
@@ -109,6 +110,10 @@ class RoutedExperts(nn.Module):
             x, gate_up, down = x.to(dtype), gate_up.to(dtype), down.to(dtype)
         if impl == "reference":
             return experts_reference(x, indices, weights, gate_up, down)
+        if impl == "quack":
+            from prover.model.moe_quack import experts_quack
+
+            return experts_quack(x, indices, weights, gate_up, down, counts)
         return experts_sorted(x, indices, weights, gate_up, down, counts, resolve_impl(impl, x, self.fp8))
 
 

@@ -1,0 +1,116 @@
+"""moe_impl "quack": the routed experts on QuACK's fused grouped GEMMs. On CPU the kernels are a FAKE
+(tests/fakes/fake_quack.py) and these tests check the wiring: the gathers, the [gate; up] layout through
+`concat_layout`, the routing weights folded into the backward, each gradient. The `gpu` test runs the real kernels."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from prover.errors import ProverError
+from prover.model import ModelConfig, moe_quack
+from prover.model.moe import MoE, experts_reference
+from prover.model.moe import expert_counts as count_routed
+from tests.fakes import fake_quack
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def fake_kernels(monkeypatch):
+    monkeypatch.setattr(moe_quack, "kernels", lambda: fake_quack)
+
+
+def _layer(seed: int, **overrides) -> MoE:
+    torch.manual_seed(seed)
+    layer = MoE(ModelConfig.preset("tiny", **overrides))
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_(0, 0.2)
+    return layer
+
+
+def _run(layer: MoE, impl: str, x: torch.Tensor):
+    layer.impl = impl
+    xi = x.clone().requires_grad_(True)
+    y, _ = layer(xi)
+    (y * torch.linspace(-1, 1, y.shape[-1])).sum().backward()
+    grads = {n: p.grad.clone() for n, p in layer.named_parameters() if p.grad is not None}
+    layer.zero_grad(set_to_none=True)
+    return y.detach(), xi.grad, grads
+
+
+def test_quack_path_matches_reference_forward_backward(fake_kernels):
+    layer = _layer(3)
+    x = torch.randn(2, 37, layer.cfg.hidden_size)
+    ref, fast = _run(layer, "reference", x), _run(layer, "quack", x)
+    torch.testing.assert_close(fast[0], ref[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast[1], ref[1], rtol=1e-5, atol=1e-5)
+    # gate.weight's gradient comes only through the routing weights: the kernel's column reduce
+    assert set(fast[2]) == set(ref[2]) >= {"experts.gate_up_proj", "experts.down_proj", "gate.weight"}
+    for name in ref[2]:
+        torch.testing.assert_close(fast[2][name], ref[2][name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_quack_path_with_experts_without_tokens(fake_kernels):
+    torch.manual_seed(4)
+    E, H, inter = 6, 8, 4
+    gate_up = torch.randn(E, 2 * inter, H, requires_grad=True)
+    down = torch.randn(E, H, inter, requires_grad=True)
+    x = torch.randn(5, H, requires_grad=True)
+    idx = torch.tensor([[0, 3], [3, 0], [0, 3], [3, 5], [0, 5]])  # experts 1, 2, 4 get nothing
+    w = torch.rand(5, 2, requires_grad=True)
+    counts = count_routed(idx, E)
+    outs = {}
+    for name, fn in (("reference", lambda: experts_reference(x, idx, w, gate_up, down)),
+                     ("quack", lambda: moe_quack.experts_quack(x, idx, w, gate_up, down, counts))):
+        y = fn()
+        grads = torch.autograd.grad(y.pow(2).sum(), (x, w, gate_up, down))
+        outs[name] = (y.detach(), *grads)
+    for got, want in zip(outs["quack"], outs["reference"], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    assert outs["quack"][3][1:3].abs().sum() == 0  # no tokens, no gradient (and nothing stale)
+
+
+def test_missing_quack_is_one_clear_error(monkeypatch):
+    moe_quack.kernels.cache_clear()
+    monkeypatch.setitem(sys.modules, "quack", None)  # import quack -> ImportError
+    try:
+        with pytest.raises(ProverError, match="quack-kernels"):
+            moe_quack.kernels()
+    finally:
+        moe_quack.kernels.cache_clear()
+
+
+def test_config_accepts_quack_and_rejects_unknown():
+    assert ModelConfig.preset("tiny", moe_impl="quack").moe_impl == "quack"
+    with pytest.raises(Exception, match="unknown moe_impl"):
+        ModelConfig.preset("tiny", moe_impl="quak")
+
+
+@pytest.mark.gpu
+def test_real_kernels_match_reference_in_bf16_eager_and_compiled():
+    pytest.importorskip("quack")
+    if torch.cuda.get_device_capability() < (9, 0):
+        pytest.skip("QuACK's grouped GEMMs need compute capability >= 9.0")
+    with torch.device("cuda"):
+        layer = _layer(5, hidden_size=256, moe_intermediate_size=128).to(torch.bfloat16)
+    x = torch.randn(4, 256, 256, device="cuda", dtype=torch.bfloat16)
+
+    def run(impl: str, compiled: bool = False):
+        layer.impl = impl
+        fwd = torch.compile(layer, fullgraph=True) if compiled else layer
+        xi = x.clone().requires_grad_(True)
+        y, _ = fwd(xi)
+        y.float().pow(2).mean().backward()
+        grads = [xi.grad.float()] + [p.grad.float() for p in (layer.experts.gate_up_proj, layer.experts.down_proj,
+                                                             layer.gate.weight)]
+        layer.zero_grad(set_to_none=True)
+        return [y.detach().float()] + grads
+
+    ref = run("grouped")
+    for compiled in (False, True):
+        for got, want in zip(run("quack", compiled), ref, strict=True):
+            assert float((got - want).norm() / want.norm()) < 2e-2, compiled
