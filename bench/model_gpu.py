@@ -296,6 +296,8 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
                    "v not padded)", "blocks-cd", False, False, None, "sdpa", True),
         "quack": ("train: ours (compiled blocks, fused q_a/kv_a + gate/up, v not padded, QuACK fused MoE GEMMs)",
                   "blocks", False, False, None, "sdpa", True, None, "quack"),
+        "quack-cg": ("train: ours (CUDA-graphed compiled blocks, fused q_a/kv_a + gate/up, v not padded, QuACK fused "
+                     "MoE GEMMs)", "blocks-cg", False, False, None, "sdpa", True, None, "quack"),
         "best": ("train: ours (compiled blocks, FlexAttention + fusions + fp8 blockwise)", "blocks", False, True,
                  "blockwise", "flex", True),
     }
@@ -451,7 +453,7 @@ def main() -> int:
                     "efficient,best,moe,decode",
                     help="of ceilings, profile, hf, eager, compiled, nopad, full, mtp, fp8, fp8-rowwise, fp8-eager, "
                          "flex, fused, fused-nopad, flex-fused, cudnn, flash, efficient, cudagraphs, autotune, autotune-gemm, "
-                         "cdtune, quack, best, moe, "
+                         "cdtune, quack, quack-cg, best, moe, "
                          "decode")
     ap.add_argument("--decode-batches", default="32,256")
     ap.add_argument("--decode-prompt", type=int, default=128)

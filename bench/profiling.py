@@ -11,7 +11,8 @@ import torch
 
 KERNEL_KINDS = (  # first match wins: where a step's GPU time goes, by kernel name
     ("attention", ("fmha", "flash", "cudnn", "attention", "sdpa")),
-    ("grouped GEMM", ("grouped", "groupproblemshape")),  # CUTLASS's grouped GEMMs (torch._grouped_mm, FP8 too)
+    # CUTLASS's grouped GEMMs (torch._grouped_mm, FP8 too); QuACK's, which only the MoE's `quack` path runs
+    ("grouped GEMM", ("grouped", "groupproblemshape", "quack")),
     ("dense GEMM", ("gemm", "nvjet", "cutlass", "xmma", "cublas", "matmul", "triton_tem_")),  # tem: inductor's GEMM templates
     ("fused (inductor / triton)", ("triton",)),
 )

@@ -114,3 +114,57 @@ def test_real_kernels_match_reference_in_bf16_eager_and_compiled():
     for compiled in (False, True):
         for got, want in zip(run("quack", compiled), ref, strict=True):
             assert float((got - want).norm() / want.norm()) < 2e-2, compiled
+
+
+def test_trainer_runs_every_moe_layer_on_quack(fake_kernels):
+    """`subgoal train sft --moe-impl quack`: prepare_model puts every MoE layer on the quack path, and the
+    training loss and gradients are the default path's."""
+    from prover.model import DeepSeekV3
+    from prover.train.distributed import DistEnv
+    from prover.train.sft import SFTConfig, prepare_model
+
+    def loss_and_grads(impl: str):
+        torch.manual_seed(0)
+        model = DeepSeekV3(ModelConfig.preset("tiny", moe_impl="batched"))
+        cfg = SFTConfig(model="", data="", out="", compile=False, moe_impl=impl)
+        model = prepare_model(model, cfg, DistEnv())
+        ids = torch.randint(0, 1024, (2, 24), generator=torch.Generator().manual_seed(1))
+        loss = model(ids, labels=ids).loss
+        loss.backward()
+        layers = [m for m in model.modules() if isinstance(m, MoE)]
+        return loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}, layers
+
+    base, base_grads, _ = loss_and_grads("auto")
+    loss, grads, layers = loss_and_grads("quack")
+    assert layers and all(m.impl == "quack" for m in layers)
+    torch.testing.assert_close(loss, base, rtol=1e-5, atol=1e-6)
+    assert set(grads) == set(base_grads)
+    for name, g in base_grads.items():
+        torch.testing.assert_close(grads[name], g, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("flags,says", [(["--moe-impl", "quack"], "compute capability >= 9.0"),  # on a CPU
+                                        (["--moe-impl", "quak"], "unknown --moe-impl 'quak'")])
+def test_sft_moe_impl_errors_stop_before_loading_anything(tmp_path, capsys, flags, says):
+    from eval.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["train", "sft", "--model", str(tmp_path / "no-such-model"), "--data", str(tmp_path / "none.jsonl"),
+              "--out", str(tmp_path / "out"), *flags, "--device", "cpu"])
+    assert e.value.code != 0
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_quack_with_fp8_experts_or_expert_parallel_is_refused(monkeypatch):
+    from prover.train import sft
+    from prover.train.distributed import DistEnv
+
+    monkeypatch.setattr(moe_quack, "check_quack", lambda device: None)  # as if on an sm90 GPU with quack
+    for overrides, says in (({"fp8": True}, "--no-fp8-experts"), ({"ep": 2}, "drop --ep / --pp"),
+                            ({"pp": 2}, "drop --ep / --pp")):
+        cfg = sft.SFTConfig(model="", data="", out="", moe_impl="quack", **overrides)
+        with pytest.raises(ProverError, match=says):
+            sft.check_quack_training(cfg, DistEnv())
+    sft.check_quack_training(sft.SFTConfig(model="", data="", out="", moe_impl="quack", fp8=True,
+                                           fp8_experts=False), DistEnv())

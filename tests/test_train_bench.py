@@ -66,6 +66,11 @@ def test_profile_sorts_kernels_by_kind():
     # torch._grouped_mm's CUTLASS kernel (mangled; the H200 profile of 2026-12-02 counted it as dense)
     assert kind("_ZN7cutlass13device_kernelINS_4gemm6kernel13GemmUniversalINS1_17GroupProblemShapeIN4cute5tupleIJiiiEEEEE"
                 ) == "grouped GEMM"
+    # QuACK's grouped GEMMs (moe_impl "quack"; H200 profile of 2026-12-03), with and without fused epilogues
+    assert kind("kernel_cutlass_kernel_quackgemm_default_epiGemmDefaultSm90_object_at__TiledMMA_ThrLayoutVM") == (
+        "grouped GEMM")
+    assert kind("kernel_cutlass_kernel_quackepiloguefrontendGemmMod_dgated_epi_0f87edbf6a611f70_p_c_col_sm9") == (
+        "grouped GEMM")
     assert kind("nvjet_tst_192x192_64x4_2x1_v_bz_coopB_NNT") == "dense GEMM"
     assert kind("triton_per_fused__to_copy_add_mean_mul_pow_rsqrt_0") == "fused (inductor / triton)"
     # inductor's autotuned GEMM templates (H200 profile of 2026-12-03: counted as fused kernels before)

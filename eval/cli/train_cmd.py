@@ -60,6 +60,9 @@ def sft(
                                    "rowwise: the dense linears' scaling; routed experts are rowwise either way."),
     fp8_experts: bool = typer.Option(True, "--fp8-experts/--no-fp8-experts", help="With --fp8: the routed experts' "
                                      "grouped GEMM in FP8 too (--no-fp8-experts: bf16, the dense linears FP8)."),
+    moe_impl: str = typer.Option("auto", "--moe-impl", help="The routed experts' kernels: auto (torch's grouped "
+                                 "GEMM) | quack (QuACK's, with the token gathers and SwiGLU fused in: pip install "
+                                 "'quack-kernels[cu13]'; CUDA sm90+, bf16 experts)."),
 ) -> None:
     """Supervised fine-tuning (prompt tokens masked). Under `torchrun` it trains data-parallel with FSDP2."""
     from prover.train.sft import SFTConfig, train_sft
@@ -69,7 +72,7 @@ def sft(
                     grad_accum=grad_accum, max_length=max_length, save_every=save_every, precision=precision,
                     device=device, bias_update_gamma=bias_gamma, seed=seed, resume=resume, ep=ep,
                     pp=pp, compile=compile_, fp8=fp8, fp8_recipe=fp8_recipe,
-                    fp8_experts=fp8_experts)
+                    fp8_experts=fp8_experts, moe_impl=moe_impl)
     result = train_sft(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one table
         _print_result(f"sft -> {out}", result.to_dict())

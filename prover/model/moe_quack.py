@@ -32,6 +32,15 @@ def kernels():
     return gemm_interface
 
 
+def check_quack(device: torch.device) -> None:
+    """One clear error where moe_impl "quack" cannot run: no CUDA sm90+ device, or quack-kernels missing."""
+    if device.type != "cuda" or torch.cuda.get_device_capability(device) < (9, 0):
+        where = "no CUDA device" if device.type != "cuda" else torch.cuda.get_device_name(device)
+        raise ProverError(f"moe_impl 'quack' needs a CUDA GPU of compute capability >= 9.0 (Hopper or newer); "
+                          f"here: {where}. Use the default experts (drop --moe-impl quack)")
+    kernels()
+
+
 def experts_quack(x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor, gate_up: torch.Tensor,
                   down: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """Same contract as `moe.experts_sorted`: x [T, H], indices / weights [T, K], gate_up [E, 2I, H],

@@ -78,6 +78,7 @@ class SFTConfig:
     fp8: bool = False  # FP8 GEMMs (torchao; DeepSeek-V3's recipe, `prover.model.fp8`); needs CUDA sm89+
     fp8_recipe: Literal["blockwise", "rowwise"] = "blockwise"  # dense linears' scaling (experts: rowwise)
     fp8_experts: bool = True  # the routed experts' grouped GEMM in FP8 too (False: bf16, the dense linears FP8)
+    moe_impl: Literal["auto", "quack"] = "auto"  # routed experts: torch's grouped GEMM | QuACK's fused (sm90+, bf16)
     log_dir: str | None = None  # TensorBoard + metrics.jsonl; default <out>
 
 
@@ -190,7 +191,8 @@ def _load_examples(cfg: SFTConfig, tokenizer, ds) -> list[dict[str, list[int]]]:
 
 
 # Settings that change how a run is carried out, not what it computes: never compared on resume.
-RUN_ONLY = ("out", "resume", "stop_after", "save_every", "keep_last", "log_every", "log_dir", "device", "compile")
+RUN_ONLY = ("out", "resume", "stop_after", "save_every", "keep_last", "log_every", "log_dir", "device", "compile",
+            "moe_impl")  # kernels only: the same math, so a resume may switch them
 
 
 def sft_manifest(cfg: SFTConfig) -> Manifest:
@@ -228,6 +230,10 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
             raise ProverError("--fp8 trains bf16 parameters (FP8 GEMMs, fp32 master weights): drop --precision fp32")
     elif not cfg.fp8_experts:
         raise ProverError("--no-fp8-experts says which GEMMs --fp8 leaves in bf16: add --fp8, or drop it")
+    if cfg.moe_impl not in ("auto", "quack"):
+        raise ProverError(f"unknown --moe-impl {cfg.moe_impl!r} (auto, quack)")
+    if cfg.moe_impl == "quack":
+        check_quack_training(cfg, env)
     from data.sft_dataset import load_sft_dataset
 
     ds = load_sft_dataset(cfg.data)  # before any model download: a bad path fails fast
@@ -323,9 +329,35 @@ def prepare_model(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv) -> torch
         plan = convert_to_fp8(model, cfg.fp8_recipe, env.device, experts=cfg.fp8_experts)
         if env.is_main:
             print(plan.summary(), file=sys.stderr, flush=True)
+    if cfg.moe_impl != "auto":
+        set_moe_impl(model, cfg.moe_impl)
     if compiles(cfg, env) and hasattr(model, "compile_blocks"):
         model.compile_blocks()
     return wrap_model(model, env, ep=cfg.ep)
+
+
+def check_quack_training(cfg: SFTConfig, env: DistEnv) -> None:
+    """`--moe-impl quack` where it cannot run: one clear error before anything loads."""
+    from prover.model.moe_quack import check_quack
+
+    check_quack(env.device)
+    if cfg.fp8 and cfg.fp8_experts:
+        raise ProverError("--moe-impl quack runs the routed experts in bf16: add --no-fp8-experts (the dense "
+                          "linears stay FP8)")
+    if cfg.ep > 1 or cfg.pp > 1:
+        raise ProverError("--moe-impl quack runs on one process's experts: drop --ep / --pp, or --moe-impl")
+
+
+def set_moe_impl(model: torch.nn.Module, impl: str) -> None:
+    """Every MoE layer of our model on the routed-experts path `impl` (`ModelConfig.moe_impl`'s values)."""
+    from prover.model.moe import MoE
+    from prover.train.common import is_moe
+
+    if not is_moe(model):
+        raise ProverError(f"--moe-impl {impl} is for our DeepSeek-V3 model (model_type deepseek_v3); this is not one")
+    for module in model.modules():
+        if isinstance(module, MoE):
+            module.impl = impl
 
 
 def prepare_pipeline(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv):
