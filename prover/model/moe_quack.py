@@ -1,4 +1,4 @@
-"""Routed experts on QuACK's grouped GEMMs (Dao-AILab's CuTe-DSL kernels, `pip install quack-kernels`), arranged
+"""Routed experts on QuACK's grouped GEMMs (Dao-AILab's CuTe-DSL kernels, `pip install 'subgoal[quack]'`), arranged
 as SonicMoE arranges them: the gather of each expert's token rows runs in the first GEMM's prologue (`A_idx`),
 SwiGLU in its epilogue, and in the backward one GEMM's epilogue produces SwiGLU's gradient with the routing weight
 folded in, the weighted activation the down projection's weight gradient needs, and the routing weights' own
@@ -27,8 +27,8 @@ def kernels():
     try:
         from quack import gemm_interface
     except ImportError as e:
-        raise ProverError(f"moe_impl 'quack' needs quack-kernels on a CUDA sm90+ GPU "
-                          f"(pip install 'quack-kernels[cu13]'): {e}") from e
+        raise ProverError(f"moe_impl 'quack' needs quack-kernels on a CUDA sm90+ GPU (pip install "
+                          f"'subgoal[quack]': quack-kernels 0.6.5 with nvidia-cutlass-dsl 4.8.1): {e}") from e
     return gemm_interface
 
 
