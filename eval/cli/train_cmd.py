@@ -62,7 +62,7 @@ def sft(
                                      "grouped GEMM in FP8 too (--no-fp8-experts: bf16, the dense linears FP8)."),
     moe_impl: str = typer.Option("auto", "--moe-impl", help="The routed experts' kernels: auto (torch's grouped "
                                  "GEMM) | quack (QuACK's, with the token gathers and SwiGLU fused in: pip install "
-                                 "'subgoal[quack]'; CUDA sm90+, bf16 experts)."),
+                                 "'subgoal\\[quack]'; CUDA sm90+, bf16 experts)."),
 ) -> None:
     """Supervised fine-tuning (prompt tokens masked). Under `torchrun` it trains data-parallel with FSDP2."""
     from prover.train.sft import SFTConfig, train_sft
