@@ -75,13 +75,10 @@ def test_quack_path_with_experts_without_tokens(fake_kernels):
 
 
 def test_missing_quack_is_one_clear_error(monkeypatch):
-    moe_quack.kernels.cache_clear()
+    monkeypatch.setattr(moe_quack, "_quack", None)
     monkeypatch.setitem(sys.modules, "quack", None)  # import quack -> ImportError
-    try:
-        with pytest.raises(ProverError, match="quack-kernels"):
-            moe_quack.kernels()
-    finally:
-        moe_quack.kernels.cache_clear()
+    with pytest.raises(ProverError, match="quack-kernels"):
+        moe_quack.kernels()
 
 
 def test_config_accepts_quack_and_rejects_unknown():

@@ -13,23 +13,25 @@ epilogues use, so checkpoints keep their layout. CUDA sm90+ only; quack is impor
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 
 from prover.errors import ProverError
 
+_quack = None  # quack.gemm_interface once loaded: a plain global, which torch.compile reads without a warning
 
-@functools.cache
+
 def kernels():
     """quack.gemm_interface (gemm, gemm_gated, gemm_dgated), or a clear error where it is not installed."""
-    try:
-        from quack import gemm_interface
-    except ImportError as e:
-        raise ProverError(f"moe_impl 'quack' needs quack-kernels on a CUDA sm90+ GPU (pip install "
-                          f"'subgoal[quack]': quack-kernels 0.6.5 with nvidia-cutlass-dsl 4.8.1): {e}") from e
-    return gemm_interface
+    global _quack
+    if _quack is None:
+        try:
+            from quack import gemm_interface
+        except ImportError as e:
+            raise ProverError(f"moe_impl 'quack' needs quack-kernels on a CUDA sm90+ GPU (pip install "
+                              f"'subgoal[quack]': quack-kernels 0.6.5 with nvidia-cutlass-dsl 4.8.1): {e}") from e
+        _quack = gemm_interface
+    return _quack
 
 
 def check_quack(device: torch.device) -> None:
