@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers.moe_layers import forward_backward, moe_layer
 
 from prover.model import DeepSeekV3, ModelConfig
 from prover.model.balance import expert_counts, expert_load, load_summary, update_bias
@@ -14,14 +15,7 @@ torch.set_num_threads(1)
 
 
 def _layer(seed: int = 0, dtype=torch.float32, device="cpu", **overrides) -> MoE:
-    torch.manual_seed(seed)
-    cfg = ModelConfig.preset("tiny", **overrides)
-    layer = MoE(cfg).to(device=device, dtype=dtype)
-    with torch.no_grad():
-        for p in layer.parameters():
-            p.normal_(0, 0.2)
-        layer.gate.e_score_correction_bias.normal_(0, 0.1)
-    return layer
+    return moe_layer(seed, dtype, device, **overrides)
 
 
 def test_router_matches_group_limited_definition():
@@ -71,16 +65,7 @@ def test_fast_path_matches_reference_forward_backward(impl):
             pytest.skip(f"torch._grouped_mm not usable on CPU here: {e}")
     layer = _layer(3)
     x = torch.randn(2, 37, layer.cfg.hidden_size)
-    outs = {}
-    for mode in ("reference", impl):
-        layer.impl = mode
-        xi = x.clone().requires_grad_(True)
-        y, _ = layer(xi)
-        (y * torch.linspace(-1, 1, y.shape[-1])).sum().backward()
-        grads = {n: p.grad.clone() for n, p in layer.named_parameters() if p.grad is not None}
-        layer.zero_grad(set_to_none=True)
-        outs[mode] = (y.detach(), xi.grad.clone(), grads)
-    ref, fast = outs["reference"], outs[impl]
+    ref, fast = forward_backward(layer, "reference", x), forward_backward(layer, impl, x)
     torch.testing.assert_close(fast[0], ref[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(fast[1], ref[1], rtol=1e-5, atol=1e-5)
     assert set(fast[2]) == set(ref[2]) and "experts.gate_up_proj" in ref[2]

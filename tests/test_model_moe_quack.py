@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from helpers.moe_layers import forward_backward, moe_layer
 
 from prover.errors import ProverError
 from prover.model import ModelConfig, moe_quack
@@ -23,29 +24,10 @@ def fake_kernels(monkeypatch):
     monkeypatch.setattr(moe_quack, "kernels", lambda: fake_quack)
 
 
-def _layer(seed: int, **overrides) -> MoE:
-    torch.manual_seed(seed)
-    layer = MoE(ModelConfig.preset("tiny", **overrides))
-    with torch.no_grad():
-        for p in layer.parameters():
-            p.normal_(0, 0.2)
-    return layer
-
-
-def _run(layer: MoE, impl: str, x: torch.Tensor):
-    layer.impl = impl
-    xi = x.clone().requires_grad_(True)
-    y, _ = layer(xi)
-    (y * torch.linspace(-1, 1, y.shape[-1])).sum().backward()
-    grads = {n: p.grad.clone() for n, p in layer.named_parameters() if p.grad is not None}
-    layer.zero_grad(set_to_none=True)
-    return y.detach(), xi.grad, grads
-
-
 def test_quack_path_matches_reference_forward_backward(fake_kernels):
-    layer = _layer(3)
+    layer = moe_layer(3)
     x = torch.randn(2, 37, layer.cfg.hidden_size)
-    ref, fast = _run(layer, "reference", x), _run(layer, "quack", x)
+    ref, fast = forward_backward(layer, "reference", x), forward_backward(layer, "quack", x)
     torch.testing.assert_close(fast[0], ref[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(fast[1], ref[1], rtol=1e-5, atol=1e-5)
     # gate.weight's gradient comes only through the routing weights: the kernel's column reduce
@@ -92,8 +74,7 @@ def test_real_kernels_match_reference_in_bf16_eager_and_compiled():
     pytest.importorskip("quack")
     if torch.cuda.get_device_capability() < (9, 0):
         pytest.skip("QuACK's grouped GEMMs need compute capability >= 9.0")
-    with torch.device("cuda"):
-        layer = _layer(5, hidden_size=256, moe_intermediate_size=128).to(torch.bfloat16)
+    layer = moe_layer(5, torch.bfloat16, "cuda", hidden_size=256, moe_intermediate_size=128)
     x = torch.randn(4, 256, 256, device="cuda", dtype=torch.bfloat16)
 
     def run(impl: str, compiled: bool = False):
