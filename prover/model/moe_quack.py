@@ -79,6 +79,8 @@ class _UpProjection(torch.autograd.Function):
     def backward(ctx, _, dz):
         x, gate_up, cu_seqlens, token_of_row, inverse = ctx.saved_tensors
         q = kernels()
+        # Not zeroed first: QuACK's cu_seqlens_k GEMM writes every expert's tile, zeros where it has no rows
+        # (gemm_sm90.py fills the accumulator with 0 when an expert has no K tiles).
         d_gate_up = torch.empty_like(gate_up)
         q.gemm(x.T, dz, out=d_gate_up.transpose(1, 2), cu_seqlens_k=cu_seqlens, A_idx=token_of_row,
                concat_layout=("out",))
