@@ -68,7 +68,15 @@ from prover.train.common import moe_after_step, read_metrics  # noqa: E402
 from prover.train.distributed import DistEnv  # noqa: E402
 from prover.train.grpo import completion_logprobs, group_advantages, grpo_token_loss  # noqa: E402
 from prover.train.optim import MasterWeightAdamW  # noqa: E402
-from prover.train.sft import IGNORE, SFTConfig, _train_step, make_optimizer, make_scheduler, prepare_model  # noqa: E402
+from prover.train.sft import (  # noqa: E402
+    IGNORE,
+    SFTConfig,
+    _train_step,
+    check_quack_training,
+    make_optimizer,
+    make_scheduler,
+    prepare_model,
+)
 
 
 def sync(device: torch.device) -> None:
@@ -134,10 +142,8 @@ def trainer(cfg: ModelConfig, args, device: torch.device, fp8: bool, optimizer: 
     """The SFT trainer's model and optimizer exactly as `train_sft` makes them (random weights, seed 0);
     `optimizer`: MasterWeightAdamW's settings instead of `make_optimizer`'s; `lr`: instead of SFTConfig's."""
     scfg = sft_config(args, device, fp8, lr, fp8_experts, moe_impl)
-    if moe_impl == "quack":
-        from prover.model.moe_quack import check_quack
-
-        check_quack(device)
+    if moe_impl == "quack":  # the trainer's own check (train_sft makes it before loading)
+        check_quack_training(scfg, DistEnv(device=device))
     if fp8:
         from prover.model.fp8 import check_fp8
 

@@ -136,6 +136,12 @@ class DeepSeekV3(nn.Module):
             elif isinstance(m, MLP):
                 m.fuse_gate_up = on
 
+    def set_moe_impl(self, impl: str) -> None:
+        """Every MoE layer's routed experts on path `impl` (`ModelConfig.moe_impl`'s values), e.g. "quack"."""
+        self.config = self.config.replace(moe_impl=impl)  # validated there; config.json never carries it
+        for layer in self.moe_layers():
+            layer.impl = impl
+
     def moe_layers(self, include_mtp: bool = True) -> list[MoE]:
         blocks = list(self.model.layers) + (list(self.mtp) if include_mtp else [])
         return [b.mlp for b in blocks if isinstance(b.mlp, MoE)]

@@ -207,8 +207,7 @@ def experts_sorted(x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor
     """Sort token copies by expert, two grouped GEMMs, then sum each token's K weighted copies."""
     T, K = indices.shape
     flat = indices.reshape(-1)
-    order = flat.argsort(stable=True)  # sorted row r holds copy order[r] = token * K + slot
-    inverse = torch.empty_like(order).scatter_(0, order, torch.arange(T * K, device=x.device))
+    order, inverse = sort_copies(indices)
     offs = counts.cumsum(0)
     expert = flat[order]
     seg = Segments(counts, offs.to(torch.int32), expert, torch.arange(T * K, device=x.device) - (offs - counts)[expert])
@@ -218,6 +217,19 @@ def experts_sorted(x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor
     # Weighting before down_proj (it is linear) leaves the combine a plain sum: no batched K-by-1 matmul.
     h = F.silu(gate) * up * weights.reshape(-1)[order].to(x.dtype).unsqueeze(-1)
     return _Combine.apply(gemm(h, down, seg), order // K, inverse, K)
+
+
+def sort_copies(indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each token's K copies [T, K] in expert order: (order, inverse), sorted row r holding copy order[r] =
+    token * K + slot, and copy c at sorted row inverse[c]."""
+    order = indices.reshape(-1).argsort(stable=True)
+    inverse = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=order.device))
+    return order, inverse
+
+
+def sum_copies(rows: torch.Tensor, inverse: torch.Tensor, k: int) -> torch.Tensor:
+    """Expert-ordered rows [T*K, H] -> each token's K copies summed [T, H] (a gather: no atomics)."""
+    return rows.index_select(0, inverse).view(-1, k, rows.shape[-1]).sum(1)
 
 
 class _Dispatch(torch.autograd.Function):
@@ -233,7 +245,7 @@ class _Dispatch(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (inverse,) = ctx.saved_tensors
-        return grad.index_select(0, inverse).view(-1, ctx.k, grad.shape[-1]).sum(1), None, None, None
+        return sum_copies(grad, inverse, ctx.k), None, None, None
 
 
 class _Combine(torch.autograd.Function):
@@ -242,7 +254,7 @@ class _Combine(torch.autograd.Function):
     @staticmethod
     def forward(ctx, rows, token_of_row, inverse, k):
         ctx.save_for_backward(token_of_row)
-        return rows.index_select(0, inverse).view(-1, k, rows.shape[-1]).sum(1)
+        return sum_copies(rows, inverse, k)
 
     @staticmethod
     def backward(ctx, grad):

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from prover.errors import ProverError
+from prover.model.moe import sort_copies, sum_copies
 
 _quack = None  # quack.gemm_interface once loaded: a plain global, which torch.compile reads without a warning
 
@@ -47,19 +48,13 @@ def experts_quack(x: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor,
                   down: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """Same contract as `moe.experts_sorted`: x [T, H], indices / weights [T, K], gate_up [E, 2I, H],
     down [E, H, I], counts [E] -> [T, H]."""
-    T, K = indices.shape
-    order = indices.reshape(-1).argsort(stable=True)  # sorted row r is copy order[r] = token * K + slot
-    inverse = torch.empty_like(order).scatter_(0, order, torch.arange(T * K, device=x.device))
+    K = indices.shape[1]
+    order, inverse = sort_copies(indices)
     token_of_row = (order // K).to(torch.int32)
     cu_seqlens = F.pad(counts.cumsum(0), (1, 0)).to(torch.int32)  # [E + 1], from 0: each expert's rows
     weight_of_row = weights.reshape(-1)[order].float()
     y1, z = _UpProjection.apply(x.contiguous(), gate_up, cu_seqlens, token_of_row, inverse, K)
     return _DownProjection.apply(y1, z, down, weight_of_row, cu_seqlens, token_of_row, inverse, K)
-
-
-def _sum_copies(rows: torch.Tensor, inverse: torch.Tensor, k: int) -> torch.Tensor:
-    """Expert-ordered rows [T*K, H] -> each token's K copies summed [T, H] (a gather: no atomics)."""
-    return rows.index_select(0, inverse).view(-1, k, rows.shape[-1]).sum(1)
 
 
 class _UpProjection(torch.autograd.Function):
@@ -85,7 +80,7 @@ class _UpProjection(torch.autograd.Function):
         q.gemm(x.T, dz, out=d_gate_up.transpose(1, 2), cu_seqlens_k=cu_seqlens, A_idx=token_of_row,
                concat_layout=("out",))
         dx_rows = q.gemm(dz, gate_up, cu_seqlens_m=cu_seqlens, concat_layout=("B",))
-        return _sum_copies(dx_rows, inverse, ctx.k), d_gate_up, None, None, None, None
+        return sum_copies(dx_rows, inverse, ctx.k), d_gate_up, None, None, None, None
 
 
 class _DownProjection(torch.autograd.Function):
@@ -95,7 +90,7 @@ class _DownProjection(torch.autograd.Function):
     @staticmethod
     def forward(ctx, y1, z, down, weight_of_row, cu_seqlens, token_of_row, inverse, k):
         y2 = kernels().gemm(y1, down.transpose(1, 2), cu_seqlens_m=cu_seqlens)
-        out = _sum_copies(y2.float() * weight_of_row.unsqueeze(-1), inverse, k).to(y1.dtype)
+        out = sum_copies(y2.float() * weight_of_row.unsqueeze(-1), inverse, k).to(y1.dtype)
         ctx.save_for_backward(z, down, weight_of_row, cu_seqlens, token_of_row)
         return out
 

@@ -349,15 +349,12 @@ def check_quack_training(cfg: SFTConfig, env: DistEnv) -> None:
 
 
 def set_moe_impl(model: torch.nn.Module, impl: str) -> None:
-    """Every MoE layer of our model on the routed-experts path `impl` (`ModelConfig.moe_impl`'s values)."""
-    from prover.model.moe import MoE
+    """Our model's MoE layers on the routed-experts path `impl`; any other model: one clear error."""
     from prover.train.common import is_moe
 
     if not is_moe(model):
         raise ProverError(f"--moe-impl {impl} is for our DeepSeek-V3 model (model_type deepseek_v3); this is not one")
-    for module in model.modules():
-        if isinstance(module, MoE):
-            module.impl = impl
+    model.set_moe_impl(impl)
 
 
 def prepare_pipeline(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv):
