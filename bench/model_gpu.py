@@ -11,8 +11,9 @@ reference loop, QuACK's fused grouped GEMMs; eager and compiled; forward + backw
 and of every gradient against the reference); decoding tokens/s with the latent
 KV cache. Speed variants (item 4 of issue 21): FlexAttention, fused q_a/kv_a and gate/up GEMMs, one forced SDPA
 kernel each (cuDNN / flash with v padded / mem-efficient), the fused blocks as CUDA graphs or with inductor's
-GEMM autotuning, the routed experts on QuACK's fused GEMMs (`quack`), and FlexAttention, fusions and FP8 together
-("best").
+GEMM autotuning, the routed experts on QuACK's fused GEMMs (`quack`), attention on FlashAttention-4's kernels
+(`fa4`, `fa4-quack`), and FlexAttention, fusions and FP8 together ("best"). `attn`: one layer's attention alone,
+SDPA against FlashAttention-4.
 `--preset medium --batch 4` for DeepSeek-V3's widths.
 Every row catches its own failure (OOM included) and the run goes on. Prints a table; writes JSON to
 $OUT/model_gpu.json (or --out).
@@ -37,6 +38,7 @@ import torch
 from bench.profiling import profile_steps
 from prover.errors import ProverError
 from prover.model import DeepSeekV3, ModelConfig
+from prover.model.attention_fa4 import causal_attention, check_fa4
 from prover.model.balance import update_bias
 from prover.model.fp8 import check_fp8, convert_to_fp8
 from prover.model.moe import MoE
@@ -190,7 +192,7 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
         grouped GEMM's included) | "blocks-gemm" (GEMM autotuning alone, no tuning of inductor's own kernels) |
         "blocks-cd" (coordinate-descent tuning of inductor's fused Triton kernels alone: norms, routing, casts,
         the loss; GEMMs stay cuBLAS's) | "full" (the whole forward compiled);
-        fp8: a `prover.model.fp8` recipe (FP8 GEMMs, before compiling) or None; attention: "sdpa" | "flex";
+        fp8: a `prover.model.fp8` recipe (FP8 GEMMs, before compiling) or None; attention: "sdpa" | "flex" | "fa4";
         fused: q_a/kv_a and gate/up GEMMs fused; sdpa_backend: force one SDPA kernel (cudnn, flash, efficient);
         moe_impl: the routed experts' path (`ModelConfig.moe_impl`)."""
         def run() -> dict:
@@ -207,6 +209,8 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
             c = cfg.replace(mtp_loss_weight=0.3 if mtp else 0.0, moe_impl=moe_impl)
             if fp8:
                 check_fp8(torch.device(args.device), fp8)
+            if attention == "fa4":
+                check_fa4(torch.device(args.device))
             torch.manual_seed(0)
             with torch.device(args.device):
                 m = DeepSeekV3(c).to(dtype)
@@ -298,6 +302,12 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
                   "blocks", False, False, None, "sdpa", True, None, "quack"),
         "quack-cg": ("train: ours (CUDA-graphed compiled blocks, fused q_a/kv_a + gate/up, v not padded, QuACK fused "
                      "MoE GEMMs)", "blocks-cg", False, False, None, "sdpa", True, None, "quack"),
+        "fa4": ("train: ours (compiled blocks, fused q_a/kv_a + gate/up, FlashAttention-4)", "blocks", False, False,
+                None, "fa4", True),
+        "fa4-quack": ("train: ours (compiled blocks, fused q_a/kv_a + gate/up, FlashAttention-4, QuACK fused MoE GEMMs)",
+                      "blocks", False, False, None, "fa4", True, None, "quack"),
+        "fa4-quack-cg": ("train: ours (CUDA-graphed compiled blocks, fused q_a/kv_a + gate/up, FlashAttention-4, QuACK "
+                         "fused MoE GEMMs)", "blocks-cg", False, False, None, "fa4", True, None, "quack"),
         "best": ("train: ours (compiled blocks, FlexAttention + fusions + fp8 blockwise)", "blocks", False, True,
                  "blockwise", "flex", True),
     }
@@ -373,6 +383,63 @@ def rows_moe(args, cfg: ModelConfig) -> list[dict]:
                                               for n in ref_params)
                 r["speedup_vs_reference"] = next(
                     (q["ms"] for q in out if q["row"].endswith("reference") and "ms" in q), float("nan")) / r["ms"]
+    return out
+
+
+def rows_attention(args, cfg: ModelConfig) -> list[dict]:
+    """One layer's training attention alone at the preset's heads (MLA: qk nope + rope, v), causal, forward +
+    backward: torch's SDPA (what it picks: cuDNN on Hopper for unequal head dims) against FlashAttention-4, eager
+    and compiled; TFLOP/s of the causal half; errors against fp32 SDPA."""
+    out: list[dict] = []
+    B, S, H = args.batch, args.seq, cfg.num_attention_heads
+    dqk, dv = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim, cfg.v_head_dim
+    dtype = bench_dtype(args)
+    g = torch.Generator(device=args.device).manual_seed(0)
+    q, k = (torch.randn(B, S, H, dqk, device=args.device, dtype=dtype, generator=g) for _ in range(2))
+    v = torch.randn(B, S, H, dv, device=args.device, dtype=dtype, generator=g)
+    dout = torch.randn(B, S, H, dv, device=args.device, dtype=dtype, generator=g)
+    scale = cfg.softmax_scale
+
+    def sdpa(q, k, v):
+        return torch.nn.functional.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True, scale=scale).transpose(1, 2)
+
+    def fa4(q, k, v):
+        return causal_attention(q, k, v, scale)
+
+    def fwd_bwd(fn, leaves):
+        o = fn(*leaves)
+        o.backward(dout)
+        return o
+
+    leaves32 = [t.detach().float().requires_grad_(True) for t in (q, k, v)]
+    ref = [fwd_bwd(sdpa, leaves32).detach()] + [t.grad for t in leaves32]
+    del leaves32
+    flops = 3.5 * 2 * B * H * S * S * (dqk + dv) / 2  # forward 1 + backward 2.5; causal: half the scores
+    impls = {"sdpa": sdpa, "fa4": fa4, "fa4+compile": torch.compile(fa4, fullgraph=True)}
+    for name, fn in impls.items():
+        free(args.device)
+        row = f"attention fwd+bwd ({B} x {S}, {H} heads, qk {dqk} / v {dv}): {name}"
+        try:
+            if name.startswith("fa4"):
+                check_fa4(torch.device(args.device))
+            leaves = [t.detach().clone().requires_grad_(True) for t in (q, k, v)]
+            got = [fwd_bwd(fn, leaves).detach()] + [t.grad for t in leaves]
+            errs = [float((a.float() - b).norm() / b.norm()) for a, b in zip(got, ref, strict=True)]
+
+            def step(fn=fn, leaves=leaves):
+                for t in leaves:
+                    t.grad = None
+                fwd_bwd(fn, leaves)
+
+            dt = timed(step, args.device, 2, max(3, args.steps))
+            out.append({"row": row, "ms": dt * 1e3, "tflops": flops / dt / 1e12, "rel_err_out": errs[0],
+                        "rel_err_grad": max(errs[1:])})
+        except ProverError as e:  # FA4 cannot run here (no sm90 GPU, or not installed)
+            out.append({"row": row, "skipped": str(e)})
+        except Exception as e:
+            out.append({"row": row, "error": f"{type(e).__name__}: {str(e)[:200]}"})
+        print(json.dumps(out[-1]), file=sys.stderr, flush=True)
     return out
 
 
@@ -453,7 +520,7 @@ def main() -> int:
                     "efficient,best,moe,decode",
                     help="of ceilings, profile, hf, eager, compiled, nopad, full, mtp, fp8, fp8-rowwise, fp8-eager, "
                          "flex, fused, fused-nopad, flex-fused, cudnn, flash, efficient, cudagraphs, autotune, autotune-gemm, "
-                         "cdtune, quack, quack-cg, best, moe, "
+                         "cdtune, quack, quack-cg, fa4, fa4-quack, fa4-quack-cg, best, moe, attn, "
                          "decode")
     ap.add_argument("--decode-batches", default="32,256")
     ap.add_argument("--decode-prompt", type=int, default=128)
@@ -478,6 +545,8 @@ def main() -> int:
     rows += rows_train(args, cfg)
     if "moe" in args.rows:
         rows += rows_moe(args, cfg)
+    if "attn" in args.rows:
+        rows += rows_attention(args, cfg)
     if "decode" in args.rows:
         rows += rows_decode(args, cfg)
     hf = next((r for r in rows if r["row"].startswith("train: transformers") and "tokens_per_s" in r), None)

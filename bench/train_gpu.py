@@ -18,7 +18,8 @@ prompt), `--batch` sequences per step, random-weight DeepSeek-V3, compiled block
 - `fp8`: the same with `--fp8` (`--fp8-recipe`); `fp8-dense`: FP8 dense linears, the routed experts' grouped
   GEMM in bf16 (`SFTConfig.fp8_experts=False`); both skipped with a reason where FP8 cannot run;
 - `quack`: the trainer's bf16 step with the routed experts on QuACK's fused kernels (`--moe-impl quack`,
-  `prover.model.moe_quack`); skipped with the reason where they cannot run.
+  `prover.model.moe_quack`); skipped with the reason where they cannot run; `fa4-quack`: the same with attention
+  on FlashAttention-4's kernels too (`--attention fa4`, `prover.model.attention_fa4`).
 Each SFT row also gives the host's time per step: queueing the step (of it the optimizer's) and waiting for the
 previous step's metrics. `--profile` adds, for the first preset, torch.profiler over 3 steps: GPU-busy time,
 host syncs and the top kernels and host ops per step.
@@ -72,7 +73,7 @@ from prover.train.sft import (  # noqa: E402
     IGNORE,
     SFTConfig,
     _train_step,
-    check_quack_training,
+    check_kernels,
     make_optimizer,
     make_scheduler,
     prepare_model,
@@ -97,10 +98,11 @@ def train_dtype(device: torch.device) -> torch.dtype:
 
 
 def sft_config(args, device: torch.device, fp8: bool, lr: float | None = None,
-               fp8_experts: bool = True, moe_impl: str = "auto") -> SFTConfig:
+               fp8_experts: bool = True, moe_impl: str = "auto", attention: str = "sdpa") -> SFTConfig:
     return SFTConfig(model="", data="", out="", micro_batch_size=args.batch, device=str(device),
                      compile=args.compile if device.type == "cuda" else False, fp8=fp8, fp8_recipe=args.fp8_recipe,
-                     fp8_experts=fp8_experts, moe_impl=moe_impl, **({} if lr is None else {"lr": lr}))
+                     fp8_experts=fp8_experts, moe_impl=moe_impl, attention=attention,
+                     **({} if lr is None else {"lr": lr}))
 
 
 def random_examples(cfg: ModelConfig, n: int, seq: int, seed: int = 0) -> list[dict[str, list[int]]]:
@@ -138,12 +140,11 @@ OPTIMIZERS = {  # SFT row variants: the trainer's step with another optimizer (N
 
 
 def trainer(cfg: ModelConfig, args, device: torch.device, fp8: bool, optimizer: dict | None = None,
-            lr: float | None = None, fp8_experts: bool = True, moe_impl: str = "auto"):
+            lr: float | None = None, fp8_experts: bool = True, moe_impl: str = "auto", attention: str = "sdpa"):
     """The SFT trainer's model and optimizer exactly as `train_sft` makes them (random weights, seed 0);
     `optimizer`: MasterWeightAdamW's settings instead of `make_optimizer`'s; `lr`: instead of SFTConfig's."""
-    scfg = sft_config(args, device, fp8, lr, fp8_experts, moe_impl)
-    if moe_impl == "quack":  # the trainer's own check (train_sft makes it before loading)
-        check_quack_training(scfg, DistEnv(device=device))
+    scfg = sft_config(args, device, fp8, lr, fp8_experts, moe_impl, attention)
+    check_kernels(scfg, DistEnv(device=device))  # the trainer's own check (train_sft makes it before loading)
     if fp8:
         from prover.model.fp8 import check_fp8
 
@@ -160,9 +161,10 @@ def trainer(cfg: ModelConfig, args, device: torch.device, fp8: bool, optimizer: 
 
 
 def sft_step_row(name: str, cfg: ModelConfig, args, device: torch.device, fp8: bool,
-                 optimizer: dict | None = None, fp8_experts: bool = True, moe_impl: str = "auto") -> dict:
+                 optimizer: dict | None = None, fp8_experts: bool = True, moe_impl: str = "auto",
+                 attention: str = "sdpa") -> dict:
     model, opt, sched, scfg, env = trainer(cfg, args, device, fp8, optimizer, fp8_experts=fp8_experts,
-                                           moe_impl=moe_impl)
+                                           moe_impl=moe_impl, attention=attention)
     if args.cudagraphs:  # the compiled blocks and loss again, as CUDA graphs: one replay per block, little host work
         model.compile_blocks(mode="reduce-overhead")
     examples = random_examples(cfg, args.batch, args.seq)
@@ -317,14 +319,16 @@ def rows_sft(preset: str, cfg: ModelConfig, args, device: torch.device) -> list[
                       lambda n: sft_step_row(n, cfg, args, device, fp8=True, fp8_experts=False)),
         "quack": (f"SFT step {prec}, QuACK MoE kernels ({shape})",
                   lambda n: sft_step_row(n, cfg, args, device, fp8=False, moe_impl="quack")),
+        "fa4-quack": (f"SFT step {prec}, FlashAttention-4 + QuACK MoE kernels ({shape})",
+                      lambda n: sft_step_row(n, cfg, args, device, fp8=False, moe_impl="quack", attention="fa4")),
     }
     rows = {key: guarded(name, lambda name=name, make=make: make(name), args, device)
             for key, (name, make) in makers.items() if key in args.sft_rows}
     ok = {k: r for k, r in rows.items() if "tokens_per_s" in r}
-    for key in (*OPTIMIZERS, "fp8", "fp8-dense", "quack"):
+    for key in (*OPTIMIZERS, "fp8", "fp8-dense", "quack", "fa4-quack"):
         if key in ok and "model" in ok:
             ok[key]["vs_model"] = ok[key]["tokens_per_s"] / ok["model"]["tokens_per_s"]
-        if key in ("fp8", "fp8-dense", "quack") and key in ok and "bf16" in ok:
+        if key in ("fp8", "fp8-dense", "quack", "fa4-quack") and key in ok and "bf16" in ok:
             ok[key]["vs_bf16"] = ok[key]["tokens_per_s"] / ok["bf16"]["tokens_per_s"]
     return list(rows.values())
 
@@ -426,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--sft-rows", default="model,bf16,fp8",
                     help="of model, bf16, bf16-fused, bf16-m16, bf16-pt, fp8, fp8-dense (experts bf16), quack (the "
-                         "routed experts on QuACK's kernels: --moe-impl quack)")
+                         "routed experts on QuACK's kernels: --moe-impl quack), fa4-quack (and attention on "
+                         "FlashAttention-4's: --attention fa4)")
     ap.add_argument("--cudagraphs", action="store_true",
                     help="SFT rows: the compiled blocks and loss as CUDA graphs (torch.compile's reduce-overhead)")
     ap.add_argument("--fp8-recipe", default="blockwise", choices=("blockwise", "rowwise"))

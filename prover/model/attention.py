@@ -143,6 +143,9 @@ class MLA(nn.Module):
         # One GEMM for q_a_proj and kv_a_proj_with_mqa (both read x): their weights concatenated on the fly, so
         # checkpoints keep both names. Off until the GPU bench says it pays (`DeepSeekV3.set_fusions`).
         self.fuse_a_proj = False
+        # Plain causal attention (training, prefill without padding) on FlashAttention-4's kernels; masked calls
+        # stay on SDPA (`DeepSeekV3.set_attention("fa4")`).
+        self.fa4 = False
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
                 cache: LatentCache | None = None) -> torch.Tensor:
@@ -179,9 +182,13 @@ class MLA(nn.Module):
         B, T = q_nope.shape[0], kv.shape[1]
         k_nope, v = self.kv_b_proj(kv).view(B, T, self.n_heads, self.nope + self.v_dim).split(
             [self.nope, self.v_dim], dim=-1)
-        q = torch.cat((q_nope, q_pe), dim=-1).transpose(1, 2)
-        k = torch.cat((k_nope, k_pe.unsqueeze(2).expand(B, T, self.n_heads, self.rope)), dim=-1).transpose(1, 2)
-        v = v.transpose(1, 2)
+        q = torch.cat((q_nope, q_pe), dim=-1)
+        k = torch.cat((k_nope, k_pe.unsqueeze(2).expand(B, T, self.n_heads, self.rope)), dim=-1)
+        if self.fa4 and mask is None:  # plain causal on FlashAttention-4 (`DeepSeekV3.set_attention("fa4")`)
+            from prover.model.attention_fa4 import causal_attention
+
+            return causal_attention(q, k, v, self.scale)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         pad = self.qk_dim - self.v_dim if (self.pad_v and q.is_cuda and self.v_dim < self.qk_dim) else 0
         if pad:  # flash attention wants equal head dims: pad v with zeros, slice the output
             v = F.pad(v, (0, pad))

@@ -122,10 +122,15 @@ class DeepSeekV3(nn.Module):
 
     def set_attention(self, impl: str) -> None:
         """"sdpa" (default: torch's SDPA picks flash/cuDNN/efficient) | "flex" (FlexAttention with a BlockMask;
-        fast only compiled, e.g. under `compile_blocks`) for training and prefill; decode steps stay absorbed."""
-        if impl not in ("sdpa", "flex"):
-            raise ValueError(f"unknown attention {impl!r} (sdpa, flex)")
+        fast only compiled, e.g. under `compile_blocks`) | "fa4" (FlashAttention-4's kernels for plain causal
+        calls, SDPA for masked ones; CUDA sm90+, `attention_fa4.py`) for training and prefill; decode steps stay
+        absorbed."""
+        if impl not in ("sdpa", "flex", "fa4"):
+            raise ValueError(f"unknown attention {impl!r} (sdpa, flex, fa4)")
         self.attention = impl
+        for m in self.modules():
+            if isinstance(m, MLA):
+                m.fa4 = impl == "fa4"
 
     def set_fusions(self, on: bool = True) -> None:
         """Fused GEMMs with unchanged checkpoint names: q_a/kv_a projections (MLA), gate/up (dense MLP and shared

@@ -79,6 +79,7 @@ class SFTConfig:
     fp8_recipe: Literal["blockwise", "rowwise"] = "blockwise"  # dense linears' scaling (experts: rowwise)
     fp8_experts: bool = True  # the routed experts' grouped GEMM in FP8 too (False: bf16, the dense linears FP8)
     moe_impl: Literal["auto", "quack"] = "auto"  # routed experts: torch's grouped GEMM | QuACK's fused (sm90+, bf16)
+    attention: Literal["sdpa", "fa4"] = "sdpa"  # torch's SDPA | FlashAttention-4's kernels (sm90+)
     log_dir: str | None = None  # TensorBoard + metrics.jsonl; default <out>
 
 
@@ -192,7 +193,7 @@ def _load_examples(cfg: SFTConfig, tokenizer, ds) -> list[dict[str, list[int]]]:
 
 # Settings that change how a run is carried out, not what it computes: never compared on resume.
 RUN_ONLY = ("out", "resume", "stop_after", "save_every", "keep_last", "log_every", "log_dir", "device", "compile",
-            "moe_impl")  # kernels only: the same math, so a resume may switch them
+            "moe_impl", "attention")  # kernels only: the same math, so a resume may switch them
 
 
 def sft_manifest(cfg: SFTConfig) -> Manifest:
@@ -230,10 +231,7 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
             raise ProverError("--fp8 trains bf16 parameters (FP8 GEMMs, fp32 master weights): drop --precision fp32")
     elif not cfg.fp8_experts:
         raise ProverError("--no-fp8-experts says which GEMMs --fp8 leaves in bf16: add --fp8, or drop it")
-    if cfg.moe_impl not in ("auto", "quack"):
-        raise ProverError(f"unknown --moe-impl {cfg.moe_impl!r} (auto, quack)")
-    if cfg.moe_impl == "quack":
-        check_quack_training(cfg, env)
+    check_kernels(cfg, env)
     from data.sft_dataset import load_sft_dataset
 
     ds = load_sft_dataset(cfg.data)  # before any model download: a bad path fails fast
@@ -329,15 +327,28 @@ def prepare_model(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv) -> torch
         plan = convert_to_fp8(model, cfg.fp8_recipe, env.device, experts=cfg.fp8_experts)
         if env.is_main:
             print(plan.summary(), file=sys.stderr, flush=True)
-    if cfg.moe_impl != "auto":
-        set_moe_impl(model, cfg.moe_impl)
+    set_kernels(model, cfg)
     if compiles(cfg, env) and hasattr(model, "compile_blocks"):
         model.compile_blocks()
     return wrap_model(model, env, ep=cfg.ep)
 
 
+def check_kernels(cfg: SFTConfig, env: DistEnv) -> None:
+    """`--moe-impl` / `--attention` where they cannot run: one clear error before anything loads."""
+    if cfg.moe_impl not in ("auto", "quack"):
+        raise ProverError(f"unknown --moe-impl {cfg.moe_impl!r} (auto, quack)")
+    if cfg.attention not in ("sdpa", "fa4"):
+        raise ProverError(f"unknown --attention {cfg.attention!r} (sdpa, fa4)")
+    if cfg.moe_impl == "quack":
+        check_quack_training(cfg, env)
+    if cfg.attention == "fa4":
+        from prover.model.attention_fa4 import check_fa4
+
+        check_fa4(env.device)
+
+
 def check_quack_training(cfg: SFTConfig, env: DistEnv) -> None:
-    """`--moe-impl quack` where it cannot run: one clear error before anything loads."""
+    """`--moe-impl quack` where it cannot run."""
     from prover.model.moe_quack import check_quack
 
     check_quack(env.device)
@@ -348,13 +359,18 @@ def check_quack_training(cfg: SFTConfig, env: DistEnv) -> None:
         raise ProverError("--moe-impl quack runs on one process's experts: drop --ep / --pp, or --moe-impl")
 
 
-def set_moe_impl(model: torch.nn.Module, impl: str) -> None:
-    """Our model's MoE layers on the routed-experts path `impl`; any other model: one clear error."""
+def set_kernels(model: torch.nn.Module, cfg: SFTConfig) -> None:
+    """Our model's routed experts and attention on the kernels asked for; any other model: one clear error."""
     from prover.train.common import is_moe
 
-    if not is_moe(model):
-        raise ProverError(f"--moe-impl {impl} is for our DeepSeek-V3 model (model_type deepseek_v3); this is not one")
-    model.set_moe_impl(impl)
+    asked = [f for f, on in ((f"--moe-impl {cfg.moe_impl}", cfg.moe_impl != "auto"),
+                             (f"--attention {cfg.attention}", cfg.attention != "sdpa")) if on]
+    if asked and not is_moe(model):
+        raise ProverError(f"{' and '.join(asked)}: for our DeepSeek-V3 model (model_type deepseek_v3); this is not one")
+    if cfg.moe_impl != "auto":
+        model.set_moe_impl(cfg.moe_impl)
+    if cfg.attention != "sdpa":
+        model.set_attention(cfg.attention)
 
 
 def prepare_pipeline(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv):
