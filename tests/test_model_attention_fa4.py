@@ -9,6 +9,7 @@ import copy
 
 import pytest
 import torch
+from helpers.train import assert_sft_refuses_before_loading
 
 from prover.errors import ProverError
 from prover.model import attention_fa4
@@ -147,11 +148,4 @@ def test_trainer_puts_every_attention_layer_on_fa4(fake_kernels):
 @pytest.mark.parametrize("flags,says", [(["--attention", "fa4"], "compute capability >= 9.0"),  # on a CPU
                                         (["--attention", "fa3"], "unknown --attention 'fa3'")])
 def test_sft_attention_errors_stop_before_loading_anything(tmp_path, capsys, flags, says):
-    from eval.cli import main
-
-    with pytest.raises(SystemExit) as e:
-        main(["train", "sft", "--model", str(tmp_path / "no-such-model"), "--data", str(tmp_path / "none.jsonl"),
-              "--out", str(tmp_path / "out"), *flags, "--device", "cpu"])
-    assert e.value.code != 0
-    err = capsys.readouterr().err
-    assert says in err and "Traceback" not in err and not (tmp_path / "out").exists()
+    assert_sft_refuses_before_loading(tmp_path, capsys, flags, says)

@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 from helpers.moe_layers import forward_backward, moe_layer
+from helpers.train import assert_sft_refuses_before_loading
 
 from prover.errors import ProverError
 from prover.model import ModelConfig, moe_quack
@@ -124,14 +125,7 @@ def test_trainer_runs_every_moe_layer_on_quack(fake_kernels):
 @pytest.mark.parametrize("flags,says", [(["--moe-impl", "quack"], "compute capability >= 9.0"),  # on a CPU
                                         (["--moe-impl", "quak"], "unknown --moe-impl 'quak'")])
 def test_sft_moe_impl_errors_stop_before_loading_anything(tmp_path, capsys, flags, says):
-    from eval.cli import main
-
-    with pytest.raises(SystemExit) as e:
-        main(["train", "sft", "--model", str(tmp_path / "no-such-model"), "--data", str(tmp_path / "none.jsonl"),
-              "--out", str(tmp_path / "out"), *flags, "--device", "cpu"])
-    assert e.value.code != 0
-    err = capsys.readouterr().err
-    assert says in err and "Traceback" not in err and not (tmp_path / "out").exists()
+    assert_sft_refuses_before_loading(tmp_path, capsys, flags, says)
 
 
 def test_quack_with_fp8_experts_or_expert_parallel_is_refused(monkeypatch):

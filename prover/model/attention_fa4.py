@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from prover.errors import ProverError
+from prover.model.hopper import require_hopper
 
 _fa4 = None  # flash_attn.cute.interface once loaded
 
@@ -35,10 +36,7 @@ def kernels():
 
 def check_fa4(device: torch.device) -> None:
     """One clear error where attention "fa4" cannot run: no CUDA sm90+ device, or flash-attn-4 missing."""
-    if device.type != "cuda" or torch.cuda.get_device_capability(device) < (9, 0):
-        where = "no CUDA device" if device.type != "cuda" else torch.cuda.get_device_name(device)
-        raise ProverError(f"attention 'fa4' needs a CUDA GPU of compute capability >= 9.0 (Hopper or newer); "
-                          f"here: {where}. Use --attention sdpa")
+    require_hopper(device, "attention 'fa4'", "Use --attention sdpa")
     kernels()
 
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from prover.errors import ProverError
+from prover.model.hopper import require_hopper
 from prover.model.moe import sort_copies, sum_copies
 
 _quack = None  # quack.gemm_interface once loaded: a plain global, which torch.compile reads without a warning
@@ -37,10 +38,7 @@ def kernels():
 
 def check_quack(device: torch.device) -> None:
     """One clear error where moe_impl "quack" cannot run: no CUDA sm90+ device, or quack-kernels missing."""
-    if device.type != "cuda" or torch.cuda.get_device_capability(device) < (9, 0):
-        where = "no CUDA device" if device.type != "cuda" else torch.cuda.get_device_name(device)
-        raise ProverError(f"moe_impl 'quack' needs a CUDA GPU of compute capability >= 9.0 (Hopper or newer); "
-                          f"here: {where}. Use the default experts (drop --moe-impl quack)")
+    require_hopper(device, "moe_impl 'quack'", "Use the default experts (drop --moe-impl quack)")
     kernels()
 
 

@@ -128,3 +128,16 @@ def run_with_torn_checkpoint_writes(monkeypatch, run) -> None:
             run()
         except KeyboardInterrupt:
             pass
+
+
+def assert_sft_refuses_before_loading(tmp_path: Path, capsys, flags: list[str], says: str) -> None:
+    """`subgoal train sft FLAGS --device cpu` on a model and data that do not exist: one message saying `says`, a
+    non-zero exit, no traceback, no output folder (the flags are checked before anything loads)."""
+    from eval.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["train", "sft", "--model", str(tmp_path / "no-such-model"), "--data", str(tmp_path / "none.jsonl"),
+              "--out", str(tmp_path / "out"), *flags, "--device", "cpu"])
+    assert e.value.code != 0
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err and not (tmp_path / "out").exists()
