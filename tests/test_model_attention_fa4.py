@@ -146,6 +146,7 @@ def test_trainer_puts_every_attention_layer_on_fa4(fake_kernels):
 
 
 @pytest.mark.parametrize("flags,says", [(["--attention", "fa4"], "compute capability >= 9.0"),  # on a CPU
-                                        (["--attention", "fa3"], "unknown --attention 'fa3'")])
+                                        (["--attention", "fa3"], "unknown --attention 'fa3'"),
+                                        (["--attention", "fa4", "--pp", "2"], "not wired into --pp")])
 def test_sft_attention_errors_stop_before_loading_anything(tmp_path, capsys, flags, says):
     assert_sft_refuses_before_loading(tmp_path, capsys, flags, says)

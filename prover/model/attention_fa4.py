@@ -9,6 +9,10 @@ in, so no transposes either.
 FA4's entry point is a torch.autograd.Function whose body torch.compile cannot trace, so the forward and the
 backward are wrapped here as two torch.library custom ops with fake (shape-only) implementations: a compiled block
 keeps one graph around them. flash-attn-4 is imported on first use; CUDA sm90+ only.
+
+Measured on the H200 (docs/BENCHMARKS.md, 2026-12-04): its kernels take 1.8-2.0 ms a step off `small`'s attention,
+but its Python interface adds host work to every call, so it pays only where the host keeps up (CUDA graphs:
++1%); hence opt-in.
 """
 
 from __future__ import annotations

@@ -344,6 +344,8 @@ def check_kernels(cfg: SFTConfig, env: DistEnv) -> None:
     if cfg.attention == "fa4":
         from prover.model.attention_fa4 import check_fa4
 
+        if cfg.pp > 1:  # the pipeline's stages are built without it (not run there yet)
+            raise ProverError("--attention fa4 is not wired into --pp's stages: drop one of them")
         check_fa4(env.device)
 
 
