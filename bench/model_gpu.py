@@ -12,8 +12,9 @@ and of every gradient against the reference); decoding tokens/s with the latent
 KV cache. Speed variants (item 4 of issue 21): FlexAttention, fused q_a/kv_a and gate/up GEMMs, one forced SDPA
 kernel each (cuDNN / flash with v padded / mem-efficient), the fused blocks as CUDA graphs or with inductor's
 GEMM autotuning, the routed experts on QuACK's fused GEMMs (`quack`), attention on FlashAttention-4's kernels
-(`fa4`, `fa4-quack`), and FlexAttention, fusions and FP8 together ("best"). `attn`: one layer's attention alone,
-SDPA against FlashAttention-4.
+(`fa4`, `fa4-quack`), the head and loss fused on QuACK's linear cross-entropy (`*-lce-cg`), and FlexAttention,
+fusions and FP8 together ("best"). `attn`: one layer's attention alone, SDPA against FlashAttention-4; `loss`: the
+head and loss alone, plain against QuACK's fused.
 `--preset medium --batch 4` for DeepSeek-V3's widths.
 Every row catches its own failure (OOM included) and the run goes on. Prints a table; writes JSON to
 $OUT/model_gpu.json (or --out).
@@ -41,6 +42,7 @@ from prover.model import DeepSeekV3, ModelConfig
 from prover.model.attention_fa4 import causal_attention, check_fa4
 from prover.model.balance import update_bias
 from prover.model.fp8 import check_fp8, convert_to_fp8
+from prover.model.loss_quack import check_fused_loss, next_token_loss
 from prover.model.moe import MoE
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
@@ -185,7 +187,7 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
 
     def ours_row(name: str, mode: str, mtp: bool, pad_v: bool = True, fp8: str | None = None,
                  attention: str = "sdpa", fused: bool = False, sdpa_backend: str | None = None,
-                 moe_impl: str = "auto") -> Callable[[], dict]:
+                 moe_impl: str = "auto", loss_impl: str = "auto") -> Callable[[], dict]:
         """mode: "eager" | "blocks" (each block + the loss compiled) | "blocks-cg" (the same as CUDA graphs,
         torch.compile's "reduce-overhead": the host launches each block's kernels as one replay) | "blocks-at" (the
         same with inductor's GEMM autotuning, "max-autotune-no-cudagraphs": Triton templates against cuBLAS, the
@@ -194,7 +196,7 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
         the loss; GEMMs stay cuBLAS's) | "full" (the whole forward compiled);
         fp8: a `prover.model.fp8` recipe (FP8 GEMMs, before compiling) or None; attention: "sdpa" | "flex" | "fa4";
         fused: q_a/kv_a and gate/up GEMMs fused; sdpa_backend: force one SDPA kernel (cudnn, flash, efficient);
-        moe_impl: the routed experts' path (`ModelConfig.moe_impl`)."""
+        moe_impl: the routed experts' path (`ModelConfig.moe_impl`); loss_impl: `DeepSeekV3.set_loss_impl`'s."""
         def run() -> dict:
             if sdpa_backend is None:
                 return build_and_time()
@@ -211,6 +213,8 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
                 check_fp8(torch.device(args.device), fp8)
             if attention == "fa4":
                 check_fa4(torch.device(args.device))
+            if loss_impl == "quack":
+                check_fused_loss(torch.device(args.device))
             torch.manual_seed(0)
             with torch.device(args.device):
                 m = DeepSeekV3(c).to(dtype)
@@ -222,6 +226,7 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
                 convert_to_fp8(m, fp8)
             m.set_attention(attention)
             m.set_fusions(fused)
+            m.set_loss_impl(loss_impl)
             fwd = m
             if mode in BLOCK_COMPILE:
                 m.compile_blocks(dynamic=False, **BLOCK_COMPILE[mode])
@@ -308,6 +313,12 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
                       "blocks", False, False, None, "fa4", True, None, "quack"),
         "fa4-quack-cg": ("train: ours (CUDA-graphed compiled blocks, fused q_a/kv_a + gate/up, FlashAttention-4, QuACK "
                          "fused MoE GEMMs)", "blocks-cg", False, False, None, "fa4", True, None, "quack"),
+        "quack-lce-cg": ("train: ours (CUDA-graphed compiled blocks, fused q_a/kv_a + gate/up, v not padded, QuACK "
+                         "fused MoE GEMMs and linear cross-entropy)", "blocks-cg", False, False, None, "sdpa", True,
+                         None, "quack", "quack"),
+        "fa4-quack-lce-cg": ("train: ours (CUDA-graphed compiled blocks, fused q_a/kv_a + gate/up, FlashAttention-4, "
+                             "QuACK fused MoE GEMMs and linear cross-entropy)", "blocks-cg", False, False, None, "fa4",
+                             True, None, "quack", "quack"),
         "best": ("train: ours (compiled blocks, FlexAttention + fusions + fp8 blockwise)", "blocks", False, True,
                  "blockwise", "flex", True),
     }
@@ -443,6 +454,68 @@ def rows_attention(args, cfg: ModelConfig) -> list[dict]:
     return out
 
 
+def rows_loss(args, cfg: ModelConfig) -> list[dict]:
+    """The output head and the next-token loss alone at the preset's shapes (batch x seq tokens, hidden, vocab),
+    forward + backward (the gradients of the hidden states and of the head's weight): the model's plain path
+    (bf16 logits, then the compiled fp32 cross-entropy) against QuACK's fused linear cross-entropy; errors against
+    the same in fp32."""
+    from prover.model.model import causal_lm_loss
+
+    out: list[dict] = []
+    dtype = bench_dtype(args)
+    g = torch.Generator(device=args.device).manual_seed(0)
+    hidden = torch.randn(args.batch, args.seq, cfg.hidden_size, device=args.device, dtype=dtype, generator=g)
+    weight = 0.02 * torch.randn(cfg.vocab_size, cfg.hidden_size, device=args.device, dtype=dtype, generator=g)
+    labels = torch.randint(0, cfg.vocab_size, (args.batch, args.seq), device=args.device, generator=g)
+    compiled_loss = torch.compile(causal_lm_loss, dynamic=False)
+
+    def plain(h, w):
+        return compiled_loss(torch.nn.functional.linear(h, w), labels)
+
+    def fused(h, w):
+        return next_token_loss(h, w, labels)
+
+    def fwd_bwd(fn, h, w):
+        loss = fn(h, w)
+        loss.backward()
+        return loss
+
+    h32, w32 = (t.detach().float().requires_grad_(True) for t in (hidden, weight))
+    ref = [fwd_bwd(lambda h, w: causal_lm_loss(torch.nn.functional.linear(h, w), labels), h32, w32).detach(),
+           h32.grad, w32.grad]
+    del h32, w32
+    flops = 3 * 2 * args.batch * args.seq * cfg.hidden_size * cfg.vocab_size  # the head's three GEMMs
+    for name, fn in {"plain (logits + compiled cross-entropy)": plain, "quack fused": fused}.items():
+        free(args.device)
+        row = f"head + loss fwd+bwd ({args.batch} x {args.seq} tokens, vocab {cfg.vocab_size}): {name}"
+        try:
+            if fn is fused:
+                check_fused_loss(torch.device(args.device))
+            h, w = (t.detach().clone().requires_grad_(True) for t in (hidden, weight))
+            got = [fwd_bwd(fn, h, w).detach(), h.grad, w.grad]
+            errs = [float((a.float() - b).norm() / b.norm()) for a, b in zip(got, ref, strict=True)]
+
+            def step(fn=fn, h=h, w=w):
+                h.grad = w.grad = None
+                fwd_bwd(fn, h, w)
+
+            if args.device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated() if args.device.startswith("cuda") else 0
+            dt = timed(step, args.device, 2, max(3, args.steps))
+            r = {"row": row, "ms": dt * 1e3, "tflops": flops / dt / 1e12, "rel_err_out": errs[0],
+                 "rel_err_grad": max(errs[1:])}
+            if args.device.startswith("cuda"):
+                r["extra_mem_gib"] = (torch.cuda.max_memory_allocated() - base) / 2**30
+            out.append(r)
+        except ProverError as e:
+            out.append({"row": row, "skipped": str(e)})
+        except Exception as e:
+            out.append({"row": row, "error": f"{type(e).__name__}: {str(e)[:200]}"})
+        print(json.dumps(out[-1]), file=sys.stderr, flush=True)
+    return out
+
+
 def rows_decode(args, cfg: ModelConfig) -> list[dict]:
     out: list[dict] = []
     m, dtype = build_seeded(args, lambda: DeepSeekV3(cfg))
@@ -497,6 +570,7 @@ def fmt(r: dict) -> str:
     if "skipped" in r:
         return f"| {r['row']} | skipped: {r['skipped']} |"
     keys = [k for k in ("tokens_per_s", "mfu", "mfu_with_attn", "step_s", "ms", "tflops", "gbps", "peak_mem_gib",
+                        "extra_mem_gib",
                         "speedup_vs_reference", "rel_err_out", "rel_err_grad", "rel_err_param_grad", "first_step_s") if r.get(k) is not None]
     def v(k: str) -> str:
         x = r[k]
@@ -520,7 +594,8 @@ def main() -> int:
                     "efficient,best,moe,decode",
                     help="of ceilings, profile, hf, eager, compiled, nopad, full, mtp, fp8, fp8-rowwise, fp8-eager, "
                          "flex, fused, fused-nopad, flex-fused, cudnn, flash, efficient, cudagraphs, autotune, autotune-gemm, "
-                         "cdtune, quack, quack-cg, fa4, fa4-quack, fa4-quack-cg, best, moe, attn, "
+                         "cdtune, quack, quack-cg, fa4, fa4-quack, fa4-quack-cg, quack-lce-cg, fa4-quack-lce-cg, "
+                         "best, moe, attn, loss, "
                          "decode")
     ap.add_argument("--decode-batches", default="32,256")
     ap.add_argument("--decode-prompt", type=int, default=128)
@@ -547,6 +622,8 @@ def main() -> int:
         rows += rows_moe(args, cfg)
     if "attn" in args.rows:
         rows += rows_attention(args, cfg)
+    if "loss" in args.rows:
+        rows += rows_loss(args, cfg)
     if "decode" in args.rows:
         rows += rows_decode(args, cfg)
     hf = next((r for r in rows if r["row"].startswith("train: transformers") and "tokens_per_s" in r), None)

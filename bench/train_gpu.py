@@ -19,7 +19,8 @@ prompt), `--batch` sequences per step, random-weight DeepSeek-V3, compiled block
   GEMM in bf16 (`SFTConfig.fp8_experts=False`); both skipped with a reason where FP8 cannot run;
 - `quack`: the trainer's bf16 step with the routed experts on QuACK's fused kernels (`--moe-impl quack`,
   `prover.model.moe_quack`); skipped with the reason where they cannot run; `fa4-quack`: the same with attention
-  on FlashAttention-4's kernels too (`--attention fa4`, `prover.model.attention_fa4`).
+  on FlashAttention-4's kernels too (`--attention fa4`, `prover.model.attention_fa4`); `fa4-quack-lce`: and the
+  head and loss fused on QuACK's linear cross-entropy (`--loss-impl quack`, `prover.model.loss_quack`).
 Each SFT row also gives the host's time per step: queueing the step (of it the optimizer's) and waiting for the
 previous step's metrics. `--profile` adds, for the first preset, torch.profiler over 3 steps: GPU-busy time,
 host syncs and the top kernels and host ops per step.
@@ -98,11 +99,11 @@ def train_dtype(device: torch.device) -> torch.dtype:
 
 
 def sft_config(args, device: torch.device, fp8: bool, lr: float | None = None,
-               fp8_experts: bool = True, moe_impl: str = "auto", attention: str = "sdpa") -> SFTConfig:
+               fp8_experts: bool = True, kernels: dict | None = None) -> SFTConfig:
+    """`kernels`: SFTConfig's kernel choices (moe_impl, attention, loss_impl) other than the defaults."""
     return SFTConfig(model="", data="", out="", micro_batch_size=args.batch, device=str(device),
                      compile=args.compile if device.type == "cuda" else False, fp8=fp8, fp8_recipe=args.fp8_recipe,
-                     fp8_experts=fp8_experts, moe_impl=moe_impl, attention=attention,
-                     **({} if lr is None else {"lr": lr}))
+                     fp8_experts=fp8_experts, **(kernels or {}), **({} if lr is None else {"lr": lr}))
 
 
 def random_examples(cfg: ModelConfig, n: int, seq: int, seed: int = 0) -> list[dict[str, list[int]]]:
@@ -139,11 +140,19 @@ OPTIMIZERS = {  # SFT row variants: the trainer's step with another optimizer (N
 }
 
 
+KERNELS = {  # SFT row variants: the trainer's bf16 step on other kernels (SFTConfig's choices)
+    "quack": ("QuACK MoE kernels", {"moe_impl": "quack"}),
+    "fa4-quack": ("FlashAttention-4 + QuACK MoE kernels", {"moe_impl": "quack", "attention": "fa4"}),
+    "fa4-quack-lce": ("FlashAttention-4 + QuACK MoE kernels and linear cross-entropy",
+                      {"moe_impl": "quack", "attention": "fa4", "loss_impl": "quack"}),
+}
+
+
 def trainer(cfg: ModelConfig, args, device: torch.device, fp8: bool, optimizer: dict | None = None,
-            lr: float | None = None, fp8_experts: bool = True, moe_impl: str = "auto", attention: str = "sdpa"):
+            lr: float | None = None, fp8_experts: bool = True, kernels: dict | None = None):
     """The SFT trainer's model and optimizer exactly as `train_sft` makes them (random weights, seed 0);
     `optimizer`: MasterWeightAdamW's settings instead of `make_optimizer`'s; `lr`: instead of SFTConfig's."""
-    scfg = sft_config(args, device, fp8, lr, fp8_experts, moe_impl, attention)
+    scfg = sft_config(args, device, fp8, lr, fp8_experts, kernels)
     check_kernels(scfg, DistEnv(device=device))  # the trainer's own check (train_sft makes it before loading)
     if fp8:
         from prover.model.fp8 import check_fp8
@@ -161,10 +170,9 @@ def trainer(cfg: ModelConfig, args, device: torch.device, fp8: bool, optimizer: 
 
 
 def sft_step_row(name: str, cfg: ModelConfig, args, device: torch.device, fp8: bool,
-                 optimizer: dict | None = None, fp8_experts: bool = True, moe_impl: str = "auto",
-                 attention: str = "sdpa") -> dict:
+                 optimizer: dict | None = None, fp8_experts: bool = True, kernels: dict | None = None) -> dict:
     model, opt, sched, scfg, env = trainer(cfg, args, device, fp8, optimizer, fp8_experts=fp8_experts,
-                                           moe_impl=moe_impl, attention=attention)
+                                           kernels=kernels)
     if args.cudagraphs:  # the compiled blocks and loss again, as CUDA graphs: one replay per block, little host work
         model.compile_blocks(mode="reduce-overhead")
     examples = random_examples(cfg, args.batch, args.seq)
@@ -317,18 +325,17 @@ def rows_sft(preset: str, cfg: ModelConfig, args, device: torch.device) -> list[
         "fp8": (f"SFT step fp8 {args.fp8_recipe} ({shape})", lambda n: sft_step_row(n, cfg, args, device, fp8=True)),
         "fp8-dense": (f"SFT step fp8 {args.fp8_recipe}, experts bf16 ({shape})",
                       lambda n: sft_step_row(n, cfg, args, device, fp8=True, fp8_experts=False)),
-        "quack": (f"SFT step {prec}, QuACK MoE kernels ({shape})",
-                  lambda n: sft_step_row(n, cfg, args, device, fp8=False, moe_impl="quack")),
-        "fa4-quack": (f"SFT step {prec}, FlashAttention-4 + QuACK MoE kernels ({shape})",
-                      lambda n: sft_step_row(n, cfg, args, device, fp8=False, moe_impl="quack", attention="fa4")),
+        **{key: (f"SFT step {prec}, {what} ({shape})",
+                 lambda n, kernels=kernels: sft_step_row(n, cfg, args, device, fp8=False, kernels=kernels))
+           for key, (what, kernels) in KERNELS.items()},
     }
     rows = {key: guarded(name, lambda name=name, make=make: make(name), args, device)
             for key, (name, make) in makers.items() if key in args.sft_rows}
     ok = {k: r for k, r in rows.items() if "tokens_per_s" in r}
-    for key in (*OPTIMIZERS, "fp8", "fp8-dense", "quack", "fa4-quack"):
+    for key in (*OPTIMIZERS, "fp8", "fp8-dense", *KERNELS):
         if key in ok and "model" in ok:
             ok[key]["vs_model"] = ok[key]["tokens_per_s"] / ok["model"]["tokens_per_s"]
-        if key in ("fp8", "fp8-dense", "quack", "fa4-quack") and key in ok and "bf16" in ok:
+        if key in ("fp8", "fp8-dense", *KERNELS) and key in ok and "bf16" in ok:
             ok[key]["vs_bf16"] = ok[key]["tokens_per_s"] / ok["bf16"]["tokens_per_s"]
     return list(rows.values())
 
@@ -431,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sft-rows", default="model,bf16,fp8",
                     help="of model, bf16, bf16-fused, bf16-m16, bf16-pt, fp8, fp8-dense (experts bf16), quack (the "
                          "routed experts on QuACK's kernels: --moe-impl quack), fa4-quack (and attention on "
-                         "FlashAttention-4's: --attention fa4)")
+                         "FlashAttention-4's: --attention fa4), fa4-quack-lce (and the loss fused: --loss-impl quack)")
     ap.add_argument("--cudagraphs", action="store_true",
                     help="SFT rows: the compiled blocks and loss as CUDA graphs (torch.compile's reduce-overhead)")
     ap.add_argument("--fp8-recipe", default="blockwise", choices=("blockwise", "rowwise"))

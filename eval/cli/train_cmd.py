@@ -66,6 +66,9 @@ def sft(
     attention: str = typer.Option("sdpa", "--attention", help="Attention kernels: sdpa (torch's: cuDNN / flash) | "
                                   "fa4 (FlashAttention-4's, for MLA's unequal qk / v head dims: pip install "
                                   "'subgoal\\[fa4]'; CUDA sm90+)."),
+    loss_impl: str = typer.Option("auto", "--loss-impl", help="The output head and loss: auto (logits, then the "
+                                  "cross-entropy) | quack (fused on QuACK's kernels, the logits never made: pip "
+                                  "install 'subgoal\\[quack]'; CUDA sm90+)."),
 ) -> None:
     """Supervised fine-tuning (prompt tokens masked). Under `torchrun` it trains data-parallel with FSDP2."""
     from prover.train.sft import SFTConfig, train_sft
@@ -75,7 +78,8 @@ def sft(
                     grad_accum=grad_accum, max_length=max_length, save_every=save_every, precision=precision,
                     device=device, bias_update_gamma=bias_gamma, seed=seed, resume=resume, ep=ep,
                     pp=pp, compile=compile_, fp8=fp8, fp8_recipe=fp8_recipe,
-                    fp8_experts=fp8_experts, moe_impl=moe_impl, attention=attention)
+                    fp8_experts=fp8_experts, moe_impl=moe_impl, attention=attention,
+                    loss_impl=loss_impl)
     result = train_sft(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one table
         _print_result(f"sft -> {out}", result.to_dict())

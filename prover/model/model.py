@@ -25,7 +25,7 @@ Generator = torch.Generator | list[torch.Generator | None]  # one for a batch, o
 
 @dataclass
 class CausalLMOutput:
-    logits: torch.Tensor
+    logits: torch.Tensor | None  # None when the fused loss ran instead (`DeepSeekV3.set_loss_impl("quack")`)
     loss: torch.Tensor | None = None  # lm_loss + mtp_loss_weight * mtp_loss + aux_loss
     lm_loss: torch.Tensor | None = None
     mtp_loss: torch.Tensor | None = None  # mean over MTP depths (unweighted)
@@ -141,6 +141,13 @@ class DeepSeekV3(nn.Module):
             elif isinstance(m, MLP):
                 m.fuse_gate_up = on
 
+    def set_loss_impl(self, impl: str) -> None:
+        """"auto" (the head's logits, then the compiled cross-entropy) | "quack" (head and cross-entropy fused on
+        QuACK's kernels, no logits made when training; CUDA sm90+, `loss_quack.py`)."""
+        if impl not in ("auto", "quack"):
+            raise ValueError(f"unknown loss_impl {impl!r} (auto, quack)")
+        self.loss_impl = impl
+
     def set_moe_impl(self, impl: str) -> None:
         """Every MoE layer's routed experts on path `impl` (`ModelConfig.moe_impl`'s values), e.g. "quack"."""
         self.config = self.config.replace(moe_impl=impl)  # validated there; config.json never carries it
@@ -203,15 +210,16 @@ class DeepSeekV3(nn.Module):
         if cache is not None:
             cache.advance(S)
         hidden = self.model.norm(h)
-        logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
+        # The fused loss never makes the logits (`set_loss_impl`); everything else does.
+        fused = labels is not None and self.loss_impl == "quack" and cache is None and not logits_to_keep
+        logits = None if fused else self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
         out = CausalLMOutput(logits=logits, cache=cache, hidden_states=hidden, aux_loss=aux_total)
         if labels is None:
             return out
-        loss_fn = getattr(self, "_loss", causal_lm_loss)
-        out.lm_loss = loss_fn(logits, labels)
+        out.lm_loss = self._head_loss(hidden, labels, logits)
         loss = out.lm_loss
         if len(self.mtp) and self.config.mtp_loss_weight > 0:
-            out.mtp_loss, mtp_aux = self._mtp_loss(hidden, input_ids, labels, attention_mask, position_ids, loss_fn,
+            out.mtp_loss, mtp_aux = self._mtp_loss(hidden, input_ids, labels, attention_mask, position_ids,
                                                    right_padded=right_padded)
             loss = loss + self.config.mtp_loss_weight * out.mtp_loss
             if mtp_aux is not None:
@@ -223,6 +231,18 @@ class DeepSeekV3(nn.Module):
         return out
 
     attention = "sdpa"  # see set_attention
+    loss_impl = "auto"  # see set_loss_impl
+
+    def _head_loss(self, hidden: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None = None):
+        """The next-token loss of the output head over `hidden` (normed): the (compiled, `compile_blocks`)
+        cross-entropy of `logits` where given, else fused with the head on QuACK's kernels
+        (`set_loss_impl("quack")`) or of logits made here."""
+        if logits is None and self.loss_impl == "quack":
+            from prover.model.loss_quack import next_token_loss
+
+            return next_token_loss(hidden, self.lm_head.weight, labels)
+        logits = self.lm_head(hidden) if logits is None else logits
+        return getattr(self, "_loss", causal_lm_loss)(logits, labels)
 
     def _mask(self, B: int, S: int, past: int, attention_mask: torch.Tensor | None,
               device: torch.device, flex: bool | None = None) -> torch.Tensor | None:
@@ -243,7 +263,7 @@ class DeepSeekV3(nn.Module):
         return allowed.unsqueeze(1)
 
     def _mtp_loss(self, hidden: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
-                  attention_mask: torch.Tensor | None, position_ids: torch.Tensor, loss_fn=None,
+                  attention_mask: torch.Tensor | None, position_ids: torch.Tensor,
                   right_padded: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Depth k sees h_i (k-1 levels deep) and the embedding of token i+k, and predicts token i+k+1.
         `right_padded`: as in `forward` (the shifted valid mask is right-padded too)."""
@@ -263,8 +283,7 @@ class DeepSeekV3(nn.Module):
             h, aux = layer(x, cos, sin, mask, token_mask=valid)
             if aux is not None:
                 aux_total = aux if aux_total is None else aux_total + aux
-            logits = self.lm_head(layer.shared_head.norm(h))
-            losses.append((loss_fn or causal_lm_loss)(logits, labels[:, k:]))
+            losses.append(self._head_loss(layer.shared_head.norm(h), labels[:, k:]))
         if not losses:
             return hidden.new_zeros(()), aux_total
         return torch.stack(losses).mean(), aux_total

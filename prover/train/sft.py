@@ -80,6 +80,7 @@ class SFTConfig:
     fp8_experts: bool = True  # the routed experts' grouped GEMM in FP8 too (False: bf16, the dense linears FP8)
     moe_impl: Literal["auto", "quack"] = "auto"  # routed experts: torch's grouped GEMM | QuACK's fused (sm90+, bf16)
     attention: Literal["sdpa", "fa4"] = "sdpa"  # torch's SDPA | FlashAttention-4's kernels (sm90+)
+    loss_impl: Literal["auto", "quack"] = "auto"  # head + cross-entropy: logits, then the loss | QuACK's fused (sm90+)
     log_dir: str | None = None  # TensorBoard + metrics.jsonl; default <out>
 
 
@@ -193,7 +194,7 @@ def _load_examples(cfg: SFTConfig, tokenizer, ds) -> list[dict[str, list[int]]]:
 
 # Settings that change how a run is carried out, not what it computes: never compared on resume.
 RUN_ONLY = ("out", "resume", "stop_after", "save_every", "keep_last", "log_every", "log_dir", "device", "compile",
-            "moe_impl", "attention")  # kernels only: the same math, so a resume may switch them
+            "moe_impl", "attention", "loss_impl")  # kernels only: the same math, so a resume may switch them
 
 
 def sft_manifest(cfg: SFTConfig) -> Manifest:
@@ -334,11 +335,19 @@ def prepare_model(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv) -> torch
 
 
 def check_kernels(cfg: SFTConfig, env: DistEnv) -> None:
-    """`--moe-impl` / `--attention` where they cannot run: one clear error before anything loads."""
+    """`--moe-impl` / `--attention` / `--loss-impl` where they cannot run: one clear error before anything loads."""
     if cfg.moe_impl not in ("auto", "quack"):
         raise ProverError(f"unknown --moe-impl {cfg.moe_impl!r} (auto, quack)")
     if cfg.attention not in ("sdpa", "fa4"):
         raise ProverError(f"unknown --attention {cfg.attention!r} (sdpa, fa4)")
+    if cfg.loss_impl not in ("auto", "quack"):
+        raise ProverError(f"unknown --loss-impl {cfg.loss_impl!r} (auto, quack)")
+    if cfg.loss_impl == "quack":
+        from prover.model.loss_quack import check_fused_loss
+
+        if cfg.pp > 1:  # the pipeline's last stage computes its own loss
+            raise ProverError("--loss-impl quack is not wired into --pp's stages: drop one of them")
+        check_fused_loss(env.device)
     if cfg.moe_impl == "quack":
         check_quack_training(cfg, env)
     if cfg.attention == "fa4":
@@ -366,13 +375,16 @@ def set_kernels(model: torch.nn.Module, cfg: SFTConfig) -> None:
     from prover.train.common import is_moe
 
     asked = [f for f, on in ((f"--moe-impl {cfg.moe_impl}", cfg.moe_impl != "auto"),
-                             (f"--attention {cfg.attention}", cfg.attention != "sdpa")) if on]
+                             (f"--attention {cfg.attention}", cfg.attention != "sdpa"),
+                             (f"--loss-impl {cfg.loss_impl}", cfg.loss_impl != "auto")) if on]
     if asked and not is_moe(model):
         raise ProverError(f"{' and '.join(asked)}: for our DeepSeek-V3 model (model_type deepseek_v3); this is not one")
     if cfg.moe_impl != "auto":
         model.set_moe_impl(cfg.moe_impl)
     if cfg.attention != "sdpa":
         model.set_attention(cfg.attention)
+    if cfg.loss_impl != "auto":
+        model.set_loss_impl(cfg.loss_impl)
 
 
 def prepare_pipeline(model: torch.nn.Module, cfg: SFTConfig, env: DistEnv):

@@ -1,8 +1,10 @@
-"""FAKE of QuACK's three GEMM entry points (`quack.gemm_interface.gemm`, `gemm_gated`, `gemm_dgated`), in plain
-torch: the real ones are CuTe-DSL kernels that need a CUDA sm90+ GPU. Written from quack-kernels 0.6.5's own
-reference functions (`gemm_ref`, `gemm_act_ref`) and its epilogue definitions (`epilogue/library.py`,
-`dgated_mod`), for the arguments `prover.model.moe_quack` passes. It lets the CPU tests check how moe_quack wires
-the kernels together; `bench/model_gpu.py --rows moe` checks the real kernels against the reference loop."""
+"""FAKE of QuACK's three GEMM entry points (`quack.gemm_interface.gemm`, `gemm_gated`, `gemm_dgated`) and of its
+linear cross-entropy (`quack.linear_cross_entropy.chunked_linear_cross_entropy`), in plain torch: the real ones are
+CuTe-DSL kernels that need a CUDA sm90+ GPU. Written from quack-kernels 0.6.5's own reference functions
+(`gemm_ref`, `gemm_act_ref`, `linear_cross_entropy_func_ref`) and its epilogue definitions (`epilogue/library.py`,
+`dgated_mod`), for the arguments `prover.model.moe_quack` and `prover.model.loss_quack` pass. It lets the CPU tests
+check how those modules wire the kernels together; `bench/model_gpu.py --rows moe,loss` checks the real kernels.
+`calls` counts the loss's, so a test can tell that the fused path ran."""
 
 from __future__ import annotations
 
@@ -67,3 +69,13 @@ def gemm_dgated(A, B, PreAct, activation="swiglu", dx_out=None, colvec_scale=Non
     if colvec_reduce:
         results.append((act * acc).sum(-1))
     return tuple(results)
+
+
+calls = {"linear_cross_entropy": 0}
+
+
+def chunked_linear_cross_entropy(x, weight, target, chunk_size=4096, ignore_index=-100, reduction="mean", **_):
+    """x [N, d], weight [V, d], target [N] -> the mean cross-entropy of x @ weight.T over targets != ignore_index."""
+    assert x.ndim == 2 and target.shape == x.shape[:1]
+    calls["linear_cross_entropy"] += 1
+    return F.cross_entropy(F.linear(x, weight).float(), target, ignore_index=ignore_index, reduction=reduction)

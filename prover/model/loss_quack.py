@@ -1,0 +1,48 @@
+"""The output head and the next-token cross-entropy fused on QuACK's chunked linear cross-entropy (`pip install
+'subgoal[quack]'`), for `DeepSeekV3.set_loss_impl("quack")`.
+
+Why: the plain path writes the logits [tokens, vocab] in bf16, reads them back in fp32 for the softmax and writes
+their gradient, memory-bound passes around the head's GEMMs: at `small` (16k tokens a step, vocab 32,000) 1 GB of
+logits, at DeepSeek-V3's vocabulary (129,280) 4 GB. QuACK runs the softmax and its gradient in the GEMMs'
+epilogues, chunk by chunk, and never holds the logits. Training only (labels, no cache): `out.logits` is None
+there. CUDA sm90+, bf16; quack is imported on first use.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from prover.errors import ProverError
+from prover.model.hopper import require_hopper
+
+IGNORE = -100
+_lce = None  # quack.linear_cross_entropy once loaded
+
+
+def kernels():
+    """quack.linear_cross_entropy (`chunked_linear_cross_entropy`), or a clear error where it is missing."""
+    global _lce
+    if _lce is None:
+        try:
+            from quack import linear_cross_entropy
+        except ImportError as e:
+            raise ProverError(f"loss_impl 'quack' needs quack-kernels on a CUDA sm90+ GPU (pip install "
+                              f"'subgoal[quack]': quack-kernels 0.6.5 with nvidia-cutlass-dsl 4.8.1): {e}") from e
+        _lce = linear_cross_entropy
+    return _lce
+
+
+def check_fused_loss(device: torch.device) -> None:
+    """One clear error where loss_impl "quack" cannot run: no CUDA sm90+ device, or quack-kernels missing."""
+    require_hopper(device, "loss_impl 'quack'", "Use the default loss (drop --loss-impl quack)")
+    kernels()
+
+
+def next_token_loss(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """`causal_lm_loss(hidden @ weight.T, labels)` without the logits: hidden [B, S, d] (normed), weight [V, d],
+    labels [B, S] (position i predicts labels[:, i + 1]; -100 ignored) -> the mean over predicted tokens."""
+    # Shift the labels, not the hidden states: each row's last position gets -100 (no copy of `hidden`).
+    target = F.pad(labels[:, 1:], (0, 1), value=IGNORE).reshape(-1)
+    return kernels().chunked_linear_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), weight, target,
+                                                  ignore_index=IGNORE)
