@@ -9,7 +9,6 @@ import copy
 
 import pytest
 import torch
-from helpers.train import assert_sft_refuses_before_loading
 
 from prover.errors import ProverError
 from prover.model import attention_fa4
@@ -149,4 +148,7 @@ def test_trainer_puts_every_attention_layer_on_fa4(fake_kernels):
                                         (["--attention", "fa3"], "unknown --attention 'fa3'"),
                                         (["--attention", "fa4", "--pp", "2"], "not wired into --pp")])
 def test_sft_attention_errors_stop_before_loading_anything(tmp_path, capsys, flags, says):
+    # imported here, not at the top: the GPU image lacks the helper's imports (`pytest -m gpu` runs there)
+    from helpers.train import assert_sft_refuses_before_loading
+
     assert_sft_refuses_before_loading(tmp_path, capsys, flags, says)

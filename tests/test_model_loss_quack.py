@@ -10,7 +10,6 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers.train import assert_sft_refuses_before_loading
 
 from prover.errors import ProverError
 from prover.model import loss_quack
@@ -79,6 +78,16 @@ def test_next_token_loss_shifts_the_labels_not_the_hidden_states(fake_kernels):
     torch.testing.assert_close(loss_quack.next_token_loss(hidden, weight, labels), want)
 
 
+@pytest.mark.parametrize("n,d", [(16384, 1024), (8192, 4096), (4096, 4096), (4000, 4096), (6144, 2048),
+                                 (12288, 4224), (300, 384), (1, 7168)])
+def test_no_chunk_has_as_many_rows_as_the_width(n, d):
+    """QuACK's dx GEMM refuses a chunk of exactly d rows; the last chunk is padded to a multiple of 128."""
+    c = loss_quack.chunk_rows(n, d)
+    assert c % 128 == 0
+    sizes = [c] * (-(-n // c) - 1) + [-(-(n - (-(-n // c) - 1) * c) // 128) * 128]
+    assert d not in sizes, sizes
+
+
 def test_unknown_loss_impl_is_refused():
     with pytest.raises(ValueError, match="unknown loss_impl 'fused'"):
         tiny_model().set_loss_impl("fused")
@@ -105,6 +114,9 @@ def test_trainer_fuses_the_loss(fake_kernels):
                                         (["--loss-impl", "fused"], "unknown --loss-impl 'fused'"),
                                         (["--loss-impl", "quack", "--pp", "2"], "not wired into --pp")])
 def test_sft_loss_impl_errors_stop_before_loading_anything(tmp_path, capsys, flags, says):
+    # imported here, not at the top: the GPU image lacks the helper's imports (`pytest -m gpu` runs there)
+    from helpers.train import assert_sft_refuses_before_loading
+
     assert_sft_refuses_before_loading(tmp_path, capsys, flags, says)
 
 

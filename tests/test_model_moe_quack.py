@@ -9,7 +9,6 @@ import sys
 import pytest
 import torch
 from helpers.moe_layers import forward_backward, moe_layer
-from helpers.train import assert_sft_refuses_before_loading
 
 from prover.errors import ProverError
 from prover.model import ModelConfig, moe_quack
@@ -125,6 +124,9 @@ def test_trainer_runs_every_moe_layer_on_quack(fake_kernels):
 @pytest.mark.parametrize("flags,says", [(["--moe-impl", "quack"], "compute capability >= 9.0"),  # on a CPU
                                         (["--moe-impl", "quak"], "unknown --moe-impl 'quak'")])
 def test_sft_moe_impl_errors_stop_before_loading_anything(tmp_path, capsys, flags, says):
+    # imported here, not at the top: the GPU image lacks the helper's imports (`pytest -m gpu` runs there)
+    from helpers.train import assert_sft_refuses_before_loading
+
     assert_sft_refuses_before_loading(tmp_path, capsys, flags, says)
 
 

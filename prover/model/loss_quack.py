@@ -44,5 +44,18 @@ def next_token_loss(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Te
     labels [B, S] (position i predicts labels[:, i + 1]; -100 ignored) -> the mean over predicted tokens."""
     # Shift the labels, not the hidden states: each row's last position gets -100 (no copy of `hidden`).
     target = F.pad(labels[:, 1:], (0, 1), value=IGNORE).reshape(-1)
-    return kernels().chunked_linear_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), weight, target,
-                                                  ignore_index=IGNORE)
+    d = hidden.shape[-1]
+    return kernels().chunked_linear_cross_entropy(hidden.reshape(-1, d), weight, target, ignore_index=IGNORE,
+                                                  chunk_size=chunk_rows(target.numel(), d))
+
+
+def chunk_rows(n: int, d: int) -> int:
+    """Rows per chunk for n rows of width d: QuACK's default 4096, unless a chunk (the last one padded to a
+    multiple of 128, as QuACK pads it) would have exactly d rows; then the largest multiple of 128 below d, so
+    that every chunk is narrower. QuACK 0.6.5's dx GEMM takes a per-row scale over its [rows, d] output and
+    refuses when rows == d ("m == n makes row/col inference ambiguous"), which `medium` (d = 4096) hit."""
+    c = 4096
+    chunks = [c] * (-(-n // c) - 1) + [-(-(n - (-(-n // c) - 1) * c) // 128) * 128]
+    if d in chunks and d > 128:
+        c = (d - 1) // 128 * 128
+    return c
