@@ -397,11 +397,58 @@ def rows_moe(args, cfg: ModelConfig) -> list[dict]:
     return out
 
 
+def fwd_bwd_rows(args, title: str, inputs: list[torch.Tensor], impls: dict[str, tuple[Callable, Callable | None]],
+                 reference: Callable, flops: float, grad_out: torch.Tensor | None = None) -> list[dict]:
+    """Forward + backward of each of `impls` (name -> (fn, check or None)) on fresh leaf copies of `inputs`: ms,
+    TFLOP/s of `flops`, the extra peak memory, and the relative errors of the output and of every input's gradient
+    against `reference` in fp32. A check that raises ProverError (the kernels cannot run here) skips the row."""
+    cuda = args.device.startswith("cuda")
+
+    def fwd_bwd(fn, leaves):
+        o = fn(*leaves)
+        o.backward(grad_out)
+        return o.detach()
+
+    leaves32 = [t.detach().float().requires_grad_(True) for t in inputs]
+    ref = [fwd_bwd(reference, leaves32)] + [t.grad for t in leaves32]
+    del leaves32
+    out: list[dict] = []
+    for name, (fn, check) in impls.items():
+        free(args.device)
+        row = f"{title}: {name}"
+        try:
+            if check is not None:
+                check(torch.device(args.device))
+            leaves = [t.detach().clone().requires_grad_(True) for t in inputs]
+            got = [fwd_bwd(fn, leaves)] + [t.grad for t in leaves]
+            errs = [float((a.float() - b).norm() / b.norm()) for a, b in zip(got, ref, strict=True)]
+
+            def step(fn=fn, leaves=leaves):
+                for t in leaves:
+                    t.grad = None
+                fwd_bwd(fn, leaves)
+
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated() if cuda else 0
+            dt = timed(step, args.device, 2, max(3, args.steps))
+            r = {"row": row, "ms": dt * 1e3, "tflops": flops / dt / 1e12, "rel_err_out": errs[0],
+                 "rel_err_grad": max(errs[1:])}
+            if cuda:
+                r["extra_mem_gib"] = (torch.cuda.max_memory_allocated() - base) / 2**30
+            out.append(r)
+        except ProverError as e:
+            out.append({"row": row, "skipped": str(e)})
+        except Exception as e:
+            out.append({"row": row, "error": f"{type(e).__name__}: {str(e)[:200]}"})
+        print(json.dumps(out[-1]), file=sys.stderr, flush=True)
+    return out
+
+
 def rows_attention(args, cfg: ModelConfig) -> list[dict]:
     """One layer's training attention alone at the preset's heads (MLA: qk nope + rope, v), causal, forward +
     backward: torch's SDPA (what it picks: cuDNN on Hopper for unequal head dims) against FlashAttention-4, eager
     and compiled; TFLOP/s of the causal half; errors against fp32 SDPA."""
-    out: list[dict] = []
     B, S, H = args.batch, args.seq, cfg.num_attention_heads
     dqk, dv = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim, cfg.v_head_dim
     dtype = bench_dtype(args)
@@ -418,50 +465,20 @@ def rows_attention(args, cfg: ModelConfig) -> list[dict]:
     def fa4(q, k, v):
         return causal_attention(q, k, v, scale)
 
-    def fwd_bwd(fn, leaves):
-        o = fn(*leaves)
-        o.backward(dout)
-        return o
-
-    leaves32 = [t.detach().float().requires_grad_(True) for t in (q, k, v)]
-    ref = [fwd_bwd(sdpa, leaves32).detach()] + [t.grad for t in leaves32]
-    del leaves32
     flops = 3.5 * 2 * B * H * S * S * (dqk + dv) / 2  # forward 1 + backward 2.5; causal: half the scores
-    impls = {"sdpa": sdpa, "fa4": fa4, "fa4+compile": torch.compile(fa4, fullgraph=True)}
-    for name, fn in impls.items():
-        free(args.device)
-        row = f"attention fwd+bwd ({B} x {S}, {H} heads, qk {dqk} / v {dv}): {name}"
-        try:
-            if name.startswith("fa4"):
-                check_fa4(torch.device(args.device))
-            leaves = [t.detach().clone().requires_grad_(True) for t in (q, k, v)]
-            got = [fwd_bwd(fn, leaves).detach()] + [t.grad for t in leaves]
-            errs = [float((a.float() - b).norm() / b.norm()) for a, b in zip(got, ref, strict=True)]
-
-            def step(fn=fn, leaves=leaves):
-                for t in leaves:
-                    t.grad = None
-                fwd_bwd(fn, leaves)
-
-            dt = timed(step, args.device, 2, max(3, args.steps))
-            out.append({"row": row, "ms": dt * 1e3, "tflops": flops / dt / 1e12, "rel_err_out": errs[0],
-                        "rel_err_grad": max(errs[1:])})
-        except ProverError as e:  # FA4 cannot run here (no sm90 GPU, or not installed)
-            out.append({"row": row, "skipped": str(e)})
-        except Exception as e:
-            out.append({"row": row, "error": f"{type(e).__name__}: {str(e)[:200]}"})
-        print(json.dumps(out[-1]), file=sys.stderr, flush=True)
-    return out
+    impls = {"sdpa": (sdpa, None), "fa4": (fa4, check_fa4),
+             "fa4+compile": (torch.compile(fa4, fullgraph=True), check_fa4)}
+    return fwd_bwd_rows(args, f"attention fwd+bwd ({B} x {S}, {H} heads, qk {dqk} / v {dv})", [q, k, v], impls,
+                        sdpa, flops, grad_out=dout)
 
 
 def rows_loss(args, cfg: ModelConfig) -> list[dict]:
     """The output head and the next-token loss alone at the preset's shapes (batch x seq tokens, hidden, vocab),
     forward + backward (the gradients of the hidden states and of the head's weight): the model's plain path
     (bf16 logits, then the compiled fp32 cross-entropy) against QuACK's fused linear cross-entropy; errors against
-    the same in fp32."""
+    the plain path in fp32."""
     from prover.model.model import causal_lm_loss
 
-    out: list[dict] = []
     dtype = bench_dtype(args)
     g = torch.Generator(device=args.device).manual_seed(0)
     hidden = torch.randn(args.batch, args.seq, cfg.hidden_size, device=args.device, dtype=dtype, generator=g)
@@ -475,45 +492,13 @@ def rows_loss(args, cfg: ModelConfig) -> list[dict]:
     def fused(h, w):
         return next_token_loss(h, w, labels)
 
-    def fwd_bwd(fn, h, w):
-        loss = fn(h, w)
-        loss.backward()
-        return loss
+    def reference(h, w):
+        return causal_lm_loss(torch.nn.functional.linear(h, w), labels)
 
-    h32, w32 = (t.detach().float().requires_grad_(True) for t in (hidden, weight))
-    ref = [fwd_bwd(lambda h, w: causal_lm_loss(torch.nn.functional.linear(h, w), labels), h32, w32).detach(),
-           h32.grad, w32.grad]
-    del h32, w32
     flops = 3 * 2 * args.batch * args.seq * cfg.hidden_size * cfg.vocab_size  # the head's three GEMMs
-    for name, fn in {"plain (logits + compiled cross-entropy)": plain, "quack fused": fused}.items():
-        free(args.device)
-        row = f"head + loss fwd+bwd ({args.batch} x {args.seq} tokens, vocab {cfg.vocab_size}): {name}"
-        try:
-            if fn is fused:
-                check_fused_loss(torch.device(args.device))
-            h, w = (t.detach().clone().requires_grad_(True) for t in (hidden, weight))
-            got = [fwd_bwd(fn, h, w).detach(), h.grad, w.grad]
-            errs = [float((a.float() - b).norm() / b.norm()) for a, b in zip(got, ref, strict=True)]
-
-            def step(fn=fn, h=h, w=w):
-                h.grad = w.grad = None
-                fwd_bwd(fn, h, w)
-
-            if args.device.startswith("cuda"):
-                torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated() if args.device.startswith("cuda") else 0
-            dt = timed(step, args.device, 2, max(3, args.steps))
-            r = {"row": row, "ms": dt * 1e3, "tflops": flops / dt / 1e12, "rel_err_out": errs[0],
-                 "rel_err_grad": max(errs[1:])}
-            if args.device.startswith("cuda"):
-                r["extra_mem_gib"] = (torch.cuda.max_memory_allocated() - base) / 2**30
-            out.append(r)
-        except ProverError as e:
-            out.append({"row": row, "skipped": str(e)})
-        except Exception as e:
-            out.append({"row": row, "error": f"{type(e).__name__}: {str(e)[:200]}"})
-        print(json.dumps(out[-1]), file=sys.stderr, flush=True)
-    return out
+    impls = {"plain (logits + compiled cross-entropy)": (plain, None), "quack fused": (fused, check_fused_loss)}
+    return fwd_bwd_rows(args, f"head + loss fwd+bwd ({args.batch} x {args.seq} tokens, vocab {cfg.vocab_size})",
+                        [hidden, weight], impls, reference, flops)
 
 
 def rows_decode(args, cfg: ModelConfig) -> list[dict]:

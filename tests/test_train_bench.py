@@ -94,3 +94,21 @@ def test_model_gpu_bench_smoke(tmp_path, monkeypatch):
     assert hf["tokens_per_s"] > 0 and ours["speedup_vs_transformers"] == ours["tokens_per_s"] / hf["tokens_per_s"]
     assert "profile" not in hf and ours["profile"]["wall_ms"] > 0
     assert any(op["op"].startswith("aten::") for op in ours["profile"]["top_host"])  # the step's own ops, profiled
+
+
+def test_model_gpu_kernel_rows_on_cpu(tmp_path, monkeypatch):
+    """bench/model_gpu.py's `attn` and `loss` rows on CPU: the plain paths timed with their errors against fp32
+    (zero here: the bench dtype is fp32 on CPU), the sm90 kernels skipped with the reason."""
+    argv = ["model_gpu.py", "--preset", "tiny", "--device", "cpu", "--batch", "2", "--seq", "32", "--steps", "1",
+            "--warmup", "0", "--rows", "attn,loss", "--out", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.syspath_prepend(str(REPO))
+    try:
+        runpy.run_path(str(REPO / "bench" / "model_gpu.py"), run_name="__main__")
+    except SystemExit as e:
+        assert e.code == 0
+    rows = {r["row"].split(": ", 1)[1]: r for r in json.loads((tmp_path / "model_gpu.json").read_text())["rows"]}
+    assert set(rows) == {"sdpa", "fa4", "fa4+compile", "plain (logits + compiled cross-entropy)", "quack fused"}
+    for plain in (rows["sdpa"], rows["plain (logits + compiled cross-entropy)"]):
+        assert plain["ms"] > 0 and plain["rel_err_out"] < 1e-5 and plain["rel_err_grad"] < 1e-5
+    assert "compute capability >= 9.0" in rows["fa4"]["skipped"] and "compute capability" in rows["quack fused"]["skipped"]
