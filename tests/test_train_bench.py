@@ -79,17 +79,22 @@ def test_profile_sorts_kernels_by_kind():
     assert kind("Memcpy DtoD (Device -> Device)") == "other"
 
 
-def test_model_gpu_bench_smoke(tmp_path, monkeypatch):
-    """bench/model_gpu.py on CPU: transformers' row and ours, the speedup against it, `--profile-rows`' profile."""
+def run_model_gpu(tmp_path, monkeypatch, rows: str, *flags: str) -> list[dict]:
+    """bench/model_gpu.py's `rows` on CPU at the tiny preset, as a user runs it; its JSON rows."""
     argv = ["model_gpu.py", "--preset", "tiny", "--device", "cpu", "--batch", "2", "--seq", "32", "--steps", "1",
-            "--warmup", "0", "--rows", "hf,eager", "--profile-rows", "--out", str(tmp_path)]
+            "--warmup", "0", "--rows", rows, *flags, "--out", str(tmp_path)]
     monkeypatch.setattr(sys, "argv", argv)
     monkeypatch.syspath_prepend(str(REPO))
     try:
         runpy.run_path(str(REPO / "bench" / "model_gpu.py"), run_name="__main__")
     except SystemExit as e:
         assert e.code == 0
-    rows = {r["row"].split(" (")[0]: r for r in json.loads((tmp_path / "model_gpu.json").read_text())["rows"]}
+    return json.loads((tmp_path / "model_gpu.json").read_text())["rows"]
+
+
+def test_model_gpu_bench_smoke(tmp_path, monkeypatch):
+    """bench/model_gpu.py on CPU: transformers' row and ours, the speedup against it, `--profile-rows`' profile."""
+    rows = {r["row"].split(" (")[0]: r for r in run_model_gpu(tmp_path, monkeypatch, "hf,eager", "--profile-rows")}
     hf, ours = rows["train: transformers DeepseekV3ForCausalLM"], rows["train: ours"]
     assert hf["tokens_per_s"] > 0 and ours["speedup_vs_transformers"] == ours["tokens_per_s"] / hf["tokens_per_s"]
     assert "profile" not in hf and ours["profile"]["wall_ms"] > 0
@@ -99,15 +104,7 @@ def test_model_gpu_bench_smoke(tmp_path, monkeypatch):
 def test_model_gpu_kernel_rows_on_cpu(tmp_path, monkeypatch):
     """bench/model_gpu.py's `attn` and `loss` rows on CPU: the plain paths timed with their errors against fp32
     (zero here: the bench dtype is fp32 on CPU), the sm90 kernels skipped with the reason."""
-    argv = ["model_gpu.py", "--preset", "tiny", "--device", "cpu", "--batch", "2", "--seq", "32", "--steps", "1",
-            "--warmup", "0", "--rows", "attn,loss", "--out", str(tmp_path)]
-    monkeypatch.setattr(sys, "argv", argv)
-    monkeypatch.syspath_prepend(str(REPO))
-    try:
-        runpy.run_path(str(REPO / "bench" / "model_gpu.py"), run_name="__main__")
-    except SystemExit as e:
-        assert e.code == 0
-    rows = {r["row"].split(": ", 1)[1]: r for r in json.loads((tmp_path / "model_gpu.json").read_text())["rows"]}
+    rows = {r["row"].split(": ", 1)[1]: r for r in run_model_gpu(tmp_path, monkeypatch, "attn,loss")}
     assert set(rows) == {"sdpa", "fa4", "fa4+compile", "plain (logits + compiled cross-entropy)", "quack fused"}
     for plain in (rows["sdpa"], rows["plain (logits + compiled cross-entropy)"]):
         assert plain["ms"] > 0 and plain["rel_err_out"] < 1e-5 and plain["rel_err_grad"] < 1e-5

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prover.model.attention_fa4 import causal_attention
 from prover.model.config import ModelConfig, yarn_mscale
 
 try:  # FlexAttention (torch >= 2.5): an optional attention path for training and prefill
@@ -185,8 +186,6 @@ class MLA(nn.Module):
         q = torch.cat((q_nope, q_pe), dim=-1)
         k = torch.cat((k_nope, k_pe.unsqueeze(2).expand(B, T, self.n_heads, self.rope)), dim=-1)
         if self.fa4 and mask is None:  # plain causal on FlashAttention-4 (`DeepSeekV3.set_attention("fa4")`)
-            from prover.model.attention_fa4 import causal_attention
-
             return causal_attention(q, k, v, self.scale)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         pad = self.qk_dim - self.v_dim if (self.pad_v and q.is_cuda and self.v_dim < self.qk_dim) else 0

@@ -18,6 +18,7 @@ from torch import nn
 
 from prover.model.attention import MLA, LatentCache, RMSNorm, flex_block_mask, rope_cos_sin, rope_frequencies
 from prover.model.config import ModelConfig
+from prover.model.loss_quack import next_token_loss
 from prover.model.moe import MLP, MoE, RoutedExperts, Router
 
 Generator = torch.Generator | list[torch.Generator | None]  # one for a batch, or one per row
@@ -238,8 +239,6 @@ class DeepSeekV3(nn.Module):
         cross-entropy of `logits` where given, else fused with the head on QuACK's kernels
         (`set_loss_impl("quack")`) or of logits made here."""
         if logits is None and self.loss_impl == "quack":
-            from prover.model.loss_quack import next_token_loss
-
             return next_token_loss(hidden, self.lm_head.weight, labels)
         logits = self.lm_head(hidden) if logits is None else logits
         return getattr(self, "_loss", causal_lm_loss)(logits, labels)
