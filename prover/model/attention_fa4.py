@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from prover.errors import ProverError
-from prover.model.hopper import require_hopper
+from prover.model.hopper import FA4, import_kernels, require_hopper
 
 _fa4 = None  # flash_attn.cute.interface once loaded
 
@@ -29,12 +28,7 @@ def kernels():
     """flash_attn.cute.interface (`_flash_attn_fwd`, `_flash_attn_bwd`), or a clear error where it is missing."""
     global _fa4
     if _fa4 is None:
-        try:
-            from flash_attn.cute import interface
-        except ImportError as e:
-            raise ProverError(f"attention 'fa4' needs flash-attn-4 on a CUDA sm90+ GPU (pip install 'subgoal[fa4]': "
-                              f"flash-attn-4 4.0.0b40 with nvidia-cutlass-dsl 4.8.1): {e}") from e
-        _fa4 = interface
+        _fa4 = import_kernels("flash_attn.cute.interface", "attention 'fa4'", FA4)
     return _fa4
 
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from prover.errors import ProverError
-from prover.model.hopper import require_hopper
+from prover.model.hopper import QUACK, import_kernels, require_hopper
 
 IGNORE = -100
 _lce = None  # quack.linear_cross_entropy once loaded
@@ -24,12 +23,7 @@ def kernels():
     """quack.linear_cross_entropy (`chunked_linear_cross_entropy`), or a clear error where it is missing."""
     global _lce
     if _lce is None:
-        try:
-            from quack import linear_cross_entropy
-        except ImportError as e:
-            raise ProverError(f"loss_impl 'quack' needs quack-kernels on a CUDA sm90+ GPU (pip install "
-                              f"'subgoal[quack]': quack-kernels 0.6.5 with nvidia-cutlass-dsl 4.8.1): {e}") from e
-        _lce = linear_cross_entropy
+        _lce = import_kernels("quack.linear_cross_entropy", "loss_impl 'quack'", QUACK)
     return _lce
 
 

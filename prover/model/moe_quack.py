@@ -16,8 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from prover.errors import ProverError
-from prover.model.hopper import require_hopper
+from prover.model.hopper import QUACK, import_kernels, require_hopper
 from prover.model.moe import sort_copies, sum_copies
 
 _quack = None  # quack.gemm_interface once loaded: a plain global, which torch.compile reads without a warning
@@ -27,12 +26,7 @@ def kernels():
     """quack.gemm_interface (gemm, gemm_gated, gemm_dgated), or a clear error where it is not installed."""
     global _quack
     if _quack is None:
-        try:
-            from quack import gemm_interface
-        except ImportError as e:
-            raise ProverError(f"moe_impl 'quack' needs quack-kernels on a CUDA sm90+ GPU (pip install "
-                              f"'subgoal[quack]': quack-kernels 0.6.5 with nvidia-cutlass-dsl 4.8.1): {e}") from e
-        _quack = gemm_interface
+        _quack = import_kernels("quack.gemm_interface", "moe_impl 'quack'", QUACK)
     return _quack
 
 
