@@ -113,15 +113,15 @@ def make_batch(cfg: ModelConfig, args, seed: int = 0) -> torch.Tensor:
 def train_row(name: str, model: torch.nn.Module, step_loss: Callable[[torch.Tensor], torch.Tensor], cfg: ModelConfig,
               ours: DeepSeekV3, args, after_step: Callable[[], None] | None = None,
               profile: Callable[[Callable[[], None]], dict] | None = None) -> dict:
-    """Train steps of `model` (loss, backward, fused AdamW, `after_step`) timed after warm-up; `profile`, if given,
-    is called with the step afterwards and its dict joins the row."""
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=args.device.startswith("cuda"))
+    """Train steps of `model` (loss, backward, AdamW as `--optimizer` says, `after_step`) timed after warm-up;
+    `profile`, if given, is called with the step afterwards and its dict joins the row."""
+    opt, opt_step = make_adamw(model.parameters(), args.optimizer, args.device)
     ids = make_batch(cfg, args)
 
     def step() -> None:
         loss = step_loss(ids)
         loss.backward()
-        opt.step()
+        opt_step()
         opt.zero_grad(set_to_none=True)
         if after_step:
             after_step()
@@ -134,13 +134,32 @@ def train_row(name: str, model: torch.nn.Module, step_loss: Callable[[torch.Tens
     tokens = args.batch * args.seq
     f_params, f_attn = train_flops_per_token(cfg, ours, args.seq)
     peak = peak_flops(args.device)
-    r = {"row": name, "step_s": dt, "tokens_per_s": tokens / dt, "first_step_s": first, "peak_mem_gib": peak_gib(args.device)}
+    r = {"row": name + OPTIMIZER_LABEL[args.optimizer], "optimizer": args.optimizer, "step_s": dt,
+         "tokens_per_s": tokens / dt, "first_step_s": first, "peak_mem_gib": peak_gib(args.device)}
     if peak:
         r["mfu"] = f_params * tokens / dt / peak
         r["mfu_with_attn"] = f_attn * tokens / dt / peak
     if profile is not None:
         r["profile"] = profile(step)
     return r
+
+
+OPTIMIZER_LABEL = {"fused": "", "compiled": " [compiled AdamW]"}  # how a row's name says its optimizer
+
+
+def make_adamw(params, kind: str, device: str) -> tuple[torch.optim.Optimizer, Callable[[], object]]:
+    """The rows' AdamW (lr 1e-5, torch's defaults otherwise), as (optimizer, its step): "fused", torch's fused
+    kernel on GPU (its multi-tensor launches of 320 blocks leave the H200's 132 SMs part idle on the last wave), or
+    "compiled", torch's foreach AdamW through torch.compile (PyTorch's compiled-optimizer recipe: inductor makes
+    the update one pass per tensor; the rows' lr never changes, so a float constant). The same math either way."""
+    params = list(params)
+    if kind == "fused":
+        opt = torch.optim.AdamW(params, lr=1e-5, fused=device.startswith("cuda"))
+        return opt, opt.step
+    if kind == "compiled":
+        opt = torch.optim.AdamW(params, lr=1e-5, foreach=True)
+        return opt, torch.compile(opt.step)
+    raise ValueError(f"unknown optimizer {kind!r}: fused or compiled")
 
 
 BLOCK_COMPILE = {  # ours_row's compiled-blocks modes: torch.compile's arguments for each block and the loss
@@ -159,6 +178,7 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
         counter = DeepSeekV3(cfg)  # for FLOP counts only
 
     def guarded(name: str, fn: Callable[[], dict]) -> None:
+        name += OPTIMIZER_LABEL[args.optimizer]
         free(args.device)
         try:
             out.append(fn())
@@ -501,6 +521,33 @@ def rows_loss(args, cfg: ModelConfig) -> list[dict]:
                         [hidden, weight], impls, reference, flops)
 
 
+def rows_adamw(args, cfg: ModelConfig) -> list[dict]:
+    """One AdamW step alone over the preset's parameters (bf16, those a step without MTP updates; gradients
+    random), each optimizer kind: ms, and GB/s of the 14 bytes a parameter that the step must move (the parameter,
+    gradient and two moments read, the parameter and moments written, all bf16)."""
+    out: list[dict] = []
+    m, _ = build_seeded(args, lambda: DeepSeekV3(cfg))
+    params = [p for n, p in m.named_parameters() if not n.startswith("mtp.")]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    n = sum(p.numel() for p in params)
+    for kind in ("fused", "compiled"):
+        free(args.device)
+        name = f"AdamW step alone ({len(params)} tensors, {n / 1e6:,.0f}M parameters, bf16): {kind}"
+        try:
+            _, opt_step = make_adamw(params, kind, args.device)
+            t0 = time.perf_counter()
+            opt_step()  # first step: the states made, the compiled step compiled
+            sync(args.device)
+            first = time.perf_counter() - t0
+            dt = timed(opt_step, args.device, 2, args.steps)
+            out.append({"row": name, "ms": dt * 1e3, "gbps": 14 * n / dt / 1e9, "first_step_s": first})
+        except Exception as e:
+            out.append({"row": name, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"})
+        print(json.dumps(out[-1]), file=sys.stderr, flush=True)
+    return out
+
+
 def rows_decode(args, cfg: ModelConfig) -> list[dict]:
     out: list[dict] = []
     m, dtype = build_seeded(args, lambda: DeepSeekV3(cfg))
@@ -580,7 +627,7 @@ def main() -> int:
                     help="of ceilings, profile, hf, eager, compiled, nopad, full, mtp, fp8, fp8-rowwise, fp8-eager, "
                          "flex, fused, fused-nopad, flex-fused, cudnn, flash, efficient, cudagraphs, autotune, autotune-gemm, "
                          "cdtune, quack, quack-cg, fa4, fa4-quack, fa4-quack-cg, quack-lce-cg, fa4-quack-lce-cg, "
-                         "best, moe, attn, loss, "
+                         "best, moe, attn, loss, adamw, "
                          "decode")
     ap.add_argument("--decode-batches", default="32,256")
     ap.add_argument("--decode-prompt", type=int, default=128)
@@ -590,9 +637,16 @@ def main() -> int:
     ap.add_argument("--profile-compiled", action="store_true", help="profile row: compiled blocks, not eager")
     ap.add_argument("--profile-rows", action="store_true",
                     help="each of our training rows also profiled over 3 more steps: GPU time by kernel kind, top kernels")
+    ap.add_argument("--optimizers", default="fused",
+                    help="comma-separated: each training row (transformers' included) runs once with each AdamW: "
+                         "fused (torch's fused kernel) or compiled (torch's foreach AdamW under torch.compile)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     args.rows = set(args.rows.split(","))
+    args.optimizers = args.optimizers.split(",")
+    for kind in args.optimizers:
+        if kind not in OPTIMIZER_LABEL:
+            ap.error(f"--optimizers: unknown {kind!r}; of {', '.join(OPTIMIZER_LABEL)}")
     args.decode_batches = [int(b) for b in args.decode_batches.split(",")]
     torch.backends.cuda.matmul.allow_tf32 = True
     cfg = ModelConfig.preset(args.preset)
@@ -602,19 +656,23 @@ def main() -> int:
             rows += row_ceilings(args)
         except Exception as e:
             rows.append({"row": "ceilings", "error": str(e)[:200]})
-    rows += rows_train(args, cfg)
+    for kind in args.optimizers:
+        args.optimizer = kind
+        rows += rows_train(args, cfg)
     if "moe" in args.rows:
         rows += rows_moe(args, cfg)
     if "attn" in args.rows:
         rows += rows_attention(args, cfg)
     if "loss" in args.rows:
         rows += rows_loss(args, cfg)
+    if "adamw" in args.rows:
+        rows += rows_adamw(args, cfg)
     if "decode" in args.rows:
         rows += rows_decode(args, cfg)
-    hf = next((r for r in rows if r["row"].startswith("train: transformers") and "tokens_per_s" in r), None)
-    for r in rows:
-        if hf and r["row"].startswith("train: ours") and "tokens_per_s" in r:
-            r["speedup_vs_transformers"] = r["tokens_per_s"] / hf["tokens_per_s"]
+    hf = {r["optimizer"]: r for r in rows if r["row"].startswith("train: transformers") and "tokens_per_s" in r}
+    for r in rows:  # against transformers with the same optimizer
+        if r.get("optimizer") in hf and r["row"].startswith("train: ours") and "tokens_per_s" in r:
+            r["speedup_vs_transformers"] = r["tokens_per_s"] / hf[r["optimizer"]]["tokens_per_s"]
     meta = {"preset": args.preset, "batch": args.batch, "seq": args.seq, "steps": args.steps, "device": args.device,
             "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor(),
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}

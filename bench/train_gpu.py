@@ -246,7 +246,8 @@ def model_row(name: str, cfg: ModelConfig, args, device: torch.device) -> dict:
     m.train()
     if args.compile and device.type == "cuda":
         m.compile_blocks(dynamic=False)
-    margs = SimpleNamespace(batch=args.batch, seq=args.seq, device=str(device), warmup=args.warmup, steps=args.steps)
+    margs = SimpleNamespace(batch=args.batch, seq=args.seq, device=str(device), warmup=args.warmup, steps=args.steps,
+                            optimizer="fused")
     prof = (lambda step: profile_steps(name, step, device)) if args.profile_now else None
     r = train_row(name, m, lambda ids: m(ids, labels=ids).loss, cfg, m, margs, after_step=lambda: update_bias(m, 1e-3),
                   profile=prof)

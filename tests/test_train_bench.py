@@ -109,3 +109,40 @@ def test_model_gpu_kernel_rows_on_cpu(tmp_path, monkeypatch):
     for plain in (rows["sdpa"], rows["plain (logits + compiled cross-entropy)"]):
         assert plain["ms"] > 0 and plain["rel_err_out"] < 1e-5 and plain["rel_err_grad"] < 1e-5
     assert "compute capability >= 9.0" in rows["fa4"]["skipped"] and "compute capability" in rows["quack fused"]["skipped"]
+
+
+def test_model_gpu_optimizers_each_row_against_its_own_transformers_row(tmp_path, monkeypatch):
+    """`--optimizers fused,compiled`: every training row twice, each compared with transformers' row under the same
+    AdamW; the `adamw` row times the step alone both ways."""
+    rows = {r["row"]: r for r in run_model_gpu(tmp_path, monkeypatch, "hf,eager,adamw", "--optimizers", "fused,compiled")}
+    for label in ("", " [compiled AdamW]"):
+        hf = rows["train: transformers DeepseekV3ForCausalLM" + label]
+        ours = next(r for name, r in rows.items() if name.startswith("train: ours") and name.endswith(label or ")"))
+        assert ours["speedup_vs_transformers"] == ours["tokens_per_s"] / hf["tokens_per_s"]
+    alone = [r for name, r in rows.items() if name.startswith("AdamW step alone")]
+    assert [r["row"].rsplit(": ", 1)[1] for r in alone] == ["fused", "compiled"]
+    assert all(r["ms"] > 0 and r["gbps"] > 0 for r in alone)
+
+
+def test_compiled_adamw_is_torchs_adamw():
+    """The bench's "compiled" optimizer makes the same update as torch's AdamW (what the rows compare is speed)."""
+    import torch
+
+    from bench.model_gpu import make_adamw
+
+    torch.manual_seed(0)
+    ws = [torch.randn(8, 16), torch.randn(16)]
+    grads = [torch.randn_like(w) for w in ws]
+    got = [w.clone().requires_grad_() for w in ws]
+    want = [w.clone().requires_grad_() for w in ws]
+    _, step = make_adamw(got, "compiled", "cpu")
+    ref = torch.optim.AdamW(want, lr=1e-5)
+    for _ in range(3):
+        for ps in (got, want):
+            for p, g in zip(ps, grads, strict=True):
+                p.grad = g.clone()
+        step()
+        ref.step()
+    for a, b, w in zip(got, want, ws, strict=True):
+        torch.testing.assert_close(a, b)
+        assert not torch.equal(a, w)  # it did step
