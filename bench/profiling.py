@@ -41,7 +41,9 @@ def profile_steps(name: str, step: Callable[[], object], device: torch.device, n
     events = prof.key_averages()
     kernels = sorted((e for e in events if e.device_type == DeviceType.CUDA), key=lambda e: -e.self_device_time_total)
     syncs = sum(e.count for e in events if "Synchronize" in e.key or e.key in ("cudaMemcpy", "aten::item")) / n
-    kernels = [e for e in kernels if not e.key.startswith("Optimizer.")]  # a range, not a kernel: counted twice
+    # Ranges, not kernels (they would count their kernels twice): the optimizer's, and inductor's "## Call
+    # CompiledFxGraph ... ##" around each compiled graph (on the GPU's timeline once shapes are recorded)
+    kernels = [e for e in kernels if not e.key.startswith(("Optimizer.", "## "))]
     busy = sum(e.self_device_time_total for e in kernels) / n / 1e3
     top = [{"kernel": e.key[:90], "ms_per_step": e.self_device_time_total / n / 1e3, "calls_per_step": e.count / n}
            for e in kernels[:20]]

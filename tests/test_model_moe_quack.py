@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from helpers.moe_layers import forward_backward, moe_layer
@@ -133,3 +135,22 @@ def test_quack_with_fp8_experts_or_expert_parallel_is_refused(monkeypatch):
             sft.check_quack_training(cfg, DistEnv())
     sft.check_quack_training(sft.SFTConfig(model="", data="", out="", moe_impl="quack", fp8=True,
                                            fp8_experts=False), DistEnv())
+
+
+def test_compile_blocks_loads_quack_before_tracing(monkeypatch):
+    """torch.compile tracing an import is a graph break the compiled block keeps (the experts then ran eagerly on
+    the H200): `compile_blocks` imports QuACK's kernels first, and says so where they are missing."""
+    from prover.model import DeepSeekV3
+
+    loaded = []
+    monkeypatch.setattr(moe_quack, "kernels", lambda: loaded.append(True) or fake_quack)
+    model = DeepSeekV3(ModelConfig.preset("tiny", moe_impl="quack"))
+    assert not loaded
+    model.compile_blocks()  # compiles lazily: nothing is traced here
+    assert loaded
+    monkeypatch.undo()
+    monkeypatch.setattr(moe_quack, "_quack", None)
+    monkeypatch.setitem(sys.modules, "quack", None)
+    with pytest.raises(ProverError, match="moe_impl 'quack' needs quack-kernels"):
+        DeepSeekV3(ModelConfig.preset("tiny", moe_impl="quack")).compile_blocks()
+    DeepSeekV3(ModelConfig.preset("tiny")).compile_blocks()  # the default experts need no QuACK
