@@ -149,9 +149,9 @@ OPTIMIZER_LABEL = {"fused": "", "compiled": " [compiled AdamW]"}  # how a row's 
 
 def make_adamw(params, kind: str, device: str) -> tuple[torch.optim.Optimizer, Callable[[], object]]:
     """The rows' AdamW (lr 1e-5, torch's defaults otherwise), as (optimizer, its step): "fused", torch's fused
-    kernel on GPU (its multi-tensor launches of 320 blocks leave the H200's 132 SMs part idle on the last wave), or
-    "compiled", torch's foreach AdamW through torch.compile (PyTorch's compiled-optimizer recipe: inductor makes
-    the update one pass per tensor; the rows' lr never changes, so a float constant). The same math either way."""
+    multi-tensor kernel on GPU, or "compiled", torch's foreach AdamW through torch.compile (PyTorch's
+    compiled-optimizer recipe: inductor makes the update one pass per tensor; the rows' lr never changes, so a float
+    constant). The same math either way; alone on the H200 the compiled one moves 3.6 TB/s against 2.7."""
     params = list(params)
     if kind == "fused":
         opt = torch.optim.AdamW(params, lr=1e-5, fused=device.startswith("cuda"))

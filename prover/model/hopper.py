@@ -27,7 +27,9 @@ FA4 = ("flash-attn-4 on a CUDA sm90+ GPU (pip install 'subgoal[fa4]': flash-attn
 
 def import_kernels(module: str, what: str, install: str) -> ModuleType:
     """`module` imported, or a ProverError naming what needs it and how to install it. The callers keep the module
-    in a plain global of their own: torch.compile reads a global without a warning or a graph break."""
+    in a plain global of their own, which torch.compile reads without a graph break once it is set; the import
+    itself must not happen under tracing (a graph break the compiled code keeps: `DeepSeekV3.compile_blocks`
+    loads QuACK's experts first)."""
     try:
         return importlib.import_module(module)
     except ImportError as e:
