@@ -14,7 +14,8 @@ kernel each (cuDNN / flash with v padded / mem-efficient), the fused blocks as C
 GEMM autotuning, the routed experts on QuACK's fused GEMMs (`quack`), attention on FlashAttention-4's kernels
 (`fa4`, `fa4-quack`), the head and loss fused on QuACK's linear cross-entropy (`*-lce-cg`), and FlexAttention,
 fusions and FP8 together ("best"). `attn`: one layer's attention alone, SDPA against FlashAttention-4; `loss`: the
-head and loss alone, plain against QuACK's fused.
+head and loss alone, plain against QuACK's fused; `adamw`: the optimizer's step alone, torch's fused AdamW against
+a compiled one (`--optimizers fused,compiled` runs every training row, transformers' too, under each).
 `--preset medium --batch 4` for DeepSeek-V3's widths.
 Every row catches its own failure (OOM included) and the run goes on. Prints a table; writes JSON to
 $OUT/model_gpu.json (or --out).
