@@ -10,7 +10,6 @@ import copy
 import pytest
 import torch
 
-from prover.errors import ProverError
 from prover.model import attention_fa4
 from prover.model.testing import tiny_model
 from tests.fakes import fake_fa4
@@ -92,11 +91,6 @@ def test_custom_ops_compile_without_a_graph_break(fake_kernels):
 def test_unknown_attention_is_refused():
     with pytest.raises(ValueError, match="unknown attention 'fa3'"):
         tiny_model().set_attention("fa3")
-
-
-def test_fa4_on_a_cpu_is_one_clear_error():
-    with pytest.raises(ProverError, match="compute capability >= 9.0"):
-        attention_fa4.check_fa4(torch.device("cpu"))
 
 
 @pytest.mark.gpu

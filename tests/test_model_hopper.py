@@ -1,11 +1,12 @@
-"""The CuTe-DSL kernel paths' shared lazy import (prover/model/hopper.py): where a package is missing, the flag's own
-module says so in one error, with the install command."""
+"""What the CuTe-DSL kernel paths share (prover/model/hopper.py): where the GPU is not sm90+ or a package is missing,
+the flag's own module says so in one error, with what to do."""
 
 from __future__ import annotations
 
 import sys
 
 import pytest
+import torch
 
 from prover.errors import ProverError
 from prover.model import attention_fa4, loss_quack, moe_quack
@@ -22,3 +23,13 @@ def test_missing_kernel_package_is_one_clear_error(monkeypatch, module, cache, p
     with pytest.raises(ProverError, match=message + r".*pip install 'subgoal\["):
         module.kernels()
     assert getattr(module, cache) is None  # nothing half-loaded: the next call tries again
+
+
+@pytest.mark.parametrize("check, message", [
+    (moe_quack.check_quack, "moe_impl 'quack'"),
+    (loss_quack.check_fused_loss, "loss_impl 'quack'"),
+    (attention_fa4.check_fa4, "attention 'fa4'"),
+])
+def test_on_a_cpu_each_path_is_one_clear_error(check, message):
+    with pytest.raises(ProverError, match=message + " needs a CUDA GPU of compute capability >= 9.0.*no CUDA device"):
+        check(torch.device("cpu"))
