@@ -12,7 +12,9 @@ and of every gradient against the reference); decoding tokens/s with the latent
 KV cache. Speed variants (item 4 of issue 21): FlexAttention, fused q_a/kv_a and gate/up GEMMs, one forced SDPA
 kernel each (cuDNN / flash with v padded / mem-efficient), the fused blocks as CUDA graphs or with inductor's
 GEMM autotuning, the routed experts on QuACK's fused GEMMs (`quack`), attention on FlashAttention-4's kernels
-(`fa4`, `fa4-quack`), the head and loss fused on QuACK's linear cross-entropy (`*-lce-cg`), and FlexAttention,
+(`fa4`, `fa4-quack`), the head and loss fused on QuACK's linear cross-entropy (`*-lce-cg`), the whole step (forward,
+backward, AdamW, bias update) as one CUDA graph (`step-graph`, `fa4-quack-lce-step-graph`; `*-overlap`: AdamW per
+block inside the backward, on a side stream), and FlexAttention,
 fusions and FP8 together ("best"). `attn`: one layer's attention alone, SDPA against FlashAttention-4; `loss`: the
 head and loss alone, plain against QuACK's fused; `adamw`: the optimizer's step alone, torch's fused AdamW against
 a compiled one (`--optimizers fused,compiled` runs every training row, transformers' too, under each).
@@ -38,6 +40,7 @@ from typing import Any
 import torch
 
 from bench.profiling import profile_steps
+from bench.step_graph import BackwardOptimizer, block_groups, graph_step
 from prover.errors import ProverError
 from prover.model import DeepSeekV3, ModelConfig
 from prover.model.attention_fa4 import causal_attention, check_fa4
@@ -113,21 +116,36 @@ def make_batch(cfg: ModelConfig, args, seed: int = 0) -> torch.Tensor:
 
 def train_row(name: str, model: torch.nn.Module, step_loss: Callable[[torch.Tensor], torch.Tensor], cfg: ModelConfig,
               ours: DeepSeekV3, args, after_step: Callable[[], None] | None = None,
-              profile: Callable[[Callable[[], None]], dict] | None = None) -> dict:
+              profile: Callable[[Callable[[], None]], dict] | None = None, whole_graph: bool = False,
+              overlap: bool = False) -> dict:
     """Train steps of `model` (loss, backward, AdamW as `--optimizer` says, `after_step`) timed after warm-up;
-    `profile`, if given, is called with the step afterwards and its dict joins the row."""
-    opt, opt_step = make_adamw(model.parameters(), args.optimizer, args.device)
+    `profile`, if given, is called with the step afterwards and its dict joins the row. whole_graph: the step
+    captured as one CUDA graph (`bench.step_graph`; its first step holds the warm-up steps and the capture);
+    overlap: AdamW per decoder block inside the backward, on a side stream (`BackwardOptimizer`)."""
+    if overlap:
+        if args.optimizer == "compiled":  # one compiled AdamW.step per block: a recompile each, over dynamo's 8
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        opt_step = BackwardOptimizer(block_groups(model), lambda group: make_adamw(
+            group, args.optimizer, args.device, capturable=whole_graph)[1]).join
+    else:
+        _, opt_step = make_adamw(model.parameters(), args.optimizer, args.device, capturable=whole_graph)
     ids = make_batch(cfg, args)
 
-    def step() -> None:
+    def body() -> torch.Tensor:
         loss = step_loss(ids)
         loss.backward()
         opt_step()
-        opt.zero_grad(set_to_none=True)
         if after_step:
             after_step()
+        return loss.detach()
+
+    def step() -> None:
+        body()
+        model.zero_grad(set_to_none=True)
 
     t0 = time.perf_counter()
+    if whole_graph:
+        step = graph_step(body, lambda: model.zero_grad(set_to_none=True), warmup=2)
     step()  # first step: compilation, allocator warm-up
     sync(args.device)
     first = time.perf_counter() - t0
@@ -148,17 +166,19 @@ def train_row(name: str, model: torch.nn.Module, step_loss: Callable[[torch.Tens
 OPTIMIZER_LABEL = {"fused": "", "compiled": " [compiled AdamW]"}  # how a row's name says its optimizer
 
 
-def make_adamw(params, kind: str, device: str) -> tuple[torch.optim.Optimizer, Callable[[], object]]:
+def make_adamw(params, kind: str, device: str,
+               capturable: bool = False) -> tuple[torch.optim.Optimizer, Callable[[], object]]:
     """The rows' AdamW (lr 1e-5, torch's defaults otherwise), as (optimizer, its step): "fused", torch's fused
     multi-tensor kernel on GPU, or "compiled", torch's foreach AdamW through torch.compile (PyTorch's
     compiled-optimizer recipe: inductor makes the update one pass per tensor; the rows' lr never changes, so a float
-    constant). The same math either way; alone on the H200 the compiled one moves 3.6 TB/s against 2.7."""
+    constant). The same math either way; alone on the H200 the compiled one moves 3.6 TB/s against 2.7.
+    capturable: step counters on the device, for a step captured in a CUDA graph."""
     params = list(params)
     if kind == "fused":
-        opt = torch.optim.AdamW(params, lr=1e-5, fused=device.startswith("cuda"))
+        opt = torch.optim.AdamW(params, lr=1e-5, fused=device.startswith("cuda"), capturable=capturable)
         return opt, opt.step
     if kind == "compiled":
-        opt = torch.optim.AdamW(params, lr=1e-5, foreach=True)
+        opt = torch.optim.AdamW(params, lr=1e-5, foreach=True, capturable=capturable)
         return opt, torch.compile(opt.step)
     raise ValueError(f"unknown optimizer {kind!r}: fused or compiled")
 
@@ -169,6 +189,8 @@ BLOCK_COMPILE = {  # ours_row's compiled-blocks modes: torch.compile's arguments
     "blocks-at": {"mode": "max-autotune-no-cudagraphs"},
     "blocks-gemm": {"options": {"max_autotune_gemm": True}},
     "blocks-cd": {"options": {"coordinate_descent_tuning": True}},
+    "blocks-step-graph": {},  # the blocks compiled as "blocks"; the whole step captured as one CUDA graph
+    "blocks-step-graph-overlap": {},  # the same, AdamW per block inside the backward on a side stream
 }
 
 
@@ -214,7 +236,9 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
         same with inductor's GEMM autotuning, "max-autotune-no-cudagraphs": Triton templates against cuBLAS, the
         grouped GEMM's included) | "blocks-gemm" (GEMM autotuning alone, no tuning of inductor's own kernels) |
         "blocks-cd" (coordinate-descent tuning of inductor's fused Triton kernels alone: norms, routing, casts,
-        the loss; GEMMs stay cuBLAS's) | "full" (the whole forward compiled);
+        the loss; GEMMs stay cuBLAS's) | "blocks-step-graph" (compiled as "blocks", and the whole training step
+        captured as one CUDA graph) | "blocks-step-graph-overlap" (the same, with AdamW per block launched inside
+        the backward on a side stream) | "full" (the whole forward compiled);
         fp8: a `prover.model.fp8` recipe (FP8 GEMMs, before compiling) or None; attention: "sdpa" | "flex" | "fa4";
         fused: q_a/kv_a and gate/up GEMMs fused; sdpa_backend: force one SDPA kernel (cudnn, flash, efficient);
         moe_impl: the routed experts' path (`ModelConfig.moe_impl`); loss_impl: `DeepSeekV3.set_loss_impl`'s."""
@@ -262,7 +286,8 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
             prof = None
             if args.profile_rows:
                 prof = lambda step: profile_steps(name, step, torch.device(args.device))  # noqa: E731
-            return train_row(name, m, loss, c, counter, args, after_step=lambda: update_bias(m, 1e-3), profile=prof)
+            return train_row(name, m, loss, c, counter, args, after_step=lambda: update_bias(m, 1e-3), profile=prof,
+                             whole_graph=mode.startswith("blocks-step-graph"), overlap=mode.endswith("-overlap"))
         return run
 
     def profile_row() -> dict:
@@ -340,6 +365,21 @@ def rows_train(args, cfg: ModelConfig) -> list[dict]:
         "fa4-quack-lce-cg": ("train: ours (CUDA-graphed compiled blocks, fused q_a/kv_a + gate/up, FlashAttention-4, "
                              "QuACK fused MoE GEMMs and linear cross-entropy)", "blocks-cg", False, False, None, "fa4",
                              True, None, "quack", "quack"),
+        "step-graph": ("train: ours (the whole step one CUDA graph: compiled blocks, fused q_a/kv_a + gate/up, v "
+                       "not padded)", "blocks-step-graph", False, False, None, "sdpa", True),
+        "quack-step-graph": ("train: ours (the whole step one CUDA graph: compiled blocks, fused q_a/kv_a + gate/up, "
+                             "v not padded, QuACK fused MoE GEMMs)", "blocks-step-graph", False, False, None, "sdpa",
+                             True, None, "quack"),
+        "quack-step-graph-overlap": ("train: ours (the whole step one CUDA graph, AdamW per block beside the backward: "
+                                     "compiled blocks, fused q_a/kv_a + gate/up, v not padded, QuACK fused MoE GEMMs)",
+                                     "blocks-step-graph-overlap", False, False, None, "sdpa", True, None, "quack"),
+        "fa4-quack-lce-step-graph": ("train: ours (the whole step one CUDA graph: compiled blocks, fused q_a/kv_a + "
+                                     "gate/up, FlashAttention-4, QuACK fused MoE GEMMs and linear cross-entropy)",
+                                     "blocks-step-graph", False, False, None, "fa4", True, None, "quack", "quack"),
+        "fa4-quack-lce-step-graph-overlap": (
+            "train: ours (the whole step one CUDA graph, AdamW per block beside the backward: compiled blocks, fused "
+            "q_a/kv_a + gate/up, FlashAttention-4, QuACK fused MoE GEMMs and linear cross-entropy)",
+            "blocks-step-graph-overlap", False, False, None, "fa4", True, None, "quack", "quack"),
         "best": ("train: ours (compiled blocks, FlexAttention + fusions + fp8 blockwise)", "blocks", False, True,
                  "blockwise", "flex", True),
     }
@@ -627,7 +667,9 @@ def main() -> int:
                     "efficient,best,moe,decode",
                     help="of ceilings, profile, hf, eager, compiled, nopad, full, mtp, fp8, fp8-rowwise, fp8-eager, "
                          "flex, fused, fused-nopad, flex-fused, cudnn, flash, efficient, cudagraphs, autotune, autotune-gemm, "
-                         "cdtune, quack, quack-cg, fa4, fa4-quack, fa4-quack-cg, quack-lce-cg, fa4-quack-lce-cg, "
+                         "cdtune, quack, quack-cg, fa4, fa4-quack, fa4-quack-cg, quack-lce-cg, fa4-quack-lce-cg, step-graph, "
+                         "quack-step-graph, quack-step-graph-overlap, fa4-quack-lce-step-graph, "
+                         "fa4-quack-lce-step-graph-overlap, "
                          "best, moe, attn, loss, adamw, "
                          "decode")
     ap.add_argument("--decode-batches", default="32,256")
