@@ -1,7 +1,7 @@
 """A whole training step (forward, backward, optimizer, bias update) captured once as one CUDA graph and replayed,
 PyTorch's "whole-network capture" recipe (CUDA semantics docs). One launch a step: the host's Python, dynamo's
-guards and the ~1,500 kernel launches leave the step, and so do the gaps between the compiled blocks' graphs
-that torch.compile's "reduce-overhead" replays one by one.
+guards and every kernel launch leave the step, and so do the gaps between the compiled blocks' graphs that
+torch.compile's "reduce-overhead" replays one by one (on the H200 at `small`: 2.9 ms of gaps a step -> 1.7).
 
 What the step must be: static shapes and addresses (one batch tensor the caller refills in place), no host sync,
 an optimizer with its step counters on the GPU (`capturable=True`), and gradients None when capture begins: the
