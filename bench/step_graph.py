@@ -16,27 +16,24 @@ from collections.abc import Callable
 import torch
 
 from prover.errors import ProverError
+from prover.train.step_graph import capture, on_side_stream
 
 
 def graph_step(body: Callable[[], torch.Tensor], zero_grad: Callable[[], None],
                warmup: int = 3) -> Callable[[], torch.Tensor]:
     """Run `body` (one step, returning its loss) `warmup` times eagerly on a side stream, each followed by
     `zero_grad` (compilation, autotuning, optimizer state and the libraries' first-call work happen there, outside
-    the capture), then capture it once; returns the replay, which returns the loss tensor the capture wrote."""
+    the capture), then capture it once; returns the replay, which returns the loss tensor the capture wrote.
+    (The trainer's `--cuda-graph` is `prover.train.step_graph`, whose warm-up steps are the run's first steps.)"""
     if not torch.cuda.is_available():
         raise ProverError("a whole-step CUDA graph needs a CUDA device: run this row on a GPU")
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
+
+    def warm() -> None:
         for _ in range(warmup):
             body()
             zero_grad()
-    torch.cuda.current_stream().wait_stream(side)
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    # thread_local, as torch.compile's own CUDA graphs: backward runs on autograd's device thread
-    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-        loss = body()
+    on_side_stream(warm)
+    graph, loss = capture(body)
 
     def replay() -> torch.Tensor:
         graph.replay()

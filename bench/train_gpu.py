@@ -21,6 +21,10 @@ prompt), `--batch` sequences per step, random-weight DeepSeek-V3, compiled block
   `prover.model.moe_quack`); skipped with the reason where they cannot run; `fa4-quack`: the same with attention
   on FlashAttention-4's kernels too (`--attention fa4`, `prover.model.attention_fa4`); `fa4-quack-lce`: and the
   head and loss fused on QuACK's linear cross-entropy (`--loss-impl quack`, `prover.model.loss_quack`).
+`model-quack`, `model-fa4-quack`, `model-fa4-quack-lce`: the model row on the same kernels as the trainer row of that
+name, which is then measured against it. `--step-graph` captures every step as one CUDA graph: the SFT rows as
+`subgoal train sft --cuda-graph` runs them (`prover.train.step_graph`), the model rows as bench/model_gpu.py's
+`*-step-graph` rows (`bench.step_graph`).
 Each SFT row also gives the host's time per step: queueing the step (of it the optimizer's) and waiting for the
 previous step's metrics. `--profile` adds, for the first preset, torch.profiler over 3 steps: GPU-busy time,
 host syncs and the top kernels and host ops per step.
@@ -78,6 +82,8 @@ from prover.train.sft import (  # noqa: E402
     make_optimizer,
     make_scheduler,
     prepare_model,
+    set_kernels,
+    step_function,
 )
 
 
@@ -101,7 +107,8 @@ def train_dtype(device: torch.device) -> torch.dtype:
 def sft_config(args, device: torch.device, fp8: bool, lr: float | None = None,
                fp8_experts: bool = True, kernels: dict | None = None) -> SFTConfig:
     """`kernels`: SFTConfig's kernel choices (moe_impl, attention, loss_impl) other than the defaults."""
-    return SFTConfig(model="", data="", out="", micro_batch_size=args.batch, device=str(device),
+    return SFTConfig(model="", data="", out="", micro_batch_size=args.batch, max_length=args.seq, device=str(device),
+                     cuda_graph=args.step_graph and not fp8,
                      compile=args.compile if device.type == "cuda" else False, fp8=fp8, fp8_recipe=args.fp8_recipe,
                      fp8_experts=fp8_experts, **(kernels or {}), **({} if lr is None else {"lr": lr}))
 
@@ -178,6 +185,7 @@ def sft_step_row(name: str, cfg: ModelConfig, args, device: torch.device, fp8: b
     examples = random_examples(cfg, args.batch, args.seq)
     tok = SimpleNamespace(pad_token_id=0)
     batch = [list(range(args.batch))]
+    train_step = step_function(scfg)  # `_train_step`, or the CUDA-graphed step (`--step-graph`)
 
     host = {"queue_s": 0.0, "wait_s": 0.0, "optimizer_s": 0.0}  # the host's time: queueing steps (of it the
     # optimizer's), waiting for their metrics
@@ -198,7 +206,7 @@ def sft_step_row(name: str, cfg: ModelConfig, args, device: torch.device, fp8: b
             t = time.perf_counter()
             if args.cudagraphs:
                 torch.compiler.cudagraph_mark_step_begin()
-            metrics = _train_step(model, opt, sched, batch, examples, tok, scfg, env)
+            metrics = train_step(model, opt, sched, batch, examples, tok, scfg, env)
             t1 = time.perf_counter()
             if pending is not None:
                 read_metrics(pending)
@@ -238,19 +246,24 @@ def throughput(cfg: ModelConfig, model: DeepSeekV3, args, device: torch.device, 
     return r
 
 
-def model_row(name: str, cfg: ModelConfig, args, device: torch.device) -> dict:
-    """bench/model_gpu.py's row on the same model and batch: the speed the trainer is measured against."""
+def model_row(name: str, cfg: ModelConfig, args, device: torch.device, kernels: dict | None = None) -> dict:
+    """bench/model_gpu.py's row on the same model and batch: the speed the trainer is measured against; `kernels`
+    as the trainer sets them (`set_kernels`); with `--step-graph` the step captured as one CUDA graph."""
     torch.manual_seed(0)
     with torch.device(device):
         m = DeepSeekV3(cfg).to(train_dtype(device))
     m.train()
+    if kernels:
+        scfg = sft_config(args, device, False, kernels=kernels)
+        check_kernels(scfg, DistEnv(device=device))
+        set_kernels(m, scfg)
     if args.compile and device.type == "cuda":
         m.compile_blocks(dynamic=False)
     margs = SimpleNamespace(batch=args.batch, seq=args.seq, device=str(device), warmup=args.warmup, steps=args.steps,
                             optimizer="fused")
     prof = (lambda step: profile_steps(name, step, device)) if args.profile_now else None
     r = train_row(name, m, lambda ids: m(ids, labels=ids).loss, cfg, m, margs, after_step=lambda: update_bias(m, 1e-3),
-                  profile=prof)
+                  profile=prof, whole_graph=args.step_graph)
     r.pop("peak_mem_gib", None)
     return {**r, **throughput(cfg, m, args, device, r["step_s"])}
 
@@ -316,10 +329,14 @@ def guarded(name: str, fn: Callable[[], dict], args, device: torch.device) -> di
 
 
 def rows_sft(preset: str, cfg: ModelConfig, args, device: torch.device) -> list[dict]:
-    shape = f"{preset}, {args.batch} x {args.seq}{', CUDA graphs' if args.cudagraphs else ''}"
+    graphs = ", CUDA graphs" if args.cudagraphs else ", the step one CUDA graph" if args.step_graph else ""
+    shape = f"{preset}, {args.batch} x {args.seq}{graphs}"
     prec = "bf16" if device.type == "cuda" else "fp32"  # the trainer's choice for the device (`param_dtype`)
     makers = {
         "model": (f"model step ({shape}; bench/model_gpu.py)", lambda n: model_row(n, cfg, args, device)),
+        **{f"model-{key}": (f"model step, {what} ({shape}; bench/model_gpu.py)",
+                            lambda n, kernels=kernels: model_row(n, cfg, args, device, kernels))
+           for key, (what, kernels) in KERNELS.items()},
         **{key: (f"SFT step {prec}{'' if opt is None else ' ' + key.split('-')[1] + ' optimizer'} ({shape})",
                  lambda n, opt=opt: sft_step_row(n, cfg, args, device, fp8=False, optimizer=opt))
            for key, opt in OPTIMIZERS.items()},
@@ -334,8 +351,9 @@ def rows_sft(preset: str, cfg: ModelConfig, args, device: torch.device) -> list[
             for key, (name, make) in makers.items() if key in args.sft_rows}
     ok = {k: r for k, r in rows.items() if "tokens_per_s" in r}
     for key in (*OPTIMIZERS, "fp8", "fp8-dense", *KERNELS):
-        if key in ok and "model" in ok:
-            ok[key]["vs_model"] = ok[key]["tokens_per_s"] / ok["model"]["tokens_per_s"]
+        yardstick = f"model-{key}" if f"model-{key}" in ok else "model"  # the model on the same kernels, if run
+        if key in ok and yardstick in ok:
+            ok[key]["vs_model"] = ok[key]["tokens_per_s"] / ok[yardstick]["tokens_per_s"]
         if key in ("fp8", "fp8-dense", *KERNELS) and key in ok and "bf16" in ok:
             ok[key]["vs_bf16"] = ok[key]["tokens_per_s"] / ok["bf16"]["tokens_per_s"]
     return list(rows.values())
@@ -439,9 +457,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sft-rows", default="model,bf16,fp8",
                     help="of model, bf16, bf16-fused, bf16-m16, bf16-pt, fp8, fp8-dense (experts bf16), quack (the "
                          "routed experts on QuACK's kernels: --moe-impl quack), fa4-quack (and attention on "
-                         "FlashAttention-4's: --attention fa4), fa4-quack-lce (and the loss fused: --loss-impl quack)")
+                         "FlashAttention-4's: --attention fa4), fa4-quack-lce (and the loss fused: --loss-impl quack); "
+                         "model-quack, model-fa4-quack, model-fa4-quack-lce: the model row on those kernels, the "
+                         "yardstick of the trainer rows of the same name")
     ap.add_argument("--cudagraphs", action="store_true",
                     help="SFT rows: the compiled blocks and loss as CUDA graphs (torch.compile's reduce-overhead)")
+    ap.add_argument("--step-graph", action="store_true",
+                    help="the whole step as one CUDA graph: SFT rows as `subgoal train sft --cuda-graph` (FP8 rows "
+                         "not: it refuses them), the model rows as bench/model_gpu.py's step-graph rows")
     ap.add_argument("--fp8-recipe", default="blockwise", choices=("blockwise", "rowwise"))
     ap.add_argument("--no-compile", dest="compile", action="store_false", help="eager SFT rows (default: compiled "
                     "blocks on CUDA, as `subgoal train sft`)")
@@ -465,6 +488,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verbose", action="store_true", help="print tracebacks of failed rows")
     args = ap.parse_args(argv)
     args.sft_rows = set(args.sft_rows.split(","))
+    if args.cudagraphs and args.step_graph:
+        ap.error("--cudagraphs replays each compiled block as its own graph; --step-graph captures the whole step: "
+                 "pick one")
     args.loss_seq = args.loss_seq or args.seq
     args.out_path = Path(args.out) if args.out else Path(os.environ.get("OUT", ".")) / "train_gpu.json"
     args.out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -69,6 +69,10 @@ def sft(
     loss_impl: str = typer.Option("auto", "--loss-impl", help="The output head and loss: auto (logits, then the "
                                   "cross-entropy) | quack (fused on QuACK's kernels, the logits never made: pip "
                                   "install 'subgoal\\[quack]'; CUDA sm90+)."),
+    cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Capture the whole step (forward, backward, "
+                                    "update) as one CUDA graph after 2 eager steps and replay it: no host work a "
+                                    "step. Pads every micro-batch to --max-length; one CUDA process, bf16, "
+                                    "compiled."),
 ) -> None:
     """Supervised fine-tuning (prompt tokens masked). Under `torchrun` it trains data-parallel with FSDP2."""
     from prover.train.sft import SFTConfig, train_sft
@@ -79,7 +83,7 @@ def sft(
                     device=device, bias_update_gamma=bias_gamma, seed=seed, resume=resume, ep=ep,
                     pp=pp, compile=compile_, fp8=fp8, fp8_recipe=fp8_recipe,
                     fp8_experts=fp8_experts, moe_impl=moe_impl, attention=attention,
-                    loss_impl=loss_impl)
+                    loss_impl=loss_impl, cuda_graph=cuda_graph)
     result = train_sft(cfg)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one table
         _print_result(f"sft -> {out}", result.to_dict())

@@ -42,7 +42,9 @@ class MasterWeightAdamW(torch.optim.AdamW):
         self.per_tensor = per_tensor  # one compiled update for every size, called per tensor
         self.moment_dtype = moment_dtype  # of low-precision parameters' moments; an fp32 parameter's stay fp32
         self._update = None  # the compiled `master_adamw_` (made on the first step)
-        self._lr: dict[torch.device, torch.Tensor] = {}  # lr on the device: a changing float would recompile
+        # Each group's lr on the device, a kernel argument: a changing float would recompile; a captured step
+        # (`prover.train.step_graph`) reads it, refilled by `load_lr` before each replay.
+        self._lr: dict[tuple[int, torch.device], torch.Tensor] = {}
 
     def _state(self, p: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
         state = self.state[p]
@@ -66,7 +68,7 @@ class MasterWeightAdamW(torch.optim.AdamW):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        for index, group in enumerate(self.param_groups):
             if group["amsgrad"]:
                 raise ValueError("MasterWeightAdamW does not implement amsgrad")
             masters, grads, exp_avgs, exp_avg_sqs, steps, low = [], [], [], [], [], []
@@ -91,7 +93,7 @@ class MasterWeightAdamW(torch.optim.AdamW):
                     low.append((p, master))
             beta1, beta2 = group["betas"]
             if compiled[0]:
-                self._compiled_step(compiled, group, grad_scale)
+                self._compiled_step(compiled, index, group, grad_scale)
             if not masters:
                 continue
             adamw(masters, grads, exp_avgs, exp_avg_sqs, [], steps, foreach=group["foreach"],
@@ -104,7 +106,13 @@ class MasterWeightAdamW(torch.optim.AdamW):
                 torch._foreach_copy_([p for p, _ in local], [m for _, m in local])
         return loss
 
-    def _compiled_step(self, lists: list[list[torch.Tensor]], group: dict[str, Any],
+    def load_lr(self) -> None:
+        """Each group's current lr into the device tensor its compiled update reads: what a replayed CUDA graph
+        of the step needs first (a capture records the update reading the tensor, not the fill)."""
+        for (index, _), lr in self._lr.items():
+            lr.fill_(self.param_groups[index]["lr"])
+
+    def _compiled_step(self, lists: list[list[torch.Tensor]], index: int, group: dict[str, Any],
                        grad_scale: torch.Tensor | None) -> None:
         if self._update is None:
             # per_tensor: sizes go dynamic on the second shape (automatic dynamic shapes), while the float
@@ -112,10 +120,11 @@ class MasterWeightAdamW(torch.optim.AdamW):
             # and step (1,397 host syncs a step on the H200 then, 3.7 now; docs/BENCHMARKS.md)
             self._update = torch.compile(master_adamw_, fullgraph=True, dynamic=None if self.per_tensor else False)
         device = lists[0][0].device
-        if device not in self._lr:
-            self._lr[device] = torch.zeros((), dtype=torch.float32, device=device)
-        lr = self._lr[device]
-        lr.fill_(group["lr"])  # a kernel argument: no host-to-device copy, no wait
+        if (index, device) not in self._lr:
+            self._lr[(index, device)] = torch.zeros((), dtype=torch.float32, device=device)
+        lr = self._lr[(index, device)]
+        if not (device.type == "cuda" and torch.cuda.is_current_stream_capturing()):
+            lr.fill_(group["lr"])  # a kernel argument: no host-to-device copy, no wait
         scale = (torch.ones((), dtype=torch.float32, device=device) if grad_scale is None
                  else grad_scale.to(device, torch.float32))
         torch._foreach_add_(lists[5], 1.0)

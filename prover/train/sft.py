@@ -42,6 +42,7 @@ from prover.train.common import (
 )
 from prover.train.distributed import DistEnv, all_reduce_sum, init_distributed, shutdown, wrap_model
 from prover.train.optim import MasterWeightAdamW
+from prover.train.step_graph import WARMUP_STEPS, GraphedSFTStep, check_cuda_graph
 
 IGNORE = -100
 
@@ -81,6 +82,7 @@ class SFTConfig:
     moe_impl: Literal["auto", "quack"] = "auto"  # routed experts: torch's grouped GEMM | QuACK's fused (sm90+, bf16)
     attention: Literal["sdpa", "fa4"] = "sdpa"  # torch's SDPA | FlashAttention-4's kernels (sm90+)
     loss_impl: Literal["auto", "quack"] = "auto"  # head + cross-entropy: logits, then the loss | QuACK's fused (sm90+)
+    cuda_graph: bool = False  # the whole step as one CUDA graph, micro-batches padded to max_length (`step_graph`)
     log_dir: str | None = None  # TensorBoard + metrics.jsonl; default <out>
 
 
@@ -233,6 +235,7 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
     elif not cfg.fp8_experts:
         raise ProverError("--no-fp8-experts says which GEMMs --fp8 leaves in bf16: add --fp8, or drop it")
     check_kernels(cfg, env)
+    check_cuda_graph(cfg, env, dtype)
     from data.sft_dataset import load_sft_dataset
 
     ds = load_sft_dataset(cfg.data)  # before any model download: a bad path fails fast
@@ -248,7 +251,7 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
     # The ranks of one pipeline all run every micro-batch of their replica: the data order is over dp replicas.
     order = StepOrder(len(examples), cfg.seed, cfg.micro_batch_size, cfg.grad_accum,
                       env if cfg.pp == 1 else DistEnv(rank=model.dp_rank, world_size=model.dp))
-    step_fn = _pipeline_step if cfg.pp > 1 else _train_step
+    step_fn = step_function(cfg)
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(examples) / order.per_step))
     scheduler = make_scheduler(optimizer, cfg.schedule, cfg.warmup_steps, total_steps, cfg.min_lr_ratio)
     step, history = 0, []
@@ -436,6 +439,14 @@ def compiles(cfg: SFTConfig, env: DistEnv) -> bool:
     return cfg.compile if cfg.compile is not None else env.device.type == "cuda"
 
 
+def step_function(cfg: SFTConfig):
+    """What runs one optimizer step: through the pipeline (`--pp`), captured as a CUDA graph (`--cuda-graph`), or
+    `_train_step`; each (model, optimizer, scheduler, micro_batches, examples, tokenizer, cfg, env) -> StepMetrics."""
+    if cfg.pp > 1:
+        return _pipeline_step
+    return GraphedSFTStep() if cfg.cuda_graph else _train_step
+
+
 def _train_step(model, optimizer, scheduler, micro_batches, examples, tokenizer, cfg: SFTConfig, env: DistEnv):
     """One optimizer step; returns its metrics, on their way to the host (`read_metrics` reads them): nothing in
     the step waits for the GPU, so the next step is queued while this one runs."""
@@ -446,16 +457,31 @@ def _train_step(model, optimizer, scheduler, micro_batches, examples, tokenizer,
     # Completion tokens of the whole step on all ranks: each micro-batch's mean loss is weighted by its share.
     global_tokens = all_reduce_sum(float(sum(n_toks)), env) if env.distributed else float(sum(n_toks))
     pin = env.device.type == "cuda"  # a pinned copy is queued; a pageable one waits
+    kept = [(b, n) for b, n in zip(batches, n_toks, strict=True) if n > 0]
+    on_device = [{k: (v.pin_memory() if pin else v).to(env.device, non_blocking=True) for k, v in b.items()}
+                 for b, _ in kept]
+    counts = [float(n) for _, n in kept]
+    metrics = sft_step_body(model, optimizer, on_device, counts, global_tokens, cfg, env)
+    lr = scheduler.get_last_lr()[0]
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    metrics.update(lr=lr, step_tokens=all_reduce_sum(local_seq_tokens, env) if env.distributed else local_seq_tokens)
+    return StepMetrics(metrics)
+
+
+def sft_step_body(model, optimizer, batches: list[dict[str, torch.Tensor]], counts: list, total,
+                  cfg: SFTConfig, env: DistEnv) -> dict[str, Any]:
+    """The step's device work, nothing in it reading back to the host: forward and backward of each micro-batch
+    (on `env.device`; `counts[i]` its completion tokens, `total` the step's on all ranks: floats, or 0-dim tensors
+    where a captured step takes them as inputs), clipping, the update and the MoE's bias step. Returns the
+    metrics as device tensors (loss, mtp_loss, grad_norm, expert load)."""
     loss_sum = torch.zeros((), device=env.device)
     mtp_sum = None
-    for b, n_tok in zip(batches, n_toks, strict=True):
-        if n_tok == 0:
-            continue
-        b = {k: (v.pin_memory() if pin else v).to(env.device, non_blocking=True) for k, v in b.items()}
+    for b, n_tok in zip(batches, counts, strict=True):
         out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"],
                     right_padded=True)  # `collate` pads on the right: attention stays on the causal kernel
         # FSDP averages gradients over ranks, hence * world_size.
-        (out.loss * (n_tok * env.world_size / global_tokens)).backward()
+        (out.loss * (n_tok * env.world_size / total)).backward()
         loss_sum += out.loss.detach().float() * n_tok
         mtp = getattr(out, "mtp_loss", None)
         if mtp is not None:
@@ -463,20 +489,13 @@ def _train_step(model, optimizer, scheduler, micro_batches, examples, tokenizer,
     # Clipping inside the optimizer's update (`make_optimizer`'s MasterWeightAdamW): no extra pass; EP-aware.
     grad_norm, coef = clip_coefficient(model.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else (None, None)
     optimizer.step(grad_scale=coef)
-    lr = scheduler.get_last_lr()[0]
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    metrics = {
-        "loss": all_reduce_sum(loss_sum, env) / global_tokens,
-        "lr": lr,
-        "step_tokens": all_reduce_sum(local_seq_tokens, env) if env.distributed else local_seq_tokens,
-    }
+    metrics: dict[str, Any] = {"loss": all_reduce_sum(loss_sum, env) / total}
     if mtp_sum is not None:
-        metrics["mtp_loss"] = all_reduce_sum(mtp_sum, env) / global_tokens
+        metrics["mtp_loss"] = all_reduce_sum(mtp_sum, env) / total
     if grad_norm is not None:
         metrics["grad_norm"] = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
     metrics.update(moe_after_step(model, cfg.bias_update_gamma, process_group=env.group, read=False))
-    return StepMetrics(metrics)
+    return metrics
 
 
 def _pipeline_step(pipe, optimizer, scheduler, micro_batches, examples, tokenizer, cfg: SFTConfig, env: DistEnv):
@@ -526,7 +545,10 @@ def first_step_note(cfg: SFTConfig, env: DistEnv) -> str:
     """What the first step does besides training, where it takes long enough to look like a hang: compiling the
     blocks and the optimizer's update (a minute or two on an H200), tuning torchao's FP8 kernels (minutes)."""
     work = [w for w, on in (("compiling", compiles(cfg, env)), ("tuning FP8 kernels", cfg.fp8)) if on]
-    return f"sft (first step: {' and '.join(work)}, minutes)" if work else "sft"
+    parts = [f"first step: {' and '.join(work)}, minutes"] if work else []
+    if cfg.cuda_graph:
+        parts.append(f"step {WARMUP_STEPS + 1}: capturing the CUDA graph")
+    return f"sft ({'; '.join(parts)})" if parts else "sft"
 
 
 def _progress(enabled: bool, total: int, done: int, description: str = "sft"):

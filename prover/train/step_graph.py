@@ -1,0 +1,141 @@
+"""The SFT step as one CUDA graph (`subgoal train sft --cuda-graph`): captured once, replayed every step after.
+
+Why: with the blocks compiled, the GPU's work a step is fixed, but the host still runs the model's Python,
+dynamo's guards, the optimizer's per-tensor calls and every kernel launch; where that host work is slower than the
+GPU's (a small model, a slow host CPU) the GPU waits. A replay is one launch: the step's host work is the batch's
+copy and the lr. PyTorch's whole-network capture recipe (its CUDA semantics docs): warm-up steps on a side stream
+(compilation, autotuning, the optimizer's state and the libraries' first-call work happen there, outside the
+capture), gradients None when capture begins (the captured backward then writes them in the graph's pool and
+every replay rewrites them), no host sync inside.
+
+What a replayed step needs to be the same step: one shape, so every micro-batch is padded to `max_length` (pads
+are masked out of the loss and of the routers' load, and attention stays causal, so the real tokens' outputs are
+unchanged; the padding's compute is not free where examples are much shorter than `max_length`); its inputs in
+fixed device buffers refilled before each replay (the tokens and, as tensors, each micro-batch's share of the
+step's tokens); and the lr, which changes every step, read from a device tensor (`MasterWeightAdamW.load_lr`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+
+from prover.errors import ProverError
+from prover.train.common import StepMetrics
+
+T = TypeVar("T")
+WARMUP_STEPS = 2  # eager steps before the capture: compilation, autotuning and optimizer state in the first
+
+
+def check_cuda_graph(cfg, env, dtype: torch.dtype) -> None:
+    """Where `--cuda-graph` cannot capture the step: one clear error before anything loads."""
+    if not cfg.cuda_graph:
+        return
+    if env.device.type != "cuda":
+        raise ProverError(f"--cuda-graph captures the step on a CUDA device; this run is on {env.device}: drop it")
+    if env.distributed or cfg.pp > 1 or cfg.ep > 1:
+        raise ProverError("--cuda-graph captures a one-process step (FSDP2's and the pipeline's communication "
+                          "run outside it): drop --cuda-graph or run one process")
+    if dtype != torch.bfloat16:
+        raise ProverError("--cuda-graph captures the bf16 step (its optimizer reads the lr from the device): "
+                          "drop --precision fp32")
+    if cfg.compile is False:
+        raise ProverError("--cuda-graph captures the compiled step (blocks and optimizer update): drop --no-compile")
+    if cfg.fp8:
+        raise ProverError("--cuda-graph does not capture FP8 steps yet: drop --fp8 or --cuda-graph")
+
+
+class GraphedSFTStep:
+    """`sft._train_step`'s step (the same signature and result), captured after `warmup` eager steps and replayed.
+    Off CUDA every step runs eagerly, the warm-up path (what the CPU tests check against `_train_step`)."""
+
+    def __init__(self, warmup: int = WARMUP_STEPS):
+        self.warmup = warmup
+        self.done = 0  # steps run so far, eager or replayed
+        self.inputs: dict[str, torch.Tensor] | None = None  # the fixed device buffers
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.outputs: dict[str, torch.Tensor] | None = None  # the captured step's metrics, rewritten by each replay
+
+    def __call__(self, model, optimizer, scheduler, micro_batches, examples, tokenizer, cfg, env) -> StepMetrics:
+        from prover.train.sft import collate, loss_tokens
+
+        batches = [collate([examples[i] for i in mb], tokenizer.pad_token_id, length=cfg.max_length)
+                   for mb in micro_batches]
+        counts = [loss_tokens(b["labels"]) for b in batches]
+        if min(counts) == 0:  # (`tokenize_example` keeps only examples with a completion token to learn)
+            raise ProverError("a micro-batch has no completion token to learn; --cuda-graph cannot skip it")
+        host = {k: torch.stack([b[k] for b in batches]) for k in batches[0]}  # [micro-batches, batch, max_length]
+        host["counts"] = torch.tensor(counts, dtype=torch.float32)
+        host["total"] = torch.tensor(float(sum(counts)))
+        self._load(host, env.device)
+        if self.graph is None and self.done >= self.warmup and env.device.type == "cuda":
+            self._capture(model, optimizer, cfg, env)
+        if self.graph is not None:
+            optimizer.load_lr()
+            self.graph.replay()
+            metrics = dict(self.outputs)
+        else:
+            metrics = self._eager(model, optimizer, cfg, env)
+        self.done += 1
+        lr = scheduler.get_last_lr()[0]
+        scheduler.step()
+        metrics.update(lr=lr, step_tokens=float(host["attention_mask"].sum()))
+        return StepMetrics(metrics)
+
+    def _load(self, host: dict[str, torch.Tensor], device: torch.device) -> None:
+        """The batch into the fixed buffers: a queued copy from pinned memory (nothing waits)."""
+        if self.inputs is None:
+            self.inputs = {k: torch.empty_like(v, device=device) for k, v in host.items()}
+        pin = device.type == "cuda"
+        for k, v in host.items():
+            self.inputs[k].copy_(v.pin_memory() if pin else v, non_blocking=pin)
+
+    def _body(self, model, optimizer, cfg, env) -> dict[str, Any]:
+        from prover.train.sft import sft_step_body
+
+        x = self.inputs
+        batches = [{k: x[k][i] for k in ("input_ids", "labels", "attention_mask")} for i in range(len(x["counts"]))]
+        counts = list(x["counts"].unbind())
+        return sft_step_body(model, optimizer, batches, counts, x["total"], cfg, env)
+
+    def _eager(self, model, optimizer, cfg, env) -> dict[str, Any]:
+        """A warm-up step, gradients None after it."""
+        def step():
+            metrics = self._body(model, optimizer, cfg, env)
+            optimizer.zero_grad(set_to_none=True)
+            return metrics
+        return on_side_stream(step) if env.device.type == "cuda" else step()
+
+    def _capture(self, model, optimizer, cfg, env) -> None:
+        if any(p.dtype == torch.float32 for g in optimizer.param_groups for p in g["params"]):
+            # torch's AdamW, which takes fp32 parameters, would keep the lr of the capture for every replay
+            raise ProverError("--cuda-graph captures the update of bf16 parameters; this model has fp32 ones")
+        try:
+            self.graph, outputs = capture(lambda: self._body(model, optimizer, cfg, env))
+        except RuntimeError as e:
+            raise ProverError(f"--cuda-graph could not capture the step ({str(e).splitlines()[0][:300]}): "
+                              "drop --cuda-graph") from e
+        self.outputs = {k: v for k, v in outputs.items() if torch.is_tensor(v)}
+
+
+def on_side_stream(fn: Callable[[], T]) -> T:
+    """`fn()` on a side stream, ordered after the work queued so far and before the work queued next: where the
+    capture recipe runs its warm-up steps (the libraries' first-call work lands off the stream that captures)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        out = fn()
+    torch.cuda.current_stream().wait_stream(side)
+    return out
+
+
+def capture(fn: Callable[[], T]) -> tuple[torch.cuda.CUDAGraph, T]:
+    """`fn`'s GPU work recorded, not run, as a CUDA graph; its outputs are the tensors each replay rewrites."""
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    # thread_local, as torch.compile's own CUDA graphs: the backward runs on autograd's device thread
+    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        out = fn()
+    return graph, out
