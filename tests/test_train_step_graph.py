@@ -90,6 +90,13 @@ def test_sft_cuda_graph_on_cpu_stops_before_loading_anything(tmp_path, capsys):
     assert_sft_refuses_before_loading(tmp_path, capsys, ["--cuda-graph"], "captures the step on a CUDA device")
 
 
+def test_the_run_says_what_the_padding_costs():
+    from prover.train.step_graph import padding_note
+
+    note = padding_note([{"input_ids": [1] * 300}, {"input_ids": [1] * 100}], 800)
+    assert "padded to --max-length 800" in note and "average 200 tokens" in note and "75% of the step's tokens" in note
+
+
 def test_the_progress_bar_says_which_step_captures():
     from prover.train.sft import first_step_note
 

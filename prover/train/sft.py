@@ -42,7 +42,7 @@ from prover.train.common import (
 )
 from prover.train.distributed import DistEnv, all_reduce_sum, init_distributed, shutdown, wrap_model
 from prover.train.optim import MasterWeightAdamW
-from prover.train.step_graph import WARMUP_STEPS, GraphedSFTStep, check_cuda_graph
+from prover.train.step_graph import WARMUP_STEPS, GraphedSFTStep, check_cuda_graph, padding_note
 
 IGNORE = -100
 
@@ -244,6 +244,8 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
         print(f"starting over in {out}: removed the earlier run's {removed} checkpoint(s)", file=sys.stderr)
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
     examples = _load_examples(cfg, tokenizer, ds)
+    if cfg.cuda_graph and env.is_main:
+        print(padding_note(examples, cfg.max_length), file=sys.stderr)
 
     model = load_policy(str(resume_from or cfg.model), env.device, dtype=dtype)
     model = prepare_pipeline(model, cfg, env) if cfg.pp > 1 else prepare_model(model, cfg, env)
