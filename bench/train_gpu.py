@@ -113,12 +113,20 @@ def sft_config(args, device: torch.device, fp8: bool, lr: float | None = None,
                      fp8_experts=fp8_experts, **(kernels or {}), **({} if lr is None else {"lr": lr}))
 
 
-def random_examples(cfg: ModelConfig, n: int, seq: int, seed: int = 0) -> list[dict[str, list[int]]]:
+SETS = 8  # --seq-min: the sets of examples the steps cycle through
+
+
+def random_examples(cfg: ModelConfig, n: int, seq: int, seed: int = 0,
+                    lengths: tuple[int, int] | None = None) -> list[dict[str, list[int]]]:
+    """`n` random token rows of `seq` tokens, or of lengths uniform in `lengths` (inclusive), the first quarter of
+    each a masked prompt."""
     g = torch.Generator().manual_seed(seed)
+    lo, hi = lengths or (seq, seq)
     out = []
     for _ in range(n):
-        ids = torch.randint(2, cfg.vocab_size, (seq,), generator=g).tolist()
-        out.append({"input_ids": ids, "labels": [IGNORE] * (seq // 4) + ids[seq // 4:]})
+        length = lo if lo == hi else int(torch.randint(lo, hi + 1, (), generator=g))
+        ids = torch.randint(2, cfg.vocab_size, (length,), generator=g).tolist()
+        out.append({"input_ids": ids, "labels": [IGNORE] * (length // 4) + ids[length // 4:]})
     return out
 
 
@@ -182,9 +190,12 @@ def sft_step_row(name: str, cfg: ModelConfig, args, device: torch.device, fp8: b
                                            kernels=kernels)
     if args.cudagraphs:  # the compiled blocks and loss again, as CUDA graphs: one replay per block, little host work
         model.compile_blocks(mode="reduce-overhead")
-    examples = random_examples(cfg, args.batch, args.seq)
+    # --seq-min: lengths drawn from [seq_min, seq], a new set of examples each step (of SETS), so steps vary in shape
+    sets = SETS if args.seq_min < args.seq else 1
+    examples = random_examples(cfg, args.batch * sets, args.seq, lengths=(args.seq_min, args.seq))
     tok = SimpleNamespace(pad_token_id=0)
-    batch = [list(range(args.batch))]
+    done = [0]  # steps run
+    real = {"tokens": 0}  # the timed steps' real (unpadded) tokens
     train_step = step_function(scfg)  # `_train_step`, or the CUDA-graphed step (`--step-graph`)
 
     host = {"queue_s": 0.0, "wait_s": 0.0, "optimizer_s": 0.0}  # the host's time: queueing steps (of it the
@@ -206,14 +217,19 @@ def sft_step_row(name: str, cfg: ModelConfig, args, device: torch.device, fp8: b
             t = time.perf_counter()
             if args.cudagraphs:
                 torch.compiler.cudagraph_mark_step_begin()
-            metrics = train_step(model, opt, sched, batch, examples, tok, scfg, env)
+            k = done[0] % sets
+            metrics = train_step(model, opt, sched, [list(range(k * args.batch, (k + 1) * args.batch))], examples,
+                                 tok, scfg, env)
+            done[0] += 1
             t1 = time.perf_counter()
             if pending is not None:
-                read_metrics(pending)
+                real["tokens"] += read_metrics(pending)["step_tokens"]
             host["queue_s"] += t1 - t
             host["wait_s"] += time.perf_counter() - t1
             pending = metrics
-        return read_metrics(pending) if pending is not None else {}
+        last = read_metrics(pending) if pending is not None else {}
+        real["tokens"] += last.get("step_tokens", 0)
+        return last
 
     t0 = time.perf_counter()
     steps(1)  # compilation, optimizer state
@@ -221,11 +237,13 @@ def sft_step_row(name: str, cfg: ModelConfig, args, device: torch.device, fp8: b
     steps(args.warmup)
     sync(device)
     host.update(queue_s=0.0, wait_s=0.0, optimizer_s=0.0)
+    real["tokens"] = 0
     t = time.perf_counter()
     metrics = steps(args.steps)
     sync(device)
     dt = (time.perf_counter() - t) / args.steps
-    row = {"row": name, **throughput(cfg, model, args, device, dt), "first_step_s": first, "loss": metrics["loss"],
+    row = {"row": name, **throughput(cfg, model, args, device, dt, real["tokens"] / args.steps),
+           "first_step_s": first, "loss": metrics["loss"],
            "host_queue_ms": host["queue_s"] / args.steps * 1e3, "host_wait_ms": host["wait_s"] / args.steps * 1e3,
            "host_optimizer_ms": host["optimizer_s"] / args.steps * 1e3}
     if args.profile_now:
@@ -233,14 +251,19 @@ def sft_step_row(name: str, cfg: ModelConfig, args, device: torch.device, fp8: b
     return row
 
 
-def throughput(cfg: ModelConfig, model: DeepSeekV3, args, device: torch.device, dt: float) -> dict:
-    tokens = args.batch * args.seq
+def throughput(cfg: ModelConfig, model: DeepSeekV3, args, device: torch.device, dt: float,
+               tokens: float | None = None) -> dict:
+    """tokens/s and MFU of a step of `dt` s over `tokens` real tokens (default: a full batch; with attention only
+    then: the FLOPs of attention over varied lengths are not one per-token figure)."""
+    full = tokens is None or tokens == args.batch * args.seq
+    tokens = args.batch * args.seq if tokens is None else tokens
     f_params, f_attn = train_flops_per_token(cfg, model, args.seq)
     peak = args.peak_tflops * 1e12 if args.peak_tflops else peak_flops(str(device))
     r = {"step_s": dt, "tokens_per_s": tokens / dt}
     if peak:
         r["mfu"] = f_params * tokens / dt / peak
-        r["mfu_with_attn"] = f_attn * tokens / dt / peak
+        if full:
+            r["mfu_with_attn"] = f_attn * tokens / dt / peak
     if device.type == "cuda":
         r["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
     return r
@@ -330,11 +353,12 @@ def guarded(name: str, fn: Callable[[], dict], args, device: torch.device) -> di
 
 def rows_sft(preset: str, cfg: ModelConfig, args, device: torch.device) -> list[dict]:
     graphs = ", CUDA graphs" if args.cudagraphs else ", the step one CUDA graph" if args.step_graph else ""
-    shape = f"{preset}, {args.batch} x {args.seq}{graphs}"
+    model_shape = f"{preset}, {args.batch} x {args.seq}{graphs}"
+    shape = f"{preset}, {args.batch} x {args.seq_min}-{args.seq}{graphs}" if args.seq_min < args.seq else model_shape
     prec = "bf16" if device.type == "cuda" else "fp32"  # the trainer's choice for the device (`param_dtype`)
     makers = {
-        "model": (f"model step ({shape}; bench/model_gpu.py)", lambda n: model_row(n, cfg, args, device)),
-        **{f"model-{key}": (f"model step, {what} ({shape}; bench/model_gpu.py)",
+        "model": (f"model step ({model_shape}; bench/model_gpu.py)", lambda n: model_row(n, cfg, args, device)),
+        **{f"model-{key}": (f"model step, {what} ({model_shape}; bench/model_gpu.py)",
                             lambda n, kernels=kernels: model_row(n, cfg, args, device, kernels))
            for key, (what, kernels) in KERNELS.items()},
         **{key: (f"SFT step {prec}{'' if opt is None else ' ' + key.split('-')[1] + ' optimizer'} ({shape})",
@@ -352,7 +376,7 @@ def rows_sft(preset: str, cfg: ModelConfig, args, device: torch.device) -> list[
     ok = {k: r for k, r in rows.items() if "tokens_per_s" in r}
     for key in (*OPTIMIZERS, "fp8", "fp8-dense", *KERNELS):
         yardstick = f"model-{key}" if f"model-{key}" in ok else "model"  # the model on the same kernels, if run
-        if key in ok and yardstick in ok:
+        if key in ok and yardstick in ok and args.seq_min == args.seq:  # (else other data than the model row's)
             ok[key]["vs_model"] = ok[key]["tokens_per_s"] / ok[yardstick]["tokens_per_s"]
         if key in ("fp8", "fp8-dense", *KERNELS) and key in ok and "bf16" in ok:
             ok[key]["vs_bf16"] = ok[key]["tokens_per_s"] / ok["bf16"]["tokens_per_s"]
@@ -451,7 +475,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batch", type=int, default=8, help="SFT sequences per step")
     ap.add_argument("--medium-batch", type=int, default=4, help="SFT sequences per step on the medium preset")
-    ap.add_argument("--seq", type=int, default=2048, help="SFT sequence length")
+    ap.add_argument("--seq", type=int, default=2048, help="SFT sequence length (the longest with --seq-min)")
+    ap.add_argument("--seq-min", type=int, default=None, help="SFT rows: example lengths uniform in [seq-min, seq], "
+                    f"{SETS} sets of examples the steps cycle through (tokens/s counts the real tokens); the model "
+                    "rows stay at --seq")
     ap.add_argument("--steps", type=int, default=10, help="timed SFT steps")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--sft-rows", default="model,bf16,fp8",
@@ -492,6 +519,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--cudagraphs replays each compiled block as its own graph; --step-graph captures the whole step: "
                  "pick one")
     args.loss_seq = args.loss_seq or args.seq
+    args.seq_min = args.seq if args.seq_min is None else args.seq_min
+    if not 2 <= args.seq_min <= args.seq:
+        ap.error(f"--seq-min must be in [2, --seq {args.seq}]")
     args.out_path = Path(args.out) if args.out else Path(os.environ.get("OUT", ".")) / "train_gpu.json"
     args.out_path.parent.mkdir(parents=True, exist_ok=True)
     args.done_rows, args.profile_now = [], False

@@ -244,8 +244,6 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
         print(f"starting over in {out}: removed the earlier run's {removed} checkpoint(s)", file=sys.stderr)
     tokenizer = load_tokenizer(cfg.tokenizer or cfg.model)
     examples = _load_examples(cfg, tokenizer, ds)
-    if cfg.cuda_graph and env.is_main:
-        print(padding_note(examples, cfg.max_length), file=sys.stderr)
 
     model = load_policy(str(resume_from or cfg.model), env.device, dtype=dtype)
     model = prepare_pipeline(model, cfg, env) if cfg.pp > 1 else prepare_model(model, cfg, env)
@@ -261,6 +259,11 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
         state = load_training_state(resume_from, model, optimizer, scheduler, env)
         step, history = state["step"], list(state["extra"].get("history", []))
     start_step = step
+    if cfg.cuda_graph and env.is_main:  # its shapes and padding over the run's steps (the first 10,000)
+        lengths = [[len(examples[i]["input_ids"]) for mb in order.micro_batches(k) for i in mb]
+                   for k in range(step, min(total_steps, step + 10_000))]
+        if lengths:
+            print(padding_note(lengths, cfg.max_length), file=sys.stderr)
 
     log = MetricLog(cfg.log_dir or out, enabled=env.is_main, echo_every=cfg.log_every, from_step=step)
     steps_per_epoch = max(1, math.ceil(len(examples) / order.per_step))
