@@ -117,7 +117,7 @@ def test_the_progress_bar_says_which_step_captures():
     from prover.train.sft import first_step_note
 
     note = first_step_note(SFTConfig(model="", data="", out="", cuda_graph=True), DistEnv(device=torch.device("cuda")))
-    assert note == "sft (first step: compiling, minutes; step 3: capturing the CUDA graph)"
+    assert note == "sft (first step: compiling, minutes; each step length's step 3: capturing its CUDA graph)"
 
 
 KERNELS = {"default": {}, "fa4-quack-lce": {"moe_impl": "quack", "attention": "fa4", "loss_impl": "quack"}}

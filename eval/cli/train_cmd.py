@@ -70,9 +70,9 @@ def sft(
                                   "cross-entropy) | quack (fused on QuACK's kernels, the logits never made: pip "
                                   "install 'subgoal\\[quack]'; CUDA sm90+)."),
     cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Capture the whole step (forward, backward, "
-                                    "update) as one CUDA graph after 2 eager steps and replay it: no host work a "
-                                    "step. Pads every micro-batch to --max-length; one CUDA process, bf16, "
-                                    "compiled."),
+                                    "update) as one CUDA graph per step length (the longest example rounded up to "
+                                    "256 tokens) after 2 eager steps of it, then replay it: almost no host work a "
+                                    "step. One CUDA process, bf16, compiled."),
 ) -> None:
     """Supervised fine-tuning (prompt tokens masked). Under `torchrun` it trains data-parallel with FSDP2."""
     from prover.train.sft import SFTConfig, train_sft

@@ -82,7 +82,7 @@ class SFTConfig:
     moe_impl: Literal["auto", "quack"] = "auto"  # routed experts: torch's grouped GEMM | QuACK's fused (sm90+, bf16)
     attention: Literal["sdpa", "fa4"] = "sdpa"  # torch's SDPA | FlashAttention-4's kernels (sm90+)
     loss_impl: Literal["auto", "quack"] = "auto"  # head + cross-entropy: logits, then the loss | QuACK's fused (sm90+)
-    cuda_graph: bool = False  # the whole step as one CUDA graph, micro-batches padded to max_length (`step_graph`)
+    cuda_graph: bool = False  # the whole step as one CUDA graph per step length (`prover.train.step_graph`)
     log_dir: str | None = None  # TensorBoard + metrics.jsonl; default <out>
 
 
@@ -552,7 +552,7 @@ def first_step_note(cfg: SFTConfig, env: DistEnv) -> str:
     work = [w for w, on in (("compiling", compiles(cfg, env)), ("tuning FP8 kernels", cfg.fp8)) if on]
     parts = [f"first step: {' and '.join(work)}, minutes"] if work else []
     if cfg.cuda_graph:
-        parts.append(f"step {WARMUP_STEPS + 1}: capturing the CUDA graph")
+        parts.append(f"each step length's step {WARMUP_STEPS + 1}: capturing its CUDA graph")
     return f"sft ({'; '.join(parts)})" if parts else "sft"
 
 
