@@ -5,12 +5,12 @@ its wall time, and the steady tokens/s its own log reports (`metrics.jsonl`, rea
     PYTHONPATH=. python bench/sft_cli_gpu.py --preset tiny --device cpu --examples 16 --steps 3 --batch-size 2 \
         --len-min 16 --len-max 64 --variants default                          # CPU smoke test
 
-The run's inputs, made in `--work`: a random-weight DeepSeek-V3 checkpoint of `--preset` (bf16) with the project's
-byte-level BPE tokenizer (trained on the benchmark statements' style of text below, vocab 1024: the preset's
-embedding rows past it are never read), and `--examples` SFT examples whose prompt and completion are random
-tokens decoded to text, the completion 1/2-3/4 of each example, lengths uniform in [--len-min, --len-max] tokens
-(about: re-tokenized text may merge differently). Each variant (`--variants`, of VARIANTS, comma-separated) is one
-`subgoal train sft` subprocess (its entry point run from this tree) on the same inputs with `--max-steps --steps`, from scratch.
+The run's inputs, made in `--work`: bench/e2e_gpu.py's random-weight DeepSeek-V3 checkpoint of `--preset` (bf16 on
+CUDA, the project's BPE tokenizer trained on the benchmark statements of the configured data dir) and `--examples`
+SFT examples whose prompt and completion are random tokens decoded to text, the completion 1/2-3/4 of each
+example, lengths uniform in [--len-min, --len-max] tokens (about: re-tokenized text may merge differently). Each
+variant (`--variants`, of VARIANTS, comma-separated) is one `subgoal train sft` subprocess (its entry point run
+from this tree) on the same inputs with `--max-steps --steps`, from scratch.
 
 `steady_tokens_per_s`: the median over the last half of the steps of the log's `tokens_per_s` (a replay's or a
 compiled step's speed, after the first steps' compiling and capturing); `wall_s`: the whole command, start to
@@ -36,6 +36,9 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+from e2e_gpu import build_checkpoint  # noqa: E402
+from results import write_result  # noqa: E402
 
 # `subgoal` itself: its entry point, run from the repository (the GPU machine runs the tree, not an install)
 SUBGOAL = "import sys; from eval.cli import main; sys.argv[0] = 'subgoal'; main(sys.argv[1:])"
@@ -45,22 +48,15 @@ VARIANTS = {  # name -> the flags it adds to the shared command
     "fa4-quack-lce": ["--moe-impl", "quack", "--attention", "fa4", "--loss-impl", "quack"],
     "fa4-quack-lce-cuda-graph": ["--moe-impl", "quack", "--attention", "fa4", "--loss-impl", "quack", "--cuda-graph"],
 }
-CORPUS = ["theorem add_comm (a b : ℕ) : a + b = b + a := by omega", "lemma sq_nonneg (x : ℝ) : 0 ≤ x ^ 2 := by positivity",
-          "example (n : ℕ) (h : 0 < n) : 1 ≤ n := by simpa using h", "intro x hx; nlinarith [sq_nonneg (x - 1)]"]
 
 
-def make_inputs(work: Path, preset: str, n: int, len_min: int, len_max: int, seed: int = 0) -> tuple[Path, Path]:
-    """The checkpoint and the examples JSONL the variants share."""
-    from prover.model import DeepSeekV3, ModelConfig
-    from prover.model.tokenizer import train_tokenizer
+def make_inputs(work: Path, preset: str, n: int, len_min: int, len_max: int, device: str,
+                seed: int = 0) -> tuple[Path, Path]:
+    """The checkpoint (bench/e2e_gpu.py's) and the examples JSONL the variants share."""
+    from transformers import AutoTokenizer
 
-    tok = train_tokenizer(CORPUS * 64, vocab_size=1024)
-    cfg = ModelConfig.preset(preset, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    if cfg.vocab_size < len(tok):
-        cfg = cfg.replace(vocab_size=len(tok))
-    torch.manual_seed(seed)
-    model_dir = work / "model"
-    DeepSeekV3(cfg).to(torch.bfloat16).save_pretrained(model_dir, tokenizer=tok)
+    model_dir, _ = build_checkpoint(preset, work / "model", device, seed)
+    tok = AutoTokenizer.from_pretrained(model_dir)
     g = torch.Generator().manual_seed(seed)
     rows = []
     for i in range(n):
@@ -119,14 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work) if args.work else base / "sft_cli_work"
     work.mkdir(parents=True, exist_ok=True)
     out_path = Path(args.out) if args.out else base / "sft_cli_gpu.json"
-    model_dir, data = make_inputs(work, args.preset, args.examples, args.len_min, args.len_max)
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    model_dir, data = make_inputs(work, args.preset, args.examples, args.len_min, args.len_max, device)
     rows = [run_variant(n, VARIANTS[n], model_dir, data, work, args) for n in names]
     first = next((r for r in rows if "steady_tokens_per_s" in r), None)
     for r in rows:
         if first is not None and "steady_tokens_per_s" in r:
             r["vs_first"] = r["steady_tokens_per_s"] / first["steady_tokens_per_s"]
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    print(f"{device} | torch {torch.__version__} | {args.preset}, {args.batch_size} examples of "
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    print(f"{gpu} | torch {torch.__version__} | {args.preset}, {args.batch_size} examples of "
           f"{args.len_min}-{args.len_max} tokens a step, {args.steps} steps")
     print(f"{'variant':28} {'steady tok/s':>13} {'vs first':>9} {'tok/step':>9} {'wall s':>8}  flags / error")
     for r in rows:
@@ -135,10 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{r['row']:28} {r['steady_tokens_per_s']:13,.0f} {r['vs_first']:9.3f} {r['tokens_per_step']:9,.0f} "
                   f"{r['wall_s']:8.1f}  {r['flags']}")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps({"device": device, "torch": torch.__version__, "args": vars(args), "rows": rows},
-                                   indent=2))
-    print(f"wrote {out_path}")
+    write_result("sft_cli_gpu", vars(args), rows, out_path, device=gpu, torch=torch.__version__)
     return 1 if any("error" in r for r in rows) else 0
 
 
