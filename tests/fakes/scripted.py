@@ -80,11 +80,16 @@ class SlowStreamingBackend(ScriptedBackend):
 
 class ScriptedServer:
     """OpenAI-compatible completions over real HTTP, scripted. `fail_first`: status codes answered before the
-    first success; `delay_s`: sleep before answering (a number, or a function of (request count, request body))."""
+    first success; `delay_s`: sleep before answering (a number, or a function of (request count, request body));
+    `hold_until`: every request waits (at most `hold_timeout_s`) until that many are at the server at once, so a
+    test of concurrency does not depend on how fast a loaded machine opens connections."""
 
     def __init__(self, rules: list[Rule], fail_first: list[int] | None = None,
-                 delay_s: float | Callable[[int, dict], float] = 0.0):
+                 delay_s: float | Callable[[int, dict], float] = 0.0, hold_until: int = 0,
+                 hold_timeout_s: float = 10.0):
         self.rules = rules
+        self.hold_until, self.hold_timeout_s = hold_until, hold_timeout_s
+        self._held = threading.Event()
         self.fail_first = list(fail_first or [])
         self.delay_s = delay_s
         self.requests: list[dict[str, Any]] = []
@@ -106,6 +111,10 @@ class ScriptedServer:
                     status = server.fail_first.pop(0) if server.fail_first else 200
                     server.in_flight += 1
                     server.peak_in_flight = max(server.peak_in_flight, server.in_flight)
+                    if server.in_flight >= server.hold_until:
+                        server._held.set()
+                if server.hold_until:
+                    server._held.wait(server.hold_timeout_s)
                 delay = server.delay_s(count, body) if callable(server.delay_s) else server.delay_s
                 if delay:
                     time.sleep(delay)
