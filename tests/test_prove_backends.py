@@ -223,7 +223,8 @@ def test_openai_agenerate_shares_one_pool_with_hundreds_in_flight():
 def test_openai_max_in_flight_bounds_the_requests_at_the_server():
     import asyncio
 
-    with ScriptedServer([("", "ok")], delay_s=0.1) as server:
+    # requests wait until 4 are at the server together: fewer (a bound too tight) waits out the hold, more shows
+    with ScriptedServer([("", "ok")], delay_s=0.1, hold_until=4) as server:
         client = _client(server.url, max_in_flight=4)
 
         async def run() -> None:
