@@ -12,8 +12,9 @@ example, lengths uniform in [--len-min, --len-max] tokens (about: re-tokenized t
 variant (`--variants`, of VARIANTS, comma-separated) is one `subgoal train sft` subprocess (its entry point run
 from this tree) on the same inputs with `--max-steps --steps`, from scratch.
 
-`steady_tokens_per_s`: the median over the last half of the steps of the log's `tokens_per_s` (a replay's or a
-compiled step's speed, after the first steps' compiling and capturing); `wall_s`: the whole command, start to
+`steady_tokens_per_s`: the last half of the steps' tokens over their time, from the log (each step's tokens over
+its `tokens_per_s`: after the first steps' compiling and capturing); `median_step_tokens_per_s` the median of those
+steps' own speeds, which leaves out the few slow ones; `wall_s`: the whole command, start to
 exit (loading, compiling, the steps, the final checkpoint). Prints a table; writes JSON to $OUT/sft_cli_gpu.json
 (or --out). On the GPU machine the command needs the project's dependencies its image lacks, carried as wheels
 (bench/carry.py): at least datasets, pyarrow, dill, multiprocess, xxhash, typer, rich, shellingham,
@@ -43,7 +44,8 @@ from results import write_result  # noqa: E402
 # `subgoal` itself: its entry point, run from the repository (the GPU machine runs the tree, not an install)
 SUBGOAL = "import sys; from eval.cli import main; sys.argv[0] = 'subgoal'; main(sys.argv[1:])"
 VARIANTS = {  # name -> the flags it adds to the shared command
-    "default": [],
+    "default": [],  # CUDA graphs where the step can be captured (one CUDA process, bf16, compiled)
+    "no-cuda-graph": ["--no-cuda-graph"],
     "cuda-graph": ["--cuda-graph"],
     "fa4-quack-lce": ["--moe-impl", "quack", "--attention", "fa4", "--loss-impl", "quack"],
     "fa4-quack-lce-cuda-graph": ["--moe-impl", "quack", "--attention", "fa4", "--loss-impl", "quack", "--cuda-graph"],
@@ -87,7 +89,11 @@ def run_variant(name: str, flags: list[str], model_dir: Path, data: Path, work: 
         return {**row, "error": f"exit {proc.returncode}: {tail[0][:300]}"}
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     late = logged[len(logged) // 2:]
-    return {**row, "steps": len(logged), "steady_tokens_per_s": statistics.median(m["tokens_per_s"] for m in late),
+    # Each step's seconds are its tokens over its tokens/s: the late half's tokens over their seconds is the speed
+    # of that stretch of the run (a median of the steps' speeds hides the slow steps, such as a new shape's).
+    seconds = sum(m["step_tokens"] / m["tokens_per_s"] for m in late)
+    return {**row, "steps": len(logged), "steady_tokens_per_s": sum(m["step_tokens"] for m in late) / seconds,
+            "median_step_tokens_per_s": statistics.median(m["tokens_per_s"] for m in late),
             "tokens_per_step": statistics.mean(m["step_tokens"] for m in logged), "final_loss": logged[-1]["loss"],
             "notes": [line for line in proc.stderr.splitlines() if line.startswith("--cuda-graph:")]}
 
@@ -101,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--len-max", type=int, default=1024, help="the longest example; also --max-length")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--variants", default="default,cuda-graph", help=f"of {', '.join(VARIANTS)}")
+    ap.add_argument("--variants", default="no-cuda-graph,default", help=f"of {', '.join(VARIANTS)}")
     ap.add_argument("--work", default=None, help="inputs and runs (default $OUT/sft_cli_work)")
     ap.add_argument("--out", default=None, help="JSON path (default $OUT/sft_cli_gpu.json)")
     args = ap.parse_args(argv)
@@ -125,13 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     print(f"{gpu} | torch {torch.__version__} | {args.preset}, {args.batch_size} examples of "
           f"{args.len_min}-{args.len_max} tokens a step, {args.steps} steps")
-    print(f"{'variant':28} {'steady tok/s':>13} {'vs first':>9} {'tok/step':>9} {'wall s':>8}  flags / error")
+    print(f"{'variant':28} {'steady tok/s':>13} {'median step':>12} {'vs first':>9} {'tok/step':>9} {'wall s':>8}  "
+          "flags / error")
     for r in rows:
         if "error" in r:
-            print(f"{r['row']:28} {'':>13} {'':>9} {'':>9} {r['wall_s']:8.1f}  {r['error']}")
+            print(f"{r['row']:28} {'':>13} {'':>12} {'':>9} {'':>9} {r['wall_s']:8.1f}  {r['error']}")
         else:
-            print(f"{r['row']:28} {r['steady_tokens_per_s']:13,.0f} {r['vs_first']:9.3f} {r['tokens_per_step']:9,.0f} "
-                  f"{r['wall_s']:8.1f}  {r['flags']}")
+            print(f"{r['row']:28} {r['steady_tokens_per_s']:13,.0f} {r['median_step_tokens_per_s']:12,.0f} "
+                  f"{r['vs_first']:9.3f} {r['tokens_per_step']:9,.0f} {r['wall_s']:8.1f}  {r['flags']}")
     write_result("sft_cli_gpu", vars(args), rows, out_path, device=gpu, torch=torch.__version__)
     return 1 if any("error" in r for r in rows) else 0
 

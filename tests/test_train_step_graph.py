@@ -13,7 +13,7 @@ from prover.errors import ProverError
 from prover.model import DeepSeekV3, ModelConfig
 from prover.train.distributed import DistEnv
 from prover.train.sft import IGNORE, SFTConfig, _train_step, make_optimizer, make_scheduler, prepare_model
-from prover.train.step_graph import GraphedSFTStep, check_cuda_graph
+from prover.train.step_graph import GraphedSFTStep, resolve_cuda_graph
 
 TOKENIZER = SimpleNamespace(pad_token_id=0)
 
@@ -90,10 +90,53 @@ def test_padded_step_trains_as_the_trainers_step(monkeypatch):
     ({"fp8": True}, "cuda", torch.bfloat16, "FP8"),
 ])
 def test_where_the_step_cannot_be_captured_one_clear_error(changes, device, dtype, says):
-    scfg = SFTConfig(model="", data="", out="", cuda_graph=True, **changes)
+    env = DistEnv(device=torch.device(device))
     with pytest.raises(ProverError, match=says):
-        check_cuda_graph(scfg, DistEnv(device=torch.device(device)), dtype)
-    check_cuda_graph(SFTConfig(model="", data="", out="", **changes), DistEnv(device=torch.device(device)), dtype)
+        resolve_cuda_graph(SFTConfig(model="", data="", out="", cuda_graph=True, **changes), env, dtype)
+    # Left to the default, such a run trains without CUDA graphs, and says nothing
+    assert resolve_cuda_graph(SFTConfig(model="", data="", out="", **changes), env, dtype) is False
+
+
+def test_cuda_graphs_are_the_default_wherever_the_step_can_be_captured():
+    cuda = DistEnv(device=torch.device("cuda"))
+    assert resolve_cuda_graph(SFTConfig(model="", data="", out=""), cuda, torch.bfloat16) is True
+    assert resolve_cuda_graph(SFTConfig(model="", data="", out="", cuda_graph=False), cuda, torch.bfloat16) is False
+
+
+def test_a_failed_capture_is_an_error_when_asked_for_and_falls_back_to_eager_steps_by_default(monkeypatch, capsys):
+    """`--cuda-graph`: the capture's failure is one message naming the way out. Only defaulted to: a warning, and
+    every later step is the trainer's own (`_train_step`), training as a run without CUDA graphs does."""
+    def fail(*_):
+        raise ProverError("--cuda-graph could not capture the step (operation not permitted when stream is capturing)")
+
+    monkeypatch.setattr(GraphedSFTStep, "_capture", fail)
+    with pytest.raises(ProverError, match="could not capture the step .*: pass --no-cuda-graph"):
+        GraphedSFTStep()._try_capture(None, None, None, None, None)
+    cfg = ModelConfig.preset("tiny")
+    scfg = SFTConfig(model="", data="", out="", micro_batch_size=2, max_length=40, lr=1e-2, compile=False)
+    env = DistEnv(device=torch.device("cpu"))
+    data = examples(cfg.vocab_size, [5, 12, 9, 14])
+    plan = [[[0, 1]], [[2, 3]], [[1, 2]]]
+    want, want_params, _ = run(_train_step, cfg, scfg, env, torch.float32, data, plan)
+    graphed = GraphedSFTStep(fallback=True)
+    graphed._try_capture(None, None, None, None, None)
+    assert graphed.eager_only and "warning: --cuda-graph could not capture the step" in capsys.readouterr().err
+    got, got_params, _ = run(graphed, cfg, scfg, env, torch.float32, data, plan)
+    assert got == want and all(torch.equal(got_params[n], want_params[n]) for n in want_params)
+    assert not graphed.shapes  # no step went through the graphed path
+
+
+def test_on_cuda_a_micro_batch_is_padded_to_a_multiple_of_64_tokens():
+    """Each new length costs cuDNN's attention a new plan: on CUDA a run's micro-batches take at most
+    max_length / 64 lengths; on CPU each is padded to its own longest example, as before."""
+    from prover.train.sft import PAD_MULTIPLE, micro_batch_length
+
+    data = examples(64, [5, 70, 130, 1000])
+    scfg = SFTConfig(model="", data="", out="", max_length=1000)
+    cuda, cpu = DistEnv(device=torch.device("cuda")), DistEnv(device=torch.device("cpu"))
+    assert PAD_MULTIPLE == 64
+    assert [micro_batch_length(mb, data, scfg, cuda) for mb in ([0], [0, 1], [2], [3])] == [64, 128, 192, 1000]
+    assert micro_batch_length([0, 1], data, scfg, cpu) is None
 
 
 def test_sft_cuda_graph_on_cpu_stops_before_loading_anything(tmp_path, capsys):
@@ -174,7 +217,7 @@ def test_a_run_with_cuda_graph_logs_checkpoints_and_resumes(tmp_path, capsys, mo
 
     from prover.train.sft import train_sft
 
-    monkeypatch.setattr("prover.train.sft.check_cuda_graph", lambda *a: None)
+    monkeypatch.setattr("prover.train.sft.resolve_cuda_graph", lambda cfg, *a: bool(cfg.cuda_graph))
     model = tiny_moe(tmp_path / "m", bpe_tokenizer())
     data = write_examples(tmp_path / "ex.jsonl")
     common = dict(model=str(model), data=str(data), lr=1e-3, micro_batch_size=2, max_steps=4, device="cpu",

@@ -69,10 +69,11 @@ def sft(
     loss_impl: str = typer.Option("auto", "--loss-impl", help="The output head and loss: auto (logits, then the "
                                   "cross-entropy) | quack (fused on QuACK's kernels, the logits never made: pip "
                                   "install 'subgoal\\[quack]'; CUDA sm90+)."),
-    cuda_graph: bool = typer.Option(False, "--cuda-graph", help="Capture the whole step (forward, backward, "
-                                    "update) as one CUDA graph per step length (the longest example rounded up to "
-                                    "256 tokens) after 2 eager steps of it, then replay it: almost no host work a "
-                                    "step. One CUDA process, bf16, compiled."),
+    cuda_graph: bool | None = typer.Option(None, "--cuda-graph/--no-cuda-graph", help="Capture the whole step "
+                                           "(forward, backward, update) as one CUDA graph per step length (the "
+                                           "longest example rounded up to 256 tokens) after 2 eager steps of it, "
+                                           "then replay it: almost no host work a step (default: on where it can, "
+                                           "one CUDA process, bf16, compiled, no FP8)."),
 ) -> None:
     """Supervised fine-tuning (prompt tokens masked). Under `torchrun` it trains data-parallel with FSDP2."""
     from prover.train.sft import SFTConfig, train_sft

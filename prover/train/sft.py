@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,7 +42,13 @@ from prover.train.common import (
 )
 from prover.train.distributed import DistEnv, all_reduce_sum, init_distributed, shutdown, wrap_model
 from prover.train.optim import MasterWeightAdamW
-from prover.train.step_graph import WARMUP_STEPS, GraphedSFTStep, check_cuda_graph, padding_note
+from prover.train.step_graph import (
+    WARMUP_STEPS,
+    GraphedSFTStep,
+    padding_note,
+    resolve_cuda_graph,
+    step_length,
+)
 
 IGNORE = -100
 
@@ -82,7 +88,8 @@ class SFTConfig:
     moe_impl: Literal["auto", "quack"] = "auto"  # routed experts: torch's grouped GEMM | QuACK's fused (sm90+, bf16)
     attention: Literal["sdpa", "fa4"] = "sdpa"  # torch's SDPA | FlashAttention-4's kernels (sm90+)
     loss_impl: Literal["auto", "quack"] = "auto"  # head + cross-entropy: logits, then the loss | QuACK's fused (sm90+)
-    cuda_graph: bool = False  # the whole step as one CUDA graph per step length (`prover.train.step_graph`)
+    # The whole step as one CUDA graph per step length (`prover.train.step_graph`); None: wherever it can capture
+    cuda_graph: bool | None = None
     log_dir: str | None = None  # TensorBoard + metrics.jsonl; default <out>
 
 
@@ -196,7 +203,7 @@ def _load_examples(cfg: SFTConfig, tokenizer, ds) -> list[dict[str, list[int]]]:
 
 # Settings that change how a run is carried out, not what it computes: never compared on resume.
 RUN_ONLY = ("out", "resume", "stop_after", "save_every", "keep_last", "log_every", "log_dir", "device", "compile",
-            "moe_impl", "attention", "loss_impl")  # kernels only: the same math, so a resume may switch them
+            "moe_impl", "attention", "loss_impl", "cuda_graph")  # the same math: a resume may switch them
 
 
 def sft_manifest(cfg: SFTConfig) -> Manifest:
@@ -235,7 +242,8 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
     elif not cfg.fp8_experts:
         raise ProverError("--no-fp8-experts says which GEMMs --fp8 leaves in bf16: add --fp8, or drop it")
     check_kernels(cfg, env)
-    check_cuda_graph(cfg, env, dtype)
+    asked_for_graph = cfg.cuda_graph is True  # (where it was only the default, a failed capture falls back)
+    cfg = replace(cfg, cuda_graph=resolve_cuda_graph(cfg, env, dtype))
     from data.sft_dataset import load_sft_dataset
 
     ds = load_sft_dataset(cfg.data)  # before any model download: a bad path fails fast
@@ -251,7 +259,7 @@ def _train(cfg: SFTConfig, env: DistEnv, progress: bool) -> SFTResult:
     # The ranks of one pipeline all run every micro-batch of their replica: the data order is over dp replicas.
     order = StepOrder(len(examples), cfg.seed, cfg.micro_batch_size, cfg.grad_accum,
                       env if cfg.pp == 1 else DistEnv(rank=model.dp_rank, world_size=model.dp))
-    step_fn = step_function(cfg)
+    step_fn = step_function(cfg, graph_fallback=not asked_for_graph)
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(examples) / order.per_step))
     scheduler = make_scheduler(optimizer, cfg.schedule, cfg.warmup_steps, total_steps, cfg.min_lr_ratio)
     step, history = 0, []
@@ -444,18 +452,33 @@ def compiles(cfg: SFTConfig, env: DistEnv) -> bool:
     return cfg.compile if cfg.compile is not None else env.device.type == "cuda"
 
 
-def step_function(cfg: SFTConfig):
+def step_function(cfg: SFTConfig, graph_fallback: bool = False):
     """What runs one optimizer step: through the pipeline (`--pp`), captured as a CUDA graph (`--cuda-graph`), or
     `_train_step`; each (model, optimizer, scheduler, micro_batches, examples, tokenizer, cfg, env) -> StepMetrics."""
     if cfg.pp > 1:
         return _pipeline_step
-    return GraphedSFTStep() if cfg.cuda_graph else _train_step
+    return GraphedSFTStep(fallback=graph_fallback) if cfg.cuda_graph else _train_step
+
+
+# On CUDA a micro-batch is padded to its longest example rounded up to this: each new length costs cuDNN's attention
+# a new execution plan (forward and backward, tens to hundreds of ms; on the H200 at `small`, lengths of 128-1024
+# tokens, most steps paid one) and torch.compile a guard check or a recompile; at most max_length / 64 lengths.
+PAD_MULTIPLE = 64
+
+
+def micro_batch_length(mb: list[int], examples, cfg: SFTConfig, env: DistEnv) -> int | None:
+    """The length `_train_step` pads a micro-batch to: None (its longest example) off CUDA, where no kernel
+    plans per shape."""
+    if env.device.type != "cuda":
+        return None
+    return step_length([len(examples[i]["input_ids"]) for i in mb], cfg.max_length, PAD_MULTIPLE)
 
 
 def _train_step(model, optimizer, scheduler, micro_batches, examples, tokenizer, cfg: SFTConfig, env: DistEnv):
     """One optimizer step; returns its metrics, on their way to the host (`read_metrics` reads them): nothing in
     the step waits for the GPU, so the next step is queued while this one runs."""
-    batches = [collate([examples[i] for i in mb], tokenizer.pad_token_id) for mb in micro_batches]
+    batches = [collate([examples[i] for i in mb], tokenizer.pad_token_id,
+                       length=micro_batch_length(mb, examples, cfg, env)) for mb in micro_batches]
     # Counted on the CPU batches before they move: no host sync inside the micro-batch loop.
     n_toks = [loss_tokens(b["labels"]) for b in batches]
     local_seq_tokens = float(sum(int(b["attention_mask"].sum()) for b in batches))

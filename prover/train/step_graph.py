@@ -18,6 +18,7 @@ changes every step, read from a device tensor (`MasterWeightAdamW.load_lr`).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -32,28 +33,37 @@ WARMUP_STEPS = 2  # eager steps of a shape before its capture: compilation, auto
 BUCKET = 256  # step lengths are rounded up to a multiple of this: at most max_length / BUCKET graphs
 
 
-def check_cuda_graph(cfg, env, dtype: torch.dtype) -> None:
-    """Where `--cuda-graph` cannot capture the step: one clear error before anything loads."""
-    if not cfg.cuda_graph:
-        return
+def why_not_capturable(cfg, env, dtype: torch.dtype) -> str | None:
+    """Why this run's step cannot be captured, as the message to say; None where it can."""
     if env.device.type != "cuda":
-        raise ProverError(f"--cuda-graph captures the step on a CUDA device; this run is on {env.device}: drop it")
+        return f"--cuda-graph captures the step on a CUDA device; this run is on {env.device}: drop it"
     if env.distributed or cfg.pp > 1 or cfg.ep > 1:
-        raise ProverError("--cuda-graph captures a one-process step (FSDP2's and the pipeline's communication "
-                          "run outside it): drop --cuda-graph or run one process")
+        return ("--cuda-graph captures a one-process step (FSDP2's and the pipeline's communication run outside "
+                "it): drop --cuda-graph or run one process")
     if dtype != torch.bfloat16:
-        raise ProverError("--cuda-graph captures the bf16 step (its optimizer reads the lr from the device): "
-                          "drop --precision fp32")
+        return "--cuda-graph captures the bf16 step (its optimizer reads the lr from the device): drop --precision fp32"
     if cfg.compile is False:
-        raise ProverError("--cuda-graph captures the compiled step (blocks and optimizer update): drop --no-compile")
+        return "--cuda-graph captures the compiled step (blocks and optimizer update): drop --no-compile"
     if cfg.fp8:
-        raise ProverError("--cuda-graph does not capture FP8 steps yet: drop --fp8 or --cuda-graph")
+        return "--cuda-graph does not capture FP8 steps yet: drop --fp8 or --cuda-graph"
+    return None
 
 
-def step_length(lengths: list[int], max_length: int) -> int:
+def resolve_cuda_graph(cfg, env, dtype: torch.dtype) -> bool:
+    """`cfg.cuda_graph` as a bool: None (the default) is on wherever the step can be captured (one CUDA process,
+    bf16, compiled, no FP8), True where it cannot is one clear error before anything loads."""
+    why = why_not_capturable(cfg, env, dtype)
+    if cfg.cuda_graph and why:
+        raise ProverError(why)
+    return why is None if cfg.cuda_graph is None else bool(cfg.cuda_graph)
+
+
+def step_length(lengths: list[int], max_length: int, multiple: int | None = None) -> int:
     """The length a step's micro-batches are padded to: its longest example's, rounded up to a multiple of
-    `BUCKET` (at most `max_length`), so that a run's steps take a few shapes, each captured once."""
-    return min(max_length, -(-max(lengths) // BUCKET) * BUCKET)
+    `multiple` (default `BUCKET`; at most `max_length`), so that a run's steps take a few shapes, each captured
+    once."""
+    multiple = multiple or BUCKET
+    return min(max_length, -(-max(lengths) // multiple) * multiple)
 
 
 def padding_note(step_lengths: list[list[int]], max_length: int) -> str:
@@ -81,13 +91,18 @@ class GraphedSFTStep:
     step's tensors live only during its replay). Off CUDA every step runs eagerly, the warm-up path (what the CPU
     tests check against `_train_step`)."""
 
-    def __init__(self, warmup: int = WARMUP_STEPS):
+    def __init__(self, warmup: int = WARMUP_STEPS, fallback: bool = False):
         self.warmup = warmup
+        self.fallback = fallback  # a failed capture: warn and train on eagerly (the default), else a clear error
+        self.eager_only = False  # set once a capture failed with `fallback`
         self.shapes: dict[tuple[int, ...], _Shape] = {}
         self.pool = None  # the first graph's memory pool, shared by the later ones
 
     def __call__(self, model, optimizer, scheduler, micro_batches, examples, tokenizer, cfg, env) -> StepMetrics:
-        from prover.train.sft import collate, loss_tokens
+        from prover.train.sft import _train_step, collate, loss_tokens
+
+        if self.eager_only:
+            return _train_step(model, optimizer, scheduler, micro_batches, examples, tokenizer, cfg, env)
 
         length = step_length([len(examples[i]["input_ids"]) for mb in micro_batches for i in mb], cfg.max_length)
         batches = [collate([examples[i] for i in mb], tokenizer.pad_token_id, length=length) for mb in micro_batches]
@@ -99,7 +114,7 @@ class GraphedSFTStep:
         host["total"] = torch.tensor(float(sum(counts)))
         shape = self._load(host, env.device)
         if shape.graph is None and shape.runs >= self.warmup and env.device.type == "cuda":
-            self._capture(shape, model, optimizer, cfg, env)
+            self._try_capture(shape, model, optimizer, cfg, env)
         if shape.graph is not None:
             optimizer.load_lr()
             shape.graph.replay()
@@ -111,6 +126,17 @@ class GraphedSFTStep:
         scheduler.step()
         metrics.update(lr=lr, step_tokens=float(host["attention_mask"].sum()))
         return StepMetrics(metrics)
+
+    def _try_capture(self, shape: _Shape, model, optimizer, cfg, env) -> None:
+        """Capture `shape`'s step; where that fails, one clear error, or with `fallback` a warning and every later
+        step eager (`sft._train_step`): a run that only defaulted to CUDA graphs still trains."""
+        try:
+            self._capture(shape, model, optimizer, cfg, env)
+        except ProverError as e:
+            if not self.fallback:
+                raise ProverError(f"{e}: pass --no-cuda-graph") from e
+            print(f"warning: {e}: training on without CUDA graphs", file=sys.stderr)
+            self.eager_only = True
 
     def _load(self, host: dict[str, torch.Tensor], device: torch.device) -> _Shape:
         """The batch into its shape's fixed buffers: a queued copy from pinned memory (nothing waits)."""
@@ -149,8 +175,7 @@ class GraphedSFTStep:
         try:
             shape.graph, outputs = capture(lambda: self._body(shape, model, optimizer, cfg, env), pool=self.pool)
         except RuntimeError as e:
-            raise ProverError(f"--cuda-graph could not capture the step ({str(e).splitlines()[0][:300]}): "
-                              "drop --cuda-graph") from e
+            raise ProverError(f"--cuda-graph could not capture the step ({str(e).splitlines()[0][:300]})") from e
         self.pool = self.pool or shape.graph.pool()
         shape.outputs = {k: v for k, v in outputs.items() if torch.is_tensor(v)}
 
